@@ -109,3 +109,72 @@ def test_bc_config_errors_name_the_field(capsys) -> None:
     # a PPO-only option is refused for bc_lgtc with a one-line error (exit 2)
     assert main(["train", "--algo", "bc_lgtc", "--clip", "0.1"]) == 2
     assert "--clip" in capsys.readouterr().err
+
+
+def test_ppo_fine_tune_from_bc_warm_start(tmp_path) -> None:
+    """--init-checkpoint loads the BC policy; --value-warmup keeps it frozen at first."""
+    from lgtc_policy.model.checkpoint import CheckpointError
+    from lgtc_policy.train.config import PPOConfig
+    from lgtc_policy.train.ppo import train_ppo
+
+    bc_kw = {k: v for k, v in TINY.items() if k not in ("window", "lr")}
+    train_bc(
+        BCConfig(
+            **bc_kw,
+            window=8,
+            total_env_steps=4 * 8 * 4,
+            eval_every=10_000,
+            checkpoint_every=10_000,
+            run_dir=str(tmp_path / "bc"),
+        )
+    )
+    bc = load_checkpoint(tmp_path / "bc" / "last.pt")
+    ppo_kw = dict(bc_kw, num_envs=4, rollout=4 * 10, minibatch=8, epochs=1, eval_every=10_000)
+
+    def fine_tune(name: str, total: int, warmup: int) -> dict:
+        cfg = PPOConfig(
+            **ppo_kw,
+            total_env_steps=total,
+            checkpoint_every=40,
+            init_checkpoint=str(tmp_path / "bc" / "last.pt"),
+            value_warmup=warmup,
+            run_dir=str(tmp_path / name),
+        )
+        train_ppo(cfg)
+        return load_checkpoint(tmp_path / name / "last.pt")
+
+    # one update inside the warm-up: the policy and log std are exactly the BC ones
+    frozen = fine_tune("warm", 40, warmup=1)
+    for k, v in bc["state_dicts"]["policy"].items():
+        torch.testing.assert_close(frozen["state_dicts"]["policy"][k], v, rtol=0, atol=0)
+    torch.testing.assert_close(
+        frozen["state_dicts"]["log_std"]["log_std"], bc["state_dicts"]["log_std"]["log_std"]
+    )
+    ws = frozen["warm_start"]
+    assert ws["init_algo"] == "bc_lgtc" and ws["value_loaded"] is False
+    assert frozen["algo"] == "lgtc_ippo"
+    # the value was trained during the warm-up (BC leaves it untouched)
+    assert any(
+        not torch.equal(frozen["state_dicts"]["value"][k], v)
+        for k, v in bc["state_dicts"]["value"].items()
+    )
+    # after the warm-up the policy trains
+    moved = fine_tune("moved", 80, warmup=1)
+    assert any(
+        not torch.equal(moved["state_dicts"]["policy"][k], v)
+        for k, v in bc["state_dicts"]["policy"].items()
+    )
+    rows = list(csv.DictReader((tmp_path / "moved" / "progress.csv").open()))
+    assert [float(r["policy_trained"]) for r in rows] == [0.0, 1.0]
+    # a checkpoint of another size is refused with a message naming the fix
+    with pytest.raises(CheckpointError, match="--g, --f, --hidden"):
+        train_ppo(
+            PPOConfig(
+                **dict(ppo_kw, g=8),
+                total_env_steps=40,
+                init_checkpoint=str(tmp_path / "bc" / "last.pt"),
+                run_dir=str(tmp_path / "bad"),
+            )
+        )
+    with pytest.raises(ConfigError, match="--init-checkpoint"):
+        PPOConfig(init_checkpoint="x.pt", resume=True).validate()

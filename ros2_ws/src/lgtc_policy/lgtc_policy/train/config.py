@@ -136,6 +136,14 @@ class PPOConfig(_Common):
     """Initial log std of the Gaussian policy (std 0.6 of the unit action range)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before GAE (1: eq. (2)'s scale is already O(1))."""
+    init_checkpoint: str = ""
+    """Start the policy, its log std and (when present and trained) the value from this
+    checkpoint's weights, e.g. a ``bc_lgtc`` warm start (not in the paper, which starts from
+    random weights). The networks must have the same sizes; the run is a new run (step 0)."""
+    value_warmup: int = 0
+    """PPO updates at the start during which only the value is trained and the policy is frozen
+    (with ``init_checkpoint``: a random critic's advantages would otherwise undo the warm start
+    in the first updates). 0 = train both from the first update (the paper's setting)."""
 
     def rollout_steps(self) -> int:
         return max(1, self.rollout // self.num_envs)
@@ -148,6 +156,13 @@ class PPOConfig(_Common):
             raise ConfigError("--minibatch/--epochs must be > 0 and --rollout >= --num-envs")
         if not 0.0 <= self.gae_lambda <= 1.0 or self.clip <= 0:
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
+        if self.value_warmup < 0:
+            raise ConfigError("--value-warmup must be >= 0 (PPO updates with a frozen policy)")
+        if self.init_checkpoint and self.resume:
+            raise ConfigError(
+                "--init-checkpoint starts a new run; with --resume true the run continues from "
+                "run_dir/last.pt instead: pass only one of them"
+            )
         return self
 
 

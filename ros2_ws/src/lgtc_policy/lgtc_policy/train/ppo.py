@@ -108,6 +108,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
     opt_pi = torch.optim.Adam([*ac.policy.parameters(), ac.log_std], lr=cfg.lr)
     opt_v = torch.optim.Adam(ac.value.parameters(), lr=cfg.lr)
     step, best, start_wall = 0, -math.inf, 0.0
+    warm_start = _init_from(cfg, ac) if cfg.init_checkpoint else None
     if cfg.resume:
         step, best, start_wall = _resume(run / "last.pt", cfg, ac, opt_pi, opt_v)
     else:
@@ -142,6 +143,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
             "eval": eval_summary,
             "progress": {"env_steps": step, "best": best, "wall_s": time.time() - t_wall},
             "optim": {"pi": opt_pi.state_dict(), "v": opt_v.state_dict()} if with_optim else None,
+            **({"warm_start": warm_start} if warm_start else {}),
         }
 
     while step < cfg.total_env_steps:
@@ -197,6 +199,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
         adv_all, ret_all, act_all = fl(adv), fl(ret), fl(torch.stack(actives)).float()
         stats = {"loss_pi": 0.0, "loss_v": 0.0, "clipfrac": 0.0, "approx_kl": 0.0, "pi_reg": 0.0}
         n_mb = 0
+        train_pi = step // (T * B) > cfg.value_warmup  # `step` already counts this rollout
         for _ in range(cfg.epochs):
             perm = torch.randperm(nb, generator=gen)
             for s in range(0, nb, cfg.minibatch):
@@ -214,11 +217,14 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 ent = d.entropy().sum(-1)
                 reg_pi = ac.policy.regulariser()
                 loss_pi = -((surr + cfg.ent_coef * ent) * w).sum() / wsum + cfg.alpha * reg_pi
-                opt_pi.zero_grad()
-                loss_pi.backward()
-                nn.utils.clip_grad_norm_([*ac.policy.parameters(), ac.log_std], cfg.max_grad_norm)
-                opt_pi.step()
-                ac.policy.project_()
+                if train_pi:
+                    opt_pi.zero_grad()
+                    loss_pi.backward()
+                    nn.utils.clip_grad_norm_(
+                        [*ac.policy.parameters(), ac.log_std], cfg.max_grad_norm
+                    )
+                    opt_pi.step()
+                    ac.policy.project_()
                 v = _value_out(ac, ac.value(mb, xv_all[idx])[0])
                 err = (v - ret_all[idx]).pow(2)
                 if ac.vec_value:
@@ -240,6 +246,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
         dt = time.time() - t0
         row = {k: v / max(n_mb, 1) for k, v in stats.items()}
         row["steps_per_s"] = T * B / dt
+        row["policy_trained"] = float(train_pi)
         row["action_std"] = float(ac.log_std.detach().exp().mean())
         if ep_returns:
             row["episode_reward"] = sum(ep_returns) / len(ep_returns)
@@ -315,11 +322,47 @@ def _env_dict(env_cfg: EnvConfig) -> dict:
     return d
 
 
+def _init_from(cfg: PPOConfig, ac: ActorCritic) -> dict:
+    """Load the starting weights of ``cfg.init_checkpoint`` into ``ac`` (see PPOConfig).
+
+    The policy and its log std always come from the checkpoint; the value only when the
+    checkpoint was trained with a value (a PPO run), not from a ``bc_lgtc`` warm start whose
+    value network is untouched random weights. Returns the ``warm_start`` record stored in
+    this run's checkpoints.
+    """
+    path = Path(cfg.init_checkpoint)
+    ck = load_checkpoint(path)
+    src = str(ck.get("algo", ""))
+    with_value = src != "bc_lgtc"
+    try:
+        ac.policy.load_state_dict(ck["state_dicts"]["policy"])
+        ac.log_std.data.copy_(ck["state_dicts"]["log_std"]["log_std"])
+        if with_value:
+            ac.value.load_state_dict(ck["state_dicts"]["value"])
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(
+            f"--init-checkpoint: {path} does not fit this model ({e}); use the same --algo "
+            "family and network sizes (--g, --f, --hidden) as the run that wrote it"
+        ) from e
+    prog = ck.get("progress") or {}
+    record = {
+        "method": "PPO fine-tune from a checkpoint (not in the paper)",
+        "init_checkpoint": str(path),
+        "init_algo": src,
+        "init_env_steps": int(prog.get("env_steps", 0)),
+        "value_loaded": with_value,
+    }
+    if ck.get("warm_start"):
+        record["init_warm_start"] = ck["warm_start"]
+    return record
+
+
 def _resume(path: Path, cfg: PPOConfig, ac, opt_pi, opt_v) -> tuple[int, float, float]:
     """Restore weights, optimisers and progress from ``last.pt`` (config must match)."""
     ck = load_checkpoint(path)
     old = config_from_dict(PPOConfig, dict(ck["train_config"]))
     keep = ("total_env_steps", "resume", "progress", "eval_every", "checkpoint_every", "threads")
+    keep += ("init_checkpoint",)
     diff = [k for k in cfg.to_dict() if k not in keep and cfg.to_dict()[k] != old.to_dict()[k]]
     if diff:
         raise ConfigError(
