@@ -139,7 +139,9 @@ class PolicyNode(Node):
         self.consumers = data.reshape(-1, cols) if data.size % cols == 0 else None
 
     def _on_comm(self, msg: Float64MultiArray) -> None:
-        self.agent.neighbours.receive(msg.data, self._now())
+        dims = msg.layout.dim
+        row_len = dims[1].size if len(dims) == 2 else None  # the relay's bundle layout
+        self.agent.neighbours.receive(msg.data, self._now(), row_len)
 
     def _on_filtered(self, msg: TwistStamped) -> None:
         v = msg.twist.linear

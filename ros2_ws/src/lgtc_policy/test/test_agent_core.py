@@ -154,6 +154,12 @@ def test_neighbour_table_accepts_valid_and_rejects_bad_messages():
     ids, msgs = t.messages(100.0)
     assert ids.tolist() == [0, 2, 3]
     np.testing.assert_array_equal(msgs[1:], [[4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    # the relay's bundle layout names the row length: rows of another length are rejected
+    # whole, even when their values happen to tile into rows of ours (5 rows of 2 = 2 of 5)
+    assert t.receive([2.0, 12.0, 4.0, 5.0, 6.0], 100.0, row_len=5) == 1
+    five_short_rows = [3.0, 13.0, 1.0, 2.0, 3.0, 13.0, 1.0, 2.0, 0.0, 0.0]
+    assert t.receive(five_short_rows, 100.0, row_len=2) == 0 and t.rejected == 9
+    assert t.stamp[3] == 11.0
 
 
 def test_neighbour_silent_longer_than_timeout_leaves_s():
@@ -237,6 +243,60 @@ def test_observation_from_world_topics_equals_env_observation(checkpoint):
         ref = AgentObs.from_batched(obs, 0, i)
         for field in ("agent_res", "consumer_res", "consumer_mask", "pos"):
             np.testing.assert_allclose(getattr(mine, field), getattr(ref, field), atol=2e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.floats(-3.0, 3.0),
+    st.floats(-3.0, 3.0),
+    st.integers(0, 2**31 - 1),
+)
+def test_numpy_observation_equals_the_env_builder_bit_for_bit(checkpoint, m, r, x, y, seed):
+    """PolicyAgent.observe (numpy) == lgtc_policy.env.obs.agent_observation (torch, the env's
+    builder) on any pose, supplies and consumer table, inactive and exhausted consumers too."""
+    from lgtc_policy.env.obs import agent_observation
+
+    rng = np.random.default_rng(seed)
+    frame = ArenaFrame.from_arena((-2.0, 2.0), (-1.5, 2.5))
+    kinds = tuple(float(k) for k in rng.integers(0, 2, r))
+    spec = RobotSpec("cf1", 0, 3, m, tuple(f"t{k}" for k in range(r)), kinds, frame, 0.5, True, 0.2)
+    agent = PolicyAgent(_FakePolicy(r), spec, 0.5)  # observe() needs no network
+    table = np.zeros((m, 4 + r))
+    table[:, :2] = rng.uniform(-2.0, 2.0, (m, 2))
+    table[:, 2] = rng.uniform(0.1, 0.6, m)
+    table[:, 3] = rng.integers(0, 2, m)
+    table[:, 4:] = rng.uniform(-0.2, 1.0, (m, r)) * (rng.random((m, r)) < 0.7)
+    supply = rng.uniform(-0.1, 1.0, r)
+    vel = rng.uniform(-0.5, 0.5, 3)
+    mine = agent.observe([x, y, 0.5], vel, supply, table)
+    demand = table[:, 4:] * (table[:, 3:4] > 0)
+    z = agent_observation(
+        frame.to_norm(np.array([x, y])).astype(np.float32),
+        frame.length(vel[:2]).astype(np.float32),
+        np.maximum(supply, 0.0).astype(np.float32),
+        np.asarray(kinds, np.float32),
+        frame.to_norm(table[:, :2]).astype(np.float32),
+        frame.length(table[:, 2]).astype(np.float32),
+        np.maximum(demand, 0.0).astype(np.float32),
+        spec.v_max_norm,
+    )
+    ref = AgentObs.from_observation(z)
+    for field in ("agent_res", "consumer_res", "consumer_mask", "pos"):
+        got, want = getattr(mine, field), getattr(ref, field)
+        assert got.dtype == want.dtype and got.shape == want.shape, field
+        np.testing.assert_array_equal(got, want, err_msg=field)
+
+
+class _FakePolicy:
+    """The attributes PolicyAgent reads from a DecentralizedPolicy (no network)."""
+
+    def __init__(self, r: int):
+        self.r, self.message_dim = r, 64 + r * (4 + r)
+
+    def initial_state(self) -> np.ndarray:
+        return np.zeros(64, np.float32)
 
 
 def test_observe_rejects_mismatched_inputs(checkpoint):

@@ -3,13 +3,23 @@
 A separate node (its own executable ``comm_relay``, composable with the world in one
 process) that takes positions from every robot's ``/<robot>/pose``, so the same relay works
 for simulated robots (poses from the world) and real ones (poses from the bridges). A robot
-receives nothing until its pose is known. The message layout (``[sender_index, stamp_s,
-payload...]``, :mod:`sim_bridge.topics`) is forwarded unchanged; a message whose
-``sender_index`` is not the publishing robot's index, or that is shorter than the header,
-is dropped and counted (no robot can speak for another).
+receives nothing until its pose is known. A message whose ``sender_index`` is not the
+publishing robot's index, or that is shorter than the header (``[sender_index, stamp_s,
+payload...]``, :mod:`sim_bridge.topics`), is dropped and counted (no robot can speak for
+another).
 
-Parameters: ``config`` (swarm file), ``latency_s`` (0: deliver inside the callback),
-``drop_prob`` (0), ``seed`` (-1: the config's seed).
+Delivery. By default (``bundle_period_s`` > 0) the relay delivers every ``bundle_period_s``
+the copies due by then, one ``comm/in`` publication per recipient carrying all its messages
+back to back (:func:`sim_bridge.relay.pack_bundle`): the 2-D layout ``dim[0]`` = ``messages``
+(k rows), ``dim[1]`` = ``message`` (the row length), rows in send order, each row a sender's
+array unchanged. A tick of N robots in a near-complete comm graph then costs N publications
+and N subscriber callbacks instead of N (N - 1). ``bundle_period_s`` = 0 delivers each copy
+on its own inside the sender's callback (one row, the same layout). The range rule is the
+same either way: within ``C`` at send time and again at delivery time.
+
+Parameters: ``config`` (swarm file), ``latency_s`` (0: deliver at the next flush),
+``drop_prob`` (0), ``seed`` (-1: the config's seed), ``bundle_period_s`` (0.01 s; a tenth of
+a 20 Hz tick or less, so one tick's messages reach every robot before its next tick).
 """
 
 from __future__ import annotations
@@ -20,12 +30,24 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, load_config
-from sim_bridge.relay import CommRelay
+from sim_bridge.relay import CommRelay, pack_bundle
 from sim_bridge.ros.spin import spin_node
+
+
+def bundle_msg(row_len: int, data) -> Float64MultiArray:
+    """A ``comm/in`` message of ``len(data) // row_len`` messages of ``row_len`` values."""
+    rows = len(data) // row_len
+    layout = MultiArrayLayout(
+        dim=[
+            MultiArrayDimension(label="messages", size=rows, stride=rows * row_len),
+            MultiArrayDimension(label="message", size=row_len, stride=row_len),
+        ]
+    )
+    return Float64MultiArray(layout=layout, data=data)
 
 
 class RelayNode(Node):
@@ -37,15 +59,27 @@ class RelayNode(Node):
         latency = float(self.declare_parameter("latency_s", 0.0).value)
         drop = float(self.declare_parameter("drop_prob", 0.0).value)
         seed = int(self.declare_parameter("seed", -1).value)
+        bundle = float(self.declare_parameter("bundle_period_s", 0.01).value)
         if not path:
             raise ConfigError(
                 [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
+            )
+        if not (math.isfinite(bundle) and bundle >= 0.0):
+            raise ConfigError(
+                [
+                    Problem(
+                        "bundle_period_s",
+                        f"{bundle!r} is not a time >= 0 s",
+                        "pass 0 (deliver each message at once) or a period such as 0.01",
+                    )
+                ]
             )
         self.cfg = load_config(path)
         n = len(self.cfg.robots)
         self.relay = CommRelay(
             n, self.cfg.comm_radius, latency, drop, self.cfg.seed if seed < 0 else seed
         )
+        self.bundle_period_s = bundle
         self.positions = np.full((n, 3), np.nan)
         self.known = np.zeros(n, dtype=bool)
         self.malformed = 0
@@ -69,11 +103,14 @@ class RelayNode(Node):
                     Float64MultiArray, topics.robot_topic(name, topics.COMM_IN), qos
                 )
             )
-        if latency > 0.0:
+        if bundle > 0.0:
+            self.create_timer(bundle, self._deliver)
+        elif latency > 0.0:
             self.create_timer(min(latency / 2.0, 0.01), self._deliver)
         self.get_logger().info(
             f"comm relay: {n} robots, C = {self.cfg.comm_radius} m, latency {latency} s, "
-            f"drop {drop}"
+            f"drop {drop}, "
+            + (f"bundled every {bundle} s" if bundle > 0.0 else "one publication per copy")
         )
 
     def _now(self) -> float:
@@ -95,13 +132,21 @@ class RelayNode(Node):
                     f"[sender_index={i}, stamp_s, ...] ({self.malformed} so far)"
                 )
             return
-        self.relay.submit(i, msg, self._now(), self.positions, self.known)
-        if self.relay.latency_s == 0.0:
+        self.relay.submit(i, data, self._now(), self.positions, self.known)
+        if self.bundle_period_s == 0.0 and self.relay.latency_s == 0.0:
             self._deliver()
 
     def _deliver(self) -> None:
-        for j, msg in self.relay.due(self._now(), self.positions):
-            self.out_pub[j].publish(msg)
+        if not self.relay.pending:
+            return
+        now = self._now()
+        if self.bundle_period_s == 0.0:
+            for j, data in self.relay.due(now, self.positions):
+                self.out_pub[j].publish(bundle_msg(len(data), data))
+            return
+        for j, messages in self.relay.due_bundles(now, self.positions).items():
+            for row_len, data in pack_bundle(messages):
+                self.out_pub[j].publish(bundle_msg(row_len, data))
 
 
 def main(args=None) -> None:

@@ -1,13 +1,15 @@
-"""Comm relay core: range C at send and delivery time, latency, seeded drops."""
+"""Comm relay core: range C at send and delivery time, latency, seeded drops, bundles."""
 
 from __future__ import annotations
+
+from array import array
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sim_bridge.relay import CommRelay
+from sim_bridge.relay import CommRelay, pack_bundle
 
 
 def test_delivers_only_within_radius():
@@ -64,6 +66,34 @@ def test_rejects_bad_parameters(kwargs):
         CommRelay(**args)
 
 
+def test_bundles_group_the_same_copies_per_recipient():
+    pos = np.array([[0.0, 0, 0], [1.0, 0, 0], [1.5, 0, 0], [5.0, 0, 0]])
+    a, b = CommRelay(4, comm_radius=2.0), CommRelay(4, comm_radius=2.0)
+    for relay in (a, b):
+        for sender in (2, 0, 1, 3):
+            relay.submit(sender, f"from {sender}", 0.0, pos)
+    copies = a.due(0.0, pos)
+    bundles = b.due_bundles(0.0, pos)
+    assert bundles == {
+        0: ["from 2", "from 1"],
+        1: ["from 2", "from 0"],
+        2: ["from 0", "from 1"],
+    }
+    assert sorted((j, d) for j, ds in bundles.items() for d in ds) == sorted(copies)
+    assert a.stats == b.stats and b.stats.delivered == 6 and b.pending == 0
+
+
+def test_pack_bundle_rows_and_lengths():
+    rows = [[0.0, 1.0, 5.0], [2.0, 1.0, 6.0], [3.0, 1.0], array("d", [4.0, 1.0, 7.0])]
+    packed = pack_bundle(rows)
+    assert packed == [
+        (3, array("d", [0.0, 1.0, 5.0, 2.0, 1.0, 6.0, 4.0, 1.0, 7.0])),
+        (2, array("d", [3.0, 1.0])),
+    ]
+    assert rows[3] == array("d", [4.0, 1.0, 7.0])  # inputs are not modified
+    assert pack_bundle([]) == []
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.integers(2, 12).flatmap(
@@ -89,3 +119,44 @@ def test_never_delivers_beyond_c(case, radius, latency, drop):
         for recipient, (src, _) in relay.due(t, now_pos):
             assert recipient != src
             assert np.linalg.norm(now_pos[recipient] - now_pos[src]) <= radius
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(2, 12).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            arrays(float, (3, n, 3), elements=st.floats(-3, 3)),
+            st.lists(st.integers(0, n - 1), min_size=1, max_size=30),
+        )
+    ),
+    st.floats(0.1, 3.0),
+    st.sampled_from([0.0, 0.05]),
+    st.floats(0.0, 0.9),
+    st.integers(1, 6),
+)
+def test_bundles_never_deliver_beyond_c_and_keep_every_copy(case, radius, latency, drop, per_flush):
+    """Bundled delivery (a flush every ``per_flush`` sends) = the per-copy delivery of an
+    identical relay: same copies, same order per recipient, and none beyond C at delivery."""
+    n, frames, senders = case
+    bundled = CommRelay(n, comm_radius=radius, latency_s=latency, drop_prob=drop, seed=7)
+    single = CommRelay(n, comm_radius=radius, latency_s=latency, drop_prob=drop, seed=7)
+    t = 0.0
+    for k, sender in enumerate(senders):
+        pos = frames[k % 3]
+        for relay in (bundled, single):
+            relay.submit(sender, (sender, k), t, pos)
+        t += 0.02
+        if (k + 1) % per_flush and k + 1 < len(senders):
+            continue
+        now_pos = frames[(k + 1) % 3]
+        expect: dict[int, list] = {}
+        for recipient, data in single.due(t, now_pos):
+            expect.setdefault(recipient, []).append(data)
+        got = bundled.due_bundles(t, now_pos)
+        assert got == expect
+        for recipient, msgs in got.items():
+            for src, _ in msgs:
+                assert recipient != src
+                assert np.linalg.norm(now_pos[recipient] - now_pos[src]) <= radius
+    assert bundled.stats == single.stats
