@@ -25,7 +25,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import signal
 import sys
 import threading
@@ -87,81 +86,9 @@ def _ros_env() -> None:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     if not os.environ.get("ROS_DOMAIN_ID"):
-        os.environ["ROS_DOMAIN_ID"] = str(_free_domain())
+        from lgtc_policy.ros.session import free_domain
 
-
-def _free_domain(tries: int = 6, listen_s: float = 0.5) -> int:
-    """A random domain id in 1..200 on which no other node is heard within ``listen_s``
-    (two runs on one domain would read each other's topics)."""
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
-    rng = random.SystemRandom()
-    domain = rng.randint(1, 200)
-    for _ in range(tries):
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
-        try:
-            probe = rclpy.create_node("mission_domain_probe", context=ctx)
-            time.sleep(listen_s)
-            busy = len(probe.get_node_names()) > 1
-            probe.destroy_node()
-        finally:
-            rclpy.shutdown(context=ctx)
-        if not busy:
-            return domain
-        domain = rng.randint(1, 200)
-    return domain
-
-
-class _MonitorThread:
-    """The mission monitor in its own rclpy context, spun by a background thread; once the
-    mission is complete it asks the run to stop (SIGINT to this process, which the bringup
-    runner turns into a clean shutdown, in both modes)."""
-
-    def __init__(self, cfg, stop_when_done: bool, linger: float):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        from lgtc_policy.mission_monitor_node import MissionMonitor
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = MissionMonitor(cfg, context=self.context)
-        self.ex = SingleThreadedExecutor(context=self.context)
-        self.ex.add_node(self.node)
-        self.stop_when_done = stop_when_done
-        self.linger = linger
-        self.run_active = threading.Event()
-        self.requested_stop = False
-        self._quit = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        while not self._quit.is_set() and self.context.ok():
-            self.ex.spin_once(timeout_sec=0.05)
-            done = self.node.complete_t
-            if (
-                self.stop_when_done
-                and done is not None
-                and not self.requested_stop
-                and self.run_active.is_set()
-                and self.node.sim_t >= done + self.linger
-            ):
-                self.requested_stop = True
-                os.kill(os.getpid(), signal.SIGINT)
-
-    def close(self) -> None:
-        import rclpy
-
-        self._quit.set()
-        self.thread.join(timeout=5.0)
-        self.ex.shutdown()
-        self.node.destroy_node()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)
+        os.environ["ROS_DOMAIN_ID"] = str(free_domain())
 
 
 def _checkpoint_info(cfg) -> tuple[Path, dict, Any]:
@@ -194,7 +121,9 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
     import torch
     from sim_bridge.bringup import BringupError, check_plugins, plan
     from sim_bridge.config import load_config
-    from sim_bridge.runner import run_composed, run_processes
+    from sim_bridge.ros.runner import run_composed, run_processes
+
+    from lgtc_policy.ros.session import MonitorThread
 
     _ros_env()
     torch.set_num_threads(1)
@@ -236,7 +165,7 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
         file=out,
         flush=True,
     )
-    monitor = _MonitorThread(cfg, opts.stop_when_done, opts.linger)
+    monitor = MonitorThread(cfg, opts.stop_when_done, opts.linger)
     old = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is threading.main_thread():
         # a completion SIGINT that lands after the run ended must not interrupt the report

@@ -170,30 +170,22 @@ def make_env(sc: Scenario, env_config: dict[str, Any], steps: int, seed: int = 0
 
 
 def _load_scenario(env, sc: Scenario) -> None:
-    """Overwrite the randomly reset state of ``env`` (B = 1) with ``sc``.
-
-    Uses the env's state tensors and its helpers ``_targets``, ``_persistent_view`` and
-    ``_reassign`` in the order ``ResourceEnv._reset_ids`` does (requested as a public
-    ``ResourceEnv.load_scenario``; see docs/mission.md).
-    """
-    f = {"dtype": env.dtype, "device": env.device}
-    ids = torch.arange(1, device=env.device)
-    env.pos[0] = torch.as_tensor(sc.pos, **f)
-    env.vel.zero_()
-    env.supply[0] = torch.as_tensor(sc.supply, **f)
-    env.persistent[0] = torch.as_tensor(sc.persistent, device=env.device)
-    env.base[0] = torch.as_tensor(sc.demand, **f)
-    env.demand0[0] = env.base[0]
-    env.consumer_pos[0] = torch.as_tensor(sc.consumer_pos, **f)
-    env.radius[0] = torch.as_tensor(sc.radius, **f)
-    env.active.fill_(True)
-    env.contributed.zero_()
-    env.completed.zero_()
-    env.t.zero_()
-    env.ep_return.zero_()
-    env.demand[ids] = env._persistent_view(ids, env._targets(ids))
-    env.assignment[ids] = -1
-    env._reassign(ids)
+    """Overwrite the randomly reset state of ``env`` (B = 1) with ``sc`` through the env's
+    public :meth:`ResourceEnv.set_state` (episode at t = 0, every agent active, remaining
+    demand net of the persistent coverage at the start positions, assignment recomputed)."""
+    try:
+        env.set_state(
+            0,
+            pos=sc.pos,
+            supply=sc.supply,
+            persistent=sc.persistent,
+            demand=sc.demand,
+            consumer_pos=sc.consumer_pos,
+            radius=sc.radius,
+            active=True,
+        )
+    except ValueError as exc:
+        raise MissionError(f"the scenario does not fit the core env: {exc}") from None
 
 
 @dataclass

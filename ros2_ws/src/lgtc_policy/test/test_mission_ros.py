@@ -28,7 +28,7 @@ from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from rclpy.node import Node
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
-from sim_bridge.runner import run_composed
+from sim_bridge.ros.runner import run_composed
 
 pytestmark = pytest.mark.ros
 

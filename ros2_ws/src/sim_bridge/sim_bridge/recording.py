@@ -1,11 +1,12 @@
-"""Record a swarm run to MCAP in the ROS 2 bag format, and read it back.
+"""Record a swarm run to MCAP in the ROS 2 bag format, and read it back (no rclpy here).
 
-:class:`McapRecorder` subscribes with ``raw=True`` so the bytes written are the CDR the
-middleware delivered (exactly what ``ros2 bag record -s mcap`` stores): profile ``ros2``,
-schemas ``pkg/msg/Type`` with encoding ``ros2msg`` (the ``.msg`` text with its dependencies,
-as rosbag2 writes them), channels with ``cdr`` encoding and ``offered_qos_profiles``
-metadata. ``ros2 bag info/play`` and Foxglove read the files. The swarm config is stored as
-the MCAP metadata record ``swarm_config`` (``{"yaml": ...}``) so a run renders on its own.
+This module holds the file format: the recorded topics (:func:`swarm_topics`), their schemas
+(:func:`msgdef`: ``pkg/msg/Type`` with encoding ``ros2msg``, the ``.msg`` text with its
+dependencies as rosbag2 writes them), the channels' ``offered_qos_profiles`` metadata and the
+readers. The recorder node is :func:`sim_bridge.ros.recorder.make_recorder` (node layer); it
+writes the CDR the middleware delivered (what ``ros2 bag record -s mcap`` stores), so
+``ros2 bag info/play`` and Foxglove read the files. The swarm config is stored as the MCAP
+metadata record ``swarm_config`` (``{"yaml": ...}``) so a run renders on its own.
 """
 
 from __future__ import annotations
@@ -107,68 +108,6 @@ def swarm_topics(cfg: SwarmConfig, markers: bool = False) -> dict[str, str]:
     if markers:
         out[topics.MARKERS] = "visualization_msgs/msg/MarkerArray"
     return out
-
-
-def _msg_class(type_name: str):
-    import importlib
-
-    pkg, _, name = type_name.partition("/msg/")
-    return getattr(importlib.import_module(f"{pkg}.msg"), name)
-
-
-def make_recorder(path: str | os.PathLike, cfg: SwarmConfig, markers: bool = False, **kwargs):
-    """A :class:`McapRecorder` node (imports rclpy lazily so this module stays light)."""
-    from rclpy.node import Node
-
-    class McapRecorder(Node):
-        """Writes every message of :func:`swarm_topics` to ``path`` as raw CDR."""
-
-        def __init__(self) -> None:
-            super().__init__("mcap_recorder", **kwargs)
-            from mcap.writer import CompressionType, Writer
-
-            self.path = Path(path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "wb")  # noqa: SIM115 (closed in close())
-            self._writer = Writer(self._fh, compression=CompressionType.ZSTD)
-            self._writer.start(profile="ros2", library="sim_bridge")
-            self._writer.add_metadata("swarm_config", {"yaml": yaml.safe_dump(cfg.to_mapping())})
-            self.count = 0
-            self._closed = False
-            schemas: dict[str, int] = {}
-            for topic, tname in swarm_topics(cfg, markers).items():
-                if tname not in schemas:
-                    schemas[tname] = self._writer.register_schema(
-                        tname, "ros2msg", msgdef(tname).encode()
-                    )
-                channel = self._writer.register_channel(
-                    topic, "cdr", schemas[tname], {"offered_qos_profiles": QOS_YAML}
-                )
-                self.create_subscription(
-                    _msg_class(tname),
-                    topic,
-                    lambda data, c=channel: self._write(c, data),
-                    50,
-                    raw=True,
-                )
-
-        def _write(self, channel: int, data: bytes) -> None:
-            if self._closed:
-                return
-            now = self.get_clock().now().nanoseconds
-            self._writer.add_message(
-                channel, log_time=now, data=data, publish_time=now, sequence=self.count
-            )
-            self.count += 1
-
-        def close(self) -> None:
-            """Finish the MCAP file (idempotent)."""
-            if not self._closed:
-                self._closed = True
-                self._writer.finish()
-                self._fh.close()
-
-    return McapRecorder()
 
 
 # ----------------------------------------------------------------------------- reading

@@ -1,0 +1,1 @@
+"""Node-layer helpers of lgtc_policy (these modules use rclpy)."""
