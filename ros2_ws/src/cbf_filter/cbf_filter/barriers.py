@@ -20,6 +20,7 @@ the displacement, so ``h(t + T) >= h(t) + T dh/dt >= h(t) - T alpha(h)``. Cappin
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -116,6 +117,39 @@ def box_bounds(positions: np.ndarray, rp: ResolvedParams) -> tuple[np.ndarray, n
         cap = rp.speed_bound / np.sqrt(rp.dim)
         lb = np.minimum(lb, cap)
         ub = np.maximum(ub, -cap)
+    return lb, ub
+
+
+def box_bounds_point(x: list[float], rp: ResolvedParams) -> tuple[list[float], list[float]]:
+    """:func:`box_bounds` of one robot at ``x`` ``(d,)`` in plain floats (same arithmetic).
+
+    The per-robot filter calls this on its hot path, where numpy's per-call overhead
+    would cost more than the handful of flops.
+    """
+    d = len(x)
+    if rp.arena_lo is None:
+        return [-math.inf] * d, [math.inf] * d
+    inv_ts = None if rp.sample_time is None else 1.0 / rp.sample_time
+    gamma, linear = rp.boundary_gamma, rp.linear
+    cap = None
+    if rp.recovery and rp.max_speed is not None:
+        cap = rp.speed_bound / math.sqrt(rp.dim)
+    lo_l, hi_l = rp.arena_lo.tolist(), rp.arena_hi.tolist()
+    lb, ub = [], []
+    for k in range(d):
+        bounds = []
+        for h in (x[k] - lo_l[k], hi_l[k] - x[k]):
+            a = gamma * h if linear else gamma * h * h * h
+            if inv_ts is not None:
+                a = min(a, max(h, 0.0) * inv_ts)
+            if h >= -H_ROUNDOFF:
+                a = max(a, 0.0)
+            bounds.append(a)
+        lo, hi = -bounds[0], bounds[1]
+        if cap is not None:
+            lo, hi = min(lo, cap), max(hi, -cap)
+        lb.append(lo)
+        ub.append(hi)
     return lb, ub
 
 

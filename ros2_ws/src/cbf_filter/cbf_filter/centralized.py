@@ -12,8 +12,14 @@ radius ``r`` of the speed polytope); unlike there, the speed limit is also a con
 (the polytope inscribed in the speed ball), so the output itself is certified. A nominal
 command that is already safe and within ``max_speed`` is returned unchanged.
 
-Speed: the OSQP problem is set up once per *sparsity pattern* and then only its values are
-updated (``update(q, l, u, Ax)`` + warm start). A pair row can only bind when its bound
+Solvers: the QP is first solved *exactly* by the dual active-set method of
+:mod:`cbf_filter.swarm_active_set`, warm-started from the previous tick's active set (a few
+``k x k`` solves with the ``k`` binding rows; the answer is the QP's unique minimiser). If
+that method cannot finish (iteration limit, near-dependent active rows, a possibly
+infeasible QP, or an answer that fails the exact check), OSQP solves the same QP; ``method=
+"osqp"`` uses OSQP only. The OSQP problem is set up once per *sparsity pattern*, lazily on
+the first tick that needs it, and then only its values are updated (``update(q, l, u, Ax)``
++ warm start). A pair row can only bind when its bound
 ``alpha(h)`` is below what the speed limits can reach (``2 ||g|| vmax``), i.e. within the
 *active radius* (about 0.49 m for the Robotarium's gamma = 100, Ds = 0.15 m, 0.5 m/s);
 the pattern holds the pairs within ``active_radius * (1 + pattern_margin)`` at setup
@@ -45,6 +51,7 @@ from cbf_filter.barriers import box_bounds, find_pairs, pair_terms, saturate
 from cbf_filter.errors import CBFConfigError
 from cbf_filter.params import CBFParams
 from cbf_filter.result import CBFResult, CBFStatus, FilterStats
+from cbf_filter.swarm_active_set import OPTIMAL, SwarmProjection, single_robot_rows
 
 _OSQP_SOLVED = ("solved",)
 _OSQP_INACCURATE = ("solved inaccurate",)
@@ -66,9 +73,9 @@ class _Pattern:
     pairs: np.ndarray  # (P, 2) candidate pairs (superset of the pairs that may bind)
     keys: np.ndarray  # (P,) sorted i * N + j
     anchor: np.ndarray  # (N, d) positions when the pattern was built
-    solver: osqp.OSQP
-    perm: np.ndarray  # CSC data position -> index into the COO value vector
-    const_vals: np.ndarray  # COO values of the speed and box rows (constant)
+    solver: osqp.OSQP | None = None  # set up on the first tick that needs OSQP
+    perm: np.ndarray | None = None  # CSC data position -> index into the COO value vector
+    const_vals: np.ndarray | None = None  # COO values of the speed and box rows (constant)
 
 
 class CentralizedCBF:
@@ -87,6 +94,8 @@ class CentralizedCBF:
         pattern_margin: relative skin of the candidate-pair set (see module docstring).
         cache_size: sparsity patterns kept (LRU) so that a swarm oscillating between two
             neighbour graphs does not rebuild each time.
+        method: ``"auto"`` (exact active-set solver, OSQP when it cannot finish) or
+            ``"osqp"`` (OSQP only). Both return the same minimiser.
     """
 
     def __init__(
@@ -96,9 +105,13 @@ class CentralizedCBF:
         params: CBFParams | None = None,
         pattern_margin: float = 2.0,
         cache_size: int = 4,
+        method: str = "auto",
     ) -> None:
         if not isinstance(n_robots, int | np.integer) or n_robots < 1:
             raise CBFConfigError("n_robots", f"must be an integer >= 1, got {n_robots!r}", "")
+        if method not in ("auto", "osqp"):
+            raise CBFConfigError("method", f"unknown solver method {method!r}", "auto|osqp")
+        self.method = method
         if not pattern_margin >= 0.0:
             raise CBFConfigError("pattern_margin", "must be >= 0", "e.g. 0.5")
         self.n = int(n_robots)
@@ -110,6 +123,10 @@ class CentralizedCBF:
         self.stats = FilterStats()
         self._patterns: OrderedDict[bytes, _Pattern] = OrderedDict()
         self._current: _Pattern | None = None
+        # Active rows of the last active-set answer: pair keys i * N + j, and the other rows'
+        # ids counted from the first speed row (independent of the pattern).
+        self._warm_keys = np.zeros(0, dtype=np.int64)
+        self._warm_other = np.zeros(0, dtype=np.int64)
         k = self.rp.speed_normals.shape[0]
         n, d = self.n, self.d
         # Constant rows: speed polytope (N*K rows), then identity rows for the walls (N*d).
@@ -118,6 +135,7 @@ class CentralizedCBF:
         self._speed_vals = np.tile(self.rp.speed_normals.ravel(), n)
         self._box_idx = np.arange(n * d)
         self._speed_ub = np.full(n * k, self.rp.speed_bound)
+        self._singles = single_robot_rows(n, self.rp.speed_normals)
 
     # ------------------------------------------------------------------ pattern handling
     def _need_radius(self) -> float | None:
@@ -154,7 +172,18 @@ class CentralizedCBF:
             self._patterns.move_to_end(key)
             cached.anchor = x.copy()
             return cached
+        pat = _Pattern(pairs, pairs[:, 0] * self.n + pairs[:, 1], x.copy())
+        self._patterns[key] = pat
+        while len(self._patterns) > self.cache_size:
+            self._patterns.popitem(last=False)
+        return pat
+
+    def _osqp_setup(self, pat: _Pattern) -> osqp.OSQP:
+        """The pattern's OSQP problem (set up on first use, then only updated)."""
+        if pat.solver is not None:
+            return pat.solver
         n, d = self.n, self.d
+        pairs = pat.pairs
         p = len(pairs)
         k = self.rp.speed_normals.shape[0]
         # Pair rows: d entries on robot i's columns, then d on robot j's.
@@ -190,11 +219,8 @@ class CentralizedCBF:
             max_iter=self.rp.max_iter,
         )
         self.stats.setups += 1
-        pat = _Pattern(pairs, pairs[:, 0] * n + pairs[:, 1], x.copy(), solver, perm, const_vals)
-        self._patterns[key] = pat
-        while len(self._patterns) > self.cache_size:
-            self._patterns.popitem(last=False)
-        return pat
+        pat.solver, pat.perm, pat.const_vals = solver, perm, const_vals
+        return solver
 
     # ------------------------------------------------------------------------ filtering
     def filter(self, positions, u_nominal) -> CBFResult:
@@ -295,11 +321,21 @@ class CentralizedCBF:
                     solve_time_s=time.perf_counter() - t0,
                 )
             )
+        if self.method == "auto":
+            exact = self._solve_active_set(pat, target, g, b_eff, lb, ub)
+            if exact is not None:
+                u, residuals, iters = exact
+                return self._done(
+                    self._certified(
+                        u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0
+                    )
+                )
+        solver = self._osqp_setup(pat)
+        self.stats.osqp_solves += 1
         vals = np.concatenate([np.concatenate([-g, g], axis=1).ravel(), pat.const_vals])
         k = rp.speed_normals.shape[0]
         upper = np.concatenate([b_eff, self._speed_ub, ub.ravel()])
         lower = np.concatenate([np.full(len(pairs) + n * k, -np.inf), lb.ravel()])
-        solver = pat.solver
         solver.update(q=-target.ravel(), l=lower, u=upper, Ax=vals[pat.perm])
         out = solver.solve(raise_error=False)
         iters = out.info.iter
@@ -354,6 +390,38 @@ class CentralizedCBF:
         return self._done(
             self._certified(u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0)
         )
+
+    def _solve_active_set(self, pat, target, g, b_eff, lb, ub):
+        """Exact minimiser by the dual active-set method, or ``None`` (then OSQP decides).
+
+        Returns ``(u, residuals, iterations)`` for an answer that passed :meth:`_verify`.
+        """
+        pairs = pat.pairs
+        rp = self.rp
+        proj = SwarmProjection(
+            pairs, g, b_eff, rp.speed_normals, rp.speed_bound, lb, ub, self._singles
+        )
+        warm = None
+        if len(self._warm_keys) or len(self._warm_other):
+            keys = self._warm_keys
+            pos = np.searchsorted(pat.keys, keys)
+            ok = pos < len(pat.keys)
+            ok[ok] = pat.keys[pos[ok]] == keys[ok]
+            pos = pos[ok]
+            warm = np.concatenate([pos, len(pairs) + self._warm_other])
+        u, code, iters, active = proj.solve(target, warm, max_iter=rp.max_iter)
+        self.stats.active_set_solves += 1
+        if code != OPTIMAL:
+            self._warm_keys = self._warm_keys[:0]
+            self._warm_other = self._warm_other[:0]
+            return None
+        u, residuals, _ = self._verify(u, pairs, g, b_eff, lb, ub)
+        if residuals is None:
+            return None
+        is_pair = active < len(pairs)
+        self._warm_keys = pat.keys[active[is_pair]]
+        self._warm_other = active[~is_pair] - len(pairs)
+        return u, residuals, iters
 
     def constraints(self, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pair constraints of the QP for ``positions`` ``(N, d)`` [m].

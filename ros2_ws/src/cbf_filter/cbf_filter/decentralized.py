@@ -24,19 +24,26 @@ import numpy as np
 
 from cbf_filter._checks import (
     COINCIDENT_DISTANCE,
-    all_valid,
+    MAX_ABS,
     as_array,
     fallback_result,
     valid_rows,
 )
 from cbf_filter.active_set import INFEASIBLE, OPTIMAL, solve_projection_lists
-from cbf_filter.barriers import box_bounds, find_pairs, pair_terms
+from cbf_filter.barriers import box_bounds, box_bounds_point, find_pairs, pair_terms
 from cbf_filter.errors import CBFConfigError, CBFInputError
 from cbf_filter.params import CBFParams
 from cbf_filter.result import CBFResult, CBFStatus, FilterStats, worst_status
 
 _VERIFY_TOL = 1e-10
 _ACTIVE_TOL = 1e-9
+
+
+def _robot_rows(cols: np.ndarray) -> np.ndarray:
+    """``(k, 2)`` rows ``[0, cols[k]]`` (robot 0 of a single-robot result)."""
+    out = np.zeros((len(cols), 2), dtype=np.int64)
+    out[:, 1] = cols
+    return out
 
 
 class DecentralizedCBF:
@@ -104,7 +111,12 @@ class DecentralizedCBF:
             shares = as_array("share", share, (nb.shape[0],))
             if np.any(~(shares > 0.0)) or np.any(shares > 1.0):
                 raise CBFConfigError("share", "every share must lie in (0, 1]", "use 0.5")
-        if not all_valid(x, u_hat, nb):
+        x_l = x.tolist()
+        if not (
+            all(abs(v) <= MAX_ABS for v in x_l)
+            and all(abs(v) <= MAX_ABS for v in u_hat.tolist())
+            and (nb.size == 0 or float(np.abs(nb).max()) <= MAX_ABS)
+        ):
             return self._done(
                 fallback_result(
                     1,
@@ -124,9 +136,9 @@ class DecentralizedCBF:
             g, b, dist, idx = g[keep], b[keep], dist[keep], keep
             if np.ndim(shares):
                 shares = shares[keep]
-        lb, ub = box_bounds(x[None, :], self.rp)
+        lb, ub = box_bounds_point(x_l, self.rp)
         u, status, msg, act_nb, act_face, act_speed, iters = self._solve(
-            u_hat, -g, shares * b, dist, lb[0], ub[0]
+            u_hat, -g, shares * b, dist, lb, ub
         )
         n_pairs = len(dist)
         if idx is not None:
@@ -136,8 +148,8 @@ class DecentralizedCBF:
             found=status.ok,
             status=status,
             fallback=np.array([not status.ok]),
-            active_pairs=np.stack([np.zeros(len(act_nb), dtype=np.int64), act_nb], axis=1),
-            active_boundary=np.stack([np.zeros(len(act_face), dtype=np.int64), act_face], axis=1),
+            active_pairs=_robot_rows(act_nb),
+            active_boundary=_robot_rows(act_face),
             active_speed=np.zeros(1 if act_speed else 0, dtype=np.int64),
             n_pairs=n_pairs,
             min_distance=float(dist.min()) if n_pairs else float("inf"),
@@ -148,7 +160,7 @@ class DecentralizedCBF:
         return self._done(result)
 
     def _solve(self, u_hat, normals, bounds, dist, lb, ub):
-        """One robot's QP: ``normals u <= bounds``, ``lb <= u <= ub``, speed polytope.
+        """One robot's QP: ``normals u <= bounds``, ``lb <= u <= ub`` (lists), speed polytope.
 
         Returns ``(u, status, message, active_neighbour_rows, active_faces, speed_active,
         iterations)``; ``u`` is zero unless the status is certified.
@@ -160,8 +172,7 @@ class DecentralizedCBF:
             return self._zeros(), CBFStatus.DEGENERATE, "coincident neighbour", none, none, False, 0
         vmax = rp.max_speed
         u_list = u_hat.tolist()
-        lb_l = lb.tolist()
-        ub_l = ub.tolist()
+        lb_l, ub_l = lb, ub
         box_ok = all(lo <= v <= hi for lo, v, hi in zip(lb_l, u_list, ub_l))
         if len(bounds):
             res = normals @ u_hat - bounds
@@ -290,6 +301,7 @@ class DecentralizedCBF:
         )
         starts = np.searchsorted(owner, np.arange(n + 1))
         lb, ub = box_bounds(x, rp)
+        lb, ub = lb.tolist(), ub.tolist()
         u = np.zeros((n, d))
         fallback = np.zeros(n, dtype=bool)
         statuses = []

@@ -113,6 +113,8 @@ class FilterStats:
     fallback_calls: int = 0  # calls where at least one robot braked
     fallback_robots: int = 0  # robot-commands replaced by zero
     setups: int = 0  # OSQP setups (new sparsity patterns)
+    active_set_solves: int = 0  # QPs handed to the exact active-set solver (centralized)
+    osqp_solves: int = 0  # QPs solved by OSQP (centralized: when the active set could not)
     repairs: int = 0  # solver answers shrunk onto the feasible set (round-off)
     status_counts: Counter = field(default_factory=Counter)
 
@@ -132,6 +134,8 @@ class FilterStats:
             "fallback_calls": self.fallback_calls,
             "fallback_robots": self.fallback_robots,
             "setups": self.setups,
+            "active_set_solves": self.active_set_solves,
+            "osqp_solves": self.osqp_solves,
             "repairs": self.repairs,
         }
         out.update({f"status_{k}": v for k, v in sorted(self.status_counts.items())})
