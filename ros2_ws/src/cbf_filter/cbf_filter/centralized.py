@@ -409,7 +409,9 @@ class CentralizedCBF:
             ok[ok] = pat.keys[pos[ok]] == keys[ok]
             pos = pos[ok]
             warm = np.concatenate([pos, len(pairs) + self._warm_other])
-        u, code, iters, active = proj.solve(target, warm, max_iter=rp.max_iter)
+        # Far more steps than binding rows means round-off trouble: OSQP is cheaper then.
+        limit = min(rp.max_iter, 50 + self.n * self.d)
+        u, code, iters, active = proj.solve(target, warm, max_iter=limit)
         self.stats.active_set_solves += 1
         if code != OPTIMAL:
             self._warm_keys = self._warm_keys[:0]

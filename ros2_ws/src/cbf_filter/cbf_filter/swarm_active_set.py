@@ -33,6 +33,9 @@ OPTIMAL = 0
 INFEASIBLE = 1
 MAX_ITER = 2
 DEPENDENT = 3
+INACCURATE = 4  # the final KKT check failed (round-off on a badly conditioned active set)
+
+_KKT_TOL = 1e-9  # relative tolerance of the final stationarity / complementarity check
 
 _EPS_DEP = 1e-12  # null-space step this small (relative to ||a||^2): a dependent normal
 _PIVOT_MIN = 1e-10  # Cholesky pivot this small (relative to the diagonal): near dependent
@@ -128,7 +131,8 @@ class SwarmProjection:
 
         Returns:
             ``(u, code, iterations, active_rows)`` with ``u`` ``(N, d)`` and ``code`` one of
-            ``OPTIMAL``, ``INFEASIBLE``, ``MAX_ITER``, ``DEPENDENT``.
+            ``OPTIMAL`` (KKT conditions checked), ``INFEASIBLE``, ``MAX_ITER``,
+            ``DEPENDENT`` or ``INACCURATE``.
         """
         thr = tol * (1.0 + np.abs(self.bound))
         u = target.copy()
@@ -146,7 +150,8 @@ class SwarmProjection:
             res[ids] = -np.inf
             p = int(np.argmax(res))
             if not res[p] > 0.0:
-                return u, OPTIMAL, it, ids
+                code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam) else INACCURATE
+                return u, code, it, ids
             row = self.rows(np.array([p]))
             r1, c1, r2, c2 = row
             aa = float(self.gram(row, row)[0, 0])
@@ -198,6 +203,24 @@ class SwarmProjection:
                 ids, lam, col = ids[keep], lam[keep], col[keep]
                 act = tuple(x[keep] for x in act)
                 gram = gram[np.ix_(keep, keep)]
+
+    def _kkt_ok(self, t, u, ids, act, lam) -> bool:
+        """Certificate of optimality (primal feasibility is checked by the scan and the caller).
+
+        Stationarity ``u = t - sum_k lam_k a_k``, dual feasibility ``lam >= 0`` and
+        complementarity (every active row holds with equality), to ``_KKT_TOL``.
+        """
+        if not len(ids):
+            return bool(np.array_equal(u, t))
+        scale = 1.0 + float(np.abs(t).max())
+        if float(lam.min()) < -_KKT_TOL * (1.0 + float(lam.max())):
+            return False
+        if float(np.abs(u - (t - self.combine(act, lam))).max()) > _KKT_TOL * scale:
+            return False
+        r1, c1, r2, c2 = act
+        value = np.einsum("kc,kc->k", c1, u[r1]) + np.einsum("kc,kc->k", c2, u[r2])
+        bound = self.bound[ids]
+        return bool(np.all(np.abs(value - bound) <= _KKT_TOL * (1.0 + np.abs(bound))))
 
     def _warm_start(self, t: np.ndarray, warm: np.ndarray):
         """Exact optimum over the rows ``warm`` (as inequalities), or ``None``.

@@ -12,7 +12,8 @@ As in the Robotarium, the QP's target is the nominal command thresholded to the 
 limit (here the polytope's inscribed radius r); a nominal command that already satisfies
 every barrier row and ``||u_hat|| <= max_speed`` is passed through unchanged.
 
-Tolerances: our answer must satisfy every reference row to 1e-9 (1 + |bound|), its
+The centralized form is checked with both of its solvers (the exact active-set method and
+OSQP). Tolerances: our answer must satisfy every reference row to 1e-9 (1 + |bound|), its
 objective (distance to the thresholded target) must not exceed the reference optimum by
 more than 1e-7 (1 + f*), and (strong convexity) the two minimisers must agree to 1e-4 in
 the max norm; the looser last bound
@@ -121,9 +122,10 @@ def _check(res_status, ref_problem, u_ours, u_hat, robots, vmax):
     assert np.max(np.abs(u_ours[robots] - ref[robots])) <= 1e-4
 
 
+@pytest.mark.parametrize("method", ["auto", "osqp"])
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("d", [2, 3])
-def test_centralized_matches_cvxpy(seed, d):
+def test_centralized_matches_cvxpy(seed, d, method):
     rng = np.random.default_rng(100 * d + seed)
     kind = ["cubic", "linear"][seed % 2]
     p = CBFParams(
@@ -139,7 +141,7 @@ def test_centralized_matches_cvxpy(seed, d):
     x = _random_state(rng, n, d, p.safety_distance, p.safety_distance / 2)
     # Nominal commands that drive robots into each other and into the walls.
     u_hat = rng.normal(scale=0.6, size=(n, d)) + 0.8 * (x.mean(axis=0) - x)
-    res = CentralizedCBF(n, d, p).filter(x, u_hat)
+    res = CentralizedCBF(n, d, p, method=method).filter(x, u_hat)
     assert res.found and res.status in (CBFStatus.SOLVED, CBFStatus.NOMINAL_SAFE)
     ref = _reference(x, u_hat, p, d)
     _check(res.status, ref, res.u, u_hat, np.arange(n), p.max_speed)
