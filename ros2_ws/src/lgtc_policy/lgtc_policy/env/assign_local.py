@@ -49,9 +49,14 @@ def greedy_assignment(cost: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     return a
 
 
+def _onehot(a: torch.Tensor, M: int) -> torch.Tensor:
+    """(..., M) bool one-hot of consumer indices ``a`` (all False for -1). Unlike
+    ``F.one_hot`` it does not validate the range (two reductions) on every call."""
+    return a[..., None] == torch.arange(M, device=a.device)
+
+
 def _counts(a: torch.Tensor, M: int) -> torch.Tensor:
-    onehot = torch.nn.functional.one_hot(a.clamp_min(0), M) * (a >= 0)[..., None]
-    return onehot.sum(1)
+    return _onehot(a, M).sum(1)
 
 
 def local_search(
@@ -102,7 +107,7 @@ def local_search(
         ai = a[idx]  # (k, N)
         k = idx.numel()
         ac = ai.clamp_min(0)
-        onehot = torch.nn.functional.one_hot(ac, M).to(s.dtype) * acti[..., None]
+        onehot = (_onehot(ac, M) & acti[..., None]).to(s.dtype)
         load = onehot.transpose(1, 2) @ si  # (k, M, r)
         R = demi - load
         counts = onehot.sum(1)
@@ -138,7 +143,10 @@ def local_search(
         new = torch.where(use_move & (ar_n == mi[:, None]), mj[:, None], ai)
         new = torch.where(use_swap & (ar_n == si_[:, None]), ai.gather(1, sk_[:, None]), new)
         new = torch.where(use_swap & (ar_n == sk_[:, None]), ai.gather(1, si_[:, None]), new)
-        a[idx] = new
+        if idx.numel() == K:
+            a = new
+        else:
+            a.index_copy_(0, idx, new)
         keep = torch.nonzero(improve).squeeze(-1)
         if 2 * keep.numel() <= k:
             idx = idx[keep]
@@ -158,8 +166,7 @@ def batched_objective(
 ) -> torch.Tensor:
     """(K,) l1 + l2 of eq. (3) for K assignments (inactive agents excluded)."""
     M = demand.shape[1]
-    onehot = torch.nn.functional.one_hot(assign.clamp_min(0), M).to(supply.dtype)
-    onehot = onehot * active[..., None]
+    onehot = (_onehot(assign.clamp_min(0), M) & active[..., None]).to(supply.dtype)
     load = onehot.transpose(1, 2) @ supply
     return ((demand - load) ** 2).sum((1, 2)) + (onehot * cost).sum((1, 2))
 
@@ -181,6 +188,8 @@ def multistart_search(
     """
     K, N, M = cost.shape
     R = max(1, int(restarts))
+    if R == 1:
+        return local_search(start, supply, demand, cost, active)
     dev = cost.device
     seed = (supply.sum(-1) * 1000).long() * 97 + torch.arange(N, device=dev) * 2654435761
     starts = [start]

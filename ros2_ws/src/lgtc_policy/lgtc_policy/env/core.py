@@ -16,7 +16,13 @@ import torch
 
 from lgtc_policy.env.assign_local import greedy_assignment, multistart_search
 from lgtc_policy.env.costs import linear_costs
-from lgtc_policy.env.obs import agent_observation, comm_graph, pairwise_d2
+from lgtc_policy.env.obs import (
+    active_pairs,
+    agent_observation,
+    comm_graph,
+    consumer_geometry,
+    pairwise_d2,
+)
 from lgtc_policy.env.spec import ActionError, EnvConfig, EnvConfigError, Obs, ObsDims
 
 REWARD_TERMS = ("rw_g", "rw_s", "rw_ij", "rw_im", "rw_rc", "rw_is", "rw_id")
@@ -70,8 +76,8 @@ class ResourceEnv:
         self.completed = torch.zeros(B, M, dtype=torch.bool, device=self.device)
         self.t = torch.zeros(B, dtype=torch.long, device=self.device)
         self.ep_return = torch.zeros(B, **f)
-        self._d2: torch.Tensor | None = None  # pairwise d^2 of the current pos (cache)
-        self._eye_n = torch.eye(N, dtype=torch.bool, device=self.device)
+        self._pair_act: torch.Tensor | None = None  # `active` that self._pair was built from
+        self._pair = torch.zeros(B, N, N, dtype=torch.bool, device=self.device)
         self.reset()
 
     # ----------------------------------------------------------------------------------------
@@ -163,7 +169,6 @@ class ResourceEnv:
         radius = rlo + (rhi - rlo) * self._rand(K, M)
 
         self.pos[ids] = pos
-        self._d2 = None
         self.vel[ids] = 0.0
         self.supply[ids] = supply
         self.persistent[ids] = kinds
@@ -189,13 +194,24 @@ class ResourceEnv:
     def _targets(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         """(K, N, M) one-hot float: the nearest consumer whose area R_m contains the agent."""
         sl = slice(None) if ids is None else ids
-        pos, cpos, rad, act = self.pos[sl], self.consumer_pos[sl], self.radius[sl], self.active[sl]
-        d = torch.cdist(pos, cpos)
-        inside = (d <= rad[:, None, :]) & act[..., None]
-        dm = torch.where(inside, d, math.inf)
-        nearest = dm.argmin(-1)
-        tgt = torch.nn.functional.one_hot(nearest, dm.shape[-1]).to(self.dtype)
-        return tgt * inside.any(-1, keepdim=True)
+        pos, cpos, act = self.pos[sl], self.consumer_pos[sl], self.active[sl]
+        dist = consumer_geometry(pos, cpos)[1].sqrt()
+        return self._nearest_inside(dist, act, ids)[0].to(self.dtype)
+
+    def _nearest_inside(
+        self, dist: torch.Tensor, act: torch.Tensor, ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From distances (K, N, M): one-hot bool of the nearest area containing each active
+        agent (K, N, M), whether there is one (K, N), and its index (K, N) (meaningless where
+        there is none)."""
+        rad = self.radius if ids is None else self.radius[ids]
+        inside = dist <= rad[:, None, :]
+        dmin, nearest = torch.where(inside, dist, math.inf).min(-1)  # first of ties, 0 if none
+        has = (dmin < math.inf) & act
+        ar_m = torch.arange(dist.shape[-1], device=dist.device)
+        tgt = nearest[..., None] == ar_m
+        tgt &= has[..., None]
+        return tgt, has, nearest
 
     def _persistent_view(self, ids: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
         """Remaining demand de (K, M, r): persistent types net of the current coverage."""
@@ -283,9 +299,11 @@ class ResourceEnv:
         if not actions.is_floating_point():
             actions = actions.to(self.dtype)
         actions = actions.to(device=self.device, dtype=self.dtype)
-        bad = ~torch.isfinite(actions).all(-1)
-        n_bad = bad.sum(-1)
-        if bool(bad.any()):
+        if bool(torch.isfinite(actions).all()):  # the usual case: one reduction, no per-agent
+            n_bad = torch.zeros(B, dtype=torch.long, device=self.device)
+        else:
+            bad = ~torch.isfinite(actions).all(-1)
+            n_bad = bad.sum(-1)
             if self.cfg.nan_actions == "raise":
                 b, i = torch.nonzero(bad)[0].tolist()
                 raise ActionError(
@@ -297,6 +315,13 @@ class ResourceEnv:
         norm = u.norm(dim=-1, keepdim=True)
         u = u / norm.clamp_min(1.0)
         return u, n_bad
+
+    def _pairs(self, act: torch.Tensor) -> torch.Tensor:
+        """(B, N, N) active-pair mask (``obs.active_pairs``), reused while ``active`` is equal."""
+        if self._pair_act is None or not torch.equal(self._pair_act, act):
+            self._pair = active_pairs(act)
+            self._pair_act = act.clone()
+        return self._pair
 
     def step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, dict]:
         """Advance one dt (see spec.BatchedEnvProtocol.step and spec.INFO_KEYS)."""
@@ -323,10 +348,14 @@ class ResourceEnv:
                 act = self.active
                 actf = act.to(self.dtype)
         # ---- delivery: each agent releases to the nearest consumer whose area contains it ----
-        tgt = self._targets()  # (B, N, M) one-hot (all-zero row: outside every area)
+        # agent-to-consumer offsets and distances, shared with rw_id and the observation
+        rel_c, dc2 = consumer_geometry(pos, self.consumer_pos)  # (2, B, N, M), (B, N, M)
+        dist = dc2.sqrt()
+        tgt_b, has_b, nearest = self._nearest_inside(dist, act)
+        tgt = tgt_b.to(self.dtype)  # (B, N, M) one-hot (all-zero row: outside every area)
         tgt_t = tgt.transpose(1, 2)
-        has_tgt = tgt.sum(-1)  # (B, N) 0/1
-        tgt_idx = tgt.argmax(-1, keepdim=True).expand(-1, -1, self.cfg.n_resources)
+        has_tgt = has_b.to(self.dtype)  # (B, N) 0/1
+        tgt_idx = nearest[..., None].expand(-1, -1, self.cfg.n_resources)
         pers = self.persistent  # (B, r)
         inst_f = (~pers).to(self.dtype)[:, None, :]  # (B, 1, r)
         offered = self.supply * inst_f * has_tgt[..., None]  # (B, N, r) instantaneous on offer
@@ -345,7 +374,6 @@ class ResourceEnv:
         # ---- reward of eq. (2) ----
         M = cfg.n_consumers
         dec_m = (prev_demand - self.demand).sum(-1)  # (B, M)
-        rw_g_m = cfg.w_global * dec_m[:, None, :] * actf[..., None]  # (B, N, M)
         base_at = self.base.gather(1, tgt_idx)  # (B, N, r) requirement where the agent is
         holds_p = (self.supply > 0) & (base_at > 0) & pers[:, None, :]
         deliver_p = holds_p.any(-1).to(self.dtype) * has_tgt  # (B, N) delivering persistent
@@ -355,42 +383,48 @@ class ResourceEnv:
         all_served = served.all(-1).to(self.dtype)  # (B,)
         rw_s = cfg.w_all_served * all_served[:, None] * actf  # (B, N)
         d2 = pairwise_d2(pos)  # (B, N, N)
-        pair = act[:, :, None] & act[:, None, :]  # (B, N, N) both active, i != j
-        pair &= ~self._eye_n
-        close = pair & (d2 < cfg.epsilon**2)
+        pair = self._pairs(act)  # (B, N, N) both active, i != j
+        d2p = torch.where(pair, d2, math.inf)
+        close = d2p < cfg.epsilon**2
         pen = cfg.epsilon**2 - d2 if cfg.collision_form == "hinge" else d2
-        rw_ij = -cfg.gamma_collision * (pen * close).sum(-1)  # (B, N)
-        rw_im_m = (cfg.w_instant * rel_i)[..., None] * tgt  # (B, N, M)
-        self.contributed |= released_any[..., None] & (tgt > 0)
+        rw_ij = -cfg.gamma_collision * torch.where(close, pen, 0.0).sum(-1)  # (B, N)
+        rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
+        self.contributed |= released_any[..., None] & tgt_b
         inst_need = ((self.demand0 > 0) & ~pers[:, None, :]).any(-1)  # (B, M)
         inst_left = ((self.base > 0) & ~pers[:, None, :]).any(-1)
         newly = inst_need & ~inst_left & ~self.completed
         self.completed |= newly
-        rw_rc_m = cfg.w_completion * (self.contributed & newly[:, None, :]).to(self.dtype)
-        rw_rc_m = rw_rc_m * actf[..., None]
-        rw_is_m = (cfg.w_persistent * deliver_p)[..., None] * tgt
+        rw_is = cfg.w_persistent * deliver_p  # (B, N)
         a = self.assignment
         has_a = (a >= 0) & act
         ac = a.clamp_min(0)
         da = self.consumer_pos.gather(1, ac[..., None].expand(-1, -1, 2))  # (B, N, 2)
         ra = self.radius.gather(1, ac)
-        dnow2 = ((pos - da) ** 2).sum(-1)
+        dnow2 = dc2.gather(2, ac[..., None])[..., 0]  # ||p_i(t) - d_{a_i}||^2
         dprev2 = ((prev_pos - da) ** 2).sum(-1)
         inside_a = dnow2 <= ra * ra
         rw_id = torch.where(inside_a, cfg.gamma_id, cfg.w_progress * (dprev2 - dnow2))
         rw_id = rw_id * has_a
-        onehot_a = torch.nn.functional.one_hot(ac, M).to(self.dtype) * has_a[..., None]
-        glob = (rw_s + rw_ij) / M
-        reward_vec = (
-            rw_g_m + rw_im_m + rw_rc_m + rw_is_m + rw_id[..., None] * onehot_a + glob[..., None]
-        )
+        rw_g = cfg.w_global * dec_m.sum(-1)[:, None] * actf  # (B, N)
+        # per-consumer split (MAMOPPO): rw_g where demand dropped, rw_im/rw_is at the agent's
+        # target, rw_rc at the completed consumer, rw_id at a_i, the global terms equally
+        reward_vec = (cfg.w_global * dec_m)[:, None, :] * actf[..., None]
+        reward_vec.scatter_add_(2, nearest[..., None], (rw_im + rw_is)[..., None])
+        if bool(newly.any()):  # rw_rc: once, when a consumer's instantaneous demand is met
+            rc_b = self.contributed & newly[:, None, :] & act[..., None]  # (B, N, M)
+            reward_vec += cfg.w_completion * rc_b.to(self.dtype)
+            rw_rc = cfg.w_completion * rc_b.sum(-1).to(self.dtype)
+        else:
+            rw_rc = torch.zeros_like(rw_is)
+        reward_vec.scatter_add_(2, ac[..., None], rw_id[..., None])
+        reward_vec += ((rw_s + rw_ij) / M)[..., None]
         terms = {
-            "rw_g": rw_g_m.sum(-1),
+            "rw_g": rw_g,
             "rw_s": rw_s,
             "rw_ij": rw_ij,
-            "rw_im": rw_im_m.sum(-1),
-            "rw_rc": rw_rc_m.sum(-1),
-            "rw_is": rw_is_m.sum(-1),
+            "rw_im": rw_im,
+            "rw_rc": rw_rc,
+            "rw_is": rw_is,
             "rw_id": rw_id,
         }
         reward = reward_vec.sum(-1)
@@ -402,8 +436,7 @@ class ResourceEnv:
         truncated = self.t >= cfg.episode_length
         terminated = ~self.active.any(-1)
         done = truncated | terminated
-        d_pair = torch.where(pair, d2, math.inf).flatten(1).amin(-1).sqrt()
-        self._d2 = d2
+        d_pair = d2p.flatten(1).amin(-1).sqrt()
         info: dict[str, Any] = {
             "reward_terms": terms,
             "reward_vec": reward_vec,
@@ -416,10 +449,12 @@ class ResourceEnv:
             "episode_return": self.ep_return.clone(),
             "episode_step": self.t.clone(),
         }
+        geometry = (rel_c, dist, d2, pair)
         if cfg.auto_reset and bool(done.any()):
-            info["final_obs"] = self.observe()
+            info["final_obs"] = self._observe(geometry)
             self._reset_ids(torch.nonzero(done).squeeze(-1))
-        return self.observe(), reward, done, info
+            geometry = None  # reset envs moved
+        return self._observe(geometry), reward, done, info
 
     # ----------------------------------------------------------------------------------------
     # events, queries
@@ -510,7 +545,6 @@ class ResourceEnv:
         if demand is not None:
             self.demand0[ids] = self.base[ids]
         self.pos[ids] = self.pos[ids].clamp(-1.0, 1.0)
-        self._d2 = None
         self.vel[ids] = 0.0
         self.t[ids] = 0
         self.ep_return[ids] = 0.0
@@ -530,6 +564,15 @@ class ResourceEnv:
 
     def observe(self) -> Obs:
         """Observation of the current state (spec.Obs), built with ``agent_observation``."""
+        return self._observe(None)
+
+    def _observe(self, geometry: tuple[torch.Tensor, ...] | None) -> Obs:
+        """``observe`` reusing the step's (rel_c, dist, d2, pair) of the current positions."""
+        if geometry is None:
+            rel_c, dc2 = consumer_geometry(self.pos, self.consumer_pos)
+            dist, d2, pair = dc2.sqrt_(), pairwise_d2(self.pos), self._pairs(self.active)
+        else:
+            rel_c, dist, d2, pair = geometry
         z = agent_observation(
             self.pos,
             self.vel,
@@ -539,8 +582,9 @@ class ResourceEnv:
             self.radius[:, None],
             self.demand[:, None],
             self.cfg.v_max,
+            geometry=(rel_c, dist),
         )
-        adj, S = comm_graph(self.pos, self.active, self.cfg.comm_radius, d2=self._d2)
+        adj, S = comm_graph(self.pos, self.active, self.cfg.comm_radius, d2=d2, pair=pair)
         return Obs(
             self_feat=z["self_feat"],
             agent_res=z["agent_res"],

@@ -23,6 +23,24 @@ def _t(x: ArrayLike | float, like: torch.Tensor | None = None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=like.dtype, device=like.device)
 
 
+def consumer_geometry(
+    pos: torch.Tensor, consumer_pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Agent-to-consumer geometry of (..., N, 2) agents and (..., M, 2) consumers.
+
+    Returns ``rel_c`` (2, ..., N, M), the offsets d_m - p_i per coordinate, and ``d2``
+    (..., N, M) = dx^2 + dy^2. Per coordinate on contiguous (..., N, M) planes: broadcasting
+    over the size-2 coordinate dim (or over strided views of it) is several times slower on
+    CPU. ``agent_observation`` accepts them precomputed (the env also needs them for delivery).
+    """
+    cpos_c = consumer_pos.movedim(-1, 0).contiguous()  # (2, ..., M)
+    pos_c = pos.movedim(-1, 0).contiguous()  # (2, ..., N)
+    rel_c = cpos_c.unsqueeze(-2) - pos_c.unsqueeze(-1)  # (2, ..., N, M)
+    d2 = rel_c[0] * rel_c[0]
+    d2 += rel_c[1] * rel_c[1]
+    return rel_c, d2
+
+
 def agent_observation(
     pos: ArrayLike,
     vel: ArrayLike,
@@ -32,6 +50,7 @@ def agent_observation(
     consumer_radius: ArrayLike,
     demand: ArrayLike,
     v_max: float,
+    geometry: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Observation z_i of one agent (or of a batch of agents, leading dims ``...``).
 
@@ -44,6 +63,9 @@ def agent_observation(
         consumer_radius: (..., M) interaction radii R_m.
         demand: (..., M, r) remaining demands de_m.
         v_max: speed limit used to normalise the velocity.
+        geometry: optional ``(rel_c, dist)`` of these agents and consumers, rel_c (2, lead, M)
+            from :func:`consumer_geometry` and dist (lead, M) its ``d2.sqrt()`` (the env
+            passes what it computed for delivery); computed here when omitted.
 
     Returns:
         dict with ``self_feat`` (..., 4+2r), ``agent_res`` (..., r, 4+r), ``consumer_feat``
@@ -97,15 +119,16 @@ def agent_observation(
     consumer_world[..., 7 + r :] = kind.unsqueeze(-2)
     consumer_feat = torch.empty(*lead, M, C, **dt)
     consumer_feat.copy_(consumer_world.expand(*lead, M, C))
-    # d_m - p_i per coordinate, (2, lead, M): broadcasting over a large contiguous last dim is
-    # several times faster than over the size-2 coordinate dim of (lead, M, 2)
+    # d_m - p_i per coordinate, (2, lead, M) (see consumer_geometry)
     pad = (1,) * (len(lead) - len(wlead))
-    cpos_c = cpos.reshape(*pad, *wlead, M, 2).movedim(-1, 0)  # (2, ..wlead.., M)
-    pos_c = pos.reshape((1,) * (len(lead) - len(alead)) + pos.shape).movedim(-1, 0)
-    rel_c = cpos_c - pos_c.unsqueeze(-1)  # (2, lead, M)
-    dist = rel_c[0] * rel_c[0]  # (lead, M)
-    dist += rel_c[1] * rel_c[1]
-    dist.sqrt_()
+    if geometry is None:
+        rel_c, dist = consumer_geometry(
+            pos.reshape((1,) * (len(lead) - len(alead)) + pos.shape).unsqueeze(-2),
+            cpos.reshape(*pad, *wlead, M, 2),
+        )
+        rel_c, dist = rel_c.squeeze(-2), dist.squeeze(-2).sqrt_()  # (2, lead, M), (lead, M)
+    else:
+        rel_c, dist = geometry
     rel = rel_c.movedim(0, -1)  # (lead, M, 2) view
     consumer_feat[..., 0:2] = rel
     consumer_feat[..., 4] = dist
@@ -144,7 +167,11 @@ def pairwise_d2(pos: torch.Tensor) -> torch.Tensor:
 
 
 def comm_graph(
-    pos: ArrayLike, active: ArrayLike, comm_radius: float, d2: torch.Tensor | None = None
+    pos: ArrayLike,
+    active: ArrayLike,
+    comm_radius: float,
+    d2: torch.Tensor | None = None,
+    pair: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Neighbour sets N_i = {j != i : ||p_i - p_j|| <= C} among active agents (paper Sec. II).
 
@@ -153,21 +180,30 @@ def comm_graph(
         active: (..., N) bool mask of active agents.
         comm_radius: C.
         d2: optional (..., N, N) squared pairwise distances of ``pos`` already computed.
+        pair: optional (..., N, N) bool mask of the pairs i != j with both agents active,
+            already computed (:func:`active_pairs`).
 
     Returns:
         ``adjacency`` (..., N, N) bool and ``S`` (..., N, N) float, the left-normalised
         adjacency D^-1 A (Remark 1): rows sum to 1, or are all zero for an isolated agent.
     """
     pos = _t(pos)
-    active = torch.as_tensor(active, device=pos.device).bool()
     if d2 is None:
         d2 = pairwise_d2(pos)
-    N = pos.shape[-2]
-    eye = torch.eye(N, dtype=torch.bool, device=pos.device)
-    pair = active.unsqueeze(-1) & active.unsqueeze(-2)  # (..., N, N) both active
-    pair &= ~eye
-    adj = (d2 <= comm_radius * comm_radius) & pair
+    if pair is None:
+        pair = active_pairs(torch.as_tensor(active, device=pos.device).bool())
+    adj = d2 <= comm_radius * comm_radius
+    adj &= pair
     a = adj.to(pos.dtype)
     deg = a.sum(-1, keepdim=True)
     S = a / deg.clamp_min(1.0)
     return adj, S
+
+
+def active_pairs(active: torch.Tensor) -> torch.Tensor:
+    """(..., N, N) bool: i != j and both agents active, for an (..., N) bool ``active``."""
+    N = active.shape[-1]
+    a = active.to(torch.uint8)  # a uint8 product broadcasts faster than a bool &
+    pair = (a.unsqueeze(-1) * a.unsqueeze(-2)).bool()
+    pair &= ~torch.eye(N, dtype=torch.bool, device=active.device)
+    return pair
