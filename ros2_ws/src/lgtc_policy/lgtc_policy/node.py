@@ -3,12 +3,13 @@
 
 Inputs (topics of :mod:`sim_bridge.topics`): ``/<robot>/pose``, ``/<robot>/resources``,
 ``/consumers`` and ``/<robot>/comm/in`` (neighbours' LGTC messages, delivered by the comm
-relay only from robots within ``C``); ``/<robot>/cmd_vel`` is read only to draw the filtered
-velocity. Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and
-``/<robot>/comm/out`` (``[sender_index, stamp_s, payload...]``) at ``rate_hz``; diagnostics
-``lgtc_policy: <robot>`` on ``/diagnostics`` (tick period, compute time, ticks on time,
-cluster id, neighbours); markers on ``/swarm/policy_markers`` (cluster colour = attended
-consumer, nominal vs filtered velocity arrows).
+relay only from robots within ``C``, one bundle per relay flush); ``/<robot>/cmd_vel`` is read
+only to draw the filtered velocity, and only while ``/swarm/policy_markers`` has a subscriber.
+Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and ``/<robot>/comm/out``
+(``[sender_index, stamp_s, payload...]``) at ``rate_hz``; diagnostics ``lgtc_policy: <robot>``
+on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours);
+markers on ``/swarm/policy_markers`` (cluster colour = attended consumer, nominal vs filtered
+velocity arrows).
 
 Parameters: ``robot`` (name in the config), ``config`` (swarm YAML), ``checkpoint`` (``""`` =
 the config's ``policy.checkpoint``), ``rate_hz`` (20), ``neighbour_timeout_s`` (0.5),
@@ -90,7 +91,8 @@ class PolicyNode(Node):
         self.create_subscription(Float64MultiArray, topics.RESOURCES, self._on_resources, qos)
         self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos)
         self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, comm_qos)
-        self.create_subscription(TwistStamped, topics.CMD_VEL, self._on_filtered, qos)
+        self._qos = qos
+        self._filtered_sub = None  # cmd_vel, only while someone draws the markers
         self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos)
         self.comm_pub = self.create_publisher(Float64MultiArray, topics.COMM_OUT, comm_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
@@ -201,7 +203,18 @@ class PolicyNode(Node):
         self.diag_pub.publish(msg)
 
     def _publish_markers(self) -> None:
-        if self.pose is None or self.marker_pub.get_subscription_count() == 0:
+        if self.marker_pub.get_subscription_count() == 0:
+            # nobody draws: stop reading cmd_vel (a callback per robot per tick otherwise)
+            if self._filtered_sub is not None:
+                self.destroy_subscription(self._filtered_sub)
+                self._filtered_sub = None
+                self.filtered = np.zeros(3)
+            return
+        if self._filtered_sub is None:
+            self._filtered_sub = self.create_subscription(
+                TwistStamped, topics.CMD_VEL, self._on_filtered, self._qos
+            )
+        if self.pose is None:
             return
         stamp = self.get_clock().now().to_msg()
         i = self.spec.index

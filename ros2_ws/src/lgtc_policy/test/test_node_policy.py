@@ -27,6 +27,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge.config import load_config
 from sim_bridge.relay_node import RelayNode
 from std_msgs.msg import Float64MultiArray
+from visualization_msgs.msg import MarkerArray
 
 pytestmark = pytest.mark.ros
 
@@ -211,3 +212,57 @@ def test_robot_outside_c_never_influences_the_action(tmp_path, context, checkpoi
     near, heard_near = commands_of_cf1(context, config, (0.6, 0.0), payload)  # 0.6 m < C
     assert np.isfinite(heard_near[2]), "the relay should deliver cf3's messages within C"
     assert np.abs(near - alone).max() > 1e-7
+
+
+def test_markers_draw_the_filtered_command_only_while_watched(tmp_path, context, checkpoint):
+    """cf1's node reads /cf1/cmd_vel only while /swarm/policy_markers has a subscriber, and then
+    draws that command as the ``lgtc_filtered`` arrow."""
+    config = write_config(tmp_path / "m.yaml", checkpoint)
+    policy = make_policy(context, config, markers_hz=20.0)
+    world = ScriptedWorld(context, (1.5, 1.5), np.zeros(policy.agent.policy.message_dim))
+    cbf = Node("fake_cbf", context=context)
+    cmd_pub = cbf.create_publisher(TwistStamped, "/cf1/cmd_vel", 10)
+
+    def publish_cmd():
+        msg = TwistStamped()
+        msg.twist.linear.x, msg.twist.linear.y = 0.2, -0.1
+        cmd_pub.publish(msg)
+
+    cbf.create_timer(0.02, publish_cmd)
+    ex = SingleThreadedExecutor(context=context)
+    for n in (policy, world, cbf):
+        ex.add_node(n)
+
+    def spin_until(cond, seconds=15.0):
+        deadline = time.monotonic() + seconds
+        while not cond() and time.monotonic() < deadline:
+            ex.spin_once(timeout_sec=0.05)
+        return cond()
+
+    try:
+        assert spin_until(lambda: policy.pose is not None, 5.0)
+        assert policy._filtered_sub is None  # nobody watches: no cmd_vel subscription
+        arrows = []
+        viewer = Node("viewer", context=context)
+        viewer.create_subscription(
+            MarkerArray,
+            "/swarm/policy_markers",
+            lambda m: arrows.extend(k for k in m.markers if k.ns == "lgtc_filtered"),
+            10,
+        )
+        ex.add_node(viewer)
+
+        def drawn():
+            if not arrows:
+                return False
+            a, b = arrows[-1].points
+            return abs(b.x - a.x - 0.2) < 1e-12 and abs(b.y - a.y + 0.1) < 1e-12
+
+        assert spin_until(drawn), "the lgtc_filtered arrow never showed the cmd_vel command"
+        ex.remove_node(viewer)
+        viewer.destroy_node()
+        assert spin_until(lambda: policy._filtered_sub is None, 5.0)
+    finally:
+        ex.shutdown()
+        for n in (policy, world, cbf):
+            n.destroy_node()
