@@ -219,3 +219,31 @@ def test_from_dict_rejects_unknown_keys():
     assert EnvConfig.from_dict({"consumer_radius": [0.15, 0.2]}).consumer_radius == (0.15, 0.2)
     with pytest.raises(EnvConfigError, match="batch_size"):
         ResourceEnv(EnvConfig(), batch_size=0)
+
+
+def test_load_scenario_copies_a_world_and_names_bad_fields():
+    cfg = EnvConfig(dtype="float64", auto_reset=False)
+    env = ResourceEnv(cfg, batch_size=3, seed=21)
+    world = {
+        "pos": env.pos[0],  # views of the env's own state are accepted (copied first)
+        "supply": env.supply[0],
+        "persistent": env.persistent[0],
+        "consumer_pos": env.consumer_pos[0],
+        "radius": env.radius[0],
+        "demand": env.base[0],
+    }
+    obs = env.load_scenario([2], **world)
+    assert obs.pos.shape == (3, 10, 2)
+    assert bool(env.active[2].all()) and int(env.t[2]) == 0
+    torch.testing.assert_close(env.demand[2], env.demand[0], rtol=0, atol=0)
+    assert torch.equal(env.assignment[2], env.assignment[0])
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        a = rand_actions(gen, 1, 10).expand(3, 10, 2).clone()
+        _, rew, _, info = env.step(a)
+        torch.testing.assert_close(rew[2], rew[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(env.supply[2], env.supply[0], rtol=0, atol=1e-12)
+    with pytest.raises(EnvConfigError, match="radius"):
+        env.load_scenario(0, **{**world, "radius": torch.ones(7)})
+    with pytest.raises(EnvConfigError, match="pos contains NaN"):
+        env.load_scenario(0, **{**world, "pos": torch.full((10, 2), float("nan"))})

@@ -528,7 +528,7 @@ class ResourceEnv:
             if value is None:
                 continue
             v = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
-            v = v.to(device=self.device, dtype=dest.dtype)
+            v = v.to(device=self.device, dtype=dest.dtype).clone()  # may be a view of the state
             try:
                 dest[ids] = v.expand_as(dest[ids])
             except RuntimeError as exc:
@@ -556,6 +556,41 @@ class ResourceEnv:
             self.assignment[ids] = -1
             self._reassign(ids)
         return self.observe()
+
+    def load_scenario(
+        self,
+        env_ids: torch.Tensor | list[int] | int,
+        *,
+        pos: Any,
+        supply: Any,
+        persistent: Any,
+        consumer_pos: Any,
+        radius: Any,
+        demand: Any,
+        active: Any = True,
+    ) -> Obs:
+        """Put a complete, fixed world into envs ``env_ids`` (missions, replays, benchmarks).
+
+        The public way to load a scenario: every field of the world is required (``set_state``
+        overwrites only what it is given), each broadcast to the envs' slice: pos (K, N, 2)
+        [normalised, clamped to Q], supply (K, N, r) so_i, persistent (K, r) bool kind of each
+        type, consumer_pos (K, M, 2) d_m, radius (K, M) R_m, demand (K, M, r) the requirement
+        de(0), active (K, N) bool (default: every agent). The episode restarts at t = 0, the
+        remaining demand is net of the persistent coverage at the start positions and the
+        assignment of eq. 3 is recomputed (``EnvConfig.assignment``). Raises
+        ``EnvConfigError`` naming the field on a wrong shape, NaN/inf or a negative quantity.
+        Returns the observation of all envs.
+        """
+        return self.set_state(
+            env_ids,
+            pos=pos,
+            supply=supply,
+            persistent=persistent,
+            demand=demand,
+            consumer_pos=consumer_pos,
+            radius=radius,
+            active=active,
+        )
 
     def demand_satisfied(self) -> torch.Tensor:
         """(B,) 1 - sum(de(t)) / sum(de(0))."""
