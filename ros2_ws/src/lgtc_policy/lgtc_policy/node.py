@@ -20,18 +20,16 @@ checkpoint fails at start-up with one message naming the file and the fix.
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped, TwistStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
+from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -244,22 +242,14 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    """``policy_node --ros-args -r __ns:=/cf1 -p robot:=cf1 -p config:=swarm.yaml``."""
+    """``policy_node --ros-args -r __ns:=/cf1 -p robot:=cf1 -p config:=swarm.yaml``.
+
+    A bad config or checkpoint prints one line ``policy_node: <problem>`` and exits with 2.
+    """
     import torch
 
     torch.set_num_threads(1)  # tiny tensors: extra intra-op threads only contend for the CPU
-    with rclpy.init(args=args):
-        try:
-            node = PolicyNode()
-        except (MissionError, ConfigError) as exc:
-            print(f"policy_node: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
+    spin_node(PolicyNode, "policy_node", args, errors=(MissionError, ConfigError))
 
 
 if __name__ == "__main__":

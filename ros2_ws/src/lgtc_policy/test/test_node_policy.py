@@ -266,3 +266,26 @@ def test_markers_draw_the_filtered_command_only_while_watched(tmp_path, context,
         ex.shutdown()
         for n in (policy, world, cbf):
             n.destroy_node()
+
+
+def test_policy_node_executable_reports_a_bad_checkpoint_in_one_line(tmp_path):
+    """The console script (what ``--mode processes`` and ``ros2 launch`` start) exits with 2 and
+    one line naming the file, not a traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("policy_node", path=os.path.dirname(sys.executable))
+    assert exe is not None, "policy_node console script not installed (pip install -e)"
+    config = write_config(tmp_path / "x.yaml", tmp_path / "missing.pt")
+    proc = subprocess.run(
+        [exe, "--ros-args", "-p", "robot:=cf1", "-p", f"config:={config}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("policy_node: ") and "missing.pt" in lines[0]
