@@ -12,7 +12,9 @@ time each, side by side in one process, and reports:
   centralized CBF, like the ROS chain;
 * ``min_separation_margin_m``: smallest distance between two airborne robots minus the CBF
   safety distance, over both runs [m];
-* world real-time factors and policy compute times.
+* world real-time factors and policy compute times;
+* ``load_avg_1min_start`` / ``_end``: the machine's 1-minute load average around the runs (the
+  figures follow the load on a shared machine).
 
 ``--quick`` runs 8 s per size (< 1 min); the default 40 s. ``--json FILE`` writes the keys.
 """
@@ -23,6 +25,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -67,7 +70,7 @@ def _abs_checkpoint(src: Path, data: dict) -> str:
 def run(duration: float, checkpoint: str | None) -> dict:
     from lgtc_policy.demo import DemoOptions, run_demo
 
-    out: dict = {}
+    out: dict = {"load_avg_1min_start": os.getloadavg()[0]}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_mission_") as tmp:
         tmp = Path(tmp)
@@ -107,6 +110,7 @@ def run(duration: float, checkpoint: str | None) -> dict:
         out["min_separation_margin_m_n10"], out["min_separation_margin_m_n30"]
     )
     out["duration_s"] = duration
+    out["load_avg_1min_end"] = os.getloadavg()[0]
     print(
         f"{'N':>3} {'wall s':>7} {'rtf':>5} {'on time %':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'margin m':>8}"
@@ -117,6 +121,10 @@ def run(duration: float, checkpoint: str | None) -> dict:
             f"{v['policy_compute_p50_ms']:7.2f} {v['policy_compute_p99_ms']:7.2f} "
             f"{v['min_separation_margin_m']:8.3f}"
         )
+    print(
+        f"load average (1 min) {out['load_avg_1min_start']:.2f} at the start, "
+        f"{out['load_avg_1min_end']:.2f} at the end"
+    )
     print(
         f"reward ROS {out['reward_ros_n10']:.3f} vs core {out['reward_core_n10']:.3f}: "
         f"ratio {out['reward_ratio_ros_vs_core']:.3f}; vs core + CBF "
