@@ -10,6 +10,8 @@ from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.env.assign import (
     AssignmentError,
     assignment_from_positions,
+    local_search_np,
+    pair_reoptimise,
     solve_assignment,
 )
 from lgtc_policy.env.assign_local import greedy_assignment, local_search
@@ -143,3 +145,32 @@ def test_one_agent_per_consumer_is_a_linear_assignment():
         res = solve_assignment(so, de, c)
         assert res.status == "optimal" and res.objective == pytest.approx(best, rel=1e-12)
         assert sorted(res.assignment.tolist()) == list(range(N))
+
+
+def test_pair_reoptimise_leaves_every_pair_of_consumers_optimal():
+    rng = np.random.default_rng(7)
+    for _ in range(15):
+        N, M, r = 8, 3, 2
+        so = rng.uniform(1, 5, (N, r))
+        de = rng.uniform(2, 12, (M, r))
+        c = rng.uniform(0, 3, (N, M))
+        a0 = local_search_np(np.arange(N) % M, so, de, c, True)
+        a1 = pair_reoptimise(a0, so, de, c, deadline=float("inf"), max_passes=100)
+        f1 = objective(a1, so, de, c)
+        assert f1 <= objective(a0, so, de, c) + 1e-12
+        assert (np.bincount(a1, minlength=M) >= 1).all()
+        for j, k in itertools.combinations(range(M), 2):  # no split of a pair's agents is better
+            S = np.flatnonzero((a1 == j) | (a1 == k))
+            for bits in itertools.product((j, k), repeat=S.size):
+                if j in bits and k in bits:
+                    a2 = a1.copy()
+                    a2[S] = bits
+                    assert objective(a2, so, de, c) >= f1 - 1e-9
+
+
+def test_gap_is_zero_at_an_optimum_of_zero():
+    so = np.array([[1.0], [2.0], [3.0]])
+    de = np.array([[3.0], [3.0]])
+    res = solve_assignment(so, de, np.zeros((3, 2)))
+    assert res.objective == pytest.approx(0.0, abs=1e-12)
+    assert res.gap == 0.0 and res.optimal and res.lower_bound >= 0.0

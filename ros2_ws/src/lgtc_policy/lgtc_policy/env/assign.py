@@ -49,7 +49,8 @@ class AssignResult:
         assignment: (N,) int64 consumer index of each agent (best known).
         objective: l1 + l2 of ``assignment``.
         lower_bound: proven lower bound on the optimum.
-        gap: (objective - lower_bound) / max(|objective|, 1e-12), >= 0.
+        gap: proven relative gap (objective - lower_bound) / objective, >= 0; 0 when the two
+            agree to 1e-12 absolute (an optimum at 0). The objective and the bound are >= 0.
         optimal: True when the search finished with ``gap <= gap_tol`` proven.
         status: 'optimal', 'gap' (stopped at the requested gap) or 'time_limit'.
         nodes: branch-and-bound nodes evaluated.
@@ -200,6 +201,53 @@ def local_search_np(
         else:
             i, k = isw
             a[i], a[k] = a[k], a[i]
+    return a
+
+
+def pair_reoptimise(
+    a: np.ndarray,
+    supply: np.ndarray,
+    demand: np.ndarray,
+    cost: np.ndarray,
+    deadline: float,
+    max_passes: int = 3,
+) -> np.ndarray:
+    """Large-neighbourhood improvement: for every pair of consumers (largest residual first),
+    re-solve exactly the sub-problem of the agents currently at those two consumers.
+
+    The pair's agents and loads do not affect the other consumers, so the sub-problem's
+    objective differs from eq. 3's by a constant and an improvement there is one of eq. 3. It
+    finds multi-agent exchanges between two consumers that single moves and swaps miss.
+    Passes repeat while something improves, until ``deadline`` (``time.perf_counter``).
+    """
+    N, M = cost.shape
+    a = a.copy()
+    f = objective(a, supply, demand, cost)
+    for _ in range(max_passes):
+        load = np.zeros_like(demand)
+        np.add.at(load, a, supply)
+        res = ((demand - load) ** 2).sum(1)
+        pairs = [(j, k) for j in range(M) for k in range(j + 1, M)]
+        pairs.sort(key=lambda jk: -(res[jk[0]] + res[jk[1]]))
+        improved = False
+        for j, k in pairs:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return a
+            S = np.flatnonzero((a == j) | (a == k))
+            if S.size <= 2:  # one agent each: nothing a move or swap has not tried
+                continue
+            g = np.array([j, k])
+            sub = solve_assignment(
+                supply[S], demand[g], cost[np.ix_(S, g)], time_limit=left, restarts=4
+            )
+            a2 = a.copy()
+            a2[S] = g[sub.assignment]
+            f2 = objective(a2, supply, demand, cost)
+            if f2 < f - 1e-12 * max(f, 1.0):
+                a, f, improved = a2, f2, True
+        if not improved:
+            break
     return a
 
 
@@ -417,6 +465,10 @@ def solve_assignment(
             cdf = np.cumsum(p / p.sum(1, keepdims=True), axis=1)
             draws = (rng.random((restarts, N, 1)) > cdf[None]).sum(-1).clip(max=M - 1)
             best_a, best_f = improve([a_rel.argmax(1), *draws], best_a, best_f)
+            if cover and M > 2:  # up to a quarter of the time left on pair re-optimisation
+                lns_end = time.perf_counter() + 0.25 * (deadline - time.perf_counter())
+                best_a = pair_reoptimise(best_a, so, de, c, lns_end)
+                best_f = objective(best_a, so, de, c)
             # agents the relaxation splits first (that is where the bound is loose)
             split = ((a_rel > 1e-3) & (a_rel < 1 - 1e-3)).any(1)
             order = np.lexsort((-so.sum(1), ~split))
@@ -427,7 +479,10 @@ def solve_assignment(
         total += nodes
         if status != "node_limit":
             break
-    gap = max(0.0, (best_f - lb) / max(abs(best_f), 1e-12))
+    # eq. 3's objective is >= 0, so is the bound; an optimum at (or near) 0 has gap 0 when
+    # the bound meets it to 1e-12 absolute
+    lb = max(lb, 0.0)
+    gap = 0.0 if best_f - lb <= 1e-12 else (best_f - lb) / best_f
     if status == "optimal" and gap > 1e-9:
         status = "gap"
     return AssignResult(
