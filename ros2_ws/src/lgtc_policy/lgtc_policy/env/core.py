@@ -19,8 +19,8 @@ from lgtc_policy.env.costs import linear_costs
 from lgtc_policy.env.obs import (
     active_pairs,
     agent_observation,
-    comm_graph,
     consumer_geometry,
+    left_normalise,
     pairwise_d2,
 )
 from lgtc_policy.env.spec import ActionError, EnvConfig, EnvConfigError, Obs, ObsDims
@@ -410,12 +410,13 @@ class ResourceEnv:
         # target, rw_rc at the completed consumer, rw_id at a_i, the global terms equally
         reward_vec = (cfg.w_global * dec_m)[:, None, :] * actf[..., None]
         reward_vec.scatter_add_(2, nearest[..., None], (rw_im + rw_is)[..., None])
-        if bool(newly.any()):  # rw_rc: once, when a consumer's instantaneous demand is met
-            rc_b = self.contributed & newly[:, None, :] & act[..., None]  # (B, N, M)
-            reward_vec += cfg.w_completion * rc_b.to(self.dtype)
-            rw_rc = cfg.w_completion * rc_b.sum(-1).to(self.dtype)
-        else:
-            rw_rc = torch.zeros_like(rw_is)
+        # rw_rc: once, to the contributors, when a consumer's instantaneous demand is met
+        rw_rc = torch.zeros_like(rw_is)
+        rows = torch.nonzero(newly.any(-1)).squeeze(-1)  # the few envs where one completed
+        if rows.numel():
+            rc_b = self.contributed[rows] & newly[rows, None, :] & act[rows, :, None]
+            reward_vec[rows] += cfg.w_completion * rc_b.to(self.dtype)  # (k, N, M)
+            rw_rc[rows] = cfg.w_completion * rc_b.sum(-1).to(self.dtype)
         reward_vec.scatter_add_(2, ac[..., None], rw_id[..., None])
         reward_vec += ((rw_s + rw_ij) / M)[..., None]
         terms = {
@@ -449,7 +450,7 @@ class ResourceEnv:
             "episode_return": self.ep_return.clone(),
             "episode_step": self.t.clone(),
         }
-        geometry = (rel_c, dist, d2, pair)
+        geometry = (rel_c, dist, d2p)
         if cfg.auto_reset and bool(done.any()):
             info["final_obs"] = self._observe(geometry)
             self._reset_ids(torch.nonzero(done).squeeze(-1))
@@ -602,12 +603,14 @@ class ResourceEnv:
         return self._observe(None)
 
     def _observe(self, geometry: tuple[torch.Tensor, ...] | None) -> Obs:
-        """``observe`` reusing the step's (rel_c, dist, d2, pair) of the current positions."""
+        """``observe`` reusing the step's (rel_c, dist, d2p) of the current positions (d2p: the
+        squared pair distances, +inf outside the active pairs i != j)."""
         if geometry is None:
             rel_c, dc2 = consumer_geometry(self.pos, self.consumer_pos)
-            dist, d2, pair = dc2.sqrt_(), pairwise_d2(self.pos), self._pairs(self.active)
+            d2p = torch.where(self._pairs(self.active), pairwise_d2(self.pos), math.inf)
+            dist = dc2.sqrt_()
         else:
-            rel_c, dist, d2, pair = geometry
+            rel_c, dist, d2p = geometry
         z = agent_observation(
             self.pos,
             self.vel,
@@ -619,7 +622,9 @@ class ResourceEnv:
             self.cfg.v_max,
             geometry=(rel_c, dist),
         )
-        adj, S = comm_graph(self.pos, self.active, self.cfg.comm_radius, d2=d2, pair=pair)
+        # comm graph N_i (= obs.comm_graph): d2p is +inf outside the active pairs i != j
+        adj = d2p <= self.cfg.comm_radius * self.cfg.comm_radius
+        S = left_normalise(adj, self.dtype)
         return Obs(
             self_feat=z["self_feat"],
             agent_res=z["agent_res"],

@@ -194,10 +194,14 @@ def comm_graph(
         pair = active_pairs(torch.as_tensor(active, device=pos.device).bool())
     adj = d2 <= comm_radius * comm_radius
     adj &= pair
-    a = adj.to(pos.dtype)
+    return adj, left_normalise(adj, pos.dtype)
+
+
+def left_normalise(adj: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """S = D^-1 A of a (..., N, N) bool adjacency (Remark 1): rows sum to 1 or are all zero."""
+    a = adj.to(dtype)
     deg = a.sum(-1, keepdim=True)
-    S = a / deg.clamp_min(1.0)
-    return adj, S
+    return a / deg.clamp_min(1.0)
 
 
 def active_pairs(active: torch.Tensor) -> torch.Tensor:
