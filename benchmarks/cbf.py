@@ -5,8 +5,11 @@ waypoints at up to 0.5 m/s through the centralized filter, 20 Hz, arena side gro
 sqrt(N) so that the density stays that of 16 robots on 4 x 4 m). Then, tick by tick on the
 *same* recorded states and nominal commands, in rotating order:
 
-* ``centralized``: ``CentralizedCBF.filter`` (one OSQP QP, pairs within 1 m), timed from
-  the arrays to the certified result (pair search, building the update, solve, check);
+* ``centralized``: ``CentralizedCBF.filter`` (one QP, pairs within 1 m; exact active-set
+  solver, OSQP when it cannot finish), timed from the arrays to the certified result (pair
+  search, building the rows, solve, check);
+* ``osqp only``: the same filter with ``method="osqp"`` (every QP through OSQP, set up once
+  per sparsity pattern): the A/B of the active-set path on the same ticks;
 * ``decentralized``: ``DecentralizedCBF.filter_robot`` for every robot with the neighbours
   it would receive on ``/<robot>/neighbors``; reported per robot (they run in parallel);
 * ``cvxopt``: the Robotarium formulation (``create_single_integrator_barrier_certificate_
@@ -152,10 +155,11 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
     xs, us = record(n, ticks + warmup, scenario)
     params = _params(n)
     cen = CentralizedCBF(n, 2, params)
+    cen_osqp = CentralizedCBF(n, 2, params, method="osqp")
     dec = DecentralizedCBF(2, params)
     cvx = RobotariumCvxopt(n, _arena_half(n)) if cvx_ticks > 0 else None
-    wall = {k: [] for k in ("cen", "dec", "dec_tick", "cvx", "cen_paired")}
-    cpu = {k: [] for k in ("cen", "dec", "cvx", "cen_paired")}
+    wall = {k: [] for k in ("cen", "osqp", "dec", "dec_tick", "cvx", "cen_paired")}
+    cpu = {k: [] for k in ("cen", "osqp", "dec", "cvx", "cen_paired")}
     iu = np.triu_indices(n, 1)
     clock = time.perf_counter
     cpu_clock = time.thread_time
@@ -168,8 +172,8 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
         adj[iu[0][close], iu[1][close]] = True
         adj |= adj.T
         nbrs = [x[adj[k]] for k in range(n)]
-        order = [0, 1, 2] if t % 3 == 0 else ([1, 2, 0] if t % 3 == 1 else [2, 0, 1])
-        tc = cc = tx = cx = None
+        order = [(k + t) % 4 for k in range(4)]  # rotating order
+        tc = cc = tx = cx = to = co = None
         per_robot, per_robot_cpu = [], []
         for which in order:
             if which == 0:
@@ -182,6 +186,10 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
                     dec.filter_robot(x[k], u_hat[k], nbrs[k])
                     per_robot.append(clock() - t0)
                     per_robot_cpu.append(cpu_clock() - c0)
+            elif which == 3:
+                c0, t0 = cpu_clock(), clock()
+                cen_osqp.filter(x, u_hat)
+                to, co = clock() - t0, cpu_clock() - c0
             elif cvx is not None and warmup <= t < warmup + cvx_ticks:
                 c0, t0 = cpu_clock(), clock()
                 cvx.filter(x, u_hat)
@@ -190,6 +198,8 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
             continue
         wall["cen"].append(tc)
         cpu["cen"].append(cc)
+        wall["osqp"].append(to)
+        cpu["osqp"].append(co)
         wall["dec"].extend(per_robot)
         cpu["dec"].extend(per_robot_cpu)
         wall["dec_tick"].append(sum(per_robot))
@@ -211,6 +221,9 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
             )
         ),
         "centralized_osqp_setups": cen.stats.setups,
+        "centralized_active_set_solves": cen.stats.active_set_solves,
+        "centralized_osqp_solves": cen.stats.osqp_solves,
+        "osqp_only_setups": cen_osqp.stats.setups,
         "centralized_fallbacks": cen.stats.fallback_calls,
         "centralized_nominal_safe_share": cen.stats.status_counts["nominal_safe"]
         / max(1, cen.stats.calls),
@@ -218,6 +231,12 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
     }
     out["centralized_median_ms"], out["centralized_p95_ms"] = _stats(wall["cen"])
     out["centralized_cpu_median_ms"], out["centralized_cpu_p95_ms"] = _stats(cpu["cen"])
+    out["osqp_only_median_ms"], out["osqp_only_p95_ms"] = _stats(wall["osqp"])
+    out["osqp_only_cpu_median_ms"], out["osqp_only_cpu_p95_ms"] = _stats(cpu["osqp"])
+    out["speedup_vs_osqp_only"] = out["osqp_only_median_ms"] / out["centralized_median_ms"]
+    out["speedup_vs_osqp_only_cpu"] = (
+        out["osqp_only_cpu_median_ms"] / out["centralized_cpu_median_ms"]
+    )
     med, p95 = _stats(wall["dec"])
     out["decentralized_robot_median_ms"], out["decentralized_robot_p95_ms"] = med, p95
     med, p95 = _stats(cpu["dec"])
@@ -246,7 +265,8 @@ def plot(results: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=80)
     series = (
         ("cvxopt_cpu", "CVXOPT, Robotarium QP (per tick)", "tab:red"),
-        ("centralized_cpu", "centralized OSQP (per tick)", "tab:blue"),
+        ("osqp_only_cpu", "centralized, OSQP only (per tick)", "tab:purple"),
+        ("centralized_cpu", "centralized, active set + OSQP (per tick)", "tab:blue"),
         ("decentralized_robot_cpu", "decentralized (per robot)", "tab:green"),
     )
     for key, label, color in series:
@@ -288,6 +308,7 @@ def main(argv=None) -> int:
         print(f"\n{label} [ms]")
         hdr = (
             f"{'scenario':>9} {'N':>4} {'pairs':>6} | {'centralized med/p95':>19} | "
+            f"{'OSQP only med/p95':>19} | "
             f"{'decentr. per robot med/p95':>26} | {'cvxopt med/p95':>19} | {'speedup':>7}"
         )
         print(hdr)
@@ -305,6 +326,8 @@ def main(argv=None) -> int:
                 f"{r['scenario']:>9} {r['n']:>4} {r['pairs_in_range_mean']:6.1f} | "
                 f"{r[f'centralized_{suffix}median_ms']:9.3f}/"
                 f"{r[f'centralized_{suffix}p95_ms']:9.3f} | "
+                f"{r[f'osqp_only_{suffix}median_ms']:9.3f}/"
+                f"{r[f'osqp_only_{suffix}p95_ms']:9.3f} | "
                 f"{r[f'decentralized_robot_{suffix}median_ms']:12.4f}/"
                 f"{r[f'decentralized_robot_{suffix}p95_ms']:13.4f} | {cvx} | {sp}"
             )

@@ -66,6 +66,16 @@ _RECOVERY_TOL = 1e-9
 _ACTIVE_TOL = 1e-7
 
 
+def _wall_scale(bound: np.ndarray) -> np.ndarray:
+    """``1 + |bound|`` for finite wall bounds, 1 for absent ones (no arena: +-inf)."""
+    return 1.0 + np.abs(np.where(np.isfinite(bound), bound, 0.0))
+
+
+def _wall_active(residual: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Wall rows that hold with equality (absent walls never do)."""
+    return np.isfinite(bound) & (residual >= -_ACTIVE_TOL * _wall_scale(bound))
+
+
 @dataclass
 class _Pattern:
     """One OSQP problem for a fixed set of candidate pairs."""
@@ -127,6 +137,11 @@ class CentralizedCBF:
         # ids counted from the first speed row (independent of the pattern).
         self._warm_keys = np.zeros(0, dtype=np.int64)
         self._warm_other = np.zeros(0, dtype=np.int64)
+        # Dense, fast-changing active sets need many active-set steps, where OSQP is cheaper:
+        # after such a tick the next ``_osqp_ticks`` go straight to OSQP (doubling backoff).
+        self._switch_steps = 25 + (self.n * self.d) // 8
+        self._osqp_ticks = 0
+        self._backoff = 0
         k = self.rp.speed_normals.shape[0]
         n, d = self.n, self.d
         # Constant rows: speed polytope (N*K rows), then identity rows for the walls (N*d).
@@ -154,6 +169,8 @@ class CentralizedCBF:
         moved = np.einsum("nk,nk->n", delta, delta)
         if float(moved.max()) < (0.5 * need * self.pattern_margin) ** 2:
             return True  # no pair can have closed the skin since the pattern was built
+        if self.method == "auto":
+            return False  # a new pattern costs one pair search: OSQP is set up only on demand
         close = find_pairs(x, need)
         if len(close) == 0:
             return True
@@ -321,7 +338,9 @@ class CentralizedCBF:
                     solve_time_s=time.perf_counter() - t0,
                 )
             )
-        if self.method == "auto":
+        if self._osqp_ticks:
+            self._osqp_ticks -= 1
+        elif self.method == "auto":
             exact = self._solve_active_set(pat, target, g, b_eff, lb, ub)
             if exact is not None:
                 u, residuals, iters = exact
@@ -387,8 +406,25 @@ class CentralizedCBF:
                     min_dist,
                 )
             )
+        if self.method == "auto":
+            self._warm_from_residuals(pat, b_eff, lb, ub, residuals)
         return self._done(
             self._certified(u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0)
+        )
+
+    def _warm_from_residuals(self, pat, b_eff, lb, ub, residuals) -> None:
+        """Rows active in an OSQP answer: the warm start of the next active-set solve."""
+        r_pair, r_speed, r_lo, r_hi = residuals
+        on = np.isfinite(b_eff) & (r_pair >= -_ACTIVE_TOL * (1.0 + np.abs(b_eff)))
+        nk = r_speed.size
+        nd = self.n * self.d
+        self._warm_keys = pat.keys[on]
+        self._warm_other = np.concatenate(
+            [
+                np.flatnonzero(r_speed.ravel() >= -_ACTIVE_TOL),
+                nk + np.flatnonzero(_wall_active(r_lo, lb).ravel()),
+                nk + nd + np.flatnonzero(_wall_active(r_hi, ub).ravel()),
+            ]
         )
 
     def _solve_active_set(self, pat, target, g, b_eff, lb, ub):
@@ -409,10 +445,16 @@ class CentralizedCBF:
             ok[ok] = pat.keys[pos[ok]] == keys[ok]
             pos = pos[ok]
             warm = np.concatenate([pos, len(pairs) + self._warm_other])
-        # Far more steps than binding rows means round-off trouble: OSQP is cheaper then.
+        # Far more steps than variables: a dense, fast-changing active set (or round-off
+        # trouble); OSQP is cheaper then.
         limit = min(rp.max_iter, 50 + self.n * self.d)
         u, code, iters, active = proj.solve(target, warm, max_iter=limit)
         self.stats.active_set_solves += 1
+        if code != OPTIMAL or iters > self._switch_steps:
+            self._backoff = min(64, max(4, 2 * self._backoff))
+            self._osqp_ticks = self._backoff
+        else:
+            self._backoff = 0
         if code != OPTIMAL:
             self._warm_keys = self._warm_keys[:0]
             self._warm_other = self._warm_other[:0]
@@ -472,8 +514,8 @@ class CentralizedCBF:
         scaled = [
             r_pair[finite] / (1.0 + np.abs(b_eff[finite])),
             r_speed.ravel() / (1.0 + self.rp.speed_bound),
-            (r_lo / (1.0 + np.abs(lb))).ravel(),
-            (r_hi / (1.0 + np.abs(ub))).ravel(),
+            (r_lo / _wall_scale(lb)).ravel(),
+            (r_hi / _wall_scale(ub)).ravel(),
         ]
         worst = max(float(a.max(initial=-np.inf)) for a in scaled)
         if worst <= _FEAS_TOL:
@@ -520,8 +562,8 @@ class CentralizedCBF:
         r_pair, r_speed, r_lo, r_hi = residuals
         tol_pair = -_ACTIVE_TOL * (1.0 + np.abs(b_eff))
         active_pairs = pairs[np.isfinite(b_eff) & (r_pair >= tol_pair)]
-        lo_act = r_lo >= -_ACTIVE_TOL * (1.0 + np.abs(lb))
-        hi_act = r_hi >= -_ACTIVE_TOL * (1.0 + np.abs(ub))
+        lo_act = _wall_active(r_lo, lb)
+        hi_act = _wall_active(r_hi, ub)
         faces = np.stack([lo_act, hi_act], axis=2).reshape(self.n, 2 * self.d)
         rob, face = np.nonzero(faces)
         if self.rp.max_speed is None:

@@ -48,10 +48,10 @@ class SwarmProjection:
     ``P + i K + k`` speed facet ``k`` of robot ``i``, ``P + N K + i d + c`` lower wall of
     robot ``i`` on axis ``c``, ``P + N K + N d + i d + c`` its upper wall.
 
-    A row is stored as ``(r1, c1, r2, c2)``: coefficients ``c1`` on robot ``r1`` and ``c2``
-    on robot ``r2`` (single-robot rows: ``r2 = r1``, ``c2 = 0``). Inner products of rows are
-    taken from that structure (no dense ``N d`` vectors, no BLAS calls, whose threading
-    costs milliseconds on a busy machine for these tiny products).
+    A row is stored as robots ``R[r] = (r1, r2)`` and coefficients ``C[r] = (c1, c2)``
+    ``(2, d)`` (single-robot rows: ``r2 = r1``, ``c2 = 0``). Inner products of rows are
+    taken from that structure: no dense ``N d`` vectors, and no BLAS calls, whose threading
+    costs milliseconds on a busy machine for these tiny products.
 
     Args:
         pairs: ``(P, 2)`` robot indices ``(i, j)``.
@@ -59,6 +59,7 @@ class SwarmProjection:
         b_pair: ``(P,)`` pair bounds, ``+inf`` for rows that cannot bind.
         normals: ``(K, d)`` speed facet normals; speed_bound: their bound ``r``.
         lb, ub: ``(N, d)`` wall bounds (``-inf`` / ``+inf`` without walls).
+        singles: :func:`single_robot_rows` ``(n, normals)``, precomputed by the caller.
     """
 
     def __init__(self, pairs, g, b_pair, normals, speed_bound, lb, ub, singles=None) -> None:
@@ -70,11 +71,9 @@ class SwarmProjection:
         self.bound = np.concatenate(
             [b_pair, np.full(self.n * normals.shape[0], speed_bound), -lb.ravel(), ub.ravel()]
         )
-        robot, coef, zero = single_robot_rows(self.n, normals) if singles is None else singles
-        self._r1 = np.concatenate([self.pi, robot])
-        self._r2 = np.concatenate([self.pj, robot])
-        self._c1 = np.concatenate([-g, coef])
-        self._c2 = np.concatenate([g, zero])
+        robots, coefs = single_robot_rows(self.n, normals) if singles is None else singles
+        self.R = np.concatenate([pairs, robots])
+        self.C = np.concatenate([np.stack([-g, g], axis=1), coefs])
 
     # ---------------------------------------------------------------------------- rows
     def residuals(self, u: np.ndarray) -> np.ndarray:
@@ -89,29 +88,38 @@ class SwarmProjection:
         parts.append(flat)
         return np.concatenate(parts) - self.bound
 
-    def rows(self, ids: np.ndarray):
-        """Structure ``(r1, c1, r2, c2)`` of rows ``ids`` ``(k,)``: ``(k,)``, ``(k, d)`` x 2."""
-        return self._r1[ids], self._c1[ids], self._r2[ids], self._c2[ids]
+    def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Structure ``(R, C)`` of rows ``ids`` ``(k,)``: ``(k, 2)`` robots, ``(k, 2, d)``."""
+        return self.R[ids], self.C[ids]
 
     @staticmethod
     def gram(a, b) -> np.ndarray:
         """Inner products ``(len(a), len(b))`` of two row structures."""
-        r1a, c1a, r2a, c2a = a
-        r1b, c1b, r2b, c2b = b
-        return (
-            (r1a[:, None] == r1b[None, :]) * np.einsum("ac,bc->ab", c1a, c1b)
-            + (r1a[:, None] == r2b[None, :]) * np.einsum("ac,bc->ab", c1a, c2b)
-            + (r2a[:, None] == r1b[None, :]) * np.einsum("ac,bc->ab", c2a, c1b)
-            + (r2a[:, None] == r2b[None, :]) * np.einsum("ac,bc->ab", c2a, c2b)
-        )
+        ra, ca = a
+        rb, cb = b
+        ka, kb = len(ra), len(rb)
+        d = ca.shape[2]
+        fa = ca.reshape(2 * ka, d)
+        fb = cb.reshape(2 * kb, d)
+        # Outer products per coordinate (d <= 3): no BLAS, no generic einsum loop.
+        dots = fa[:, None, 0] * fb[None, :, 0]
+        for c in range(1, d):
+            dots += fa[:, None, c] * fb[None, :, c]
+        dots *= ra.reshape(-1)[:, None] == rb.reshape(-1)[None, :]
+        return dots.reshape(ka, 2, kb, 2).sum(axis=(1, 3))
 
     def combine(self, rows, weights: np.ndarray) -> np.ndarray:
         """``sum_k weights[k] * row_k`` as an ``(N, d)`` array."""
-        r1, c1, r2, c2 = rows
+        r, c = rows
         out = np.zeros((self.n, self.d))
-        np.add.at(out, r1, weights[:, None] * c1)
-        np.add.at(out, r2, weights[:, None] * c2)
+        np.add.at(out, r.ravel(), (c * weights[:, None, None]).reshape(-1, self.d))
         return out
+
+    @staticmethod
+    def values(rows, u: np.ndarray) -> np.ndarray:
+        """Row values ``a_k . u`` ``(k,)``."""
+        r, c = rows
+        return np.einsum("ksd,ksd->k", c, u[r])
 
     # -------------------------------------------------------------------------- solve
     def solve(
@@ -153,8 +161,7 @@ class SwarmProjection:
                 code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam) else INACCURATE
                 return u, code, it, ids
             row = self.rows(np.array([p]))
-            r1, c1, r2, c2 = row
-            aa = float(self.gram(row, row)[0, 0])
+            aa = float(np.einsum("ksd,ksd->", row[1], row[1]))
             col = self.gram(act, row)[:, 0]  # N_S a
             lam_p = 0.0
             while True:
@@ -168,7 +175,6 @@ class SwarmProjection:
                         r = np.linalg.solve(gram, col)
                     except np.linalg.LinAlgError:
                         return u, DEPENDENT, it, ids
-                    z = -self.combine(act, r)
                     pos = r > 1e-14
                     if np.any(pos):
                         ratios = np.where(pos, lam / np.where(pos, r, 1.0), math.inf)
@@ -176,32 +182,36 @@ class SwarmProjection:
                         t1 = float(ratios[drop])
                 else:
                     r = lam
-                    z = np.zeros((self.n, self.d))
-                z[r1[0]] += c1[0]
-                z[r2[0]] += c2[0]
+                # z = a - N_S^T r: the step direction in u.
+                both = (np.concatenate([act[0], row[0]]), np.concatenate([act[1], row[1]]))
+                z = self.combine(both, np.append(-r, 1.0))
                 zz = float(np.einsum("nc,nc->", z, z))
                 if zz <= _EPS_DEP * aa:
                     if t1 == math.inf:
                         return u, INFEASIBLE, it, ids
                     step = t1
                 else:
-                    s = float(c1[0] @ u[r1[0]] + c2[0] @ u[r2[0]]) - self.bound[p]
-                    t2 = s / zz
+                    t2 = (float(self.values(row, u)[0]) - self.bound[p]) / zz
                     if t2 <= t1:
                         u = u - t2 * z
                         lam = np.append(lam - t2 * r, lam_p + t2)
                         ids = np.append(ids, p)
-                        act = tuple(np.concatenate([x, y]) for x, y in zip(act, row))
-                        gram = np.block([[gram, col[:, None]], [col[None, :], np.array([[aa]])]])
+                        act = both
+                        grown = np.empty((k + 1, k + 1))
+                        grown[:k, :k] = gram
+                        grown[:k, k] = col
+                        grown[k, :k] = col
+                        grown[k, k] = aa
+                        gram = grown
                         break
                     step = t1
                     u = u - step * z
                 # Partial step: the blocking row leaves the active set, then retry p.
                 lam = lam - step * r
                 lam_p += step
-                keep = np.arange(len(ids)) != drop
+                keep = np.arange(k) != drop
                 ids, lam, col = ids[keep], lam[keep], col[keep]
-                act = tuple(x[keep] for x in act)
+                act = (act[0][keep], act[1][keep])
                 gram = gram[np.ix_(keep, keep)]
 
     def _kkt_ok(self, t, u, ids, act, lam) -> bool:
@@ -217,10 +227,9 @@ class SwarmProjection:
             return False
         if float(np.abs(u - (t - self.combine(act, lam))).max()) > _KKT_TOL * scale:
             return False
-        r1, c1, r2, c2 = act
-        value = np.einsum("kc,kc->k", c1, u[r1]) + np.einsum("kc,kc->k", c2, u[r2])
         bound = self.bound[ids]
-        return bool(np.all(np.abs(value - bound) <= _KKT_TOL * (1.0 + np.abs(bound))))
+        gap = np.abs(self.values(act, u) - bound)
+        return bool(np.all(gap <= _KKT_TOL * (1.0 + np.abs(bound))))
 
     def _warm_start(self, t: np.ndarray, warm: np.ndarray):
         """Exact optimum over the rows ``warm`` (as inequalities), or ``None``.
@@ -229,35 +238,40 @@ class SwarmProjection:
         until none is left; rows with absent (infinite) bounds are skipped.
         """
         ids = warm[np.isfinite(self.bound[warm])]
+        rows = self.rows(ids)
+        gram = self.gram(rows, rows)
         while len(ids):
-            rows = self.rows(ids)
-            gram = self.gram(rows, rows)
             try:
                 low = np.linalg.cholesky(gram)
             except np.linalg.LinAlgError:
                 return None
             if float((np.diag(low) ** 2 / np.diag(gram)).min()) < _PIVOT_MIN:
                 return None
-            r1, c1, r2, c2 = rows
-            rhs = np.einsum("kc,kc->k", c1, t[r1]) + np.einsum("kc,kc->k", c2, t[r2])
-            lam = np.linalg.solve(gram, rhs - self.bound[ids])
+            lam = np.linalg.solve(gram, self.values(rows, t) - self.bound[ids])
             neg = lam < 0.0
             if not np.any(neg):
                 return t - self.combine(rows, lam), ids, lam, rows, gram
-            ids = ids[~neg]
+            keep = ~neg
+            ids = ids[keep]
+            rows = (rows[0][keep], rows[1][keep])
+            gram = gram[np.ix_(keep, keep)]
         return None
 
 
-def single_robot_rows(n: int, normals: np.ndarray):
+def single_robot_rows(n: int, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Speed and wall rows of ``n`` robots in :class:`SwarmProjection`'s row order.
 
-    Returns ``(robot, coef, zero)``: ``(n K + 2 n d,)`` robot index, ``(., d)`` coefficients
-    and matching zeros (constant for a filter: compute once, pass as ``singles``).
+    Returns ``(R, C)``: ``(n K + 2 n d, 2)`` robots (both entries the robot) and
+    ``(n K + 2 n d, 2, d)`` coefficients (second one zero). Constant for a filter: compute
+    once and pass as ``singles``.
     """
     k, d = normals.shape
     eye = np.eye(d)
     robot = np.concatenate(
         [np.repeat(np.arange(n), k), np.repeat(np.arange(n), d), np.repeat(np.arange(n), d)]
     )
-    coef = np.concatenate([np.tile(normals, (n, 1)), np.tile(-eye, (n, 1)), np.tile(eye, (n, 1))])
-    return robot, coef, np.zeros_like(coef)
+    coef = np.zeros((len(robot), 2, d))
+    coef[:, 0] = np.concatenate(
+        [np.tile(normals, (n, 1)), np.tile(-eye, (n, 1)), np.tile(eye, (n, 1))]
+    )
+    return np.stack([robot, robot], axis=1), coef
