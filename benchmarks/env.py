@@ -9,7 +9,9 @@ rounds in agent-steps per second (B * N / step time). Interleaving keeps a share
 load the same for both sides; ``*_cpu_*`` keys repeat the rates in process CPU time.
 
 Extra rows: our env with ``assignment='none'`` (no eq. 3 work) and ``assignment='exact'``
-(the oracle per changed env; only at small B).
+(the oracle per changed env; only at small B), median of rounds like the main table; at
+B = 4096 a third side in the same rounds, ``bare``: a batched single-integrator step with
+pairwise distances and nothing else (the floor the issue quotes, ~11 M agent-steps/s).
 
 Usage::
 
@@ -17,6 +19,7 @@ Usage::
 
 JSON (flat): ``agent_steps_per_s_b{B}``, ``vmas_agent_steps_per_s_b{B}``,
 ``speedup_vs_vmas_b{B}``, ``agent_steps_per_s_none_b4096``, ``agent_steps_per_s_exact_b64``,
+``bare_agent_steps_per_s_b4096``,
 ``*_cpu`` variants, ``torch_threads``, ``date``, ``host`` (with the load average: on a
 shared machine absolute rates vary several-fold between runs; the side-by-side ratios less).
 """
@@ -76,6 +79,25 @@ def _vmas(B: int):
     return step
 
 
+def _bare(B: int):
+    """Single integrators with speed clipping, clamping to Q and pairwise distances only."""
+    pos = torch.rand(B, N_AGENTS, 2) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    acts = [torch.rand(B, N_AGENTS, 2, generator=gen) * 2 - 1 for _ in range(4)]
+    k = [0]
+
+    def step() -> None:
+        nonlocal pos
+        u = acts[k[0] % 4]
+        u = u / u.norm(dim=-1, keepdim=True).clamp_min(1.0)
+        pos = (pos + 0.5 * 0.05 * u).clamp(-1.0, 1.0)
+        d = pos[:, :, None, :] - pos[:, None, :, :]
+        (d * d).sum(-1)
+        k[0] += 1
+
+    return step
+
+
 def _round(step, n: int) -> tuple[float, float]:
     w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
@@ -87,6 +109,8 @@ def measure(B: int, steps: int, rounds: int, vmas_steps: int) -> dict[str, float
     sides = {"ours": _ours(B)}
     if vmas_steps:
         sides["vmas"] = _vmas(B)
+    if B == 4096:
+        sides["bare"] = _bare(B)
     for step in sides.values():  # warm-up: first calls allocate
         _round(step, 2)
     res: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
@@ -95,7 +119,7 @@ def measure(B: int, steps: int, rounds: int, vmas_steps: int) -> dict[str, float
             res[name].append(_round(step, steps if name == "ours" else vmas_steps))
     out = {}
     for name, rows in res.items():
-        prefix = "" if name == "ours" else "vmas_"
+        prefix = "" if name == "ours" else f"{name}_"
         wall = statistics.median(r[0] for r in rows)
         cpu = statistics.median(r[1] for r in rows)
         out[f"{prefix}agent_steps_per_s_b{B}"] = B * N_AGENTS / wall
@@ -138,15 +162,19 @@ def main(argv: list[str] | None = None) -> dict:
         vs = f"{v:,.0f}" if v else "-"
         sp = f"{r[f'speedup_vs_vmas_b{B}']:.1f}x" if v else "-"
         print(f"{B:>6} {r[f'agent_steps_per_s_b{B}']:>20,.0f} {vs:>20} {sp:>8}", flush=True)
-    for mode, B, steps in (
-        ("none", 4096, 4 if args.quick else 20),
-        ("exact", 64, 5 if args.quick else 40),
+    b = results["bare_agent_steps_per_s_b4096"]
+    print(f"bare single-integrator step + pairwise distances, B=4096: {b:,.0f} agent-steps/s")
+    for mode, B, steps, rounds in (
+        ("none", 4096, 2 if args.quick else 20, 2 if args.quick else 5),
+        ("exact", 64, 5 if args.quick else 40, 1 if args.quick else 3),
     ):
         step = _ours(B, mode)
         _round(step, 1)
-        wall, cpu = _round(step, steps)
+        rows = [_round(step, steps) for _ in range(rounds)]
+        wall = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[1] for r in rows)
         results[f"agent_steps_per_s_{mode}_b{B}"] = B * N_AGENTS / wall
-        results[f"agent_steps_per_s_{mode}_cpu_b{B}"] = B * N_AGENTS / cpu
+        results[f"agent_steps_per_s_{mode}_cpu_b{B}"] = B * N_AGENTS / max(cpu, 1e-12)
         print(f"assignment={mode!r} B={B}: {B * N_AGENTS / wall:,.0f} agent-steps/s")
     results.update(
         torch_threads=torch.get_num_threads(),
