@@ -66,16 +66,6 @@ _RECOVERY_TOL = 1e-9
 _ACTIVE_TOL = 1e-7
 
 
-def _wall_scale(bound: np.ndarray) -> np.ndarray:
-    """``1 + |bound|`` for finite wall bounds, 1 for absent ones (no arena: +-inf)."""
-    return 1.0 + np.abs(np.where(np.isfinite(bound), bound, 0.0))
-
-
-def _wall_active(residual: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Wall rows that hold with equality (absent walls never do)."""
-    return np.isfinite(bound) & (residual >= -_ACTIVE_TOL * _wall_scale(bound))
-
-
 @dataclass
 class _Pattern:
     """One OSQP problem for a fixed set of candidate pairs."""
@@ -322,7 +312,10 @@ class CentralizedCBF:
             )
 
         target = saturate(u_hat, rp.speed_bound)
-        if target is not u_hat and self._feasible(target, pairs, g, b_eff, lb, ub):
+        rows = SwarmProjection(
+            pairs, g, b_eff, rp.speed_normals, rp.speed_bound, lb, ub, self._singles
+        )
+        if target is not u_hat and float(rows.residuals(target).max()) <= 0.0:
             # The thresholded command is admissible: it is the QP's minimiser itself.
             return self._done(
                 CBFResult(
@@ -341,13 +334,11 @@ class CentralizedCBF:
         if self._osqp_ticks:
             self._osqp_ticks -= 1
         elif self.method == "auto":
-            exact = self._solve_active_set(pat, target, g, b_eff, lb, ub)
+            exact = self._solve_active_set(pat, rows, target)
             if exact is not None:
-                u, residuals, iters = exact
+                u, res, iters = exact
                 return self._done(
-                    self._certified(
-                        u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0
-                    )
+                    self._certified(u, pairs, rows, res, n_pairs, min_dist, iters, t0)
                 )
         solver = self._osqp_setup(pat)
         self.stats.osqp_solves += 1
@@ -392,8 +383,8 @@ class CentralizedCBF:
                 )
             )
         u = np.array(out.x, dtype=float).reshape(n, d)
-        u, residuals, message = self._verify(u, pairs, g, b_eff, lb, ub)
-        if residuals is None:
+        u, res, message = self._verify(u, rows)
+        if res is None:
             return self._done(
                 fallback_result(
                     n,
@@ -407,36 +398,20 @@ class CentralizedCBF:
                 )
             )
         if self.method == "auto":
-            self._warm_from_residuals(pat, b_eff, lb, ub, residuals)
-        return self._done(
-            self._certified(u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0)
-        )
+            # The rows active in OSQP's answer: the warm start of the next active-set solve.
+            on = np.flatnonzero(self._active_rows(rows, res))
+            is_pair = on < len(pairs)
+            self._warm_keys = pat.keys[on[is_pair]]
+            self._warm_other = on[~is_pair] - len(pairs)
+        return self._done(self._certified(u, pairs, rows, res, n_pairs, min_dist, iters, t0))
 
-    def _warm_from_residuals(self, pat, b_eff, lb, ub, residuals) -> None:
-        """Rows active in an OSQP answer: the warm start of the next active-set solve."""
-        r_pair, r_speed, r_lo, r_hi = residuals
-        on = np.isfinite(b_eff) & (r_pair >= -_ACTIVE_TOL * (1.0 + np.abs(b_eff)))
-        nk = r_speed.size
-        nd = self.n * self.d
-        self._warm_keys = pat.keys[on]
-        self._warm_other = np.concatenate(
-            [
-                np.flatnonzero(r_speed.ravel() >= -_ACTIVE_TOL),
-                nk + np.flatnonzero(_wall_active(r_lo, lb).ravel()),
-                nk + nd + np.flatnonzero(_wall_active(r_hi, ub).ravel()),
-            ]
-        )
-
-    def _solve_active_set(self, pat, target, g, b_eff, lb, ub):
+    def _solve_active_set(self, pat: _Pattern, rows: SwarmProjection, target: np.ndarray):
         """Exact minimiser by the dual active-set method, or ``None`` (then OSQP decides).
 
         Returns ``(u, residuals, iterations)`` for an answer that passed :meth:`_verify`.
         """
         pairs = pat.pairs
         rp = self.rp
-        proj = SwarmProjection(
-            pairs, g, b_eff, rp.speed_normals, rp.speed_bound, lb, ub, self._singles
-        )
         warm = None
         if len(self._warm_keys) or len(self._warm_other):
             keys = self._warm_keys
@@ -448,7 +423,7 @@ class CentralizedCBF:
         # Far more steps than variables: a dense, fast-changing active set (or round-off
         # trouble); OSQP is cheaper then.
         limit = min(rp.max_iter, 50 + self.n * self.d)
-        u, code, iters, active = proj.solve(target, warm, max_iter=limit)
+        u, code, iters, active = rows.solve(target, warm, max_iter=limit)
         self.stats.active_set_solves += 1
         if code != OPTIMAL or iters > self._switch_steps:
             self._backoff = min(64, max(4, 2 * self._backoff))
@@ -459,13 +434,13 @@ class CentralizedCBF:
             self._warm_keys = self._warm_keys[:0]
             self._warm_other = self._warm_other[:0]
             return None
-        u, residuals, _ = self._verify(u, pairs, g, b_eff, lb, ub)
-        if residuals is None:
+        u, res, _ = self._verify(u, rows)
+        if res is None:
             return None
         is_pair = active < len(pairs)
         self._warm_keys = pat.keys[active[is_pair]]
         self._warm_other = active[~is_pair] - len(pairs)
-        return u, residuals, iters
+        return u, res, iters
 
     def constraints(self, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pair constraints of the QP for ``positions`` ``(N, d)`` [m].
@@ -478,106 +453,64 @@ class CentralizedCBF:
         g, b, _ = pair_terms(x[pairs[:, 0]], x[pairs[:, 1]], self.rp)
         return pairs, g, b
 
-    def _feasible(self, u, pairs, g, b_eff, lb, ub) -> bool:
-        """Exact check of every row (pairs, walls, speed polytope) at ``u``."""
-        if (
-            len(pairs)
-            and float((np.einsum("pk,pk->p", g, u[pairs[:, 1]] - u[pairs[:, 0]]) - b_eff).max())
-            > 0.0
-        ):
-            return False
-        if not (np.all(u >= lb) and np.all(u <= ub)):
-            return False
-        k = self.rp.speed_normals.shape[0]
-        return k == 0 or float((u @ self.rp.speed_normals.T).max()) <= self.rp.speed_bound
-
-    def _residuals(self, u, pairs, g, b_eff, lb, ub):
-        """Row residuals (<= 0 when satisfied) and their bounds, one block per kind."""
-        rp = self.rp
-        r_pair = np.einsum("pk,pk->p", g, u[pairs[:, 1]] - u[pairs[:, 0]]) - b_eff
-        r_speed = u @ rp.speed_normals.T - rp.speed_bound  # (N, K)
-        r_lo = lb - u
-        r_hi = u - ub
-        return r_pair, r_speed, r_lo, r_hi
-
-    def _verify(self, u, pairs, g, b_eff, lb, ub):
+    def _verify(self, u: np.ndarray, rows: SwarmProjection):
         """Check the solver's answer against the exact rows; shrink away round-off.
 
         In a safe state every bound is >= 0, so ``u -> s u`` with ``s`` in [0, 1] keeps the
         satisfied rows satisfied and fixes the violated ones (the admissible set is
         star-shaped around zero velocity). Returns ``(u, residuals, message)``;
-        ``residuals`` is ``None`` when the answer cannot be certified.
+        ``residuals`` (``(M,)``, row order of :class:`SwarmProjection`) is ``None`` when the
+        answer cannot be certified.
         """
-        res = self._residuals(u, pairs, g, b_eff, lb, ub)
-        r_pair, r_speed, r_lo, r_hi = res
-        finite = np.isfinite(b_eff)
-        scaled = [
-            r_pair[finite] / (1.0 + np.abs(b_eff[finite])),
-            r_speed.ravel() / (1.0 + self.rp.speed_bound),
-            (r_lo / _wall_scale(lb)).ravel(),
-            (r_hi / _wall_scale(ub)).ravel(),
-        ]
-        worst = max(float(a.max(initial=-np.inf)) for a in scaled)
+        bound = rows.bound
+        val = rows.values_all(u)
+        res = val - bound
+        scaled = res / rows.scale  # -inf for absent rows (no wall, pair that cannot bind)
+        worst = float(scaled.max())
         if worst <= _FEAS_TOL:
             return u, res, ""
-        state_safe = (b_eff.min(initial=np.inf) >= 0.0) and np.all(lb <= 0.0) and np.all(ub >= 0.0)
-        if not state_safe:
-            recovery_rows = np.concatenate(
-                [
-                    b_eff[finite] < 0,
-                    np.zeros(r_speed.size, bool),
-                    (lb > 0).ravel(),
-                    (ub < 0).ravel(),
-                ]
-            )
-            flat = np.concatenate(scaled)
-            ok = np.all(flat[~recovery_rows] <= _FEAS_TOL) and np.all(
-                flat[recovery_rows] <= _RECOVERY_TOL
-            )
-            if ok:
+        if float(bound.min()) < 0.0:
+            # Unsafe state, shrinking cannot help: recovery rows (c < 0) may be missed by
+            # _RECOVERY_TOL (separate marginally slower), the others by round-off only.
+            recovery = bound < 0.0
+            if (
+                float(scaled[~recovery].max(initial=-np.inf)) <= _FEAS_TOL
+                and float(scaled[recovery].max()) <= _RECOVERY_TOL
+            ):
                 return u, res, ""
             return u, None, f"solver answer violates a constraint by {worst:.3g} (relative)"
         # Largest s in [0, 1] with every row a.(s u) <= c, c >= 0.
-        s = 1.0
-        mask = r_pair > 0.0
-        if np.any(mask):
-            au_pair = np.einsum("pk,pk->p", g[mask], u[pairs[mask, 1]] - u[pairs[mask, 0]])
-            s = min(s, float(np.min(b_eff[mask] / au_pair)))
-        au_speed = r_speed + self.rp.speed_bound
-        mask = r_speed > 0.0
-        if np.any(mask):
-            s = min(s, float(np.min(self.rp.speed_bound / au_speed[mask])))
-        mask = r_lo > 0.0
-        if np.any(mask):
-            s = min(s, float(np.min(lb[mask] / u[mask])))
-        mask = r_hi > 0.0
-        if np.any(mask):
-            s = min(s, float(np.min(ub[mask] / u[mask])))
+        over = res > 0.0
+        s = min(1.0, float(np.min(bound[over] / val[over])))
         if s < 1.0 - 1e-9:  # count shrinks beyond round-off
             self.stats.repairs += 1
         u = u * max(s, 0.0)
-        return u, self._residuals(u, pairs, g, b_eff, lb, ub), ""
+        return u, rows.residuals(u), ""
 
-    def _certified(self, u, pairs, b_eff, lb, ub, residuals, n_pairs, min_dist, iters, t0):
-        r_pair, r_speed, r_lo, r_hi = residuals
-        tol_pair = -_ACTIVE_TOL * (1.0 + np.abs(b_eff))
-        active_pairs = pairs[np.isfinite(b_eff) & (r_pair >= tol_pair)]
-        lo_act = _wall_active(r_lo, lb)
-        hi_act = _wall_active(r_hi, ub)
-        faces = np.stack([lo_act, hi_act], axis=2).reshape(self.n, 2 * self.d)
+    @staticmethod
+    def _active_rows(rows: SwarmProjection, res: np.ndarray) -> np.ndarray:
+        """``(M,)`` rows that hold with equality (to _ACTIVE_TOL); absent rows never do."""
+        return res >= -_ACTIVE_TOL * rows.scale
+
+    def _certified(self, u, pairs, rows, res, n_pairs, min_dist, iters, t0):
+        n, d = self.n, self.d
+        p = len(pairs)
+        nk = n * self.rp.speed_normals.shape[0]
+        act = self._active_rows(rows, res)
+        faces = np.stack(
+            [act[p + nk : p + nk + n * d].reshape(n, d), act[p + nk + n * d :].reshape(n, d)],
+            axis=2,
+        ).reshape(n, 2 * d)
         rob, face = np.nonzero(faces)
-        if self.rp.max_speed is None:
-            speed_active = np.zeros(0, dtype=np.int64)
-        else:
-            speed_active = np.flatnonzero(np.any(r_speed >= -_ACTIVE_TOL, axis=1))
+        speed = (res[p : p + nk] >= -_ACTIVE_TOL).reshape(n, nk // n)
         return CBFResult(
             u=u,
             found=True,
             status=CBFStatus.SOLVED,
-            fallback=np.zeros(self.n, dtype=bool),
-            active_pairs=active_pairs,
+            fallback=np.zeros(n, dtype=bool),
+            active_pairs=pairs[act[:p]],
             active_boundary=np.stack([rob, face], axis=1).astype(np.int64),
-            active_speed=speed_active,
+            active_speed=np.flatnonzero(speed.any(axis=1)),
             n_pairs=n_pairs,
             min_distance=min_dist,
             solve_time_s=time.perf_counter() - t0,

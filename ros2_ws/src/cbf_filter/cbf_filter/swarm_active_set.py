@@ -74,19 +74,17 @@ class SwarmProjection:
         robots, coefs = single_robot_rows(self.n, normals) if singles is None else singles
         self.R = np.concatenate([pairs, robots])
         self.C = np.concatenate([np.stack([-g, g], axis=1), coefs])
+        # 1 + |bound| for present rows, 1 for absent ones (their residual is -inf).
+        self.scale = 1.0 + np.abs(np.where(self.bound < np.inf, self.bound, 0.0))
 
     # ---------------------------------------------------------------------------- rows
+    def values_all(self, u: np.ndarray) -> np.ndarray:
+        """``(M,)`` row values ``a_r . u`` at ``u`` ``(N, d)``."""
+        return np.einsum("msd,msd->m", self.C, u[self.R])
+
     def residuals(self, u: np.ndarray) -> np.ndarray:
         """``(M,)`` row values minus bounds at ``u`` ``(N, d)`` (``-inf`` for absent rows)."""
-        parts = []
-        if self.n_pair:
-            parts.append(np.einsum("pk,pk->p", self.g, u[self.pj] - u[self.pi]))
-        if self.normals.shape[0]:
-            parts.append(np.einsum("nc,kc->nk", u, self.normals).ravel())
-        flat = u.ravel()
-        parts.append(-flat)
-        parts.append(flat)
-        return np.concatenate(parts) - self.bound
+        return self.values_all(u) - self.bound
 
     def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Structure ``(R, C)`` of rows ``ids`` ``(k,)``: ``(k, 2)`` robots, ``(k, 2, d)``."""
@@ -142,7 +140,7 @@ class SwarmProjection:
             ``OPTIMAL`` (KKT conditions checked), ``INFEASIBLE``, ``MAX_ITER``,
             ``DEPENDENT`` or ``INACCURATE``.
         """
-        thr = tol * (1.0 + np.abs(self.bound))
+        thr = tol * self.scale
         u = target.copy()
         ids = np.zeros(0, dtype=np.int64)
         lam = np.zeros(0)
