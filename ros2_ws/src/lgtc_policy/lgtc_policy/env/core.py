@@ -200,10 +200,10 @@ class ResourceEnv:
 
     def _nearest_inside(
         self, dist: torch.Tensor, act: torch.Tensor, ids: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """From distances (K, N, M): one-hot bool of the nearest area containing each active
-        agent (K, N, M), whether there is one (K, N), and its index (K, N) (meaningless where
-        there is none)."""
+        agent (K, N, M), whether there is one (K, N), its index (K, N) (meaningless where
+        there is none) and ``dist <= R_m`` (K, N, M) for every agent."""
         rad = self.radius if ids is None else self.radius[ids]
         inside = dist <= rad[:, None, :]
         dmin, nearest = torch.where(inside, dist, math.inf).min(-1)  # first of ties, 0 if none
@@ -211,7 +211,7 @@ class ResourceEnv:
         ar_m = torch.arange(dist.shape[-1], device=dist.device)
         tgt = nearest[..., None] == ar_m
         tgt &= has[..., None]
-        return tgt, has, nearest
+        return tgt, has, nearest, inside
 
     def _persistent_view(self, ids: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
         """Remaining demand de (K, M, r): persistent types net of the current coverage."""
@@ -351,7 +351,7 @@ class ResourceEnv:
         # agent-to-consumer offsets and distances, shared with rw_id and the observation
         rel_c, dc2 = consumer_geometry(pos, self.consumer_pos)  # (2, B, N, M), (B, N, M)
         dist = dc2.sqrt()
-        tgt_b, has_b, nearest = self._nearest_inside(dist, act)
+        tgt_b, has_b, nearest, inside = self._nearest_inside(dist, act)
         tgt = tgt_b.to(self.dtype)  # (B, N, M) one-hot (all-zero row: outside every area)
         tgt_t = tgt.transpose(1, 2)
         has_tgt = has_b.to(self.dtype)  # (B, N) 0/1
@@ -450,7 +450,7 @@ class ResourceEnv:
             "episode_return": self.ep_return.clone(),
             "episode_step": self.t.clone(),
         }
-        geometry = (rel_c, dist, d2p)
+        geometry = (rel_c, dist, inside, d2p)
         if cfg.auto_reset and bool(done.any()):
             info["final_obs"] = self._observe(geometry)
             self._reset_ids(torch.nonzero(done).squeeze(-1))
@@ -603,14 +603,15 @@ class ResourceEnv:
         return self._observe(None)
 
     def _observe(self, geometry: tuple[torch.Tensor, ...] | None) -> Obs:
-        """``observe`` reusing the step's (rel_c, dist, d2p) of the current positions (d2p: the
-        squared pair distances, +inf outside the active pairs i != j)."""
+        """``observe`` reusing the step's (rel_c, dist, inside, d2p) of the current positions
+        (inside: dist <= R_m; d2p: squared pair distances, +inf outside the active pairs)."""
         if geometry is None:
             rel_c, dc2 = consumer_geometry(self.pos, self.consumer_pos)
             d2p = torch.where(self._pairs(self.active), pairwise_d2(self.pos), math.inf)
             dist = dc2.sqrt_()
+            inside = dist <= self.radius[:, None, :]
         else:
-            rel_c, dist, d2p = geometry
+            rel_c, dist, inside, d2p = geometry
         z = agent_observation(
             self.pos,
             self.vel,
@@ -620,7 +621,7 @@ class ResourceEnv:
             self.radius[:, None],
             self.demand[:, None],
             self.cfg.v_max,
-            geometry=(rel_c, dist),
+            geometry=(rel_c, dist, inside),
         )
         # comm graph N_i (= obs.comm_graph): d2p is +inf outside the active pairs i != j
         adj = d2p <= self.cfg.comm_radius * self.cfg.comm_radius

@@ -63,9 +63,10 @@ def agent_observation(
         consumer_radius: (..., M) interaction radii R_m.
         demand: (..., M, r) remaining demands de_m.
         v_max: speed limit used to normalise the velocity.
-        geometry: optional ``(rel_c, dist)`` of these agents and consumers, rel_c (2, lead, M)
-            from :func:`consumer_geometry` and dist (lead, M) its ``d2.sqrt()`` (the env
-            passes what it computed for delivery); computed here when omitted.
+        geometry: optional ``(rel_c, dist, inside)`` of these agents and consumers: rel_c
+            (2, lead, M) from :func:`consumer_geometry`, dist (lead, M) its ``d2.sqrt()`` and
+            inside (lead, M) bool ``dist <= consumer_radius`` (the env passes what it computed
+            for delivery); computed here when omitted.
 
     Returns:
         dict with ``self_feat`` (..., 4+2r), ``agent_res`` (..., r, 4+r), ``consumer_feat``
@@ -90,7 +91,6 @@ def agent_observation(
     pos, vel, supply = pos.expand(*alead, 2), vel.expand(*alead, 2), supply.expand(*alead, r)
     dt = {"dtype": pos.dtype, "device": pos.device}
     F, C = 4 + r, 7 + 2 * r  # agent_res / consumer_res width, consumer_feat width
-    eye = torch.eye(r, **dt)
 
     # Each output is one preallocated tensor written in place: the columns that depend only on
     # the world (consumer positions, radii, demands, kinds, one-hots) are laid out once per
@@ -105,7 +105,7 @@ def agent_observation(
 
     agent_world = torch.zeros(*wlead, r, F, **dt)  # (wlead, r, F) AGENT_RES_FIELDS
     agent_world[..., 3] = kind
-    agent_world[..., 4:] = eye
+    agent_world[..., 4:].diagonal(dim1=-2, dim2=-1).fill_(1.0)  # one-hot(l)
     agent_res = torch.empty(*lead, r, F, **dt)
     agent_res.copy_(agent_world.expand(*lead, r, F))
     for l in range(r):  # one strided copy per type beats one broadcast over the size-r dim
@@ -127,17 +127,21 @@ def agent_observation(
             cpos.reshape(*pad, *wlead, M, 2),
         )
         rel_c, dist = rel_c.squeeze(-2), dist.squeeze(-2).sqrt_()  # (2, lead, M), (lead, M)
+        inside = None
     else:
-        rel_c, dist = geometry
+        rel_c, dist, inside = geometry
     rel = rel_c.movedim(0, -1)  # (lead, M, 2) view
     consumer_feat[..., 0:2] = rel
     consumer_feat[..., 4] = dist
-    torch.le(dist, crad.reshape(*pad, *wlead, M), out=consumer_feat[..., 6])
+    if inside is None:
+        torch.le(dist, crad.reshape(*pad, *wlead, M), out=consumer_feat[..., 6])
+    else:
+        consumer_feat[..., 6] = inside
 
     res_world = torch.zeros(*wlead, M, r, F, **dt)  # (wlead, M, r, F) CONSUMER_RES_FIELDS
     res_world[..., 2] = dem
     res_world[..., 3] = kind.unsqueeze(-2)
-    res_world[..., 4:] = eye
+    res_world[..., 4:].diagonal(dim1=-2, dim2=-1).fill_(1.0)  # one-hot(l)
     consumer_res = torch.empty(*lead, M, r, F, **dt)
     consumer_res.copy_(res_world.expand(*lead, M, r, F))
     for l in range(r):
