@@ -263,8 +263,8 @@ class ResourceEnv:
             return
         M = self.cfg.n_consumers
         start = torch.where(active, self.assignment[ids], -1)
-        counts = torch.nn.functional.one_hot(start.clamp_min(0), M).mul((start >= 0)[..., None])
-        uncovered = (counts.sum(1) == 0).any(-1) & (active.sum(-1) >= M)
+        counts = (start[..., None] == torch.arange(M, device=self.device)).sum(1)  # (K, M)
+        uncovered = (counts == 0).any(-1) & (active.sum(-1) >= M)
         need = ((start < 0) & active).any(-1) | uncovered
         init = start
         if bool(need.any()):
@@ -369,7 +369,8 @@ class ResourceEnv:
         self.base = torch.where(self.base < _EPS_Q, 0.0, self.base)
         rel_i = release.sum(-1)  # (B, N)
         released_any = rel_i > 0
-        changed |= released_any.any(-1)
+        rel_rows = torch.nonzero(released_any.any(-1)).squeeze(-1)  # envs with a release
+        changed[rel_rows] = True
         self.demand = self._persistent_view(None, tgt)
         # ---- reward of eq. (2) ----
         M = cfg.n_consumers
@@ -389,11 +390,14 @@ class ResourceEnv:
         pen = cfg.epsilon**2 - d2 if cfg.collision_form == "hinge" else d2
         rw_ij = -cfg.gamma_collision * torch.where(close, pen, 0.0).sum(-1)  # (B, N)
         rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
-        self.contributed |= released_any[..., None] & tgt_b
-        inst_need = ((self.demand0 > 0) & ~pers[:, None, :]).any(-1)  # (B, M)
-        inst_left = ((self.base > 0) & ~pers[:, None, :]).any(-1)
-        newly = inst_need & ~inst_left & ~self.completed
-        self.completed |= newly
+        # a consumer's instantaneous demand can only become met in an env where something was
+        # released this step (elsewhere base is unchanged and completion was recorded before)
+        self.contributed[rel_rows] |= released_any[rel_rows, :, None] & tgt_b[rel_rows]
+        inst = ~pers[rel_rows, None, :]
+        inst_need = ((self.demand0[rel_rows] > 0) & inst).any(-1)  # (k, M)
+        inst_left = ((self.base[rel_rows] > 0) & inst).any(-1)
+        newly = inst_need & ~inst_left & ~self.completed[rel_rows]
+        self.completed[rel_rows] |= newly
         rw_is = cfg.w_persistent * deliver_p  # (B, N)
         a = self.assignment
         has_a = (a >= 0) & act
@@ -412,9 +416,10 @@ class ResourceEnv:
         reward_vec.scatter_add_(2, nearest[..., None], (rw_im + rw_is)[..., None])
         # rw_rc: once, to the contributors, when a consumer's instantaneous demand is met
         rw_rc = torch.zeros_like(rw_is)
-        rows = torch.nonzero(newly.any(-1)).squeeze(-1)  # the few envs where one completed
-        if rows.numel():
-            rc_b = self.contributed[rows] & newly[rows, None, :] & act[rows, :, None]
+        done_k = torch.nonzero(newly.any(-1)).squeeze(-1)  # the few envs where one completed
+        if done_k.numel():
+            rows = rel_rows[done_k]
+            rc_b = self.contributed[rows] & newly[done_k, None, :] & act[rows, :, None]
             reward_vec[rows] += cfg.w_completion * rc_b.to(self.dtype)  # (k, N, M)
             rw_rc[rows] = cfg.w_completion * rc_b.sum(-1).to(self.dtype)
         reward_vec.scatter_add_(2, ac[..., None], rw_id[..., None])
