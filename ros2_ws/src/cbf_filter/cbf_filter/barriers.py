@@ -86,16 +86,36 @@ def pair_terms(
     overlapping pair is asked to separate with at most half the inscribed speed per robot,
     which stays feasible.
     """
+    g, b, dist, _ = pair_terms_norm(xi, xj, rp)
+    return g, b, dist
+
+
+def pair_terms_norm(
+    xi: np.ndarray, xj: np.ndarray, rp: ResolvedParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pair_terms` plus ``||g||`` ``(P,)`` (same arithmetic, fewer array passes).
+
+    With a spherical metric (``W = I``), ``g = 2 e`` and ``||g|| = 2 ||e||`` exactly
+    (scaling by 2 and 4 is exact in binary floating point).
+    """
     e = xi - xj
-    we = e * rp.metric
-    h = np.einsum("pk,pk->p", e, we) - rp.safety_distance**2
-    g = 2.0 * we
+    if rp.spherical:
+        ee = np.einsum("pk,pk->p", e, e)
+        h = ee - rp.safety_distance**2
+        g = 2.0 * e
+        dist = np.sqrt(ee)
+        gnorm = 2.0 * dist
+    else:
+        we = e * rp.metric
+        h = np.einsum("pk,pk->p", e, we) - rp.safety_distance**2
+        g = 2.0 * we
+        dist = np.sqrt(np.einsum("pk,pk->p", e, e))
+        gnorm = np.sqrt(np.einsum("pk,pk->p", g, g))
     b = class_k(h, rp.gamma, rp.linear, rp.sample_time)
     b = np.where(h >= -H_ROUNDOFF, np.maximum(b, 0.0), b)
     if rp.recovery and rp.max_speed is not None:
-        b = np.maximum(b, -np.sqrt(np.einsum("pk,pk->p", g, g)) * rp.speed_bound)
-    dist = np.sqrt(np.einsum("pk,pk->p", e, e))
-    return g, b, dist
+        b = np.maximum(b, -gnorm * rp.speed_bound)
+    return g, b, dist, gnorm
 
 
 def box_bounds(positions: np.ndarray, rp: ResolvedParams) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ from cbf_filter._checks import (
     fallback_result,
     valid_rows,
 )
-from cbf_filter.barriers import box_bounds, find_pairs, pair_terms, saturate
+from cbf_filter.barriers import box_bounds, find_pairs, pair_terms, pair_terms_norm, saturate
 from cbf_filter.errors import CBFConfigError
 from cbf_filter.params import CBFParams
 from cbf_filter.result import CBFResult, CBFStatus, FilterStats
@@ -263,7 +263,7 @@ class CentralizedCBF:
         if pat is None or not self._pattern_ok(pat, x):
             pat = self._current = self._build_pattern(x)
         pairs = pat.pairs
-        g, b, dist = pair_terms(x[pairs[:, 0]], x[pairs[:, 1]], rp)
+        g, b, dist, gnorm = pair_terms_norm(x[pairs[:, 0]], x[pairs[:, 1]], rp)
         rs = rp.sensing_radius
         in_range = np.ones(len(pairs), dtype=bool) if rs is None else dist <= rs
         n_pairs = int(np.count_nonzero(in_range))
@@ -285,7 +285,7 @@ class CentralizedCBF:
         b_eff = np.where(in_range, b, np.inf)
         if rp.max_speed is not None:
             # |g.(u_j - u_i)| <= 2 ||g|| vmax: a row with a larger bound can never be active.
-            reach = 2.0 * rp.max_speed * np.sqrt(np.einsum("pk,pk->p", g, g))
+            reach = 2.0 * rp.max_speed * gnorm
             b_eff[b_eff > reach] = np.inf
         lb, ub = box_bounds(x, rp)
 

@@ -91,6 +91,7 @@ class ResolvedParams:
     speed_normals: np.ndarray  # (K, d) unit normals of the speed polytope (K = 0: none)
     speed_bound: float  # n_k . u <= speed_bound; also the polytope's inscribed radius
     metric: np.ndarray  # (d,) W = 1 / axis_scale^2
+    spherical: bool  # W = I
     recovery: bool
     active_radius: float | None  # beyond this centre distance [m] a pair row is never active
     eps_abs: float
@@ -207,6 +208,7 @@ def _resolve(p: CBFParams, dim: int) -> ResolvedParams:
         speed_normals=normals,
         speed_bound=bound,
         metric=metric,
+        spherical=bool(np.all(metric == 1.0)),
         recovery=bool(p.recovery),
         active_radius=active_radius,
         eps_abs=_positive("eps_abs", p.eps_abs, "e.g. 1e-3"),
