@@ -111,7 +111,7 @@ def test_swarm_projection_matches_cvxpy_and_detects_infeasibility():
             np.testing.assert_allclose(N @ flat, proj.bound[active], atol=1e-10)
         else:
             np.testing.assert_array_equal(flat, target.ravel())
-    assert n_opt > 60 and n_inf > 15
+    assert n_opt >= 80 and n_inf >= 20  # both verdicts well represented (90 / 30 here)
 
 
 def _row_vector(proj, k, n, d):
