@@ -19,11 +19,6 @@ def valid_rows(a: np.ndarray) -> np.ndarray:
     return np.all(np.abs(a) <= MAX_ABS, axis=-1)
 
 
-def all_valid(*arrays: np.ndarray) -> bool:
-    """True when every entry of every array is finite and within ``MAX_ABS``."""
-    return all(bool(np.all(np.abs(a) <= MAX_ABS)) for a in arrays)
-
-
 def as_array(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
     """``value`` as a float array of ``shape``; raise :class:`CBFInputError` otherwise."""
     try:

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from cbf_filter._checks import (
     COINCIDENT_DISTANCE,
-    all_valid,
+    MAX_ABS,
     as_array,
     fallback_result,
     valid_rows,
@@ -127,6 +127,8 @@ class CentralizedCBF:
         # ids counted from the first speed row (independent of the pattern).
         self._warm_keys = np.zeros(0, dtype=np.int64)
         self._warm_other = np.zeros(0, dtype=np.int64)
+        self._warm_rows: np.ndarray | None = None  # the same rows as ids of _warm_pattern
+        self._warm_pattern: _Pattern | None = None
         # Dense, fast-changing active sets need many active-set steps, where OSQP is cheaper:
         # after such a tick the next ``_osqp_ticks`` go straight to OSQP (doubling backoff).
         self._switch_steps = 25 + (self.n * self.d) // 8
@@ -246,7 +248,7 @@ class CentralizedCBF:
         n, d, rp = self.n, self.d, self.rp
         x = as_array("positions", positions, (n, d))
         u_hat = as_array("u_nominal", u_nominal, (n, d))
-        if not all_valid(x, u_hat):
+        if not (float(np.abs(x).max()) <= MAX_ABS and float(np.abs(u_hat).max()) <= MAX_ABS):
             bad = np.flatnonzero(~(valid_rows(x) & valid_rows(u_hat)))
             return self._done(
                 fallback_result(
@@ -399,10 +401,7 @@ class CentralizedCBF:
             )
         if self.method == "auto":
             # The rows active in OSQP's answer: the warm start of the next active-set solve.
-            on = np.flatnonzero(self._active_rows(rows, res))
-            is_pair = on < len(pairs)
-            self._warm_keys = pat.keys[on[is_pair]]
-            self._warm_other = on[~is_pair] - len(pairs)
+            self._set_warm(pat, np.flatnonzero(self._active_rows(rows, res)))
         return self._done(self._certified(u, pairs, rows, res, n_pairs, min_dist, iters, t0))
 
     def _solve_active_set(self, pat: _Pattern, rows: SwarmProjection, target: np.ndarray):
@@ -413,7 +412,9 @@ class CentralizedCBF:
         pairs = pat.pairs
         rp = self.rp
         warm = None
-        if len(self._warm_keys) or len(self._warm_other):
+        if self._warm_rows is not None and self._warm_pattern is pat:
+            warm = self._warm_rows  # same pattern: the row ids are still valid
+        elif len(self._warm_keys) or len(self._warm_other):
             keys = self._warm_keys
             pos = np.searchsorted(pat.keys, keys)
             ok = pos < len(pat.keys)
@@ -431,16 +432,20 @@ class CentralizedCBF:
         else:
             self._backoff = 0
         if code != OPTIMAL:
-            self._warm_keys = self._warm_keys[:0]
-            self._warm_other = self._warm_other[:0]
+            self._set_warm(pat, active[:0])
             return None
         u, res, _ = self._verify(u, rows)
         if res is None:
             return None
-        is_pair = active < len(pairs)
-        self._warm_keys = pat.keys[active[is_pair]]
-        self._warm_other = active[~is_pair] - len(pairs)
+        self._set_warm(pat, active)
         return u, res, iters
+
+    def _set_warm(self, pat: _Pattern, rows: np.ndarray) -> None:
+        """Remember the active rows ``rows`` (ids in ``pat``'s row order) for the next tick."""
+        is_pair = rows < len(pat.pairs)
+        self._warm_keys = pat.keys[rows[is_pair]]
+        self._warm_other = rows[~is_pair] - len(pat.pairs)
+        self._warm_rows, self._warm_pattern = rows, pat
 
     def constraints(self, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pair constraints of the QP for ``positions`` ``(N, d)`` [m].

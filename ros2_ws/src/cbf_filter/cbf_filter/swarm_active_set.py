@@ -156,7 +156,7 @@ class SwarmProjection:
             res[ids] = -np.inf
             p = int(np.argmax(res))
             if not res[p] > 0.0:
-                code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam) else INACCURATE
+                code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam, it) else INACCURATE
                 return u, code, it, ids
             row = self.rows(np.array([p]))
             aa = float(np.einsum("ksd,ksd->", row[1], row[1]))
@@ -212,19 +212,22 @@ class SwarmProjection:
                 act = (act[0][keep], act[1][keep])
                 gram = gram[np.ix_(keep, keep)]
 
-    def _kkt_ok(self, t, u, ids, act, lam) -> bool:
+    def _kkt_ok(self, t, u, ids, act, lam, steps) -> bool:
         """Certificate of optimality (primal feasibility is checked by the scan and the caller).
 
         Stationarity ``u = t - sum_k lam_k a_k``, dual feasibility ``lam >= 0`` and
-        complementarity (every active row holds with equality), to ``_KKT_TOL``.
+        complementarity (every active row holds with equality), to ``_KKT_TOL``. Without
+        add / drop steps (``steps == 0``) the warm start built ``u`` from that very sum with
+        ``lam >= 0``, so only complementarity is left to check.
         """
         if not len(ids):
             return bool(np.array_equal(u, t))
-        scale = 1.0 + float(np.abs(t).max())
-        if float(lam.min()) < -_KKT_TOL * (1.0 + float(lam.max())):
-            return False
-        if float(np.abs(u - (t - self.combine(act, lam))).max()) > _KKT_TOL * scale:
-            return False
+        if steps:
+            scale = 1.0 + float(np.abs(t).max())
+            if float(lam.min()) < -_KKT_TOL * (1.0 + float(lam.max())):
+                return False
+            if float(np.abs(u - (t - self.combine(act, lam))).max()) > _KKT_TOL * scale:
+                return False
         bound = self.bound[ids]
         gap = np.abs(self.values(act, u) - bound)
         return bool(np.all(gap <= _KKT_TOL * (1.0 + np.abs(bound))))
