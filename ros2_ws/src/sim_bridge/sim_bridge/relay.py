@@ -11,6 +11,9 @@ moment it arrives. Random draws come from a seeded generator (deterministic repl
 :meth:`CommRelay.due_bundles` hands out the same copies grouped per recipient (send order
 kept), so a node can deliver one tick's messages to each robot in one publication (N per tick
 instead of N (N - 1): the relay's cost at N = 30 with a near-complete comm graph).
+:meth:`CommRelay.collect` / :meth:`CommRelay.take` split that in two, so each recipient can be
+flushed at its own moment (e.g. just before its next tick): due copies wait in the
+recipient's inbox and the range is checked when they are taken.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class CommRelay:
         self.stats = RelayStats()
         self._queue: list[_Pending] = []
         self._seq = 0
+        # copies already due, held per recipient until it is flushed: (sender, data), send order
+        self._inbox: list[list[tuple[int, object]]] = [[] for _ in range(n)]
 
     def in_range(self, positions: np.ndarray, sender: int) -> np.ndarray:
         """``(n,)`` bool: robots other than ``sender`` within ``C`` of it (``positions`` (n, 3))."""
@@ -160,14 +165,45 @@ class CommRelay:
 
     def due_bundles(self, now: float, positions: np.ndarray) -> dict[int, list[object]]:
         """The copies of :meth:`due` grouped per recipient: ``{recipient: [data, ...]}``, each
-        list in send order (same range rule, same counters)."""
+        list in send order (same range rule, same counters); :meth:`collect`, then
+        :meth:`take` for every recipient."""
+        self.collect(now)
         out: dict[int, list[object]] = {}
-        for recipients, data in self._pop_due(now, positions):
-            for j in recipients.tolist():
-                out.setdefault(j, []).append(data)
+        for j in range(self.n):
+            if self._inbox[j]:
+                got = self.take(j, positions)
+                if got:
+                    out[j] = got
+        return out
+
+    def collect(self, now: float) -> None:
+        """Move the copies due at ``now`` [s] into their recipients' inboxes (send order), to be
+        handed out by :meth:`take`; the range is checked when they are taken."""
+        while self._queue and self._queue[0].due <= now + 1e-12:
+            item = heapq.heappop(self._queue)
+            for j in item.recipients.tolist():
+                self._inbox[j].append((item.sender, item.data))
+
+    def held(self, recipient: int) -> int:
+        """Copies waiting in ``recipient``'s inbox (collected, not taken yet)."""
+        return len(self._inbox[recipient])
+
+    def take(self, recipient: int, positions: np.ndarray) -> list[object]:
+        """Empty ``recipient``'s inbox: the data of the copies whose sender is still within
+        ``C`` of it at ``positions`` (n, 3) now, in send order; the others are discarded."""
+        box = self._inbox[recipient]
+        if not box:
+            return []
+        self._inbox[recipient] = []
+        senders = np.fromiter((s for s, _ in box), np.int64, len(box))
+        d = np.linalg.norm(positions[senders] - positions[recipient], axis=1)
+        ok = (d <= self.comm_radius).tolist()
+        out = [data for (_, data), keep in zip(box, ok) if keep]
+        self.stats.out_of_range += len(box) - len(out)
+        self.stats.delivered += len(out)
         return out
 
     @property
     def pending(self) -> int:
-        """Number of queued messages (each with one or more recipients)."""
+        """Number of queued messages (each with one or more recipients), not yet collected."""
         return len(self._queue)

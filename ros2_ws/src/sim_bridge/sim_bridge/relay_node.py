@@ -8,18 +8,31 @@ publishing robot's index, or that is shorter than the header (``[sender_index, s
 payload...]``, :mod:`sim_bridge.topics`), is dropped and counted (no robot can speak for
 another).
 
-Delivery. By default (``bundle_period_s`` > 0) the relay delivers every ``bundle_period_s``
-the copies due by then, one ``comm/in`` publication per recipient carrying all its messages
-back to back (:func:`sim_bridge.relay.pack_bundle`): the 2-D layout ``dim[0]`` = ``messages``
-(k rows), ``dim[1]`` = ``message`` (the row length), rows in send order, each row a sender's
-array unchanged. A tick of N robots in a near-complete comm graph then costs N publications
-and N subscriber callbacks instead of N (N - 1). ``bundle_period_s`` = 0 delivers each copy
-on its own inside the sender's callback (one row, the same layout). The range rule is the
-same either way: within ``C`` at send time and again at delivery time.
+Delivery. By default (``bundle_period_s`` > 0) the relay delivers bundles: one ``comm/in``
+publication per recipient carrying all its due messages back to back
+(:func:`sim_bridge.relay.pack_bundle`), 2-D layout ``dim[0]`` = ``messages`` (k rows),
+``dim[1]`` = ``message`` (the row length), rows in send order, each row a sender's array
+unchanged. ``deliver`` says when:
 
-Parameters: ``config`` (swarm file), ``latency_s`` (0: deliver at the next flush),
-``drop_prob`` (0), ``seed`` (-1: the config's seed), ``bundle_period_s`` (0.01 s; a tenth of
-a 20 Hz tick or less, so one tick's messages reach every robot before its next tick).
+* ``before_tick`` (default): every ``bundle_period_s`` the relay looks at each robot's own
+  ``comm/out`` rhythm (its last message's stamp when that reads the relay's clock, else the
+  arrival time, plus its measured period) and flushes the robot's inbox in the last
+  ``bundle_period_s`` + ``FLUSH_MARGIN_S`` before its next tick, once per tick, so each robot
+  gets one bundle per tick holding what its neighbours sent since its previous bundle: the
+  messages a robot uses are about one tick old, as in the paper's discrete-time model (tick
+  ``t`` uses the neighbours' messages of tick ``t - 1``). A robot that does not talk (not heard
+  for two of its periods, or never) is flushed at every check. A tick of N robots in a
+  near-complete comm graph costs N publications and N subscriber callbacks instead of
+  N (N - 1).
+* ``periodic``: every ``bundle_period_s`` everything due goes out (fresher messages, several
+  bundles per robot per tick when the robots' ticks are spread over the period).
+
+``bundle_period_s`` = 0 delivers each copy on its own inside the sender's callback (one row,
+the same layout). The range rule is the same in every mode: within ``C`` at send time and
+again at delivery time.
+
+Parameters: ``config`` (swarm file), ``latency_s`` (0), ``drop_prob`` (0), ``seed`` (-1: the
+config's seed), ``bundle_period_s`` (0.01 s), ``deliver`` (``before_tick`` | ``periodic``).
 """
 
 from __future__ import annotations
@@ -36,6 +49,12 @@ from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, load_config
 from sim_bridge.relay import CommRelay, pack_bundle
 from sim_bridge.ros.spin import spin_node
+
+#: Delivery modes of the bundling relay (parameter ``deliver``).
+DELIVER_MODES = ("before_tick", "periodic")
+#: ``before_tick`` flushes a robot's inbox this much earlier than one check period before its
+#: next tick [s], so the bundle's callback runs before the robot's timer.
+FLUSH_MARGIN_S = 0.006
 
 
 def bundle_msg(row_len: int, data) -> Float64MultiArray:
@@ -60,6 +79,7 @@ class RelayNode(Node):
         drop = float(self.declare_parameter("drop_prob", 0.0).value)
         seed = int(self.declare_parameter("seed", -1).value)
         bundle = float(self.declare_parameter("bundle_period_s", 0.01).value)
+        deliver = str(self.declare_parameter("deliver", "before_tick").value)
         if not path:
             raise ConfigError(
                 [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
@@ -74,12 +94,26 @@ class RelayNode(Node):
                     )
                 ]
             )
+        if deliver not in DELIVER_MODES:
+            raise ConfigError(
+                [
+                    Problem(
+                        "deliver",
+                        f"{deliver!r} is not a delivery mode",
+                        f"pass one of {', '.join(DELIVER_MODES)}",
+                    )
+                ]
+            )
         self.cfg = load_config(path)
         n = len(self.cfg.robots)
         self.relay = CommRelay(
             n, self.cfg.comm_radius, latency, drop, self.cfg.seed if seed < 0 else seed
         )
         self.bundle_period_s = bundle
+        self.before_tick = deliver == "before_tick"
+        self.last_send = np.full(n, -math.inf)  # relay clock [s] of each robot's last comm/out
+        self.send_period = np.full(n, math.nan)  # its measured period [s] (moving average)
+        self.flushed_at = np.full(n, -math.inf)  # when its inbox was last flushed [s]
         self.positions = np.full((n, 3), np.nan)
         self.known = np.zeros(n, dtype=bool)
         self.malformed = 0
@@ -110,7 +144,7 @@ class RelayNode(Node):
         self.get_logger().info(
             f"comm relay: {n} robots, C = {self.cfg.comm_radius} m, latency {latency} s, "
             f"drop {drop}, "
-            + (f"bundled every {bundle} s" if bundle > 0.0 else "one publication per copy")
+            + (f"bundles {deliver}, checked every {bundle} s" if bundle > 0.0 else "per copy")
         )
 
     def _now(self) -> float:
@@ -132,20 +166,46 @@ class RelayNode(Node):
                     f"[sender_index={i}, stamp_s, ...] ({self.malformed} so far)"
                 )
             return
-        self.relay.submit(i, data, self._now(), self.positions, self.known)
+        now = self._now()
+        # the sender's tick: its stamp when that reads our clock (same machine or sim time; the
+        # callback itself may run late on a busy executor), else the time we got it
+        sent = data[1] if 0.0 <= now - data[1] < 0.5 else now
+        dt = sent - self.last_send[i]
+        if 0.0 < dt < 1.0:  # the sender's tick period, smoothed (a gap > 1 s is a pause)
+            p = self.send_period[i]
+            self.send_period[i] = dt if math.isnan(p) else 0.8 * p + 0.2 * dt
+        self.last_send[i] = sent
+        self.relay.submit(i, data, now, self.positions, self.known)
         if self.bundle_period_s == 0.0 and self.relay.latency_s == 0.0:
             self._deliver()
 
+    def _due_now(self, j: int, now: float) -> bool:
+        """Whether robot ``j``'s inbox goes out now (``before_tick``: in the last check period
+        before its next tick, once per tick; at every check while it does not talk)."""
+        period = self.send_period[j]
+        if not self.before_tick or math.isnan(period) or now - self.last_send[j] > 2 * period:
+            return True
+        next_tick = self.last_send[j] + period
+        while next_tick < now - 0.5 * period:  # late check (starved executor): catch up
+            next_tick += period
+        return (
+            now >= next_tick - self.bundle_period_s - FLUSH_MARGIN_S
+            and self.flushed_at[j] < next_tick - 0.5 * period
+        )
+
     def _deliver(self) -> None:
-        if not self.relay.pending:
-            return
         now = self._now()
         if self.bundle_period_s == 0.0:
-            for j, data in self.relay.due(now, self.positions):
-                self.out_pub[j].publish(bundle_msg(len(data), data))
+            if self.relay.pending:
+                for j, data in self.relay.due(now, self.positions):
+                    self.out_pub[j].publish(bundle_msg(len(data), data))
             return
-        for j, messages in self.relay.due_bundles(now, self.positions).items():
-            for row_len, data in pack_bundle(messages):
+        self.relay.collect(now)
+        for j in range(self.relay.n):
+            if not self.relay.held(j) or not self._due_now(j, now):
+                continue
+            self.flushed_at[j] = now
+            for row_len, data in pack_bundle(self.relay.take(j, self.positions)):
                 self.out_pub[j].publish(bundle_msg(row_len, data))
 
 

@@ -160,3 +160,59 @@ def test_bundles_never_deliver_beyond_c_and_keep_every_copy(case, radius, latenc
                 assert recipient != src
                 assert np.linalg.norm(now_pos[recipient] - now_pos[src]) <= radius
     assert bundled.stats == single.stats
+
+
+def test_inbox_holds_copies_until_their_recipient_is_flushed():
+    pos = np.array([[0.0, 0, 0], [1.0, 0, 0], [1.5, 0, 0]])
+    relay = CommRelay(3, comm_radius=2.0)
+    relay.submit(0, "a", 0.0, pos)
+    relay.submit(1, "b", 0.01, pos)
+    relay.collect(0.01)
+    assert relay.pending == 0 and [relay.held(j) for j in range(3)] == [1, 1, 2]
+    assert relay.take(2, pos) == ["a", "b"] and relay.held(2) == 0
+    moved = pos.copy()
+    moved[0] = [-1.5, 0, 0]  # 2.5 m from robot 1 by the time 0 and 1 are flushed
+    assert relay.take(1, moved) == [] and relay.take(0, moved) == []
+    moved[2] = [-0.25, 0, 0]
+    relay.submit(2, "c", 0.02, moved)  # robot 2, between them, reaches both
+    relay.collect(0.02)
+    assert relay.take(0, moved) == ["c"] and relay.take(1, moved) == ["c"]
+    assert relay.stats.delivered == 4 and relay.stats.out_of_range == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(2, 10).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            arrays(float, (3, n, 3), elements=st.floats(-3, 3)),
+            st.lists(
+                st.tuples(st.integers(0, n - 1), st.lists(st.integers(0, n - 1), max_size=n)),
+                min_size=1,
+                max_size=25,
+            ),
+        )
+    ),
+    st.floats(0.1, 3.0),
+    st.sampled_from([0.0, 0.05]),
+    st.floats(0.0, 0.9),
+)
+def test_flushing_recipients_one_by_one_never_delivers_beyond_c(case, radius, latency, drop):
+    """Each step one robot sends and some robots are flushed (take) at the positions of that
+    moment: nothing taken is from beyond C then, and every copy is delivered, discarded or
+    still held."""
+    n, frames, steps = case
+    relay = CommRelay(n, comm_radius=radius, latency_s=latency, drop_prob=drop, seed=3)
+    t, queued = 0.0, 0
+    for k, (sender, flushed) in enumerate(steps):
+        queued += relay.submit(sender, sender, t, frames[k % 3])
+        t += 0.02
+        now_pos = frames[(k + 1) % 3]
+        relay.collect(t)
+        for j in flushed:
+            for src in relay.take(j, now_pos):
+                assert src != j
+                assert np.linalg.norm(now_pos[j] - now_pos[src]) <= radius
+    held = sum(relay.held(j) for j in range(n))
+    in_queue = sum(p.recipients.size for p in relay._queue)
+    assert relay.stats.delivered + relay.stats.out_of_range + held + in_queue == queued
