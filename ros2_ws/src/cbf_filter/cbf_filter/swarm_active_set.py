@@ -18,9 +18,11 @@ graph are orthogonal, so the method handles the components independently without
 
 Warm start: the active set of the previous tick is re-solved as equalities first (one ``k x k``
 system); rows with negative multipliers are dropped until all are non-negative, which is the
-exact optimum of the QP restricted to those rows, a valid dual-feasible start. Near-dependent
-active normals (Gram matrix close to singular) end the call with ``DEPENDENT``; the caller then
-solves with OSQP, so no guarantee rests on this solver's numerics alone.
+exact optimum of the QP restricted to those rows, a valid dual-feasible start. If rows are
+still violated, the same is tried once with them added as a batch before single steps.
+Near-dependent active normals (Gram matrix close to singular) end the call with
+``DEPENDENT``; the caller then solves with OSQP, so no guarantee rests on this solver's
+numerics alone.
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class SwarmProjection:
             if start is not None:
                 u, ids, lam, act, gram = start
         it = 0
+        batched = False
         while True:
             res = self.residuals(u) - thr
             res[ids] = -np.inf
@@ -158,6 +161,15 @@ class SwarmProjection:
             if not res[p] > 0.0:
                 code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam, it) else INACCURATE
                 return u, code, it, ids
+            if not batched:
+                # Once: guess that the violated rows join the active set, as a batch (one
+                # equality solve instead of one step per row). Any outcome of the warm start
+                # is a valid dual-feasible start; the steps below finish the job.
+                batched = True
+                start = self._warm_start(target, np.concatenate([ids, np.flatnonzero(res > 0)]))
+                if start is not None:
+                    u, ids, lam, act, gram = start
+                    continue
             row = self.rows(np.array([p]))
             aa = float(np.einsum("ksd,ksd->", row[1], row[1]))
             col = self.gram(act, row)[:, 0]  # N_S a

@@ -6,9 +6,9 @@
   and the minimisers agree to 1e-5 (Clarabel's accuracy); KKT residuals checked at 1e-10.
 * hypothesis: a warm start (any subset of rows) does not change the answer (1e-9); the
   shortcuts (nominal command or thresholded target already admissible) equal the full QP;
-  ``method="auto"`` equals ``method="osqp"`` (objective no worse, minimisers within 1e-3,
-  OSQP's accuracy when polishing fails, unless OSQP's answer had to be shrunk onto the
-  feasible set, which costs optimality).
+  ``method="auto"`` is never worse than ``method="osqp"`` and OSQP's objective is within
+  1e-4 of it (OSQP's accuracy when polishing fails) unless OSQP's answer had to be shrunk
+  onto the feasible set, which costs optimality; the exact answer equals the full QP's.
 * robots in separate connected components of the pair graph: the joint QP equals the QPs of
   the components solved on their own (1e-9).
 * when the active-set method cannot finish, OSQP answers the same QP (counted in stats).
@@ -189,8 +189,8 @@ def test_auto_equals_osqp_and_shortcuts_equal_the_full_qp(state):
     assert f_auto <= f_ref + 1e-9 * (1 + f_ref)
     if osqp_only.stats.repairs == 0:
         # (A repaired OSQP answer was shrunk onto the feasible set: admissible, not optimal.)
-        # 1e-3: OSQP's accuracy when polishing fails and it stops at eps_refine = 1e-5.
-        np.testing.assert_allclose(auto.u, ref.u, atol=1e-3)
+        # OSQP's answer is near-optimal: to its accuracy when polishing fails (eps 1e-5).
+        assert f_ref <= f_auto + 1e-4 * (1 + f_auto)
     # The full QP from scratch (no shortcut, no warm start) has the same minimiser.
     full_pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)], dtype=np.int64)
     g, b, dist = pair_terms(x[full_pairs[:, 0]], x[full_pairs[:, 1]], rp)

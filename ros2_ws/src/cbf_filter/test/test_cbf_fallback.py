@@ -16,12 +16,15 @@ from cbf_filter import (
     DecentralizedCBF,
     UnicycleCBF,
 )
+from cbf_filter import centralized as centralized_module
+from cbf_filter.swarm_active_set import MAX_ITER
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 ARENA = ((-2.0, 2.0), (-2.0, 2.0))
 PARAMS = CBFParams(arena=ARENA, sensing_radius=1.0)
+NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 def _filters(n=3):
@@ -93,10 +96,19 @@ def test_recovery_from_overlap_separates():
         assert res.u[0, 0] < 0 < res.u[1, 0]  # pushed apart
 
 
-def test_solver_failure_is_a_fallback():
+@pytest.mark.parametrize("method", ["osqp", "auto"])
+def test_solver_failure_is_a_fallback(method, monkeypatch):
     p = CBFParams(arena=ARENA, max_iter=1, eps_abs=1e-12, eps_rel=1e-12, eps_refine=1e-12)
     x = np.array([[0.0, 0.0], [0.4, 0.0], [0.2, 0.3]])
-    cbf = CentralizedCBF(3, 2, p)
+    if method == "auto":
+        # The exact active-set method solves this QP without a single add / drop step:
+        # make it give up, so that OSQP (one iteration allowed) has to answer, and fails.
+        monkeypatch.setattr(
+            centralized_module.SwarmProjection,
+            "solve",
+            lambda self, target, warm=None, tol=0, max_iter=0: (target, MAX_ITER, 2, NO_ROWS),
+        )
+    cbf = CentralizedCBF(3, 2, p, method=method)
     res = cbf.filter(x, np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, -0.5]]))
     assert res.status is CBFStatus.SOLVER_ERROR
     assert np.all(res.u == 0) and np.all(res.fallback)
