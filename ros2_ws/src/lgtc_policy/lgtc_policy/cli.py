@@ -9,7 +9,8 @@ Examples::
 
 Errors in options, configs or checkpoints print one line naming the problem and exit 2.
 ``eval --json`` writes ``reward_mean``, ``reward_std``, ``expert_reward_mean``,
-``ratio_to_expert``, ``demand_satisfied_mean``, ``collisions_per_episode``, ``episodes``, ``seed``.
+``ratio_to_expert``, ``greedy_reward_mean``, ``demand_satisfied_mean``,
+``collisions_per_episode``, ``episodes``, ``seed``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _eval(ns: argparse.Namespace) -> int:
         f"demand satisfied {out['demand_satisfied_mean']:.3f}"
         + (
             f" | expert {out['expert_reward_mean']:.3f}  ratio {out['ratio_to_expert']:.3f}"
+            f" | greedy rule {out['greedy_reward_mean']:.3f}"
             if "expert_reward_mean" in out
             else ""
         )

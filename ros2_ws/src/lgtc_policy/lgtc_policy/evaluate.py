@@ -23,6 +23,7 @@ from lgtc_policy.model.lgtc import LGTCNet
 __all__ = [
     "evaluate_checkpoint",
     "evaluate_expert",
+    "evaluate_greedy",
     "evaluate_net",
     "rollout_policy",
 ]
@@ -108,6 +109,29 @@ def evaluate_expert(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     )
 
 
+@torch.inference_mode()
+def evaluate_greedy(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
+    """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, not in the paper) on the same
+    seeded episodes: what one robot achieves from its own observation and its close
+    neighbours' positions without any learning."""
+    from lgtc_policy.greedy import greedy_action
+
+    env = _eval_env(env_cfg, episodes, seed)
+    env.reset()
+    info: dict = {}
+    for _ in range(env_cfg.episode_length):
+        _, _, done, info = env.step(greedy_action(env))
+        if bool(done.all()):
+            break
+    return _summary(
+        info["episode_return"],
+        info["demand_satisfied"],
+        info["collisions"],
+        env_cfg.n_agents,
+        seed,
+    )
+
+
 def evaluate_checkpoint(
     path: str,
     episodes: int = 32,
@@ -119,7 +143,9 @@ def evaluate_checkpoint(
 
     Returns a flat dict: ``reward_mean``, ``reward_std``, ``demand_satisfied_mean``,
     ``collisions_per_episode``, ``expert_reward_mean``, ``expert_reward_std``,
-    ``ratio_to_expert`` (= reward_mean / expert_reward_mean), ``episodes``, ``seed``, ``algo``.
+    ``ratio_to_expert`` (= reward_mean / expert_reward_mean), ``greedy_reward_mean`` and
+    ``greedy_demand_satisfied_mean`` (the decentralized greedy rule, a no-learning yardstick),
+    ``episodes``, ``seed``, ``algo``.
     """
     ck = load_checkpoint(path)
     net = build_net(ck, "policy")
@@ -133,4 +159,7 @@ def evaluate_checkpoint(
         out["expert_demand_satisfied_mean"] = ex["demand_satisfied_mean"]
         denom = ex["reward_mean"]
         out["ratio_to_expert"] = float(out["reward_mean"] / denom) if denom else float(np.nan)
+        gr = evaluate_greedy(env_cfg, episodes, seed)
+        out["greedy_reward_mean"] = gr["reward_mean"]
+        out["greedy_demand_satisfied_mean"] = gr["demand_satisfied_mean"]
     return out

@@ -106,6 +106,8 @@ def test_bc_config_errors_name_the_field(capsys) -> None:
         BCConfig(beta0=1.5).validate()
     with pytest.raises(ConfigError, match="--window"):
         BCConfig(window=0).validate()
+    with pytest.raises(ConfigError, match="--teacher 'oracle'"):
+        BCConfig(teacher="oracle").validate()
     # a PPO-only option is refused for bc_lgtc with a one-line error (exit 2)
     assert main(["train", "--algo", "bc_lgtc", "--clip", "0.1"]) == 2
     assert "--clip" in capsys.readouterr().err

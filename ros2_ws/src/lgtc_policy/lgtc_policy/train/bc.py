@@ -46,6 +46,7 @@ from torch import nn
 
 from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.env.expert import CentralizedExpert, ExpertConfig
+from lgtc_policy.greedy import GreedyConfig, greedy_action
 from lgtc_policy.model.checkpoint import save_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet, NetInputs
@@ -56,6 +57,11 @@ from lgtc_policy.train.ppo import ActorCritic, _env_dict
 __all__ = ["BC_ALGOS", "BCConfig", "expert_labels", "imitation_mse", "train_bc"]
 
 BC_ALGOS = ("bc_lgtc",)
+TEACHERS = ("expert", "greedy")
+TEACHER_LABELS = {
+    "expert": "oracle assignment (eq. 3) + saturated P control, no CBF",
+    "greedy": "decentralized greedy coverage rule (lgtc_policy.greedy), saturated P control",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ class BCConfig(_Common):
     """Initial log std of the Gaussian policy (as PPOConfig.log_std_init)."""
     k_p: float = 4.0
     """Expert's proportional gain [1/s] (ExpertConfig.k_p)."""
+    teacher: str = "expert"
+    """Whose actions label the states: 'expert' (the centralized oracle expert of Sec. IV, see
+    :func:`expert_labels`) or 'greedy' (the decentralized greedy coverage rule of
+    :mod:`lgtc_policy.greedy`, whose labels are a function of what a robot observes and of its
+    close neighbours' positions, so the network can fit them; the oracle's assignment is not
+    recoverable from one robot's observation and BC of it plateaus at an MSE near 0.8)."""
     eval_every: int = 20_000
     """Evaluate (deterministic policy) every this many env steps; the best one is kept."""
     checkpoint_every: int = 20_000
@@ -115,6 +127,8 @@ class BCConfig(_Common):
             raise ConfigError("--beta0 must be in [0, 1]")
         if not 0.0 < self.beta_decay <= 1.0:
             raise ConfigError("--beta-decay must be in (0, 1]")
+        if self.teacher not in TEACHERS:
+            raise ConfigError(f"--teacher {self.teacher!r}: choose one of {TEACHERS}")
         if self.alpha < 0 or self.std_coef < 0 or self.k_p <= 0:
             raise ConfigError("--alpha and --std-coef must be >= 0 and --k-p > 0")
         return self
@@ -211,6 +225,16 @@ def train_bc(cfg: BCConfig) -> dict:
     opt = torch.optim.Adam([*policy.parameters(), ac.log_std], lr=cfg.lr)
     env = ResourceEnv(env_cfg, B, device="cpu", seed=cfg.seed)
     expert = CentralizedExpert(env, ExpertConfig(k_p=cfg.k_p))
+    if cfg.teacher == "greedy":
+        greedy = GreedyConfig(k_p=cfg.k_p)
+
+        def teach() -> torch.Tensor:
+            return greedy_action(env, greedy)
+    else:
+
+        def teach() -> torch.Tensor:
+            return expert_labels(env, expert)
+
     obs = env.reset()
     x = torch.zeros(B, N, policy.state_dim)
     prev = obs.agent_res.clone()
@@ -235,8 +259,9 @@ def train_bc(cfg: BCConfig) -> dict:
             "progress": {"env_steps": step, "best": best, "wall_s": time.time() - t_wall},
             "optim": None,
             "warm_start": {
-                "method": "DAgger behaviour cloning of the centralized expert (not in the paper)",
-                "labels": "oracle assignment (eq. 3) + saturated P control, no CBF",
+                "method": f"DAgger behaviour cloning of the {cfg.teacher} teacher "
+                "(not in the paper)",
+                "labels": TEACHER_LABELS[cfg.teacher],
             },
         }
 
@@ -252,7 +277,7 @@ def train_bc(cfg: BCConfig) -> dict:
             for _ in range(T):
                 inp = inputs_from_obs(obs, prev)
                 out, x_next, _ = policy(inp, x)
-                label = expert_labels(env, expert)
+                label = teach()
                 inputs.append(inp)
                 labels.append(label)
                 actives.append(obs.active)
