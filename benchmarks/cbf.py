@@ -10,6 +10,8 @@ sqrt(N) so that the density stays that of 16 robots on 4 x 4 m). Then, tick by t
   search, building the rows, solve, check);
 * ``osqp only``: the same filter with ``method="osqp"`` (every QP through OSQP, set up once
   per sparsity pattern): the A/B of the active-set path on the same ticks;
+* ``centralized alone``: afterwards, the centralized filter once more, back to back on the
+  same ticks with no other contender in between (warm caches, as in a tight control loop);
 * ``decentralized``: ``DecentralizedCBF.filter_robot`` for every robot with the neighbours
   it would receive on ``/<robot>/neighbors``; reported per robot (they run in parallel);
 * ``cvxopt``: the Robotarium formulation (``create_single_integrator_barrier_certificate_
@@ -208,6 +210,16 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
             cpu["cvx"].append(cx)
             wall["cen_paired"].append(tc)
             cpu["cen_paired"].append(cc)
+    # The centralized filter once more, back to back on the same ticks with nothing in
+    # between (no other contender evicting its data and code from the caches).
+    alone = CentralizedCBF(n, 2, params)
+    alone_wall, alone_cpu = [], []
+    for t in range(ticks + warmup):
+        c0, t0 = cpu_clock(), clock()
+        alone.filter(xs[t], us[t])
+        if t >= warmup:
+            alone_wall.append(clock() - t0)
+            alone_cpu.append(cpu_clock() - c0)
     out = {
         "n": n,
         "scenario": scenario,
@@ -231,6 +243,8 @@ def measure(n: int, ticks: int, warmup: int, cvx_ticks: int, scenario: str) -> d
     }
     out["centralized_median_ms"], out["centralized_p95_ms"] = _stats(wall["cen"])
     out["centralized_cpu_median_ms"], out["centralized_cpu_p95_ms"] = _stats(cpu["cen"])
+    out["centralized_alone_median_ms"], out["centralized_alone_p95_ms"] = _stats(alone_wall)
+    out["centralized_alone_cpu_median_ms"], out["centralized_alone_cpu_p95_ms"] = _stats(alone_cpu)
     out["osqp_only_median_ms"], out["osqp_only_p95_ms"] = _stats(wall["osqp"])
     out["osqp_only_cpu_median_ms"], out["osqp_only_cpu_p95_ms"] = _stats(cpu["osqp"])
     out["speedup_vs_osqp_only"] = out["osqp_only_median_ms"] / out["centralized_median_ms"]
@@ -331,6 +345,13 @@ def main(argv=None) -> int:
                 f"{r[f'decentralized_robot_{suffix}median_ms']:12.4f}/"
                 f"{r[f'decentralized_robot_{suffix}p95_ms']:13.4f} | {cvx} | {sp}"
             )
+    print("\ncentralized alone (back to back, same ticks) [ms], wall med/p95 | CPU med/p95")
+    for r in [*results, swap]:
+        print(
+            f"{r['scenario']:>9} {r['n']:>4} | {r['centralized_alone_median_ms']:7.3f}/"
+            f"{r['centralized_alone_p95_ms']:7.3f} | {r['centralized_alone_cpu_median_ms']:7.3f}/"
+            f"{r['centralized_alone_cpu_p95_ms']:7.3f}"
+        )
     print(f"\nload average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
     summary: dict = {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
