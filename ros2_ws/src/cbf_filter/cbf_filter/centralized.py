@@ -1,4 +1,4 @@
-"""Centralized safety filter: one QP over all robots, solved with OSQP.
+"""Centralized safety filter: one QP over all robots (exact active set, OSQP as fallback).
 
     minimise    sum_i ||u_i - u_hat_i||^2
     subject to  -2 (W e_ij)^T (u_i - u_j) <= alpha(h_ij)   for pairs within sensing range
@@ -10,24 +10,28 @@ problem (Wang, Ames, Egerstedt, IEEE T-RO 2017, eq. (12)). As there, a nominal c
 over the speed limit is first thresholded (``u_hat <- sat(u_hat)``, here to the inscribed
 radius ``r`` of the speed polytope); unlike there, the speed limit is also a constraint
 (the polytope inscribed in the speed ball), so the output itself is certified. A nominal
-command that is already safe and within ``max_speed`` is returned unchanged.
+command that is already safe and within ``max_speed`` is returned unchanged, and so is the
+thresholded command when it satisfies every row (it is then the minimiser).
 
 Solvers: the QP is first solved *exactly* by the dual active-set method of
-:mod:`cbf_filter.swarm_active_set`, warm-started from the previous tick's active set (a few
-``k x k`` solves with the ``k`` binding rows; the answer is the QP's unique minimiser). If
-that method cannot finish (iteration limit, near-dependent active rows, a possibly
-infeasible QP, or an answer that fails the exact check), OSQP solves the same QP; ``method=
-"osqp"`` uses OSQP only. The OSQP problem is set up once per *sparsity pattern*, lazily on
-the first tick that needs it, and then only its values are updated (``update(q, l, u, Ax)``
-+ warm start). A pair row can only bind when its bound
-``alpha(h)`` is below what the speed limits can reach (``2 ||g|| vmax``), i.e. within the
-*active radius* (about 0.49 m for the Robotarium's gamma = 100, Ds = 0.15 m, 0.5 m/s);
-the pattern holds the pairs within ``active_radius * (1 + pattern_margin)`` at setup
-time, and pairs of the pattern that are currently out of sensing range or cannot bind get
-``u = +inf``, so the pattern survives while robots move. It is rebuilt only when a pair
-that is not in it comes within the active radius (a Verlet-list skin test skips even that
-search while no robot moved more than half the skin). The cost thus grows with the number
-of close pairs, not with N^2.
+:mod:`cbf_filter.swarm_active_set`, warm-started from the previous tick's active set (a
+small equality solve; the answer carries a KKT certificate and is the QP's unique
+minimiser). If that method cannot finish (iteration limit, near-dependent active rows, a
+possibly infeasible QP, or an answer that fails the exact check), OSQP solves the same QP;
+after a tick that needed many add / drop steps (dense, fast-changing active sets) the next
+few ticks go to OSQP directly. ``method="osqp"`` uses OSQP only. The OSQP problem is set
+up once per *sparsity pattern*, lazily on the first tick that needs it, and then only its
+values are updated (``update(q, l, u, Ax)`` + warm start).
+
+Candidate pairs: a pair row can only bind when its bound ``alpha(h)`` is below what the
+speed limits can reach (``2 ||g|| vmax``), i.e. within the *active radius* (about 0.49 m
+for the Robotarium's gamma = 100, Ds = 0.15 m, 0.5 m/s). The pattern holds the pairs within
+``active_radius * (1 + pattern_margin)`` when built; rows of pattern pairs that are out of
+sensing range or cannot bind get bound ``+inf``, so the pattern survives while robots move.
+A Verlet-list skin test keeps it while no robot moved more than half the skin; after that
+it is rebuilt (``method="auto"``: one pair search, OSQP is set up only on demand) or, with
+``method="osqp"``, rebuilt only when a pair that is not in it came within the active
+radius. The cost thus grows with the number of close pairs, not with N^2.
 """
 
 from __future__ import annotations
