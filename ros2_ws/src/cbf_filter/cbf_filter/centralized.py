@@ -68,6 +68,9 @@ _FEAS_TOL = 1e-14
 # this much (relative), i.e. separate marginally slower; rows with c >= 0 may not.
 _RECOVERY_TOL = 1e-9
 _ACTIVE_TOL = 1e-7
+# Shared empty results (zero-size, so nothing can be written into them).
+_NO_ROWS = np.zeros((0, 2), dtype=np.int64)
+_NO_ROBOTS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -506,20 +509,23 @@ class CentralizedCBF:
         p = len(pairs)
         nk = n * self.rp.speed_normals.shape[0]
         act = self._active_rows(rows, res)
-        faces = np.stack(
-            [act[p + nk : p + nk + n * d].reshape(n, d), act[p + nk + n * d :].reshape(n, d)],
-            axis=2,
-        ).reshape(n, 2 * d)
-        rob, face = np.nonzero(faces)
-        speed = (res[p : p + nk] >= -_ACTIVE_TOL).reshape(n, nk // n)
+        walls = act[p + nk :]
+        boundary = _NO_ROWS
+        if walls.any():  # rows [robot, 2 * axis + side], sorted like np.nonzero
+            faces = np.stack([walls[: n * d].reshape(n, d), walls[n * d :].reshape(n, d)], 2)
+            boundary = np.stack(np.nonzero(faces.reshape(n, 2 * d)), axis=1).astype(np.int64)
+        speed = _NO_ROBOTS
+        if nk and float(res[p : p + nk].max()) >= -_ACTIVE_TOL:
+            on = (res[p : p + nk] >= -_ACTIVE_TOL).reshape(n, nk // n)
+            speed = np.flatnonzero(on.any(axis=1))
         return CBFResult(
             u=u,
             found=True,
             status=CBFStatus.SOLVED,
             fallback=np.zeros(n, dtype=bool),
             active_pairs=pairs[act[:p]],
-            active_boundary=np.stack([rob, face], axis=1).astype(np.int64),
-            active_speed=np.flatnonzero(speed.any(axis=1)),
+            active_boundary=boundary,
+            active_speed=speed,
             n_pairs=n_pairs,
             min_distance=min_dist,
             solve_time_s=time.perf_counter() - t0,

@@ -76,13 +76,17 @@ class SwarmProjection:
         robots, coefs = single_robot_rows(self.n, normals) if singles is None else singles
         self.R = np.concatenate([pairs, robots])
         self.C = np.concatenate([np.stack([-g, g], axis=1), coefs])
+        d = self.d
+        # Flat positions in u.ravel() of each row's 2 d coefficients (a cheap gather).
+        self._cols = (self.R[:, :, None] * d + np.arange(d)).reshape(-1, 2 * d)
+        self._cflat = self.C.reshape(-1, 2 * d)
         # 1 + |bound| for present rows, 1 for absent ones (their residual is -inf).
         self.scale = 1.0 + np.abs(np.where(self.bound < np.inf, self.bound, 0.0))
 
     # ---------------------------------------------------------------------------- rows
     def values_all(self, u: np.ndarray) -> np.ndarray:
         """``(M,)`` row values ``a_r . u`` at ``u`` ``(N, d)``."""
-        return np.einsum("msd,msd->m", self.C, u[self.R])
+        return np.einsum("mk,mk->m", self._cflat, u.ravel()[self._cols])
 
     def residuals(self, u: np.ndarray) -> np.ndarray:
         """``(M,)`` row values minus bounds at ``u`` ``(N, d)`` (``-inf`` for absent rows)."""
