@@ -17,6 +17,12 @@ time each, side by side in one process, and reports:
   figures follow the load on a shared machine).
 
 ``--quick`` runs 8 s per size (< 1 min); the default 40 s. ``--json FILE`` writes the keys.
+
+``--message-age`` measures instead how old the neighbours' messages are when a policy tick
+uses them (tick time minus the sender's stamp, every tick of every robot after the first third
+of the run), for each comm relay delivery mode (``before_tick``, ``periodic``, and one
+publication per copy) at N = 10 and 30, composed; keys ``message_age_p50_ms_<mode>_n<N>``
+(also ``_p10_``, ``_p90_``, ``message_age_over_100ms_pct_<mode>_n<N>``).
 """
 
 from __future__ import annotations
@@ -133,18 +139,107 @@ def run(duration: float, checkpoint: str | None) -> dict:
     return out
 
 
+#: relay delivery modes of ``--message-age``: (name, ``deliver``, ``bundle_period_s``)
+RELAY_MODES = (
+    ("before_tick", "before_tick", 0.01),
+    ("periodic", "periodic", 0.01),
+    ("per_copy", "periodic", 0.0),
+)
+
+
+def message_ages(
+    config: Path, checkpoint: str | None, deliver: str, period: float, duration: float
+):
+    """Ages [ms] of the neighbour messages the policy ticks of one composed run used."""
+    import numpy as np
+    import yaml
+    from lgtc_policy.agent import replace_checkpoint
+    from lgtc_policy.demo import _ros_env
+    from sim_bridge.bringup import plan
+    from sim_bridge.config import load_config
+    from sim_bridge.ros.runner import run_composed
+
+    _ros_env()
+    cfg = load_config(config)
+    if checkpoint:
+        cfg = replace_checkpoint(cfg, checkpoint)
+    with tempfile.TemporaryDirectory(prefix="bench_age_") as tmp:
+        path = Path(tmp) / "swarm.yaml"
+        mapping = cfg.to_mapping()
+        mapping["policy"]["checkpoint"] = str(cfg.resolve_checkpoint())
+        path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+        specs = plan(cfg, path, cbf=True, autostart=True)
+        for spec in specs:
+            if spec.plugin == "sim_bridge.relay_node:RelayNode":
+                spec.parameters.update(deliver=deliver, bundle_period_s=period)
+        ages: list[float] = []
+
+        def on_ready(nodes, context, executor):
+            for node in nodes.values():
+                agent = getattr(node, "agent", None)
+                if agent is None:
+                    continue
+                step = agent.step
+
+                def timed(obs, now_s, stamp_s=None, agent=agent, step=step):
+                    ids = agent.neighbours.current(now_s)
+                    ages.extend((now_s - agent.neighbours.stamp[ids]).tolist())
+                    return step(obs, now_s, stamp_s)
+
+                agent.step = timed
+
+        with open(os.devnull, "w") as null:
+            run_composed(specs, cfg, duration=duration, status_every=0, on_ready=on_ready, out=null)
+    a = np.asarray(ages[len(ages) // 3 :]) * 1000.0
+    return a if a.size else np.full(1, math.nan)
+
+
+def run_message_age(duration: float, checkpoint: str | None) -> dict:
+    import numpy as np
+
+    out: dict = {"load_avg_1min_start": os.getloadavg()[0]}
+    print(f"{'relay':>12} {'N':>3} {'p10 ms':>7} {'p50 ms':>7} {'p90 ms':>7} {'>100 ms %':>9}")
+    with tempfile.TemporaryDirectory(prefix="bench_mission_") as tmp:
+        cfg30 = thirty_robot_config(DEMO, Path(tmp) / "demo30.yaml", checkpoint)
+        for n, config in ((10, DEMO), (30, cfg30)):
+            for name, deliver, period in RELAY_MODES:
+                a = message_ages(config, checkpoint, deliver, period, duration)
+                p10, p50, p90 = np.percentile(a, [10, 50, 90])
+                late = 100.0 * float(np.mean(a > 100.0))
+                out.update(
+                    {
+                        f"message_age_p10_ms_{name}_n{n}": float(p10),
+                        f"message_age_p50_ms_{name}_n{n}": float(p50),
+                        f"message_age_p90_ms_{name}_n{n}": float(p90),
+                        f"message_age_over_100ms_pct_{name}_n{n}": late,
+                    }
+                )
+                print(f"{name:>12} {n:>3} {p10:7.1f} {p50:7.1f} {p90:7.1f} {late:9.1f}")
+    out["load_avg_1min_end"] = os.getloadavg()[0]
+    print(
+        f"load average (1 min) {out['load_avg_1min_start']:.2f} at the start, "
+        f"{out['load_avg_1min_end']:.2f} at the end"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="8 s per size (< 1 min)")
     p.add_argument("--duration", type=float, default=None, help="wall seconds per size")
     p.add_argument("--checkpoint", default=None, help="override demo.yaml's policy.checkpoint")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument(
+        "--message-age",
+        action="store_true",
+        help="measure the age of the messages the policy uses, per relay delivery mode",
+    )
     ns = p.parse_args(argv)
     duration = ns.duration or (8.0 if ns.quick else 40.0)
     from lgtc_policy.agent import MissionError
 
     try:
-        out = run(duration, ns.checkpoint)
+        out = (run_message_age if ns.message_age else run)(duration, ns.checkpoint)
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
