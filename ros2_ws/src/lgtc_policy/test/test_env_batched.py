@@ -247,3 +247,16 @@ def test_load_scenario_copies_a_world_and_names_bad_fields():
         env.load_scenario(0, **{**world, "radius": torch.ones(7)})
     with pytest.raises(EnvConfigError, match="pos contains NaN"):
         env.load_scenario(0, **{**world, "pos": torch.full((10, 2), float("nan"))})
+
+
+def test_large_cpu_env_keeps_freed_memory():
+    import os
+    import platform
+
+    from lgtc_policy.env import core
+
+    ResourceEnv(EnvConfig(), batch_size=410, seed=0)  # B * N >= 4096: tuned at construction
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    wanted = glibc and os.environ.get("LGTC_ENV_MALLOC_TUNING", "1") != "0"
+    assert core._malloc_tuned == wanted
+    assert core.keep_freed_memory() == wanted  # idempotent

@@ -8,7 +8,10 @@ The interface is fixed in :mod:`lgtc_policy.env.spec`.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import platform
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,40 @@ REWARD_TERMS = ("rw_g", "rw_s", "rw_ij", "rw_im", "rw_rc", "rw_is", "rw_id")
 """Names of the seven terms of eq. (2), as in ``info['reward_terms']``."""
 
 _EPS_Q = 1e-6  # quantities below this count as zero (float32 round-off of transfers)
+
+_MALLOC_MIN_AGENTS = 4096  # B * N from which a CPU env keeps freed heap memory (see below)
+_malloc_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed heap memory for reuse instead of returning it to the OS.
+
+    A step at B = 4096 allocates and frees ~30-50 MB of tensors. With glibc's defaults the
+    heap top is trimmed (or large blocks unmapped) after each step and the next step faults
+    the same pages back in: measured here 2-8 k page faults and 3-13 ms of system time per
+    step (10-45 % of it), depending on what else the process allocates. This sets
+    M_MMAP_THRESHOLD to 32 MiB (glibc's maximum; blocks below it come from the heap) and
+    M_TRIM_THRESHOLD to 512 MiB, process-wide; the cost is that up to that much freed memory
+    stays in the process. :class:`ResourceEnv` calls it once for CPU envs with B * N >= 4096
+    unless the environment variable ``LGTC_ENV_MALLOC_TUNING=0``. Returns True if applied
+    (glibc only; anything else is left alone).
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    if os.environ.get("LGTC_ENV_MALLOC_TUNING", "1") == "0":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
+        ok &= libc.mallopt(m_trim_threshold, 512 * 1024 * 1024) == 1
+    except (OSError, AttributeError):
+        return False
+    _malloc_tuned = bool(ok)
+    return _malloc_tuned
 
 
 class ResourceEnv:
@@ -55,6 +92,8 @@ class ResourceEnv:
         self.cfg = cfg
         self.batch_size = B = batch_size
         self.device = torch.device(device)
+        if self.device.type == "cpu" and B * cfg.n_agents >= _MALLOC_MIN_AGENTS:
+            keep_freed_memory()
         self.dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
         self.dims = ObsDims(cfg.n_resources)
         self.gen = torch.Generator(device=self.device)
