@@ -441,7 +441,7 @@ class CentralizedCBF:
         if code != OPTIMAL:
             self._set_warm(pat, active[:0])
             return None
-        u, res, _ = self._verify(u, rows)
+        u, res, _ = self._verify(u, rows, rows.last_residuals)
         if res is None:
             return None
         self._set_warm(pat, active)
@@ -465,18 +465,18 @@ class CentralizedCBF:
         g, b, _ = pair_terms(x[pairs[:, 0]], x[pairs[:, 1]], self.rp)
         return pairs, g, b
 
-    def _verify(self, u: np.ndarray, rows: SwarmProjection):
+    def _verify(self, u: np.ndarray, rows: SwarmProjection, res: np.ndarray | None = None):
         """Check the solver's answer against the exact rows; shrink away round-off.
 
         In a safe state every bound is >= 0, so ``u -> s u`` with ``s`` in [0, 1] keeps the
         satisfied rows satisfied and fixes the violated ones (the admissible set is
-        star-shaped around zero velocity). Returns ``(u, residuals, message)``;
-        ``residuals`` (``(M,)``, row order of :class:`SwarmProjection`) is ``None`` when the
-        answer cannot be certified.
+        star-shaped around zero velocity). ``res``: ``rows.residuals(u)`` if already at
+        hand. Returns ``(u, residuals, message)``; ``residuals`` (``(M,)``, row order of
+        :class:`SwarmProjection`) is ``None`` when the answer cannot be certified.
         """
         bound = rows.bound
-        val = rows.values_all(u)
-        res = val - bound
+        if res is None:
+            res = rows.residuals(u)
         scaled = res / rows.scale  # -inf for absent rows (no wall, pair that cannot bind)
         worst = float(scaled.max())
         if worst <= _FEAS_TOL:
@@ -493,7 +493,7 @@ class CentralizedCBF:
             return u, None, f"solver answer violates a constraint by {worst:.3g} (relative)"
         # Largest s in [0, 1] with every row a.(s u) <= c, c >= 0.
         over = res > 0.0
-        s = min(1.0, float(np.min(bound[over] / val[over])))
+        s = min(1.0, float(np.min(bound[over] / (res[over] + bound[over]))))
         if s < 1.0 - 1e-9:  # count shrinks beyond round-off
             self.stats.repairs += 1
         u = u * max(s, 0.0)

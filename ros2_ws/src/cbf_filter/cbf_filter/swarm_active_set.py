@@ -76,6 +76,7 @@ class SwarmProjection:
         robots, coefs = single_robot_rows(self.n, normals) if singles is None else singles
         self.R = np.concatenate([pairs, robots])
         self.C = np.concatenate([np.stack([-g, g], axis=1), coefs])
+        self.last_residuals: np.ndarray | None = None  # residuals(u) of the last answer
         d = self.d
         # Flat positions in u.ravel() of each row's 2 d coefficients (a cheap gather).
         self._cols = (self.R[:, :, None] * d + np.arange(d)).reshape(-1, 2 * d)
@@ -159,11 +160,13 @@ class SwarmProjection:
         it = 0
         batched = False
         while True:
-            res = self.residuals(u) - thr
+            raw = self.residuals(u)
+            res = raw - thr
             res[ids] = -np.inf
             p = int(np.argmax(res))
             if not res[p] > 0.0:
                 code = OPTIMAL if self._kkt_ok(target, u, ids, act, lam, it) else INACCURATE
+                self.last_residuals = raw
                 return u, code, it, ids
             if not batched:
                 # Once: guess that the violated rows join the active set, as a batch (one
@@ -258,13 +261,9 @@ class SwarmProjection:
         rows = self.rows(ids)
         gram = self.gram(rows, rows)
         while len(ids):
-            try:
-                low = np.linalg.cholesky(gram)
-            except np.linalg.LinAlgError:
+            lam = spd_solve(gram, self.values(rows, t) - self.bound[ids])
+            if lam is None:
                 return None
-            if float((np.diag(low) ** 2 / np.diag(gram)).min()) < _PIVOT_MIN:
-                return None
-            lam = np.linalg.solve(gram, self.values(rows, t) - self.bound[ids])
             neg = lam < 0.0
             if not np.any(neg):
                 return t - self.combine(rows, lam), ids, lam, rows, gram
@@ -273,6 +272,43 @@ class SwarmProjection:
             rows = (rows[0][keep], rows[1][keep])
             gram = gram[np.ix_(keep, keep)]
         return None
+
+
+def spd_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``gram^-1 rhs`` by Cholesky, or ``None`` if ``gram`` is not safely positive definite.
+
+    A pivot ``L_ii^2`` below ``_PIVOT_MIN`` times its diagonal entry means nearly dependent
+    rows. Up to 4 x 4 (the usual warm start) in plain floats: numpy's per-call overhead
+    would be most of the cost.
+    """
+    k = len(rhs)
+    if k > 4:
+        try:
+            low = np.linalg.cholesky(gram)
+        except np.linalg.LinAlgError:
+            return None
+        if float((np.diag(low) ** 2 / np.diag(gram)).min()) < _PIVOT_MIN:
+            return None
+        return np.linalg.solve(gram, rhs)
+    G = gram.tolist()
+    b = rhs.tolist()
+    L = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            acc = G[i][j] - sum(L[i][m] * L[j][m] for m in range(j))
+            if i == j:
+                if not acc >= _PIVOT_MIN * G[i][i] or not acc > 0.0:
+                    return None
+                L[i][i] = math.sqrt(acc)
+            else:
+                L[i][j] = acc / L[j][j]
+    y = [0.0] * k
+    for i in range(k):
+        y[i] = (b[i] - sum(L[i][m] * y[m] for m in range(i))) / L[i][i]
+    x = [0.0] * k
+    for i in range(k - 1, -1, -1):
+        x[i] = (y[i] - sum(L[m][i] * x[m] for m in range(i + 1, k))) / L[i][i]
+    return np.array(x)
 
 
 def single_robot_rows(n: int, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ from cbf_filter.swarm_active_set import (
     INFEASIBLE,
     OPTIMAL,
     SwarmProjection,
+    spd_solve,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -277,3 +278,19 @@ def test_dense_fast_changing_active_sets_are_routed_to_osqp():
         x = x + 0.05 * ro.u
     assert auto.stats.osqp_solves >= 10
     assert 1 <= auto.stats.active_set_solves < 30
+
+
+def test_spd_solve_small_and_large_systems():
+    rng = np.random.default_rng(9)
+    for k in range(1, 8):  # plain-float path up to 4 x 4, numpy beyond
+        for _ in range(50):
+            A = rng.normal(size=(k, k + 2))
+            G = A @ A.T
+            b = rng.normal(size=k)
+            x = spd_solve(G, b)
+            assert x is not None
+            np.testing.assert_allclose(x, np.linalg.solve(G, b), rtol=1e-8, atol=1e-10)
+        # Two identical rows: dependent, refused on both paths.
+        A = rng.normal(size=(k, 3))
+        A = np.vstack([A, A[:1]])
+        assert spd_solve(A @ A.T, np.ones(k + 1)) is None
