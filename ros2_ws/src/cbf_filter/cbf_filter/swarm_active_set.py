@@ -73,13 +73,14 @@ class SwarmProjection:
         self.bound = np.concatenate(
             [b_pair, np.full(self.n * normals.shape[0], speed_bound), -lb.ravel(), ub.ravel()]
         )
-        robots, coefs = single_robot_rows(self.n, normals) if singles is None else singles
-        self.R = np.concatenate([pairs, robots])
-        self.C = np.concatenate([np.stack([-g, g], axis=1), coefs])
-        self.last_residuals: np.ndarray | None = None  # residuals(u) of the last answer
+        robots, coefs, cols = single_robot_rows(self.n, normals) if singles is None else singles
         d = self.d
+        self.R = np.concatenate([pairs, robots])
+        self.C = np.concatenate([np.concatenate([-g, g], axis=1).reshape(-1, 2, d), coefs])
+        self.last_residuals: np.ndarray | None = None  # residuals(u) of the last answer
         # Flat positions in u.ravel() of each row's 2 d coefficients (a cheap gather).
-        self._cols = (self.R[:, :, None] * d + np.arange(d)).reshape(-1, 2 * d)
+        pair_cols = (pairs[:, :, None] * d + np.arange(d)).reshape(-1, 2 * d)
+        self._cols = np.concatenate([pair_cols, cols])
         self._cflat = self.C.reshape(-1, 2 * d)
         # 1 + |bound| for present rows, 1 for absent ones (their residual is -inf).
         self.scale = 1.0 + np.abs(np.where(self.bound < np.inf, self.bound, 0.0))
@@ -278,11 +279,11 @@ def spd_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
     """``gram^-1 rhs`` by Cholesky, or ``None`` if ``gram`` is not safely positive definite.
 
     A pivot ``L_ii^2`` below ``_PIVOT_MIN`` times its diagonal entry means nearly dependent
-    rows. Up to 4 x 4 (the usual warm start) in plain floats: numpy's per-call overhead
+    rows. Up to 6 x 6 (the usual warm start) in plain floats: numpy's per-call overhead
     would be most of the cost.
     """
     k = len(rhs)
-    if k > 4:
+    if k > 6:
         try:
             low = np.linalg.cholesky(gram)
         except np.linalg.LinAlgError:
@@ -311,12 +312,13 @@ def spd_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
     return np.array(x)
 
 
-def single_robot_rows(n: int, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def single_robot_rows(n: int, normals: np.ndarray) -> tuple[np.ndarray, ...]:
     """Speed and wall rows of ``n`` robots in :class:`SwarmProjection`'s row order.
 
-    Returns ``(R, C)``: ``(n K + 2 n d, 2)`` robots (both entries the robot) and
-    ``(n K + 2 n d, 2, d)`` coefficients (second one zero). Constant for a filter: compute
-    once and pass as ``singles``.
+    Returns ``(R, C, cols)``: ``(n K + 2 n d, 2)`` robots (both entries the robot),
+    ``(n K + 2 n d, 2, d)`` coefficients (second one zero) and ``(n K + 2 n d, 2 d)`` their
+    positions in the flattened command. Constant for a filter: compute once and pass as
+    ``singles``.
     """
     k, d = normals.shape
     eye = np.eye(d)
@@ -327,4 +329,5 @@ def single_robot_rows(n: int, normals: np.ndarray) -> tuple[np.ndarray, np.ndarr
     coef[:, 0] = np.concatenate(
         [np.tile(normals, (n, 1)), np.tile(-eye, (n, 1)), np.tile(eye, (n, 1))]
     )
-    return np.stack([robot, robot], axis=1), coef
+    robots = np.stack([robot, robot], axis=1)
+    return robots, coef, (robots[:, :, None] * d + np.arange(d)).reshape(-1, 2 * d)

@@ -282,7 +282,7 @@ def test_dense_fast_changing_active_sets_are_routed_to_osqp():
 
 def test_spd_solve_small_and_large_systems():
     rng = np.random.default_rng(9)
-    for k in range(1, 8):  # plain-float path up to 4 x 4, numpy beyond
+    for k in range(1, 10):  # plain-float path up to 6 x 6, numpy beyond
         for _ in range(50):
             A = rng.normal(size=(k, k + 2))
             G = A @ A.T
