@@ -97,14 +97,16 @@ def local_search(
 
     def constants(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         si, s2i, acti = s[rows], s2[rows], active[rows]
-        # swap terms independent of a: 2 |s_i - s_k|^2 and the active-pair mask
+        # swap terms independent of a: 2 |s_i - s_k|^2 and the active-pair mask (the factors
+        # 2 are exact, so the deltas below are the same floats as with them applied in-loop)
         dss = s2i[:, :, None] + s2i[:, None, :] - 2 * si @ si.transpose(1, 2)  # (k, N, N)
         pair = acti[:, :, None] & acti[:, None, :] & ~eye
-        return si, s2i, cost[rows], acti, demand[rows], feasible[rows, None], dss, pair
+        infeas = ~feasible[rows, None]
+        return si, 2 * s2i, cost[rows], acti, demand[rows], infeas, 2 * dss, pair
 
-    si, s2i, ci, acti, demi, feasi, dss, pair = constants(idx)
+    si, s2i2, ci, acti, demi, infeas, dss2, pair = constants(idx)
     for _ in range(max_iters):
-        ai = a[idx]  # (k, N)
+        ai = a if idx.numel() == K else a[idx]  # (k, N)
         k = idx.numel()
         ac = ai.clamp_min(0)
         onehot = (_onehot(ac, M) & acti[..., None]).to(s.dtype)
@@ -116,8 +118,8 @@ def local_search(
         Rs_own = Rs.gather(2, ac[..., None])[..., 0]
         c_own = ci.gather(2, ac[..., None])[..., 0]
         # move i: a_i -> j; delta l1 = (2 R_ai.s_i + |s_i|^2) + (-2 R_j.s_i + |s_i|^2)
-        dmove = (2 * Rs_own + 2 * s2i)[..., None] - 2 * Rs + ci - c_own[..., None]
-        can_leave = acti & ((counts.gather(1, ac) >= 2) | ~feasi)
+        dmove = (2 * Rs_own + s2i2)[..., None] - 2 * Rs + ci - c_own[..., None]
+        can_leave = acti & ((counts.gather(1, ac) >= 2) | infeas)
         ok = can_leave[..., None] & (ar_m != ac[..., None])
         dmove = torch.where(ok, dmove, big)
         best_move, arg_move = dmove.reshape(k, -1).min(-1)
@@ -127,7 +129,7 @@ def local_search(
         c_ik = ci.gather(2, ac[:, None, :].expand(-1, N, -1))  # [i, k] = c[i, a_k]
         diag_R = Rs_own  # R_{a_i} . s_i
         dot = diag_R[:, :, None] - Rs_ik.transpose(1, 2) - Rs_ik + diag_R[:, None, :]
-        dswap = 2 * dot + 2 * dss + c_ik + c_ik.transpose(1, 2) - c_own[:, :, None]
+        dswap = 2 * dot + dss2 + c_ik + c_ik.transpose(1, 2) - c_own[:, :, None]
         dswap = dswap - c_own[:, None, :]
         okp = pair & (ac[:, :, None] != ac[:, None, :])
         dswap = torch.where(okp, dswap, big)
@@ -150,8 +152,8 @@ def local_search(
         keep = torch.nonzero(improve).squeeze(-1)
         if 2 * keep.numel() <= k:
             idx = idx[keep]
-            si, s2i, ci, acti, demi, feasi, dss, pair = (
-                x[keep] for x in (si, s2i, ci, acti, demi, feasi, dss, pair)
+            si, s2i2, ci, acti, demi, infeas, dss2, pair = (
+                x[keep] for x in (si, s2i2, ci, acti, demi, infeas, dss2, pair)
             )
     a[~active] = -1
     return a
