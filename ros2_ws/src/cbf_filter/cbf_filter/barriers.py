@@ -173,16 +173,17 @@ def box_bounds_point(x: list[float], rp: ResolvedParams) -> tuple[list[float], l
     return lb, ub
 
 
-def saturate(u: np.ndarray, limit: float) -> np.ndarray:
+def saturate(u: np.ndarray, limit: float, squared: np.ndarray | None = None) -> np.ndarray:
     """Rows of ``u`` ``(N, d)`` scaled down to norm ``<= limit`` (unchanged for ``inf``).
 
     The QP's target: like the Robotarium's certificates, the nominal command is first
     thresholded to the speed limit, here to the *inscribed* radius of the speed polytope,
     so that the polytope is rarely active and OSQP converges in a few iterations.
+    ``squared``: the rows' squared norms ``(N,)`` if already computed.
     """
     if not np.isfinite(limit):
         return u
-    norms = np.sqrt(np.einsum("nk,nk->n", u, u))
+    norms = np.sqrt(np.einsum("nk,nk->n", u, u) if squared is None else squared)
     over = norms > limit
     if not np.any(over):
         return u

@@ -298,15 +298,19 @@ class CentralizedCBF:
             b_eff[b_eff > reach] = np.inf
         lb, ub = box_bounds(x, rp)
 
-        # Exact feasibility of the nominal command: then it is the minimiser itself.
-        res_pair = np.einsum("pk,pk->p", g, u_hat[pairs[:, 1]] - u_hat[pairs[:, 0]]) - b_eff
+        # Exact feasibility of the nominal command: then it is the minimiser itself (cheap
+        # tests first; the pair rows only when speed and walls pass).
         speed = np.einsum("nk,nk->n", u_hat, u_hat)
         vmax = rp.max_speed
         if (
-            (len(pairs) == 0 or res_pair.max() <= 0.0)
+            (vmax is None or speed.max() <= vmax * vmax)
             and np.all(u_hat >= lb)
             and np.all(u_hat <= ub)
-            and (vmax is None or speed.max() <= vmax * vmax)
+            and (
+                len(pairs) == 0
+                or (np.einsum("pk,pk->p", g, u_hat[pairs[:, 1]] - u_hat[pairs[:, 0]]) - b_eff).max()
+                <= 0.0
+            )
         ):
             return self._done(
                 CBFResult(
@@ -320,7 +324,7 @@ class CentralizedCBF:
                 )
             )
 
-        target = saturate(u_hat, rp.speed_bound)
+        target = saturate(u_hat, rp.speed_bound, speed)
         rows = SwarmProjection(
             pairs, g, b_eff, rp.speed_normals, rp.speed_bound, lb, ub, self._singles
         )
