@@ -170,19 +170,19 @@ def make_env(sc: Scenario, env_config: dict[str, Any], steps: int, seed: int = 0
 
 
 def _load_scenario(env, sc: Scenario) -> None:
-    """Overwrite the randomly reset state of ``env`` (B = 1) with ``sc`` through the env's
-    public :meth:`ResourceEnv.set_state` (episode at t = 0, every agent active, remaining
-    demand net of the persistent coverage at the start positions, assignment recomputed)."""
+    """Put ``sc`` into ``env`` (B = 1) through the env's public
+    :meth:`ResourceEnv.load_scenario` (every world field given; episode at t = 0, every agent
+    active, remaining demand net of the persistent coverage at the start positions, assignment
+    of eq. 3 recomputed)."""
     try:
-        env.set_state(
+        env.load_scenario(
             0,
             pos=sc.pos,
             supply=sc.supply,
             persistent=sc.persistent,
-            demand=sc.demand,
             consumer_pos=sc.consumer_pos,
             radius=sc.radius,
-            active=True,
+            demand=sc.demand,
         )
     except ValueError as exc:
         raise MissionError(f"the scenario does not fit the core env: {exc}") from None
