@@ -66,10 +66,6 @@ class SwarmProjection:
 
     def __init__(self, pairs, g, b_pair, normals, speed_bound, lb, ub, singles=None) -> None:
         self.n, self.d = lb.shape
-        self.pi, self.pj = pairs[:, 0], pairs[:, 1]
-        self.g = g
-        self.normals = normals
-        self.n_pair = len(pairs)
         self.bound = np.concatenate(
             [b_pair, np.full(self.n * normals.shape[0], speed_bound), -lb.ravel(), ub.ravel()]
         )
