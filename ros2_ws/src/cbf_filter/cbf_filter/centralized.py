@@ -68,6 +68,8 @@ _FEAS_TOL = 1e-14
 # this much (relative), i.e. separate marginally slower; rows with c >= 0 may not.
 _RECOVERY_TOL = 1e-9
 _ACTIVE_TOL = 1e-7
+# OSQP rows this close to their bound (relative) seed the exact polish of its answer.
+_POLISH_TOL = 1e-5
 # Shared empty results (zero-size, so nothing can be written into them).
 _NO_ROWS = np.zeros((0, 2), dtype=np.int64)
 _NO_ROBOTS = np.zeros(0, dtype=np.int64)
@@ -396,6 +398,12 @@ class CentralizedCBF:
                 )
             )
         u = np.array(out.x, dtype=float).reshape(n, d)
+        exact = self._polish(pat, rows, target, u) if self.method == "auto" else None
+        if exact is not None:
+            u, res, steps = exact
+            return self._done(
+                self._certified(u, pairs, rows, res, n_pairs, min_dist, iters + steps, t0)
+            )
         u, res, message = self._verify(u, rows)
         if res is None:
             return self._done(
@@ -414,6 +422,22 @@ class CentralizedCBF:
             # The rows active in OSQP's answer: the warm start of the next active-set solve.
             self._set_warm(pat, np.flatnonzero(self._active_rows(rows, res)))
         return self._done(self._certified(u, pairs, rows, res, n_pairs, min_dist, iters, t0))
+
+    def _polish(self, pat: _Pattern, rows: SwarmProjection, target, u_osqp):
+        """OSQP's answer made exact: the active-set method from OSQP's (near-)active rows.
+
+        Returns ``(u, residuals, steps)`` or ``None`` (then OSQP's answer is checked and,
+        if need be, shrunk onto the feasible set as before).
+        """
+        near = np.flatnonzero(rows.residuals(u_osqp) >= -_POLISH_TOL * rows.scale)
+        u, code, steps, active = rows.solve(target, near, max_iter=self._switch_steps)
+        if code != OPTIMAL:
+            return None
+        u, res, _ = self._verify(u, rows, rows.last_residuals)
+        if res is None:
+            return None
+        self._set_warm(pat, active)
+        return u, res, steps
 
     def _solve_active_set(self, pat: _Pattern, rows: SwarmProjection, target: np.ndarray):
         """Exact minimiser by the dual active-set method, or ``None`` (then OSQP decides).
