@@ -19,7 +19,9 @@ small equality solve; the answer carries a KKT certificate and is the QP's uniqu
 minimiser). If that method cannot finish (iteration limit, near-dependent active rows, a
 possibly infeasible QP, or an answer that fails the exact check), OSQP solves the same QP;
 after a tick that needed many add / drop steps (dense, fast-changing active sets) the next
-few ticks go to OSQP directly. ``method="osqp"`` uses OSQP only. The OSQP problem is set
+few ticks go to OSQP directly, and OSQP's answer is then polished to the exact minimiser by
+the active-set method started from OSQP's near-active rows. ``method="osqp"`` uses OSQP
+only. The OSQP problem is set
 up once per *sparsity pattern*, lazily on the first tick that needs it, and then only its
 values are updated (``update(q, l, u, Ax)`` + warm start).
 
