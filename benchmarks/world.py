@@ -128,7 +128,7 @@ def make_commander(cfg, context):
 
 
 def bench_ros(n: int, mode: str, seconds: float, executor: str = "auto") -> dict:
-    from sim_bridge.runner import run_composed, run_processes
+    from sim_bridge.ros.runner import run_composed, run_processes
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "swarm.yaml"

@@ -80,7 +80,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     print(f"[swarm] {args.config}: {len(specs)} nodes ({args.mode})")
     for spec in specs:
         print(f"  {spec.fqn:28s} {spec.package}/{spec.executable}")
-    from sim_bridge.runner import run_composed, run_processes
+    from sim_bridge.ros.runner import run_composed, run_processes
 
     try:
         if args.mode == "composed":

@@ -4,9 +4,7 @@ The runs themselves (:func:`run_composed`: every node in one process and one exe
 :func:`run_processes`: one OS process per node) live in the node layer,
 :mod:`sim_bridge.ros.runner`; this module keeps what they share and what needs no ROS: the
 :class:`RunResult`, the executor choice, the SIGINT/SIGTERM flag and the child-process helpers.
-``run_composed``, ``run_processes`` and ``_stop_executor`` are still importable from here
-(loaded from :mod:`sim_bridge.ros.runner` on first use, so importing this module never
-imports rclpy).
+Importing this module never imports rclpy.
 """
 
 from __future__ import annotations
@@ -132,19 +130,3 @@ def terminate(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
         for p in alive:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
-
-
-#: Names served from :mod:`sim_bridge.ros.runner` (the rclpy half) for existing callers.
-_ROS_NAMES = {
-    "run_composed": "run_composed",
-    "run_processes": "run_processes",
-    "_stop_executor": "stop_executor",
-}
-
-
-def __getattr__(name: str):
-    if name in _ROS_NAMES:
-        from sim_bridge.ros import runner
-
-        return getattr(runner, _ROS_NAMES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,8 +37,16 @@ Comm message layout (``comm/out`` and ``comm/in``)
 --------------------------------------------------
 ``data = [sender_index, stamp_s, payload...]`` where ``sender_index`` is the robot's index
 in ``SwarmConfig.robots`` (as a float), ``stamp_s`` the sender's clock [s] and ``payload``
-the application payload (e.g. the LGTC features and cluster state). The relay forwards the
-array unchanged.
+the application payload (e.g. the LGTC features and cluster state).
+
+``comm/in`` carries a bundle: the relay delivers one ``Float64MultiArray`` per recipient per
+flush, laid out in 2 dimensions, ``layout.dim[0]`` labelled ``messages`` (k rows) and
+``layout.dim[1]`` labelled ``message`` (the row length). Each row is one sender's ``comm/out``
+array, unchanged, and rows are in send order. Messages of another length than the bundle's
+rows travel in a separate bundle. When the relay flushes is its ``deliver`` parameter:
+``before_tick`` (just before the recipient's predicted next tick, the default) or
+``periodic`` (every ``bundle_period_s``). With ``bundle_period_s = 0`` every copy is its own
+1-row publication.
 
 Swarm-wide
 ----------

@@ -180,7 +180,7 @@ class Spinner:
                 raise
 
     def close(self):
-        from sim_bridge.runner import _stop_executor
+        from sim_bridge.ros.runner import stop_executor as _stop_executor
 
         self.stopping = True
         self.thread.join(timeout=5)
@@ -468,7 +468,7 @@ def test_external_robot_pose_feeds_neighbors_and_backend_override(tmp_path):
 def test_run_composed_reports_a_failing_callback(swarm_file, executor):
     import io
 
-    from sim_bridge.runner import run_composed
+    from sim_bridge.ros.runner import run_composed
 
     cfg = load_config(swarm_file)
 
@@ -494,7 +494,7 @@ def test_run_composed_reports_a_failing_callback(swarm_file, executor):
 def test_run_composed_should_stop_ends_the_run(swarm_file):
     import io
 
-    from sim_bridge.runner import run_composed
+    from sim_bridge.ros.runner import run_composed
 
     cfg = load_config(swarm_file)
     seen = {}
@@ -519,7 +519,7 @@ SLOW_CALLBACK_RUN = """
 import io, sys, threading, time
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
-from sim_bridge.runner import run_composed
+from sim_bridge.ros.runner import run_composed
 
 cfg = load_config(sys.argv[1])
 started = threading.Event()
@@ -560,7 +560,7 @@ def test_run_processes_should_stop_ends_the_run(swarm_file, tmp_path):
     import io
 
     from rosgraph_msgs.msg import Clock
-    from sim_bridge.runner import run_processes
+    from sim_bridge.ros.runner import run_processes
 
     cfg = load_config(swarm_file)
     clock = {"t": 0.0}
