@@ -180,3 +180,45 @@ def test_ppo_fine_tune_from_bc_warm_start(tmp_path) -> None:
         )
     with pytest.raises(ConfigError, match="--init-checkpoint"):
         PPOConfig(init_checkpoint="x.pt", resume=True).validate()
+
+
+def test_ppo_bc_coef_pulls_the_policy_toward_the_teacher(tmp_path, monkeypatch) -> None:
+    """--bc-coef adds ||mu - u_teacher||^2: with a constant teacher the mean goes there."""
+    from lgtc_policy.env import ResourceEnv
+    from lgtc_policy.model.features import inputs_from_obs
+    from lgtc_policy.train import ppo
+    from lgtc_policy.train.config import PPOConfig
+
+    target = torch.tensor([0.5, -0.25])
+    monkeypatch.setattr(
+        ppo, "greedy_action", lambda env: target.expand(env.batch_size, env.cfg.n_agents, 2)
+    )
+    kw = {k: v for k, v in TINY.items() if k not in ("window", "lr")}
+    kw.update(num_envs=4, rollout=4 * 16, minibatch=8, epochs=2, eval_every=10_000)
+    with pytest.raises(ConfigError, match="--bc-coef"):
+        PPOConfig(bc_coef=-0.1).validate()
+
+    def mean_error(coef: float) -> float:
+        cfg = PPOConfig(
+            **kw,
+            lr=3e-3,
+            total_env_steps=4 * 16 * 8,
+            checkpoint_every=10_000,
+            bc_coef=coef,
+            run_dir=str(tmp_path / f"c{coef}"),
+        )
+        ppo.train_ppo(cfg)
+        net = build_net(load_checkpoint(tmp_path / f"c{coef}" / "last.pt"), "policy")
+        env = ResourceEnv(cfg.env_config(), 4, seed=9)
+        obs = env.reset()
+        x = torch.zeros(4, cfg.n_agents, net.state_dim)
+        with torch.no_grad():
+            out, _, _ = net(inputs_from_obs(obs, obs.agent_res), x)
+        return float((out[..., :2] - target).pow(2).sum(-1).mean())
+
+    plain, anchored = mean_error(0.0), mean_error(50.0)
+    assert anchored < 0.05 < plain, (plain, anchored)
+    rows = list(csv.DictReader((tmp_path / "c50.0" / "progress.csv").open()))
+    assert float(rows[-1]["loss_bc"]) < float(rows[0]["loss_bc"])
+    rows = list(csv.DictReader((tmp_path / "c0.0" / "progress.csv").open()))
+    assert all(float(r["loss_bc"]) == 0.0 for r in rows)

@@ -140,6 +140,11 @@ class PPOConfig(_Common):
     """Start the policy, its log std and (when present and trained) the value from this
     checkpoint's weights, e.g. a ``bc_lgtc`` warm start (not in the paper, which starts from
     random weights). The networks must have the same sizes; the run is a new run (step 0)."""
+    bc_coef: float = 0.0
+    """Weight of an auxiliary imitation term ``||mu - u_greedy||^2`` in the policy loss, toward
+    the decentralized greedy rule's action (:mod:`lgtc_policy.greedy`) on the visited states
+    (not in the paper: a DAPG-style anchor that keeps a warm-started policy's coverage while PPO
+    learns to keep its distance). 0 = the paper's loss."""
     value_warmup: int = 0
     """PPO updates at the start during which only the value is trained and the policy is frozen
     (with ``init_checkpoint``: a random critic's advantages would otherwise undo the warm start
@@ -156,6 +161,8 @@ class PPOConfig(_Common):
             raise ConfigError("--minibatch/--epochs must be > 0 and --rollout >= --num-envs")
         if not 0.0 <= self.gae_lambda <= 1.0 or self.clip <= 0:
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
+        if self.bc_coef < 0:
+            raise ConfigError("--bc-coef must be >= 0 (0 turns the imitation term off)")
         if self.value_warmup < 0:
             raise ConfigError("--value-warmup must be >= 0 (PPO updates with a frozen policy)")
         if self.init_checkpoint and self.resume:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lgtc_policy.env import EnvConfig, Obs
+from lgtc_policy.greedy import greedy_action
 from lgtc_policy.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lgtc_policy.model.features import inputs_from_obs, item_dims
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig, NetInputs
@@ -150,6 +151,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
         t0 = time.time()
         # ------------------------------------------------------------ rollout (T, B, N, ...)
         inputs, xps, xvs, acts, logps, vals, rews, dones, actives = ([] for _ in range(9))
+        teach: list[torch.Tensor] = []
         with torch.no_grad():
             for _ in range(T):
                 inp = inputs_from_obs(obs, carry.prev_res)
@@ -164,6 +166,8 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 logps.append(d.log_prob(a).sum(-1))
                 vals.append(_value_out(ac, vout))
                 actives.append(obs.active)
+                if cfg.bc_coef > 0:
+                    teach.append(greedy_action(env))
                 obs2, rew, done, info = env.step(a.clamp(-1.0, 1.0))
                 r = info["reward_vec"] if ac.vec_value else rew
                 r = r * cfg.reward_scale
@@ -197,7 +201,9 @@ def train_ppo(cfg: PPOConfig) -> dict:
         xp_all, xv_all = fl(torch.stack(xps)), fl(torch.stack(xvs))
         a_all, lp_all = fl(torch.stack(acts)), fl(torch.stack(logps))
         adv_all, ret_all, act_all = fl(adv), fl(ret), fl(torch.stack(actives)).float()
+        teach_all = fl(torch.stack(teach)) if teach else None
         stats = {"loss_pi": 0.0, "loss_v": 0.0, "clipfrac": 0.0, "approx_kl": 0.0, "pi_reg": 0.0}
+        stats["loss_bc"] = 0.0
         n_mb = 0
         train_pi = step // (T * B) > cfg.value_warmup  # `step` already counts this rollout
         for _ in range(cfg.epochs):
@@ -217,6 +223,10 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 ent = d.entropy().sum(-1)
                 reg_pi = ac.policy.regulariser()
                 loss_pi = -((surr + cfg.ent_coef * ent) * w).sum() / wsum + cfg.alpha * reg_pi
+                loss_bc = torch.zeros(())
+                if teach_all is not None:
+                    loss_bc = ((mean - teach_all[idx]).pow(2).sum(-1) * w).sum() / wsum
+                    loss_pi = loss_pi + cfg.bc_coef * loss_bc
                 if train_pi:
                     opt_pi.zero_grad()
                     loss_pi.backward()
@@ -241,6 +251,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     stats["clipfrac"] += float(((ratio - 1).abs() > cfg.clip).float().mean())
                     stats["approx_kl"] += float(((ratio - 1) - ratio.log()).mean())
                     stats["pi_reg"] += float(reg_pi)
+                    stats["loss_bc"] += float(loss_bc)
                 n_mb += 1
         # ------------------------------------------------------------ logging / checkpoints
         dt = time.time() - t0
