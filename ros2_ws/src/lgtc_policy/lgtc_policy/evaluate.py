@@ -87,19 +87,18 @@ def evaluate_net(net: LGTCNet, env_cfg: EnvConfig, episodes: int, seed: int) -> 
     )
 
 
-@torch.inference_mode()
-def evaluate_expert(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
-    """The centralized expert (MIQP assignment + P control + CBF) on the same seeded episodes."""
-    from lgtc_policy.env.expert import CentralizedExpert
-
+def _evaluate_controller(env_cfg: EnvConfig, episodes: int, seed: int, make) -> dict:
+    """A non-learned controller on the seeded evaluation episodes: ``make(env)`` returns a
+    callable giving the (B, N, 2) action of the env's current state."""
     env = _eval_env(env_cfg, episodes, seed)
     env.reset()
-    expert = CentralizedExpert(env)
+    act = make(env)
     info: dict = {}
-    for _ in range(env_cfg.episode_length):
-        _, _, done, info = env.step(expert.act())
-        if bool(done.all()):
-            break
+    with torch.inference_mode():
+        for _ in range(env_cfg.episode_length):
+            _, _, done, info = env.step(act())
+            if bool(done.all()):
+                break
     return _summary(
         info["episode_return"],
         info["demand_satisfied"],
@@ -109,27 +108,20 @@ def evaluate_expert(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     )
 
 
-@torch.inference_mode()
+def evaluate_expert(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
+    """The centralized expert (MIQP assignment + P control + CBF) on the same seeded episodes."""
+    from lgtc_policy.env.expert import CentralizedExpert
+
+    return _evaluate_controller(env_cfg, episodes, seed, lambda env: CentralizedExpert(env).act)
+
+
 def evaluate_greedy(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, not in the paper) on the same
     seeded episodes: what one robot achieves from its own observation and its close
     neighbours' positions without any learning."""
     from lgtc_policy.greedy import greedy_action
 
-    env = _eval_env(env_cfg, episodes, seed)
-    env.reset()
-    info: dict = {}
-    for _ in range(env_cfg.episode_length):
-        _, _, done, info = env.step(greedy_action(env))
-        if bool(done.all()):
-            break
-    return _summary(
-        info["episode_return"],
-        info["demand_satisfied"],
-        info["collisions"],
-        env_cfg.n_agents,
-        seed,
-    )
+    return _evaluate_controller(env_cfg, episodes, seed, lambda env: lambda: greedy_action(env))
 
 
 def evaluate_checkpoint(
