@@ -71,8 +71,14 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _eval(ns: argparse.Namespace) -> int:
+    import torch
+
     from lgtc_policy.evaluate import evaluate_checkpoint
-    from lgtc_policy.train.common import write_json
+    from lgtc_policy.train.common import ConfigError, write_json
+
+    if ns.threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    torch.set_num_threads(ns.threads)
 
     overrides = {}
     if ns.n_agents:
@@ -184,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-consumers", type=int, default=0, help="override M (0: checkpoint's)")
     ev.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     ev.add_argument("--json", help="write the evaluation summary here")
+    ev.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)"
+    )
     ev.set_defaults(fn=_eval)
 
     ex = sub.add_parser("export", help="strip optimiser state and store a full evaluation")
