@@ -52,7 +52,7 @@ from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet, NetInputs
 from lgtc_policy.train.common import ConfigError, RunLogger, set_seed, write_json
 from lgtc_policy.train.config import PPOConfig, _Common
-from lgtc_policy.train.ppo import ActorCritic, _env_dict
+from lgtc_policy.train.ppo import ActorCritic, checkpoint_payload
 
 __all__ = ["BC_ALGOS", "BCConfig", "expert_labels", "imitation_mse", "train_bc"]
 
@@ -245,25 +245,12 @@ def train_bc(cfg: BCConfig) -> dict:
     bar = tqdm(total=cfg.total_env_steps, disable=not cfg.progress, unit="step")
 
     def payload(eval_summary: dict) -> dict:
-        return {
-            "algo": cfg.algo,
-            "nets": {"policy": policy.cfg.to_dict(), "value": ac.value.cfg.to_dict()},
-            "state_dicts": {
-                "policy": policy.state_dict(),
-                "value": ac.value.state_dict(),
-                "log_std": {"log_std": ac.log_std.detach().clone()},
-            },
-            "env_config": _env_dict(env_cfg),
-            "train_config": cfg.to_dict(),
-            "eval": eval_summary,
-            "progress": {"env_steps": step, "best": best, "wall_s": time.time() - t_wall},
-            "optim": None,
-            "warm_start": {
-                "method": f"DAgger behaviour cloning of the {cfg.teacher} teacher "
-                "(not in the paper)",
-                "labels": TEACHER_LABELS[cfg.teacher],
-            },
+        warm = {
+            "method": f"DAgger behaviour cloning of the {cfg.teacher} teacher (not in the paper)",
+            "labels": TEACHER_LABELS[cfg.teacher],
         }
+        wall = time.time() - t_wall
+        return checkpoint_payload(ac, cfg, env_cfg, eval_summary, step, best, wall, None, warm)
 
     while step < cfg.total_env_steps:
         t0 = time.time()

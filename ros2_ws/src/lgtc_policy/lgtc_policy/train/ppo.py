@@ -38,7 +38,7 @@ from lgtc_policy.train.common import (
 )
 from lgtc_policy.train.config import PPOConfig
 
-__all__ = ["ActorCritic", "train_ppo"]
+__all__ = ["ActorCritic", "checkpoint_payload", "train_ppo"]
 
 
 # ============================================================================ networks
@@ -131,21 +131,10 @@ def train_ppo(cfg: PPOConfig) -> dict:
     summary: dict = {}
 
     def payload(eval_summary: dict, with_optim: bool) -> dict:
-        return {
-            "algo": cfg.algo,
-            "nets": {"policy": ac.policy.cfg.to_dict(), "value": ac.value.cfg.to_dict()},
-            "state_dicts": {
-                "policy": ac.policy.state_dict(),
-                "value": ac.value.state_dict(),
-                "log_std": {"log_std": ac.log_std.detach().clone()},
-            },
-            "env_config": _env_dict(env_cfg),
-            "train_config": cfg.to_dict(),
-            "eval": eval_summary,
-            "progress": {"env_steps": step, "best": best, "wall_s": time.time() - t_wall},
-            "optim": {"pi": opt_pi.state_dict(), "v": opt_v.state_dict()} if with_optim else None,
-            **({"warm_start": warm_start} if warm_start else {}),
-        }
+        optim = {"pi": opt_pi.state_dict(), "v": opt_v.state_dict()} if with_optim else None
+        return checkpoint_payload(
+            ac, cfg, env_cfg, eval_summary, step, best, time.time() - t_wall, optim, warm_start
+        )
 
     while step < cfg.total_env_steps:
         t0 = time.time()
@@ -321,6 +310,36 @@ def _bootstrap_truncated(
         *fo.active.shape, *([1] * (v.dim() - 2))
     )
     return r
+
+
+def checkpoint_payload(
+    ac: ActorCritic,
+    cfg,
+    env_cfg: EnvConfig,
+    eval_summary: dict,
+    step: int,
+    best: float,
+    wall_s: float,
+    optim: dict | None,
+    warm_start: dict | None,
+) -> dict:
+    """The checkpoint dict of :mod:`lgtc_policy.model.checkpoint` for an :class:`ActorCritic`
+    (written by the PPO and the BC trainers)."""
+    return {
+        "algo": cfg.algo,
+        "nets": {"policy": ac.policy.cfg.to_dict(), "value": ac.value.cfg.to_dict()},
+        "state_dicts": {
+            "policy": ac.policy.state_dict(),
+            "value": ac.value.state_dict(),
+            "log_std": {"log_std": ac.log_std.detach().clone()},
+        },
+        "env_config": _env_dict(env_cfg),
+        "train_config": cfg.to_dict(),
+        "eval": eval_summary,
+        "progress": {"env_steps": step, "best": best, "wall_s": wall_s},
+        "optim": optim,
+        **({"warm_start": warm_start} if warm_start else {}),
+    }
 
 
 def _env_dict(env_cfg: EnvConfig) -> dict:
