@@ -91,9 +91,18 @@ def _eval(ns: argparse.Namespace) -> int:
         seed=ns.seed,
         env_overrides=overrides,
         with_expert=not ns.no_expert,
+        safety_filter=ns.safety_filter,
     )
+    if "reward_mean_filter_none" in out:
+        other = "none" if out["safety_filter"] == "cbf" else "cbf"
+        print(
+            f"policy alone: reward {out['reward_mean_filter_none']:.3f}, through the CBF: "
+            f"{out['reward_mean_filter_cbf']:.3f} (headline below: "
+            f"safety filter '{out['safety_filter']}'; '{other}' is the other row)"
+        )
     print(
-        f"{out['algo']}: reward {out['reward_mean']:.3f} +- {out['reward_std']:.3f} "
+        f"{out['algo']} [{out['safety_filter']}]: reward {out['reward_mean']:.3f} "
+        f"+- {out['reward_std']:.3f} "
         f"demand satisfied {out['demand_satisfied_mean']:.3f}"
         + (
             f" | expert {out['expert_reward_mean']:.3f}  ratio {out['ratio_to_expert']:.3f}"
@@ -190,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-consumers", type=int, default=0, help="override M (0: checkpoint's)")
     ev.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     ev.add_argument("--json", help="write the evaluation summary here")
+    ev.add_argument(
+        "--safety-filter",
+        choices=["auto", "none", "cbf"],
+        default="auto",
+        help="headline mode: 'none' = the policy's action executed as is, 'cbf' = every action "
+        "through the centralized CBF filter first (as deployed, like the expert), 'auto' = as "
+        "the checkpoint was trained (default); both modes are always reported",
+    )
     ev.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)"
     )

@@ -21,11 +21,13 @@ from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet
 
 __all__ = [
+    "SAFETY_FILTERS",
     "evaluate_checkpoint",
     "evaluate_expert",
     "evaluate_greedy",
     "evaluate_net",
     "rollout_policy",
+    "trained_safety_filter",
 ]
 
 
@@ -50,13 +52,30 @@ def _summary(
     }
 
 
+SAFETY_FILTERS = ("none", "cbf")
+
+
+def _safety(env, safety_filter: str):
+    """The action map of ``safety_filter``: None (the env executes the action) or the batched
+    CBF filter of :mod:`lgtc_policy.env.safety` (the expert's filter)."""
+    if safety_filter not in SAFETY_FILTERS:
+        raise ValueError(f"safety_filter={safety_filter!r}: use one of {SAFETY_FILTERS}")
+    if safety_filter == "none":
+        return None
+    from lgtc_policy.env.safety import SafetyFilter
+
+    return SafetyFilter(env).filter
+
+
 @torch.inference_mode()
-def rollout_policy(net: LGTCNet, env, steps: int) -> dict[str, Any]:
+def rollout_policy(net: LGTCNet, env, steps: int, safety_filter: str = "none") -> dict[str, Any]:
     """Run ``net`` deterministically on a batched ``env`` for ``steps`` ticks from a reset.
 
     The recurrent cluster states and the previous tick's items (the neighbours' messages) are
-    carried exactly as in training. Returns the last step's ``info``.
+    carried exactly as in training. With ``safety_filter='cbf'`` every action passes the
+    centralized CBF filter first (the deployed chain). Returns the last step's ``info``.
     """
+    safety = _safety(env, safety_filter)
     obs = env.reset()
     B, N = obs.pos.shape[:2]
     x = torch.zeros(B, N, net.state_dim)
@@ -65,18 +84,22 @@ def rollout_policy(net: LGTCNet, env, steps: int) -> dict[str, Any]:
     for _ in range(steps):
         out, x, _ = net(inputs_from_obs(obs, prev), x)
         prev = obs.agent_res.clone()
-        obs, _, done, info = env.step(net.action(out))
+        act = net.action(out)
+        obs, _, done, info = env.step(act if safety is None else safety(act))
         if bool(done.all()):
             break
     return info
 
 
-def evaluate_net(net: LGTCNet, env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
-    """Deterministic evaluation of a policy network over ``episodes`` seeded episodes."""
+def evaluate_net(
+    net: LGTCNet, env_cfg: EnvConfig, episodes: int, seed: int, safety_filter: str = "none"
+) -> dict:
+    """Deterministic evaluation of a policy network over ``episodes`` seeded episodes
+    (``safety_filter='cbf'``: every action through the CBF filter, as deployed)."""
     env = _eval_env(env_cfg, episodes, seed)
     was_training = net.training
     net.eval()
-    info = rollout_policy(net, env, env_cfg.episode_length)
+    info = rollout_policy(net, env, env_cfg.episode_length, safety_filter)
     net.train(was_training)
     return _summary(
         info["episode_return"],
@@ -124,33 +147,69 @@ def evaluate_greedy(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     return _evaluate_controller(env_cfg, episodes, seed, lambda env: lambda: greedy_action(env))
 
 
+def trained_safety_filter(ck: dict) -> str:
+    """The safety filter a checkpoint was trained with ('none' for checkpoints that predate
+    the ``safety_filter`` option): how the policy is meant to be run and evaluated."""
+    mode = str(dict(ck.get("train_config") or {}).get("safety_filter", "none"))
+    return mode if mode in SAFETY_FILTERS else "none"
+
+
 def evaluate_checkpoint(
     path: str,
     episodes: int = 32,
     seed: int = 12345,
     env_overrides: dict | None = None,
     with_expert: bool = True,
+    safety_filter: str = "auto",
+    both_filters: bool = True,
 ) -> dict:
     """Evaluate a checkpoint's policy (and the expert on the same episodes).
 
-    Returns a flat dict: ``reward_mean``, ``reward_std``, ``demand_satisfied_mean``,
-    ``collisions_per_episode``, ``expert_reward_mean``, ``expert_reward_std``,
-    ``ratio_to_expert`` (= reward_mean / expert_reward_mean), ``greedy_reward_mean`` and
-    ``greedy_demand_satisfied_mean`` (the decentralized greedy rule, a no-learning yardstick),
-    ``episodes``, ``seed``, ``algo``.
+    ``safety_filter``: 'none' (the env executes the policy's action: the paper's Fig. 3/4
+    setting), 'cbf' (every action through the centralized CBF filter first, as on the robots
+    and as the expert's own commands) or 'auto' (how the checkpoint was trained, see
+    :func:`trained_safety_filter`).
+
+    Returns a flat dict: ``safety_filter`` (the mode of the unsuffixed keys), ``reward_mean``,
+    ``reward_std``, ``demand_satisfied_mean``, ``collisions_per_episode``,
+    ``expert_reward_mean``, ``expert_reward_std``, ``ratio_to_expert`` (= reward_mean /
+    expert_reward_mean), ``greedy_reward_mean`` and ``greedy_demand_satisfied_mean`` (the
+    decentralized greedy rule, a no-learning yardstick), ``episodes``, ``seed``, ``algo``; with
+    ``both_filters`` also ``reward_mean_filter_<mode>``, ``demand_satisfied_mean_filter_<mode>``,
+    ``collisions_per_episode_filter_<mode>`` and ``ratio_to_expert_filter_<mode>`` for both
+    modes, so one evaluation shows the policy alone and as deployed side by side.
     """
     ck = load_checkpoint(path)
     net = build_net(ck, "policy")
     env_cfg = EnvConfig.from_dict({**dict(ck["env_config"]), **(env_overrides or {})})
-    out: dict[str, Any] = {"algo": ck["algo"], "checkpoint": str(path)}
-    out.update(evaluate_net(net, env_cfg, episodes, seed))
+    mode = trained_safety_filter(ck) if safety_filter == "auto" else safety_filter
+    if mode not in SAFETY_FILTERS:
+        raise ValueError(f"safety_filter={safety_filter!r}: use 'auto' or one of {SAFETY_FILTERS}")
+    out: dict[str, Any] = {"algo": ck["algo"], "checkpoint": str(path), "safety_filter": mode}
+    runs = {mode: evaluate_net(net, env_cfg, episodes, seed, mode)}
+    if both_filters:
+        for other in SAFETY_FILTERS:
+            if other != mode:
+                runs[other] = evaluate_net(net, env_cfg, episodes, seed, other)
+    out.update(runs[mode])
+    keys = ("reward_mean", "demand_satisfied_mean", "collisions_per_episode")
+    if both_filters:
+        for m, r in runs.items():
+            out.update({f"{k}_filter_{m}": r[k] for k in keys})
     if with_expert:
         ex = evaluate_expert(env_cfg, episodes, seed)
         out["expert_reward_mean"] = ex["reward_mean"]
         out["expert_reward_std"] = ex["reward_std"]
         out["expert_demand_satisfied_mean"] = ex["demand_satisfied_mean"]
         denom = ex["reward_mean"]
-        out["ratio_to_expert"] = float(out["reward_mean"] / denom) if denom else float(np.nan)
+
+        def ratio(x: float) -> float:
+            return float(x / denom) if denom else float(np.nan)
+
+        out["ratio_to_expert"] = ratio(out["reward_mean"])
+        if both_filters:
+            for m, r in runs.items():
+                out[f"ratio_to_expert_filter_{m}"] = ratio(r["reward_mean"])
         gr = evaluate_greedy(env_cfg, episodes, seed)
         out["greedy_reward_mean"] = gr["reward_mean"]
         out["greedy_demand_satisfied_mean"] = gr["demand_satisfied_mean"]

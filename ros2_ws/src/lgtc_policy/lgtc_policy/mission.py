@@ -257,33 +257,24 @@ def _apply_events(env, sc: Scenario, tick: int) -> None:
             env.discharge(torch.tensor([0]), torch.tensor([i]), level=1.0, deactivate=True)
 
 
-class _EnvCBF:
+def _env_cbf(env, sc: Scenario):
     """The ROS chain's safety filter inside the env: the centralized form of the cbf_filter
-    core at the scenario's safety distance (the normalised ``Ds``), speed limit and arena."""
+    core at the scenario's safety distance (the normalised ``Ds``), speed limit and arena, with
+    the cbf_filter defaults for the gain (what the cbf_filter nodes run)."""
+    from cbf_filter import CBFParams
 
-    def __init__(self, env, sc: Scenario) -> None:
-        from cbf_filter import CBFParams, CentralizedCBF
+    from lgtc_policy.env.safety import SafetyFilter
 
-        params = CBFParams(
-            safety_distance=float(sc.epsilon),
-            max_speed=env.cfg.v_max,
-            arena=((-1.0, 1.0), (-1.0, 1.0)),
-            boundary_margin=0.0,
-            sample_time=env.cfg.dt,
-            sensing_radius=None,
-        )
-        self.env = env
-        self.cbf = CentralizedCBF(env.cfg.n_agents, 2, params)
-        self.fallbacks = 0
-
-    def __call__(self, action: torch.Tensor) -> torch.Tensor:
-        env = self.env
-        vmax = env.cfg.v_max
-        u = action[0].double().numpy() * vmax
-        res = self.cbf.filter(env.pos[0].double().numpy(), u)
-        self.fallbacks += int(not res.found)
-        out = np.where(env.active[0].numpy()[:, None], res.u, 0.0) / vmax
-        return torch.as_tensor(out[None], dtype=env.dtype).clamp(-1.0, 1.0)
+    params = CBFParams(
+        safety_distance=float(sc.epsilon),
+        max_speed=env.cfg.v_max,
+        arena=((-1.0, 1.0), (-1.0, 1.0)),
+        boundary_margin=0.0,
+        sample_time=env.cfg.dt,
+        sensing_radius=None,
+    )
+    safety = SafetyFilter(env, params=params)
+    return safety.filter
 
 
 @torch.inference_mode()
@@ -291,12 +282,12 @@ def core_rollout(
     net, sc: Scenario, env_config: dict, steps: int, seed: int = 0, cbf: bool = False
 ) -> EpisodeScore:
     """The policy ``net`` (an ``LGTCNet``) on the scenario in the core env for ``steps`` ticks;
-    with ``cbf`` every action first passes the centralized CBF (:class:`_EnvCBF`), like the
+    with ``cbf`` every action first passes the centralized CBF (:func:`_env_cbf`), like the
     commands of the ROS chain."""
     from lgtc_policy.model.features import inputs_from_obs
 
     env = make_env(sc, env_config, steps, seed)
-    safety = _EnvCBF(env, sc) if cbf else None
+    safety = _env_cbf(env, sc) if cbf else None
     tr = _Tracker(env)
     zero = torch.zeros(1, env.cfg.n_agents, 2)
     x = torch.zeros(1, env.cfg.n_agents, net.state_dim)

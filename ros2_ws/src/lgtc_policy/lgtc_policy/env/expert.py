@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from cbf_filter import CBFParams, CentralizedCBF
 
 from lgtc_policy.env.assign import solve_assignment
 from lgtc_policy.env.core import ResourceEnv
+from lgtc_policy.env.safety import SafetyConfig, SafetyFilter
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,11 @@ class CentralizedExpert:
     def __init__(self, env: ResourceEnv, cfg: ExpertConfig | None = None) -> None:
         self.env = env
         self.cfg = cfg or ExpertConfig()
-        ecfg = env.cfg
-        params = CBFParams(
-            gamma=self.cfg.cbf_gamma,
-            class_k="linear",
-            safety_distance=self.cfg.safety_factor * ecfg.epsilon,
-            max_speed=ecfg.v_max,
-            arena=((-1.0, 1.0), (-1.0, 1.0)),
-            boundary_margin=0.0,
-            sample_time=ecfg.dt,
-            sensing_radius=None,
+        self.safety = SafetyFilter(
+            env, SafetyConfig(safety_factor=self.cfg.safety_factor, gamma=self.cfg.cbf_gamma)
         )
-        self.cbfs = [CentralizedCBF(ecfg.n_agents, 2, params) for _ in range(env.batch_size)]
         self._key: list[bytes | None] = [None] * env.batch_size
-        self.assignment = np.full((env.batch_size, ecfg.n_agents), -1, dtype=np.int64)
-        self.fallbacks = 0
+        self.assignment = np.full((env.batch_size, env.cfg.n_agents), -1, dtype=np.int64)
         self._slot_key: list[bytes | None] = [None] * env.batch_size
         self._slots: list[dict[int, np.ndarray]] = [{} for _ in range(env.batch_size)]
 
@@ -134,6 +124,11 @@ class CentralizedExpert:
                 slots[int(i)] = cpos[m] + ring * np.array([np.cos(a), np.sin(a)])
         return slots
 
+    @property
+    def fallbacks(self) -> int:
+        """QPs without a solution so far (the filter braked that env's robots to zero)."""
+        return self.safety.fallbacks
+
     def act(self) -> torch.Tensor:
         """(B, N, 2) actions in [-1, 1] (velocity / v_max) for the env's current state."""
         env = self.env
@@ -143,13 +138,7 @@ class CentralizedExpert:
         u_nom = self.cfg.k_p * (self.targets() - pos)
         speed = np.linalg.norm(u_nom, axis=-1, keepdims=True)
         u_nom = u_nom * np.minimum(1.0, vmax / np.maximum(speed, 1e-12))
-        u_nom[~active] = 0.0
-        out = np.zeros_like(u_nom)
-        for b in range(env.batch_size):
-            res = self.cbfs[b].filter(pos[b], u_nom[b])
-            self.fallbacks += int(not res.found)
-            out[b] = res.u
-        out[~active] = 0.0
+        out = self.safety.filter_velocity(pos, u_nom, active)
         act = np.clip(out / vmax, -1.0, 1.0)
         return torch.as_tensor(act, dtype=env.dtype, device=env.device)
 

@@ -149,6 +149,13 @@ class PPOConfig(_Common):
     """PPO updates at the start during which only the value is trained and the policy is frozen
     (with ``init_checkpoint``: a random critic's advantages would otherwise undo the warm start
     in the first updates). 0 = train both from the first update (the paper's setting)."""
+    safety_filter: str = "none"
+    """'none' (the paper's training: the env executes the policy's action) or 'cbf': every
+    action passes the centralized CBF filter (:class:`lgtc_policy.env.safety.SafetyFilter`,
+    the expert's filter) before the env executes it, as on the robots, so the filter is part of
+    the environment's dynamics (a safety layer, not in the paper; the PPO action and its
+    log-probability are the policy's unfiltered sample). Also used for the run's evaluations
+    and recorded in the checkpoint, so ``lgtc eval`` evaluates the policy as it was trained."""
 
     def rollout_steps(self) -> int:
         return max(1, self.rollout // self.num_envs)
@@ -163,6 +170,11 @@ class PPOConfig(_Common):
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
         if self.bc_coef < 0:
             raise ConfigError("--bc-coef must be >= 0 (0 turns the imitation term off)")
+        if self.safety_filter not in ("none", "cbf"):
+            raise ConfigError(
+                f"--safety-filter {self.safety_filter!r}: use 'none' (the env executes the "
+                "policy's action) or 'cbf' (every action through the CBF filter first)"
+            )
         if self.value_warmup < 0:
             raise ConfigError("--value-warmup must be >= 0 (PPO updates with a frozen policy)")
         if self.init_checkpoint and self.resume:

@@ -86,6 +86,16 @@ def _make_env(cfg: EnvConfig, batch: int, seed: int):
     return ResourceEnv(cfg, batch, device="cpu", seed=seed)
 
 
+def _safety_layer(env, mode: str):
+    """None, or the batched CBF filter every action passes before the env executes it
+    (``PPOConfig.safety_filter='cbf'``)."""
+    if mode == "none":
+        return None
+    from lgtc_policy.env.safety import SafetyFilter
+
+    return SafetyFilter(env).filter
+
+
 def _cat_inputs(items: list[NetInputs]) -> NetInputs:
     return NetInputs(
         *(torch.stack([getattr(i, k) for i in items]) for k in NetInputs.__dataclass_fields__)
@@ -116,6 +126,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
         write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
     logger = RunLogger(run, tensorboard=cfg.tensorboard, append=cfg.resume)
     env = _make_env(env_cfg, B, cfg.seed + step)
+    safety = _safety_layer(env, cfg.safety_filter)
     obs = env.reset()
     carry = _Carry(
         torch.zeros(B, N, ac.policy.state_dim),
@@ -157,7 +168,8 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 actives.append(obs.active)
                 if cfg.bc_coef > 0:
                     teach.append(greedy_action(env))
-                obs2, rew, done, info = env.step(a.clamp(-1.0, 1.0))
+                a_env = a.clamp(-1.0, 1.0)
+                obs2, rew, done, info = env.step(a_env if safety is None else safety(a_env))
                 r = info["reward_vec"] if ac.vec_value else rew
                 r = r * cfg.reward_scale
                 if done.any():
@@ -259,7 +271,9 @@ def train_ppo(cfg: PPOConfig) -> dict:
             )
         if step >= next_eval or step >= cfg.total_env_steps:
             next_eval += cfg.eval_every
-            summary = evaluate_net(ac.policy, env_cfg, cfg.eval_episodes, seed=cfg.seed + 10_000)
+            summary = evaluate_net(
+                ac.policy, env_cfg, cfg.eval_episodes, cfg.seed + 10_000, cfg.safety_filter
+            )
             row["eval_reward"] = summary["reward_mean"]
             row["eval_demand_satisfied"] = summary["demand_satisfied_mean"]
             if summary["reward_mean"] > best:
