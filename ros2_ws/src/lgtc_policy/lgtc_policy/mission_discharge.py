@@ -8,16 +8,33 @@ position jittered by up to ``--jitter`` metres (seeded), so runs differ. The con
 ``discharge`` event empties one robot's battery at ``t`` and its ``land`` event lands it.
 :func:`analyse` then reads the sampled trajectory:
 
-* the *abandoned consumer* is the one whose interaction area held the victim when its battery
-  emptied (the run fails if the victim was serving none);
-* it was *abandoned* if no other airborne robot was inside its area at that moment;
+* the victim's *consumer* is the one whose interaction area held it (floor distance
+  ``<= R_m``, airborne; the nearest on overlap, the simulator's coverage rule) at the last
+  sample before its battery emptied;
+* that consumer is *abandoned* when no other airborne robot was inside its area then;
 * *re-cover time*: first sim time after the event at which another airborne robot is inside
-  the area (0 when it was not abandoned);
-* a run succeeds when the victim landed and the consumer was re-covered within ``--window``
-  seconds (40 s: the issue's goal; the paper reports the new allocation about 30 s later).
+  the area; ``recovered_by`` names it and ``recovered_from`` the consumer whose area held it
+  at the event (Fig. 5: "a drone of another subteam"; ``null``: it was in no area);
+  ``covered_after_pct``: share of the samples after the event in which another airborne robot
+  is inside (a pass-through scores low, a new allocation high);
+* a run **succeeds** when the victim landed and the abandoned consumer was re-covered within
+  ``--window`` seconds (40 s: the issue's goal; the paper reports the new allocation about
+  35 s later). A run in which nothing was abandoned does not exercise the reallocation and is
+  not a success: ``outcome`` says which case it was (``re-covered``, ``not re-covered``,
+  ``not landed``, ``not abandoned``: another robot was already inside the victim's consumer,
+  ``victim in no area``: the victim was serving no consumer, ``no event``: the run ended
+  first).
 
 Writes ``<out>/discharge.json`` (per run and the success count) and, with ``--figure``, a
 Fig. 5-style PNG of the first run (top view coloured by cluster, cluster id over time).
+
+``--backend core`` (or :func:`discharge_study_core`) runs the *same* seeded variants through
+the batched core env instead of ROS: :func:`lgtc_policy.mission.core_rollout` with the
+centralized CBF (the ROS chain's safety filter), the events of the config at their 20 Hz tick,
+seconds per run instead of minutes. The env is planar, so :func:`core_trajectory` adds the
+simulator's vertical profile (take-off and landing at ``sim_bridge.sim.SimParams`` speeds) and
+:func:`analyse` reads the core trajectory exactly as the ROS one. Use it to screen
+checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS timing differ).
 """
 
 from __future__ import annotations
@@ -32,9 +49,17 @@ from typing import Any
 import numpy as np
 
 from lgtc_policy.agent import MissionError
+from lgtc_policy.mission_report import pair_separation
 from lgtc_policy.mission_stats import cluster_colour
 
-__all__ = ["analyse", "plot_run", "variant"]
+__all__ = [
+    "analyse",
+    "core_trajectory",
+    "discharge_study_core",
+    "plot_run",
+    "summarise",
+    "variant",
+]
 
 
 def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> dict:
@@ -51,45 +76,274 @@ def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> 
 
 
 def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
-    """Re-cover figures of one run (see the module docstring)."""
+    """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
+    ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
+    event is the one analysed)."""
     ev = next((e for e in cfg.events if e.type == "discharge"), None)
     if ev is None:
         raise MissionError(f"{cfg.source}: no discharge event to analyse")
+    times = np.asarray(times, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    n = len(cfg.robots)
+    if positions.ndim != 3 or positions.shape[1:] != (n, 3) or len(times) != len(positions):
+        raise MissionError(
+            f"trajectory: positions {positions.shape} / times {times.shape}, expected "
+            f"(T, {n}, 3) / (T,)"
+        )
     victim = cfg.robot_index(ev.robot)
     cpos = np.array([c.position for c in cfg.consumers])
     rad = np.array([c.radius for c in cfg.consumers])
     z0 = cfg.arena.z[0]
     lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
+    others = np.array([i for i in range(n) if i != victim])
 
-    def inside(pos: np.ndarray) -> np.ndarray:
+    def area(pos: np.ndarray) -> np.ndarray:
+        """(N,) index of the consumer whose area holds each airborne robot (nearest), or -1."""
         d = np.linalg.norm(pos[:, None, :2] - cpos[None], axis=-1)
-        return (d <= rad[None]) & (pos[:, 2] >= lift)[:, None]
+        inside = (d <= rad[None]) & (pos[:, 2] >= lift)[:, None]
+        return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
 
     out: dict[str, Any] = {"victim": ev.robot, "t_event": ev.t}
     before = np.nonzero(times < ev.t)[0]
     if before.size == 0 or times[-1] < ev.t:
-        out.update(success=False, reason="run ended before the event")
+        out.update(success=False, outcome="no event", reason="run ended before the event")
         return out
-    at = positions[before[-1]]
-    served = np.nonzero(inside(at)[victim])[0]
+    at = area(positions[before[-1]])
     out["landed"] = bool(positions[-1, victim, 2] < z0 + 0.1)
-    if served.size == 0:
-        out.update(success=False, reason="the victim was not serving a consumer at the event")
+    if at[victim] < 0:
+        out.update(
+            success=False,
+            outcome="victim in no area",
+            reason="the victim was not serving a consumer at the event: nothing abandoned",
+        )
         return out
-    m = int(served[0])
-    others = np.array([i for i in range(len(cfg.robots)) if i != victim])
+    m = int(at[victim])
     out["consumer"] = cfg.consumers[m].name
-    out["abandoned"] = not bool(inside(at)[others, m].any())
-    recover = math.nan
-    for k in np.nonzero(times >= ev.t)[0]:
-        if inside(positions[k])[others, m].any():
-            recover = float(times[k] - ev.t) if out["abandoned"] else 0.0
-            break
-    out["recover_s"] = recover
-    out["success"] = bool(out["landed"] and math.isfinite(recover) and recover <= window)
-    if not out["success"]:
-        out["reason"] = "not landed" if not out["landed"] else f"not re-covered in {window:g} s"
+    out["abandoned"] = not bool((at[others] == m).any())
+    after = np.nonzero(times >= ev.t)[0]
+    held = np.array([(area(positions[k])[others] == m) for k in after])  # (K, N - 1)
+    covered = held.any(axis=1)
+    out["covered_after_pct"] = float(100.0 * covered.mean()) if covered.size else math.nan
+    if not out["abandoned"]:
+        out.update(
+            success=False,
+            outcome="not abandoned",
+            reason=f"another robot was already inside {cfg.consumers[m].name}: nothing to re-cover",
+        )
+        return out
+    recover, by, came_from = math.nan, None, None
+    if covered.any():
+        k = int(np.argmax(covered))
+        recover = float(times[after[k]] - ev.t)
+        j = int(others[np.argmax(held[k])])
+        by = cfg.robots[j].name
+        came_from = cfg.consumers[int(at[j])].name if at[j] >= 0 else None
+    out.update(recover_s=recover, recovered_by=by, recovered_from=came_from)
+    in_time = math.isfinite(recover) and recover <= window
+    out["success"] = bool(out["landed"] and in_time)
+    if out["success"]:
+        out["outcome"] = "re-covered"
+    elif not out["landed"]:
+        out.update(outcome="not landed", reason="the victim did not land")
+    else:
+        out.update(outcome="not re-covered", reason=f"not re-covered in {window:g} s")
     return out
+
+
+def summarise(results: list[dict], backend: str, checkpoint: str | None, window: float) -> dict:
+    """The study's summary: success count (the issue's goal), runs per ``outcome``."""
+    outcomes: dict[str, int] = {}
+    for r in results:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    return {
+        "backend": backend,
+        "checkpoint": checkpoint,
+        "runs": len(results),
+        "successes": sum(bool(r["success"]) for r in results),
+        "abandoned": sum(bool(r.get("abandoned")) for r in results),
+        "outcomes": outcomes,
+        "window_s": window,
+        "results": results,
+    }
+
+
+def core_trajectory(
+    cfg, net, env_config: dict, duration: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The policy ``net`` on swarm config ``cfg`` in the core env with the CBF, sampled like
+    the ROS monitor: ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame],
+    clusters (K, 3) rows (t, robot, cluster))``, ``T = ceil(duration * control_hz)``.
+
+    ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
+    tick ``>= t`` (:func:`lgtc_policy.mission.scenario_from_config`). Heights follow the
+    simulator: drones climb to ``takeoff_height`` at ``SimParams.takeoff_speed`` from t = 0
+    (the env holds them still meanwhile) and descend at ``SimParams.landing_speed`` from the
+    tick a ``land`` / ``fail`` event deactivates them; ground robots stay at the floor.
+    """
+    from sim_bridge.sim import SimParams
+
+    from lgtc_policy.mission import core_rollout, scenario_from_config
+
+    hz = cfg.rates.control_hz
+    sc = scenario_from_config(cfg, hz)
+    steps = int(math.ceil(duration * hz - 1e-9))
+    if steps < 1:
+        raise MissionError(f"duration {duration} s: must be at least one control tick")
+    score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=True)
+    times = np.arange(steps + 1) / hz
+    xy = sc.frame.to_world(score.pos)
+    sim = SimParams()
+    z0 = cfg.arena.z[0]
+    z = np.full((steps + 1, len(cfg.robots)), z0)
+    for i, r in enumerate(cfg.robots):
+        if r.kind != "crazyflie":
+            continue
+        z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
+        off = [tick for tick, kind, j, _ in sc.events if kind == "deactivate" and j == i]
+        if off:
+            k = min(off)
+            if k <= steps:
+                drop = sim.landing_speed * (times[k:] - times[k])
+                z[k:, i] = np.maximum(z[k, i] - drop, z0)
+    att = score.attended  # (T, N): cluster chosen at tick t, known from tick hold_ticks
+    tt, ii = np.nonzero(att >= 0)
+    clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
+    return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
+
+
+def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
+    """(raw mapping, validated SwarmConfig) of a discharge study config; MissionError if bad."""
+    import yaml
+    from sim_bridge.config import ConfigError, load_config
+
+    try:
+        if isinstance(config, dict):
+            base = json.loads(json.dumps(config))
+            cfg = load_config(base)
+        else:
+            base = yaml.safe_load(Path(config).read_text())
+            cfg = load_config(config)
+    except (OSError, ConfigError) as exc:
+        raise MissionError(
+            f"{config if not isinstance(config, dict) else 'config'}: {exc}"
+        ) from None
+    if not any(e.type == "discharge" for e in cfg.events):
+        raise MissionError(f"{cfg.source}: no discharge event; the study needs one")
+    return base, cfg
+
+
+def discharge_study_core(
+    checkpoint: str | Path | None = None,
+    config: str | Path | dict = "launch/discharge.yaml",
+    runs: int = 10,
+    *,
+    first_seed: int = 0,
+    jitter: float = 0.1,
+    window: float = 40.0,
+    after: float = 45.0,
+    resource_types: list[str] | None = None,
+    out: str | Path | None = None,
+    progress=None,
+) -> dict:
+    """The discharge study in the core env (no ROS): the seeded variants of the ROS study
+    (:func:`variant`, seeds ``first_seed ..``) through :func:`core_trajectory`, each read by
+    :func:`analyse`.
+
+    Args:
+        checkpoint: policy file (``None``: the config's ``policy.checkpoint``).
+        config: swarm YAML path or its parsed mapping (needs a ``discharge`` event).
+        runs, first_seed, jitter, window: as the CLI's ``--runs`` etc.
+        after: sim seconds flown after the (last) discharge event.
+        resource_types: override the config's ``resource_types`` (the checkpoint's r).
+        out: directory for ``seed<k>/trajectory.npz`` (``None``: write nothing).
+        progress: called with each run's result dict as it completes.
+
+    Returns:
+        ``{"backend": "core", "runs", "successes", "window_s", "checkpoint", "results"}``,
+        the ROS study's summary layout.
+
+    Raises:
+        MissionError: unusable config or checkpoint (the message names which and why).
+    """
+    import yaml
+    from sim_bridge.config import ConfigError, load_config
+
+    from lgtc_policy.agent import load_policy
+    from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
+
+    if runs < 1:
+        raise MissionError(f"runs = {runs}: must be >= 1")
+    base, base_cfg = _study_config(config)
+    if checkpoint is None:
+        if base_cfg.policy.checkpoint is None:
+            raise MissionError(f"{base_cfg.source}: policy.checkpoint is null; pass a checkpoint")
+        try:
+            checkpoint = base_cfg.resolve_checkpoint()
+        except FileNotFoundError as exc:
+            raise MissionError(str(exc)) from None
+    checkpoint = str(checkpoint)
+    if resource_types:
+        base["resource_types"] = list(resource_types)
+    try:
+        load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
+        ck = load_checkpoint(checkpoint)
+        net = build_net(ck, "policy")
+    except CheckpointError as exc:
+        raise MissionError(str(exc)) from None
+    t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
+    results = []
+    for k in range(runs):
+        seed = first_seed + k
+        mapping = variant(base, seed, jitter, checkpoint)
+        try:
+            cfg = load_config(mapping)
+        except ConfigError as exc:
+            raise MissionError(f"seed {seed}: {exc}") from None
+        times, pos, clusters = core_trajectory(
+            cfg, net, dict(ck["env_config"]), t_event + after, seed
+        )
+        res = analyse(cfg, times, pos, window)
+        z0 = cfg.arena.z[0]
+        lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
+        dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
+        res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
+        res["sim_s"] = float(times[-1])
+        if out is not None:
+            run_dir = Path(out) / f"seed{seed}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "swarm.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
+            np.savez_compressed(
+                run_dir / "trajectory.npz",
+                times=times,
+                positions=pos,
+                clusters=clusters,
+                robots=np.asarray(cfg.robot_names),
+            )
+        results.append(res)
+        if progress is not None:
+            progress(res)
+    return summarise(results, "core", checkpoint, window)
+
+
+def reanalyse(out: str | Path, window: float = 40.0, backend: str = "ros") -> dict:
+    """Read the runs a study left under ``out`` (``seed<k>/swarm.yaml`` and
+    ``seed<k>/trajectory.npz``, either backend) again with :func:`analyse`, without flying."""
+    from sim_bridge.config import ConfigError, load_config
+
+    runs = sorted(Path(out).glob("seed*/trajectory.npz"), key=lambda f: int(f.parent.name[4:]))
+    if not runs:
+        raise MissionError(f"{out}: no seed*/trajectory.npz to analyse")
+    results = []
+    for npz in runs:
+        try:
+            cfg = load_config(npz.parent / "swarm.yaml")
+        except ConfigError as exc:
+            raise MissionError(str(exc)) from None
+        d = np.load(npz)
+        res = analyse(cfg, d["times"], d["positions"], window)
+        res["seed"] = int(npz.parent.name[4:])
+        results.append(res)
+    return summarise(results, backend, cfg.policy.checkpoint, window)
 
 
 def plot_run(npz: Path, cfg, out_png: Path, title: str = "") -> None:
@@ -139,9 +393,16 @@ def plot_run(npz: Path, cfg, out_png: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="launch/discharge.yaml")
+    p.add_argument(
+        "--backend",
+        choices=("ros", "core"),
+        default="ros",
+        help="ros: the whole chain over DDS (minutes per run); core: the core env with the "
+        "centralized CBF (seconds per run)",
+    )
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--jitter", type=float, default=0.1, help="start position jitter [m]")
@@ -155,17 +416,89 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="runs/discharge")
     p.add_argument("--figure", default=None, help="PNG of the first run (Fig. 5 style)")
-    ns = p.parse_args(argv)
+    p.add_argument(
+        "--reanalyse",
+        action="store_true",
+        help="fly nothing: analyse the runs already under --out again (rewrites discharge.json)",
+    )
+    return p
+
+
+def _finish(summary: dict, out: Path, window: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "discharge.json").write_text(json.dumps(summary, indent=2) + "\n")
+    cases = ", ".join(f"{v} {k}" for k, v in sorted(summary["outcomes"].items()))
+    print(
+        f"[{summary['backend']}] re-covered within {window:g} s in {summary['successes']} of "
+        f"{summary['runs']} runs ({summary['abandoned']} abandoned a consumer; {cases})"
+    )
+
+
+def main_core(ns: argparse.Namespace) -> int:
+    """``--backend core``: :func:`discharge_study_core` with the CLI's options."""
+    import torch
+    from sim_bridge.config import load_config
+
+    torch.set_num_threads(1)  # B = 1, N = 5: more threads only contend on a shared machine
+    out = Path(ns.out)
+    try:
+        summary = discharge_study_core(
+            ns.checkpoint,
+            ns.config,
+            ns.runs,
+            first_seed=ns.first_seed,
+            jitter=ns.jitter,
+            window=ns.window,
+            after=ns.after,
+            resource_types=ns.resource_types.split(",") if ns.resource_types else None,
+            out=out,
+            progress=lambda res: print(json.dumps(res), flush=True),
+        )
+    except MissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _finish(summary, out, ns.window)
+    if ns.figure:
+        base, _ = _study_config(ns.config)
+        seed = summary["results"][0]["seed"]
+        mapping = variant(base, seed, ns.jitter, summary["checkpoint"])
+        if ns.resource_types:
+            mapping["resource_types"] = ns.resource_types.split(",")
+        plot_run(
+            out / f"seed{seed}" / "trajectory.npz",
+            load_config(mapping),
+            Path(ns.figure),
+            f"{ns.config}, seed {seed} (core env + CBF)",
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    if ns.runs < 1:
+        print(f"error: --runs {ns.runs}: must be >= 1", file=sys.stderr)
+        return 2
+    if ns.reanalyse:
+        try:
+            summary = reanalyse(ns.out, ns.window, ns.backend)
+        except MissionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for res in summary["results"]:
+            print(json.dumps(res))
+        _finish(summary, Path(ns.out), ns.window)
+        return 0
+    if ns.backend == "core":
+        return main_core(ns)
     import yaml
-    from sim_bridge.config import ConfigError, load_config
+    from sim_bridge.config import load_config
 
     from lgtc_policy.demo import DemoOptions, run_demo
 
     try:
-        base = yaml.safe_load(Path(ns.config).read_text())
-        base_cfg = load_config(ns.config)
-    except (OSError, ConfigError) as exc:
-        print(f"error: {ns.config}: {exc}", file=sys.stderr)
+        base, base_cfg = _study_config(ns.config)
+    except MissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     ckpt = ns.checkpoint
     if ckpt is None and base_cfg.policy.checkpoint is not None:
@@ -174,10 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    t_event = max((e.t for e in base_cfg.events if e.type == "discharge"), default=None)
-    if t_event is None:
-        print(f"error: {ns.config} has no discharge event", file=sys.stderr)
-        return 2
+    t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -220,10 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res), flush=True)
         if ns.figure and k == 0:
             plot_run(run_dir / "trajectory.npz", cfg, Path(ns.figure), f"{ns.config}, seed {seed}")
-    ok = sum(r["success"] for r in results)
-    summary = {"runs": len(results), "successes": ok, "window_s": ns.window, "results": results}
-    (out / "discharge.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"re-covered within {ns.window:g} s in {ok} of {len(results)} runs")
+    summary = summarise(results, "ros", ckpt, ns.window)
+    _finish(summary, out, ns.window)
     return 0
 
 

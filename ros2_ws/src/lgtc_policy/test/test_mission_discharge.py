@@ -1,0 +1,263 @@
+"""The discharge study (Fig. 5) without ROS: the run classification of ``analyse`` on
+hand-made trajectories, the core-env trajectory, and the core backend end to end."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lgtc_policy.agent import MissionError
+from lgtc_policy.env import EnvConfig
+from lgtc_policy.mission_discharge import (
+    analyse,
+    core_trajectory,
+    discharge_study_core,
+    main,
+    reanalyse,
+    variant,
+)
+from lgtc_policy.model.lgtc import LGTCNet, NetConfig
+from sim_bridge.config import load_config
+
+REPO = Path(__file__).resolve().parents[4]
+SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
+    "checkpoints/lgtc_ippo_n10_m4.pt"
+)
+HZ = 20.0
+# consumers of launch/discharge.yaml: c1 (-1.2, 1.0), c2 (1.2, 1.0), c3 (0.0, -0.3), R = 0.3 m
+C1, C2, C3 = (-1.2, 1.0), (1.2, 1.0), (0.0, -0.3)
+
+
+def base_mapping(t_event=50.0):
+    data = yaml.safe_load((REPO / "launch" / "discharge.yaml").read_text())
+    data["policy"] = {"checkpoint": None}
+    for ev in data["events"]:
+        ev["t"] = t_event
+    return data
+
+
+def hover(t_end=60.0):
+    """(times, positions) of the 5 drones airborne at 0.5 m: cf1, cf2 at c1, cf3 at c3,
+    cf4, cf5 at c2 (eq. 3's allocation); callers move robots from there."""
+    times = np.arange(0.0, t_end + 1e-9, 1 / HZ)
+    spots = [
+        (C1[0] - 0.1, C1[1]),
+        (C1[0] + 0.1, C1[1]),
+        C3,
+        (C2[0] - 0.1, C2[1]),
+        (C2[0] + 0.1, C2[1]),
+    ]
+    pos = np.zeros((len(times), 5, 3))
+    pos[:, :, :2] = np.array(spots)[None]
+    pos[:, :, 2] = 0.5
+    return times, pos
+
+
+def land(times, pos, i, t):
+    """Robot ``i`` descends from ``t`` at 0.4 m/s (the simulator's landing speed)."""
+    k = times >= t
+    pos[k, i, 2] = np.maximum(0.5 - 0.4 * (times[k] - t), 0.0)
+
+
+# ---------------------------------------------------------------- analyse, by hand
+
+
+def test_another_robot_entering_at_52s_recovers_in_2s():
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    land(times, pos, 2, 50.0)
+    pos[times >= 52.0, 3, :2] = (0.05, -0.3)  # cf4 leaves c2 and is inside c3 from 52 s
+    res = analyse(cfg, times, pos, window=40.0)
+    assert res["outcome"] == "re-covered" and res["success"] is True
+    assert res["consumer"] == "c3" and res["abandoned"] is True and res["landed"] is True
+    assert res["recover_s"] == pytest.approx(2.0, abs=1e-9)
+    assert res["recovered_by"] == "cf4" and res["recovered_from"] == "c2"
+    assert res["covered_after_pct"] == pytest.approx(100 * (1 - 40 / 201))  # 50.0 .. 51.95 not
+
+
+def test_late_recover_fails_the_window_and_nobody_fails_too():
+    cfg = load_config(base_mapping())
+    times, pos = hover(100.0)
+    land(times, pos, 2, 50.0)
+    pos[times >= 91.0, 3, :2] = (0.0, -0.1)  # 41 s after the event, 0.2 m from c3's centre
+    res = analyse(cfg, times, pos, window=40.0)
+    assert res["outcome"] == "not re-covered" and res["success"] is False
+    assert res["recover_s"] == pytest.approx(41.0)
+    assert analyse(cfg, times, pos, window=45.0)["success"] is True
+    times, pos = hover(100.0)
+    land(times, pos, 2, 50.0)
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "not re-covered" and math.isnan(res["recover_s"])
+    assert res["recovered_by"] is None and res["covered_after_pct"] == 0.0
+
+
+def test_a_robot_already_inside_means_nothing_was_abandoned():
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    land(times, pos, 2, 50.0)
+    pos[:, 1, :2] = (0.2, -0.3)  # cf2 also inside c3 all along
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "not abandoned" and res["abandoned"] is False
+    assert res["success"] is False and "nothing to re-cover" in res["reason"]
+    assert res["covered_after_pct"] == 100.0
+
+
+def test_victim_outside_every_area_and_rim_and_height_rules():
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    land(times, pos, 2, 50.0)
+    pos[:, 2, :2] = (0.0, -0.3 - 0.301)  # 1 mm outside c3's radius
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "victim in no area" and res["success"] is False
+    pos[:, 2, :2] = (0.0, -0.3 - 0.2999)  # just inside: the floor distance decides
+    assert analyse(cfg, times, pos)["consumer"] == "c3"
+    pos[times < 50.0, 2, 2] = 0.2  # below half the take-off height: not airborne
+    assert analyse(cfg, times, pos)["outcome"] == "victim in no area"
+
+
+def test_victim_that_does_not_land_and_run_that_ends_early():
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    pos[times >= 52.0, 3, :2] = (0.05, -0.3)
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "not landed" and res["success"] is False
+    short = times < 49.0
+    res = analyse(cfg, times[short], pos[short])
+    assert res["outcome"] == "no event" and res["success"] is False
+
+
+def test_bad_trajectory_and_config_without_event_are_errors():
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    with pytest.raises(MissionError, match=r"expected \(T, 5, 3\)"):
+        analyse(cfg, times, pos[:, :4])
+    with pytest.raises(MissionError, match=r"expected \(T, 5, 3\)"):
+        analyse(cfg, times[:-1], pos)
+    data = base_mapping()
+    data["events"] = [e for e in data["events"] if e["type"] != "discharge"]
+    with pytest.raises(MissionError, match="no discharge event"):
+        analyse(load_config(data), times, pos)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t_enter=st.floats(45.0, 100.0),
+    window=st.floats(1.0, 60.0),
+)
+def test_success_is_exactly_an_abandoned_consumer_recovered_in_the_window(seed, t_enter, window):
+    """Whatever the other drones do, success <=> landed, abandoned, re-covered <= window."""
+    cfg = load_config(base_mapping())
+    rng = np.random.default_rng(seed)
+    times, pos = hover(100.0)
+    pos[:, [0, 1, 3, 4], :2] += rng.uniform(-0.6, 0.6, (1, 4, 2))  # anywhere near c1 / c2
+    land(times, pos, 2, 50.0)
+    j = int(rng.integers(0, 4))
+    pos[times >= t_enter, [0, 1, 3, 4][j], :2] = (0.1, -0.35)
+    res = analyse(cfg, times, pos, window)
+    assert res["success"] == (res["outcome"] == "re-covered")
+    if res["success"]:
+        assert res["abandoned"] and res["landed"] and 0 <= res["recover_s"] <= window
+    if res.get("abandoned"):  # the mover was outside c3 at the event: it re-covers c3
+        assert t_enter >= 50.0 - 1 / HZ
+        entered = times[times >= t_enter]
+        if entered.size:
+            assert res["recover_s"] == pytest.approx(entered[0] - 50.0, abs=1e-9)
+        else:
+            assert math.isnan(res["recover_s"])
+    else:
+        assert res["outcome"] == "not abandoned" and t_enter < 50.0
+
+
+# ---------------------------------------------------------------- the core env's trajectory
+
+
+def test_core_trajectory_samples_at_20hz_with_the_simulators_heights():
+    cfg = load_config(base_mapping(t_event=3.0))
+    torch.manual_seed(0)
+    net = LGTCNet(NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2))
+    env_config = dataclasses.asdict(EnvConfig())
+    times, pos, clusters = core_trajectory(cfg, net, env_config, duration=5.0)
+    assert times.shape == (101,) and pos.shape == (101, 5, 3)
+    np.testing.assert_allclose(times[:3], [0.0, 0.05, 0.1])
+    np.testing.assert_allclose(pos[0, :, :2], [r.pose[:2] for r in cfg.robots], atol=1e-6)
+    # take-off at 0.5 m/s to 0.5 m, held still meanwhile (hold_ticks = 21)
+    np.testing.assert_allclose(pos[10, :, 2], 0.25)
+    np.testing.assert_allclose(pos[20:60, :, 2], 0.5)
+    np.testing.assert_allclose(pos[21, :, :2], pos[0, :, :2], atol=1e-6)
+    # cf3 lands from tick 60 (t = 3 s) at 0.4 m/s and stays where it was
+    np.testing.assert_allclose(pos[62, 2, 2], 0.5 - 0.4 * 0.1)
+    assert pos[-1, 2, 2] == 0.0 and (pos[-1, [0, 1, 3, 4], 2] == 0.5).all()
+    np.testing.assert_allclose(pos[61:, 2, :2] - pos[61, 2, :2], 0.0, atol=1e-7)
+    # cluster rows (t, robot, cluster) from the first policy tick on, every robot each tick
+    assert clusters.shape == ((100 - 21) * 5, 3) and clusters[0, 0] == pytest.approx(1.05)
+    assert set(np.unique(clusters[:, 2])) <= {0.0, 1.0, 2.0}
+    with pytest.raises(MissionError, match="at least one control tick"):
+        core_trajectory(cfg, net, env_config, duration=0.0)
+
+
+# ---------------------------------------------------------------- the core backend end to end
+
+
+@pytest.fixture(scope="module")
+def short_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("discharge_core")
+    seen = []
+    summary = discharge_study_core(
+        SHIPPED,
+        base_mapping(t_event=6.0),
+        runs=2,
+        first_seed=3,
+        after=4.0,
+        window=3.0,
+        out=out,
+        progress=seen.append,
+    )
+    return out, summary, seen
+
+
+def test_core_backend_runs_the_seeded_variants_end_to_end(short_study):
+    out, summary, seen = short_study
+    assert summary["backend"] == "core" and summary["runs"] == 2 and len(seen) == 2
+    assert [r["seed"] for r in summary["results"]] == [3, 4]
+    assert summary["successes"] == sum(r["outcome"] == "re-covered" for r in seen)
+    assert sum(summary["outcomes"].values()) == 2
+    for r in summary["results"]:
+        assert r["victim"] == "cf3" and r["landed"] is True and r["sim_s"] == 10.0
+        assert r["min_separation_margin_m"] >= -1e-6  # the CBF keeps Ds
+        d = np.load(out / f"seed{r['seed']}" / "trajectory.npz")
+        # the same jittered start as the ROS study's run of this seed
+        want = variant(base_mapping(6.0), r["seed"], 0.1, None)["robots"]
+        np.testing.assert_allclose(
+            d["positions"][0, :, :2], [w["pose"][:2] for w in want], atol=1e-6
+        )
+    again = reanalyse(out, window=3.0, backend="core")
+    assert [a["outcome"] for a in again["results"]] == [r["outcome"] for r in seen]
+
+
+def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, capsys):
+    config = tmp_path / "discharge.yaml"
+    config.write_text(yaml.safe_dump(base_mapping(t_event=2.0), sort_keys=False))
+    argv = ["--backend", "core", "--config", str(config), "--runs", "1", "--after", "1"]
+    assert main([*argv, "--checkpoint", str(SHIPPED), "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "discharge.json").read_text())
+    assert summary["backend"] == "core" and summary["runs"] == 1
+    assert "[core] re-covered within 40 s in" in capsys.readouterr().out
+    # no checkpoint in the config and none given; a corrupted file; a missing config
+    assert main([*argv, "--out", str(tmp_path / "p")]) == 2
+    assert "policy.checkpoint is null" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main([*argv, "--checkpoint", str(bad), "--out", str(tmp_path / "q")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert main(["--backend", "core", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml" in capsys.readouterr().err
+    assert main(["--reanalyse", "--out", str(tmp_path / "empty")]) == 2
+    assert "no seed*/trajectory.npz" in capsys.readouterr().err
