@@ -33,6 +33,7 @@ LABELS = {
     "vdn": "VDN-SAC",
     "qmix": "QMIX-SAC",
     "expert": "centralized expert",
+    "lgtc_cbf": "LGTC-IPPO + CBF filter",
 }
 COLORS = {
     "lgtc_ippo": "tab:red",
@@ -41,6 +42,7 @@ COLORS = {
     "vdn": "tab:purple",
     "qmix": "tab:orange",
     "expert": "black",
+    "lgtc_cbf": "tab:brown",
 }
 
 
@@ -181,6 +183,9 @@ def fig4(
 ) -> Path:
     """Fig. 4: reward vs N (M = 4) and vs M (N = 10), LGTC-IPPO vs expert, ``trials`` each.
 
+    LGTC-IPPO is drawn twice: the policy alone (the paper's setting) and with every action
+    through the centralized CBF filter (as deployed; the expert's own collision avoidance).
+
     The numbers are also written to ``<out stem>.csv``. The expert's rows depend only on the
     env config, ``trials`` and ``seed``; with ``expert_cache`` they are read from / written to
     that CSV (the expert at N = 50 re-solves eq. 3 often and dominates the run time).
@@ -199,6 +204,7 @@ def fig4(
     rows = []
     for sweep, v, cfg in _grid(base, agents, consumers):
         pol = evaluate_net(net, cfg, trials, seed)
+        pol_cbf = evaluate_net(net, cfg, trials, seed, safety_filter="cbf")
         if (sweep, v) not in cache:
             exp = evaluate_expert(cfg, trials, seed)
             cache[(sweep, v)] = {
@@ -218,6 +224,8 @@ def fig4(
                 "value": v,
                 "lgtc_mean": pol["reward_mean"],
                 "lgtc_std": pol["reward_std"],
+                "lgtc_cbf_mean": pol_cbf["reward_mean"],
+                "lgtc_cbf_std": pol_cbf["reward_std"],
                 "expert_mean": float(e["expert_mean"]),
                 "expert_std": float(e["expert_std"]),
             }
@@ -231,7 +239,7 @@ def fig4(
     ):
         rs = [r for r in rows if r["sweep"] == sweep]
         x = np.array([r["value"] for r in rs])
-        for k, name in (("lgtc", "lgtc_ippo"), ("expert", "expert")):
+        for k, name in (("lgtc", "lgtc_ippo"), ("lgtc_cbf", "lgtc_cbf"), ("expert", "expert")):
             m = np.array([r[f"{k}_mean"] for r in rs])
             s = np.array([r[f"{k}_std"] for r in rs])
             ax.errorbar(x, m, yerr=s, marker="o", capsize=3, color=COLORS[name], label=LABELS[name])
