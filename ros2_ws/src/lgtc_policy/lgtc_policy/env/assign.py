@@ -31,10 +31,13 @@ import osqp
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from lgtc_policy.env.assign_bound import lagrangian_bound
 from lgtc_policy.env.costs import linear_costs, objective
 from lgtc_policy.env.spec import EnvError
 
 _SMALL = 64  # N * M up to which the free incumbent multiplier is tried first
+_PROBE = 0.1  # share of the time left for the first search with the relaxation's multiplier
+_LAGRANGE = 0.7  # share of the time left then for the Lagrangian decomposition's bound
 
 
 class AssignmentError(EnvError, ValueError):
@@ -438,11 +441,13 @@ def solve_assignment(
             raise AssignmentError(f"initial must be (N,) = ({N},) consumer indices in [0, {M})")
         cands.append(init)
 
+    def polish(a0):
+        a1 = local_search_np(_repair(a0, c, M) if cover else a0, so, de, c, cover)
+        return a1, objective(a1, so, de, c)
+
     def improve(cands, best_a, best_f):
         for a0 in cands:
-            a0 = _repair(a0, c, M) if cover else a0
-            a1 = local_search_np(a0, so, de, c, cover)
-            f1 = objective(a1, so, de, c)
+            a1, f1 = polish(a0)
             if f1 < best_f:
                 best_a, best_f = a1, f1
         return best_a, best_f
@@ -473,10 +478,42 @@ def solve_assignment(
             split = ((a_rel > 1e-3) & (a_rel < 1 - 1e-3)).any(1)
             order = np.lexsort((-so.sum(1), ~split))
         pb = _prepare(so, de, c, lam, order, cover)
+        if name == "relaxation":  # a short search first: most small instances end here
+            now = time.perf_counter()
+            end = now + _PROBE * (deadline - now)
+        else:
+            end = deadline
         best_a, best_f, lb, status, nodes = _branch_and_bound(
-            pb, order, so, de, c, best_a, best_f, gap_tol, deadline, node_limit, block
+            pb, order, so, de, c, best_a, best_f, gap_tol, end, node_limit, block
         )
         total += nodes
+        if name == "relaxation" and status == "time_limit" and time.perf_counter() < deadline:
+            # the Lagrangian decomposition's bound (integral loads per consumer), then the
+            # search again with the incumbent it found; every bound is valid, keep the best
+            now = time.perf_counter()
+            ld = lagrangian_bound(
+                so,
+                de,
+                c,
+                (c - so @ lam.T).min(1),
+                lam,
+                best_f,
+                now + _LAGRANGE * (deadline - now),
+                polish=polish,
+                gap_tol=gap_tol,
+                cover=cover,
+            )
+            if ld.objective < best_f:
+                best_a, best_f = ld.assignment, ld.objective
+            lb = max(lb, ld.bound)
+            if best_f - lb <= gap_tol * max(abs(best_f), 1e-12):
+                status = "optimal"
+            elif time.perf_counter() < deadline:
+                best_a, best_f, lb2, status, nodes = _branch_and_bound(
+                    pb, order, so, de, c, best_a, best_f, gap_tol, deadline, node_limit, block
+                )
+                total += nodes
+                lb = max(lb, lb2)
         if status != "node_limit":
             break
     # eq. 3's objective is >= 0, so is the bound; an optimum at (or near) 0 has gap 0 when
