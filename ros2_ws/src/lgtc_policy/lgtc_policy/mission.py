@@ -43,6 +43,7 @@ __all__ = [
     "Scenario",
     "core_rollout",
     "expert_rollout",
+    "greedy_rollout",
     "make_env",
     "resample",
     "scenario_from_config",
@@ -326,6 +327,29 @@ def expert_rollout(sc: Scenario, env_config: dict, steps: int, seed: int = 0) ->
         act = zero if t < sc.hold_ticks else expert.act()
         _, _, _, info = env.step(act)
         tr.add(info, env.assignment[0].numpy())
+    return tr.score()
+
+
+@torch.inference_mode()
+def greedy_rollout(
+    sc: Scenario, env_config: dict, steps: int, seed: int = 0, cbf: bool = True
+) -> EpisodeScore:
+    """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, the BC teacher; not in the
+    paper) on the scenario, each action through the centralized CBF like
+    ``core_rollout(cbf=True)``: a yardstick that needs no checkpoint."""
+    from lgtc_policy.greedy import greedy_action
+
+    env = make_env(sc, env_config, steps, seed)
+    safety = _env_cbf(env, sc) if cbf else None
+    tr = _Tracker(env)
+    zero = torch.zeros(1, env.cfg.n_agents, 2)
+    for t in range(steps):
+        _apply_events(env, sc, t)
+        act = zero if t < sc.hold_ticks else greedy_action(env)
+        if safety is not None and t >= sc.hold_ticks:
+            act = safety(act)
+        _, _, _, info = env.step(act)
+        tr.add(info)
     return tr.score()
 
 

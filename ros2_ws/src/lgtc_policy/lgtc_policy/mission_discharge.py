@@ -40,6 +40,7 @@ checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS timin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -167,12 +168,20 @@ def summarise(results: list[dict], backend: str, checkpoint: str | None, window:
     }
 
 
+#: Who flies the core backend: the checkpoint's LGTC policy (eqs. 4-6, deterministic mean
+#: action, through the centralized CBF), the centralized expert of eq. 3 (its own CBF), or
+#: the decentralized greedy rule (through the CBF). The last two need no checkpoint.
+CONTROLLERS = ("policy", "expert", "greedy")
+
+
 def core_trajectory(
-    cfg, net, env_config: dict, duration: float, seed: int = 0
+    cfg, net, env_config: dict, duration: float, seed: int = 0, controller: str = "policy"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The policy ``net`` on swarm config ``cfg`` in the core env with the CBF, sampled like
-    the ROS monitor: ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame],
-    clusters (K, 3) rows (t, robot, cluster))``, ``T = ceil(duration * control_hz)``.
+    """``controller`` (:data:`CONTROLLERS`; ``net`` is the policy's ``LGTCNet``, unused by
+    the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
+    ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame], clusters (K, 3) rows
+    (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
+    argmax attention, the expert's eq. 3 assignment, none for the greedy rule.
 
     ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
     tick ``>= t`` (:func:`lgtc_policy.mission.scenario_from_config`). Heights follow the
@@ -182,14 +191,26 @@ def core_trajectory(
     """
     from sim_bridge.sim import SimParams
 
-    from lgtc_policy.mission import core_rollout, scenario_from_config
+    from lgtc_policy.mission import (
+        core_rollout,
+        expert_rollout,
+        greedy_rollout,
+        scenario_from_config,
+    )
 
     hz = cfg.rates.control_hz
     sc = scenario_from_config(cfg, hz)
     steps = int(math.ceil(duration * hz - 1e-9))
     if steps < 1:
         raise MissionError(f"duration {duration} s: must be at least one control tick")
-    score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=True)
+    if controller == "policy":
+        score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=True)
+    elif controller == "expert":
+        score = expert_rollout(sc, env_config, steps, seed=seed)
+    elif controller == "greedy":
+        score = greedy_rollout(sc, env_config, steps, seed=seed, cbf=True)
+    else:
+        raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
     times = np.arange(steps + 1) / hz
     xy = sc.frame.to_world(score.pos)
     sim = SimParams()
@@ -244,6 +265,7 @@ def discharge_study_core(
     resource_types: list[str] | None = None,
     out: str | Path | None = None,
     progress=None,
+    controller: str = "policy",
 ) -> dict:
     """The discharge study in the core env (no ROS): the seeded variants of the ROS study
     (:func:`variant`, seeds ``first_seed ..``) through :func:`core_trajectory`, each read by
@@ -257,10 +279,14 @@ def discharge_study_core(
         resource_types: override the config's ``resource_types`` (the checkpoint's r).
         out: directory for ``seed<k>/trajectory.npz`` (``None``: write nothing).
         progress: called with each run's result dict as it completes.
+        controller: who flies (:data:`CONTROLLERS`); ``expert`` and ``greedy`` ignore the
+            checkpoint (the env's default reward gains; the trajectory does not use them).
 
     Returns:
-        ``{"backend": "core", "runs", "successes", "window_s", "checkpoint", "results"}``,
-        the ROS study's summary layout.
+        :func:`summarise`'s layout (``backend`` ``"core"``, ``runs``, ``successes``,
+        ``abandoned``, ``outcomes``, ``window_s``, ``checkpoint``, ``results``: one
+        :func:`analyse` dict per run plus ``seed``, ``min_separation_margin_m``, ``sim_s``)
+        and ``controller``.
 
     Raises:
         MissionError: unusable config or checkpoint (the message names which and why).
@@ -269,27 +295,35 @@ def discharge_study_core(
     from sim_bridge.config import ConfigError, load_config
 
     from lgtc_policy.agent import load_policy
+    from lgtc_policy.env import EnvConfig
     from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 
     if runs < 1:
         raise MissionError(f"runs = {runs}: must be >= 1")
+    if controller not in CONTROLLERS:
+        raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
     base, base_cfg = _study_config(config)
-    if checkpoint is None:
+    if resource_types:
+        base["resource_types"] = list(resource_types)
+    net, env_config = None, dataclasses.asdict(EnvConfig())
+    if controller != "policy":
+        checkpoint = None
+    elif checkpoint is None:
         if base_cfg.policy.checkpoint is None:
             raise MissionError(f"{base_cfg.source}: policy.checkpoint is null; pass a checkpoint")
         try:
             checkpoint = base_cfg.resolve_checkpoint()
         except FileNotFoundError as exc:
             raise MissionError(str(exc)) from None
-    checkpoint = str(checkpoint)
-    if resource_types:
-        base["resource_types"] = list(resource_types)
-    try:
-        load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
-        ck = load_checkpoint(checkpoint)
-        net = build_net(ck, "policy")
-    except CheckpointError as exc:
-        raise MissionError(str(exc)) from None
+    if checkpoint is not None:
+        checkpoint = str(checkpoint)
+        try:
+            load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
+            ck = load_checkpoint(checkpoint)
+            net = build_net(ck, "policy")
+        except CheckpointError as exc:
+            raise MissionError(str(exc)) from None
+        env_config = dict(ck["env_config"])
     t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
     results = []
     for k in range(runs):
@@ -300,7 +334,7 @@ def discharge_study_core(
         except ConfigError as exc:
             raise MissionError(f"seed {seed}: {exc}") from None
         times, pos, clusters = core_trajectory(
-            cfg, net, dict(ck["env_config"]), t_event + after, seed
+            cfg, net, env_config, t_event + after, seed, controller
         )
         res = analyse(cfg, times, pos, window)
         z0 = cfg.arena.z[0]
@@ -322,7 +356,9 @@ def discharge_study_core(
         results.append(res)
         if progress is not None:
             progress(res)
-    return summarise(results, "core", checkpoint, window)
+    summary = summarise(results, "core", checkpoint, window)
+    summary["controller"] = controller
+    return summary
 
 
 def reanalyse(out: str | Path, window: float = 40.0, backend: str = "ros") -> dict:
@@ -403,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ros: the whole chain over DDS (minutes per run); core: the core env with the "
         "centralized CBF (seconds per run)",
     )
+    p.add_argument(
+        "--controller",
+        choices=CONTROLLERS,
+        default="policy",
+        help="core backend only: who flies (expert / greedy: yardsticks without a checkpoint)",
+    )
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--jitter", type=float, default=0.1, help="start position jitter [m]")
@@ -453,6 +495,7 @@ def main_core(ns: argparse.Namespace) -> int:
             resource_types=ns.resource_types.split(",") if ns.resource_types else None,
             out=out,
             progress=lambda res: print(json.dumps(res), flush=True),
+            controller=ns.controller,
         )
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -468,7 +511,7 @@ def main_core(ns: argparse.Namespace) -> int:
             out / f"seed{seed}" / "trajectory.npz",
             load_config(mapping),
             Path(ns.figure),
-            f"{ns.config}, seed {seed} (core env + CBF)",
+            f"{ns.config}, seed {seed} (core env, {ns.controller})",
         )
     return 0
 
@@ -490,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.backend == "core":
         return main_core(ns)
+    if ns.controller != "policy":
+        print(
+            f"error: --controller {ns.controller}: the ros backend flies the policy",
+            file=sys.stderr,
+        )
+        return 2
     import yaml
     from sim_bridge.config import load_config
 

@@ -261,3 +261,19 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
     assert "none.yaml" in capsys.readouterr().err
     assert main(["--reanalyse", "--out", str(tmp_path / "empty")]) == 2
     assert "no seed*/trajectory.npz" in capsys.readouterr().err
+
+
+def test_expert_yardstick_reallocates_as_in_fig5():
+    """The scenario and the analysis are sound: with eq. 3's allocation cf3 serves c3 alone,
+    and after it lands a drone of another subteam moves over (no checkpoint needed)."""
+    summary = discharge_study_core(
+        None, base_mapping(t_event=20.0), runs=1, after=10.0, controller="expert"
+    )
+    (r,) = summary["results"]
+    assert summary["controller"] == "expert" and summary["checkpoint"] is None
+    assert r["outcome"] == "re-covered" and r["consumer"] == "c3" and r["abandoned"] is True
+    assert r["recovered_from"] in ("c1", "c2") and 0.0 < r["recover_s"] < 10.0
+    assert r["min_separation_margin_m"] >= -1e-6
+    with pytest.raises(MissionError, match="controller 'oracle'"):
+        discharge_study_core(None, base_mapping(), runs=1, controller="oracle")
+    assert main(["--controller", "expert", "--runs", "1"]) == 2  # the ros backend flies the policy
