@@ -470,10 +470,6 @@ def solve_assignment(
             cdf = np.cumsum(p / p.sum(1, keepdims=True), axis=1)
             draws = (rng.random((restarts, N, 1)) > cdf[None]).sum(-1).clip(max=M - 1)
             best_a, best_f = improve([a_rel.argmax(1), *draws], best_a, best_f)
-            if cover and M > 2:  # up to a quarter of the time left on pair re-optimisation
-                lns_end = time.perf_counter() + 0.25 * (deadline - time.perf_counter())
-                best_a = pair_reoptimise(best_a, so, de, c, lns_end)
-                best_f = objective(best_a, so, de, c)
             # agents the relaxation splits first (that is where the bound is loose)
             split = ((a_rel > 1e-3) & (a_rel < 1 - 1e-3)).any(1)
             order = np.lexsort((-so.sum(1), ~split))
@@ -506,6 +502,11 @@ def solve_assignment(
             if ld.objective < best_f:
                 best_a, best_f = ld.assignment, ld.objective
             lb = max(lb, ld.bound)
+            if cover and M > 2 and best_f - lb > gap_tol * max(abs(best_f), 1e-12):
+                # up to half of the time left on pair re-optimisation of the incumbent
+                lns_end = time.perf_counter() + 0.5 * (deadline - time.perf_counter())
+                best_a = pair_reoptimise(best_a, so, de, c, lns_end)
+                best_f = objective(best_a, so, de, c)
             if best_f - lb <= gap_tol * max(abs(best_f), 1e-12):
                 status = "optimal"
             elif time.perf_counter() < deadline:

@@ -34,37 +34,62 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _dual_value(supply, demand, w, lam) -> np.ndarray:
+    """C_m(lambda_m) = K_m + sum_i min(0, w_im - lambda_m . so_i) for every m."""
+    rho = w - supply @ lam.T
+    return (lam * demand).sum(1) - (lam * lam).sum(1) / 4 + np.minimum(rho, 0.0).sum(0)
+
+
 def continuous_dual(
     supply: np.ndarray,
     demand: np.ndarray,
     w: np.ndarray,
     lam: np.ndarray,
-    iters: int = 30,
-    warm: bool = False,
+    taus: tuple[float, ...] = (0.3, 0.05, 0.01),
 ) -> tuple[np.ndarray, np.ndarray]:
     """lambda maximising C_m(lambda) = K_m + sum_i min(0, w_im - lambda_m . so_i) for all m.
 
-    C_m is the dual of the subproblem's continuous relaxation (subsets -> [0, 1]^N): concave,
-    1/2-strongly concave in lambda_m, with supergradient de_m - lambda_m / 2 - x_m(lambda), x_m
-    the load of the agents whose reduced weight is negative. Subgradient steps 2 / (k + k0)
-    (k0 = 2 cold, 10 from a warm start); the best lambda per consumer is returned with C_m.
+    C_m is the dual of the subproblem's continuous relaxation (subsets -> [0, 1]^N), concave
+    and piecewise quadratic. Damped Newton steps on its smoothing (min(0, -u) -> -tau
+    softplus(u / tau), within N tau log 2 of it) for decreasing tau, from ``lam``; every
+    iterate is scored with the exact C_m and the best per consumer is returned with it.
 
     Args:
         supply: (N, r); demand: (M, r); w: (N, M) weights c_im - mu_i; lam: (M, r) start.
     """
+    r = supply.shape[1]
     best_lam = lam.copy()
-    best_c = np.full(demand.shape[0], -np.inf)
-    k0 = 10 if warm else 2
-    for k in range(iters):
-        rho = w - supply @ lam.T  # (N, M)
-        neg = rho < 0
-        c_val = (lam * demand).sum(1) - (lam * lam).sum(1) / 4 + np.where(neg, rho, 0.0).sum(0)
-        better = c_val > best_c
-        best_c = np.where(better, c_val, best_c)
-        best_lam[better] = lam[better]
-        x = neg.T.astype(np.float64) @ supply  # (M, r)
-        lam = lam + (2.0 / (k + k0)) * (2.0 * (demand - x) - lam)
+    best_c = _dual_value(supply, demand, w, lam)
+    outer = supply[:, :, None] * supply[:, None, :]  # (N, r, r)
+    eye = np.eye(r)
+
+    def smooth(lam, tau):
+        u = (supply @ lam.T - w) / tau
+        return (lam * demand).sum(1) - (lam * lam).sum(1) / 4 - tau * np.logaddexp(0, u).sum(0)
+
+    for tau in taus:
+        for _ in range(2):
+            u = (supply @ lam.T - w) / tau  # (N, M)
+            sig = 0.5 * (1.0 + np.tanh(u / 2))
+            grad = demand - lam / 2 - sig.T @ supply  # (M, r)
+            hess = -0.5 * eye - np.einsum("nm,nrs->mrs", sig * (1 - sig) / tau, outer)
+            step = -np.linalg.solve(hess, grad[..., None])[..., 0]
+            cand = [lam + t * step for t in (1.0, 0.5, 0.25, 0.1)]
+            vals = np.stack([smooth(x, tau) for x in [lam, *cand]])
+            pick = vals.argmax(0)
+            lam = np.stack([lam, *cand])[pick, np.arange(lam.shape[0])]
+            c_val = _dual_value(supply, demand, w, lam)
+            better = c_val > best_c
+            best_c = np.where(better, c_val, best_c)
+            best_lam[better] = lam[better]
     return best_lam, best_c
+
+
+def _tail_bound(h: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """min over y of ||h - y||^2 + beta ||y|| (rows of h): beta |h| - beta^2 / 4 when
+    |h| >= beta / 2, else |h|^2."""
+    n = np.sqrt((h * h).sum(-1))
+    return np.where(n >= beta / 2, beta * n - beta * beta / 4, n * n)
 
 
 def pricing(
@@ -74,92 +99,124 @@ def pricing(
     lam: np.ndarray,
     cap: int = 50_000,
     cover: bool = True,
-    warm: bool = False,
+    hint: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lower bounds on P_m for every consumer, and the best subsets found.
 
     Enumerates, for all consumers at once, the deviation sets D from the base B = {rho < 0}
-    in increasing |rho| order, keeping only those with sum_D |rho_i| < best_m - C_m (any
-    other S has f(S) >= C_m + sum_D |rho_i| >= best_m). If more than ``cap`` sets would be
-    kept, it stops before agent k: the sets left out then differ from B on an agent with
-    |rho| >= |rho_(k)|, so P_m >= min(best_m, C_m + |rho_(k)|).
+    by agents in increasing |rho| order (stage k decides the k-th), as a pool of partial sets.
+    A set D decided up to stage k and its extensions D' (agents of rank >= k) have
+
+        f(B xor (D + D')) = C_m + cost(D) + cost(D') + ||h_D - y||^2,
+
+    cost = sum of |rho|, h_D = g_m - x_{B xor D}, y the load change of D'. Every agent of rank
+    >= k has |rho| >= r_k and |rho_i| >= beta_k |so_i| (beta_k: the smallest |rho_i| / |so_i|
+    left), so cost(D') >= beta_k |y|, and cost(D') >= r_k when D' is nonempty: the extensions
+    of D cost
+    >= C_m + cost(D) + max(r_k, min_y ||h_D - y||^2 + beta_k |y|). Sets whose extensions
+    cannot beat the best f found are dropped. If the pool would exceed ``cap``, it stops:
+    P_m >= min(best_m, that bound over the pool), else P_m = best_m exactly.
 
     Args:
         supply: (N, r); demand: (M, r); w: (N, M) weights c_im - mu_i.
         lam: (M, r) start for the multipliers of the quadratic (any value: a valid bound).
-        cap: most deviation sets kept over all consumers.
+        cap: most partial sets in the pool over all consumers.
         cover: subsets must be nonempty (eq. 3's covering constraint).
-        warm: ``lam`` is already close (fewer large steps in :func:`continuous_dual`).
+        hint: optional (M, N) bool subsets (e.g. the previous round's): their f is the first
+            best to beat (prunes more from the start).
 
     Returns:
         (lb (M,) valid lower bounds on P_m, exact (M,) bool: lb == P_m, value (M,) the best
         subset's f, subset (M, N) bool the best subsets, lam (M, r) the lambdas used).
     """
     N, M = w.shape
-    lam, c_m = continuous_dual(supply, demand, w, lam, warm=warm)
+    lam, c_m = continuous_dual(supply, demand, w, lam)
     rho = w - supply @ lam.T  # (N, M)
     base = rho < 0
+    g = demand - lam / 2
     order = np.argsort(np.abs(rho), axis=0, kind="stable").T  # (M, N)
     mcols = np.arange(M)
     absr = np.abs(rho.T[mcols[:, None], order])  # (M, N) ascending
     sign = np.where(base.T[mcols[:, None], order], -1.0, 1.0)  # removing or adding
     d_load = sign[..., None] * supply[order]  # (M, N, r)
     d_w = sign * w.T[mcols[:, None], order]  # (M, N)
-    # deviation sets, preallocated: the base subsets (D = {}, one per consumer) first;
-    # D as a bitmask over the ranks (Python ints past 62 agents)
-    P = M
-    cons = np.empty(cap + M, dtype=np.int64)
-    cost = np.empty(cap + M)
-    load = np.empty((cap + M, supply.shape[1]))
-    weight = np.empty(cap + M)
-    size = np.empty(cap + M, dtype=np.int64)
-    mask = np.zeros(cap + M, dtype=np.int64 if N <= 62 else object)
-    f = np.empty(cap + M)
-    cons[:M] = mcols
-    cost[:M] = 0.0
-    load[:M] = base.T.astype(np.float64) @ supply
-    weight[:M] = np.where(base, w, 0.0).sum(0)
-    size[:M] = base.sum(0)
+    s_norm = np.sqrt((supply * supply).sum(1))[order]  # (M, N)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s_norm > 0, absr / s_norm, 1e100)
+    ratio = np.concatenate([np.minimum(ratio, 1e100), np.full((M, 1), 1e100)], axis=1)
+    beta = np.minimum.accumulate(ratio[:, ::-1], axis=1)[:, ::-1]  # min over ranks >= k
+    r_k = np.concatenate([absr, np.full((M, 1), np.inf)], axis=1)
+    # the pool: consumer, cost, load, weight, size, bitmask over ranks (Python ints past 62)
+    cons = mcols.copy()
+    cost = np.zeros(M)
+    load = base.T.astype(np.float64) @ supply
+    weight = np.where(base, w, 0.0).sum(0)
+    size = base.sum(0)
+    mtype = np.int64 if N <= 62 else object
+    mask = np.zeros(M, dtype=mtype)
 
-    def value(sl: slice) -> None:
-        fv = ((demand[cons[sl]] - load[sl]) ** 2).sum(-1) + weight[sl]
-        f[sl] = np.where((size[sl] == 0) & cover, np.inf, fv)
+    def value(cn, ld, wt, sz):
+        fv = ((demand[cn] - ld) ** 2).sum(-1) + wt
+        return np.where((sz == 0) & cover, np.inf, fv)
 
-    value(slice(0, M))
-    best = f[:M].copy()
-    stop = np.full(M, np.inf)  # |rho| of the first agent not enumerated
-    for k in range(N):
-        budget = best - c_m  # per consumer
-        rk = absr[:, k]
-        live = rk < budget
-        if not live.any():
+    best = value(cons, load, weight, size)
+    best_mask = mask.copy()
+    from_hint = np.zeros(M, dtype=bool)
+    if hint is not None:
+        zh = hint.astype(np.float64)
+        fh = value(mcols, zh @ supply, (zh * w.T).sum(1), hint.sum(1))
+        from_hint = fh < best
+        best = np.where(from_hint, fh, best)
+    lb = best.copy()
+    for k in range(N + 1):
+        # drop the sets none of whose extensions (ranks >= k) can beat the best found
+        ext = (
+            c_m[cons] + cost + np.maximum(r_k[cons, k], _tail_bound(g[cons] - load, beta[cons, k]))
+        )
+        keep = ext < best[cons]
+        cons, cost, load, weight, size, mask, ext = (
+            x[keep] for x in (cons, cost, load, weight, size, mask, ext)
+        )
+        if cons.size == 0 or k == N:
             break
-        grow = np.flatnonzero(cost[:P] + rk[cons[:P]] < budget[cons[:P]])
-        n = grow.size
-        if P + n > cap + M:
-            stop = np.where(live, rk, stop)
+        # children: agent of rank k flipped
+        n_cost = cost + absr[cons, k]
+        n_load = load + d_load[cons, k]
+        n_lb = c_m[cons] + n_cost + _tail_bound(g[cons] - n_load, beta[cons, k + 1])
+        grow = n_lb < best[cons]
+        n = int(grow.sum())
+        if cons.size + n > cap:  # stop: the pool's extensions are bounded by ext
+            np.minimum.at(lb, cons, ext)
             break
         if n == 0:
             continue
-        new = slice(P, P + n)
         cn = cons[grow]
-        cons[new] = cn
-        cost[new] = cost[grow] + rk[cn]
-        load[new] = load[grow] + d_load[cn, k]
-        weight[new] = weight[grow] + d_w[cn, k]
-        size[new] = size[grow] + sign[cn, k].astype(np.int64)
-        mask[new] = mask[grow] | (mask.dtype.type(1) << k if N <= 62 else 1 << k)
-        value(new)
-        np.minimum.at(best, cn, f[new])
-        P += n
-    best_mask = [mask[int(np.argmin(np.where(cons[:P] == m, f[:P], np.inf)))] for m in mcols]
-    lb = np.minimum(best, c_m + stop)
+        n_cost, n_load = n_cost[grow], n_load[grow]
+        n_weight = weight[grow] + d_w[cn, k]
+        n_size = size[grow] + sign[cn, k].astype(np.int64)
+        n_mask = mask[grow] | (mtype(1) << k if N <= 62 else 1 << k)
+        nf = value(cn, n_load, n_weight, n_size)
+        old = best.copy()
+        np.minimum.at(best, cn, nf)
+        hit = np.flatnonzero((nf == best[cn]) & (nf < old[cn]))
+        best_mask[cn[hit]] = n_mask[hit]
+        from_hint[cn[hit]] = False
+        cons = np.concatenate([cons, cn])
+        cost = np.concatenate([cost, n_cost])
+        load = np.concatenate([load, n_load])
+        weight = np.concatenate([weight, n_weight])
+        size = np.concatenate([size, n_size])
+        mask = np.concatenate([mask, n_mask])
+    lb = np.minimum(lb, best)
     subset = base.T.copy()  # (M, N)
     for m in range(M):
+        if from_hint[m]:
+            subset[m] = hint[m]
+            continue
         bm = int(best_mask[m])
         ranks = [k for k in range(N) if bm >> k & 1]
         subset[m, order[m, ranks]] ^= True
-    return lb, best <= c_m + stop, best, subset, lam
+    return lb, lb >= best, best, subset, lam
 
 
 @dataclass(frozen=True)
@@ -233,9 +290,10 @@ def lagrangian_bound(
     best, best_mu, best_exact = -np.inf, mu.copy(), False
     best_a, stall, it = None, 0, 0
     d = np.zeros_like(mu)
+    subset = None
     for it in range(1, max_iters + 1):
         w = cost - mu[:, None]
-        lb, exact, _, subset, lam = pricing(supply, demand, w, lam, cap, cover, warm=it > 1)
+        lb, exact, _, subset, lam = pricing(supply, demand, w, lam, cap, cover, hint=subset)
         val = float(mu.sum() + lb.sum())
         if not val <= best + 1e-9 * max(1.0, abs(val)):
             best, best_mu, best_exact, stall = val, mu.copy(), bool(exact.all()), 0
