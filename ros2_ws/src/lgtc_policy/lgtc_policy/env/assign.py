@@ -37,7 +37,7 @@ from lgtc_policy.env.spec import EnvError
 
 _SMALL = 64  # N * M up to which the free incumbent multiplier is tried first
 _PROBE = 0.1  # share of the time left for the first search with the relaxation's multiplier
-_LAGRANGE = 0.7  # share of the time left then for the Lagrangian decomposition's bound
+_LAGRANGE = 0.85  # share of the time left then for the Lagrangian decomposition's bound
 
 
 class AssignmentError(EnvError, ValueError):
@@ -477,10 +477,11 @@ def solve_assignment(
         if name == "relaxation":  # a short search first: most small instances end here
             now = time.perf_counter()
             end = now + _PROBE * (deadline - now)
+            probe_block = min(block, 512)  # the time is checked between blocks: short ones
         else:
-            end = deadline
+            end, probe_block = deadline, block
         best_a, best_f, lb, status, nodes = _branch_and_bound(
-            pb, order, so, de, c, best_a, best_f, gap_tol, end, node_limit, block
+            pb, order, so, de, c, best_a, best_f, gap_tol, end, node_limit, probe_block
         )
         total += nodes
         if name == "relaxation" and status == "time_limit" and time.perf_counter() < deadline:
@@ -495,6 +496,7 @@ def solve_assignment(
                 lam,
                 best_f,
                 now + _LAGRANGE * (deadline - now),
+                incumbent=best_a,
                 polish=polish,
                 gap_tol=gap_tol,
                 cover=cover,
@@ -503,15 +505,14 @@ def solve_assignment(
                 best_a, best_f = ld.assignment, ld.objective
             lb = max(lb, ld.bound)
             if cover and M > 2 and best_f - lb > gap_tol * max(abs(best_f), 1e-12):
-                # up to half of the time left on pair re-optimisation of the incumbent
-                lns_end = time.perf_counter() + 0.5 * (deadline - time.perf_counter())
-                best_a = pair_reoptimise(best_a, so, de, c, lns_end)
+                # pair re-optimisation of the incumbent (it stops when nothing improves)
+                best_a = pair_reoptimise(best_a, so, de, c, deadline)
                 best_f = objective(best_a, so, de, c)
             if best_f - lb <= gap_tol * max(abs(best_f), 1e-12):
                 status = "optimal"
             elif time.perf_counter() < deadline:
                 best_a, best_f, lb2, status, nodes = _branch_and_bound(
-                    pb, order, so, de, c, best_a, best_f, gap_tol, deadline, node_limit, block
+                    pb, order, so, de, c, best_a, best_f, gap_tol, deadline, node_limit, probe_block
                 )
                 total += nodes
                 lb = max(lb, lb2)

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
 
 
 def _dual_value(supply, demand, w, lam) -> np.ndarray:
@@ -45,7 +47,7 @@ def continuous_dual(
     demand: np.ndarray,
     w: np.ndarray,
     lam: np.ndarray,
-    taus: tuple[float, ...] = (0.3, 0.05, 0.01),
+    taus: tuple[float, ...] = (1.0, 0.3, 0.05, 0.01),
 ) -> tuple[np.ndarray, np.ndarray]:
     """lambda maximising C_m(lambda) = K_m + sum_i min(0, w_im - lambda_m . so_i) for all m.
 
@@ -247,6 +249,61 @@ def subsets_to_assignment(subset: np.ndarray, cost: np.ndarray, red: np.ndarray)
     return np.where(subset.any(0), big.argmin(1), red.argmin(1))
 
 
+class _Master:
+    """Restricted master LP of the set-partitioning form of eq. (3) (column generation).
+
+        min sum_k f_k y_k  s.t.  each agent in exactly one chosen column (weight sum 1),
+                                 each consumer exactly one column,  y >= 0,
+
+    over the columns (consumer m, subset S) met so far, f_k = ||de_m - so(S)||^2 + c_m(S).
+    Its agent duals are the multipliers mu of the decomposition (HiGHS via scipy).
+    """
+
+    def __init__(self, supply, demand, cost):
+        self.so, self.de, self.c = supply, demand, cost
+        self.cols: list[np.ndarray] = []
+        self.cons: list[int] = []
+        self.f: list[float] = []
+        self.keys: set[bytes] = set()
+
+    def add(self, m: int, sub: np.ndarray) -> None:
+        key = bytes([m]) + np.packbits(sub).tobytes() if m < 256 else None
+        if (key is not None and key in self.keys) or not sub.any():
+            return
+        if key is not None:
+            self.keys.add(key)
+        z = sub.astype(np.float64)
+        self.cols.append(sub.copy())
+        self.cons.append(m)
+        self.f.append(float(((self.de[m] - z @ self.so) ** 2).sum() + z @ self.c[:, m]))
+
+    def solve(self):
+        """(LP value, agent duals mu (N,), y) or None when HiGHS does not return an optimum."""
+        N, M = self.c.shape
+        K = len(self.cols)
+        cols = np.array(self.cols)  # (K, N)
+        ki, ii = np.nonzero(cols)
+        rows = np.concatenate([ii, N + np.asarray(self.cons)])
+        kk = np.concatenate([ki, np.arange(K)])
+        A = sp.csc_matrix((np.ones(rows.size), (rows, kk)), shape=(N + M, K))
+        res = linprog(
+            np.asarray(self.f), A_eq=A, b_eq=np.ones(N + M), bounds=(0, None), method="highs"
+        )
+        if res.status != 0:
+            return None
+        return float(res.fun), np.asarray(res.eqlin.marginals[:N]), np.asarray(res.x)
+
+    def assignment(self, y: np.ndarray) -> np.ndarray:
+        """Subsets (M, N): per consumer the column with the largest weight in y."""
+        N, M = self.c.shape
+        out = np.zeros((M, N), dtype=bool)
+        top = np.full(M, -1.0)
+        for k, m in enumerate(self.cons):
+            if y[k] > top[m]:
+                top[m], out[m] = y[k], self.cols[k]
+        return out
+
+
 def lagrangian_bound(
     supply: np.ndarray,
     demand: np.ndarray,
@@ -256,6 +313,7 @@ def lagrangian_bound(
     upper: float,
     deadline: float,
     *,
+    incumbent: np.ndarray | None = None,
     polish=None,
     cap: int = 50_000,
     max_iters: int = 100_000,
@@ -263,10 +321,20 @@ def lagrangian_bound(
     cover: bool = True,
     alpha: float = 1.0,
     patience: int = 8,
-    deflect: float = 0.0,
+    warm_iters: int = 10,
+    smoothing: float = 0.5,
     primal_every: int = 5,
 ) -> LagrangianResult:
-    """Maximise L(mu) by Polyak subgradient steps; every value reported is a proven bound.
+    """Maximise L(mu): Polyak subgradient steps, then column generation; every value reported
+    is a proven bound (L at the mu evaluated, with :func:`pricing`'s valid P_m bounds).
+
+    The first ``warm_iters`` steps are subgradient steps mu += alpha (upper - L) g / |g|^2,
+    g_i = 1 - (number of subsets holding agent i). Their subsets (and the incumbent's groups)
+    seed a restricted master LP (:class:`_Master`); from then on mu is its agent duals,
+    smoothed toward the best mu so far (Wentges: mu = s mu_best + (1 - s) mu_LP), and each
+    round's subsets are added as columns. When the best L meets the master's value, L is at
+    its maximum (the set-partitioning LP's value) and the search stops. A round that does not
+    raise the bound halves 1 - s (back to ``smoothing`` after one that does).
 
     Args:
         supply: (N, r); demand: (M, r); cost: (N, M) the linear l2 costs c.
@@ -274,23 +342,29 @@ def lagrangian_bound(
         lam: (M, r) start for the per-consumer quadratic multipliers.
         upper: objective of the best known assignment (the Polyak target).
         deadline: ``time.perf_counter()`` time to stop at.
+        incumbent: optional (N,) assignment of value ``upper`` (its groups seed the master).
         polish: optional callable a -> (a', f(a')) turning a (possibly infeasible) assignment
             built from the subsets into a feasible, locally improved one; the best is returned
             and lowers ``upper``.
-        cap: most deviation sets enumerated per pricing round (see :func:`pricing`).
-        max_iters: subgradient steps at most.
-        gap_tol: stop as soon as upper - bound <= gap_tol * upper (``upper`` lowered when
-            ``polish`` finds better).
+        cap: most partial sets per pricing round (see :func:`pricing`).
+        max_iters: pricing rounds at most.
+        gap_tol: stop as soon as upper - bound <= gap_tol * upper.
         cover: every consumer >= 1 agent (eq. 3 with N >= M).
-        alpha: initial Polyak factor, halved after ``patience`` steps without a better bound.
-        deflect: direction = g + deflect * previous direction (0: plain subgradient).
-        primal_every: run ``polish`` every that many steps.
+        alpha, patience: initial Polyak factor, halved after ``patience`` steps without a
+            better bound.
+        warm_iters: subgradient steps before column generation (0: none, CG from the start).
+        smoothing: Wentges factor s in [0, 1).
+        primal_every: run ``polish`` every that many rounds.
     """
+    N, M = cost.shape
     mu = np.asarray(mu, dtype=np.float64).copy()
     best, best_mu, best_exact = -np.inf, mu.copy(), False
     best_a, stall, it = None, 0, 0
-    d = np.zeros_like(mu)
-    subset = None
+    subset, miss = None, 0
+    master = _Master(supply, demand, cost)
+    if incumbent is not None:
+        for m in range(M):
+            master.add(m, incumbent == m)
     for it in range(1, max_iters + 1):
         w = cost - mu[:, None]
         lb, exact, _, subset, lam = pricing(supply, demand, w, lam, cap, cover, hint=subset)
@@ -301,15 +375,33 @@ def lagrangian_bound(
             stall += 1
             if stall >= patience:
                 alpha, stall = alpha / 2, 0
+        for m in range(M):
+            master.add(m, subset[m])
         g = 1.0 - subset.sum(0)
         if polish is not None and (it % primal_every == 1 or not g.any()):
             a, f = polish(subsets_to_assignment(subset, cost, w - supply @ lam.T))
             if f < upper:
                 upper, best_a = f, a
         done = upper - best <= gap_tol * abs(upper) or not g.any()
-        if done or time.perf_counter() > deadline or alpha < 1e-4:
+        if done or time.perf_counter() > deadline:
             break
-        d = g + deflect * d
-        dd = float(d @ d)
-        mu = mu + alpha * max(upper - val, 1e-6 * max(1.0, abs(upper))) / dd * d
+        lp = master.solve() if it >= warm_iters and cover else None
+        if lp is not None:
+            lp_val, mu_lp, y = lp
+            if best >= lp_val - 1e-6 * max(1.0, abs(lp_val)):
+                break  # L(mu) reached the master's value: the dual is at its maximum
+            if polish is not None and it % primal_every == 0:
+                a, f = polish(subsets_to_assignment(master.assignment(y), cost, w))
+                if f < upper:
+                    upper, best_a = f, a
+            # a round that did not raise the bound (mispricing): move closer to the centre
+            miss = 0 if val >= best else miss + 1
+            s_cur = 1 - (1 - smoothing) / 2**miss
+            if s_cur > 1 - 1e-3:
+                break
+            mu = s_cur * best_mu + (1 - s_cur) * mu_lp
+        elif alpha >= 1e-4:
+            mu = mu + alpha * max(upper - val, 1e-6 * max(1.0, abs(upper))) / float(g @ g) * g
+        else:
+            break
     return LagrangianResult(best, best_mu, best_exact, it, best_a, upper)
