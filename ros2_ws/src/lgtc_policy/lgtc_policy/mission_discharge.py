@@ -34,7 +34,10 @@ centralized CBF (the ROS chain's safety filter), the events of the config at the
 seconds per run instead of minutes. The env is planar, so :func:`core_trajectory` adds the
 simulator's vertical profile (take-off and landing at ``sim_bridge.sim.SimParams`` speeds) and
 :func:`analyse` reads the core trajectory exactly as the ROS one. Use it to screen
-checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS timing differ).
+checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS timing differ, and
+run by run the two disagree: docs/mission.md). ``--controller expert`` / ``greedy`` fly the
+eq. 3 expert or the greedy rule instead of the policy (yardsticks, no checkpoint);
+``--reanalyse`` reads the runs already under ``--out`` again without flying.
 """
 
 from __future__ import annotations
@@ -54,10 +57,12 @@ from lgtc_policy.mission_report import pair_separation
 from lgtc_policy.mission_stats import cluster_colour
 
 __all__ = [
+    "CONTROLLERS",
     "analyse",
     "core_trajectory",
     "discharge_study_core",
     "plot_run",
+    "reanalyse",
     "summarise",
     "variant",
 ]
@@ -181,7 +186,8 @@ def core_trajectory(
     the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
     ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame], clusters (K, 3) rows
     (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
-    argmax attention, the expert's eq. 3 assignment, none for the greedy rule.
+    argmax attention, for the expert what :func:`~lgtc_policy.mission.expert_rollout` records
+    (the env's eq. 3 ``ResourceEnv.assignment``, not the expert's own), none for greedy.
 
     ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
     tick ``>= t`` (:func:`lgtc_policy.mission.scenario_from_config`). Heights follow the
@@ -230,6 +236,18 @@ def core_trajectory(
     tt, ii = np.nonzero(att >= 0)
     clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
     return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
+
+
+def _check_options(runs: int, jitter: float, window: float, after: float) -> None:
+    """MissionError naming the option when a study option is out of range."""
+    for name, value, ok, need in (
+        ("runs", runs, runs >= 1, ">= 1"),
+        ("jitter", jitter, jitter >= 0, ">= 0 m"),
+        ("window", window, window > 0, "> 0 s"),
+        ("after", after, after > 0, "> 0 s"),
+    ):
+        if not ok or not math.isfinite(value):
+            raise MissionError(f"{name} = {value}: must be {need}")
 
 
 def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
@@ -298,8 +316,7 @@ def discharge_study_core(
     from lgtc_policy.env import EnvConfig
     from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 
-    if runs < 1:
-        raise MissionError(f"runs = {runs}: must be >= 1")
+    _check_options(runs, jitter, window, after)
     if controller not in CONTROLLERS:
         raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
     base, base_cfg = _study_config(config)
@@ -366,7 +383,10 @@ def reanalyse(out: str | Path, window: float = 40.0, backend: str = "ros") -> di
     ``seed<k>/trajectory.npz``, either backend) again with :func:`analyse`, without flying."""
     from sim_bridge.config import ConfigError, load_config
 
-    runs = sorted(Path(out).glob("seed*/trajectory.npz"), key=lambda f: int(f.parent.name[4:]))
+    runs = sorted(
+        (f for f in Path(out).glob("seed*/trajectory.npz") if f.parent.name[4:].isdigit()),
+        key=lambda f: int(f.parent.name[4:]),
+    )
     if not runs:
         raise MissionError(f"{out}: no seed*/trajectory.npz to analyse")
     results = []
@@ -518,8 +538,10 @@ def main_core(ns: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    if ns.runs < 1:
-        print(f"error: --runs {ns.runs}: must be >= 1", file=sys.stderr)
+    try:
+        _check_options(ns.runs, ns.jitter, ns.window, ns.after)
+    except MissionError as exc:
+        print(f"error: --{exc}", file=sys.stderr)
         return 2
     if ns.reanalyse:
         try:

@@ -261,6 +261,9 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
     assert "none.yaml" in capsys.readouterr().err
     assert main(["--reanalyse", "--out", str(tmp_path / "empty")]) == 2
     assert "no seed*/trajectory.npz" in capsys.readouterr().err
+    for opt, value in (("--runs", "0"), ("--window", "-1"), ("--jitter", "nan"), ("--after", "0")):
+        assert main([*argv, opt, value]) == 2
+        assert f"error: {opt} = " in capsys.readouterr().err
 
 
 def test_expert_yardstick_reallocates_as_in_fig5():
