@@ -19,6 +19,13 @@ value; it is re-used unchanged in every node, so bounds cost a few vector ops, e
 whole blocks of nodes at once (depth-first over blocks). The incumbent starts from the rounded
 relaxation improved by local search. ``gap`` stops with a proven relative gap; ``time_limit``
 returns the best-known assignment with its proven lower bound.
+
+When that search does not finish within a tenth of the time (large N * M: the relaxation
+fits the loads with fractional agents and sits 5-10 % below the optimum), the bound comes
+from the Lagrangian decomposition over consumers of ``assign_bound`` (every consumer's load
+made of whole agents; its best value is the set-partitioning LP's), whose subproblems also
+yield assignments; then pair re-optimisation of the incumbent and the search again with
+what time is left. The bound returned is the best of those proven.
 """
 
 from __future__ import annotations
@@ -416,7 +423,10 @@ def solve_assignment(
 
     Two phases: first the multiplier of the local-search incumbent, lambda = 2 (de - x_inc)
     (free, and enough for most small instances), with a node budget; if that does not close
-    the gap, lambda from the convex relaxation (OSQP) and a second search.
+    the gap, lambda from the convex relaxation (OSQP) and a second search, for a tenth of
+    the time left; if that is not enough either, the Lagrangian-decomposition bound
+    (``assign_bound.lagrangian_bound``, up to 85 % of the time left), pair re-optimisation,
+    and the search again until the time limit.
     """
     t0 = time.perf_counter()
     so, de, c = _check(supply, demand, cost)

@@ -10,20 +10,26 @@ and L(mu) <= optimum of eq. (3) for every mu (weak duality: the optimal assignme
 are feasible subsets). Unlike the convex relaxation, each consumer's load comes from whole
 agents, so the bound sees integrality (its best value is the set-partitioning LP's).
 
-P_m is a small binary quadratic program in r dimensions, solved (or bounded below) per
-consumer by *reduced-cost fixing + enumeration*: for any lambda_m (r,) the objective is
+P_m is a small binary quadratic program in r dimensions (supplies are continuous, drawn
+from ``EnvConfig.supply_range``, so there is no load grid to run a DP on). :func:`pricing`
+solves it exactly, or bounds it from below when it gives up, by *reduced-cost fixing +
+pruned enumeration*: for any lambda_m (r,) the objective is
 
     f(S) = K_m + sum_{i in S} rho_i + ||g_m - x_S||^2,   rho_i = w_i - lambda_m . so_i,
     K_m = lambda_m . de_m - |lambda_m|^2 / 4,   g_m = de_m - lambda_m / 2
 
-(the identity of ``assign.py``). With base B = {rho_i < 0}, f(S) >= C_m + sum of |rho_i| over
-the agents where S and B differ, C_m = K_m + sum_i min(0, rho_i) (the subproblem's continuous
-bound). The F agents with the smallest |rho_i| are enumerated exactly (2^F subsets, with B on
-the others); any S that differs from B outside them costs >= C_m + tau_m (tau_m: the smallest
-|rho| left out). Hence P_m >= min(enumerated minimum, C_m + tau_m), with equality (P_m solved
-exactly) when the enumerated minimum is the smaller. Every bound is valid whatever lambda, mu
-and F; they only decide how tight it is. lambda_m maximises C_m approximately (dual ascent),
-mu is improved by Polyak subgradient steps toward the incumbent's value.
+(the identity of ``assign.py``), so with base B = {rho_i < 0} every S costs at least
+C_m + (sum of |rho_i| over the agents where S and B differ), C_m = K_m + sum_i min(0, rho_i)
+(the subproblem's continuous bound, maximised over lambda_m by :func:`continuous_dual`).
+Deviation sets are enumerated by increasing |rho| and pruned with that and a bound on the
+quadratic term (see :func:`pricing`). Every bound is valid whatever lambda and mu; they
+only decide how tight it is and how long the enumeration takes.
+
+mu is improved by a few Polyak subgradient steps, then by column generation: the subsets met
+so far are the columns of the set-partitioning LP, whose agent duals (smoothed toward the
+best mu) are the next mu (:func:`lagrangian_bound`). The bound's best value is that LP's
+optimum; on the env's N = 50, M = 10 instances it is typically within 0-1 % of the best
+known assignment (the rest is the LP's integrality gap, which only branching would close).
 """
 
 from __future__ import annotations
