@@ -180,7 +180,13 @@ CONTROLLERS = ("policy", "expert", "greedy")
 
 
 def core_trajectory(
-    cfg, net, env_config: dict, duration: float, seed: int = 0, controller: str = "policy"
+    cfg,
+    net,
+    env_config: dict,
+    duration: float,
+    seed: int = 0,
+    controller: str = "policy",
+    cbf: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``controller`` (:data:`CONTROLLERS`; ``net`` is the policy's ``LGTCNet``, unused by
     the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
@@ -188,6 +194,8 @@ def core_trajectory(
     (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
     argmax attention, for the expert what :func:`~lgtc_policy.mission.expert_rollout` records
     (the env's eq. 3 ``ResourceEnv.assignment``, not the expert's own), none for greedy.
+    ``cbf=False`` flies the policy or the greedy rule without the centralized CBF (the
+    paper's training setting); the expert always uses its own.
 
     ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
     tick ``>= t`` (:func:`lgtc_policy.mission.scenario_from_config`). Heights follow the
@@ -210,11 +218,11 @@ def core_trajectory(
     if steps < 1:
         raise MissionError(f"duration {duration} s: must be at least one control tick")
     if controller == "policy":
-        score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=True)
+        score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=cbf)
     elif controller == "expert":
         score = expert_rollout(sc, env_config, steps, seed=seed)
     elif controller == "greedy":
-        score = greedy_rollout(sc, env_config, steps, seed=seed, cbf=True)
+        score = greedy_rollout(sc, env_config, steps, seed=seed, cbf=cbf)
     else:
         raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
     times = np.arange(steps + 1) / hz
@@ -284,6 +292,7 @@ def discharge_study_core(
     out: str | Path | None = None,
     progress=None,
     controller: str = "policy",
+    cbf: bool = True,
 ) -> dict:
     """The discharge study in the core env (no ROS): the seeded variants of the ROS study
     (:func:`variant`, seeds ``first_seed ..``) through :func:`core_trajectory`, each read by
@@ -299,6 +308,8 @@ def discharge_study_core(
         progress: called with each run's result dict as it completes.
         controller: who flies (:data:`CONTROLLERS`); ``expert`` and ``greedy`` ignore the
             checkpoint (the env's default reward gains; the trajectory does not use them).
+        cbf: pass the policy's / greedy rule's actions through the centralized CBF (default,
+            like the ROS chain); ``False``: unfiltered.
 
     Returns:
         :func:`summarise`'s layout (``backend`` ``"core"``, ``runs``, ``successes``,
@@ -351,7 +362,7 @@ def discharge_study_core(
         except ConfigError as exc:
             raise MissionError(f"seed {seed}: {exc}") from None
         times, pos, clusters = core_trajectory(
-            cfg, net, env_config, t_event + after, seed, controller
+            cfg, net, env_config, t_event + after, seed, controller, cbf
         )
         res = analyse(cfg, times, pos, window)
         z0 = cfg.arena.z[0]
@@ -374,7 +385,7 @@ def discharge_study_core(
         if progress is not None:
             progress(res)
     summary = summarise(results, "core", checkpoint, window)
-    summary["controller"] = controller
+    summary.update(controller=controller, cbf=bool(cbf or controller == "expert"))
     return summary
 
 
@@ -465,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="policy",
         help="core backend only: who flies (expert / greedy: yardsticks without a checkpoint)",
     )
+    p.add_argument(
+        "--no-cbf",
+        action="store_true",
+        help="core backend only: the policy / greedy rule without the centralized CBF",
+    )
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--jitter", type=float, default=0.1, help="start position jitter [m]")
@@ -516,6 +532,7 @@ def main_core(ns: argparse.Namespace) -> int:
             out=out,
             progress=lambda res: print(json.dumps(res), flush=True),
             controller=ns.controller,
+            cbf=not ns.no_cbf,
         )
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -555,9 +572,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.backend == "core":
         return main_core(ns)
-    if ns.controller != "policy":
+    if ns.controller != "policy" or ns.no_cbf:
         print(
-            f"error: --controller {ns.controller}: the ros backend flies the policy",
+            "error: --controller and --no-cbf are core-backend options (the ros backend flies "
+            "the policy through the cbf_filter nodes)",
             file=sys.stderr,
         )
         return 2

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lgtc_policy.agent import MissionError
 from lgtc_policy.env import EnvConfig
+from lgtc_policy.mission import core_rollout, scenario_from_config
 from lgtc_policy.mission_discharge import (
     analyse,
     core_trajectory,
@@ -199,6 +200,13 @@ def test_core_trajectory_samples_at_20hz_with_the_simulators_heights():
     # cluster rows (t, robot, cluster) from the first policy tick on, every robot each tick
     assert clusters.shape == ((100 - 21) * 5, 3) and clusters[0, 0] == pytest.approx(1.05)
     assert set(np.unique(clusters[:, 2])) <= {0.0, 1.0, 2.0}
+    # the planar part is core_rollout's, with and without the CBF
+    sc = scenario_from_config(cfg)
+    ref = core_rollout(net, sc, env_config, 100, cbf=True)
+    np.testing.assert_allclose(pos[..., :2], sc.frame.to_world(ref.pos))
+    _, raw, _ = core_trajectory(cfg, net, env_config, duration=5.0, cbf=False)
+    ref = core_rollout(net, sc, env_config, 100, cbf=False)
+    np.testing.assert_allclose(raw[..., :2], sc.frame.to_world(ref.pos))
     with pytest.raises(MissionError, match="at least one control tick"):
         core_trajectory(cfg, net, env_config, duration=0.0)
 
@@ -226,6 +234,7 @@ def short_study(tmp_path_factory):
 def test_core_backend_runs_the_seeded_variants_end_to_end(short_study):
     out, summary, seen = short_study
     assert summary["backend"] == "core" and summary["runs"] == 2 and len(seen) == 2
+    assert summary["controller"] == "policy" and summary["cbf"] is True
     assert [r["seed"] for r in summary["results"]] == [3, 4]
     assert summary["successes"] == sum(r["outcome"] == "re-covered" for r in seen)
     assert sum(summary["outcomes"].values()) == 2
@@ -279,4 +288,6 @@ def test_expert_yardstick_reallocates_as_in_fig5():
     assert r["min_separation_margin_m"] >= -1e-6
     with pytest.raises(MissionError, match="controller 'oracle'"):
         discharge_study_core(None, base_mapping(), runs=1, controller="oracle")
-    assert main(["--controller", "expert", "--runs", "1"]) == 2  # the ros backend flies the policy
+    # the ros backend flies the policy through the cbf_filter nodes
+    assert main(["--controller", "expert", "--runs", "1"]) == 2
+    assert main(["--no-cbf", "--runs", "1"]) == 2
