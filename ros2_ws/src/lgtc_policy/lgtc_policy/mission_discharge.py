@@ -230,17 +230,18 @@ def core_trajectory(
     sim = SimParams()
     z0 = cfg.arena.z[0]
     z = np.full((steps + 1, len(cfg.robots)), z0)
+    att = score.attended.copy()  # (T, N): cluster chosen at tick t, from tick hold_ticks on
     for i, r in enumerate(cfg.robots):
-        if r.kind != "crazyflie":
-            continue
-        z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
+        drone = r.kind == "crazyflie"
+        if drone:
+            z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
         off = [tick for tick, kind, j, _ in sc.events if kind == "deactivate" and j == i]
-        if off:
+        if off and min(off) <= steps:
             k = min(off)
-            if k <= steps:
+            att[k:, i] = -1  # an inactive robot attends nothing (the policy node's -1)
+            if drone:
                 drop = sim.landing_speed * (times[k:] - times[k])
                 z[k:, i] = np.maximum(z[k, i] - drop, z0)
-    att = score.attended  # (T, N): cluster chosen at tick t, known from tick hold_ticks
     tt, ii = np.nonzero(att >= 0)
     clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
     return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
@@ -293,6 +294,7 @@ def discharge_study_core(
     progress=None,
     controller: str = "policy",
     cbf: bool = True,
+    threads: int | None = 1,
 ) -> dict:
     """The discharge study in the core env (no ROS): the seeded variants of the ROS study
     (:func:`variant`, seeds ``first_seed ..``) through :func:`core_trajectory`, each read by
@@ -310,6 +312,9 @@ def discharge_study_core(
             checkpoint (the env's default reward gains; the trajectory does not use them).
         cbf: pass the policy's / greedy rule's actions through the centralized CBF (default,
             like the ROS chain); ``False``: unfiltered.
+        threads: torch threads during the study (restored after; ``None``: leave as is).
+            One is fastest for these B = 1 rollouts: on the shared 2-core machine two threads
+            made the test study about 8x slower.
 
     Returns:
         :func:`summarise`'s layout (``backend`` ``"core"``, ``runs``, ``successes``,
@@ -320,6 +325,7 @@ def discharge_study_core(
     Raises:
         MissionError: unusable config or checkpoint (the message names which and why).
     """
+    import torch
     import yaml
     from sim_bridge.config import ConfigError, load_config
 
@@ -328,6 +334,8 @@ def discharge_study_core(
     from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 
     _check_options(runs, jitter, window, after)
+    if threads is not None and threads < 1:
+        raise MissionError(f"threads = {threads}: must be >= 1 (or None)")
     if controller not in CONTROLLERS:
         raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
     base, base_cfg = _study_config(config)
@@ -353,37 +361,43 @@ def discharge_study_core(
             raise MissionError(str(exc)) from None
         env_config = dict(ck["env_config"])
     t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
-    results = []
-    for k in range(runs):
-        seed = first_seed + k
-        mapping = variant(base, seed, jitter, checkpoint)
-        try:
-            cfg = load_config(mapping)
-        except ConfigError as exc:
-            raise MissionError(f"seed {seed}: {exc}") from None
-        times, pos, clusters = core_trajectory(
-            cfg, net, env_config, t_event + after, seed, controller, cbf
-        )
-        res = analyse(cfg, times, pos, window)
-        z0 = cfg.arena.z[0]
-        lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
-        dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
-        res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
-        res["sim_s"] = float(times[-1])
-        if out is not None:
-            run_dir = Path(out) / f"seed{seed}"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "swarm.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
-            np.savez_compressed(
-                run_dir / "trajectory.npz",
-                times=times,
-                positions=pos,
-                clusters=clusters,
-                robots=np.asarray(cfg.robot_names),
+    prev_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        results = []
+        for k in range(runs):
+            seed = first_seed + k
+            mapping = variant(base, seed, jitter, checkpoint)
+            try:
+                cfg = load_config(mapping)
+            except ConfigError as exc:
+                raise MissionError(f"seed {seed}: {exc}") from None
+            times, pos, clusters = core_trajectory(
+                cfg, net, env_config, t_event + after, seed, controller, cbf
             )
-        results.append(res)
-        if progress is not None:
-            progress(res)
+            res = analyse(cfg, times, pos, window)
+            z0 = cfg.arena.z[0]
+            lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
+            dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
+            res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
+            res["sim_s"] = float(times[-1])
+            if out is not None:
+                run_dir = Path(out) / f"seed{seed}"
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "swarm.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
+                np.savez_compressed(
+                    run_dir / "trajectory.npz",
+                    times=times,
+                    positions=pos,
+                    clusters=clusters,
+                    robots=np.asarray(cfg.robot_names),
+                )
+            results.append(res)
+            if progress is not None:
+                progress(res)
+    finally:
+        torch.set_num_threads(prev_threads)
     summary = summarise(results, "core", checkpoint, window)
     summary.update(controller=controller, cbf=bool(cbf or controller == "expert"))
     return summary
@@ -514,10 +528,8 @@ def _finish(summary: dict, out: Path, window: float) -> None:
 
 def main_core(ns: argparse.Namespace) -> int:
     """``--backend core``: :func:`discharge_study_core` with the CLI's options."""
-    import torch
     from sim_bridge.config import load_config
 
-    torch.set_num_threads(1)  # B = 1, N = 5: more threads only contend on a shared machine
     out = Path(ns.out)
     try:
         summary = discharge_study_core(

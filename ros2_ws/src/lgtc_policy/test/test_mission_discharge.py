@@ -36,6 +36,15 @@ HZ = 20.0
 C1, C2, C3 = (-1.2, 1.0), (1.2, 1.0), (0.0, -0.3)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """B = 1, N = 5 rollouts: a second thread only contends on the 2-core CI machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def base_mapping(t_event=50.0):
     data = yaml.safe_load((REPO / "launch" / "discharge.yaml").read_text())
     data["policy"] = {"checkpoint": None}
@@ -198,7 +207,10 @@ def test_core_trajectory_samples_at_20hz_with_the_simulators_heights():
     assert pos[-1, 2, 2] == 0.0 and (pos[-1, [0, 1, 3, 4], 2] == 0.5).all()
     np.testing.assert_allclose(pos[61:, 2, :2] - pos[61, 2, :2], 0.0, atol=1e-7)
     # cluster rows (t, robot, cluster) from the first policy tick on, every robot each tick
-    assert clusters.shape == ((100 - 21) * 5, 3) and clusters[0, 0] == pytest.approx(1.05)
+    # while active: the landed cf3 attends nothing from tick 60
+    assert clusters.shape == ((100 - 21) * 5 - (100 - 60), 3)
+    assert clusters[0, 0] == pytest.approx(1.05)
+    assert clusters[clusters[:, 1] == 2, 0].max() == pytest.approx(2.95)
     assert set(np.unique(clusters[:, 2])) <= {0.0, 1.0, 2.0}
     # the planar part is core_rollout's, with and without the CBF
     sc = scenario_from_config(cfg)
