@@ -326,7 +326,7 @@ def expert_rollout(sc: Scenario, env_config: dict, steps: int, seed: int = 0) ->
         _apply_events(env, sc, t)
         act = zero if t < sc.hold_ticks else expert.act()
         _, _, _, info = env.step(act)
-        tr.add(info, env.assignment[0].numpy())
+        tr.add(info, expert.assignment[0].copy())  # the expert's own eq. 3 assignment
     return tr.score()
 
 
