@@ -235,7 +235,7 @@ class LagrangianResult:
         bound: the best proven lower bound L(mu) found (valid for eq. 3).
         mu: (N,) the multipliers that gave it.
         exact: True when every P_m was solved exactly at that mu.
-        iterations: subgradient steps taken.
+        iterations: pricing rounds (subgradient steps and column-generation rounds).
         assignment: (N,) best assignment built from the subproblems' subsets (None if
             ``polish`` was not given), with its objective ``objective``.
     """
@@ -273,11 +273,10 @@ class _Master:
         self.keys: set[bytes] = set()
 
     def add(self, m: int, sub: np.ndarray) -> None:
-        key = bytes([m]) + np.packbits(sub).tobytes() if m < 256 else None
-        if (key is not None and key in self.keys) or not sub.any():
+        key = int(m).to_bytes(4, "little") + np.packbits(sub).tobytes()
+        if key in self.keys or not sub.any():
             return
-        if key is not None:
-            self.keys.add(key)
+        self.keys.add(key)
         z = sub.astype(np.float64)
         self.cols.append(sub.copy())
         self.cons.append(m)
