@@ -37,10 +37,21 @@ from sim_bridge import topics
 
 from cbf_filter.decentralized import DecentralizedCBF
 from cbf_filter.errors import CBFConfigError
-from cbf_filter.params import CBFParams
+from cbf_filter.params import control_rate, from_config
 from cbf_filter.unicycle import projection_point_params
 
 MODELS = ("auto", "si2", "si3", "unicycle")
+#: Parameters that :func:`cbf_filter.params.from_config` resolves against the swarm config.
+_CONFIG_PARAMETERS = (
+    "gamma",
+    "safety_distance",
+    "class_k",
+    "max_speed",
+    "sensing_radius",
+    "arena",
+    "boundary_margin",
+    "sample_time",
+)
 NAN = float("nan")
 
 # name -> (default, description). NaN / "" / [] mean "from the swarm config, else built-in".
@@ -140,12 +151,6 @@ class CbfNode(Node):
         """Build the filter from parameters > swarm config > defaults (raises CBFConfigError)."""
         v = lambda name: self._value(overrides, name)  # noqa: E731
 
-        def pick(name, from_config, default):
-            value = v(name)
-            if isinstance(value, float) and math.isnan(value) or value == "":
-                return from_config if from_config is not None else default
-            return value
-
         sw, rc = self.swarm, self.robot_cfg
         model = v("model")
         if model not in MODELS:
@@ -155,34 +160,13 @@ class CbfNode(Node):
             if rc is None:
                 model = "si2"
         dim = 3 if model == "si3" else 2
-        control_hz = float(pick("control_hz", sw and sw.rates.control_hz, 20.0))
-        if not control_hz > 0:
-            raise CBFConfigError("control_hz", f"must be > 0, got {control_hz}", "e.g. 20")
-        arena = list(v("arena"))
-        if len(arena) == 1 and math.isnan(arena[0]):
-            arena = None if sw is None else [sw.arena.x, sw.arena.y, sw.arena.z]
-        else:
-            if len(arena) not in (4, 6):
-                raise CBFConfigError(
-                    "arena", f"need 4 or 6 numbers, got {len(arena)}", "[xmin, xmax, ymin, ymax]"
-                )
-            arena = [arena[k : k + 2] for k in range(0, len(arena), 2)]
-        ds = float(pick("safety_distance", sw and sw.safety.distance, 0.15))
-        margin = v("boundary_margin")
-        if math.isnan(margin):
-            margin = ds / 2
-        # A drone may rest on the floor (z = zmin): no margin below.
-        boundary = [[margin, margin]] * 2 + ([[0.0, margin]] if dim == 3 else [])
-        sample_time = v("sample_time")
-        params = CBFParams(
-            gamma=float(pick("gamma", sw and sw.safety.gamma, 100.0)),
-            safety_distance=ds,
-            class_k=str(pick("class_k", sw and sw.safety.class_k, "cubic")),
-            max_speed=float(pick("max_speed", rc and rc.max_speed, 0.5)),
-            arena=arena,
-            boundary_margin=boundary if arena is not None else None,
-            sensing_radius=float(pick("sensing_radius", sw and sw.sensing_radius, 1.0)),
-            sample_time=1.0 / control_hz if math.isnan(sample_time) else sample_time,
+        control_hz = control_rate(sw, v("control_hz"))
+        params = from_config(
+            sw,
+            rc,
+            dim,
+            **{name: v(name) for name in _CONFIG_PARAMETERS},
+            control_hz=control_hz,
         )
         l = float(v("projection_distance"))
         if model == "unicycle":

@@ -277,3 +277,94 @@ def speed_polytope(dim: int, facets: int = 8) -> tuple[np.ndarray, float]:
     inside = np.all(verts @ normals.T <= 1.0 + 1e-9, axis=1)
     rmax = float(np.max(np.linalg.norm(verts[inside], axis=1)))
     return normals, 1.0 / rmax
+
+
+# ----------------------------------------------------------------- from a swarm config
+def _unset(value) -> bool:
+    """``None``, ``""`` and NaN mean "not set" (the node's parameter defaults)."""
+    return (
+        value is None
+        or (isinstance(value, str) and value == "")
+        or (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def _pick(value, from_config, default):
+    """Explicit value > swarm config > built-in default."""
+    if not _unset(value):
+        return value
+    return from_config if from_config is not None else default
+
+
+def control_rate(swarm=None, control_hz=None) -> float:
+    """Command rate [Hz] of a robot's filter: ``control_hz`` > the swarm config's
+    ``rates.control_hz`` > 20 (raises :class:`CBFConfigError` unless > 0)."""
+    hz = float(_pick(control_hz, None if swarm is None else swarm.rates.control_hz, 20.0))
+    if not hz > 0:
+        raise CBFConfigError("control_hz", f"must be > 0, got {hz}", "e.g. 20")
+    return hz
+
+
+def from_config(
+    swarm=None,
+    robot=None,
+    dim: int = 2,
+    *,
+    gamma=None,
+    safety_distance=None,
+    class_k=None,
+    max_speed=None,
+    sensing_radius=None,
+    arena=None,
+    boundary_margin=None,
+    control_hz=None,
+    sample_time=None,
+) -> CBFParams:
+    """The :class:`CBFParams` one robot's filter runs (what ``cbf_filter.node`` builds).
+
+    Every keyword is an explicit value that wins; ``None``, ``""``, NaN (and an ``arena`` of
+    ``[NaN]``) mean "not set": then the swarm config ``swarm`` (a ``sim_bridge`` ``SwarmConfig``,
+    read duck-typed: ``safety.{distance, gamma, class_k}``, ``sensing_radius``,
+    ``arena.{x, y, z}``, ``rates.control_hz``) and the robot's entry ``robot`` (``max_speed``)
+    decide, else the built-in defaults: gamma 100, Ds 0.15 m, cubic, 0.5 m/s, sensing radius
+    1.0 m, no walls, 20 Hz.
+
+    Args:
+        dim: 2 (planar point or unicycle projection point) or 3 (Crazyflie).
+        arena: ``[xmin, xmax, ymin, ymax(, zmin, zmax)]`` [m] (flat, as the node parameter).
+        boundary_margin: wall margin [m]; unset: ``Ds / 2``. With ``dim = 3`` there is none
+            below (a drone may rest on the floor).
+        sample_time: command hold time [s]; unset: ``1 / control_rate(swarm, control_hz)``.
+
+    Returns:
+        Parameters with tuples only (hashable: robots with equal parameters can share a filter).
+
+    Raises:
+        CBFConfigError: naming the field (the rest is validated by
+        :meth:`CBFParams.resolve` when a filter is built).
+    """
+    sw, rc = swarm, robot
+    safety = None if sw is None else sw.safety
+    hz = control_rate(sw, control_hz)
+    if arena is None or (len(arena) == 1 and _unset(arena[0])):
+        walls = None if sw is None else (sw.arena.x, sw.arena.y, sw.arena.z)
+    else:
+        flat = list(arena)
+        if len(flat) not in (4, 6):
+            raise CBFConfigError(
+                "arena", f"need 4 or 6 numbers, got {len(flat)}", "[xmin, xmax, ymin, ymax]"
+            )
+        walls = tuple(flat[k : k + 2] for k in range(0, len(flat), 2))
+    ds = float(_pick(safety_distance, None if safety is None else safety.distance, 0.15))
+    margin = float(ds / 2 if _unset(boundary_margin) else boundary_margin)
+    boundary = ((margin, margin),) * 2 + (((0.0, margin),) if dim == 3 else ())
+    return CBFParams(
+        gamma=float(_pick(gamma, None if safety is None else safety.gamma, 100.0)),
+        safety_distance=ds,
+        class_k=str(_pick(class_k, None if safety is None else safety.class_k, "cubic")),
+        max_speed=float(_pick(max_speed, None if rc is None else rc.max_speed, 0.5)),
+        arena=None if walls is None else tuple(tuple(w) for w in walls),
+        boundary_margin=boundary if walls is not None else None,
+        sensing_radius=float(_pick(sensing_radius, None if sw is None else sw.sensing_radius, 1.0)),
+        sample_time=1.0 / hz if _unset(sample_time) else float(sample_time),
+    )
