@@ -8,8 +8,9 @@ and demands, mapped to the normalised frame by :class:`lgtc_policy.agent.ArenaFr
 policy's speed limit ``v_max = max_speed / scale`` and ``C = comm_radius / scale``. Then:
 
 * :func:`core_rollout` runs the policy in the env (deterministic mean action, eqs. 4-6), alone
-  (the paper's setting) or with every action through the centralized CBF (the ROS chain's
-  safety filter, so collisions are avoided on both sides);
+  (the paper's setting) or with every action through the ROS chain's safety filters (one
+  decentralized CBF per robot, in metres, :class:`RosChainFilter`; collisions are avoided on
+  both sides);
 * :func:`expert_rollout` runs the centralized expert (eq. 3 assignment + P control + CBF,
   ``lgtc_policy.env.expert``);
 * :func:`score_trajectory` replays the ROS run's 20 Hz positions through the env (each tick's
@@ -40,9 +41,12 @@ from lgtc_policy.agent import ArenaFrame, MissionError
 
 __all__ = [
     "EpisodeScore",
+    "FilterSpec",
+    "RosChainFilter",
     "Scenario",
     "core_rollout",
     "expert_rollout",
+    "filter_spec",
     "greedy_rollout",
     "make_env",
     "resample",
@@ -66,6 +70,8 @@ class Scenario:
         events: ``(tick, kind, agent, level)`` sorted by tick; kind ``discharge`` (keep
             ``level`` of persistent supplies) or ``deactivate``.
         hold_ticks: ticks before the drones are airborne (take-off at 0.5 m/s).
+        safety: the ROS chain's per-robot CBF filters (:class:`FilterSpec`), used by
+            ``core_rollout(cbf=True)``; ``None``: no filter known (``cbf=True`` then raises).
     """
 
     frame: ArenaFrame
@@ -80,10 +86,74 @@ class Scenario:
     epsilon: float
     events: tuple[tuple[int, str, int, float], ...]
     hold_ticks: int
+    safety: FilterSpec | None = None
 
 
 #: Vertical take-off speed of the simulator [m/s] (``sim_bridge.sim.SimParams``).
 TAKEOFF_SPEED = 0.5
+
+#: Projection-point distance ``l`` [m] of a ground robot's filter (the node's default).
+PROJECTION_DISTANCE = 0.1
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """What every robot's ``cbf_filter`` node runs, in metres (``cbf_filter.node``).
+
+    Attributes:
+        params: per robot, the node's :class:`cbf_filter.CBFParams` built by
+            :func:`cbf_filter.params.from_config` from the swarm config (safety distance,
+            gamma, class-K function, sensing radius, the robot's ``max_speed``, arena walls,
+            ``1 / control_hz``); a ground robot's are its unicycle node's projection-point
+            parameters (``Ds + 2 l``).
+        dims: per robot, 3 (``si3``: a Crazyflie at its flight height) or 2 (a ground robot:
+            the env has no heading, so its projection point is taken at its centre).
+        height: ``(N,)`` flight height [m] (``takeoff_height``; ground robots: the floor).
+        floor: the arena's lowest z [m] (where landed and failed drones rest).
+        descent: ``(N,)`` vertical speed [m/s] from the tick a robot is deactivated (``land``:
+            the simulator's landing speed; ``fail``: inf, it drops at once; 0: never
+            deactivated by an event).
+        sensing_radius: the world's neighbour radius [m] (``/<robot>/neighbors``, 3-D).
+    """
+
+    params: tuple
+    dims: tuple[int, ...]
+    height: np.ndarray
+    floor: float
+    descent: np.ndarray
+    sensing_radius: float
+
+
+def filter_spec(cfg) -> FilterSpec:
+    """The :class:`FilterSpec` of swarm config ``cfg`` (model ``auto`` of the node: ``si3``
+    for a crazyflie, ``unicycle`` for a ground robot, default projection distance)."""
+    from cbf_filter.params import from_config
+    from cbf_filter.unicycle import projection_point_params
+    from sim_bridge.sim import SimParams
+
+    sim = SimParams()
+    params, dims, height = [], [], []
+    floor = float(cfg.arena.z[0])
+    for rc in cfg.robots:
+        drone = rc.kind == "crazyflie"
+        p = from_config(cfg, rc, 3 if drone else 2)
+        params.append(p if drone else projection_point_params(p, PROJECTION_DISTANCE))
+        dims.append(3 if drone else 2)
+        height.append(floor + rc.takeoff_height if drone else floor)
+    descent = np.zeros(len(cfg.robots))
+    for ev in cfg.events:
+        if ev.type in ("land", "fail"):
+            descent[cfg.robot_index(ev.robot)] = (
+                sim.landing_speed if ev.type == "land" else math.inf
+            )
+    return FilterSpec(
+        params=tuple(params),
+        dims=tuple(dims),
+        height=np.array(height),
+        floor=floor,
+        descent=descent,
+        sensing_radius=float(cfg.sensing_radius),
+    )
 
 
 def scenario_from_config(cfg, control_hz: float = 20.0) -> Scenario:
@@ -129,6 +199,7 @@ def scenario_from_config(cfg, control_hz: float = 20.0) -> Scenario:
         epsilon=cfg.safety.distance / frame.scale,
         events=tuple(sorted(events)),
         hold_ticks=int(math.ceil(lift / TAKEOFF_SPEED / dt)) + 1,
+        safety=filter_spec(cfg),
     )
 
 
@@ -258,24 +329,91 @@ def _apply_events(env, sc: Scenario, tick: int) -> None:
             env.discharge(torch.tensor([0]), torch.tensor([i]), level=1.0, deactivate=True)
 
 
-def _env_cbf(env, sc: Scenario):
-    """The ROS chain's safety filter inside the env: the centralized form of the cbf_filter
-    core at the scenario's safety distance (the normalised ``Ds``), speed limit and arena, with
-    the cbf_filter defaults for the gain (what the cbf_filter nodes run)."""
-    from cbf_filter import CBFParams
+class RosChainFilter:
+    """The ROS chain's safety filters inside the env: every robot's ``cbf_filter`` node.
 
-    from lgtc_policy.env.safety import SafetyFilter
+    Each tick, in metres and m/s (``sc.frame``): robot ``i``'s node filters its nominal
+    command ``a_i * v_max * scale`` (the env's speed) with its own
+    :class:`cbf_filter.DecentralizedCBF` (Wang-Ames-Egerstedt 2017, Sec. IV-B: each robot
+    takes half of every pair constraint ``-grad h_ij . (u_i - u_j) <= alpha(h_ij)``), its
+    node's :class:`cbf_filter.CBFParams` (``sc.safety``), and the robots the world reports on
+    ``/<robot>/neighbors``: those within the sensing radius in 3-D, landed and failed drones
+    included at their height (they descend at the simulator's speed after their event and
+    rest on the floor). The safe velocity goes back to the env as ``u / (v_max * scale)``.
+    When every robot runs the same filter, the swarm form ``DecentralizedCBF.filter`` does
+    all the nodes' QPs in one call (the same QPs); otherwise robot by robot with
+    ``filter_robot``.
 
-    params = CBFParams(
-        safety_distance=float(sc.epsilon),
-        max_speed=env.cfg.v_max,
-        arena=((-1.0, 1.0), (-1.0, 1.0)),
-        boundary_margin=0.0,
-        sample_time=env.cfg.dt,
-        sensing_radius=None,
-    )
-    safety = SafetyFilter(env, params=params)
-    return safety.filter
+    Attributes:
+        fallbacks: robot-ticks where a filter found no safe command (it brakes, like the
+            node's zero command).
+    """
+
+    def __init__(self, env, sc: Scenario) -> None:
+        from cbf_filter import DecentralizedCBF
+
+        if sc.safety is None:
+            raise MissionError(
+                "the scenario carries no CBF filter spec: build it with scenario_from_config"
+            )
+        self.env, self.sc, self.spec = env, sc, sc.safety
+        self.speed = float(sc.v_max * sc.frame.scale)  # [m/s] of a unit action
+        keys = list(zip(self.spec.dims, self.spec.params, strict=True))
+        filters = {key: DecentralizedCBF(*key) for key in dict.fromkeys(keys)}
+        self.cbfs = [filters[key] for key in keys]
+        self.swarm = self.cbfs[0] if len(filters) == 1 else None
+        self.off_tick = np.full(len(keys), -1)  # tick each robot was first seen inactive
+        self.fallbacks = 0
+
+    def positions(self) -> np.ndarray:
+        """``(N, 3)`` robot centres [m, world frame] the filters see now."""
+        env, spec = self.env, self.spec
+        tick = int(env.t[0])
+        active = env.active[0].cpu().numpy()
+        self.off_tick[~active & (self.off_tick < 0)] = tick
+        self.off_tick[active] = -1
+        z = spec.height.copy()
+        down = self.off_tick >= 0
+        rate = spec.descent[down]
+        elapsed = (tick - self.off_tick[down]) * env.cfg.dt
+        fall = np.where(np.isinf(rate), math.inf, rate * elapsed)  # fail: on the floor at once
+        z[down] = np.maximum(spec.floor, z[down] - fall)
+        xy = self.sc.frame.to_world(env.pos[0].double().cpu().numpy())
+        return np.column_stack([xy, z])
+
+    def velocities(self, pos: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` safe planar velocities [m/s] for nominal ``u`` ``(N, 2)`` [m/s] at
+        ``pos`` ``(N, 3)`` [m] (the nominal vertical speed is 0, as the policy node's)."""
+        n = len(pos)
+        if self.swarm is not None:
+            d = self.swarm.d
+            u_nom = np.zeros((n, d))
+            u_nom[:, :2] = u
+            res = self.swarm.filter(pos[:, :d], u_nom)
+            self.fallbacks += int(res.fallback.sum())
+            return res.u[:, :2]
+        out = np.zeros((n, 2))
+        diff = pos[:, None, :] - pos[None, :, :]
+        near = np.sqrt((diff * diff).sum(-1)) <= self.spec.sensing_radius
+        np.fill_diagonal(near, False)
+        for i, cbf in enumerate(self.cbfs):
+            d = cbf.d
+            u_nom = np.zeros(d)
+            u_nom[:2] = u[i]
+            res = cbf.filter_robot(pos[i, :d], u_nom, pos[near[i], :d])
+            self.fallbacks += int(not res.found)
+            out[i] = res.u[:2]
+        return out
+
+    def __call__(self, action: torch.Tensor) -> torch.Tensor:
+        """Safe unit actions ``(1, N, 2)`` for ``action`` ``(1, N, 2)``, first treated as
+        :meth:`ResourceEnv.step` treats it (non-finite -> 0, components clipped to [-1, 1],
+        norm to <= 1)."""
+        a = action.detach().to(torch.float64)
+        a = torch.where(torch.isfinite(a).all(-1, keepdim=True), a, 0.0).clamp(-1.0, 1.0)
+        a = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp(min=1.0)
+        u = self.velocities(self.positions(), a[0].cpu().numpy() * self.speed)
+        return torch.as_tensor(u[None] / self.speed, dtype=action.dtype)
 
 
 @torch.inference_mode()
@@ -283,12 +421,12 @@ def core_rollout(
     net, sc: Scenario, env_config: dict, steps: int, seed: int = 0, cbf: bool = False
 ) -> EpisodeScore:
     """The policy ``net`` (an ``LGTCNet``) on the scenario in the core env for ``steps`` ticks;
-    with ``cbf`` every action first passes the centralized CBF (:func:`_env_cbf`), like the
-    commands of the ROS chain."""
+    with ``cbf`` every action first passes the ROS chain's per-robot CBF filters
+    (:class:`RosChainFilter`), like the commands of the ROS chain."""
     from lgtc_policy.model.features import inputs_from_obs
 
     env = make_env(sc, env_config, steps, seed)
-    safety = _env_cbf(env, sc) if cbf else None
+    safety = RosChainFilter(env, sc) if cbf else None
     tr = _Tracker(env)
     zero = torch.zeros(1, env.cfg.n_agents, 2)
     x = torch.zeros(1, env.cfg.n_agents, net.state_dim)
@@ -335,12 +473,12 @@ def greedy_rollout(
     sc: Scenario, env_config: dict, steps: int, seed: int = 0, cbf: bool = True
 ) -> EpisodeScore:
     """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, the BC teacher; not in the
-    paper) on the scenario, each action through the centralized CBF like
+    paper) on the scenario, each action through the ROS chain's CBF filters like
     ``core_rollout(cbf=True)``: a yardstick that needs no checkpoint."""
     from lgtc_policy.greedy import greedy_action
 
     env = make_env(sc, env_config, steps, seed)
-    safety = _env_cbf(env, sc) if cbf else None
+    safety = RosChainFilter(env, sc) if cbf else None
     tr = _Tracker(env)
     zero = torch.zeros(1, env.cfg.n_agents, 2)
     for t in range(steps):

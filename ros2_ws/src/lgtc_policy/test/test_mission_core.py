@@ -1,4 +1,5 @@
-"""The mission yardstick without ROS: scenario mapping, trajectory replay, report round trip."""
+"""The mission yardstick without ROS: scenario mapping, trajectory replay, report round trip,
+and the core env's safety filter = the ROS chain's per-robot cbf_filter nodes."""
 
 import dataclasses
 import math
@@ -6,6 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from lgtc_policy.agent import MissionError
 from lgtc_policy.env import EnvConfig
 from lgtc_policy.mission import (
@@ -157,3 +161,127 @@ def test_report_round_trip():
     assert math.isnan(back["reward_expert"])
     assert back["notes"] == "a / b"
     assert set(back) <= set(KEYS)
+
+
+# ------------------------------------------------- core + CBF = the ROS chain's filters
+def _node_params(cfg, robot: str):
+    """What robot's cbf_filter node builds from the swarm config (model auto: si3)."""
+    from cbf_filter.params import control_rate, from_config
+
+    return from_config(cfg, cfg.robot(robot), 3, control_hz=control_rate(cfg))
+
+
+def test_filter_spec_is_what_the_nodes_run():
+    m = discharge_mapping()
+    m["safety"] = {"distance": 0.2, "gamma": 100.0, "class_k": "cubic"}
+    cfg = load_config(m)
+    spec = scenario_from_config(cfg).safety
+    assert spec.dims == (3,) * 5 and spec.sensing_radius == 1.0 and spec.floor == 0.0
+    np.testing.assert_array_equal(spec.height, 0.5)
+    np.testing.assert_array_equal(spec.descent, [0.0, 0.4, 0.0, 0.0, 0.0])  # cf2 lands
+    for i, rc in enumerate(cfg.robots):
+        p = spec.params[i]
+        assert p == _node_params(cfg, rc.name)
+        assert (p.safety_distance, p.gamma, p.class_k, p.max_speed) == (0.2, 100.0, "cubic", 0.5)
+        assert (p.sensing_radius, p.sample_time) == (1.0, 0.05)
+        assert p.arena == ((-2.0, 2.0), (-2.0, 2.0), (0.0, 2.0))
+        assert p.boundary_margin == ((0.1, 0.1), (0.1, 0.1), (0.0, 0.1))
+
+
+def _filter_at(cfg, pos_norm: np.ndarray):
+    from lgtc_policy.mission import RosChainFilter
+
+    sc = scenario_from_config(cfg)
+    env = make_env(sc, ENV, steps=10)
+    env.pos[0] = torch.as_tensor(pos_norm, dtype=env.dtype)
+    return sc, env, RosChainFilter(env, sc)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    pos=hnp.arrays(np.float64, (5, 2), elements=st.floats(-0.95, 0.95)),
+    act=hnp.arrays(np.float64, (5, 2), elements=st.floats(-1.0, 1.0)),
+)
+def test_core_filter_equals_the_decentralized_cbf_in_metres(pos, act):
+    """The env's filter is DecentralizedCBF run on the metre positions (drones at 0.5 m)
+    with the nodes' parameters: the same velocities, bit for bit, robot by robot too."""
+    from cbf_filter import DecentralizedCBF
+
+    cfg = load_config(discharge_mapping(events=[]))
+    sc, env, filt = _filter_at(cfg, pos)
+    xyz = filt.positions()
+    expected_pos = np.column_stack(
+        [sc.frame.to_world(env.pos[0].double().numpy()), np.full(5, 0.5)]
+    )
+    np.testing.assert_array_equal(xyz, expected_pos)
+    # inside the unit disc: at exactly max_speed the filter passes a nominal command unchanged
+    # but projects one a rounding error faster onto its speed polytope (a jump, not ours)
+    a = 0.99 * act / np.maximum(1.0, np.linalg.norm(act, axis=1, keepdims=True))
+    u = a * 0.5  # [m/s]: a unit action is the drones' max_speed
+    cbf = DecentralizedCBF(3, _node_params(cfg, "cf1"))
+    ref = cbf.filter(xyz, np.column_stack([u, np.zeros(5)]))
+    assert ref.u[:, 2].tolist() == [0.0] * 5  # same height, no vertical nominal: stays level
+    np.testing.assert_array_equal(filt.velocities(xyz, u), ref.u[:, :2])
+    # one node at a time (filter_robot, neighbours within the sensing radius): the same
+    filt.swarm = None
+    np.testing.assert_allclose(filt.velocities(xyz, u), ref.u[:, :2], rtol=0, atol=1e-12)
+    # through the env's unit actions
+    out = filt(torch.as_tensor(a[None], dtype=torch.float32))
+    np.testing.assert_allclose(out[0].numpy(), ref.u[:, :2] / 0.5, atol=1e-5)
+
+
+def test_landed_robot_descends_and_still_counts_as_a_neighbour():
+    """cf2 lands at t = 2 s (tick 40): it descends at 0.4 m/s and its filter neighbours keep
+    seeing it (the world's /neighbors lists it), at its height."""
+    from lgtc_policy.mission import RosChainFilter
+
+    cfg = load_config(discharge_mapping())
+    sc = scenario_from_config(cfg)
+    env = make_env(sc, ENV, steps=80)
+    filt = RosChainFilter(env, sc)
+    zero = torch.zeros(1, 5, 2)
+    heights = {}
+    for t in range(80):
+        for tick, _, i, level in sc.events:
+            if tick == t:
+                env.discharge(torch.tensor([0]), torch.tensor([i]), level=level, deactivate=True)
+        heights[t] = filt.positions()[:, 2].copy()
+        filt(zero)
+        env.step(zero)
+    assert heights[40][1] == pytest.approx(0.5)
+    assert heights[45][1] == pytest.approx(0.5 - 0.4 * 5 * 0.05)
+    assert heights[79][1] == 0.0  # 1.25 s to the floor, then it rests there
+    np.testing.assert_array_equal(heights[79][[0, 2, 3, 4]], 0.5)
+    # a drone straight above the landed one is not pushed away by it (0.5 m apart in 3-D)
+    pos = sc.pos.copy()
+    pos[0] = pos[1] + 0.01
+    env.pos[0] = torch.as_tensor(pos, dtype=env.dtype)
+    xyz = filt.positions()
+    assert np.linalg.norm(xyz[0] - xyz[1]) > 0.5
+    u = np.zeros((5, 2))
+    u[0] = [0.0, 0.3]
+    np.testing.assert_allclose(filt.velocities(xyz, u)[0], [0.0, 0.3], atol=1e-12)
+
+
+def test_core_rollout_through_the_filter_keeps_every_pair_apart():
+    """Every drone flies north-east into the corner: unfiltered they pile up, through the
+    nodes' filters every pair of flying drones stays >= Ds = 0.2 m at every tick."""
+    cfg = load_config(discharge_mapping())
+    sc = scenario_from_config(cfg)
+    torch.manual_seed(1)
+    net = LGTCNet(NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2))
+    with torch.no_grad():
+        net.head[-1].bias.copy_(torch.tensor([3.0, 3.0]))
+    ds = cfg.safety.distance
+    raw = core_rollout(net, sc, ENV, steps=240)
+    assert raw.min_distance * sc.frame.scale < 0.5 * ds
+    safe = core_rollout(net, sc, ENV, steps=240, cbf=True)
+    assert safe.collisions == 0
+    world = sc.frame.to_world(safe.pos)
+    flying = np.ones((241, 5), bool)
+    flying[41:, 1] = False  # cf2 lands at tick 40
+    for t in range(241):
+        p = world[t, flying[t]]
+        d = np.linalg.norm(p[:, None] - p[None], axis=-1)[np.triu_indices(len(p), 1)]
+        assert d.min() >= ds - 1e-5, (t, d.min())
+    assert np.abs(world[-1] - world[0]).max() > 1.0  # they did fly
