@@ -359,9 +359,15 @@ class RosChainFilter:
         self.env, self.sc, self.spec = env, sc, sc.safety
         self.speed = float(sc.v_max * sc.frame.scale)  # [m/s] of a unit action
         keys = list(zip(self.spec.dims, self.spec.params, strict=True))
-        filters = {key: DecentralizedCBF(*key) for key in dict.fromkeys(keys)}
-        self.cbfs = [filters[key] for key in keys]
-        self.swarm = self.cbfs[0] if len(filters) == 1 else None
+        made: list[tuple] = []  # (key, filter): robots with equal parameters share one
+        self.cbfs = []
+        for key in keys:
+            cbf = next((f for k, f in made if k == key), None)
+            if cbf is None:
+                cbf = DecentralizedCBF(*key)
+                made.append((key, cbf))
+            self.cbfs.append(cbf)
+        self.swarm = self.cbfs[0] if len(made) == 1 else None
         self.off_tick = np.full(len(keys), -1)  # tick each robot was first seen inactive
         self.fallbacks = 0
 

@@ -285,3 +285,39 @@ def test_core_rollout_through_the_filter_keeps_every_pair_apart():
         d = np.linalg.norm(p[:, None] - p[None], axis=-1)[np.triu_indices(len(p), 1)]
         assert d.min() >= ds - 1e-5, (t, d.min())
     assert np.abs(world[-1] - world[0]).max() > 1.0  # they did fly
+
+
+def test_mixed_swarm_is_filtered_robot_by_robot_like_the_nodes():
+    """A ground robot among drones: each robot gets its own node's filter (si3 drones at
+    0.5 m; the ground robot's unicycle projection-point parameters, Ds + 2 l, on the plane,
+    its point taken at its centre as the env has no heading)."""
+    from cbf_filter import DecentralizedCBF
+    from cbf_filter.params import from_config
+    from cbf_filter.unicycle import projection_point_params
+
+    m = discharge_mapping(events=[])
+    m["robot_types"]["rover"] = {
+        "kind": "ground",
+        "backend": "sim",
+        "resources": {"battery": {"amount": 1.0, "depletion": "persistent"}},
+    }
+    m["robots"][2]["type"] = "rover"
+    cfg = load_config(m)
+    pos = np.array([[-0.1, 0.0], [0.0, 0.05], [0.02, -0.05], [0.3, 0.0], [0.35, 0.3]])
+    sc, env, filt = _filter_at(cfg, pos)
+    assert filt.swarm is None and sc.safety.dims == (3, 3, 2, 3, 3)
+    xyz = filt.positions()
+    np.testing.assert_array_equal(xyz[:, 2], [0.5, 0.5, 0.0, 0.5, 0.5])
+    u = np.array([[0.3, 0.0], [0.0, -0.3], [0.0, 0.3], [-0.3, 0.0], [0.0, -0.3]])
+    got = filt.velocities(xyz, u)
+    for i, rc in enumerate(cfg.robots):
+        drone = rc.kind == "crazyflie"
+        d = 3 if drone else 2
+        p = from_config(cfg, rc, d)
+        cbf = DecentralizedCBF(d, p if drone else projection_point_params(p, 0.1))
+        others = np.delete(xyz, i, axis=0)
+        seen = others[np.linalg.norm(others - xyz[i], axis=1) <= 1.0]
+        ref = cbf.filter_robot(xyz[i, :d], np.r_[u[i], np.zeros(d - 2)], seen[:, :d])
+        assert ref.found
+        np.testing.assert_array_equal(got[i], ref.u[:2])
+    assert not np.allclose(got, u)  # the filters acted
