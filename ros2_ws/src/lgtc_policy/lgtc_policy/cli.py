@@ -204,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "none", "cbf"],
         default="auto",
         help="headline mode: 'none' = the policy's action executed as is, 'cbf' = every action "
-        "through the centralized CBF filter first (as deployed, like the expert), 'auto' = as "
-        "the checkpoint was trained (default); both modes are always reported",
+        "through the expert's centralized CBF filter first (commands are filtered on the "
+        "robots too), 'auto' = as the checkpoint was trained (default); both modes are "
+        "always reported",
     )
     ev.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)"

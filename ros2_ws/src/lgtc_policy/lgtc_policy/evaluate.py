@@ -95,7 +95,7 @@ def evaluate_net(
     net: LGTCNet, env_cfg: EnvConfig, episodes: int, seed: int, safety_filter: str = "none"
 ) -> dict:
     """Deterministic evaluation of a policy network over ``episodes`` seeded episodes
-    (``safety_filter='cbf'``: every action through the CBF filter, as deployed)."""
+    (``safety_filter='cbf'``: every action through the expert's CBF filter first)."""
     env = _eval_env(env_cfg, episodes, seed)
     was_training = net.training
     net.eval()
@@ -166,7 +166,8 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint's policy (and the expert on the same episodes).
 
     ``safety_filter``: 'none' (the env executes the policy's action: the paper's Fig. 3/4
-    setting), 'cbf' (every action through the centralized CBF filter first, as on the robots
+    setting), 'cbf' (every action through the expert's centralized CBF filter first; on the
+    robots every command is filtered too, by the per-robot cbf_filter nodes,
     and as the expert's own commands) or 'auto' (how the checkpoint was trained, see
     :func:`trained_safety_filter`).
 
@@ -177,7 +178,7 @@ def evaluate_checkpoint(
     decentralized greedy rule, a no-learning yardstick), ``episodes``, ``seed``, ``algo``; with
     ``both_filters`` also ``reward_mean_filter_<mode>``, ``demand_satisfied_mean_filter_<mode>``,
     ``collisions_per_episode_filter_<mode>`` and ``ratio_to_expert_filter_<mode>`` for both
-    modes, so one evaluation shows the policy alone and as deployed side by side.
+    modes, so one evaluation shows the policy alone and filtered side by side.
     """
     ck = load_checkpoint(path)
     net = build_net(ck, "policy")

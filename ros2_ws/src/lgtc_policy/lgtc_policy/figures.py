@@ -184,7 +184,7 @@ def fig4(
     """Fig. 4: reward vs N (M = 4) and vs M (N = 10), LGTC-IPPO vs expert, ``trials`` each.
 
     LGTC-IPPO is drawn twice: the policy alone (the paper's setting) and with every action
-    through the centralized CBF filter (as deployed; the expert's own collision avoidance).
+    through the expert's centralized CBF filter (the expert's own collision avoidance).
 
     The numbers are also written to ``<out stem>.csv``. The expert's rows depend only on the
     env config, ``trials`` and ``seed``; with ``expert_cache`` they are read from / written to

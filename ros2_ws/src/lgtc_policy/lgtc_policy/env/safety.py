@@ -1,13 +1,18 @@
 """The CBF safety filter inside the batched env: one centralized QP per env per step.
 
-Every command a robot flies passes the cbf_filter (the ROS chain, the paper's Sec. IV-D real
+Every command a robot flies passes a cbf_filter node (the ROS chain, the paper's Sec. IV-D real
 experiments: "the generated velocity command [is adjusted] to consider a safety distance among
-the drones"), and the centralized expert of Sec. IV uses the same filter for its collision
-avoidance. :class:`SafetyFilter` puts that filter between any controller and
+the drones"), and the centralized expert of Sec. IV avoids collisions with the centralized form
+of the same filter. This module is that centralized form with the expert's parameters, in the
+env's normalised units; ``lgtc_policy.mission.RosChainFilter`` is the per-robot form with the
+nodes' parameters in metres, used to replay a ROS scenario in the core env.
+
+:class:`SafetyFilter` puts this filter between any controller and
 :meth:`ResourceEnv.step`, so that
 
 * the expert (:mod:`lgtc_policy.env.expert`) filters its P-controller command with it;
-* a policy can be evaluated as deployed (``lgtc eval --safety-filter cbf``);
+* a policy can be evaluated with its commands filtered, like the expert's
+  (``lgtc eval --safety-filter cbf``);
 * a policy can be trained with the filter as part of the environment's dynamics
   (``lgtc train --safety-filter cbf``, a "safety layer": the policy's sampled action is the
   PPO action, the filtered one is what the env executes).

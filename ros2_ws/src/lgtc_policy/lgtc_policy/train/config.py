@@ -152,7 +152,8 @@ class PPOConfig(_Common):
     safety_filter: str = "none"
     """'none' (the paper's training: the env executes the policy's action) or 'cbf': every
     action passes the centralized CBF filter (:class:`lgtc_policy.env.safety.SafetyFilter`,
-    the expert's filter) before the env executes it, as on the robots, so the filter is part of
+    the expert's filter) before the env executes it (on the robots the cbf_filter nodes filter
+    every command too), so the filter is part of
     the environment's dynamics (a safety layer, not in the paper; the PPO action and its
     log-probability are the policy's unfiltered sample). Also used for the run's evaluations
     and recorded in the checkpoint, so ``lgtc eval`` evaluates the policy as it was trained."""
