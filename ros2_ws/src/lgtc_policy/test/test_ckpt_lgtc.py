@@ -116,7 +116,7 @@ def test_cli_eval_json(tmp_path, trained) -> None:
 def test_shipped_checkpoint_loads_and_reproduces_its_evaluation() -> None:
     from lgtc_policy.cli import SHIPPED, resolve_checkpoint
     from lgtc_policy.env import EnvConfig
-    from lgtc_policy.evaluate import evaluate_net
+    from lgtc_policy.evaluate import evaluate_net, trained_safety_filter
 
     path = resolve_checkpoint(SHIPPED)
     assert path.stat().st_size < 3 * 2**20
@@ -128,5 +128,10 @@ def test_shipped_checkpoint_loads_and_reproduces_its_evaluation() -> None:
     assert net.cell.theorem1().ok, "shipped weights must satisfy Theorem 1's conditions"
     stored = ck["eval"]
     assert {"reward_mean", "expert_reward_mean", "ratio_to_expert"} <= set(stored)
-    again = evaluate_net(net, env_cfg, stored["episodes"], stored["seed"])
+    # the headline row is in the mode the checkpoint was trained with (stage 3: through the CBF)
+    mode = trained_safety_filter(ck)
+    assert stored["safety_filter"] == mode
+    again = evaluate_net(net, env_cfg, stored["episodes"], stored["seed"], mode)
     assert again["reward_mean"] == pytest.approx(stored["reward_mean"], abs=1e-4)
+    alone = evaluate_net(net, env_cfg, stored["episodes"], stored["seed"], "none")
+    assert alone["reward_mean"] == pytest.approx(stored["reward_mean_filter_none"], abs=1e-4)
