@@ -268,9 +268,12 @@ def fig56(
     agent holding its resource stays inside ``R_m``. At ``discharge_s`` the agent that serves
     its consumer alone (the first such, else agent 0) discharges and lands. Fig. 6 plots the
     normalised projection ``<x_i, 1> / (sqrt(F) ||x_i||)`` of each agent's cluster state for
-    the policy network and, as in the paper, the value network.
+    the policy network and, as in the paper, the value network. The actions pass the expert's
+    CBF filter when the checkpoint was trained with it (``lgtc train --safety-filter cbf``).
     """
     from lgtc_policy.env import ResourceEnv
+    from lgtc_policy.env.safety import SafetyFilter
+    from lgtc_policy.evaluate import trained_safety_filter
 
     ck = load_checkpoint(checkpoint)
     pol = build_net(ck, "policy")
@@ -289,6 +292,7 @@ def fig56(
     ).validate()
     env = ResourceEnv(cfg, 1, seed=seed)
     obs = env.reset()
+    safety = SafetyFilter(env) if trained_safety_filter(ck) == "cbf" else None
     N = cfg.n_agents
     xp = torch.zeros(1, N, pol.state_dim)
     xv = torch.zeros(1, N, val.state_dim) if val is not None else None
@@ -309,7 +313,8 @@ def fig56(
             _, xv, _ = val(inp, xv)
             sv.append(xv[0].clone())
         prev = obs.agent_res.clone()
-        obs, _, done, info = env.step(pol.action(out))
+        act = pol.action(out)
+        obs, _, done, info = env.step(act if safety is None else safety.filter(act))
         pos.append(obs.pos[0].clone())
         sp.append(xp[0].clone())
         att.append(xi[0].argmax(-1))
