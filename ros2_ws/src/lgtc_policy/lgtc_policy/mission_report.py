@@ -40,7 +40,7 @@ KEYS: dict[str, str] = {
     "episode_ticks": "20 Hz ticks compared (sim time 0 .. end)",
     "reward_ros": "eq. (2) accumulated reward / N of the ROS run (env replay of its positions)",
     "reward_core": "same policy, same scenario and seed, in the core env",
-    "reward_core_cbf": "same, every action through the CBF (centralized form) like the ROS chain",
+    "reward_core_cbf": "same, every action through the ROS chain's per-robot CBF filters (metres)",
     "reward_expert": "centralized expert (eq. 3 MIQP + P control + CBF) on the scenario",
     "reward_ratio_ros_vs_core": "reward_ros / reward_core",
     "reward_ratio_ros_vs_core_cbf": "reward_ros / reward_core_cbf",
