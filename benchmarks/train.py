@@ -5,6 +5,9 @@ Measured side by side in one run, on this machine, single process:
 * ``train_env_steps_per_s``: LGTC-IPPO env steps (team transitions, N = 10, M = 4) per second
   *including* the PPO updates (Table I: 4 epochs, minibatch 64), from a short training run;
 * ``ippo_train_env_steps_per_s``: the same for the reduced IPPO network;
+* ``train_cbf_env_steps_per_s``: LGTC-IPPO with every action through the expert's CBF filter
+  (``--safety-filter cbf``, how the shipped checkpoint's last stage was trained), and
+  ``cbf_overhead_ratio`` = train_env_steps_per_s / train_cbf_env_steps_per_s;
 * ``infer_ms_per_robot_median`` / ``_p90``: one decentralized step of one robot
   (``DecentralizedPolicy.step``: numpy, float32) with 4 neighbour messages, N = 10, M = 4,
   G = F = 64, MLP [256, 256];
@@ -32,10 +35,13 @@ from lgtc_policy.train.config import PPOConfig
 from lgtc_policy.train.ppo import train_ppo
 
 
-def train_speed(algo: str, steps: int, num_envs: int, rollout: int, threads: int) -> float:
+def train_speed(
+    algo: str, steps: int, num_envs: int, rollout: int, threads: int, safety_filter: str = "none"
+) -> float:
     with tempfile.TemporaryDirectory() as d:
         cfg = PPOConfig(
             algo=algo,
+            safety_filter=safety_filter,
             total_env_steps=steps,
             num_envs=num_envs,
             rollout=rollout,
@@ -98,6 +104,10 @@ def main() -> None:
     res = infer_latency(reps)
     res["train_env_steps_per_s"] = train_speed("lgtc_ippo", steps, envs, rollout, a.threads)
     res["ippo_train_env_steps_per_s"] = train_speed("ippo", steps, envs, rollout, a.threads)
+    res["train_cbf_env_steps_per_s"] = train_speed(
+        "lgtc_ippo", steps, envs, rollout, a.threads, safety_filter="cbf"
+    )
+    res["cbf_overhead_ratio"] = res["train_env_steps_per_s"] / res["train_cbf_env_steps_per_s"]
     res["train_agent_steps_per_s"] = res["train_env_steps_per_s"] * EnvConfig().n_agents
     res.update(quick=a.quick, threads=a.threads, num_envs=envs, rollout=rollout)
     print(f"{'metric':40s} value")
