@@ -22,7 +22,10 @@ setup(
     zip_safe=False,
     maintainer="Swarm stack developers",
     maintainer_email="dev@swarm.invalid",
-    description=Path("package.xml").read_text().split("<description>")[1].split("</description>")[0],
+    description=Path("package.xml")
+    .read_text()
+    .split("<description>")[1]
+    .split("</description>")[0],
     license="Apache-2.0",
     extras_require={"test": ["pytest"]},
     entry_points={
