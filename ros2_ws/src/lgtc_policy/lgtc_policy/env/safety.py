@@ -108,6 +108,9 @@ class SafetyFilter:
         clipped to [-1, 1] and the norm to <= 1."""
         env = self.env
         vmax = env.cfg.v_max
+        # the env's own rules (ResourceEnv._check_actions), applied here in float64: in the
+        # env's float32 a command at the speed limit can round a hair above it, and the QP's
+        # speed polygon then moves it by up to 2 % (so the env's check is not reused)
         a = action.detach().to(torch.float64)
         if not bool(torch.isfinite(a).all()):
             bad = ~torch.isfinite(a).all(-1)
