@@ -409,6 +409,23 @@ def test_nan_stream_total(flying_link):
     assert all(sp.vx == 0.0 for sp in fake.velocity_setpoints(since=t0 + 0.6))
 
 
+def test_no_cflib_ping_thread_while_connected(cache_dir):
+    """cflib 0.1.34's latency ping thread leaks Crazyflie._send_lock when its own send
+    fails (it joins itself in the disconnect callbacks); a connected link must not run it."""
+    import threading
+
+    fake = FakeCrazyflie()
+    link = make_link(fake, cache_dir)
+    try:
+        fly(link)
+        stream(link, (0.1, 0.0, 0.0, 0.0), 0.3)
+        assert link.status().link == LinkState.UP
+        assert [t.name for t in threading.enumerate() if t.name == "ping_thread"] == []
+    finally:
+        link.close()
+        fake.close()
+
+
 def test_radio_gone_while_flying_lands_after_reconnect(cache_dir):
     """cflib itself reports the loss (port closed); the drone that comes back is landed."""
     fake = FakeCrazyflie()

@@ -328,6 +328,14 @@ class CflibTransport:
 
         self._init_drivers()
         cf = Crazyflie(rw_cache=self._toc_cache_dir)
+        # cflib 0.1.34 starts a latency "ping_thread" on connect. When a send from that
+        # thread fails (radio or port gone), cflib's error path runs the disconnect
+        # callbacks *in* the ping thread, which tries to join itself (RuntimeError) while
+        # holding Crazyflie._send_lock, which it then never releases: every later
+        # send_packet, ours included, blocks forever and the link thread can no longer
+        # declare the link lost or land the drone. We do not use the latency figure and
+        # our own stream keeps the link busy, so the ping thread is never started.
+        cf.link_statistics.start = lambda: None
 
         def connected(_uri: str) -> None:
             self.protocol_version = cf.platform.get_protocol_version()
