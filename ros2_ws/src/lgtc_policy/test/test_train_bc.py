@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from lgtc_policy.cli import main
 from lgtc_policy.evaluate import evaluate_checkpoint
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
-from lgtc_policy.train.bc import BCConfig, expert_labels, imitation_mse, train_bc
+from lgtc_policy.train.bc import BCConfig, imitation_mse, train_bc
 from lgtc_policy.train.common import ConfigError
 
 TINY = dict(
@@ -39,14 +40,14 @@ def test_expert_labels_lie_in_the_unit_disc() -> None:
     env.reset()
     expert = CentralizedExpert(env)
     for _ in range(5):
-        u = expert_labels(env, expert)
+        u = expert.nominal()
         assert u.shape == (3, 4, 2)
         assert float(u.norm(dim=-1).max()) <= 1.0 + 1e-6
         env.step(u)
     # far from its goal an agent moves at full speed (the P controller saturates at v_max)
     env2 = ResourceEnv(cfg, 1, seed=5)
     env2.reset()
-    u0 = expert_labels(env2, CentralizedExpert(env2))
+    u0 = CentralizedExpert(env2).nominal()
     goal_far = u0.norm(dim=-1) > 0.99
     assert bool(goal_far.any())
 
@@ -222,3 +223,54 @@ def test_ppo_bc_coef_pulls_the_policy_toward_the_teacher(tmp_path, monkeypatch) 
     assert float(rows[-1]["loss_bc"]) < float(rows[0]["loss_bc"])
     rows = list(csv.DictReader((tmp_path / "c0.0" / "progress.csv").open()))
     assert all(float(r["loss_bc"]) == 0.0 for r in rows)
+
+
+def test_ppo_expert_teacher_is_the_experts_nominal_command_and_follows_a_discharge() -> None:
+    """--bc-teacher expert: the anchor equals CentralizedExpert.nominal() on the same state,
+    and after an agent discharges the teacher sends another agent to its consumer (eq. 3
+    gives every consumer >= 1 agent), where the greedy rule keeps everyone in place."""
+    from lgtc_policy.env import EnvConfig, ResourceEnv
+    from lgtc_policy.env.expert import CentralizedExpert
+    from lgtc_policy.train.config import PPOConfig
+    from lgtc_policy.train.ppo import _teacher
+
+    with pytest.raises(ConfigError, match="--bc-teacher"):
+        PPOConfig(bc_coef=0.5, bc_teacher="oracle").validate()
+    assert _teacher(None, PPOConfig(bc_coef=0.0, bc_teacher="expert")) is None
+    cfg = EnvConfig(
+        n_agents=4,
+        n_consumers=3,
+        resources_per_consumer=1,
+        max_resources_per_agent=1,
+        resource_kinds="persistent",
+        supply_range=(0.2, 1.0),
+    )
+    env = ResourceEnv(cfg, 2, seed=3)
+    env.reset()
+    teach = _teacher(env, PPOConfig(bc_coef=0.5, bc_teacher="expert").validate())
+    ref = CentralizedExpert(ResourceEnv(cfg, 2, seed=3))
+    ref.env.reset()
+    torch.testing.assert_close(teach(None), ref.nominal())
+    expert = CentralizedExpert(env)
+    expert.targets()
+    before = expert.assignment[0].copy()
+    # the agent that serves its consumer alone discharges and lands
+    m = next(k for k in range(3) if (before == k).sum() == 1)
+    victim = int(np.flatnonzero(before == m)[0])
+    env.discharge(torch.tensor([0]), torch.tensor([victim]))
+    expert.targets()
+    after = expert.assignment[0]
+    assert after[victim] == -1 and not bool(env.active[0, victim])
+    assert [i for i in range(4) if i != victim and after[i] == m], (before, after)
+    u = teach(torch.tensor([False, False]))
+    assert float(u[0, victim].norm()) == 0.0  # the landed agent gets no command
+
+
+def test_env_overrides_may_not_resize_the_trainer() -> None:
+    from lgtc_policy.train.config import PPOConfig
+
+    with pytest.raises(ConfigError, match="--n-agents 5"):
+        PPOConfig(env_overrides='{"n_agents": 5}').env_config()
+    with pytest.raises(ConfigError, match="--episode-length"):
+        PPOConfig(env_overrides='{"episode_length": 600}').env_config()
+    assert PPOConfig(env_overrides='{"discharge_rate": 0.01}').env_config().discharge_rate == 0.01

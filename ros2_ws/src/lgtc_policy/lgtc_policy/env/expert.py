@@ -129,15 +129,37 @@ class CentralizedExpert:
         """QPs without a solution so far (the filter braked that env's robots to zero)."""
         return self.safety.fallbacks
 
+    def forget(self, envs: torch.Tensor) -> None:
+        """Drop the cached assignment and ring goals of ``envs`` ((B,) bool mask, e.g. the
+        envs the env just auto-reset), so the next call solves them afresh."""
+        for b in envs.nonzero().flatten().tolist():
+            self._key[b] = None
+            self._slot_key[b] = None
+
+    def _nominal_velocity(self, pos: np.ndarray) -> np.ndarray:
+        """(B, N, 2) the proportional controller toward the targets, saturated at v_max."""
+        vmax = self.env.cfg.v_max
+        u = self.cfg.k_p * (self.targets() - pos)
+        speed = np.linalg.norm(u, axis=-1, keepdims=True)
+        return u * np.minimum(1.0, vmax / np.maximum(speed, 1e-12))
+
+    def nominal(self) -> torch.Tensor:
+        """(B, N, 2) float32 the expert's command *before* its CBF, in the unit disc
+        (velocity / v_max), 0 for inactive agents: the oracle goals of eq. 3 and the
+        saturated P controller. The teacher of the imitation terms (``bc_lgtc``, and the
+        ``--bc-teacher expert`` anchor of the PPO trainer)."""
+        env = self.env
+        u = self._nominal_velocity(env.pos.double().cpu().numpy()) / env.cfg.v_max
+        u[~env.active.cpu().numpy()] = 0.0
+        return torch.as_tensor(u, dtype=torch.float32)
+
     def act(self) -> torch.Tensor:
         """(B, N, 2) actions in [-1, 1] (velocity / v_max) for the env's current state."""
         env = self.env
         vmax = env.cfg.v_max
         pos = env.pos.double().cpu().numpy()
         active = env.active.cpu().numpy()
-        u_nom = self.cfg.k_p * (self.targets() - pos)
-        speed = np.linalg.norm(u_nom, axis=-1, keepdims=True)
-        u_nom = u_nom * np.minimum(1.0, vmax / np.maximum(speed, 1e-12))
+        u_nom = self._nominal_velocity(pos)
         out = self.safety.filter_velocity(pos, u_nom, active)
         act = np.clip(out / vmax, -1.0, 1.0)
         return torch.as_tensor(act, dtype=env.dtype, device=env.device)

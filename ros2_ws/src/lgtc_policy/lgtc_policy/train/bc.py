@@ -54,7 +54,7 @@ from lgtc_policy.train.common import ConfigError, RunLogger, set_seed, write_jso
 from lgtc_policy.train.config import PPOConfig, _Common
 from lgtc_policy.train.ppo import ActorCritic, checkpoint_payload
 
-__all__ = ["BC_ALGOS", "BCConfig", "expert_labels", "imitation_mse", "train_bc"]
+__all__ = ["BC_ALGOS", "BCConfig", "imitation_mse", "train_bc"]
 
 BC_ALGOS = ("bc_lgtc",)
 TEACHERS = ("expert", "greedy")
@@ -104,7 +104,7 @@ class BCConfig(_Common):
     """Expert's proportional gain [1/s] (ExpertConfig.k_p)."""
     teacher: str = "expert"
     """Whose actions label the states: 'expert' (the centralized oracle expert of Sec. IV, see
-    :func:`expert_labels`) or 'greedy' (the decentralized greedy coverage rule of
+    :meth:`CentralizedExpert.nominal`) or 'greedy' (the decentralized greedy coverage rule of
     :mod:`lgtc_policy.greedy`, whose labels are a function of what a robot observes and of its
     close neighbours' positions, so the network can fit them; the oracle's assignment is not
     recoverable from one robot's observation and BC of it plateaus at an MSE near 0.8)."""
@@ -139,17 +139,6 @@ class BCConfig(_Common):
         return PPOConfig(**keep, algo="lgtc_ippo", log_std_init=self.log_std_init)
 
 
-def expert_labels(env: ResourceEnv, expert: CentralizedExpert) -> torch.Tensor:
-    """(B, N, 2) expert action in the unit disc: oracle goals + saturated P control, no CBF."""
-    vmax = env.cfg.v_max
-    pos = env.pos.double().cpu().numpy()
-    u = expert.cfg.k_p * (expert.targets() - pos)
-    speed = np.linalg.norm(u, axis=-1, keepdims=True)
-    u = u * np.minimum(1.0, vmax / np.maximum(speed, 1e-12)) / vmax
-    u[~env.active.cpu().numpy()] = 0.0
-    return torch.as_tensor(u, dtype=torch.float32)
-
-
 @torch.no_grad()
 def imitation_mse(
     net: LGTCNet, env_cfg: EnvConfig, episodes: int, ticks: int, seed: int, k_p: float = 4.0
@@ -157,8 +146,9 @@ def imitation_mse(
     """Mean over active agents and ticks of ``||mu - u*||^2`` along expert-driven trajectories.
 
     The env (``episodes`` seeded envs, no auto-reset) is driven by the expert labels of
-    :func:`expert_labels`; the network runs alongside with its recurrent state and messages,
-    so this is the plain behaviour-cloning loss on the expert's own state distribution.
+    :meth:`CentralizedExpert.nominal`; the network runs alongside with its recurrent state
+    and messages, so this is the plain behaviour-cloning loss on the expert's own state
+    distribution.
     """
     env = ResourceEnv(dataclasses.replace(env_cfg, auto_reset=False), episodes, seed=seed)
     expert = CentralizedExpert(env, ExpertConfig(k_p=k_p))
@@ -168,20 +158,13 @@ def imitation_mse(
     err, count = 0.0, 0.0
     for _ in range(ticks):
         out, x, _ = net(inputs_from_obs(obs, prev), x)
-        label = expert_labels(env, expert)
+        label = expert.nominal()
         w = obs.active.float()
         err += float(((out[..., :2] - label).pow(2).sum(-1) * w).sum())
         count += float(w.sum())
         prev = obs.agent_res.clone()
         obs, _, _, _ = env.step(label)
     return err / max(count, 1.0)
-
-
-def _forget(expert: CentralizedExpert, done: torch.Tensor) -> None:
-    """Drop the expert's cached assignment/ring goals of envs that were auto-reset."""
-    for b in done.nonzero().flatten().tolist():
-        expert._key[b] = None
-        expert._slot_key[b] = None
 
 
 def _stack(items: list[NetInputs]) -> NetInputs:
@@ -233,7 +216,7 @@ def train_bc(cfg: BCConfig) -> dict:
     else:
 
         def teach() -> torch.Tensor:
-            return expert_labels(env, expert)
+            return expert.nominal()
 
     obs = env.reset()
     x = torch.zeros(B, N, policy.state_dim)
@@ -279,7 +262,7 @@ def train_bc(cfg: BCConfig) -> dict:
                 if bool(done.any()):
                     x[done] = 0.0
                     prev[done] = obs.agent_res[done]
-                    _forget(expert, done)
+                    expert.forget(done)
         step += T * B
         # ------------------------------------------------------------ truncated BPTT update
         keep = 1.0 - torch.stack(dones).float()[..., None, None]  # (T, B, 1, 1)

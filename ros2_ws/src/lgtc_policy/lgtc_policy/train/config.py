@@ -80,6 +80,15 @@ class _Common:
             raise ConfigError(f"--env-overrides is not valid JSON ({e})") from e
         if not isinstance(extra, dict):
             raise ConfigError("--env-overrides must be a JSON object of EnvConfig fields")
+        own = ("n_agents", "n_consumers", "n_resources", "resources_per_consumer")
+        own += ("episode_length", "seed")
+        for key in own:
+            if key in extra:
+                flag = "--" + key.replace("_", "-")
+                raise ConfigError(
+                    f"--env-overrides sets {key!r}, which the trainer sizes its networks and "
+                    f"buffers from: pass {flag} {extra[key]} instead"
+                )
         d = {
             "n_agents": self.n_agents,
             "n_consumers": self.n_consumers,
@@ -141,10 +150,16 @@ class PPOConfig(_Common):
     checkpoint's weights, e.g. a ``bc_lgtc`` warm start (not in the paper, which starts from
     random weights). The networks must have the same sizes; the run is a new run (step 0)."""
     bc_coef: float = 0.0
-    """Weight of an auxiliary imitation term ``||mu - u_greedy||^2`` in the policy loss, toward
-    the decentralized greedy rule's action (:mod:`lgtc_policy.greedy`) on the visited states
+    """Weight of an auxiliary imitation term ``||mu - u_teacher||^2`` in the policy loss, toward
+    the ``bc_teacher``'s action (default: the decentralized greedy rule) on the visited states
     (not in the paper: a DAPG-style anchor that keeps a warm-started policy's coverage while PPO
     learns to keep its distance). 0 = the paper's loss."""
+    bc_teacher: str = "greedy"
+    """Whose action the ``bc_coef`` term pulls toward: 'greedy' (the decentralized greedy rule,
+    :mod:`lgtc_policy.greedy`) or 'expert' (the centralized expert's command before its CBF,
+    :meth:`lgtc_policy.env.expert.CentralizedExpert.nominal`: the eq. 3 assignment recomputed
+    when supplies, demands or the active set change, so after a discharge the anchor points
+    another agent at the abandoned consumer, which the greedy rule never does)."""
     value_warmup: int = 0
     """PPO updates at the start during which only the value is trained and the policy is frozen
     (with ``init_checkpoint``: a random critic's advantages would otherwise undo the warm start
@@ -171,6 +186,11 @@ class PPOConfig(_Common):
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
         if self.bc_coef < 0:
             raise ConfigError("--bc-coef must be >= 0 (0 turns the imitation term off)")
+        if self.bc_teacher not in ("greedy", "expert"):
+            raise ConfigError(
+                f"--bc-teacher {self.bc_teacher!r}: use 'greedy' (the decentralized greedy "
+                "rule) or 'expert' (the centralized eq. 3 expert's nominal command)"
+            )
         if self.safety_filter not in ("none", "cbf"):
             raise ConfigError(
                 f"--safety-filter {self.safety_filter!r}: use 'none' (the env executes the "

@@ -96,6 +96,26 @@ def _safety_layer(env, mode: str):
     return SafetyFilter(env).filter
 
 
+def _teacher(env, cfg: PPOConfig):
+    """None (``bc_coef`` 0) or ``teach(done) -> (B, N, 2)`` the anchor's action for the env's
+    current state; ``done`` is the previous step's auto-reset mask (the expert's per-env
+    caches are dropped for those envs)."""
+    if cfg.bc_coef <= 0:
+        return None
+    if cfg.bc_teacher == "greedy":
+        return lambda _done: greedy_action(env)
+    from lgtc_policy.env.expert import CentralizedExpert
+
+    expert = CentralizedExpert(env)
+
+    def teach(done: torch.Tensor | None) -> torch.Tensor:
+        if done is not None:
+            expert.forget(done)
+        return expert.nominal()
+
+    return teach
+
+
 def _cat_inputs(items: list[NetInputs]) -> NetInputs:
     return NetInputs(
         *(torch.stack([getattr(i, k) for i in items]) for k in NetInputs.__dataclass_fields__)
@@ -127,6 +147,8 @@ def train_ppo(cfg: PPOConfig) -> dict:
     logger = RunLogger(run, tensorboard=cfg.tensorboard, append=cfg.resume)
     env = _make_env(env_cfg, B, cfg.seed + step)
     safety = _safety_layer(env, cfg.safety_filter)
+    teacher = _teacher(env, cfg)
+    last_done = None
     obs = env.reset()
     carry = _Carry(
         torch.zeros(B, N, ac.policy.state_dim),
@@ -166,8 +188,8 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 logps.append(d.log_prob(a).sum(-1))
                 vals.append(_value_out(ac, vout))
                 actives.append(obs.active)
-                if cfg.bc_coef > 0:
-                    teach.append(greedy_action(env))
+                if teacher is not None:
+                    teach.append(teacher(last_done))
                 a_env = a.clamp(-1.0, 1.0)
                 obs2, rew, done, info = env.step(a_env if safety is None else safety(a_env))
                 r = info["reward_vec"] if ac.vec_value else rew
@@ -179,6 +201,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     ep_demand += info["demand_satisfied"][finished].tolist()
                 rews.append(r)
                 dones.append(done)
+                last_done = done
                 carry.prev_res = obs.agent_res.clone()
                 carry.xp, carry.xv = xp_next.clone(), xv_next.clone()
                 carry.reset(done, obs2)
