@@ -19,13 +19,7 @@ import torch
 
 from lgtc_policy.env.assign_local import greedy_assignment, multistart_search
 from lgtc_policy.env.costs import linear_costs
-from lgtc_policy.env.obs import (
-    active_pairs,
-    agent_observation,
-    consumer_geometry,
-    left_normalise,
-    pairwise_d2,
-)
+from lgtc_policy.env.obs import active_pairs, agent_observation, consumer_geometry, pairwise_d2
 from lgtc_policy.env.spec import ActionError, EnvConfig, EnvConfigError, Obs, ObsDims
 
 REWARD_TERMS = ("rw_g", "rw_s", "rw_ij", "rw_im", "rw_rc", "rw_is", "rw_id")
@@ -115,8 +109,8 @@ class ResourceEnv:
         self.completed = torch.zeros(B, M, dtype=torch.bool, device=self.device)
         self.t = torch.zeros(B, dtype=torch.long, device=self.device)
         self.ep_return = torch.zeros(B, **f)
-        self._pair_act: torch.Tensor | None = None  # `active` that self._pair was built from
-        self._pair = torch.zeros(B, N, N, dtype=torch.bool, device=self.device)
+        self._pair_act: torch.Tensor | None = None  # `active` that self._pair_inf was built from
+        self._pair_inf = torch.zeros(B, N, N, **f)
         self.reset()
 
     # ----------------------------------------------------------------------------------------
@@ -231,32 +225,46 @@ class ResourceEnv:
     # ----------------------------------------------------------------------------------------
 
     def _targets(self, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(K, N, M) one-hot float: the nearest consumer whose area R_m contains the agent."""
+        """(K, N) int64: the nearest consumer whose area R_m contains each active agent, M for
+        none (:meth:`_nearest_inside`)."""
         sl = slice(None) if ids is None else ids
         pos, cpos, act = self.pos[sl], self.consumer_pos[sl], self.active[sl]
         dist = consumer_geometry(pos, cpos)[1].sqrt()
-        return self._nearest_inside(dist, act, ids)[0].to(self.dtype)
+        return self._nearest_inside(dist, act, ids)[0]
 
     def _nearest_inside(
         self, dist: torch.Tensor, act: torch.Tensor, ids: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From distances (K, N, M): one-hot bool of the nearest area containing each active
-        agent (K, N, M), whether there is one (K, N), its index (K, N) (meaningless where
-        there is none) and ``dist <= R_m`` (K, N, M) for every agent."""
+        """From distances (K, N, M): the index of the nearest area containing each active agent
+        (K, N), M where there is none ("target", the one-hot rows of the delivery are
+        ``target[..., None] == arange(M)``); whether there is one (K, N); the nearest area's
+        index (K, N) (first of ties, 0 where there is none) and ``dist <= R_m`` (K, N, M) for
+        every agent."""
         rad = self.radius if ids is None else self.radius[ids]
         inside = dist <= rad[:, None, :]
-        dmin, nearest = torch.where(inside, dist, math.inf).min(-1)  # first of ties, 0 if none
+        # dist / inside: dist where inside, +inf elsewhere (dist > R_m > 0 there), cheaper than
+        # a where() on CPU
+        dmin, nearest = (dist / inside).min(-1)  # first of ties, 0 if none
         has = (dmin < math.inf) & act
-        ar_m = torch.arange(dist.shape[-1], device=dist.device)
-        tgt = nearest[..., None] == ar_m
-        tgt &= has[..., None]
-        return tgt, has, nearest, inside
+        target = torch.where(has, nearest, dist.shape[-1])
+        return target, has, nearest, inside
 
-    def _persistent_view(self, ids: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
+    def _per_consumer(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(K, M, k) sums of agents' rows x (K, N, k) over the agents whose ``target`` is m.
+
+        One scatter-add in agent order (row M collects the agents outside every area and is
+        dropped): the same sums as the one-hot product target^T x, in a third of its time.
+        """
+        K, N, k = x.shape
+        out = torch.zeros(K, self.cfg.n_consumers + 1, k, dtype=x.dtype, device=x.device)
+        out.scatter_add_(1, target[..., None].expand(K, N, k), x)
+        return out[:, :-1]
+
+    def _persistent_view(self, ids: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
         """Remaining demand de (K, M, r): persistent types net of the current coverage."""
         sl = slice(None) if ids is None else ids
         pers = self.persistent[sl][:, None, :]
-        cover = tgt.transpose(1, 2) @ self.supply[sl]  # (K, M, r)
+        cover = self._per_consumer(self.supply[sl], target)  # (K, M, r)
         return torch.where(pers, (self.base[sl] - cover).clamp_min(0.0), self.base[sl])
 
     # ----------------------------------------------------------------------------------------
@@ -355,12 +363,31 @@ class ResourceEnv:
         u = u / norm.clamp_min(1.0)
         return u, n_bad
 
-    def _pairs(self, act: torch.Tensor) -> torch.Tensor:
-        """(B, N, N) active-pair mask (``obs.active_pairs``), reused while ``active`` is equal."""
+    def _pair_d2(self, pos: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """(B, N, N) squared pair distances d_ij^2 (``obs.pairwise_d2``), +inf outside the
+        active pairs i != j. The mask is added (d + 0 = d exactly, d + inf = inf): a cached
+        0 / +inf tensor, rebuilt only when ``active`` changes, costs a third of a ``where``."""
         if self._pair_act is None or not torch.equal(self._pair_act, act):
-            self._pair = active_pairs(act)
+            self._pair_inf = torch.zeros(
+                act.shape + act.shape[-1:], dtype=self.dtype, device=self.device
+            )
+            self._pair_inf.masked_fill_(~active_pairs(act), math.inf)
             self._pair_act = act.clone()
-        return self._pair
+        d2 = pairwise_d2(pos)
+        d2 += self._pair_inf
+        return d2
+
+    def _comm_graph(self, d2p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adjacency (B, N, N) bool and S = D^-1 A (B, N, N) (``obs.comm_graph``: N_i within C,
+        Remark 1) from the ``d2p`` of :meth:`_pair_d2`."""
+        N = d2p.shape[-1]
+        adj = d2p <= self.cfg.comm_radius * self.cfg.comm_radius
+        a = adj.to(self.dtype)
+        # degrees as one (B N, N) x (N, 1) product: sums of 0/1 values are exact in any order
+        deg = (a.view(-1, N) @ torch.ones(N, 1, dtype=self.dtype, device=self.device)).view(
+            a.shape[:-1] + (1,)
+        )
+        return adj, a / deg.clamp_min(1.0)
 
     def step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, dict]:
         """Advance one dt (see spec.BatchedEnvProtocol.step and spec.INFO_KEYS)."""
@@ -390,27 +417,25 @@ class ResourceEnv:
         # agent-to-consumer offsets and distances, shared with rw_id and the observation
         rel_c, dc2 = consumer_geometry(pos, self.consumer_pos)  # (2, B, N, M), (B, N, M)
         dist = dc2.sqrt()
-        tgt_b, has_b, nearest, inside = self._nearest_inside(dist, act)
-        tgt = tgt_b.to(self.dtype)  # (B, N, M) one-hot (all-zero row: outside every area)
-        tgt_t = tgt.transpose(1, 2)
+        target, has_b, nearest, inside = self._nearest_inside(dist, act)
         has_tgt = has_b.to(self.dtype)  # (B, N) 0/1
         tgt_idx = nearest[..., None].expand(-1, -1, self.cfg.n_resources)
         pers = self.persistent  # (B, r)
         inst_f = (~pers).to(self.dtype)[:, None, :]  # (B, 1, r)
         offered = self.supply * inst_f * has_tgt[..., None]  # (B, N, r) instantaneous on offer
-        total = tgt_t @ offered  # (B, M, r)
+        total = self._per_consumer(offered, target)  # (B, M, r)
         released_total = torch.minimum(total, self.base * inst_f)
         frac = released_total / total.clamp_min(1e-30)  # 0 where nothing is offered
         release = offered * frac.gather(1, tgt_idx)  # (B, N, r) released by each agent
         self.supply = self.supply - release
         self.supply = torch.where(self.supply < _EPS_Q, 0.0, self.supply)
-        self.base = self.base - tgt_t @ release
+        self.base = self.base - self._per_consumer(release, target)
         self.base = torch.where(self.base < _EPS_Q, 0.0, self.base)
         rel_i = release.sum(-1)  # (B, N)
         released_any = rel_i > 0
         rel_rows = torch.nonzero(released_any.any(-1)).squeeze(-1)  # envs with a release
         changed[rel_rows] = True
-        self.demand = self._persistent_view(None, tgt)
+        self.demand = self._persistent_view(None, target)
         # ---- reward of eq. (2) ----
         M = cfg.n_consumers
         dec_m = (prev_demand - self.demand).sum(-1)  # (B, M)
@@ -418,20 +443,25 @@ class ResourceEnv:
         holds_p = (self.supply > 0) & (base_at > 0) & pers[:, None, :]
         deliver_p = holds_p.any(-1).to(self.dtype) * has_tgt  # (B, N) delivering persistent
         releasing_i = released_any.to(self.dtype) + deliver_p
-        releasing = (tgt_t @ releasing_i[..., None])[..., 0] > 0  # (B, M)
+        releasing = self._per_consumer(releasing_i[..., None], target)[..., 0] > 0  # (B, M)
         served = releasing | (self.demand.sum(-1) <= 0)
         all_served = served.all(-1).to(self.dtype)  # (B,)
         rw_s = cfg.w_all_served * all_served[:, None] * actf  # (B, N)
-        d2 = pairwise_d2(pos)  # (B, N, N)
-        pair = self._pairs(act)  # (B, N, N) both active, i != j
-        d2p = torch.where(pair, d2, math.inf)
-        close = d2p < cfg.epsilon**2
-        pen = cfg.epsilon**2 - d2 if cfg.collision_form == "hinge" else d2
-        rw_ij = -cfg.gamma_collision * torch.where(close, pen, 0.0).sum(-1)  # (B, N)
+        d2p = self._pair_d2(pos, act)  # (B, N, N), +inf outside the active pairs i != j
+        eps2 = cfg.epsilon**2
+        close = d2p < eps2
+        if cfg.collision_form == "hinge":  # eps^2 - d^2 where close, else <= 0 (or -inf)
+            pen = (eps2 - d2p).clamp_min_(0.0)
+        else:
+            pen = torch.where(close, d2p, 0.0)
+        rw_ij = -cfg.gamma_collision * pen.sum(-1)  # (B, N)
         rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
         # a consumer's instantaneous demand can only become met in an env where something was
         # released this step (elsewhere base is unchanged and completion was recorded before)
-        self.contributed[rel_rows] |= released_any[rel_rows, :, None] & tgt_b[rel_rows]
+        ar_m = torch.arange(M, device=self.device)
+        self.contributed[rel_rows] |= released_any[rel_rows, :, None] & (
+            target[rel_rows, :, None] == ar_m
+        )
         inst = ~pers[rel_rows, None, :]
         inst_need = ((self.demand0[rel_rows] > 0) & inst).any(-1)  # (k, M)
         inst_left = ((self.base[rel_rows] > 0) & inst).any(-1)
@@ -488,7 +518,7 @@ class ResourceEnv:
             "terminated": terminated,
             "truncated": truncated,
             "demand_satisfied": self.demand_satisfied(),
-            "collisions": close.flatten(1).sum(-1) // 2,
+            "collisions": close.flatten(1).sum(-1, dtype=torch.int32).long() // 2,
             "min_distance": d_pair,
             "nan_actions": n_bad,
             "episode_return": self.ep_return.clone(),
@@ -648,10 +678,10 @@ class ResourceEnv:
 
     def _observe(self, geometry: tuple[torch.Tensor, ...] | None) -> Obs:
         """``observe`` reusing the step's (rel_c, dist, inside, d2p) of the current positions
-        (inside: dist <= R_m; d2p: squared pair distances, +inf outside the active pairs)."""
+        (inside: dist <= R_m; d2p: from :meth:`_pair_d2`)."""
         if geometry is None:
             rel_c, dc2 = consumer_geometry(self.pos, self.consumer_pos)
-            d2p = torch.where(self._pairs(self.active), pairwise_d2(self.pos), math.inf)
+            d2p = self._pair_d2(self.pos, self.active)
             dist = dc2.sqrt_()
             inside = dist <= self.radius[:, None, :]
         else:
@@ -667,9 +697,7 @@ class ResourceEnv:
             self.cfg.v_max,
             geometry=(rel_c, dist, inside),
         )
-        # comm graph N_i (= obs.comm_graph): d2p is +inf outside the active pairs i != j
-        adj = d2p <= self.cfg.comm_radius * self.cfg.comm_radius
-        S = left_normalise(adj, self.dtype)
+        adj, S = self._comm_graph(d2p)
         return Obs(
             self_feat=z["self_feat"],
             agent_res=z["agent_res"],
