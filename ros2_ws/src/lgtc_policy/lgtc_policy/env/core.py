@@ -265,7 +265,8 @@ class ResourceEnv:
         sl = slice(None) if ids is None else ids
         pers = self.persistent[sl][:, None, :]
         cover = self._per_consumer(self.supply[sl], target)  # (K, M, r)
-        return torch.where(pers, (self.base[sl] - cover).clamp_min(0.0), self.base[sl])
+        # instantaneous types: base - 0 * cover = base (>= 0, so the clamp keeps it)
+        return (self.base[sl] - cover * pers).clamp_min(0.0)
 
     # ----------------------------------------------------------------------------------------
     # assignment (eq. 3)
@@ -346,12 +347,14 @@ class ResourceEnv:
         if not actions.is_floating_point():
             actions = actions.to(self.dtype)
         actions = actions.to(device=self.device, dtype=self.dtype)
-        if bool(torch.isfinite(actions).all()):  # the usual case: one reduction, no per-agent
+        # the usual case: one sum (finite iff every action is, unless it overflows: then the
+        # per-agent check below finds nothing), no per-agent work
+        if bool(torch.isfinite(actions.sum())):
             n_bad = torch.zeros(B, dtype=torch.long, device=self.device)
         else:
             bad = ~torch.isfinite(actions).all(-1)
             n_bad = bad.sum(-1)
-            if self.cfg.nan_actions == "raise":
+            if self.cfg.nan_actions == "raise" and bool(bad.any()):
                 b, i = torch.nonzero(bad)[0].tolist()
                 raise ActionError(
                     f"actions[{b}, {i}] = {actions[b, i].tolist()} is not finite; fix the "
@@ -427,8 +430,8 @@ class ResourceEnv:
         released_total = torch.minimum(total, self.base * inst_f)
         frac = released_total / total.clamp_min(1e-30)  # 0 where nothing is offered
         release = offered * frac.gather(1, tgt_idx)  # (B, N, r) released by each agent
-        self.supply = self.supply - release
-        self.supply = torch.where(self.supply < _EPS_Q, 0.0, self.supply)
+        supply = self.supply - release  # >= 0: release <= offered <= supply
+        self.supply = supply * (supply >= _EPS_Q)  # zero below _EPS_Q
         self.base = self.base - self._per_consumer(release, target)
         self.base = torch.where(self.base < _EPS_Q, 0.0, self.base)
         rel_i = release.sum(-1)  # (B, N)
@@ -471,10 +474,13 @@ class ResourceEnv:
         a = self.assignment
         has_a = (a >= 0) & act
         ac = a.clamp_min(0)
-        da = self.consumer_pos.gather(1, ac[..., None].expand(-1, -1, 2))  # (B, N, 2)
         ra = self.radius.gather(1, ac)
         dnow2 = dc2.gather(2, ac[..., None])[..., 0]  # ||p_i(t) - d_{a_i}||^2
-        dprev2 = ((prev_pos - da) ** 2).sum(-1)
+        # ||p_i(t-1) - d_{a_i}||^2 per coordinate on (B, N) planes (cf. consumer_geometry)
+        ddx = prev_pos[..., 0] - self.consumer_pos[..., 0].gather(1, ac)
+        ddy = prev_pos[..., 1] - self.consumer_pos[..., 1].gather(1, ac)
+        dprev2 = ddx * ddx
+        dprev2 += ddy * ddy
         inside_a = dnow2 <= ra * ra
         rw_id = torch.where(inside_a, cfg.gamma_id, cfg.w_progress * (dprev2 - dnow2))
         rw_id = rw_id * has_a
