@@ -8,10 +8,17 @@ same B, CPU), each on pre-drawn random actions in [-1, 1], and reports the media
 rounds in agent-steps per second (B * N / step time). Interleaving keeps a shared machine's
 load the same for both sides; ``*_cpu_*`` keys repeat the rates in process CPU time.
 
+Our side is warmed up for 10 steps before the rounds (VMAS for 2): in the first steps after a
+reset, agents that spawned inside an area deliver and the assignment is recomputed in several
+times more envs than later, so the rounds measure the steady part of an episode. The whole
+episode, first steps and the auto-reset at its end included (at B = 4096 the reset's 8-start
+assignment search on every env takes ~0.5 s), is measured separately: ``episode`` row.
+
 Extra rows: our env with ``assignment='none'`` (no eq. 3 work) and ``assignment='exact'``
 (the oracle per changed env; only at small B), median of rounds like the main table; at
 B = 4096 a third side in the same rounds, ``bare``: a batched single-integrator step with
-pairwise distances and nothing else (the floor the issue quotes, ~11 M agent-steps/s).
+pairwise distances and nothing else (the floor the issue quotes, ~11 M agent-steps/s); and
+one whole episode at B = 4096 from a fresh env (300 steps, the auto-reset included).
 
 Usage::
 
@@ -19,7 +26,7 @@ Usage::
 
 JSON (flat): ``agent_steps_per_s_b{B}``, ``vmas_agent_steps_per_s_b{B}``,
 ``speedup_vs_vmas_b{B}``, ``agent_steps_per_s_none_b4096``, ``agent_steps_per_s_exact_b64``,
-``bare_agent_steps_per_s_b4096``,
+``bare_agent_steps_per_s_b4096``, ``agent_steps_per_s_episode_b4096``,
 ``*_cpu`` variants, ``torch_threads``, ``date``, ``host`` (with the load average: on a
 shared machine absolute rates vary several-fold between runs; the side-by-side ratios less).
 """
@@ -111,8 +118,8 @@ def measure(B: int, steps: int, rounds: int, vmas_steps: int) -> dict[str, float
         sides["vmas"] = _vmas(B)
     if B == 4096:
         sides["bare"] = _bare(B)
-    for step in sides.values():  # warm-up: first calls allocate
-        _round(step, 2)
+    for name, step in sides.items():  # warm-up: first calls allocate; ours: see the docstring
+        _round(step, 10 if name == "ours" else 2)
     res: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
     for _ in range(rounds):
         for name, step in sides.items():
@@ -176,6 +183,13 @@ def main(argv: list[str] | None = None) -> dict:
         results[f"agent_steps_per_s_{mode}_b{B}"] = B * N_AGENTS / wall
         results[f"agent_steps_per_s_{mode}_cpu_b{B}"] = B * N_AGENTS / max(cpu, 1e-12)
         print(f"assignment={mode!r} B={B}: {B * N_AGENTS / wall:,.0f} agent-steps/s")
+    B = 4096
+    step = _ours(B)  # a fresh env: steps 0 .. T-1, the last one truncates and auto-resets
+    T = EnvConfig().episode_length
+    wall, cpu = _round(step, T)
+    results["agent_steps_per_s_episode_b4096"] = B * N_AGENTS / wall
+    results["agent_steps_per_s_episode_cpu_b4096"] = B * N_AGENTS / max(cpu, 1e-12)
+    print(f"whole episode B={B} ({T} steps, auto-reset included): {B * N_AGENTS / wall:,.0f}")
     results.update(
         torch_threads=torch.get_num_threads(),
         quick=int(args.quick),
