@@ -128,11 +128,13 @@ def local_search(
         Rs_ik = Rs.gather(2, ac[:, None, :].expand(-1, N, -1))  # [i, k] = R_{a_k} . s_i
         c_ik = ci.gather(2, ac[:, None, :].expand(-1, N, -1))  # [i, k] = c[i, a_k]
         diag_R = Rs_own  # R_{a_i} . s_i
-        dot = diag_R[:, :, None] - Rs_ik.transpose(1, 2) - Rs_ik + diag_R[:, None, :]
-        dswap = 2 * dot + dss2 + c_ik + c_ik.transpose(1, 2) - c_own[:, :, None]
-        dswap = dswap - c_own[:, None, :]
+        # in place, in the same order as 2 * dot + dss2 + c_ik + c_ik^T - c_own_i - c_own_k
+        dswap = diag_R[:, :, None] - Rs_ik.transpose(1, 2)
+        dswap.sub_(Rs_ik).add_(diag_R[:, None, :])
+        dswap.mul_(2).add_(dss2).add_(c_ik).add_(c_ik.transpose(1, 2))
+        dswap.sub_(c_own[:, :, None]).sub_(c_own[:, None, :])
         okp = pair & (ac[:, :, None] != ac[:, None, :])
-        dswap = torch.where(okp, dswap, big)
+        dswap.masked_fill_(~okp, big)
         best_swap, arg_swap = dswap.reshape(k, -1).min(-1)
         improve = torch.minimum(best_move, best_swap) < -_TOL  # (k,)
         if not bool(improve.any()):
