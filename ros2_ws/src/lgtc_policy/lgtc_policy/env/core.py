@@ -62,6 +62,15 @@ def keep_freed_memory() -> bool:
     return _malloc_tuned
 
 
+def _mask(op: Any, a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    """``op(a, b)`` (a torch comparison) as a 0/1 tensor of a's float dtype and shape.
+
+    On CPU a comparison that writes floats is several times faster than one that writes bools,
+    and a float 0/1 mask multiplies without a type promotion; ``.bool()`` of it is cheap too.
+    """
+    return op(a, b, out=torch.empty_like(a))
+
+
 class ResourceEnv:
     """B parallel copies of the world. See :class:`lgtc_policy.env.spec.BatchedEnvProtocol`.
 
@@ -238,10 +247,10 @@ class ResourceEnv:
         """From distances (K, N, M): the index of the nearest area containing each active agent
         (K, N), M where there is none ("target", the one-hot rows of the delivery are
         ``target[..., None] == arange(M)``); whether there is one (K, N); the nearest area's
-        index (K, N) (first of ties, 0 where there is none) and ``dist <= R_m`` (K, N, M) for
-        every agent."""
+        index (K, N) (first of ties, 0 where there is none) and ``dist <= R_m`` (K, N, M) as a
+        0/1 float mask for every agent."""
         rad = self.radius if ids is None else self.radius[ids]
-        inside = dist <= rad[:, None, :]
+        inside = _mask(torch.le, dist, rad[:, None, :])
         # dist / inside: dist where inside, +inf elsewhere (dist > R_m > 0 there), cheaper than
         # a where() on CPU
         dmin, nearest = (dist / inside).min(-1)  # first of ties, 0 if none
@@ -384,8 +393,8 @@ class ResourceEnv:
         """Adjacency (B, N, N) bool and S = D^-1 A (B, N, N) (``obs.comm_graph``: N_i within C,
         Remark 1) from the ``d2p`` of :meth:`_pair_d2`."""
         N = d2p.shape[-1]
-        adj = d2p <= self.cfg.comm_radius * self.cfg.comm_radius
-        a = adj.to(self.dtype)
+        a = _mask(torch.le, d2p, self.cfg.comm_radius * self.cfg.comm_radius)
+        adj = a.bool()
         # degrees as one (B N, N) x (N, 1) product: sums of 0/1 values are exact in any order
         deg = (a.view(-1, N) @ torch.ones(N, 1, dtype=self.dtype, device=self.device)).view(
             a.shape[:-1] + (1,)
@@ -431,7 +440,7 @@ class ResourceEnv:
         frac = released_total / total.clamp_min(1e-30)  # 0 where nothing is offered
         release = offered * frac.gather(1, tgt_idx)  # (B, N, r) released by each agent
         supply = self.supply - release  # >= 0: release <= offered <= supply
-        self.supply = supply * (supply >= _EPS_Q)  # zero below _EPS_Q
+        self.supply = supply * _mask(torch.ge, supply, _EPS_Q)  # zero below _EPS_Q
         self.base = self.base - self._per_consumer(release, target)
         self.base = torch.where(self.base < _EPS_Q, 0.0, self.base)
         rel_i = release.sum(-1)  # (B, N)
@@ -443,8 +452,9 @@ class ResourceEnv:
         M = cfg.n_consumers
         dec_m = (prev_demand - self.demand).sum(-1)  # (B, M)
         base_at = self.base.gather(1, tgt_idx)  # (B, N, r) requirement where the agent is
-        holds_p = (self.supply > 0) & (base_at > 0) & pers[:, None, :]
-        deliver_p = holds_p.any(-1).to(self.dtype) * has_tgt  # (B, N) delivering persistent
+        pers_f = pers.to(self.dtype)[:, None, :]  # (B, 1, r)
+        holds_p = _mask(torch.gt, self.supply, 0.0) * _mask(torch.gt, base_at, 0.0) * pers_f
+        deliver_p = holds_p.amax(-1) * has_tgt  # (B, N) 0/1: delivering persistent
         releasing_i = released_any.to(self.dtype) + deliver_p
         releasing = self._per_consumer(releasing_i[..., None], target)[..., 0] > 0  # (B, M)
         served = releasing | (self.demand.sum(-1) <= 0)
@@ -452,11 +462,11 @@ class ResourceEnv:
         rw_s = cfg.w_all_served * all_served[:, None] * actf  # (B, N)
         d2p = self._pair_d2(pos, act)  # (B, N, N), +inf outside the active pairs i != j
         eps2 = cfg.epsilon**2
-        close = d2p < eps2
+        close = _mask(torch.lt, d2p, eps2)  # (B, N, N) 0/1
         if cfg.collision_form == "hinge":  # eps^2 - d^2 where close, else <= 0 (or -inf)
             pen = (eps2 - d2p).clamp_min_(0.0)
         else:
-            pen = torch.where(close, d2p, 0.0)
+            pen = torch.where(close.bool(), d2p, 0.0)
         rw_ij = -cfg.gamma_collision * pen.sum(-1)  # (B, N)
         rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
         # a consumer's instantaneous demand can only become met in an env where something was
@@ -524,7 +534,7 @@ class ResourceEnv:
             "terminated": terminated,
             "truncated": truncated,
             "demand_satisfied": self.demand_satisfied(),
-            "collisions": close.flatten(1).sum(-1, dtype=torch.int32).long() // 2,
+            "collisions": close.flatten(1).sum(-1).long() // 2,  # exact: sums of 0/1
             "min_distance": d_pair,
             "nan_actions": n_bad,
             "episode_return": self.ep_return.clone(),
@@ -689,7 +699,7 @@ class ResourceEnv:
             rel_c, dc2 = consumer_geometry(self.pos, self.consumer_pos)
             d2p = self._pair_d2(self.pos, self.active)
             dist = dc2.sqrt_()
-            inside = dist <= self.radius[:, None, :]
+            inside = _mask(torch.le, dist, self.radius[:, None, :])
         else:
             rel_c, dist, inside, d2p = geometry
         z = agent_observation(

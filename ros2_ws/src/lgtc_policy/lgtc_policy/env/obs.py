@@ -65,8 +65,8 @@ def agent_observation(
         v_max: speed limit used to normalise the velocity.
         geometry: optional ``(rel_c, dist, inside)`` of these agents and consumers: rel_c
             (2, lead, M) from :func:`consumer_geometry`, dist (lead, M) its ``d2.sqrt()`` and
-            inside (lead, M) bool ``dist <= consumer_radius`` (the env passes what it computed
-            for delivery); computed here when omitted.
+            inside (lead, M) ``dist <= consumer_radius``, bool or 0/1 (the env passes what it
+            computed for delivery); computed here when omitted.
 
     Returns:
         dict with ``self_feat`` (..., 4+2r), ``agent_res`` (..., r, 4+r), ``consumer_feat``
