@@ -91,7 +91,9 @@ def local_search(
     eye = torch.eye(N, dtype=torch.bool, device=dev)
     ar_n = torch.arange(N, device=dev)
     ar_m = torch.arange(M, device=dev)
-    # working set: the instances still improving (compacted when half of them have stopped);
+    # working set: the instances still improving (compacted as soon as one has stopped: an
+    # instance's search does not depend on the others in the batch, and the slicing costs
+    # less than carrying stopped instances through another iteration);
     # the quantities that do not depend on the assignment are sliced only when it shrinks
     idx = torch.arange(K, device=dev)
 
@@ -152,7 +154,7 @@ def local_search(
         else:
             a.index_copy_(0, idx, new)
         keep = torch.nonzero(improve).squeeze(-1)
-        if 2 * keep.numel() <= k:
+        if keep.numel() < k:
             idx = idx[keep]
             si, s2i2, ci, acti, demi, infeas, dss2, pair = (
                 x[keep] for x in (si, s2i2, ci, acti, demi, infeas, dss2, pair)
