@@ -11,19 +11,26 @@ position jittered by up to ``--jitter`` metres (seeded), so runs differ. The con
 * the victim's *consumer* is the one whose interaction area held it (floor distance
   ``<= R_m``, airborne; the nearest on overlap, the simulator's coverage rule) at the last
   sample before its battery emptied;
+* the allocation at the event is *complete* when every consumer's area held an airborne
+  robot (Fig. 5 starts from one: "the drones allocate their resources to target locations");
+  ``uncovered_at_event`` lists the consumers that held none;
 * that consumer is *abandoned* when no other airborne robot was inside its area then;
 * *re-cover time*: first sim time after the event at which another airborne robot is inside
-  the area; ``recovered_by`` names it and ``recovered_from`` the consumer whose area held it
-  at the event (Fig. 5: "a drone of another subteam"; ``null``: it was in no area);
+  the area **and** every other consumer still holds one (the new allocation covers all M
+  consumers with the N - 1 robots left, as eq. 3 requires; a robot that only moves the gap
+  to the consumer it left does not count); ``recovered_by`` names the robot inside the
+  victim's consumer then and ``recovered_from`` the consumer whose area held it at the event
+  (Fig. 5: "a drone of another subteam"; ``null``: it was in no area);
   ``covered_after_pct``: share of the samples after the event in which another airborne robot
-  is inside (a pass-through scores low, a new allocation high);
-* a run **succeeds** when the victim landed and the abandoned consumer was re-covered within
-  ``--window`` seconds (40 s: the issue's goal; the paper reports the new allocation about
-  35 s later). A run in which nothing was abandoned does not exercise the reallocation and is
-  not a success: ``outcome`` says which case it was (``re-covered``, ``not re-covered``,
-  ``not landed``, ``not abandoned``: another robot was already inside the victim's consumer,
-  ``victim in no area``: the victim was serving no consumer, ``no event``: the run ended
-  first).
+  is inside the victim's consumer (a pass-through scores low, a new allocation high);
+* a run **succeeds** when the allocation was complete, the victim landed and the abandoned
+  consumer was re-covered within ``--window`` seconds (40 s: the issue's goal; the paper
+  reports the new allocation about 35 s later). A run in which nothing was abandoned does not
+  exercise the reallocation and is not a success: ``outcome`` says which case it was
+  (``re-covered``, ``not re-covered``, ``not landed``, ``not abandoned``: another robot was
+  already inside the victim's consumer, ``incomplete allocation``: some consumer held no
+  robot at the event, so there was no allocation to repair, ``victim in no area``: the
+  victim was serving no consumer, ``no event``: the run ended first).
 
 Writes ``<out>/discharge.json`` (per run and the success count) and, with ``--figure``, a
 Fig. 5-style PNG of the first run (top view coloured by cluster, cluster id over time).
@@ -126,10 +133,23 @@ def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0)
     m = int(at[victim])
     out["consumer"] = cfg.consumers[m].name
     out["abandoned"] = not bool((at[others] == m).any())
+    n_cons = len(cfg.consumers)
+    empty = np.bincount(at[at >= 0], minlength=n_cons) == 0
+    out["uncovered_at_event"] = [cfg.consumers[k].name for k in np.flatnonzero(empty)]
     after = np.nonzero(times >= ev.t)[0]
-    held = np.array([(area(positions[k])[others] == m) for k in after])  # (K, N - 1)
+    where = np.array([area(positions[k])[others] for k in after])  # (K, N - 1)
+    held = where == m
     covered = held.any(axis=1)
+    every = np.array([np.isin(np.arange(n_cons), row).all() for row in where], dtype=bool)
     out["covered_after_pct"] = float(100.0 * covered.mean()) if covered.size else math.nan
+    if empty.any():
+        out.update(
+            success=False,
+            outcome="incomplete allocation",
+            reason=f"{', '.join(out['uncovered_at_event'])} held no robot at the event: "
+            "there was no complete allocation to repair",
+        )
+        return out
     if not out["abandoned"]:
         out.update(
             success=False,
@@ -138,8 +158,8 @@ def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0)
         )
         return out
     recover, by, came_from = math.nan, None, None
-    if covered.any():
-        k = int(np.argmax(covered))
+    if every.any():
+        k = int(np.argmax(every))
         recover = float(times[after[k]] - ev.t)
         j = int(others[np.argmax(held[k])])
         by = cfg.robots[j].name

@@ -132,6 +132,42 @@ def test_victim_outside_every_area_and_rim_and_height_rules():
     assert analyse(cfg, times, pos)["outcome"] == "victim in no area"
 
 
+def test_incomplete_allocation_at_the_event_is_not_a_reallocation():
+    """Everyone crowding c1 (one at c3): c2 held nobody, so c3 filling up again later is not
+    the paper's reallocation."""
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    pos[:, 3, :2] = (C1[0], C1[1] + 0.15)
+    pos[:, 4, :2] = (C1[0], C1[1] - 0.15)
+    land(times, pos, 2, 50.0)
+    pos[times >= 52.0, 0, :2] = C3
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "incomplete allocation" and res["success"] is False
+    assert res["uncovered_at_event"] == ["c2"] and "c2 held no robot" in res["reason"]
+
+
+def test_moving_the_gap_is_not_a_re_cover_until_every_consumer_is_held_again():
+    """cf1 alone at c1 flies to c3 at 52 s: c1 is empty until cf2 (from c2) arrives at 60 s,
+    so the allocation is complete again, and the re-cover counted, only from 60 s."""
+    cfg = load_config(base_mapping())
+    times, pos = hover()
+    pos[:, 1, :2] = (C2[0], C2[1] + 0.15)  # c1: cf1 alone; c2: cf2, cf4, cf5
+    land(times, pos, 2, 50.0)
+    pos[times >= 52.0, 0, :2] = C3
+    pos[times >= 60.0, 1, :2] = C1
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "re-covered" and res["uncovered_at_event"] == []
+    assert res["recover_s"] == pytest.approx(10.0, abs=1e-9) and res["success"] is True
+    assert res["recovered_by"] == "cf1" and res["recovered_from"] == "c1"
+    times, pos = hover()
+    pos[:, 1, :2] = (C2[0], C2[1] + 0.15)
+    land(times, pos, 2, 50.0)
+    pos[times >= 52.0, 0, :2] = C3  # and nobody refills c1
+    res = analyse(cfg, times, pos)
+    assert res["outcome"] == "not re-covered" and math.isnan(res["recover_s"])
+    assert res["covered_after_pct"] == pytest.approx(100 * (1 - 40 / 201))  # c3 held: gap moved
+
+
 def test_victim_that_does_not_land_and_run_that_ends_early():
     cfg = load_config(base_mapping())
     times, pos = hover()
@@ -163,11 +199,12 @@ def test_bad_trajectory_and_config_without_event_are_errors():
     window=st.floats(1.0, 60.0),
 )
 def test_success_is_exactly_an_abandoned_consumer_recovered_in_the_window(seed, t_enter, window):
-    """Whatever the other drones do, success <=> landed, abandoned, re-covered <= window."""
+    """Wherever the pairs at c1 / c2 hover, success <=> landed, abandoned, re-covered <=
+    window (the mover leaves a partner behind, so every consumer stays covered)."""
     cfg = load_config(base_mapping())
     rng = np.random.default_rng(seed)
     times, pos = hover(100.0)
-    pos[:, [0, 1, 3, 4], :2] += rng.uniform(-0.6, 0.6, (1, 4, 2))  # anywhere near c1 / c2
+    pos[:, [0, 1, 3, 4], :2] += rng.uniform(-0.1, 0.1, (1, 4, 2))  # anywhere inside c1 / c2
     land(times, pos, 2, 50.0)
     j = int(rng.integers(0, 4))
     pos[times >= t_enter, [0, 1, 3, 4][j], :2] = (0.1, -0.35)
