@@ -10,6 +10,8 @@ the exact objective; ``lgtc_policy.env.assign`` gives the proven optimum.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 _TOL = 1e-9
@@ -206,9 +208,16 @@ def multistart_search(
         uncovered = (_counts(a, M) == 0).any(-1) & (active.sum(-1) >= M)
         starts.append(torch.where(uncovered[:, None], start, a))
 
-    def rep(x: torch.Tensor) -> torch.Tensor:
-        return x.repeat(R, *([1] * (x.dim() - 1)))
-
-    a = local_search(torch.cat(starts), rep(supply), rep(demand), rep(cost), rep(active))
-    f = batched_objective(a, rep(supply), rep(demand), rep(cost), rep(active)).view(R, K)
-    return a.view(R, K, N)[f.argmin(0), torch.arange(K, device=dev)]
+    # a restart equal to ``start`` (often the re-covered fallback: ~23 % of them at a default
+    # reset) would repeat restart 0's search and tie with it, and a tie goes to restart 0:
+    # search only the others (same result, an instance's search does not depend on the batch)
+    a = torch.cat(starts)  # (R K, N), row s K + k: restart s of instance k
+    fresh = torch.ones(R, K, dtype=torch.bool, device=dev)
+    fresh[1:] = (torch.stack(starts[1:]) != start).any(-1)
+    rows = torch.nonzero(fresh.reshape(-1)).squeeze(-1)
+    inst = rows % K
+    so, de, c, act = supply[inst], demand[inst], cost[inst], active[inst]
+    a[rows] = found = local_search(a[rows], so, de, c, act)
+    f = torch.full((R * K,), math.inf, dtype=cost.dtype, device=dev)
+    f[rows] = batched_objective(found, so, de, c, act)
+    return a.view(R, K, N)[f.view(R, K).argmin(0), torch.arange(K, device=dev)]
