@@ -271,7 +271,8 @@ def test_all_services_fan_out_and_emergency_stop(world):
     resp = probe.call("/all/emergency_stop")
     assert resp.success
     assert wait_for(lambda: json.loads(probe.diag.get("modes", "{}")).get("failed") == 4, 4)
-    assert probe.pose("cf1")[2] == 0.0
+    # the pose topic is published at control_hz: the next message after the stop is on the floor
+    assert wait_for(lambda: probe.pose("cf1")[2] == 0.0, 2)
     resp = probe.call("/all/takeoff")
     assert not resp.success and "failed" in resp.message
 
