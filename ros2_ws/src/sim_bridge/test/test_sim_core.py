@@ -629,6 +629,6 @@ def test_release_matches_the_training_env(inst):
         np.testing.assert_allclose(sim.supply, env.supply[0].numpy(), atol=tol)
         np.testing.assert_allclose(sim.demand, env.demand[0].numpy(), atol=tol)
         np.testing.assert_allclose(sim.requirement, env.base[0].numpy(), atol=tol)
-        tgt = env._targets()[0].numpy()
-        expect = np.where(tgt.any(-1), tgt.argmax(-1), -1)
+        tgt = env._targets()[0].numpy()  # (N,) nearest area holding each agent, M: none
+        expect = np.where(tgt < m, tgt, -1)
         assert sim.serving.tolist() == expect.tolist()
