@@ -321,7 +321,7 @@ def test_nearest_area_equals_a_loop_with_ties_and_overlaps(M, N, seed, on_grid):
     grid = np.linspace(-0.5, 0.5, 5)
     cpos = rng.choice(grid, (K, M, 2)) if on_grid else rng.uniform(-0.5, 0.5, (K, M, 2))
     pos = rng.choice(grid, (K, N, 2)) if on_grid else rng.uniform(-0.6, 0.6, (K, N, 2))
-    rad = rng.choice([0.25, 0.5, 0.3], (K, M))
+    rad = rng.choice([0.25, 0.5, 0.3, 0.0, -0.1], (K, M))  # R = 0 and R < 0 too: no NaN
     act = rng.random((K, N)) < 0.8
     env.radius = torch.as_tensor(rad, dtype=torch.float32)
     dist = consumer_geometry(torch.as_tensor(pos).float(), torch.as_tensor(cpos).float())[1]

@@ -251,9 +251,10 @@ class ResourceEnv:
         0/1 float mask for every agent."""
         rad = self.radius if ids is None else self.radius[ids]
         inside = _mask(torch.le, dist, rad[:, None, :])
-        # dist / inside: dist where inside, +inf elsewhere (dist > R_m > 0 there), cheaper than
-        # a where() on CPU
-        dmin, nearest = (dist / inside).min(-1)  # first of ties, 0 if none
+        # (1 / inside - 1) + dist: exactly dist where inside, +inf elsewhere (never NaN, whatever
+        # R_m is), cheaper than a where() on CPU
+        masked = torch.reciprocal(inside).sub_(1.0).add_(dist)
+        dmin, nearest = masked.min(-1)  # first of ties, 0 if none
         has = (dmin < math.inf) & act
         target = torch.where(has, nearest, dist.shape[-1])
         return target, has, nearest, inside
