@@ -249,6 +249,29 @@ def test_load_scenario_copies_a_world_and_names_bad_fields():
         env.load_scenario(0, **{**world, "pos": torch.full((10, 2), float("nan"))})
 
 
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("radius", 0.0, "radius .* must be > 0"),
+        ("radius", -0.1, "radius .* must be > 0"),
+        ("supply", -1.0, "must be >= 0"),
+        ("demand", float("inf"), "demand contains NaN/inf"),
+        ("pos", torch.zeros(3), "pos has shape"),
+    ],
+)
+def test_rejected_set_state_leaves_the_env_untouched(field, value, match):
+    """Every field is checked before anything is written (here pos comes first and is
+    valid): a rejected call changes nothing, in any env."""
+    env = ResourceEnv(EnvConfig(auto_reset=False), batch_size=2, seed=4)
+    before = {k: getattr(env, k).clone() for k in ("pos", "supply", "base", "radius", "t")}
+    good_pos = torch.full((10, 2), 0.5)
+    kw = {"pos": good_pos, field: value} if field != "pos" else {"pos": value}
+    with pytest.raises(EnvConfigError, match=match):
+        env.set_state([1], **kw)
+    for k, v in before.items():
+        assert torch.equal(getattr(env, k), v), k
+
+
 def test_large_cpu_env_keeps_freed_memory():
     import os
     import platform

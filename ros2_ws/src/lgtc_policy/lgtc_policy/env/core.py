@@ -621,24 +621,35 @@ class ResourceEnv:
             "active": (active, self.active),
             "assignment": (assignment, self.assignment),
         }
+        # every field is checked before anything is written: a rejected call leaves the env
+        # exactly as it was
+        new: dict[str, torch.Tensor] = {}
         for name, (value, dest) in fields_.items():
             if value is None:
                 continue
+            arg = "demand" if name == "base" else name  # the caller's argument
             v = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
-            v = v.to(device=self.device, dtype=dest.dtype).clone()  # may be a view of the state
+            v = v.to(device=self.device, dtype=dest.dtype)
             try:
-                dest[ids] = v.expand_as(dest[ids])
+                new[name] = v.expand_as(dest[ids]).clone()  # v may be a view of the state
             except RuntimeError as exc:
                 raise EnvConfigError(
-                    f"set_state: {name} has shape {tuple(v.shape)}, expected "
+                    f"set_state: {arg} has shape {tuple(v.shape)}, expected "
                     f"{tuple(dest[ids].shape)} (or broadcastable)"
                 ) from exc
             if name in ("pos", "supply", "base", "radius", "consumer_pos") and not bool(
-                torch.isfinite(dest[ids]).all()
+                torch.isfinite(new[name]).all()
             ):
-                raise EnvConfigError(f"set_state: {name} contains NaN/inf")
-        if bool((self.supply[ids] < 0).any()) or bool((self.base[ids] < 0).any()):
-            raise EnvConfigError("set_state: supplies and demands must be >= 0")
+                raise EnvConfigError(f"set_state: {arg} contains NaN/inf")
+        for name in ("supply", "base"):
+            if name in new and bool((new[name] < 0).any()):
+                raise EnvConfigError("set_state: supplies and demands must be >= 0")
+        if "radius" in new and bool((new["radius"] <= 0).any()):
+            raise EnvConfigError(
+                "set_state: radius (the interaction radius R_m of each consumer) must be > 0"
+            )
+        for name, v in new.items():
+            fields_[name][1][ids] = v
         if demand is not None:
             self.demand0[ids] = self.base[ids]
         self.pos[ids] = self.pos[ids].clamp(-1.0, 1.0)
