@@ -194,10 +194,8 @@ def _shipped():
     return SHIPPED
 
 
-# Acceptance tests of a *trained* policy (issue 7): both pass with the shipped checkpoint (stage
-# 3 of TRAINING.md). The discharge test was a strict xfail with the earlier checkpoints (the
-# discharged drone was not the one serving a consumer alone, in the core env too); the stage-3
-# policy passes it (4 of 4 runs at 15:12-15:16 UTC on 2026-11-21).
+# Acceptance tests of a *trained* policy (issue 7), run with the shipped checkpoint (stage 3 of
+# TRAINING.md; docs/mission.md records which checkpoints pass them).
 
 
 def test_three_robot_mission_reaches_its_consumers(tmp_path):
