@@ -177,7 +177,12 @@ def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0)
 
 
 def summarise(results: list[dict], backend: str, checkpoint: str | None, window: float) -> dict:
-    """The study's summary: success count (the issue's goal), runs per ``outcome``."""
+    """The study's summary: success count (the issue's goal), runs per ``outcome``.
+
+    ``successes_from_subteam`` counts the successes whose re-covering drone was inside another
+    consumer's area at the event (``recovered_from`` set): Fig. 5's "a drone of another
+    subteam relocates". The others were re-covered by a drone that held no area then (a spare
+    or a drone hovering outside every area)."""
     outcomes: dict[str, int] = {}
     for r in results:
         outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
@@ -186,6 +191,9 @@ def summarise(results: list[dict], backend: str, checkpoint: str | None, window:
         "checkpoint": checkpoint,
         "runs": len(results),
         "successes": sum(bool(r["success"]) for r in results),
+        "successes_from_subteam": sum(
+            bool(r["success"]) and r.get("recovered_from") is not None for r in results
+        ),
         "abandoned": sum(bool(r.get("abandoned")) for r in results),
         "outcomes": outcomes,
         "window_s": window,
@@ -540,10 +548,16 @@ def _finish(summary: dict, out: Path, window: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "discharge.json").write_text(json.dumps(summary, indent=2) + "\n")
     cases = ", ".join(f"{v} {k}" for k, v in sorted(summary["outcomes"].items()))
-    print(
+    line = (
         f"[{summary['backend']}] re-covered within {window:g} s in {summary['successes']} of "
         f"{summary['runs']} runs ({summary['abandoned']} abandoned a consumer; {cases})"
     )
+    if summary["successes"]:
+        line += (
+            f"; {summary['successes_from_subteam']} of the re-covers by a drone of another "
+            "consumer's area (Fig. 5), the others by a drone that held no area"
+        )
+    print(line)
 
 
 def main_core(ns: argparse.Namespace) -> int:

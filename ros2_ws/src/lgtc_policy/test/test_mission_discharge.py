@@ -22,6 +22,7 @@ from lgtc_policy.mission_discharge import (
     discharge_study_core,
     main,
     reanalyse,
+    summarise,
     variant,
 )
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
@@ -340,3 +341,18 @@ def test_expert_yardstick_reallocates_as_in_fig5():
     # the ros backend flies the policy through the cbf_filter nodes
     assert main(["--controller", "expert", "--runs", "1"]) == 2
     assert main(["--no-cbf", "--runs", "1"]) == 2
+
+
+def test_summary_tells_subteam_re_covers_from_spares():
+    """Fig. 5 is a drone of another subteam moving over; a drone that held no area at the
+    event (a spare) also re-covers, and the summary keeps the two apart."""
+    runs = [
+        {"outcome": "re-covered", "success": True, "abandoned": True, "recovered_from": "c2"},
+        {"outcome": "re-covered", "success": True, "abandoned": True, "recovered_from": None},
+        {"outcome": "re-covered", "success": True, "abandoned": True, "recovered_from": None},
+        {"outcome": "not re-covered", "success": False, "abandoned": True},
+        {"outcome": "not abandoned", "success": False, "abandoned": False},
+    ]
+    s = summarise(runs, "core", None, 40.0)
+    assert (s["successes"], s["successes_from_subteam"], s["abandoned"]) == (3, 1, 4)
+    assert s["outcomes"] == {"re-covered": 3, "not re-covered": 1, "not abandoned": 1}
