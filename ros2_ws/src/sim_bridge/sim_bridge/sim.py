@@ -40,6 +40,11 @@ draw (optional velocity noise) comes from ``numpy.random.default_rng(seed)``.
 Commands are world-frame velocities [m/s] with an age; a command older than
 ``CMD_TIMEOUT_S`` [s] of sim time means hold still. Non-finite commands and commands
 faster than ``CMD_REJECT_FACTOR * max_speed`` are rejected, counted, and the robot holds.
+A robot that has flown (driven) on a fresh command since its take-off and then receives none
+for ``SimParams.land_after_s`` [s] of sim time lands (a ground robot is disabled), exactly as
+the radio and ground bridges' watchdogs do on hardware (the failure ladder of
+:mod:`sim_bridge.topics`); the step reports it as a ``watchdog_land`` event. A robot that never
+received a command after take-off hovers, as the Crazyflie's high-level commander does.
 """
 
 from __future__ import annotations
@@ -50,17 +55,7 @@ from enum import IntEnum
 import numpy as np
 
 from sim_bridge.config import Event, SwarmConfig
-from sim_bridge.topics import CMD_TIMEOUT_S
-
-#: A command faster than this multiple of the robot's max speed is garbage, not saturated.
-CMD_REJECT_FACTOR = 5.0
-
-
-def valid_command(vx: float, vy: float, vz: float, max_speed: float) -> bool:
-    """True for a finite velocity [m/s] not faster than ``CMD_REJECT_FACTOR * max_speed``."""
-    speed_sq = vx * vx + vy * vy + vz * vz
-    limit = CMD_REJECT_FACTOR * max_speed
-    return speed_sq == speed_sq and speed_sq <= limit * limit  # NaN != NaN; inf > limit
+from sim_bridge.topics import CMD_REJECT_FACTOR, CMD_TIMEOUT_S, LAND_AFTER_S
 
 
 class Mode(IntEnum):
@@ -87,6 +82,8 @@ class SimParams:
         projection_distance: ``l`` of the unicycle's near-identity map [m].
         min_flight_z: lowest altitude above the floor a flying drone is held at [m].
         velocity_noise_std: std of Gaussian noise added to executed velocities [m/s].
+        land_after_s: sim time [s] without a fresh command after which a robot that was
+            flying on commands lands (``topics.LAND_AFTER_S``, as the bridges).
     """
 
     takeoff_speed: float = 0.5
@@ -94,6 +91,7 @@ class SimParams:
     projection_distance: float = 0.1
     min_flight_z: float = 0.05
     velocity_noise_std: float = 0.0
+    land_after_s: float = LAND_AFTER_S
 
 
 class Simulator:
@@ -188,6 +186,8 @@ class Simulator:
         self.cmd = np.zeros((self.n, 3))
         self.cmd_time = np.full(self.n, -np.inf)
         self.rejected = np.zeros(self.n, dtype=np.int64)
+        self.commanded = np.zeros(self.n, dtype=bool)
+        self.watchdog_landings = np.zeros(self.n, dtype=np.int64)
         self.t = 0.0
         self.steps = 0
         self._events = list(cfg.events)
@@ -276,6 +276,7 @@ class Simulator:
             return True, f"{self.names[i]} already {mode.name.lower()}"
         self.mode[i] = Mode.TAKING_OFF if self.is_drone[i] else Mode.FLYING
         self.cmd_time[i] = -np.inf
+        self.commanded[i] = False
         return True, f"{self.names[i]} taking off" if self.is_drone[i] else "driving enabled"
 
     def land(self, robot: int | str) -> tuple[bool, str]:
@@ -287,6 +288,7 @@ class Simulator:
         if mode in (Mode.GROUNDED, Mode.LANDING):
             return True, f"{self.names[i]} already {mode.name.lower()}"
         self.mode[i] = Mode.LANDING if self.is_drone[i] else Mode.GROUNDED
+        self.commanded[i] = False
         return True, f"{self.names[i]} landing" if self.is_drone[i] else "driving disabled"
 
     def emergency_stop(self, robot: int | str) -> tuple[bool, str]:
@@ -344,7 +346,14 @@ class Simulator:
         mode = self.mode
         internal = self._internal
         moving = (mode == _FLYING) & internal
-        active = moving & ((self.t - self.cmd_time) <= CMD_TIMEOUT_S)
+        silence = self.t - self.cmd_time
+        active = moving & (silence <= CMD_TIMEOUT_S)
+        self.commanded |= active
+        # Failure ladder (topics): flown on commands, then none for land_after_s -> land.
+        quiet = moving & self.commanded & (silence > self.params.land_after_s)
+        if quiet.any():
+            fired = fired + self._watchdog_land(np.flatnonzero(quiet), silence)
+            moving = (mode == _FLYING) & internal
         cmd = self.cmd * active[:, None]
         if self.params.velocity_noise_std > 0.0:
             cmd += moving[:, None] * self.rng.normal(
@@ -399,6 +408,21 @@ class Simulator:
         self.t = (self.steps + 1) * dt
         self.steps += 1
         return fired
+
+    def _watchdog_land(self, rows: np.ndarray, silence: np.ndarray) -> list[dict]:
+        records = []
+        for i in rows.tolist():
+            self.land(i)
+            self.watchdog_landings[i] += 1
+            record = {
+                "t": self.t,
+                "type": "watchdog_land",
+                "robot": self.names[i],
+                "silence_s": round(float(silence[i]), 3),
+            }
+            self.event_log.append(record)
+            records.append(record)
+        return records
 
     def _release(self) -> None:
         """Resource release at consumers, LGTC paper Sec. II (see the module docstring)."""

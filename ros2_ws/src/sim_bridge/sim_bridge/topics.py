@@ -22,8 +22,10 @@ Per-robot topics (namespace ``/<robot>``)
                        not carried (the CBF needs positions only).
 ``cmd_vel_nominal``    geometry_msgs/TwistStamped, frame ``world``: the policy's command.
 ``cmd_vel``            geometry_msgs/TwistStamped, frame ``world``: the CBF-filtered command
-                       that the world / bridge executes. A command older than
-                       ``CMD_TIMEOUT_S`` means "hold still".
+                       that the world / bridge executes. Only a *fresh* command moves a
+                       robot (see "Command freshness" below); anything else means "hold
+                       still", and a robot that was flying on commands lands when none has
+                       been fresh for ``LAND_AFTER_S``.
 ``comm/out``           std_msgs/Float64MultiArray: a message the robot broadcasts to its
                        neighbours (layout below). Only the comm relay subscribes.
 ``comm/in``            std_msgs/Float64MultiArray: messages delivered by the comm relay
@@ -32,6 +34,28 @@ Per-robot topics (namespace ``/<robot>``)
 ``takeoff``, ``land``, ``emergency_stop``  std_srvs/Trigger services, offered by whoever
                        owns the robot (the world for ``sim``, the bridge for ``cflib`` /
                        ``external``). ``/all/…`` services fan out to these.
+
+Command freshness (every consumer of a command: CBF node, world, radio and ground bridges)
+-----------------------------------------------------------------------------------------
+A command stamped ``stamp`` [s] and received at ``rx`` [s] (both on the consumer's clock) is
+*fresh* at time ``now`` only if
+
+    ``now - CMD_TIMEOUT_S <= stamp <= now + CMD_CLOCK_SKEW_S``  and  ``now - rx <= CMD_TIMEOUT_S``
+
+(:func:`command_fresh`). An unstamped (zero) stamp is never fresh; a stamp in the future beyond
+the skew is rejected on receipt, counted, and never executed or forwarded. A node acts on
+fresh input only and never re-publishes an input it has not freshly received; a forwarded
+command keeps the original stamp, so the next consumer still measures the age of the
+*policy's* decision. Commands faster than ``CMD_REJECT_FACTOR * max_speed`` or not finite are
+garbage (:func:`command_valid`): rejected and counted; finite commands between ``max_speed``
+and that bound are clipped to ``max_speed`` and counted as clipped.
+
+Failure ladder of a robot whose commands stop (silent, frozen or crashed policy, dead
+filter), the same in the simulator and on the bridges: no fresh command for
+``CMD_TIMEOUT_S`` -> hold still (hover / stop); none for ``LAND_AFTER_S`` while it was flying
+on commands -> land (drones) or disable (ground robots). A robot that has taken off but
+never received a command hovers on its take-off setpoint, as the Crazyflie's high-level
+commander does.
 
 Comm message layout (``comm/out`` and ``comm/in``)
 --------------------------------------------------
@@ -72,8 +96,17 @@ Swarm-wide
 
 from __future__ import annotations
 
+import math
+
 WORLD_FRAME = "world"
+#: A command older than this [s] (by stamp or by receipt) is stale: hold still.
 CMD_TIMEOUT_S = 0.3
+#: How far in the future [s] a command's stamp may lie (clock skew between hosts).
+CMD_CLOCK_SKEW_S = 0.05
+#: No fresh command for this long [s] while flying on commands: land.
+LAND_AFTER_S = 2.0
+#: A command faster than this multiple of the robot's max speed is garbage, not saturated.
+CMD_REJECT_FACTOR = 5.0
 
 POSE = "pose"
 RESOURCES = "resources"
@@ -99,6 +132,47 @@ ALL_EMERGENCY_STOP = "/all/emergency_stop"
 
 CONSUMER_FIXED_FIELDS = ("x", "y", "radius", "active")
 COMM_HEADER_LEN = 2  # sender_index, stamp_s
+
+
+def stamp_ok(
+    stamp_s: float,
+    now_s: float,
+    timeout_s: float = CMD_TIMEOUT_S,
+    skew_s: float = CMD_CLOCK_SKEW_S,
+) -> bool:
+    """The stamp half of the freshness rule: ``now - timeout <= stamp <= now + skew``.
+
+    A zero (unset) or non-finite stamp is never fresh.
+    """
+    if stamp_s == 0.0 or not math.isfinite(stamp_s) or not math.isfinite(now_s):
+        return False
+    return now_s - timeout_s <= stamp_s <= now_s + skew_s
+
+
+def command_fresh(
+    stamp_s: float,
+    rx_s: float,
+    now_s: float,
+    timeout_s: float = CMD_TIMEOUT_S,
+    skew_s: float = CMD_CLOCK_SKEW_S,
+) -> bool:
+    """Freshness rule of the wire contract (module docstring, "Command freshness").
+
+    Args:
+        stamp_s: the command's ``header.stamp`` [s] on the consumer's clock.
+        rx_s: when the consumer received it [s], same clock.
+        now_s: the consumer's clock now [s].
+        timeout_s: ``CMD_TIMEOUT_S`` unless the node is configured otherwise.
+        skew_s: largest accepted future stamp [s].
+    """
+    return stamp_ok(stamp_s, now_s, timeout_s, skew_s) and now_s - rx_s <= timeout_s
+
+
+def command_valid(vx: float, vy: float, vz: float, max_speed: float) -> bool:
+    """True for a finite velocity [m/s] not faster than ``CMD_REJECT_FACTOR * max_speed``."""
+    speed_sq = vx * vx + vy * vy + vz * vz
+    limit = CMD_REJECT_FACTOR * max_speed
+    return speed_sq == speed_sq and speed_sq <= limit * limit  # NaN != NaN; inf > limit
 
 
 def robot_topic(robot: str, name: str) -> str:

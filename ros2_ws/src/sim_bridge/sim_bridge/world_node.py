@@ -48,7 +48,7 @@ from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, force_sim, load_config
 from sim_bridge.markers import swarm_markers
 from sim_bridge.ros.spin import spin_node
-from sim_bridge.sim import Mode, Simulator, valid_command
+from sim_bridge.sim import Mode, Simulator
 
 _AIRBORNE_Z = 0.1  # [m] a drone with an external pose above this is flying
 MAX_CATCHUP = 5  # most simulator steps one late tick may take
@@ -173,7 +173,7 @@ class WorldNode(Node):
 
     def _on_cmd(self, i: int, msg: TwistStamped) -> None:
         v = msg.twist.linear
-        if not valid_command(v.x, v.y, v.z, self.max_speed[i]):
+        if not topics.command_valid(v.x, v.y, v.z, self.max_speed[i]):
             self.rejected[i] += 1
             self.cmd[i] = 0.0
             self.cmd_stamp_ns[i] = self.get_clock().now().nanoseconds  # hold still, fresh

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_bridge.config import load_config
-from sim_bridge.sim import CMD_REJECT_FACTOR, Mode, Simulator, valid_command
-from sim_bridge.topics import CMD_TIMEOUT_S
+from sim_bridge.sim import Mode, Simulator
+from sim_bridge.topics import CMD_REJECT_FACTOR, CMD_TIMEOUT_S
+from sim_bridge.topics import command_valid as valid_command
 
 
 def make_cfg(robots=None, consumers=None, events=None, **top):
