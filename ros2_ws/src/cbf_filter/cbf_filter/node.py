@@ -5,13 +5,21 @@ Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics f
 
 * subscribes ``pose`` (PoseStamped), ``neighbors`` (PoseArray: the other robots inside the
   sensing radius) and ``cmd_vel_nominal`` (TwistStamped, world frame);
-* publishes ``cmd_vel`` (TwistStamped, world frame) on every nominal command and at least at
-  ``control_hz``. A filtered command keeps the nominal command's stamp, so the consumer's
-  staleness rule (``CMD_TIMEOUT_S``) still measures the age of the *policy's* decision; a
-  zero command (stale or missing nominal, pose or neighbours, or a filter fallback) is
-  stamped now. Never NaN/inf;
+* publishes ``cmd_vel`` (TwistStamped, world frame) on every fresh nominal command and at
+  least at ``control_hz``. Freshness is the wire contract's rule
+  (:func:`sim_bridge.topics.command_fresh`): a nominal whose stamp lies outside
+  ``[now - cmd_timeout, now + CMD_CLOCK_SKEW_S]`` is rejected on receipt and counted (it never
+  replaces the last good one), and a stored nominal is re-filtered on the timer only while
+  both its stamp and its receipt are younger than ``cmd_timeout``. A filtered command keeps
+  the nominal command's stamp, so the consumer's staleness rule still measures the age of
+  the *policy's* decision; a zero command (stale or missing nominal, pose or neighbours, a
+  rejected nominal or a filter fallback) is stamped now. Never NaN/inf;
+* garbage nominals (not finite, or faster than ``CMD_REJECT_FACTOR * max_speed``) are
+  rejected (zero command) and counted; finite nominals faster than ``max_speed`` are filtered
+  (the QP saturates them) and counted as clipped;
 * publishes ``/diagnostics`` (DiagnosticArray) every ``diagnostics_period`` s: solve time
-  (last, p95, max over the window), active constraints, neighbours, fallbacks, stale inputs.
+  (last, p95, max over the window), active constraints, neighbours, fallbacks, stale inputs,
+  and the counts ``rejected_future``, ``rejected_stale``, ``rejected_invalid``, ``clipped``.
 
 Models: ``si3`` (Crazyflie: 3-D single integrator), ``si2`` (planar point), ``unicycle``
 (ground robot: the command is the velocity of the projection point ``l`` ahead of the axle,
@@ -132,9 +140,20 @@ class CbfNode(Node):
         self.neighbors = np.zeros((0, 4))
         self.neighbors_rx = None
         self.nominal = None  # TwistStamped
+        self.nominal_rx = -math.inf  # receipt time [s, node clock]
         self.last_pub = -math.inf
         self.solve_ms = deque(maxlen=200)
-        self.counts = dict(ticks=0, fallbacks=0, stale=0, window_fallbacks=0, window_stale=0)
+        self.counts = dict(
+            ticks=0,
+            fallbacks=0,
+            stale=0,
+            window_fallbacks=0,
+            window_stale=0,
+            rejected_future=0,
+            rejected_stale=0,
+            rejected_invalid=0,
+            clipped=0,
+        )
         self.last = dict(status="none", message="", active=0, neighbors=0, min_distance=math.inf)
         self.create_timer(1.0 / self.control_hz, self._on_timer)
         self.create_timer(float(self.get_parameter("diagnostics_period").value), self._diagnose)
@@ -221,7 +240,21 @@ class CbfNode(Node):
         self.neighbors_rx = self._now()
 
     def _on_nominal(self, msg: TwistStamped) -> None:
+        now = self._now()
+        stamp = _stamp_s(msg.header.stamp)
+        if not topics.stamp_ok(stamp, now, self.cmd_timeout):
+            key = "rejected_future" if stamp > now else "rejected_stale"
+            self.counts[key] += 1
+            self.counts["window_stale"] += 1
+            if self.counts[key] & (self.counts[key] - 1) == 0:  # log at 1, 2, 4, 8, ...
+                self.get_logger().warning(
+                    f"{key.replace('_', ' ')} nominal command (stamp {stamp:.3f} s, "
+                    f"now {now:.3f} s), {self.counts[key]} so far: holding"
+                )
+            self._step()
+            return
         self.nominal = msg
+        self.nominal_rx = now
         self._step()
 
     def _on_timer(self) -> None:
@@ -242,9 +275,11 @@ class CbfNode(Node):
         now = self._now()
         nominal = self.nominal
         reason = None
-        if nominal is None or _stamp_s(nominal.header.stamp) == 0.0:
-            reason = "no stamped nominal command"
-        elif now - _stamp_s(nominal.header.stamp) > self.cmd_timeout:
+        if nominal is None:
+            reason = "no fresh nominal command"
+        elif not topics.command_fresh(
+            _stamp_s(nominal.header.stamp), self.nominal_rx, now, self.cmd_timeout
+        ):
             reason = "stale nominal command"
         elif self.pose is None or now - self.pose_rx > self.state_timeout:
             reason = "no fresh pose"
@@ -257,7 +292,25 @@ class CbfNode(Node):
             self._publish(np.zeros(3), None)
             return
         lin = nominal.twist.linear
-        u_hat = np.array([lin.x, lin.y, lin.z])[: self.dim]
+        vx, vy, vz = lin.x, lin.y, lin.z
+        if self.dim == 2:
+            vz = 0.0
+        vmax = self.params.max_speed if self.params.max_speed is not None else math.inf
+        if not topics.command_valid(vx, vy, vz, vmax):
+            self.counts["rejected_invalid"] += 1
+            self.counts["window_stale"] += 1
+            self.nominal = None  # never re-filtered on the timer
+            self.last.update(status="hold", message=f"rejected nominal ({vx}, {vy}, {vz})")
+            self.get_logger().warning(
+                f"rejected nominal ({vx}, {vy}, {vz}): not finite or faster than "
+                f"{topics.CMD_REJECT_FACTOR:g} x max_speed; holding",
+                throttle_duration_sec=1.0,
+            )
+            self._publish(np.zeros(3), None)
+            return
+        if vx * vx + vy * vy + vz * vz > vmax * vmax:
+            self.counts["clipped"] += 1
+        u_hat = np.array([vx, vy, vz])[: self.dim]
         own = self._points(np.array([self.pose]))[0]
         res = self.cbf.filter_robot(own, u_hat, self._points(self.neighbors), share=self.share)
         self.counts["ticks"] += 1
@@ -316,6 +369,10 @@ class CbfNode(Node):
             "fallbacks_total": self.counts["fallbacks"],
             "fallbacks_window": self.counts["window_fallbacks"],
             "stale_total": self.counts["stale"],
+            "rejected_future": self.counts["rejected_future"],
+            "rejected_stale": self.counts["rejected_stale"],
+            "rejected_invalid": self.counts["rejected_invalid"],
+            "clipped": self.counts["clipped"],
             "last_status": self.last["status"],
         }
         st.values = [KeyValue(key=k, value=str(val)) for k, val in values.items()]

@@ -206,7 +206,138 @@ def test_nan_and_stale_nominal_give_zero(context):
     assert all(np.all(v == 0.0) for _, v, _ in nan_cmds)  # NaN nominal -> fallback zero
     assert any(np.allclose(v, [0.2, 0.0]) for _, v, _ in moving)  # safe command unchanged
     assert stale and np.all(stale[-1][1] == 0.0)
-    assert node.counts["stale"] > 0 and node.counts["fallbacks"] > 0
+    assert node.counts["stale"] > 0 and node.counts["rejected_invalid"] > 0
+
+
+def _silent_world(ctx, starts):
+    """A world that publishes poses and neighbours but no nominal command."""
+    world = _World(ctx, starts, starts, lambda i: np.zeros(2))
+    for n in world.names:
+        world.destroy_publisher(world.nom_pub[n])
+        world.nom_pub[n] = world.create_publisher(TwistStamped, f"/unused_nominal_{n}", QOS)
+    return world
+
+
+def _send_nominal(probe, pub, vx, vy, offset_s):
+    msg = TwistStamped()
+    msg.header.frame_id = topics.WORLD_FRAME
+    t = probe.get_clock().now().nanoseconds * 1e-9 + offset_s
+    msg.header.stamp.sec = int(math.floor(t))
+    msg.header.stamp.nanosec = int((t - math.floor(t)) * 1e9)
+    msg.twist.linear.x, msg.twist.linear.y = float(vx), float(vy)
+    pub.publish(msg)
+
+
+@pytest.mark.parametrize("offset_s", [3600.0, 1.0, -5.0])
+def test_future_or_stale_stamped_nominal_is_never_flown_nor_republished(context, offset_s):
+    """Issue #15 finding 1: one nominal stamped now + 3600 s, then silence, used to be
+    re-published at 20 Hz for ever. The freshness rule rejects it on receipt, counts it, and
+    the node only ever publishes zero commands stamped now."""
+    starts = {"r1": (0.0, 0.0), "r2": (1.5, 1.5)}
+    world = _silent_world(context, starts)
+    node = _cbf_node(context, "r1")
+    probe = Node("probe", context=context)
+    pub = probe.create_publisher(
+        TwistStamped, topics.robot_topic("r1", topics.CMD_VEL_NOMINAL), QOS
+    )
+    ex = SingleThreadedExecutor(context=context)
+    for n in (world, node, probe):
+        ex.add_node(n)
+    key = "rejected_future" if offset_s > 0 else "rejected_stale"
+    try:
+        _spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)
+        _spin_until(ex, lambda: len(world.received["r1"]) > 2, 10.0)  # the node is up
+        _send_nominal(probe, pub, 0.0, 0.3, offset_s)
+        _spin_until(ex, lambda: node.counts[key] >= 1, 10.0)
+        world.received["r1"].clear()
+        _spin_until(ex, lambda: len(world.received["r1"]) > 20, 20.0)  # ~1 s of output
+        out = list(world.received["r1"])
+        now = node.get_clock().now().nanoseconds * 1e-9
+    finally:
+        ex.shutdown()
+        for n in (world, node, probe):
+            n.destroy_node()
+    assert node.counts[key] == 1
+    assert len(out) > 20
+    assert all(np.all(v == 0.0) and z == 0.0 for _, v, z in out)
+    stamps = [st.sec + 1e-9 * st.nanosec for st, _, _ in out]
+    assert max(stamps) <= now + topics.CMD_CLOCK_SKEW_S  # nothing carries the future stamp
+    assert np.all(np.abs(world.x[0]) < 1e-9)  # r1 never moved
+
+
+def test_fresh_nominal_is_refiltered_only_while_its_receipt_is_fresh(context):
+    """A nominal stamped just inside the skew window, then silence: the timer re-filters it
+    with its own stamp for at most cmd_timeout after receipt, then holds (zero, stamped now)."""
+    starts = {"r1": (0.0, 0.0), "r2": (1.5, 1.5)}
+    world = _silent_world(context, starts)
+    node = _cbf_node(context, "r1", control_hz=50.0)
+    probe = Node("probe", context=context)
+    pub = probe.create_publisher(
+        TwistStamped, topics.robot_topic("r1", topics.CMD_VEL_NOMINAL), QOS
+    )
+    ex = SingleThreadedExecutor(context=context)
+    for n in (world, node, probe):
+        ex.add_node(n)
+    try:
+        _spin_until(ex, lambda: pub.get_subscription_count() > 0, 10.0)
+        _spin_until(ex, lambda: len(world.received["r1"]) > 2, 10.0)
+        world.received["r1"].clear()
+        t_send = time.monotonic()
+        _send_nominal(probe, pub, 0.2, 0.0, 0.8 * topics.CMD_CLOCK_SKEW_S)
+        _spin_until(ex, lambda: time.monotonic() - t_send > 1.5, 5.0)
+        out = list(world.received["r1"])
+    finally:
+        ex.shutdown()
+        for n in (world, node, probe):
+            n.destroy_node()
+    moving = [st.sec + 1e-9 * st.nanosec for st, v, _ in out if v[0] > 0.0]
+    assert moving, "a fresh nominal must be flown"
+    assert len(set(moving)) == 1  # re-filtered copies keep the one nominal's stamp
+    assert np.all(out[-1][1] == 0.0)  # then hold
+    # every non-zero copy went out within cmd_timeout of the one receipt (plus a tick)
+    assert sum(1 for _, v, _ in out if v[0] > 0.0) <= (topics.CMD_TIMEOUT_S + 0.05) * 50.0 + 2
+
+
+def test_absurd_nominal_is_rejected_and_fast_one_clipped_and_counted(context):
+    """Issue #15 finding 7: 1e6 m/s used to be clipped and flown without a diagnostic."""
+    state = {"v": np.array([1e6, 0.0])}
+    starts = {"r1": (0.0, 0.0), "r2": (1.5, 1.5)}
+    world = _World(context, starts, starts, lambda i: state["v"])
+    node = _cbf_node(context, "r1")
+    diags = []
+    probe = Node("probe", context=context)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    ex = SingleThreadedExecutor(context=context)
+    for n in (world, node, probe):
+        ex.add_node(n)
+    try:
+        _spin_until(ex, lambda: node.counts["rejected_invalid"] > 5, 20.0)
+        absurd = list(world.received["r1"])
+        state["v"] = np.array([0.8, 0.0])  # finite, above max_speed 0.5
+        world.received["r1"].clear()
+        _spin_until(ex, lambda: node.counts["clipped"] > 5 and diags, 20.0)
+        _spin_until(
+            ex, lambda: any(_diag_value(d, "clipped") not in (None, "0") for d in diags), 5.0
+        )
+        fast = list(world.received["r1"])
+    finally:
+        ex.shutdown()
+        for n in (world, node, probe):
+            n.destroy_node()
+    assert absurd and all(np.all(v == 0.0) for _, v, _ in absurd)
+    assert fast and max(np.linalg.norm(v) for _, v, _ in fast) <= 0.5 + 1e-6
+    assert any(np.linalg.norm(v) > 0.4 for _, v, _ in fast)
+    assert any(_diag_value(d, "rejected_invalid") not in (None, "0") for d in diags)
+    assert any(_diag_value(d, "clipped") not in (None, "0") for d in diags)
+
+
+def _diag_value(msg, key):
+    for st in msg.status:
+        if st.name.startswith("cbf_filter"):
+            for kv in st.values:
+                if kv.key == key:
+                    return kv.value
+    return None
 
 
 def test_invalid_parameters_are_rejected(context):

@@ -172,7 +172,8 @@ def command_valid(vx: float, vy: float, vz: float, max_speed: float) -> bool:
     """True for a finite velocity [m/s] not faster than ``CMD_REJECT_FACTOR * max_speed``."""
     speed_sq = vx * vx + vy * vy + vz * vz
     limit = CMD_REJECT_FACTOR * max_speed
-    return speed_sq == speed_sq and speed_sq <= limit * limit  # NaN != NaN; inf > limit
+    # NaN != NaN; an infinite (or overflowing) speed is garbage whatever the limit
+    return speed_sq == speed_sq and speed_sq != math.inf and speed_sq <= limit * limit
 
 
 def robot_topic(robot: str, name: str) -> str:
