@@ -10,10 +10,15 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   ``/clock`` at ``clock_hz``;
   ``/swarm/markers`` at ``markers_hz``; ``/swarm/events`` when a scripted event fires or a
   command is rejected;
-* ``/<robot>/cmd_vel`` (TwistStamped, world frame) for sim robots: the command's age is
-  ``now - header.stamp``; older than ``CMD_TIMEOUT_S`` (or unstamped) means hold still;
-  NaN/inf or faster than ``CMD_REJECT_FACTOR * max_speed`` is rejected, counted and the
-  robot holds still;
+* ``/<robot>/cmd_vel`` (TwistStamped, world frame) for sim robots, under the wire contract's
+  freshness rule (:func:`sim_bridge.topics.command_fresh`): a stamp outside
+  ``[now - CMD_TIMEOUT_S, now + CMD_CLOCK_SKEW_S]`` (or unstamped) is rejected on receipt
+  and counted (``rejected_future`` / ``rejected_stale``), never executed; an accepted command
+  moves the robot until its stamp or its receipt is ``CMD_TIMEOUT_S`` old, then the robot
+  holds; NaN/inf or faster than ``CMD_REJECT_FACTOR * max_speed`` is rejected, counted
+  (``rejected_commands``) and the robot holds still. A robot flown on commands that gets no
+  fresh one for ``LAND_AFTER_S`` lands (:class:`sim_bridge.sim.Simulator`, the same watchdog
+  as the bridges; ``watchdog_landings`` on ``/diagnostics``, a ``watchdog_land`` event);
 * ``/<robot>/{takeoff,land,emergency_stop}`` (Trigger) for sim robots;
 * robots with another backend (cflib / external) are not moved here: their poses come from
   their own ``/<robot>/pose`` (published by the bridge) and feed the sim robots' neighbours,
@@ -87,7 +92,10 @@ class WorldNode(Node):
         # command buffers (world-frame velocity, stamp [ns] on the node clock)
         self.cmd = np.zeros((sim.n, 3))
         self.cmd_stamp_ns = np.zeros(sim.n, dtype=np.int64)
+        self.cmd_rx_ns = np.zeros(sim.n, dtype=np.int64)
         self.rejected = np.zeros(sim.n, dtype=np.int64)
+        self.rejected_future = np.zeros(sim.n, dtype=np.int64)
+        self.rejected_stale = np.zeros(sim.n, dtype=np.int64)
         self.ext_seen = np.zeros(sim.n, dtype=bool)
 
         # The tick, the services and external poses change the simulator: one mutually
@@ -173,10 +181,25 @@ class WorldNode(Node):
 
     def _on_cmd(self, i: int, msg: TwistStamped) -> None:
         v = msg.twist.linear
+        now_ns = self.get_clock().now().nanoseconds
+        st = msg.header.stamp
+        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
+        if not topics.stamp_ok(stamp_ns * 1e-9, now_ns * 1e-9):
+            # Not fresh: never executed. The last accepted command keeps its own deadline.
+            counts = self.rejected_future if stamp_ns > now_ns else self.rejected_stale
+            counts[i] += 1
+            if counts[i] & (counts[i] - 1) == 0:  # log at 1, 2, 4, 8, ...
+                kind = "future-stamped" if stamp_ns > now_ns else "stale or unstamped"
+                self.get_logger().warning(
+                    f"{self.names[i]}: {kind} command rejected (stamp {stamp_ns * 1e-9:.3f} s, "
+                    f"now {now_ns * 1e-9:.3f} s), {counts[i]} so far"
+                )
+            return
         if not topics.command_valid(v.x, v.y, v.z, self.max_speed[i]):
             self.rejected[i] += 1
             self.cmd[i] = 0.0
-            self.cmd_stamp_ns[i] = self.get_clock().now().nanoseconds  # hold still, fresh
+            self.cmd_stamp_ns[i] = now_ns  # hold still, fresh
+            self.cmd_rx_ns[i] = now_ns
             if self.rejected[i] & (self.rejected[i] - 1) == 0:  # log at 1, 2, 4, 8, ...
                 text = f"{self.names[i]}: rejected command ({v.x}, {v.y}, {v.z})"
                 self.get_logger().warning(f"{text}, {self.rejected[i]} so far")
@@ -189,8 +212,8 @@ class WorldNode(Node):
                 )
             return
         self.cmd[i, 0], self.cmd[i, 1], self.cmd[i, 2] = v.x, v.y, v.z
-        st = msg.header.stamp
-        self.cmd_stamp_ns[i] = st.sec * 1_000_000_000 + st.nanosec
+        self.cmd_stamp_ns[i] = stamp_ns
+        self.cmd_rx_ns[i] = now_ns
 
     def _on_external_pose(self, i: int, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
@@ -226,8 +249,10 @@ class WorldNode(Node):
         # follows wall time under jitter and falls behind only when the CPU is saturated.
         behind = int((wall - self._t0_wall) / sim.dt) + 1 - sim.steps
         n_steps = min(max(behind, 1), MAX_CATCHUP)
-        ages = (now_ns - self.cmd_stamp_ns) * 1e-9
-        ages[self.cmd_stamp_ns == 0] = 1e9  # never commanded / unstamped: hold
+        # Age under the freshness rule: the older of stamp and receipt (a stamp up to
+        # CMD_CLOCK_SKEW_S in the future counts from its receipt).
+        ages = (now_ns - np.minimum(self.cmd_stamp_ns, self.cmd_rx_ns)) * 1e-9
+        ages[self.cmd_stamp_ns == 0] = 1e9  # never commanded: hold
         ages[~np.isfinite(ages)] = 1e9
         sim.set_commands(self.cmd, ages)
         k0 = sim.steps
@@ -343,18 +368,24 @@ class WorldNode(Node):
         modes = {}
         for name in self.sim.mode_names():
             modes[name] = modes.get(name, 0) + 1
+        rejected_any = bool(
+            self.rejected.any() or self.rejected_future.any() or self.rejected_stale.any()
+        )
         values = {
             "sim_t": f"{self.sim.t:.3f}",
             "rtf": f"{stats['rtf']:.3f}",
             "tick_p50_ms": f"{stats['tick_p50_ms']:.2f}",
             "tick_p99_ms": f"{stats['tick_p99_ms']:.2f}",
             "rejected_commands": str(int(self.rejected.sum())),
+            "rejected_future": str(int(self.rejected_future.sum())),
+            "rejected_stale": str(int(self.rejected_stale.sum())),
+            "watchdog_landings": str(int(self.sim.watchdog_landings.sum())),
             "modes": json.dumps(modes),
         }
         status = DiagnosticStatus(
-            level=DiagnosticStatus.OK if not self.rejected.any() else DiagnosticStatus.WARN,
+            level=DiagnosticStatus.OK if not rejected_any else DiagnosticStatus.WARN,
             name="sim_bridge: world",
-            message="running" if not self.rejected.any() else "rejected commands",
+            message="running" if not rejected_any else "rejected commands",
             hardware_id="sim",
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )

@@ -233,14 +233,88 @@ def test_takeoff_move_hold_land_services(world):
     a = probe.pose("cf1")
     time.sleep(0.5)
     np.testing.assert_allclose(probe.pose("cf1"), a, atol=1e-12)
-    # a command stamped 1 s ago is stale on arrival: hold
-    for _ in range(10):
+    # a command stamped 1 s ago is stale on arrival: hold (still within LAND_AFTER_S)
+    for _ in range(5):
         probe.send("cf1", (0.4, 0.0, 0.0), age_s=1.0)
         time.sleep(0.05)
     np.testing.assert_allclose(probe.pose("cf1"), a, atol=1e-12)
+    # no fresh command for LAND_AFTER_S after flying on commands: the world's watchdog lands it
+    assert wait_for(lambda: probe.pose("cf1")[2] == 0.0, 10)
+    assert any(e["type"] == "watchdog_land" and e["robot"] == "cf1" for e in probe.events)
+    np.testing.assert_allclose(probe.pose("cf1")[:2], a[:2], atol=1e-12)  # straight down
     resp = probe.call("/cf1/land")
     assert resp.success
-    assert wait_for(lambda: probe.pose("cf1")[2] == 0.0, 5)
+    assert world.nodes["/world"].mode_of("cf1") == "grounded"
+    assert wait_for(lambda: int(probe.diag.get("rejected_stale", 0)) >= 1, 5)
+    assert int(probe.diag["watchdog_landings"]) >= 1
+
+
+def _send_stamped(probe, n, v, offset_s):
+    msg = TwistStamped()
+    t = probe.node.get_clock().now().nanoseconds + int(offset_s * 1e9)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, 1_000_000_000)
+    msg.header.frame_id = topics.WORLD_FRAME
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = v
+    probe.cmd[n].publish(msg)
+
+
+def test_future_stamped_command_never_moves_a_robot(world):
+    """Issue #15 finding 1: one command stamped now + 3600 s used to fly cf1 2.35 m in 8 s.
+    Under the freshness rule it is rejected on receipt, counted, and never executed; a stamp
+    within the allowed clock skew is still flown."""
+    probe = world.probe
+    assert probe.call("/cf3/takeoff").success
+    assert wait_for(lambda: abs(probe.pose("cf3")[2] - 0.4) < 1e-6, 5)
+    start = probe.pose("cf3")
+    for _ in range(3):
+        _send_stamped(probe, "cf3", (0.0, 0.3, 0.0), 3600.0)
+        time.sleep(0.05)
+    time.sleep(1.5)
+    np.testing.assert_allclose(probe.pose("cf3"), start, atol=1e-12)
+    assert world.nodes["/world"].mode_of("cf3") == "flying"  # never commanded: hovers
+    assert wait_for(lambda: int(probe.diag.get("rejected_future", 0)) >= 3, 5)
+    # a stamp a little ahead (inside CMD_CLOCK_SKEW_S) is a fresh command
+    for _ in range(10):
+        _send_stamped(probe, "cf3", (0.0, 0.3, 0.0), 0.5 * topics.CMD_CLOCK_SKEW_S)
+        time.sleep(0.05)
+    assert wait_for(lambda: probe.pose("cf3")[1] > start[1] + 0.05, 5)
+
+
+def test_silent_robot_holds_then_lands_while_others_fly_on(world):
+    """The failure ladder in simulation: cf1's commands stop (a crashed, frozen or silent
+    policy), it holds, then lands within LAND_AFTER_S (+ descent); cf2, still commanded,
+    keeps flying and moving."""
+    probe = world.probe
+    sim = world.nodes["/world"].sim
+    for n in ("cf1", "cf2"):
+        assert probe.call(f"/{n}/takeoff").success
+    assert wait_for(lambda: sim.mode[0] == 2 and sim.mode[1] == 2, 10)  # both flying
+    t_end = time.monotonic() + 0.5
+    while time.monotonic() < t_end:
+        probe.send("cf1", (0.0, 0.2, 0.0))
+        probe.send("cf2", (0.0, 0.2, 0.0))
+        time.sleep(0.05)
+    t_silent = sim.t  # cf1 goes silent, cf2 goes on
+    held_at = None
+    end = time.monotonic() + 20.0
+    while time.monotonic() < end and world.nodes["/world"].mode_of("cf1") == "flying":
+        probe.send("cf2", (0.0, 0.2 if int(time.monotonic()) % 2 else -0.2, 0.0))
+        if held_at is None and sim.t - t_silent > topics.CMD_TIMEOUT_S + 0.2:
+            held_at = sim.pos[0].copy()
+        time.sleep(0.05)
+    t_land = sim.t
+    assert world.nodes["/world"].mode_of("cf1") in ("landing", "grounded")
+    assert held_at is not None
+    np.testing.assert_allclose(sim.pos[0, :2], held_at[:2], atol=1e-9)  # held, then down
+    # landed by the watchdog after LAND_AFTER_S of silence (one publish period of slack)
+    assert topics.LAND_AFTER_S <= t_land - t_silent + 0.1 <= topics.LAND_AFTER_S + 0.5
+    assert world.nodes["/world"].mode_of("cf2") == "flying"
+    y2 = sim.pos[1, 1]
+    for _ in range(10):
+        probe.send("cf2", (0.0, 0.3, 0.0))
+        time.sleep(0.05)
+    assert wait_for(lambda: sim.pos[1, 1] > y2 + 0.02, 5)  # cf2 carries on
+    assert wait_for(lambda: world.nodes["/world"].mode_of("cf1") == "grounded", 10)
 
 
 def test_nan_and_out_of_range_commands_rejected_and_hold(world):
