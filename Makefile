@@ -11,7 +11,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo bench lint format clean
+.PHONY: venv test install-check demo bench lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(foreach p,$(PKGS),ros2_ws/src/$(p)/setup.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	@rc=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+# colcon build of ros2_ws into a temp dir + the ROS 2 install layout (also part of `make test`)
+install-check: $(STAMP)
+	$(BIN)/python -m pytest -q -s ros2_ws/src/sim_bridge/test/test_install_colcon.py
 
 demo: $(STAMP)
 	$(BIN)/python -m lgtc_policy.demo --config launch/demo.yaml --out runs/demo $(DEMO_ARGS)
