@@ -5,18 +5,21 @@ Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics f
 
 * subscribes ``pose`` (PoseStamped), ``neighbors`` (PoseArray: the other robots inside the
   sensing radius) and ``cmd_vel_nominal`` (TwistStamped, world frame);
-* publishes ``cmd_vel`` (TwistStamped, world frame) on every fresh nominal command and at
-  least at ``control_hz``. Freshness is the wire contract's rule
-  (:func:`sim_bridge.topics.command_fresh`): a nominal whose stamp lies outside
-  ``[now - cmd_timeout, now + CMD_CLOCK_SKEW_S]`` is rejected on receipt and counted (it never
-  replaces the last good one), and a stored nominal is re-filtered on the timer only while
-  both its stamp and its receipt are younger than ``cmd_timeout``. A filtered command keeps
-  the nominal command's stamp, so the consumer's staleness rule still measures the age of
-  the *policy's* decision; a zero command (stale or missing nominal, pose or neighbours, a
-  rejected nominal or a filter fallback) is stamped now. Never NaN/inf;
+* publishes ``cmd_vel`` (TwistStamped, world frame) on every fresh nominal command and, while
+  that nominal stays fresh, at least at ``control_hz`` (neighbours move between policy
+  ticks). Freshness is the wire contract's rule (:func:`sim_bridge.topics.command_fresh`): a
+  nominal whose stamp lies outside ``[now - cmd_timeout, now + CMD_CLOCK_SKEW_S]`` is
+  rejected on receipt and counted (it never replaces the last good one), and a stored
+  nominal is re-filtered on the timer only while both its stamp and its receipt are younger
+  than ``cmd_timeout``. Every published command carries the nominal's stamp, so the
+  consumer's rule measures the age of the *policy's* decision: when the policy stops, the
+  filter goes silent too and the world or bridge runs the failure ladder (hold after
+  ``CMD_TIMEOUT_S``, land after ``LAND_AFTER_S``). A zero command (no fresh pose or
+  neighbours, a filter fallback) also keeps the nominal's stamp. Never NaN/inf;
 * garbage nominals (not finite, or faster than ``CMD_REJECT_FACTOR * max_speed``) are
-  rejected (zero command) and counted; finite nominals faster than ``max_speed`` are filtered
-  (the QP saturates them) and counted as clipped;
+  rejected and counted, and nothing is published for them (silence, as for a stale
+  nominal); finite nominals faster than ``max_speed`` are filtered (the QP saturates them)
+  and counted as clipped;
 * publishes ``/diagnostics`` (DiagnosticArray) every ``diagnostics_period`` s: solve time
   (last, p95, max over the window), active constraints, neighbours, fallbacks, stale inputs,
   and the counts ``rejected_future``, ``rejected_stale``, ``rejected_invalid``, ``clipped``.
@@ -275,13 +278,16 @@ class CbfNode(Node):
         now = self._now()
         nominal = self.nominal
         reason = None
-        if nominal is None:
-            reason = "no fresh nominal command"
-        elif not topics.command_fresh(
+        if nominal is None or not topics.command_fresh(
             _stamp_s(nominal.header.stamp), self.nominal_rx, now, self.cmd_timeout
         ):
-            reason = "stale nominal command"
-        elif self.pose is None or now - self.pose_rx > self.state_timeout:
+            # Nothing fresh to act on: publish nothing (never re-publish a stale input).
+            self.nominal = None
+            self.counts["stale"] += 1
+            self.counts["window_stale"] += 1
+            self.last.update(status="silent", message="no fresh nominal command")
+            return
+        if self.pose is None or now - self.pose_rx > self.state_timeout:
             reason = "no fresh pose"
         elif self.neighbors_rx is None or now - self.neighbors_rx > self.state_timeout:
             reason = "no fresh neighbours"
@@ -289,7 +295,7 @@ class CbfNode(Node):
             self.counts["stale"] += 1
             self.counts["window_stale"] += 1
             self.last.update(status="hold", message=reason)
-            self._publish(np.zeros(3), None)
+            self._publish(np.zeros(3), nominal.header.stamp)
             return
         lin = nominal.twist.linear
         vx, vy, vz = lin.x, lin.y, lin.z
@@ -300,13 +306,12 @@ class CbfNode(Node):
             self.counts["rejected_invalid"] += 1
             self.counts["window_stale"] += 1
             self.nominal = None  # never re-filtered on the timer
-            self.last.update(status="hold", message=f"rejected nominal ({vx}, {vy}, {vz})")
+            self.last.update(status="silent", message=f"rejected nominal ({vx}, {vy}, {vz})")
             self.get_logger().warning(
                 f"rejected nominal ({vx}, {vy}, {vz}): not finite or faster than "
-                f"{topics.CMD_REJECT_FACTOR:g} x max_speed; holding",
+                f"{topics.CMD_REJECT_FACTOR:g} x max_speed; nothing sent",
                 throttle_duration_sec=1.0,
             )
-            self._publish(np.zeros(3), None)
             return
         if vx * vx + vy * vy + vz * vz > vmax * vmax:
             self.counts["clipped"] += 1
@@ -330,14 +335,14 @@ class CbfNode(Node):
         )
         u = np.zeros(3)
         u[: self.dim] = res.u
-        self._publish(u, nominal.header.stamp if res.found else None)
+        self._publish(u, nominal.header.stamp)
 
     def _publish(self, u: np.ndarray, stamp) -> None:
         if not np.all(np.isfinite(u)):
-            u, stamp = np.zeros(3), None
+            u = np.zeros(3)
         msg = TwistStamped()
         msg.header.frame_id = topics.WORLD_FRAME
-        msg.header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+        msg.header.stamp = stamp
         msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(c) for c in u)
         self.pub.publish(msg)
         self.last_pub = self._now()

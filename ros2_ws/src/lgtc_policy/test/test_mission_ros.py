@@ -30,6 +30,7 @@ from rclpy.node import Node
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
 from sim_bridge.ros.runner import run_composed
+from sim_bridge.topics import LAND_AFTER_S
 
 pytestmark = pytest.mark.ros
 
@@ -135,7 +136,7 @@ def run_with_world(config, duration, hook=None, executor="events"):
     return res, samples, held["world"]
 
 
-def test_killed_policy_node_makes_its_robot_hold(tmp_path, north_checkpoint):
+def test_killed_policy_node_makes_its_robot_hold_then_land(tmp_path, north_checkpoint):
     config = three_robots(tmp_path / "kill.yaml", north_checkpoint)
     killed = {}
 
@@ -154,10 +155,16 @@ def test_killed_policy_node_makes_its_robot_hold(tmp_path, north_checkpoint):
     assert len(before) >= 5 and len(after) >= 10
     # cf2 flew north while its policy ran
     assert before[-1][1, 1] - before[0][1, 1] > 0.1
-    # then holds still (the world's stale-command rule), airborne, without landing
-    drift = np.abs(np.stack(after)[:, 1] - after[0][1]).max()
-    assert drift < 1e-9
-    assert after[-1][1, 2] > 0.4 and world.mode_of("cf2") == "flying"
+    # then holds still (the world's stale-command rule), airborne, ...
+    holding = [p for _, t, p in samples if t_kill + 0.5 <= t <= t_kill + LAND_AFTER_S - 0.1]
+    assert len(holding) >= 10
+    assert np.abs(np.stack(holding)[:, 1] - holding[0][1]).max() < 1e-9
+    assert min(p[1, 2] for p in holding) > 0.4
+    # ... and lands straight down once no command was fresh for LAND_AFTER_S (failure ladder)
+    assert world.mode_of("cf2") in ("landing", "grounded")
+    assert after[-1][1, 2] < holding[-1][1, 2] - 0.1
+    assert np.abs(np.stack(after)[:, 1, :2] - after[0][1, :2]).max() < 1e-9
+    assert any(e["type"] == "watchdog_land" and e["robot"] == "cf2" for e in world.sim.event_log)
     # the others carry on
     for i in (0, 2):
         assert after[-1][i, 1] - after[0][i, 1] > 0.15

@@ -14,6 +14,7 @@ import pytest
 import rclpy
 import torch
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy
 from lgtc_policy.env import EnvConfig
@@ -289,3 +290,81 @@ def test_policy_node_executable_reports_a_bad_checkpoint_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("policy_node: ") and "missing.pt" in lines[0]
+
+
+def _run_cf1(context, config, steps):
+    """Run cf1's policy node beside a ScriptedWorld; ``steps`` is a list of
+    ``(seconds, action(world, policy))``; returns the policy node, the commands received
+    as ``(wall_s, vx, vy)`` and the diagnostics statuses received."""
+    got, diags = [], []
+    world = ScriptedWorld(context, (1.5, 1.5), np.zeros(4))
+    policy = make_policy(context, config, diagnostics_period_s=0.2)
+    sink = Node("sink", context=context)
+    t0 = time.monotonic()
+    sink.create_subscription(
+        TwistStamped,
+        "/cf1/cmd_vel_nominal",
+        lambda m: got.append((time.monotonic() - t0, m.twist.linear.x, m.twist.linear.y)),
+        10,
+    )
+    sink.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diags.extend(s for s in m.status if s.name == "lgtc_policy: cf1"),
+        10,
+    )
+    ex = SingleThreadedExecutor(context=context)
+    for n in (world, policy, sink):
+        ex.add_node(n)
+    marks = []
+    try:
+        for seconds, action in steps:
+            if action is not None:
+                action(world, policy)
+            marks.append(time.monotonic() - t0)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.02)
+    finally:
+        ex.shutdown()
+        for n in (world, policy, sink):
+            n.destroy_node()
+    return policy, got, diags, marks
+
+
+def test_a_frozen_pose_stops_the_commands(tmp_path, context, checkpoint):
+    """No pose for pose_timeout_s: the node sends nothing (the chain then holds and lands)
+    instead of flying on the last pose; counted and reported as an ERROR."""
+    config = write_config(tmp_path / "s.yaml", checkpoint)
+
+    def freeze(world, _policy):
+        world.destroy_publisher(world.pose1)
+        world.pose1 = world.create_publisher(PoseStamped, "/unused_pose", 1)
+
+    policy, got, diags, marks = _run_cf1(context, config, [(2.0, None), (1.5, freeze)])
+    t_freeze = marks[1]
+    assert sum(1 for t, *_ in got if t < t_freeze) >= 10  # 20 Hz while the pose was fresh
+    after = [t for t, *_ in got if t > t_freeze + 0.5 + 0.1]
+    assert after == []
+    assert policy.stale_pose_ticks > 0
+    assert any(s.message == "no fresh pose: not commanding" for s in diags)
+
+
+def test_non_finite_policy_output_is_never_sent(tmp_path, context, checkpoint):
+    """Issue #15 finding 6: a policy that outputs NaN used to publish it while its
+    diagnostics said "running". Now nothing is sent, it is counted, and the status is ERROR."""
+    config = write_config(tmp_path / "s.yaml", checkpoint)
+
+    def poison(_world, policy):
+        real = policy.agent.step
+        policy.agent.step = lambda obs, t: dataclasses.replace(
+            real(obs, t), velocity=np.array([np.nan, 0.1, 0.0])
+        )
+
+    policy, got, diags, marks = _run_cf1(context, config, [(2.0, None), (1.5, poison)])
+    assert sum(1 for t, *_ in got if t < marks[1]) >= 10
+    assert all(np.isfinite([vx, vy]).all() for _, vx, vy in got)
+    assert [t for t, *_ in got if t > marks[1] + 0.1] == []
+    assert policy.nonfinite_outputs > 10
+    errors = [s for s in diags if s.message == "non-finite policy output: not commanding"]
+    assert errors and errors[-1].level == DiagnosticStatus.ERROR
