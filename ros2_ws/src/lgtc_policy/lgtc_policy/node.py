@@ -7,14 +7,21 @@ relay only from robots within ``C``, one bundle per relay flush); ``/<robot>/cmd
 only to draw the filtered velocity, and only while ``/swarm/policy_markers`` has a subscriber.
 Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and ``/<robot>/comm/out``
 (``[sender_index, stamp_s, payload...]``) at ``rate_hz``; diagnostics ``lgtc_policy: <robot>``
-on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours);
+on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours, and the
+counts ``stale_pose_ticks`` and ``nonfinite_outputs``);
 markers on ``/swarm/policy_markers`` (cluster colour = attended consumer, nominal vs filtered
 velocity arrows).
 
 Parameters: ``robot`` (name in the config), ``config`` (swarm YAML), ``checkpoint`` (``""`` =
 the config's ``policy.checkpoint``), ``rate_hz`` (20), ``neighbour_timeout_s`` (0.5),
-``markers_hz`` (5), ``diagnostics_period_s`` (1). A missing, corrupted or mismatched
-checkpoint fails at start-up with one message naming the file and the fix.
+``markers_hz`` (5), ``diagnostics_period_s`` (1), ``pose_timeout_s`` (0.5). A missing,
+corrupted or mismatched checkpoint fails at start-up with one message naming the file and the
+fix.
+
+Safety (the failure ladder of :mod:`sim_bridge.topics`): the node commands only on a pose
+received within ``pose_timeout_s`` and only a finite velocity; otherwise it sends nothing
+(counted, diagnostics ERROR), so the CBF filter goes silent and the world or bridge holds,
+then lands the robot, instead of flying on a frozen pose or a broken network.
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ class PolicyNode(Node):
         timeout = float(self.declare_parameter("neighbour_timeout_s", 0.5).value)
         markers_hz = float(self.declare_parameter("markers_hz", 5.0).value)
         diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        self.pose_timeout = float(self.declare_parameter("pose_timeout_s", 0.5).value)
+        if not (math.isfinite(self.pose_timeout) and self.pose_timeout > 0):
+            raise MissionError(
+                f"parameter pose_timeout_s={self.pose_timeout}: must be > 0 s (e.g. 0.5)"
+            )
         if not path:
             raise MissionError("parameter config is empty; pass -p config:=path/to/swarm.yaml")
         if not robot:
@@ -76,6 +88,9 @@ class PolicyNode(Node):
         self.stats = TickStats(self.period)
         self.pose: np.ndarray | None = None
         self.pose_t: float | None = None
+        self.pose_rx = -math.inf
+        self.stale_pose_ticks = 0
+        self.nonfinite_outputs = 0
         self.vel = np.zeros(3)
         self.supply: np.ndarray | None = None
         self.consumers: np.ndarray | None = None
@@ -129,6 +144,7 @@ class PolicyNode(Node):
         if self.pose is not None and self.pose_t is not None and t > self.pose_t:
             self.vel = (pos - self.pose) / (t - self.pose_t)
         self.pose, self.pose_t = pos, t
+        self.pose_rx = self._now()
 
     def _on_resources(self, msg: Float64MultiArray) -> None:
         self.supply = np.asarray(msg.data, dtype=float)
@@ -154,6 +170,15 @@ class PolicyNode(Node):
         if self.pose is None or self.supply is None or self.consumers is None:
             return  # the world has not spoken yet: nothing to act on, nothing sent
         now = self._now()
+        if now - self.pose_rx > self.pose_timeout:
+            # a frozen pose is no ground to command on: silence, the world holds then lands
+            self.stale_pose_ticks += 1
+            if self.stale_pose_ticks & (self.stale_pose_ticks - 1) == 0:
+                self.get_logger().warning(
+                    f"no pose for {now - self.pose_rx:.2f} s: sending no command "
+                    f"({self.stale_pose_ticks} ticks so far)"
+                )
+            return
         if self.agent.is_active(self.pose):
             try:
                 obs = self.agent.observe(self.pose, self.vel, self.supply, self.consumers)
@@ -166,6 +191,16 @@ class PolicyNode(Node):
                 result = self.agent.step(obs, now)
         else:
             result = self.agent.idle()
+        if not np.all(np.isfinite(result.velocity)):
+            # e.g. a checkpoint that went non-finite: never send it, say so loudly
+            self.nonfinite_outputs += 1
+            if self.nonfinite_outputs & (self.nonfinite_outputs - 1) == 0:
+                self.get_logger().error(
+                    f"non-finite policy output {result.velocity.tolist()}: sending no command "
+                    f"({self.nonfinite_outputs} so far)"
+                )
+            self.stats.record(start, time.perf_counter())
+            return
         cmd = TwistStamped()
         cmd.header.stamp = self.get_clock().now().to_msg()
         cmd.header.frame_id = topics.WORLD_FRAME
@@ -187,12 +222,22 @@ class PolicyNode(Node):
             "rejected_messages": str(self.agent.neighbours.rejected),
             "input_errors": str(self.input_errors),
             "active": str(self.pose is not None and self.agent.is_active(self.pose)).lower(),
+            "stale_pose_ticks": str(self.stale_pose_ticks),
+            "nonfinite_outputs": str(self.nonfinite_outputs),
         }
         late = s["ticks"] > 0 and s["on_time_pct"] < 99.0
+        if self.nonfinite_outputs:
+            level, message = DiagnosticStatus.ERROR, "non-finite policy output: not commanding"
+        elif self.pose is not None and self._now() - self.pose_rx > self.pose_timeout:
+            level, message = DiagnosticStatus.ERROR, "no fresh pose: not commanding"
+        elif late:
+            level, message = DiagnosticStatus.WARN, "late ticks"
+        else:
+            level, message = DiagnosticStatus.OK, "running"
         status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if late else DiagnosticStatus.OK,
+            level=level,
             name=f"lgtc_policy: {self.spec.name}",
-            message="late ticks" if late else "running",
+            message=message,
             hardware_id=self.spec.name,
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
