@@ -100,6 +100,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 record=args.record,
                 status_every=args.status_every,
                 log_dir=args.log_dir,
+                stop_on_node_exit=args.stop_on_node_exit,
             )
     except BringupError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -172,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop", type=float, default=0.0, help="comm relay drop probability")
     p.add_argument("--status-every", type=float, default=5.0, help="status line period [s]")
     p.add_argument("--log-dir", default=None, help="processes mode: node logs and params here")
+    p.add_argument(
+        "--stop-on-node-exit",
+        action="store_true",
+        help="processes mode: end the run when any node exits (default: a robot's node that "
+        "exits is reported, its robot lands, the others carry on)",
+    )
     p.set_defaults(func=_cmd_up)
 
     sub.add_parser(

@@ -64,6 +64,8 @@ class RunResult:
     exit_code: int = 0
     stop_reason: str = ""
     errors: list[str] = field(default_factory=list)
+    #: processes mode: robot nodes that exited while the run went on, ``(fqn, code, robot)``
+    node_exits: list[tuple[str, int, str]] = field(default_factory=list)
 
 
 class StopFlag:

@@ -4,12 +4,18 @@ Both modes add, in the calling process, a monitor node (prints sim time, real-ti
 remaining demand every few seconds, and collects the world's diagnostics) and, with
 ``record``, an MCAP recorder (:mod:`sim_bridge.ros.recorder`). A run ends at ``duration``, on
 SIGINT/SIGTERM, when the caller's ``should_stop()`` returns True (checked every spin, e.g.
-"mission complete"), when a composed node's callback raises, or when a node process exits;
-``RunResult.stop_reason`` says which. Shutdown is clean in both modes: the executor stops and
-the callbacks it already started finish before any node is destroyed; child processes get
-SIGINT, then SIGTERM, then SIGKILL, and die with the parent (``PR_SET_PDEATHSIG``), so no
-orphans are left behind. The parts without rclpy (result, executor choice, signal flag,
-process helpers) are in :mod:`sim_bridge.runner`.
+"mission complete"), when a composed node's callback raises, or when a swarm-wide node
+process (world, relay, services, bridge) exits; ``RunResult.stop_reason`` says which. In
+processes mode a *robot's* node (namespace ``/<robot>``: its policy, CBF filter, agent) that
+exits is reported, its robot is told to land (``/<robot>/land``; the world's or bridge's
+watchdog would land it anyway once its commands stop) and the other robots carry on, unless
+``stop_on_node_exit`` asks to end the run (``RunResult.node_exits`` lists them).
+
+Shutdown is clean in both modes: the executor stops and the callbacks it already started
+finish before any node is destroyed; child processes get SIGINT, then SIGTERM, then SIGKILL,
+and die with the parent (``PR_SET_PDEATHSIG``), so no orphans are left behind. The parts
+without rclpy (result, executor choice, signal flag, process helpers) are in
+:mod:`sim_bridge.runner`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
 
 from sim_bridge import topics
 from sim_bridge.bringup import BringupError, NodeSpec, executable_path, load_plugin
@@ -98,6 +105,16 @@ def _make_monitor(cfg: SwarmConfig, status_every: float, out, **kwargs):
             )
 
     return MonitorNode()
+
+
+def _request_land(node: Node, robot: str) -> None:
+    """Ask ``/<robot>/land`` (offered by the world or the robot's bridge) without waiting; the
+    watchdog of the world / bridge lands the robot anyway once its commands stop."""
+    client = node.create_client(Trigger, topics.robot_topic(robot, topics.LAND))
+    if client.service_is_ready() or client.wait_for_service(timeout_sec=0.5):
+        client.call_async(Trigger.Request())
+    else:
+        node.get_logger().warning(f"{robot}: land service not available; relying on watchdog")
 
 
 def _fill_result(res: RunResult, monitor, wall: float) -> None:
@@ -252,11 +269,14 @@ def run_processes(
     log_dir: str | None = None,
     on_ready=None,
     should_stop: Callable[[], bool] | None = None,
+    stop_on_node_exit: bool = False,
 ) -> RunResult:
     """One OS process per node (their console scripts), monitor/recorder in this process.
 
     ``on_ready(context, executor)`` may add nodes of the caller to this process's executor;
     ``should_stop()`` is called after every spin and ends the run when it returns True.
+    A robot's node that exits is reported and its robot lands while the run goes on
+    (``stop_on_node_exit=True``: the run ends, as for a swarm-wide node).
     """
     res = RunResult()
     exes = [executable_path(s) for s in specs]
@@ -295,6 +315,8 @@ def run_processes(
         t0 = time.perf_counter()
         c0 = time.process_time()
         cpu = {p.pid: 0.0 for _, p, _ in procs}
+        robots = set(cfg.robot_names)
+        gone: set[str] = set()
         while True:
             res.stop_reason = stop_reason(stop, t0, duration, should_stop)
             if res.stop_reason:
@@ -303,16 +325,28 @@ def run_processes(
             for _, proc, _ in procs:
                 if proc.poll() is None:
                     cpu[proc.pid] = proc_cpu_s(proc.pid)
-            dead = [(s, p) for s, p, _ in procs if p.poll() is not None]
-            if dead:
-                for spec, proc in dead:
-                    tail = (workdir / f"{spec.fqn.strip('/').replace('/', '__')}.log").read_text(
-                        errors="replace"
-                    )[-2000:]
-                    res.errors.append(
-                        f"node {spec.fqn} exited with code {proc.returncode}:\n{tail}"
-                    )
+            dead = [(s, p) for s, p, _ in procs if p.poll() is not None and s.fqn not in gone]
+            fatal = False
+            for spec, proc in dead:
+                gone.add(spec.fqn)
+                tail = (workdir / f"{spec.fqn.strip('/').replace('/', '__')}.log").read_text(
+                    errors="replace"
+                )[-2000:]
+                res.errors.append(f"node {spec.fqn} exited with code {proc.returncode}:\n{tail}")
                 res.exit_code = 1
+                robot = spec.namespace.strip("/")
+                if stop_on_node_exit or robot not in robots:
+                    fatal = True
+                    continue
+                res.node_exits.append((spec.fqn, int(proc.returncode), robot))
+                print(
+                    f"[swarm] node {spec.fqn} exited with code {proc.returncode}: {robot} "
+                    f"lands, the other robots carry on (log: {workdir})",
+                    file=out,
+                    flush=True,
+                )
+                _request_land(monitor, robot)
+            if fatal:
                 res.stop_reason = "node_exit"
                 break
         wall = time.perf_counter() - t0
