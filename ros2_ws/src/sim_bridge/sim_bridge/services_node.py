@@ -5,13 +5,17 @@ robots, by the bridges for real ones) concurrently and answers once all replied 
 ``timeout_s`` passed: ``success`` only if every robot succeeded; ``message`` lists each
 robot that failed or did not answer. The services run on a worker node with its own
 executor thread, so a fan-out never blocks the executor that spins this node (it works
-composed in one process with the world, under any executor).
+composed in one process with the world, under any executor). The worker is named
+``<this node's name>_worker`` in this node's namespace and ignores the process's command-line
+arguments, so the ``-r __node:=...`` remap that ``ros2 launch`` and ``swarm up --mode
+processes`` pass for this node renames this node only: one node per name in the graph.
 
 Parameters: ``config`` (swarm file), ``timeout_s`` (2.0).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -23,7 +27,7 @@ from std_srvs.srv import Trigger
 
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, load_config
-from sim_bridge.ros.spin import spin_node
+from sim_bridge.ros.spin import run_node
 
 FANOUT = {
     topics.ALL_TAKEOFF: topics.TAKEOFF,
@@ -49,7 +53,15 @@ class SwarmServicesNode(Node):
         # same process (composed mode), and this works whatever executor runs this node
         # (rclpy's EventsExecutor does not await coroutine service callbacks). Reentrant: a
         # suspended fan-out must not block the responses and the timer it waits for.
-        self.worker = Node(f"{node_name}_worker", context=self.context)
+        # use_global_arguments=False: a process-wide `__node:=` remap would otherwise give the
+        # worker this node's name too (two nodes, two parameter servers under one name)
+        self.worker = Node(
+            f"{self.get_name()}_worker",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,
+            start_parameter_services=False,
+        )
         self.group = ReentrantCallbackGroup()
         self.clients_by_srv = {}
         for all_name, srv in FANOUT.items():
@@ -83,10 +95,16 @@ class SwarmServicesNode(Node):
                 return
 
     def destroy_node(self) -> None:
-        """Stop the worker thread, then destroy the worker and this node."""
+        """Stop the worker thread and the handlers it started, then destroy both nodes."""
         self._stop.set()
-        self._executor.wake()
+        if self.context.ok():
+            self._executor.wake()
         self._thread.join(timeout=2.0)
+        # as sim_bridge.ros.runner.stop_executor: Jazzy's shutdown() does not wait for the
+        # handlers the thread pool already runs, and one that outlives the worker node fails
+        pool = getattr(self._executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._executor.shutdown(timeout_sec=1.0)
         self.worker.destroy_node()
         super().destroy_node()
@@ -149,10 +167,10 @@ class SwarmServicesNode(Node):
         return response
 
 
-def main(args=None) -> None:
-    """``swarm_services --ros-args -p config:=swarm.yaml``."""
-    spin_node(SwarmServicesNode, "swarm_services", args)
+def main(args=None) -> int:
+    """``swarm_services --ros-args -p config:=swarm.yaml``; exit status 2 on a bad config."""
+    return run_node(SwarmServicesNode, "swarm_services", args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
