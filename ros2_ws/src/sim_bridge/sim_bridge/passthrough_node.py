@@ -3,7 +3,9 @@
 Started by bringup only with ``--no-cbf`` so the topic graph stays the same with or without
 the safety filter (the policy always publishes ``cmd_vel_nominal``, the world always reads
 ``cmd_vel``). It does NOT keep robots apart: it logs a warning at start. One node serves
-every robot of the config (parameter ``config``).
+every robot of the config (parameter ``config``). Each command is forwarded once, on receipt,
+and only if its stamp passes the wire contract's freshness rule
+(:func:`sim_bridge.topics.stamp_ok`); others are dropped and counted (``dropped``).
 """
 
 from __future__ import annotations
@@ -27,15 +29,32 @@ class PassthroughNode(Node):
                 [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
             )
         cfg = load_config(path)
+        self.dropped = dict.fromkeys(cfg.robot_names, 0)
         for name in cfg.robot_names:
             pub = self.create_publisher(TwistStamped, topics.robot_topic(name, topics.CMD_VEL), 1)
             self.create_subscription(
-                TwistStamped, topics.robot_topic(name, topics.CMD_VEL_NOMINAL), pub.publish, 1
+                TwistStamped,
+                topics.robot_topic(name, topics.CMD_VEL_NOMINAL),
+                lambda msg, name=name, pub=pub: self._forward(name, pub, msg),
+                1,
             )
         self.get_logger().warning(
             f"no CBF safety filter: forwarding cmd_vel_nominal -> cmd_vel for "
             f"{len(cfg.robots)} robots unchanged"
         )
+
+    def _forward(self, name: str, pub, msg: TwistStamped) -> None:
+        st = msg.header.stamp
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if topics.stamp_ok(st.sec + 1e-9 * st.nanosec, now):
+            pub.publish(msg)
+            return
+        self.dropped[name] += 1
+        if self.dropped[name] & (self.dropped[name] - 1) == 0:  # log at 1, 2, 4, ...
+            self.get_logger().warning(
+                f"{name}: dropped a command that is not fresh (stale, future or unstamped), "
+                f"{self.dropped[name]} so far"
+            )
 
 
 def main(args=None) -> None:

@@ -39,11 +39,13 @@ draw (optional velocity noise) comes from ``numpy.random.default_rng(seed)``.
 
 Commands are world-frame velocities [m/s] with an age; a command older than
 ``CMD_TIMEOUT_S`` [s] of sim time means hold still. Non-finite commands and commands
-faster than ``CMD_REJECT_FACTOR * max_speed`` are rejected, counted, and the robot holds.
-A robot that has flown (driven) on a fresh command since its take-off and then receives none
-for ``SimParams.land_after_s`` [s] of sim time lands (a ground robot is disabled), exactly as
-the radio and ground bridges' watchdogs do on hardware (the failure ladder of
-:mod:`sim_bridge.topics`); the step reports it as a ``watchdog_land`` event. A robot that never
+faster than ``CMD_REJECT_FACTOR * max_speed`` are rejected, counted, and the robot holds
+(garbage is no command: it does not postpone the watchdog below). A valid command already
+older than ``CMD_TIMEOUT_S`` when it is set is ignored. A robot that has flown (driven) on a
+fresh command since its take-off and then receives none for ``SimParams.land_after_s`` [s] of
+sim time lands (a ground robot is disabled), exactly as the radio and ground bridges'
+watchdogs do on hardware (the failure ladder of :mod:`sim_bridge.topics`); the step reports it
+as a ``watchdog_land`` event. A robot that never
 received a command after take-off hovers, as the Crazyflie's high-level commander does.
 """
 
@@ -214,6 +216,9 @@ class Simulator:
 
         ``age_s`` is how old the command already is [s]. Returns False (and counts it in
         :attr:`rejected`; the robot holds still) for a non-finite or out-of-range command.
+        A valid command already older than ``CMD_TIMEOUT_S`` is not fresh: it is ignored (the
+        previous command and its age stay, so it neither moves the robot nor postpones the
+        watchdog's landing) and False is returned.
         """
         i = self.index(robot)
         v = np.zeros(3)
@@ -225,10 +230,11 @@ class Simulator:
         if ok:
             v[: arr.size] = arr
             ok = float(np.linalg.norm(v)) <= CMD_REJECT_FACTOR * self.max_speed[i]
-        if not ok:
+        if not ok:  # hold at once; the deadline of the last good command is not extended
             self.rejected[i] += 1
             self.cmd[i] = 0.0
-            self.cmd_time[i] = self.t
+            return False
+        if age_s > CMD_TIMEOUT_S:
             return False
         self.cmd[i] = v
         self.cmd_time[i] = self.t - float(age_s)
@@ -237,7 +243,8 @@ class Simulator:
     def set_commands(self, velocities: np.ndarray, ages_s: np.ndarray | None = None) -> np.ndarray:
         """Set all ``N`` commands at once: ``velocities`` ``(N, 3)`` [m/s], ``ages_s`` ``(N,)``.
 
-        Returns the ``(N,)`` bool mask of accepted commands (rejected ones hold still).
+        Returns the ``(N,)`` bool mask of accepted commands (rejected ones hold still; valid
+        ones older than ``CMD_TIMEOUT_S`` are ignored, as in :meth:`set_command`).
         """
         v = np.asarray(velocities, dtype=float).reshape(self.n, 3)
         ages = np.zeros(self.n) if ages_s is None else np.asarray(ages_s, dtype=float)
@@ -245,9 +252,11 @@ class Simulator:
         speed = np.linalg.norm(np.where(finite[:, None], v, 0.0), axis=1)
         ok = finite & (speed <= CMD_REJECT_FACTOR * self.max_speed)
         self.rejected += ~ok
-        self.cmd = np.where(ok[:, None], v, 0.0)
-        self.cmd_time = np.where(ok, self.t - np.where(finite, ages, 0.0), self.t)
-        return ok
+        keep = ok & (ages > CMD_TIMEOUT_S)  # valid but stale: the previous command stays
+        self.cmd = np.where(keep[:, None], self.cmd, np.where(ok[:, None], v, 0.0))
+        # garbage holds at once without extending the last good command's deadline
+        self.cmd_time = np.where(ok & ~keep, self.t - np.where(finite, ages, 0.0), self.cmd_time)
+        return ok & ~keep
 
     def set_external_pose(self, robot: int | str, position, yaw: float, airborne: bool) -> None:
         """Pose of a robot this simulator does not move (real robot): ``position`` (3,) [m],

@@ -197,9 +197,9 @@ class WorldNode(Node):
             return
         if not topics.command_valid(v.x, v.y, v.z, self.max_speed[i]):
             self.rejected[i] += 1
+            # hold at once; garbage is no command, so the last good one's deadline stays and
+            # a stream of garbage ends in the watchdog's landing like silence does
             self.cmd[i] = 0.0
-            self.cmd_stamp_ns[i] = now_ns  # hold still, fresh
-            self.cmd_rx_ns[i] = now_ns
             if self.rejected[i] & (self.rejected[i] - 1) == 0:  # log at 1, 2, 4, 8, ...
                 text = f"{self.names[i]}: rejected command ({v.x}, {v.y}, {v.z})"
                 self.get_logger().warning(f"{text}, {self.rejected[i]} so far")
