@@ -37,11 +37,9 @@ import sys
 from collections import deque
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
@@ -390,23 +388,16 @@ class CbfNode(Node):
 
 
 def main(args=None) -> int:
-    """Console entry point ``cbf_node``; exit status 2 on a configuration error."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CbfNode()
-        rclpy.spin(node)
-    except (CBFConfigError, ValueError, KeyError, OSError) as err:
-        # Bad parameters or swarm file: one clear line, no traceback, no commands sent.
-        print(f"cbf_node: {err}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Console entry point ``cbf_node``; exit status 2 on a configuration error.
+
+    Bad parameters or swarm file: one clear line, no traceback, no commands sent. SIGINT /
+    SIGTERM: the orderly, fast shutdown of :func:`sim_bridge.ros.spin.run_node`.
+    """
+    from sim_bridge.ros.spin import run_node
+
+    return run_node(
+        CbfNode, "cbf_node", args, errors=(CBFConfigError, ValueError, KeyError, OSError)
+    )
 
 
 if __name__ == "__main__":

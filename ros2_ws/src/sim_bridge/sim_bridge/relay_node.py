@@ -38,6 +38,7 @@ config's seed), ``bundle_period_s`` (0.01 s), ``deliver`` (``before_tick`` | ``p
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -48,7 +49,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, load_config
 from sim_bridge.relay import CommRelay, pack_bundle
-from sim_bridge.ros.spin import spin_node
+from sim_bridge.ros.spin import run_node
 
 #: Delivery modes of the bundling relay (parameter ``deliver``).
 DELIVER_MODES = ("before_tick", "periodic")
@@ -209,10 +210,10 @@ class RelayNode(Node):
                 self.out_pub[j].publish(bundle_msg(row_len, data))
 
 
-def main(args=None) -> None:
-    """``comm_relay --ros-args -p config:=swarm.yaml``."""
-    spin_node(RelayNode, "comm_relay", args)
+def main(args=None) -> int:
+    """``comm_relay --ros-args -p config:=swarm.yaml``; exit status 2 on a bad config."""
+    return run_node(RelayNode, "comm_relay", args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -111,6 +112,6 @@ def interrupt(procs: list[NodeProcess], wait_s: float) -> None:
 def busy_loop(n: int = 1) -> list[subprocess.Popen]:
     """``n`` processes that each keep one core busy (a CPU hog), until killed."""
     return [
-        subprocess.Popen(["python3", "-c", "while True: pass"], preexec_fn=die_with_parent)
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=die_with_parent)
         for _ in range(n)
     ]
