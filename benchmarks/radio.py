@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import random
@@ -41,7 +42,7 @@ from sim_bridge.bridges.crazyflie_link import (
     RobotLink,
     stop_links,
 )
-from sim_bridge.fake_crazyflie import FakeCrazyflie, decode_velocity_setpoint
+from sim_bridge.fake_crazyflie import ON_GROUND_Z, FakeCrazyflie, decode_velocity_setpoint
 
 
 def f32(x: float) -> float:
@@ -280,6 +281,158 @@ def watchdog_figure(path: str, cache: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+HL_LAND = 8  # high-level commander command id of land (port 8)
+SETPOINT_STOP = 0  # commander generic type of the stop setpoint (port 7, channel 0)
+
+
+class _CountRecords(logging.Handler):
+    """Counts cflib log records whose message contains ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.count += 1
+
+
+def outage_recovery(
+    silence_s: float,
+    *,
+    takeoff_height: float = 0.5,
+    params: LinkParams | None = None,
+    cache_dir: str | None = None,
+    timeout_s: float = 30.0,
+) -> dict:
+    """One drone flying on streamed setpoints loses its radio for ``silence_s`` seconds.
+
+    Runs on the loopback fake (real cflib over ``udp://127.0.0.1``): take off to
+    ``takeoff_height``, stream zero-velocity commands at 20 Hz (as the CBF does) for 1 s and
+    on through the outage, make the fake silent for ``silence_s`` (it receives and records,
+    answers nothing and ignores commands), let it answer again, then wait until the link is
+    ``up`` and the pending action reached the fake: the land re-sent (drone in the air) or
+    the stop setpoint (drone already on the ground), and for the drone to end on the ground.
+
+    Args:
+        silence_s: length of the outage [s].
+        takeoff_height: [m].
+        params: link parameters (default :class:`LinkParams` with a temporary TOC cache).
+        cache_dir: cflib TOC cache directory when ``params`` is None.
+        timeout_s: give up waiting for the recovery after this long [s].
+
+    Returns:
+        A flat dict. ``recover_s``: seconds from the fake answering again until the link
+        is ``up`` and the pending action was received by the fake (None if that did not
+        happen within ``timeout_s``); ``link_up_s``: until the link is ``up``;
+        ``action``: ``land`` | ``stop_motors`` | None; ``motors_armed_on_ground``: motors
+        switched on or armed while the fake sat on the floor with its motors off, counted
+        from the start of the outage; ``cut_in_air_after_back``: motor cuts above the floor
+        after the fake answered again (the firmware timeout, a stop in the air);
+        ``landed``: the fake ended on the floor with its motors off;
+        ``z_at_back``: altitude when the fake answered again [m]; ``connects``: connections
+        made; ``stale_log_packets``: log data of an old connection's block dropped by the
+        transport; ``cflib_no_log_entry``: cflib's "Error no LogEntry to handle" records.
+    """
+    import cflib  # noqa: F401  (its loggers exist before the counter is attached)
+
+    cache = cache_dir or tempfile.mkdtemp(prefix="radio_toc_")
+    params = params or LinkParams(toc_cache_dir=cache)
+    log_counter = _CountRecords("no LogEntry to handle")
+    cflib_log = logging.getLogger("cflib.crazyflie.log")
+    cflib_log.addHandler(log_counter)
+    fake = FakeCrazyflie()
+    link_up_times: list[float] = []
+
+    def on_event(kind: str, message: str) -> None:
+        if kind == "link" and message.startswith("link up"):
+            link_up_times.append(time.monotonic())
+
+    link = CrazyflieLink(
+        RobotLink("cf_outage", fake.uri, takeoff_height=takeoff_height),
+        params,
+        on_event=on_event,
+    )
+    stop_cmds = threading.Event()
+
+    def commander() -> None:
+        while not stop_cmds.wait(0.05):
+            link.set_command(0.0, 0.0, 0.0, 0.0)
+
+    cmd_thread = threading.Thread(target=commander, daemon=True)
+    link.start()
+    try:
+        if not wait_all(lambda lk: lk.status().link == LinkState.UP, [link], 20.0):
+            raise RuntimeError("fake link did not come up")
+        ok, message = link.takeoff()
+        if not ok:
+            raise RuntimeError(message)
+        if not wait_all(lambda lk: lk.status().flight == FlightState.HOVERING, [link], 10.0):
+            raise RuntimeError("takeoff did not finish")
+        cmd_thread.start()
+        time.sleep(1.0)
+        t_silent = time.monotonic()
+        fake.set_responding(False)
+        time.sleep(silence_s)
+        z_back = fake.position[2]
+        fake.set_responding(True)
+        t_back = time.monotonic()
+
+        def delivered() -> tuple[float, str] | None:
+            for r in fake.records():
+                if r.t < t_back or r.silent or not r.data:
+                    continue
+                if r.port == 8 and r.data[0] == HL_LAND:
+                    return r.t, "land"
+                if r.port == 7 and r.channel == 0 and r.data[0] == SETPOINT_STOP:
+                    return r.t, "stop_motors"
+            return None
+
+        deadline = t_back + timeout_s
+        action = None
+        while time.monotonic() < deadline:
+            action = delivered()
+            if action is not None and any(t >= t_back for t in link_up_times):
+                break
+            time.sleep(0.01)
+        t_up = next((t for t in link_up_times if t >= t_back), None)
+        recover = None
+        if action is not None and t_up is not None:
+            recover = max(t_up, action[0]) - t_back
+        wait_all(
+            lambda lk: lk.status().flight == FlightState.GROUNDED and not fake.motors_on,
+            [link],
+            8.0,
+        )
+        status = link.status()
+        cut_in_air = [
+            e for e in fake.motor_events(since=t_back) if e.kind == "off" and e.z > ON_GROUND_Z
+        ]
+        return {
+            "silence_s": silence_s,
+            "recover_s": recover,
+            "link_up_s": None if t_up is None else t_up - t_back,
+            "action": None if action is None else action[1],
+            "motors_armed_on_ground": fake.armed_on_ground(since=t_silent),
+            "cut_in_air_after_back": len(cut_in_air),
+            "landed": status.flight == FlightState.GROUNDED
+            and not fake.motors_on
+            and fake.position[2] <= ON_GROUND_Z,
+            "z_at_back": z_back,
+            "connects": status.connects,
+            "stale_log_packets": getattr(status, "stale_log_packets", 0),
+            "cflib_no_log_entry": log_counter.count,
+        }
+    finally:
+        stop_cmds.set()
+        if cmd_thread.is_alive():
+            cmd_thread.join(timeout=1.0)
+        link.close()
+        fake.close()
+        cflib_log.removeHandler(log_counter)
 
 
 def summarise(n: int, delays, rates, t_up: float, n_cmds: int) -> dict:

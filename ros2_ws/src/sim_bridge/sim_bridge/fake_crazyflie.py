@@ -20,9 +20,16 @@ to fly:
   state estimate the fake logs back moves like a flying Crazyflie would.
 
 Every datagram received is recorded with its ``time.monotonic()`` arrival time, so tests
-can assert exact bytes and streaming rates. Link loss is simulated by
-:meth:`FakeCrazyflie.set_responding` (the fake keeps receiving but answers nothing, like a
-drone out of radio range) or by :meth:`FakeCrazyflie.close` (the port goes away).
+can assert exact bytes and streaming rates. Every change of the modelled motors (switched
+on, arming request, switched off and why) is recorded as a :class:`MotorEvent` with the
+altitude at that moment, so tests can tell a landing from a cut in mid-air and count
+motors switched on for a drone that sat on the ground
+(:meth:`FakeCrazyflie.armed_on_ground`).
+
+Link loss is simulated by :meth:`FakeCrazyflie.set_responding` (the fake keeps receiving
+but answers nothing, like a drone out of radio range) or by :meth:`FakeCrazyflie.close`
+(the port goes away). A log block keeps running through a silence, as the firmware's does,
+so the first packets after it are log data for the block of the old connection.
 
 The socket is bound to 127.0.0.1 only. No rclpy here.
 """
@@ -61,6 +68,7 @@ HL_STOP = 3
 HL_TAKEOFF_2 = 7
 HL_LAND_2 = 8
 
+SUPERVISOR_ARM_SYSTEM = 0x01
 SUPERVISOR_EMERGENCY_STOP = 0x03
 LOCALIZATION_GENERIC_CH = 1
 LOCALIZATION_EMERGENCY_STOP = 3
@@ -82,6 +90,8 @@ FIRMWARE_STABILIZE_TIMEOUT_S = 0.5
 FIRMWARE_SHUTDOWN_TIMEOUT_S = 2.0
 
 LINK_SOURCE_STRING = b"Bitcraze Crazyflie"
+#: Altitude [m] at or below which the modelled drone is on the floor.
+ON_GROUND_Z = 0.01
 
 
 def crtp_header(port: int, channel: int) -> int:
@@ -148,6 +158,32 @@ def decode_velocity_setpoint(record: CrtpRecord) -> VelocitySetpoint | None:
     return VelocitySetpoint(record.t, kind, vx, vy, vz, yaw_rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class MotorEvent:
+    """A change of the modelled motors.
+
+    Attributes:
+        t: when [s, monotonic].
+        kind: ``on`` (motors switched on), ``arm`` (arming request received) or ``off``.
+        cause: what did it: ``velocity``, ``takeoff``, ``land`` (high-level commands) or
+            ``arm`` for on/arm; ``stop_setpoint``, ``hl_stop``, ``zero_thrust``,
+            ``firmware_timeout``, ``emergency`` for off.
+        z: altitude of the model just before the change [m].
+        motors_were_on: whether the motors ran just before the change.
+    """
+
+    t: float
+    kind: str
+    cause: str
+    z: float
+    motors_were_on: bool
+
+    @property
+    def on_ground(self) -> bool:
+        """The drone sat on the floor with its motors off when this happened."""
+        return not self.motors_were_on and self.z <= ON_GROUND_Z
+
+
 @dataclasses.dataclass
 class _TocEntry:
     group: str
@@ -176,6 +212,8 @@ class FakeCrazyflie:
         position: initial state estimate (x, y, z) [m, world frame].
         yaw_deg: initial yaw [deg].
         port: UDP port on 127.0.0.1; 0 lets the OS pick a free one (see :attr:`uri`).
+        motors_on: start with the motors running, holding ``position`` under the
+            high-level commander (a drone in the air whose radio comes back).
     """
 
     def __init__(
@@ -185,6 +223,7 @@ class FakeCrazyflie:
         position: tuple[float, float, float] = (0.0, 0.0, 0.0),
         yaw_deg: float = 0.0,
         port: int = 0,
+        motors_on: bool = False,
     ) -> None:
         self.protocol_version = int(protocol_version)
         self.battery_v = float(battery_v)
@@ -196,7 +235,7 @@ class FakeCrazyflie:
         # Kinematic model of the drone, world frame [m], [deg].
         self.position = [float(p) for p in position]
         self.yaw_deg = float(yaw_deg)
-        self.motors_on = False
+        self.motors_on = bool(motors_on)
         self.emergency_stopped = False
         self._velocity = (0.0, 0.0, 0.0, 0.0)
         self._low_level_t: float | None = None
@@ -220,6 +259,7 @@ class FakeCrazyflie:
             _TocEntry("kalman", "resetEstimation", 0x08, "<B", 0),
         ]
         self._log_blocks: dict[int, _LogBlock] = {}
+        self._motor_events: list[MotorEvent] = []
         self.malformed = 0
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -239,6 +279,11 @@ class FakeCrazyflie:
         """Simulate link loss (False: receive and record, but answer nothing) or recovery."""
         with self._lock:
             self._responding = bool(responding)
+
+    def inject(self, port: int, channel: int, payload: bytes) -> None:
+        """Send an unsolicited packet to the connected host (if answering), e.g. log data
+        for a block the host never created."""
+        self._reply(port, channel, bytes(payload))
 
     def close(self) -> None:
         """Stop the fake and close its port (the link is gone for good)."""
@@ -278,6 +323,16 @@ class FakeCrazyflie:
             for r in self.records()
             if r.port == port and (channel is None or r.channel == channel)
         ]
+
+    def motor_events(self, since: float = -math.inf) -> list[MotorEvent]:
+        """Changes of the modelled motors at ``t >= since`` (monotonic [s]), oldest first."""
+        with self._lock:
+            return [e for e in self._motor_events if e.t >= since]
+
+    def armed_on_ground(self, since: float = -math.inf) -> int:
+        """How often, since ``since``, the motors were switched on or an arming request came
+        while the drone sat on the floor with its motors off (a take-off counts too)."""
+        return sum(e.kind in ("on", "arm") and e.on_ground for e in self.motor_events(since))
 
     def high_level_commands(self) -> list[int]:
         """Command ids received on the high-level commander port, in order."""
@@ -340,13 +395,16 @@ class FakeCrazyflie:
             return
         if port == PORT_SUPERVISOR and not silent:
             if channel == 1 and data[:1] == bytes([SUPERVISOR_EMERGENCY_STOP]):
-                self._emergency_stop()
+                self._emergency_stop(now)
+            elif channel == 1 and data[:2] == bytes([SUPERVISOR_ARM_SYSTEM, 1]):
+                with self._lock:
+                    self._motor_event(now, "arm", "arm")
             return
         if port == PORT_LOCALIZATION and not silent:
             if channel == LOCALIZATION_GENERIC_CH and data[:1] == bytes(
                 [LOCALIZATION_EMERGENCY_STOP]
             ):
-                self._emergency_stop()
+                self._emergency_stop(now)
             return
         if silent:
             return
@@ -456,7 +514,7 @@ class FakeCrazyflie:
                 return
             if port == PORT_COMMANDER_GENERIC and channel == 0 and data:
                 if data[0] == SETPOINT_STOP:
-                    self._motors_off()
+                    self._motors_off(now, "stop_setpoint")
                 elif data[0] in (SETPOINT_VELOCITY_WORLD, SETPOINT_VELOCITY_WORLD_LEGACY):
                     vx, vy, vz, yaw_rate = struct.unpack("<ffff", data[1:17])
                     if data[0] == SETPOINT_VELOCITY_WORLD_LEGACY:
@@ -464,32 +522,44 @@ class FakeCrazyflie:
                     self._velocity = (vx, vy, vz, yaw_rate)
                     self._low_level_t = now
                     self._hl_ramp = None
-                    self.motors_on = True
+                    self._motors_on(now, "velocity")
             elif port == PORT_COMMANDER_GENERIC and channel == 1 and data[:1] == b"\x00":
                 self._low_level_t = None  # notify setpoint stop: high level takes over
                 self._velocity = (0.0, 0.0, 0.0, 0.0)
             elif port == PORT_COMMANDER and len(data) >= 14:
                 thrust = struct.unpack("<fffH", data[:14])[3]
                 if thrust == 0:
-                    self._motors_off()
+                    self._motors_off(now, "zero_thrust")
             elif port == PORT_SETPOINT_HL and data and self._low_level_t is None:
                 if data[0] in (HL_TAKEOFF_2, HL_LAND_2) and len(data) >= 15:
                     _, _, height, _, _, duration = struct.unpack("<BBff?f", data[:15])
                     z0 = self.position[2]
                     self._hl_ramp = (now, now + max(duration, 1e-3), z0, height)
-                    self.motors_on = True
+                    self._motors_on(now, "takeoff" if data[0] == HL_TAKEOFF_2 else "land")
                 elif data[0] == HL_STOP:
-                    self._motors_off()
+                    self._motors_off(now, "hl_stop")
 
-    def _motors_off(self) -> None:
+    def _motor_event(self, now: float, kind: str, cause: str) -> None:
+        """Record a motor change (caller holds the lock)."""
+        event = MotorEvent(now, kind, cause, self.position[2], self.motors_on)
+        self._motor_events.append(event)
+
+    def _motors_on(self, now: float, cause: str) -> None:
+        if not self.motors_on:
+            self._motor_event(now, "on", cause)
+        self.motors_on = True
+
+    def _motors_off(self, now: float, cause: str) -> None:
+        if self.motors_on:
+            self._motor_event(now, "off", cause)
         self.motors_on = False
         self._velocity = (0.0, 0.0, 0.0, 0.0)
         self._low_level_t = None
         self._hl_ramp = None
 
-    def _emergency_stop(self) -> None:
+    def _emergency_stop(self, now: float) -> None:
         with self._lock:
-            self._motors_off()
+            self._motors_off(now, "emergency")
             self.emergency_stopped = True
 
     def _step_model(self, now: float) -> None:
@@ -502,7 +572,9 @@ class FakeCrazyflie:
             if self._low_level_t is not None:
                 age = now - self._low_level_t
                 if age > FIRMWARE_SHUTDOWN_TIMEOUT_S:
-                    self._motors_off()
+                    self._motors_off(
+                        self._low_level_t + FIRMWARE_SHUTDOWN_TIMEOUT_S, "firmware_timeout"
+                    )
                     self.position[2] = 0.0
                     return
                 vx, vy, vz, yaw_rate = (

@@ -30,6 +30,7 @@ from sim_bridge.fake_crazyflie import (
     FakeCrazyflie,
     decode_velocity_setpoint,
 )
+from sim_bridge.topics import command_valid
 
 HL_TAKEOFF, HL_LAND = 7, 8
 
@@ -386,7 +387,8 @@ finite_or_not = st.one_of(
 def test_nan_commands_never_reach_the_wire(flying_link, cmd):
     fake, link = flying_link
     accepted = link.set_command(*cmd)
-    assert accepted == all(math.isfinite(c) for c in cmd)
+    finite = all(math.isfinite(c) for c in cmd)
+    assert accepted == (finite and command_valid(cmd[0], cmd[1], cmd[2], 0.5))
     time.sleep(0.004)
     for sp in fake.velocity_setpoints(since=time.monotonic() - 0.05):
         assert all(math.isfinite(v) for v in (sp.vx, sp.vy, sp.vz, sp.yaw_rate))
@@ -436,7 +438,8 @@ def test_radio_gone_while_flying_lands_after_reconnect(cache_dir):
         stream(link, (0.1, 0.0, 0.0, 0.0), 0.3)
         fake.close()
         assert wait_for(lambda: link.status().link == LinkState.LOST, 3.0)
-        fake = FakeCrazyflie(port=port, position=(0.1, 0.0, 0.3))
+        # the drone is still in the air (hovering under its high-level commander)
+        fake = FakeCrazyflie(port=port, position=(0.1, 0.0, 0.3), motors_on=True)
         assert wait_for(lambda: link.status().link == LinkState.UP, 10.0)
         assert link.status().connects == 2
         assert wait_for(lambda: HL_LAND in fake.high_level_commands(), 2.0)

@@ -130,8 +130,9 @@ def test_watchdog_invariants_for_any_command_timing(steps):
         s.now += dt
         if new:
             stamp = s.now - age
-            s.link.set_command(vx, 0.0, 0.0, 0.0, stamp=stamp)
-            if stamp >= last_cmd_stamp:
+            accepted = s.link.set_command(vx, 0.0, 0.0, 0.0, stamp=stamp)
+            assert accepted == (age <= 0.3)  # stale on receipt: rejected (topics.stamp_ok)
+            if accepted and stamp >= last_cmd_stamp:
                 last_cmd_stamp, last_vx = stamp, max(min(vx, 0.5), -0.5)
         before = s.link.status().flight
         n_calls = len(s.transport.calls)
@@ -189,14 +190,35 @@ def test_critical_battery_lands_from_the_log_callback():
     assert calls == ["notify_stop", "land"]
 
 
-def test_future_stamps_are_not_fresher_than_now():
+def test_future_and_stale_stamps_are_rejected_and_counted():
+    """topics "Command freshness": a stamp outside [now - 0.3 s, now + skew] never flies."""
     s = Scripted()
     s.fly()
-    s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now + 100.0)
+    assert not s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now + 3600.0)
+    assert not s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now + 0.2)
+    assert not s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now - 0.5)
+    s.advance(0.01)
+    assert s.link.status().flight == FlightState.HOVERING
+    assert not [c for c in s.transport.calls if c[0] == "velocity"]
+    counts = s.link.status().commands
+    assert (counts.rejected_future, counts.rejected_stale, counts.rejected) == (2, 1, 3)
+    # within the clock skew: accepted, and not fresher than now
+    assert s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now + 0.01)
     s.advance(0.01)
     assert s.link.status().flight == FlightState.FLYING
     s.advance(0.35)
     assert s.link.status().flight == FlightState.HOLDING
+
+
+def test_too_fast_rejected_and_above_max_speed_clipped():
+    s = Scripted()
+    s.fly()
+    assert not s.link.set_command(5.0 * 0.5 + 0.01, 0.0, 0.0, 0.0)  # > CMD_REJECT_FACTOR x
+    assert s.link.set_command(1.0, 0.0, 0.0, 0.0)  # above max_speed 0.5: clipped
+    assert s.link.set_command(0.0, 0.0, 0.0, 50.0)  # yaw rate above max_yaw_rate: clipped
+    assert s.link.set_command(0.2, 0.0, 0.0, 0.0)
+    counts = s.link.status().commands
+    assert (counts.rejected_too_fast, counts.clipped, counts.rejected) == (1, 2, 1)
 
 
 def test_geofence_lands():

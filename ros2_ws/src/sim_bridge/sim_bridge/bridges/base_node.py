@@ -21,7 +21,17 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 
 from sim_bridge.bridges.neighbors import neighbors_within
 from sim_bridge.config import ConfigError, RobotConfig, SwarmConfig, load_config
-from sim_bridge.topics import LINK_STATE, NEIGHBORS, POSE, RESOURCES, WORLD_FRAME, robot_topic
+from sim_bridge.topics import (
+    CMD_CLOCK_SKEW_S,
+    CMD_TIMEOUT_S,
+    LINK_STATE,
+    NEIGHBORS,
+    POSE,
+    RESOURCES,
+    WORLD_FRAME,
+    robot_topic,
+    stamp_ok,
+)
 
 LATCHED = QoSProfile(
     depth=1,
@@ -181,12 +191,26 @@ class BridgeNodeBase(Node):
             msg.status.append(status)
         self._diagnostics_pub.publish(msg)
 
-    def stamp_age(self, stamp) -> float:
-        """Age [s] of a message stamp against this node's clock; 0 for an unset stamp."""
+    def command_stamp_verdict(
+        self, stamp, timeout_s: float = CMD_TIMEOUT_S
+    ) -> tuple[str | None, float]:
+        """A command's ``header.stamp`` on receipt, by the freshness rule of ``topics``
+        ("Command freshness", :func:`~sim_bridge.topics.stamp_ok`) on this node's clock.
+
+        Returns:
+            ``(None, age_s)`` for a fresh stamp, else ``(reason, age_s)`` with reason
+            ``rejected_unstamped`` (zero stamp), ``rejected_stale`` (older than
+            ``timeout_s``) or ``rejected_future`` (beyond ``CMD_CLOCK_SKEW_S`` ahead);
+            ``age_s`` [s] is negative for a stamp ahead of the clock (inf when unset).
+        """
         if stamp.sec == 0 and stamp.nanosec == 0:
-            return 0.0
-        age = (self.get_clock().now() - Time.from_msg(stamp)).nanoseconds * 1e-9
-        return max(age, 0.0)
+            return "rejected_unstamped", math.inf
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = Time.from_msg(stamp).nanoseconds
+        age = (now_ns - stamp_ns) * 1e-9
+        if stamp_ok(stamp_ns * 1e-9, now_ns * 1e-9, timeout_s, CMD_CLOCK_SKEW_S):
+            return None, age
+        return ("rejected_future" if age < 0.0 else "rejected_stale"), age
 
     def _remember_pose(self, name: str, msg: PoseStamped) -> None:
         p = msg.pose.position

@@ -43,6 +43,7 @@ commands are rejected at :meth:`CrazyflieLink.set_command` and, as a last line, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
@@ -52,12 +53,17 @@ import time
 import warnings
 from collections.abc import Callable
 
-from sim_bridge.topics import CMD_TIMEOUT_S
+from sim_bridge.topics import CMD_CLOCK_SKEW_S, CMD_TIMEOUT_S, command_valid, stamp_ok
 
 CRTP_COMMANDER_GENERIC_HEADER = 0x7C  # port 7, channel 0, with cflib's legacy bits 2-3
 TYPE_VELOCITY_WORLD = 8
 TYPE_VELOCITY_WORLD_LEGACY = 1
 LEGACY_PROTOCOL_MAX = 8  # firmware CRTP protocol <= 8 uses the legacy setpoint types
+#: The firmware stops the motors this long [s] after its last low-level setpoint
+#: (crazyflie-firmware commander.c, COMMANDER_WDT_TIMEOUT_SHUTDOWN).
+FIRMWARE_SHUTDOWN_TIMEOUT_S = 2.0
+CRTP_PORT_LOGGING = 5
+CRTP_CHANNEL_LOGDATA = 2
 
 STATE_LOG_VARIABLES = (
     "stateEstimate.x",
@@ -193,8 +199,15 @@ class LinkParams:
         land_after_s: command age after which the drone lands [s].
         link_timeout_s: no packet from the drone for this long -> ``lost`` [s].
         reconnect_after_s: silence after which the connection is re-opened [s].
-        connect_timeout_s: limit for one connection attempt (TOC download) [s].
+        connect_timeout_s: limit for one connection attempt while the drone answers
+            (TOC download without cache) [s].
+        answer_timeout_s: a connection attempt that hears no answer for this long is
+            abandoned and retried [s] (requests lost in an outage are never answered).
         retry_backoff_s: first delay between attempts, doubled up to ``retry_backoff_max_s``.
+        ground_z_m: a state estimate at or below this altitude [m, world z] means the
+            drone is on the ground (after a link loss: nothing but a stop is sent).
+        estimate_wait_s: after the link returns from a loss while airborne, how long to wait
+            for a fresh state estimate before falling back to the outage length [s].
         takeoff_speed: vertical speed of high-level takeoff [m/s].
         land_speed: vertical speed of high-level landing [m/s].
         log_period_ms: state estimate / battery log period [ms] (10..2540).
@@ -210,8 +223,11 @@ class LinkParams:
     link_timeout_s: float = 1.0
     reconnect_after_s: float = 3.0
     connect_timeout_s: float = 15.0
+    answer_timeout_s: float = 1.0
     retry_backoff_s: float = 0.5
-    retry_backoff_max_s: float = 8.0
+    retry_backoff_max_s: float = 1.0
+    ground_z_m: float = 0.1
+    estimate_wait_s: float = 0.5
     takeoff_speed: float = 0.3
     land_speed: float = 0.3
     log_period_ms: int = 50
@@ -236,9 +252,27 @@ class LinkParams:
             )
         if not 10 <= self.log_period_ms <= 2540:
             problems.append(f"log_period_ms={self.log_period_ms} must be in [10, 2540]")
-        for name in ("connect_timeout_s", "retry_backoff_s", "takeoff_speed", "land_speed"):
+        for name in (
+            "connect_timeout_s",
+            "retry_backoff_s",
+            "takeoff_speed",
+            "land_speed",
+            "estimate_wait_s",
+        ):
             if not getattr(self, name) > 0.0:
                 problems.append(f"{name}={getattr(self, name)} must be > 0")
+        if not 0.0 < self.answer_timeout_s <= self.connect_timeout_s:
+            problems.append(
+                f"need 0 < answer_timeout_s ({self.answer_timeout_s}) <= connect_timeout_s "
+                f"({self.connect_timeout_s})"
+            )
+        if not self.retry_backoff_max_s >= self.retry_backoff_s:
+            problems.append(
+                f"retry_backoff_max_s={self.retry_backoff_max_s} must be >= retry_backoff_s="
+                f"{self.retry_backoff_s}"
+            )
+        if not self.ground_z_m >= 0.0:
+            problems.append(f"ground_z_m={self.ground_z_m} must be >= 0")
         if problems:
             raise ValueError("invalid link parameters: " + "; ".join(problems))
 
@@ -263,8 +297,43 @@ class Estimate:
 
 
 @dataclasses.dataclass(frozen=True)
+class CommandCounts:
+    """Commands given to :meth:`CrazyflieLink.set_command` that were not sent as they came.
+
+    Attributes:
+        rejected_non_finite: a component NaN or infinite.
+        rejected_too_fast: faster than ``topics.CMD_REJECT_FACTOR * max_speed``.
+        rejected_stale: stamp older than ``hold_after_s`` on receipt.
+        rejected_future: stamp more than ``topics.CMD_CLOCK_SKEW_S`` in the future.
+        clipped: speed scaled down to ``max_speed`` or yaw rate clipped to ``max_yaw_rate``.
+    """
+
+    rejected_non_finite: int = 0
+    rejected_too_fast: int = 0
+    rejected_stale: int = 0
+    rejected_future: int = 0
+    clipped: int = 0
+
+    @property
+    def rejected(self) -> int:
+        """All rejected commands (never executed)."""
+        return (
+            self.rejected_non_finite
+            + self.rejected_too_fast
+            + self.rejected_stale
+            + self.rejected_future
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class LinkStatus:
-    """Snapshot of one link, for the node and for tests."""
+    """Snapshot of one link, for the node and for tests.
+
+    ``stale_log_packets`` counts log data of an earlier connection's log block that arrived
+    while a new connection was being set up (dropped, see :class:`CflibTransport`);
+    ``recovering`` is True while the link is back after a loss while airborne and the
+    bridge waits for a fresh state estimate to decide between land and stop.
+    """
 
     name: str
     link: LinkState
@@ -277,6 +346,9 @@ class LinkStatus:
     setpoints_sent: int
     connects: int
     last_event: str
+    commands: CommandCounts = CommandCounts()
+    stale_log_packets: int = 0
+    recovering: bool = False
 
 
 def _first_line(text: str) -> str:
@@ -292,6 +364,16 @@ class CflibTransport:
     and one log block with :data:`STATE_LOG_VARIABLES`. Velocity setpoints are sent as raw
     datagrams from :func:`encode_velocity_world`; takeoff, land and the stop / notify
     setpoints use cflib's own encoders.
+
+    The firmware keeps a log block running through a radio outage, so a new connection
+    first receives log data of the old connection's block until cflib's log reset (part of
+    the TOC refresh) reaches the drone; cflib would log "Error no LogEntry to handle id=..."
+    for each of them (20 a second). Until this connection's own block is started, such
+    packets are dropped and counted (``stale_log_packets``), and they are not taken as an
+    answer from the drone (``on_rx``): they say nothing about the new connection's
+    requests. Once the block runs, log data for an unknown block reaches cflib as before.
+    :meth:`close` deletes the log block first (if the drone still hears us, it stops
+    streaming for a connection that is gone).
     """
 
     _drivers_ready = False
@@ -302,8 +384,11 @@ class CflibTransport:
         self._log_period_ms = log_period_ms
         self._lock = threading.Lock()
         self._cf = None
+        self._block = None
+        self._block_started = False
         self.protocol_version: int | None = None
         self.telemetry_error: str | None = None
+        self.stale_log_packets = 0
 
     @classmethod
     def _init_drivers(cls) -> None:
@@ -322,7 +407,11 @@ class CflibTransport:
         on_rx: Callable[[], None],
         on_sample: Callable[[dict], None],
     ) -> None:
-        """Start connecting (non-blocking); callbacks come from cflib's threads."""
+        """Start connecting (non-blocking); callbacks come from cflib's threads.
+
+        ``on_rx`` is called for every packet from the drone except log data of an earlier
+        connection's block (see the class docstring).
+        """
         from cflib.crazyflie import Crazyflie
         from cflib.crazyflie.log import LogConfig
 
@@ -346,6 +435,8 @@ class CflibTransport:
             try:
                 cf.log.add_config(block)
                 block.start()
+                self._block = block
+                self._block_started = True
             except (KeyError, AttributeError) as exc:
                 self.telemetry_error = f"telemetry log block refused: {exc}"
             if cf.param.toc.get_element_by_complete_name("commander.enHighLevel") is not None:
@@ -360,10 +451,34 @@ class CflibTransport:
         cf.connection_lost.add_callback(
             lambda _u, msg: on_down(f"connection lost: {_first_line(msg)}")
         )
-        cf.packet_received.add_callback(lambda _pk: on_rx())
+        cf.packet_received.add_callback(lambda pk: None if self._is_stale_log(pk) else on_rx())
+        self._filter_stale_log_data(cf)
         with self._lock:
             self._cf = cf
         cf.open_link(uri)
+
+    def _is_stale_log(self, pk) -> bool:
+        """Log data that arrives before this connection's own block runs."""
+        return (
+            not self._block_started
+            and pk.port == CRTP_PORT_LOGGING
+            and pk.channel == CRTP_CHANNEL_LOGDATA
+        )
+
+    def _filter_stale_log_data(self, cf) -> None:
+        """Put a filter in front of cflib's log port handler (drops stale log data)."""
+        handler = getattr(cf.log, "_new_packet_cb", None)  # cflib 0.1.x private name
+        if handler is None:
+            return  # another cflib: its own handler stays, so does its warning
+
+        def log_packet(pk) -> None:
+            if self._is_stale_log(pk):
+                self.stale_log_packets += 1
+                return
+            handler(pk)
+
+        cf.remove_port_callback(CRTP_PORT_LOGGING, handler)
+        cf.add_port_callback(CRTP_PORT_LOGGING, log_packet)
 
     def _send_raw(self, datagram: bytes) -> None:
         from cflib.crtp.crtpstack import CRTPPacket
@@ -413,11 +528,16 @@ class CflibTransport:
         self._call(lambda cf: cf.extpos.send_extpose(*pose))
 
     def close(self) -> None:
-        """Close without cflib's parting zero-thrust packet (the drone may still be flying)."""
+        """Delete the log block, then close without cflib's parting zero-thrust packet
+        (the drone may still be flying). Takes up to 1 s (cflib joins its packet thread)."""
         with self._lock:
             cf, self._cf = self._cf, None
             if cf is None:
                 return
+            block, self._block = self._block, None
+            if block is not None and cf.link is not None:
+                with contextlib.suppress(Exception):  # best effort: the link may be gone
+                    block.delete()
             link, cf.link = cf.link, None
         if link is not None:
             link.close()
@@ -473,7 +593,15 @@ class CrazyflieLink:
         self._last_send = -math.inf
         self._next_send = -math.inf
         self._pending: list[tuple] = []
-        self._airborne_at_loss = False
+        self._gen = 0  # connection generation: callbacks of an abandoned one are ignored
+        self._airborne_at_loss = False  # a land may not have been delivered
+        self._lost_since = -math.inf  # when the link was declared lost [s]
+        self._lost_rx = -math.inf  # last packet heard before that [s]
+        self._recovering = False  # back after a loss while airborne: deciding land / stop
+        self._recover_since = -math.inf
+        self._recover_told = False
+        self._counts = CommandCounts()
+        self._stale_log_before = 0  # stale log packets of closed connections
         self._estimate: Estimate | None = None
         self._vbat_filtered: float | None = None
         self._battery_level = BatteryLevel.UNKNOWN
@@ -528,6 +656,10 @@ class CrazyflieLink:
                 setpoints_sent=self._setpoints_sent,
                 connects=self._connects,
                 last_event=self._last_event,
+                commands=self._counts,
+                stale_log_packets=self._stale_log_before
+                + getattr(self._transport, "stale_log_packets", 0),
+                recovering=self._recovering,
             )
 
     def set_command(
@@ -535,18 +667,33 @@ class CrazyflieLink:
     ) -> bool:
         """Latest world-frame velocity [m/s] and yaw rate [rad/s]; ``stamp`` [s, monotonic].
 
-        Returns False (and keeps the previous command, so the watchdog still runs) when a
-        component is not finite; NaN never reaches the wire. The velocity is scaled to
-        ``max_speed`` and the yaw rate clipped to ``max_yaw_rate``.
+        The command rules of ``sim_bridge.topics`` ("Command freshness"): rejected, counted
+        in :attr:`LinkStatus.commands` and never executed when a component is not finite,
+        when it is faster than ``CMD_REJECT_FACTOR * max_speed`` (:func:`command_valid`), or
+        when ``stamp`` lies outside ``[now - hold_after_s, now + CMD_CLOCK_SKEW_S]``
+        (:func:`stamp_ok`; no stamp means now). Returns False then; the previous command
+        stays, so the watchdog still runs and NaN never reaches the wire. An accepted
+        command is scaled to ``max_speed`` and its yaw rate clipped to ``max_yaw_rate``
+        (counted as clipped).
         """
-        if not all(math.isfinite(c) for c in (vx, vy, vz, yaw_rate)):
-            return False
         now = self._clock()
-        stamp = now if stamp is None else stamp
-        if not math.isfinite(stamp):
+        verdict = None
+        if not all(math.isfinite(c) for c in (vx, vy, vz, yaw_rate)):
+            verdict = "rejected_non_finite"
+        elif not command_valid(vx, vy, vz, self.robot.max_speed):
+            verdict = "rejected_too_fast"
+        elif stamp is not None and not stamp_ok(
+            stamp, now, self.params.hold_after_s, CMD_CLOCK_SKEW_S
+        ):
+            future = math.isfinite(stamp) and stamp > now
+            verdict = "rejected_future" if future else "rejected_stale"
+        if verdict is not None:
+            self._count(verdict)
             return False
-        stamp = min(stamp, now)  # a stamp from the future (clock skew) is not fresher than now
+        stamp = now if stamp is None else min(stamp, now)  # within the skew: not newer than now
         cmd = clamp_command((vx, vy, vz), yaw_rate, self.robot.max_speed, self.robot.max_yaw_rate)
+        if cmd != ((vx, vy, vz), yaw_rate):
+            self._count("clipped")
         with self._cond:
             if stamp < self._cmd_stamp:
                 return True  # out-of-order message: the newer one stays
@@ -555,6 +702,11 @@ class CrazyflieLink:
             self._cmd_new = True
             self._cond.notify_all()
         return True
+
+    def _count(self, field: str) -> None:
+        with self._cond:
+            counts = self._counts
+            self._counts = dataclasses.replace(counts, **{field: getattr(counts, field) + 1})
 
     def takeoff(self) -> tuple[bool, str]:
         """High-level takeoff to ``takeoff_height``; refused unless up, grounded, battery ok."""
@@ -580,10 +732,19 @@ class CrazyflieLink:
             return True, f"taking off to {height:.2f} m"
 
     def land(self) -> tuple[bool, str]:
-        """High-level land; a no-op success on the ground; refused before the first link up."""
+        """High-level land; a no-op success on the ground; refused before the first link up.
+
+        While the link is back after a loss and the altitude is still unknown (no fresh
+        state estimate), an explicit land is sent: the caller decided.
+        """
         with self._cond:
             if self._connects == 0:
                 return self._refuse(f"land refused: link is {self._link.value}, never up yet")
+            if self._recovering and self._link == LinkState.UP:
+                self._recovering = self._airborne_at_loss = False
+                self._begin_land(self._clock(), "land requested after the link loss")
+                self._cond.notify_all()
+                return True, "landing"
             if self._flight in (FlightState.GROUNDED, FlightState.LANDING):
                 return True, f"already {self._flight.value}"
             if self._flight == FlightState.EMERGENCY:
@@ -602,6 +763,7 @@ class CrazyflieLink:
             link_up = self._link == LinkState.UP
             if connected:
                 self._flight = FlightState.EMERGENCY
+                self._recovering = self._airborne_at_loss = False
                 self._event("flight", "emergency stop")
         if not connected:
             return self._refuse(
@@ -643,22 +805,43 @@ class CrazyflieLink:
         self._phase_start, self._phase_end = now, now + duration + 0.5
         self._event("flight", f"landing ({reason}) in {duration:.1f} s")
 
+    def _mark_lost(self, now: float) -> None:
+        """The link just went lost: remember when, and whether a land may be undelivered."""
+        self._lost_since = now
+        self._lost_rx = self._last_rx
+        if self._flight in AIRBORNE or self._flight == FlightState.LANDING:
+            self._airborne_at_loss = True
+
+    def _link_back(self, now: float) -> None:
+        """The drone answers again after a loss: decide land / stop from a fresh estimate."""
+        if self._airborne_at_loss and self._flight != FlightState.EMERGENCY:
+            self._recovering = True
+            self._recover_since = now
+            self._recover_told = False
+
     # ------------------------------------------------------------------ transport callbacks
-    def _cb_up(self) -> None:
+    def _cb_up(self, gen: int) -> None:
         with self._cond:
+            if gen != self._gen:
+                return
             self._conn_up = True
             self._last_rx = self._clock()
             self._cond.notify_all()
 
-    def _cb_down(self, reason: str) -> None:
+    def _cb_down(self, gen: int, reason: str) -> None:
         with self._cond:
+            if gen != self._gen:
+                return
             self._conn_down = reason
             self._cond.notify_all()
 
-    def _cb_rx(self) -> None:
-        self._last_rx = self._clock()  # a float store is atomic; no lock on the hot path
+    def _cb_rx(self, gen: int) -> None:
+        if gen == self._gen:
+            self._last_rx = self._clock()  # a float store is atomic; no lock on the hot path
 
-    def _cb_sample(self, data: dict) -> None:
+    def _cb_sample(self, gen: int, data: dict) -> None:
+        if gen != self._gen:
+            return
         now = self._clock()
         try:
             est = Estimate(
@@ -675,6 +858,8 @@ class CrazyflieLink:
             self._estimate = est
             if math.isfinite(est.battery_v):
                 self._update_battery(now, est.battery_v)
+            if self._recovering:
+                self._cond.notify_all()  # the estimate decides between land and stop
         if self._on_estimate is not None:
             self._on_estimate(est)
 
@@ -710,40 +895,77 @@ class CrazyflieLink:
             if self._connect():
                 backoff = self.params.retry_backoff_s
                 self._stream()
-            transport, self._transport = self._transport, None
-            with self._cond:
-                self._conn_up = False
-                if self._flight in AIRBORNE or self._flight == FlightState.LANDING:
-                    self._airborne_at_loss = True  # land again as soon as the link is back
-                if not self._stop.is_set():
-                    self._set_link(LinkState.LOST, self._conn_down or "no answer")
+            transport = self._end_connection()
             if transport is not None:
-                transport.close()
+                if self._stop.is_set():
+                    transport.close()
+                else:  # cflib's close joins its packet thread (up to 1 s): not on our time
+                    threading.Thread(
+                        target=transport.close, name=f"cf_close_{self.robot.name}", daemon=True
+                    ).start()
             if self._stop.wait(backoff):
                 break
             backoff = min(2.0 * backoff, self.params.retry_backoff_max_s)
 
-    def _connect(self) -> bool:
+    def _end_connection(self) -> CflibTransport | None:
+        """Forget the current connection (its late callbacks are ignored); returns it."""
+        transport, self._transport = self._transport, None
         with self._cond:
+            self._gen += 1
+            self._conn_up = False
+            if transport is not None:
+                self._stale_log_before += getattr(transport, "stale_log_packets", 0)
+            if self._link == LinkState.UP:
+                self._mark_lost(self._clock())
+            if not self._stop.is_set():
+                self._set_link(
+                    LinkState.CONNECTING if self._connects == 0 else LinkState.LOST,
+                    self._conn_down or "no answer",
+                )
+        return transport
+
+    def _connect(self) -> bool:
+        """One connection attempt: True once up; False when it failed or heard nothing.
+
+        The attempt is abandoned when no packet came back for ``answer_timeout_s`` (from
+        the start or since the last packet; requests lost in an outage are never answered
+        or re-sent over UDP) or after ``connect_timeout_s`` in all.
+        """
+        p = self.params
+        with self._cond:
+            self._gen += 1
+            gen = self._gen
             self._conn_up = False
             self._conn_down = None
-            self._set_link(LinkState.CONNECTING, f"opening {self.robot.uri}")
+            if self._connects == 0:
+                self._set_link(LinkState.CONNECTING, f"opening {self.robot.uri}")
         transport = self._factory()
         self._transport = transport
+        t_open = self._clock()
         try:
-            transport.open(self.robot.uri, self._cb_up, self._cb_down, self._cb_rx, self._cb_sample)
+            transport.open(
+                self.robot.uri,
+                lambda: self._cb_up(gen),
+                lambda reason: self._cb_down(gen, reason),
+                lambda: self._cb_rx(gen),
+                lambda data: self._cb_sample(gen, data),
+            )
         except Exception as exc:  # cflib raises bare Exception for driver problems
             with self._cond:
-                self._conn_down = f"cannot open {self.robot.uri}: {exc}"
+                self._conn_down = f"cannot open {self.robot.uri}: {_first_line(exc)}"
             return False
-        deadline = self._clock() + self.params.connect_timeout_s
         with self._cond:
             while not (self._conn_up or self._conn_down or self._stop.is_set()):
-                remaining = deadline - self._clock()
-                if remaining <= 0.0:
-                    self._conn_down = f"no answer within {self.params.connect_timeout_s:.1f} s"
+                now = self._clock()
+                heard = max(t_open, self._last_rx)
+                if now - t_open >= p.connect_timeout_s:
+                    self._conn_down = f"not connected within {p.connect_timeout_s:.1f} s"
                     return False
-                self._cond.wait(remaining)
+                if now - heard >= p.answer_timeout_s:
+                    self._conn_down = f"no answer for {p.answer_timeout_s:.1f} s, retrying"
+                    return False
+                deadline = min(t_open + p.connect_timeout_s, heard + p.answer_timeout_s)
+                self._cond.wait(min(deadline - now, 0.1))
             if not self._conn_up or self._conn_down:
                 return False
             now = self._clock()
@@ -757,9 +979,9 @@ class CrazyflieLink:
                 self._event("link", transport.telemetry_error)
             if self._flight == FlightState.EMERGENCY:
                 self._flight = FlightState.GROUNDED
-            if self._airborne_at_loss:
                 self._airborne_at_loss = False
-                self._begin_land(now, "link re-established after loss while airborne")
+            if self._airborne_at_loss:
+                self._link_back(now)
             elif self._flight != FlightState.LANDING:
                 self._flight = FlightState.GROUNDED
             self._cond.notify_all()
@@ -802,14 +1024,15 @@ class CrazyflieLink:
         silence = now - self._last_rx
         if self._link == LinkState.UP and silence > self.params.link_timeout_s:
             self._set_link(LinkState.LOST, f"no packet for {silence:.2f} s")
-            if self._flight in AIRBORNE or self._flight == FlightState.LANDING:
-                self._airborne_at_loss = True
-                if self._flight != FlightState.LANDING:
-                    self._begin_land(now, "link lost")
+            self._mark_lost(now)
+            if self._flight in AIRBORNE:
+                # Best effort: the uplink may still work. Re-sent once the link is back.
+                self._begin_land(now, "link lost")
         elif self._link == LinkState.LOST and silence <= self.params.link_timeout_s:
             self._set_link(LinkState.UP, "packets flowing again")
             if self._flight == FlightState.GROUNDED:
                 self._airborne_at_loss = False
+            self._link_back(now)
         if self._link == LinkState.LOST and silence > self.params.reconnect_after_s:
             self._conn_down = f"no packet for {silence:.1f} s, re-opening"
             return True
@@ -817,16 +1040,24 @@ class CrazyflieLink:
 
     def _tick(self, now: float, period: float, min_interval: float) -> list[tuple]:
         actions, self._pending = self._pending, []
+        if self._recovering and self._link == LinkState.UP:
+            self._recover(now)
+            return self._pending_and_clear(actions)
         if self._flight == FlightState.TAKING_OFF and now >= self._phase_end:
             self._flight = FlightState.HOVERING
             self._phase_start = now
             self._event("flight", "hovering (high-level commander holds position)")
-        if self._flight == FlightState.LANDING and now >= self._phase_end:
+        # A landing ends only while the link is up: one that went out into an outage may
+        # never have arrived (it is re-sent when the link is back, see _recover).
+        if (
+            self._flight == FlightState.LANDING
+            and now >= self._phase_end
+            and self._link == LinkState.UP
+        ):
             self._flight = FlightState.GROUNDED
             actions.append(("stop_motors",))
             self._event("flight", "landed, motors stopped")
-            if self._link == LinkState.UP:
-                self._airborne_at_loss = False
+            self._airborne_at_loss = False
         if self._flight in AIRBORNE and self._outside_geofence():
             self._begin_land(now, "estimate left the arena")
             return self._pending_and_clear(actions)
@@ -869,6 +1100,45 @@ class CrazyflieLink:
             self._last_send = now
             self._setpoints_sent += 1
         return actions
+
+    def _recover(self, now: float) -> None:
+        """Back after a loss while airborne (or landing): land again or only stop.
+
+        A state estimate that arrived after the loss tells: at or below ``ground_z_m`` the
+        drone is down (it landed, or the firmware cut its motors), so only a stop setpoint
+        goes out and nothing that could start its motors; above, the land is sent again
+        and the landing timer restarts from this moment and this altitude. Without such an
+        estimate after ``estimate_wait_s``: an outage shorter than the firmware's motor
+        timeout (2 s) cannot have stopped the motors, so the land goes out; after a longer
+        one the altitude is unknown and nothing is sent until a caller lands or stops it.
+        """
+        est = self._estimate
+        if est is not None and est.t > self._lost_since:
+            self._recovering = self._airborne_at_loss = False
+            if est.z <= self.params.ground_z_m:
+                self._flight = FlightState.GROUNDED
+                self._pending.append(("stop_motors",))
+                self._event(
+                    "flight",
+                    f"on the ground after the link loss (z = {est.z:.2f} m): motors stopped, "
+                    "no land sent",
+                )
+            else:
+                self._begin_land(now, f"link back at z = {est.z:.2f} m, land sent again")
+            return
+        if now - self._recover_since < self.params.estimate_wait_s:
+            return
+        outage = self._recover_since - self._lost_rx
+        if outage < FIRMWARE_SHUTDOWN_TIMEOUT_S:
+            self._recovering = self._airborne_at_loss = False
+            self._begin_land(now, f"link back after {outage:.1f} s, no estimate: land sent again")
+        elif not self._recover_told:
+            self._recover_told = True
+            self._event(
+                "refused",
+                f"link back after {outage:.1f} s without a state estimate: altitude unknown, "
+                "nothing sent (call land or emergency_stop)",
+            )
 
     def _pending_and_clear(self, actions: list[tuple]) -> list[tuple]:
         actions.extend(self._pending)

@@ -15,11 +15,21 @@ robot whose link fails never holds up the others. Per robot ``/<robot>/``:
   advertised and answer from the link's state (takeoff refuses while not up);
 * ``neighbors`` (PoseArray): robots within the sensing radius (see ``base_node``);
 
-and ``/diagnostics`` (1 Hz, one status per robot: link, flight, battery, protocol).
+and ``/diagnostics`` (1 Hz, one status per robot: link, flight, battery, protocol, and the
+command counts ``rejected_commands`` = ``rejected_non_finite`` + ``rejected_too_fast`` +
+``rejected_stale`` + ``rejected_future`` + ``rejected_unstamped``, ``clipped_commands``,
+``stale_log_packets``).
+
+``cmd_vel`` follows the freshness rule of :mod:`sim_bridge.topics` ("Command freshness"): a
+stamp outside ``[now - hold_after_s, now + CMD_CLOCK_SKEW_S]`` on this node's clock, or an
+unset one, is rejected on receipt and counted, never executed; the link then rejects
+non-finite and too fast commands and clips the rest to ``max_speed``.
 
 Parameters: ``config`` (swarm YAML), ``robot`` / ``robots`` (restrict to these names,
 comma-separated), ``rate_hz``, ``max_rate_hz``, ``hold_after_s``, ``land_after_s``,
-``link_timeout_s``, ``reconnect_after_s``, ``connect_timeout_s``, ``log_period_ms``,
+``link_timeout_s``, ``reconnect_after_s``, ``connect_timeout_s``, ``answer_timeout_s``,
+``retry_backoff_s``, ``retry_backoff_max_s``, ``ground_z_m``, ``estimate_wait_s`` (see
+:class:`~sim_bridge.bridges.crazyflie_link.LinkParams`), ``log_period_ms``,
 ``battery_full_v``, ``battery_resource`` (resource type fed by the battery; default
 ``battery`` if the config has it, else ``energy``), ``geofence_margin``, ``toc_cache_dir``,
 ``resources_hz``. Units: ROS side rad/s, wire deg/s (converted in the link).
@@ -31,6 +41,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
@@ -88,6 +99,11 @@ class CrazyflieBridgeNode(BridgeNodeBase):
             "link_timeout_s",
             "reconnect_after_s",
             "connect_timeout_s",
+            "answer_timeout_s",
+            "retry_backoff_s",
+            "retry_backoff_max_s",
+            "ground_z_m",
+            "estimate_wait_s",
             "geofence_margin",
         ):
             self.declare_parameter(name, float(getattr(defaults, name)))
@@ -106,6 +122,11 @@ class CrazyflieBridgeNode(BridgeNodeBase):
                 link_timeout_s=g("link_timeout_s").value,
                 reconnect_after_s=g("reconnect_after_s").value,
                 connect_timeout_s=g("connect_timeout_s").value,
+                answer_timeout_s=g("answer_timeout_s").value,
+                retry_backoff_s=g("retry_backoff_s").value,
+                retry_backoff_max_s=g("retry_backoff_max_s").value,
+                ground_z_m=g("ground_z_m").value,
+                estimate_wait_s=g("estimate_wait_s").value,
                 geofence_margin=g("geofence_margin").value,
                 log_period_ms=g("log_period_ms").value,
                 toc_cache_dir=g("toc_cache_dir").value or None,
@@ -122,6 +143,8 @@ class CrazyflieBridgeNode(BridgeNodeBase):
         self.links: dict[str, CrazyflieLink] = {}
         self._advertised: set[str] = set()
         self._last_extpose: dict[str, float] = {}
+        #: Commands rejected on receipt by their stamp, per robot (reason -> count).
+        self.stamp_rejects: dict[str, Counter] = {r.name: Counter() for r in self.robots}
         for robot in self.robots:
             battery = None
             if robot.battery is not None:
@@ -182,14 +205,20 @@ class CrazyflieBridgeNode(BridgeNodeBase):
             self.links[robot.name].send_external_pose(values)
 
     def _on_cmd(self, name: str, msg: TwistStamped) -> None:
-        age = self.stamp_age(msg.header.stamp)
-        lin, ang = msg.twist.linear, msg.twist.angular
-        accepted = self.links[name].set_command(
-            lin.x, lin.y, lin.z, ang.z, stamp=time.monotonic() - age
-        )
-        if not accepted:
+        link = self.links[name]
+        verdict, age = self.command_stamp_verdict(msg.header.stamp, link.params.hold_after_s)
+        if verdict is not None:
+            self.stamp_rejects[name][verdict] += 1
             self.get_logger().warning(
-                f"{name}: non-finite cmd_vel ignored (never sent to the drone)",
+                f"{name}: cmd_vel {verdict.removeprefix('rejected_')} (stamp age {age:.3f} s): "
+                "rejected, never sent to the drone",
+                throttle_duration_sec=1.0,
+            )
+            return
+        lin, ang = msg.twist.linear, msg.twist.angular
+        if not link.set_command(lin.x, lin.y, lin.z, ang.z, stamp=time.monotonic() - age):
+            self.get_logger().warning(
+                f"{name}: non-finite or too fast cmd_vel rejected (never sent to the drone)",
                 throttle_duration_sec=1.0,
             )
 
@@ -255,9 +284,23 @@ class CrazyflieBridgeNode(BridgeNodeBase):
                 "battery_level": st.battery_level.value,
                 "setpoints_sent": st.setpoints_sent,
                 "connects": st.connects,
+                **self._command_counts(robot.name, st),
+                "stale_log_packets": st.stale_log_packets,
             }
             entries.append((robot.name, level, st.last_event or st.link.value, values))
         self.publish_diagnostics(entries)
+
+    def _command_counts(self, name: str, st) -> dict[str, int]:
+        """Rejected and clipped commands of one robot: at receipt (stamp) and in the link."""
+        c, stamp = st.commands, self.stamp_rejects[name]
+        counts = {
+            "rejected_non_finite": c.rejected_non_finite,
+            "rejected_too_fast": c.rejected_too_fast,
+            "rejected_stale": c.rejected_stale + stamp["rejected_stale"],
+            "rejected_future": c.rejected_future + stamp["rejected_future"],
+            "rejected_unstamped": stamp["rejected_unstamped"],
+        }
+        return {"rejected_commands": sum(counts.values()), **counts, "clipped_commands": c.clipped}
 
     def destroy_node(self) -> None:
         stop_links(list(self.links.values()))

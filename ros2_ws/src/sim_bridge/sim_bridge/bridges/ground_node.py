@@ -7,7 +7,15 @@ see :mod:`sim_bridge.bridges.ground`) at ``rate_hz``; pose from ``odom_topic``
 configured pose, or set ``mocap_topic``) or ``mocap_topic`` (PoseStamped, preferred when
 set) republished on ``pose``; ``resources`` (configured amounts); ``link_state``
 (``connecting`` until the first pose, ``up``, ``lost`` when poses stop); ``neighbors``;
-``/diagnostics`` (1 Hz, one status per robot).
+``/diagnostics`` (1 Hz, one status per robot, with the command counts
+``rejected_commands`` = ``rejected_non_finite`` + ``rejected_too_fast`` + ``rejected_stale``
++ ``rejected_future`` + ``rejected_unstamped``, and ``clipped_commands``: faster than
+``max_speed``, so the unicycle map clips it).
+
+``cmd_vel`` follows the rules of :mod:`sim_bridge.topics` ("Command freshness"): non-finite
+or faster than ``CMD_REJECT_FACTOR * max_speed`` (:func:`~sim_bridge.topics.command_valid`),
+or stamped outside ``[now - hold_after_s, now + CMD_CLOCK_SKEW_S]`` on this node's clock, or
+unstamped: rejected on receipt and counted, never executed.
 The ``takeoff`` (enable) / ``land`` (disable) / ``emergency_stop`` services and the
 pose/resources topics are advertised once the robot's pose is first received.
 
@@ -18,7 +26,9 @@ Parameters: ``config``, ``robot`` / ``robots``, ``rate_hz`` (20), ``projection_d
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
@@ -30,7 +40,15 @@ from sim_bridge.bridges.crazyflie_link import LinkState
 from sim_bridge.bridges.ground import GroundLink, GroundParams, GroundPose
 from sim_bridge.config import ConfigError, RobotConfig
 from sim_bridge.ros.spin import spin_node
-from sim_bridge.topics import CMD_TIMEOUT_S, CMD_VEL, EMERGENCY_STOP, LAND, TAKEOFF, robot_topic
+from sim_bridge.topics import (
+    CMD_TIMEOUT_S,
+    CMD_VEL,
+    EMERGENCY_STOP,
+    LAND,
+    TAKEOFF,
+    command_valid,
+    robot_topic,
+)
 
 
 class GroundBridgeNode(BridgeNodeBase):
@@ -51,6 +69,8 @@ class GroundBridgeNode(BridgeNodeBase):
         self.links: dict[str, GroundLink] = {}
         self._twist_pubs = {}
         self._advertised: set[str] = set()
+        #: Rejected / clipped commands per robot (reason -> count), see the module docstring.
+        self.command_counts: dict[str, Counter] = {r.name: Counter() for r in self.robots}
         for robot in self.robots:
             try:
                 params = GroundParams(
@@ -102,11 +122,25 @@ class GroundBridgeNode(BridgeNodeBase):
         self._set_pose(robot, p.x, p.y, p.z, quaternion_to_yaw(o.x, o.y, o.z, o.w))
 
     def _on_cmd(self, name: str, msg: TwistStamped) -> None:
-        stamp = time.monotonic() - self.stamp_age(msg.header.stamp)
-        if not self.links[name].set_command(msg.twist.linear.x, msg.twist.linear.y, stamp):
+        link, counts = self.links[name], self.command_counts[name]
+        ux, uy = msg.twist.linear.x, msg.twist.linear.y
+        verdict, age = None, 0.0
+        if not (math.isfinite(ux) and math.isfinite(uy)):
+            verdict = "rejected_non_finite"
+        elif not command_valid(ux, uy, 0.0, link.params.max_speed):
+            verdict = "rejected_too_fast"
+        else:
+            verdict, age = self.command_stamp_verdict(msg.header.stamp, link.params.hold_after_s)
+        if verdict is not None:
+            counts[verdict] += 1
             self.get_logger().warning(
-                f"{name}: non-finite cmd_vel ignored", throttle_duration_sec=1.0
+                f"{name}: cmd_vel {verdict.removeprefix('rejected_')}: rejected, not driven",
+                throttle_duration_sec=1.0,
             )
+            return
+        if math.hypot(ux, uy) > link.params.max_speed:
+            counts["clipped_commands"] += 1
+        link.set_command(ux, uy, time.monotonic() - max(age, 0.0))  # within the skew: now
 
     def _service(self, name: str, action: str):
         link = self.links[name]
@@ -160,10 +194,17 @@ class GroundBridgeNode(BridgeNodeBase):
                 "pose_topic": robot.mocap_topic or robot.odom_topic,
                 "link": link.link.value,
                 "flight": link.flight.value,
-                "rejected_commands": link.rejected,
+                **self._command_counts(robot.name, link),
             }
             entries.append((robot.name, level, link.last_event or link.link.value, values))
         self.publish_diagnostics(entries)
+
+    def _command_counts(self, name: str, link: GroundLink) -> dict[str, int]:
+        c = self.command_counts[name]
+        reasons = ("non_finite", "too_fast", "stale", "future", "unstamped")
+        counts = {f"rejected_{r}": c[f"rejected_{r}"] for r in reasons}
+        rejected = sum(counts.values()) + link.rejected
+        return {"rejected_commands": rejected, **counts, "clipped_commands": c["clipped_commands"]}
 
     def _publish_all_resources(self) -> None:
         for robot in self.robots:
