@@ -29,6 +29,11 @@ policy (/<r>)       lgtc_policy.node:PolicyNode                per robot, when t
 
 Without the CBF the topics stay the same: ``cmd_passthrough`` forwards
 ``cmd_vel_nominal`` to ``cmd_vel`` unchanged (no safety!).
+
+:func:`launch_plan` is everything ``swarm.launch.py`` decides, kept here so it is tested
+without the ``launch`` packages: the launch arguments (:data:`LAUNCH_ARGUMENTS`) -> the node
+specs, and which optional tools (rviz2, ``ros2 bag``) to start: a missing one is one
+warning, and the swarm starts without it.
 """
 
 from __future__ import annotations
@@ -38,11 +43,12 @@ import importlib.util
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim_bridge.config import SwarmConfig
+from sim_bridge.config import ConfigError, SwarmConfig, load_config
 
 
 class BringupError(RuntimeError):
@@ -286,3 +292,121 @@ def executable_path(spec: NodeSpec) -> str:
             f"found; {_hint(spec)}"
         )
     return found
+
+
+# ----------------------------------------------------------------------------- ros2 launch
+
+#: ``swarm.launch.py``'s arguments: name -> (default, description).
+LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "config": ("", "swarm YAML file (or the environment variable SWARM_CONFIG)"),
+    "backend": ("", "'' = as configured; sim = simulate every robot; cflib = all radio"),
+    "rviz": (
+        "false",
+        "start rviz2 with lgtc_policy's swarm.rviz (skipped, with a warning, "
+        "when rviz2 is not installed)",
+    ),  # fmt: skip
+    "record": (
+        "",
+        "bag directory for ros2 bag record -s mcap (skipped, with a warning, "
+        "when ros2 bag is not installed)",
+    ),  # fmt: skip
+    "policy": ("true", "LGTC policy nodes (when the config names a checkpoint)"),
+    "cbf": ("true", "CBF filter nodes (false: unfiltered pass-through)"),
+    "takeoff": ("false", "take off the sim robots at start"),
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: What ``ros2 bag record -s mcap`` needs: the ``ros2`` command and these packages.
+BAG_PACKAGES = ("ros2bag", "rosbag2_storage_mcap")
+
+
+def launch_flag(name: str, value: str) -> bool:
+    """A boolean launch argument (``true/false``, ``1/0``, ``yes/no``, ``on/off``)."""
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise BringupError(f"{name}:={value!r}: use true or false")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What ``swarm.launch.py`` starts.
+
+    Attributes:
+        config: the swarm file (absolute path).
+        specs: the swarm's nodes (:func:`plan`).
+        rviz: start rviz2 (asked for and installed).
+        record: bag directory for ``ros2 bag record`` (asked for and installed), or ``""``.
+        warnings: one line per optional tool asked for but missing (the swarm starts).
+    """
+
+    config: str
+    specs: list[NodeSpec]
+    rviz: bool
+    record: str
+    warnings: list[str]
+
+
+def launch_plan(
+    args: Mapping[str, str],
+    *,
+    has_package: Callable[[str], bool],
+    which: Callable[[str], str | None] = shutil.which,
+    environ: Mapping[str, str] = os.environ,
+) -> LaunchPlan:
+    """Resolve ``swarm.launch.py``'s arguments (missing ones take their default).
+
+    Args:
+        args: launch argument name -> value; a name not in :data:`LAUNCH_ARGUMENTS` is an
+            error (nothing is silently ignored).
+        has_package: whether a ROS package is installed (the launch file asks the ament
+            index).
+        which: path of an executable on ``PATH`` or ``None``.
+        environ: where ``SWARM_CONFIG`` is looked up when ``config`` is empty.
+
+    Raises:
+        BringupError: no config, a bad config or argument value (nothing is started).
+    """
+    unknown = sorted(set(args) - set(LAUNCH_ARGUMENTS))
+    if unknown:
+        raise BringupError(f"unknown launch arguments {unknown}; known: {list(LAUNCH_ARGUMENTS)}")
+    value = {name: args.get(name, default) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    config = value["config"] or environ.get("SWARM_CONFIG", "")
+    if not config:
+        raise BringupError("pass config:=/path/to/swarm.yaml (or set SWARM_CONFIG)")
+    config = str(Path(config).expanduser().resolve())
+    flags = {name: launch_flag(name, value[name]) for name in ("rviz", "policy", "cbf", "takeoff")}
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise BringupError(str(exc)) from None
+    specs = plan(
+        cfg,
+        config,
+        policy=flags["policy"],
+        cbf=flags["cbf"],
+        autostart=flags["takeoff"],
+        backend=value["backend"] or None,
+    )
+    warnings = []
+    rviz = flags["rviz"] and has_package("rviz2")
+    if flags["rviz"] and not rviz:
+        warnings.append(
+            "rviz:=true but rviz2 is not installed (apt install ros-jazzy-rviz2); "
+            "starting the swarm without it"
+        )
+    record = value["record"]
+    if record:
+        missing = [p for p in BAG_PACKAGES if not has_package(p)]
+        if which("ros2") is None:
+            missing.insert(0, "the ros2 command")
+        if missing:
+            warnings.append(
+                f"record:={record} but ros2 bag cannot record MCAP here (missing: "
+                f"{', '.join(missing)}; apt install ros-jazzy-rosbag2 "
+                "ros-jazzy-rosbag2-storage-mcap); starting the swarm without recording"
+            )
+            record = ""
+    return LaunchPlan(config, specs, rviz, record, warnings)
