@@ -4,6 +4,12 @@
 
 Every subcommand reports bad input as plain lines on stderr and a non-zero exit status,
 never a traceback.
+
+``swarm validate`` checks the file (:func:`sim_bridge.config.load_config`), that the files it
+names exist (:func:`sim_bridge.config.check_files`), then runs the validators that installed
+packages register under the entry point group ``swarm.validators``: each is a callable
+``(SwarmConfig) -> list[Problem]`` (lgtc_policy's loads the policy checkpoint as its nodes
+would). sim_bridge imports no mission package; they plug in here.
 """
 
 from __future__ import annotations
@@ -11,7 +17,38 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sim_bridge.config import ConfigError, load_config
+from sim_bridge.config import ConfigError, Problem, SwarmConfig, check_files, load_config
+
+#: Entry point group of the config validators of installed packages.
+VALIDATORS_GROUP = "swarm.validators"
+
+
+def validator_problems(cfg: SwarmConfig) -> list[Problem]:
+    """Problems found by every validator registered under :data:`VALIDATORS_GROUP`.
+
+    A validator that cannot be loaded or raises is itself reported as a problem (one line),
+    so a broken plugin never hides behind a traceback or an ``ok``.
+    """
+    from importlib.metadata import entry_points
+
+    problems: list[Problem] = []
+    seen = set()
+    for ep in sorted(entry_points(group=VALIDATORS_GROUP), key=lambda e: (e.name, e.value)):
+        if (ep.name, ep.value) in seen:  # one distribution found twice on sys.path
+            continue
+        seen.add((ep.name, ep.value))
+        try:
+            problems.extend(ep.load()(cfg))
+        except Exception as exc:  # noqa: BLE001 - report any plugin failure as one line
+            reason = (str(exc).splitlines() or [""])[0]
+            problems.append(
+                Problem(
+                    f"<validator {ep.name}>",
+                    f"{ep.value} failed: {type(exc).__name__}: {reason}",
+                    "reinstall the package that provides it",
+                )
+            )
+    return problems
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -21,6 +58,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    # validators may assume the named files exist: run them only when they do
+    problems = check_files(cfg) or validator_problems(cfg)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     for warning in cfg.warnings:
         print(f"warning: {warning}")
@@ -134,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check a swarm file; one line per problem")
+    p = sub.add_parser(
+        "validate",
+        help="check a swarm file and the files it names (policy checkpoint); one line per problem",
+    )
     p.add_argument("file", help="swarm YAML file")
     p.add_argument("--strict", action="store_true", help="exit 2 when there are warnings")
     p.set_defaults(func=_cmd_validate)

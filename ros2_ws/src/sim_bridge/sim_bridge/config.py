@@ -18,11 +18,21 @@ no drain-at-a-rate kind: a ``rate`` key is rejected (a battery running out is a 
 this gets a warning, not an error.
 
 Units: metres, seconds, radians; ``pose = [x, y, z, yaw]`` in the ``world`` frame.
+
+Limits keep validation bounded in time and memory whatever the input (each is far above
+what a lab flies; a file over one gets one problem naming the limit): a file of at most
+:data:`MAX_FILE_BYTES` (checked before parsing), at most :data:`MAX_ROBOTS` robots,
+:data:`MAX_CONSUMERS` consumers, :data:`MAX_EVENTS` events, :data:`MAX_RESOURCE_TYPES`
+resource types, :data:`MAX_KEYS` keys in any mapping, names of at most
+:data:`MAX_NAME_LEN` characters and other text of at most :data:`MAX_TEXT_LEN`. Start-pose
+and consumer overlaps are found with a grid hash (:func:`overlapping_pairs`), never an
+``N x N`` array.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 import re
@@ -42,9 +52,39 @@ DEPLETIONS = ("persistent", "instantaneous")
 CLASS_K = ("linear", "cubic")
 EVENT_TYPES = ("discharge", "fail", "demand", "takeoff", "land")
 RESERVED_NAMES = ("all", "swarm", "consumers", "clock")
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-URI_RE = re.compile(r"^(radio|usb|tcp|udp)://\S+$")
-TOPIC_RE = re.compile(r"^/?[A-Za-z_~][A-Za-z0-9_/~]*$")
+# Matched whole (``fullmatch``; ``\Z``, not ``$``, which also matches before a final newline).
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+URI_RE = re.compile(r"(radio|usb|tcp|udp)://\S+\Z")
+TOPIC_RE = re.compile(r"/?[A-Za-z_~][A-Za-z0-9_/~]*\Z")
+
+# ----------------------------------------------------------------------------- limits
+# Validation time and memory grow with these; each is far above a real lab's swarm file.
+#: Bytes of a swarm file, checked before parsing. A file at the count limits below, written
+#: out in full block style (``yaml.safe_dump(cfg.to_mapping())``: 1000 robots and 1000
+#: consumers), is about 0.3 MiB; parsing 1 MiB takes about a second.
+MAX_FILE_BYTES = 2**20
+#: Robots in one file: 20 times the largest Crazyflie swarm flown (Crazyswarm, 49) and the
+#: largest N of ``benchmarks/world.py``; every robot is several ROS nodes.
+MAX_ROBOTS = 1000
+#: Consumers in one file (the papers use M = 4 to 10; every robot observes every consumer).
+MAX_CONSUMERS = 1000
+#: Scripted events in one file.
+MAX_EVENTS = 10_000
+#: Resource types (the papers use r = 2; r sets the policy's input sizes).
+MAX_RESOURCE_TYPES = 64
+#: Keys in any one mapping (``robot_types``, a robot's ``resources``, a ``demand``, ...).
+MAX_KEYS = 64
+#: Characters of a robot / consumer / type name (a ROS name token and namespace; 63 as a
+#: DNS label, well inside rmw's 247-character topic names with the suffixes added).
+MAX_NAME_LEN = 63
+#: Characters of a topic name (rmw's ``RMW_TOPIC_MAX_NAME_LENGTH``).
+MAX_TOPIC_LEN = 247
+#: Characters of any other text (URIs, the checkpoint path): a path's ``PATH_MAX``.
+MAX_TEXT_LEN = 4096
+#: Problems listed; the rest are counted in one last problem.
+MAX_PROBLEMS = 500
+#: Overlapping start poses (errors) or consumer areas (warnings) listed one by one.
+MAX_OVERLAPS_LISTED = 200
 
 #: Per-kind defaults used when neither the robot nor its ``robot_types`` entry sets a field.
 KIND_DEFAULTS: dict[str, dict[str, float]] = {
@@ -351,33 +391,22 @@ class SwarmConfig:
     def resolve_checkpoint(self) -> Path | None:
         """Absolute path of the policy checkpoint, or ``None`` when there is no policy.
 
-        ``"package:rel/path"`` resolves inside the importable Python package; a plain path
-        resolves against the swarm file's directory. Raises ``FileNotFoundError`` with the
-        candidates tried when the file does not exist.
+        ``"package:rel/path"`` resolves strictly inside the importable Python package (see
+        :func:`resolve_package_path`); a plain path resolves against the swarm file's
+        directory. Raises ``FileNotFoundError`` with one line (the candidates tried) when the
+        file does not exist or a package path leaves its package.
         """
         ckpt = self.policy.checkpoint
         if ckpt is None:
             return None
-        pkg, sep, rel = ckpt.partition(":")
-        if sep and NAME_RE.match(pkg) and not re.match(r"^[A-Za-z]$", pkg):
-            import importlib.util
-
-            spec = importlib.util.find_spec(pkg)
-            if spec is None or not spec.submodule_search_locations:
-                raise FileNotFoundError(
-                    f"policy.checkpoint {ckpt!r}: package {pkg!r} is not importable"
-                )
-            candidates = [Path(loc) / rel for loc in spec.submodule_search_locations]
-            candidates += [Path(loc).parent / rel for loc in spec.submodule_search_locations]
-        else:
-            base = Path(self.source).parent if self.source else Path.cwd()
-            candidates = [Path(ckpt) if os.path.isabs(ckpt) else base / ckpt]
-        for cand in candidates:
-            if cand.is_file():
-                return cand.resolve()
-        raise FileNotFoundError(
-            f"policy.checkpoint {ckpt!r} not found; tried {[str(c) for c in candidates]}"
-        )
+        found = resolve_package_path(ckpt, "policy.checkpoint")
+        if found is not None:
+            return found
+        base = Path(self.source).parent if self.source else Path.cwd()
+        cand = Path(ckpt) if os.path.isabs(ckpt) else base / ckpt
+        if _is_file(cand):
+            return cand.resolve()
+        raise FileNotFoundError(f"policy.checkpoint {ckpt!r} not found; tried {[str(cand)]}")
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain-data form (fully expanded, no ``robot_types``) that :func:`load_config` accepts."""
@@ -448,6 +477,83 @@ class SwarmConfig:
         }
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, ...
+        return False
+
+
+def resolve_package_path(text: str, what: str = "path") -> Path | None:
+    """The file that ``"package:relative/path"`` names inside an importable Python package.
+
+    Returns ``None`` when ``text`` is not a package path (no ``package:`` prefix, or a
+    one-letter prefix, i.e. a Windows drive). The relative part must stay inside the package:
+    no absolute path, no ``..``, and no symbolic link that leads out of it.
+
+    Args:
+        text: e.g. ``"lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt"``.
+        what: what ``text`` is, for the message (e.g. ``"policy.checkpoint"``).
+
+    Raises:
+        FileNotFoundError: one line naming ``text``, why, and the fix: the package is not
+            importable, the path leaves the package, or the file does not exist.
+    """
+    pkg, sep, rel = text.partition(":")
+    if not sep or len(pkg) < 2 or not NAME_RE.fullmatch(pkg):
+        return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(pkg)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{what} {text!r}: package {pkg!r} is not importable")
+    relp = Path(rel)
+    if not rel or relp.is_absolute() or ".." in relp.parts or rel.startswith(("/", "\\")):
+        raise FileNotFoundError(
+            f"{what} {text!r} leaves package {pkg!r}: write a path inside it "
+            f"(e.g. {pkg}:checkpoints/x.pt) or a plain file path"
+        )
+    tried = []
+    for loc in spec.submodule_search_locations:
+        root = Path(loc).resolve()
+        cand = root / relp
+        tried.append(str(cand))
+        if not _is_file(cand):
+            continue
+        real = cand.resolve()
+        if not real.is_relative_to(root):
+            raise FileNotFoundError(
+                f"{what} {text!r} is a link out of package {pkg!r} (to {real}); "
+                "name the file by its plain path instead"
+            )
+        return real
+    raise FileNotFoundError(f"{what} {text!r} not found; tried {tried}")
+
+
+def check_files(cfg: SwarmConfig) -> list[Problem]:
+    """Problems with the files ``cfg`` names: ``policy.checkpoint`` must resolve to a file.
+
+    Not part of :func:`load_config`, since a node may replace the checkpoint (its parameter)
+    and ``swarm up --no-policy`` needs none; ``swarm validate`` runs it, then the validators
+    of the installed mission packages, which check what the file holds.
+    """
+    try:
+        cfg.resolve_checkpoint()
+    except FileNotFoundError as exc:
+        return [
+            Problem(
+                "policy.checkpoint",
+                str(exc),
+                "name an existing file: a path relative to the swarm file, or "
+                "package:relative/path inside an installed package",
+            )
+        ]
+    return []
+
+
 def force_sim(cfg: SwarmConfig) -> SwarmConfig:
     """``cfg`` with every robot on ``backend: sim`` (dry run of a real-robot config)."""
     robots = tuple(
@@ -481,6 +587,11 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: Stands in for a problem past :data:`MAX_PROBLEMS`: ``len(problems)`` still grows (callers
+#: compare it before and after a check) while memory stays bounded.
+_OMITTED = Problem("<root>", "", "")
+
+
 class _Checker:
     """Collects problems while reading untrusted nested data; never raises."""
 
@@ -492,12 +603,28 @@ class _Checker:
         self.declared: dict[str, list[Any]] = {"robots": [], "consumers": []}
 
     def unique(self) -> None:
-        """Drop repeated problems (a bad ``robot_types`` entry is found once per robot)."""
-        self.problems = list(dict.fromkeys(self.problems))
+        """Drop repeated problems (a bad ``robot_types`` entry is found once per robot) and
+        count those past :data:`MAX_PROBLEMS` in one last problem."""
+        kept = [p for p in self.problems if p is not _OMITTED]
+        omitted = len(self.problems) - len(kept)
+        self.problems = list(dict.fromkeys(kept))
+        if omitted:
+            self.problems.append(
+                Problem(
+                    "<root>",
+                    f"{omitted} more problem(s) not listed",
+                    "fix the problems above and validate again",
+                )
+            )
         self.warnings = list(dict.fromkeys(self.warnings))
 
+    @property
+    def full(self) -> bool:
+        """True once :data:`MAX_PROBLEMS` problems are recorded (skip costly hints then)."""
+        return len(self.problems) >= MAX_PROBLEMS
+
     def err(self, path: str, message: str, fix: str) -> None:
-        self.problems.append(Problem(path, message, fix))
+        self.problems.append(_OMITTED if self.full else Problem(path, message, fix))
 
     def warn(self, path: str, message: str, fix: str) -> None:
         self.warnings.append(Problem(path, message, fix))
@@ -511,13 +638,20 @@ class _Checker:
                 "write `key: value` pairs",
             )
             return None
+        if len(value) > MAX_KEYS:
+            self.err(
+                path or "<root>",
+                f"{len(value)} keys, more than the limit of {MAX_KEYS}",
+                f"write at most {MAX_KEYS} keys here",
+            )
+            return None
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 self.err(f"{path}", f"key {_describe(key)} is not a string", "use text keys")
                 continue
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
+                close = [] if self.full else difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"allowed: {', '.join(allowed)}"
                 self.err(_join(path, key), "unknown key", f"remove it ({hint})")
                 continue
@@ -560,25 +694,39 @@ class _Checker:
             return None
         return value if integer else float(value)
 
-    def string(self, value: Any, path: str, choices: tuple[str, ...] | None = None) -> str | None:
+    def string(
+        self,
+        value: Any,
+        path: str,
+        choices: tuple[str, ...] | None = None,
+        max_len: int = MAX_TEXT_LEN,
+    ) -> str | None:
         if not isinstance(value, str) or not value:
             self.err(path, f"expected a non-empty string, got {_describe(value)}", "write text")
             return None
+        if len(value) > max_len:
+            self.err(
+                path,
+                f"{_describe(value)} has {len(value)} characters, more than the limit of {max_len}",
+                f"shorten it to at most {max_len} characters",
+            )
+            return None
         if choices is not None and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
+            close = [] if self.full else difflib.get_close_matches(value, choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.err(path, f"{value!r} is not one of {list(choices)}", f"use one of them{hint}")
             return None
         return value
 
     def name(self, value: Any, path: str) -> str | None:
-        text = self.string(value, path)
+        """A ROS name token: ``[A-Za-z][A-Za-z0-9_]*``, whole, at most :data:`MAX_NAME_LEN`."""
+        text = self.string(value, path, max_len=MAX_NAME_LEN)
         if text is None:
             return None
-        if not NAME_RE.match(text):
+        if not NAME_RE.fullmatch(text):
             self.err(
                 path,
-                f"{text!r} is not a valid ROS name",
+                f"{_describe(text)} is not a valid ROS name",
                 "start with a letter; use only letters, digits and '_'",
             )
             return None
@@ -614,8 +762,8 @@ def _one_of(names: list) -> str:
 
 
 def _join(path: str, key: str) -> str:
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-        return f"{path or '<root>'}[{key!r}]"
+    if len(key) > MAX_NAME_LEN or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{path or '<root>'}[{_describe(key)}]"
     return f"{path}.{key}" if path else key
 
 
@@ -626,8 +774,13 @@ def _read_source(source: Any) -> tuple[Any, str | None, list[Problem]]:
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(path, "rb") as fh:
+                # read one byte past the limit: st_size is 0 for pipes and /proc files
+                raw = fh.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                size = os.stat(path).st_size
+                return None, path, [_file_too_large(path, max(size, len(raw)))]
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return (
@@ -648,10 +801,32 @@ def _read_source(source: Any) -> tuple[Any, str | None, list[Problem]]:
     )
 
 
+def _file_too_large(path: str, size: int) -> Problem:
+    return Problem(
+        "<file>",
+        f"{path} is {size / 2**20:.1f} MiB, more than the limit of "
+        f"{MAX_FILE_BYTES / 2**20:g} MiB for a swarm file",
+        f"a swarm file holds at most {MAX_ROBOTS} robots and {MAX_CONSUMERS} consumers "
+        "(about 0.3 MiB written out in full); remove robots or consumers, or split the mission",
+    )
+
+
+#: libyaml's parser when PyYAML was built with it (several times faster), else PyYAML's own.
+#: Both build plain Python data only, and an alias is one shared object, not a copy, so an
+#: alias bomb ("billion laughs") costs no memory; the checks below never expand it.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str) -> tuple[Any, list[Problem]]:
-    """Parse YAML text safely; a syntax error becomes one :class:`Problem` with its line."""
+    """Parse YAML text safely; a syntax error becomes one :class:`Problem` with its line.
+
+    Text longer than :data:`MAX_FILE_BYTES` is refused before parsing.
+    """
+    size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        return None, [_file_too_large("the YAML text", size)]
     try:
-        return yaml.safe_load(text), []
+        return yaml.load(text, Loader=_SAFE_LOADER), []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
@@ -698,6 +873,9 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
         c.err("<root>", "the file is empty", "start from launch/example.yaml")
     if top is None:
         return None, c
+    if not _within_count_limits(c, top):
+        # one line per list over its limit, in O(1): the lists are not read at all
+        return None, c
 
     fileversion = top.get("fileversion", _MISSING)
     if fileversion is _MISSING:
@@ -736,6 +914,15 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
     used = sorted(
         {k for r in robots for k in r.resources} | {k for m in consumers for k in m.demand}
     )
+    if len(used) > MAX_RESOURCE_TYPES:
+        c.err(
+            "resource_types",
+            f"robots and consumers use {len(used)} resource types, more than the limit of "
+            f"{MAX_RESOURCE_TYPES}",
+            f"use at most {MAX_RESOURCE_TYPES} types",
+        )
+        c.unique()
+        return None, c
     if declared_types is None:
         resource_types = tuple(used)
     else:
@@ -798,6 +985,26 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
         warnings=tuple(c.warnings),
     )
     return cfg, c
+
+
+def _within_count_limits(c: _Checker, top: dict[str, Any]) -> bool:
+    """Report each top-level list longer than its limit; False if any is."""
+    ok = True
+    for key, limit, what in (
+        ("robots", MAX_ROBOTS, "robots"),
+        ("consumers", MAX_CONSUMERS, "consumers"),
+        ("events", MAX_EVENTS, "events"),
+        ("resource_types", MAX_RESOURCE_TYPES, "resource types"),
+    ):
+        items = top.get(key)
+        if isinstance(items, list | tuple) and len(items) > limit:
+            c.err(
+                key,
+                f"{len(items)} {what}, more than the limit of {limit} per swarm file",
+                f"list at most {limit} {what} (sim_bridge.config.MAX_{key.upper()})",
+            )
+            ok = False
+    return ok
 
 
 def _positive(c: _Checker, top: dict, key: str, default: float | None) -> float | None:
@@ -899,7 +1106,7 @@ def _robot_types(c: _Checker, value: Any) -> dict[str, dict[str, Any]]:
         return {}
     out = {}
     for tname, body in m.items():
-        path = f"robot_types.{tname}"
+        path = _join("robot_types", tname)
         if c.name(tname, path) is None:
             continue
         fields = c.mapping(body, path, _ROBOT_FIELDS)
@@ -920,7 +1127,7 @@ def _resources(
         return None
     out = {}
     for rname, spec in m.items():
-        rpath = f"{(origin or {}).get(rname, path)}.{rname}"
+        rpath = _join((origin or {}).get(rname, path), rname)
         if c.name(rname, rpath) is None:
             continue
         if _is_num(spec):
@@ -1058,8 +1265,12 @@ def _robot(c: _Checker, m: dict, path: str, types: dict, arena: Arena | None) ->
     uri = None
     if "uri" in merged and merged["uri"] is not None:
         uri = c.string(merged["uri"], src["uri"])
-        if uri is not None and not URI_RE.match(uri):
-            c.err(src["uri"], f"{uri!r} is not a Crazyflie URI", "e.g. radio://0/80/2M/E7E7E7E701")
+        if uri is not None and not URI_RE.fullmatch(uri):
+            c.err(
+                src["uri"],
+                f"{_describe(uri)} is not a Crazyflie URI",
+                "e.g. radio://0/80/2M/E7E7E7E701",
+            )
     if backend == "cflib" and uri is None and "uri" not in merged:
         c.err(
             f"{path}.uri", "a cflib robot needs a radio URI", "add uri: radio://0/80/2M/E7E7E7E7xx"
@@ -1068,9 +1279,13 @@ def _robot(c: _Checker, m: dict, path: str, types: dict, arena: Arena | None) ->
     for key in ("cmd_topic", "odom_topic", "mocap_topic"):
         topics[key] = None
         if key in merged and merged[key] is not None:
-            topics[key] = c.string(merged[key], src[key])
-            if topics[key] is not None and not TOPIC_RE.match(topics[key]):
-                c.err(src[key], f"{topics[key]!r} is not a valid topic name", "e.g. /robot1/odom")
+            topics[key] = c.string(merged[key], src[key], max_len=MAX_TOPIC_LEN)
+            if topics[key] is not None and not TOPIC_RE.fullmatch(topics[key]):
+                c.err(
+                    src[key],
+                    f"{_describe(topics[key])} is not a valid topic name",
+                    "e.g. /robot1/odom",
+                )
     if backend == "external":
         for key in ("cmd_topic", "odom_topic"):
             if topics[key] is None and key not in merged:
@@ -1199,7 +1414,7 @@ def _consumers(c: _Checker, value: Any, arena: Arena | None) -> list[ConsumerCon
             allowed = tuple(k for k in dm if isinstance(k, str)) if isinstance(dm, Mapping) else ()
             dmap = c.mapping(dm, f"{path}.demand", allowed)
             for rname, amount in (dmap or {}).items():
-                rpath = f"{path}.demand.{rname}"
+                rpath = _join(f"{path}.demand", rname)
                 if c.name(rname, rpath) is None:
                     continue
                 val = c.number(amount, rpath, low=0.0)
@@ -1227,38 +1442,126 @@ def _check_depletion(c: _Checker, robots: list[RobotConfig]) -> None:
                 )
 
 
+def overlapping_pairs(
+    points: np.ndarray, radii: np.ndarray, max_pairs: int | None = None
+) -> np.ndarray:
+    """Index pairs ``(i, j)``, ``i < j``, of bodies that overlap: ``|p_i - p_j|^2 < (r_i + r_j)^2``.
+
+    A uniform grid hash: cells of side a little over ``2 * max(radii)``, so two overlapping
+    bodies lie in the same or in adjacent cells, and only those candidates are compared,
+    ``_BLOCK x _BLOCK`` distances at a time. Time O(N + candidates) (O(N) for bodies spread
+    as a swarm's start poses are), memory O(N + _BLOCK^2): never an ``N x N`` array.
+
+    Args:
+        points: ``(N, d)`` centres [m] (finite).
+        radii: ``(N,)`` body radii [m], > 0.
+        max_pairs: stop once this many pairs are found (``None``: find them all).
+
+    Returns:
+        ``(K, 2)`` int64 array of ``(i, j)``, sorted.
+    """
+    pts = np.asarray(points, dtype=float)
+    rad = np.asarray(radii, dtype=float)
+    n, dim = pts.shape
+    if n < 2:
+        return np.empty((0, 2), np.int64)
+    low = pts.min(axis=0)
+    span = float((pts.max(axis=0) - low).max())
+    # 1 % over the largest reach keeps a pair that overlaps within one cell of each other
+    # despite rounding; at most 2**40 cells a side keeps cell indices exact in a float.
+    side = max(2.0 * float(rad.max()) * 1.01, span / 2.0**40)
+    if not side > 0.0:  # all radii 0 and one point: nothing can overlap
+        side = 1.0
+    keys = np.floor((pts - low) / side) if math.isfinite(side) else np.zeros_like(pts)
+    cells: dict[tuple[float, ...], list[int]] = {}
+    for i, key in enumerate(map(tuple, keys.tolist())):
+        cells.setdefault(key, []).append(i)
+    # half of the neighbour offsets, so each pair of adjacent cells is visited once
+    offsets = [o for o in itertools.product((-1, 0, 1), repeat=dim) if o > (0,) * dim]
+    found: list[np.ndarray] = []
+    total = 0
+    for key, members in cells.items():
+        own = np.asarray(members, np.int64)
+        blocks = [(own, own)]
+        for off in offsets:
+            other = cells.get(tuple(k + d for k, d in zip(key, off)))
+            if other is not None:
+                blocks.append((own, np.asarray(other, np.int64)))
+        for a_all, b_all in blocks:
+            same = a_all is b_all
+            for s in range(0, len(a_all), _BLOCK):
+                a = a_all[s : s + _BLOCK]
+                for t in range(s if same else 0, len(b_all), _BLOCK):
+                    b = b_all[t : t + _BLOCK]
+                    d2 = np.zeros((len(a), len(b)))
+                    for k in range(dim):
+                        d2 += (pts[a, k][:, None] - pts[b, k][None, :]) ** 2
+                    hit = d2 < (rad[a][:, None] + rad[b][None, :]) ** 2
+                    if same:
+                        hit &= a[:, None] < b[None, :]
+                    ii, jj = np.nonzero(hit)
+                    if len(ii):
+                        pa, pb = a[ii], b[jj]
+                        found.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], axis=1))
+                        total += len(ii)
+                        if max_pairs is not None and total >= max_pairs:
+                            return _sorted_pairs(found)[:max_pairs]
+    return _sorted_pairs(found)
+
+
+_BLOCK = 512
+
+
+def _sorted_pairs(found: list[np.ndarray]) -> np.ndarray:
+    if not found:
+        return np.empty((0, 2), np.int64)
+    pairs = np.concatenate(found)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
 def _check_robot_geometry(c: _Checker, robots: list[RobotConfig], arena: Arena | None) -> None:
     if len(robots) < 2:
         return
     pos = np.array([r.pose[:3] for r in robots])
     rad = np.array([r.radius for r in robots])
-    diff = pos[:, None, :] - pos[None, :, :]
-    dist = np.sqrt((diff**2).sum(-1))
-    gap = dist - (rad[:, None] + rad[None, :])
-    i_idx, j_idx = np.nonzero(np.triu(gap < 0.0, k=1))
-    for i, j in zip(i_idx.tolist(), j_idx.tolist()):
+    pairs = overlapping_pairs(pos, rad, max_pairs=MAX_OVERLAPS_LISTED + 1)
+    for i, j in pairs[:MAX_OVERLAPS_LISTED].tolist():
         c.err(
             f"{c.robot_paths[robots[j].name]}.pose",
             f"{robots[j].name!r} overlaps {robots[i].name!r} at start "
-            f"(centres {dist[i, j]:.3f} m apart, radii {rad[i]} + {rad[j]} m)",
+            f"(centres {float(np.linalg.norm(pos[i] - pos[j])):.3f} m apart, "
+            f"radii {rad[i]} + {rad[j]} m)",
             "move one of them",
         )
-        if len(c.problems) > 200:
-            return
+    if len(pairs) > MAX_OVERLAPS_LISTED:
+        c.err(
+            "robots",
+            f"more than {MAX_OVERLAPS_LISTED} pairs of robots overlap at start; the first "
+            f"{MAX_OVERLAPS_LISTED} are listed",
+            "spread the start poses out",
+        )
 
 
 def _check_consumer_geometry(c: _Checker, consumers: list[ConsumerConfig]) -> None:
-    for a in range(len(consumers)):
-        for b in range(a + 1, len(consumers)):
-            ca, cb = consumers[a], consumers[b]
-            d = math.dist(ca.position, cb.position)
-            if d < ca.radius + cb.radius:
-                c.warn(
-                    f"consumers[{b}].position",
-                    f"interaction area overlaps consumer {ca.name!r}; a robot inside both "
-                    "serves the nearer one",
-                    "move them apart if that is not intended",
-                )
+    if len(consumers) < 2:
+        return
+    pos = np.array([m.position for m in consumers])
+    rad = np.array([m.radius for m in consumers])
+    pairs = overlapping_pairs(pos, rad, max_pairs=MAX_OVERLAPS_LISTED + 1)
+    for a, b in pairs[:MAX_OVERLAPS_LISTED].tolist():
+        c.warn(
+            f"consumers[{b}].position",
+            f"interaction area overlaps consumer {consumers[a].name!r}; a robot inside both "
+            "serves the nearer one",
+            "move them apart if that is not intended",
+        )
+    if len(pairs) > MAX_OVERLAPS_LISTED:
+        c.warn(
+            "consumers",
+            f"more than {MAX_OVERLAPS_LISTED} pairs of consumer areas overlap; the first "
+            f"{MAX_OVERLAPS_LISTED} are listed",
+            "move them apart if that is not intended",
+        )
 
 
 def _events(
@@ -1275,6 +1578,9 @@ def _events(
         return []
     robot_names = c.declared["robots"]
     consumer_names = c.declared["consumers"]
+    # sets for the look-ups (E x N list scans are slow at the limits); names as written
+    robot_set = {n for n in robot_names if isinstance(n, str)}
+    consumer_set = {n for n in consumer_names if isinstance(n, str)}
     out = []
     for k, item in enumerate(items):
         path = f"events[{k}]"
@@ -1298,11 +1604,13 @@ def _events(
                 c.err(f"{path}.{key}", "missing", f"a {etype} event needs `{key}`")
         if "t" in m:
             kwargs["t"] = c.number(m["t"], f"{path}.t", low=0.0)
-        if "robot" in m and m["robot"] not in robot_names:
+        if "robot" in m and not (isinstance(m["robot"], str) and m["robot"] in robot_set):
             c.err(f"{path}.robot", f"unknown robot {_describe(m['robot'])}", _one_of(robot_names))
         elif "robot" in m:
             kwargs["robot"] = m["robot"]
-        if "consumer" in m and m["consumer"] not in consumer_names:
+        if "consumer" in m and not (
+            isinstance(m["consumer"], str) and m["consumer"] in consumer_set
+        ):
             c.err(
                 f"{path}.consumer",
                 f"unknown consumer {_describe(m['consumer'])}",
