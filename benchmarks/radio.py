@@ -11,11 +11,19 @@ by side for each N:
   ``/<robot>/cmd_vel`` over DDS; delay = publish call -> datagram on the wire;
 * ``core`` (keys ``core_*``): ``CrazyflieLink.set_command`` -> wire, no ROS.
 
+Radio outages (:func:`outage_recovery`, also imported by ``benchmarks/faults.py``): one
+drone flying on streamed setpoints loses its radio for 1.6 s (short: the same connection
+comes back) and for 5 s (long: the connection is re-opened); measured from the fake
+answering again until the link is ``up`` and the pending action (the land sent again, or
+only a stop for a drone the firmware already put on the floor) reached the fake.
+
 ``--figure PNG`` also draws one drone's watchdog timeline on the fake (commands for 2 s,
 then none: stream, hold at zero velocity, high-level land).
 
 Prints a table; ``--json FILE`` writes flat keys, among them ``setpoint_hz_per_link_n10``
-(median over links) and ``cmd_to_wire_p99_ms_n10``. ``--quick`` keeps it under a minute.
+(median over links), ``cmd_to_wire_p99_ms_n10``, ``radio_recover_s_short``,
+``radio_recover_s_long`` and ``motors_armed_on_ground`` (both outages together; goal 0).
+``--quick`` keeps it under a minute; ``--outage-only`` runs only the outages (~30 s).
 """
 
 from __future__ import annotations
@@ -284,6 +292,8 @@ def watchdog_figure(path: str, cache: str) -> None:
 
 
 HL_LAND = 8  # high-level commander command id of land (port 8)
+#: The two outages of the radio figures: silence [s] while flying on streamed setpoints.
+OUTAGES = {"short": 1.6, "long": 5.0}
 SETPOINT_STOP = 0  # commander generic type of the stop setpoint (port 7, channel 0)
 
 
@@ -463,6 +473,7 @@ def main(argv=None) -> int:
         help="executor of the node path (the composed bringup's choices)",
     )
     ap.add_argument("--quick", action="store_true", help="short windows (< 1 min)")
+    ap.add_argument("--outage-only", action="store_true", help="only the two radio outages")
     ap.add_argument("--json", help="write the flat results here")
     ap.add_argument("--figure", help="also draw the watchdog timeline PNG here")
     args = ap.parse_args(argv)
@@ -472,7 +483,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
     cache = tempfile.mkdtemp(prefix="radio_toc_")
     rows = []
-    for n in args.sizes:
+    for n in [] if args.outage_only else args.sizes:
         rows.append(("core", run_core(n, args.seconds, args.cmd_hz, args.rate_hz, cache)))
         if not args.core_only:
             rows.append(
@@ -487,8 +498,9 @@ def main(argv=None) -> int:
         f"{args.cmd_hz:g} Hz/link, {args.seconds:g} s window, node path on the "
         f"{args.executor} executor, {os.cpu_count()} CPUs"
     )
-    head = f"{'path':5} {'N':>3} {'sp/s median':>12} {'sp/s min':>9} {'p50 ms':>8} {'p99 ms':>8}"
-    print(head + f" {'matched':>9} {'connect s':>10}")
+    if rows:
+        head = f"{'path':5} {'N':>3} {'sp/s median':>12} {'sp/s min':>9} {'p50 ms':>8}"
+        print(head + f" {'p99 ms':>8} {'matched':>9} {'connect s':>10}")
     out: dict[str, float | int | str] = {
         "rate_hz": args.rate_hz,
         "cmd_hz": args.cmd_hz,
@@ -514,6 +526,21 @@ def main(argv=None) -> int:
             out[f"{prefix}cmd_to_wire_p99_ms_{tag}"] = r["p99_ms"]
             out[f"{prefix}cmd_matched_frac_{tag}"] = r["matched"] / max(r["commands"], 1)
             out[f"{prefix}connect_all_s_{tag}"] = r["connect_all_s"]
+    outages = {name: outage_recovery(s, cache_dir=cache) for name, s in OUTAGES.items()}
+    print(f"{'outage':6} {'silence s':>9} {'recover s':>9} {'link up s':>9} {'action':>11}", end="")
+    print(f" {'armed on ground':>15} {'cut in air after':>16} {'landed':>6}")
+    for name, r in outages.items():
+        recover = "never" if r["recover_s"] is None else f"{r['recover_s']:.3f}"
+        link_up = "never" if r["link_up_s"] is None else f"{r['link_up_s']:.3f}"
+        print(
+            f"{name:6} {r['silence_s']:>9.1f} {recover:>9} {link_up:>9} {str(r['action']):>11} "
+            f"{r['motors_armed_on_ground']:>15} {r['cut_in_air_after_back']:>16} "
+            f"{str(r['landed']):>6}"
+        )
+        out[f"radio_recover_s_{name}"] = r["recover_s"]
+        out[f"radio_link_up_s_{name}"] = r["link_up_s"]
+        out[f"radio_cut_in_air_after_back_{name}"] = r["cut_in_air_after_back"]
+    out["motors_armed_on_ground"] = sum(r["motors_armed_on_ground"] for r in outages.values())
     if args.figure:
         watchdog_figure(args.figure, cache)
         print(f"figure: {args.figure}")

@@ -62,6 +62,12 @@ LEGACY_PROTOCOL_MAX = 8  # firmware CRTP protocol <= 8 uses the legacy setpoint 
 #: The firmware stops the motors this long [s] after its last low-level setpoint
 #: (crazyflie-firmware commander.c, COMMANDER_WDT_TIMEOUT_SHUTDOWN).
 FIRMWARE_SHUTDOWN_TIMEOUT_S = 2.0
+#: A land re-sent later than this [s] before the earliest possible firmware cut could arrive
+#: after it (and start the motors of a drone that fell): it waits for the cut to be over.
+LAND_BEFORE_CUT_S = 0.25
+#: After the latest possible firmware cut, an estimate this much later [s] shows a drone
+#: that fell on the floor (free fall from 1 m takes 0.45 s).
+FALL_SETTLE_S = 0.5
 CRTP_PORT_LOGGING = 5
 CRTP_CHANNEL_LOGDATA = 2
 
@@ -597,6 +603,7 @@ class CrazyflieLink:
         self._airborne_at_loss = False  # a land may not have been delivered
         self._lost_since = -math.inf  # when the link was declared lost [s]
         self._lost_rx = -math.inf  # last packet heard before that [s]
+        self._low_level_at_loss = False  # streamed setpoints: the firmware timeout applies
         self._recovering = False  # back after a loss while airborne: deciding land / stop
         self._recover_since = -math.inf
         self._recover_told = False
@@ -809,6 +816,7 @@ class CrazyflieLink:
         """The link just went lost: remember when, and whether a land may be undelivered."""
         self._lost_since = now
         self._lost_rx = self._last_rx
+        self._low_level_at_loss = self._flight in (FlightState.FLYING, FlightState.HOLDING)
         if self._flight in AIRBORNE or self._flight == FlightState.LANDING:
             self._airborne_at_loss = True
 
@@ -1104,18 +1112,27 @@ class CrazyflieLink:
     def _recover(self, now: float) -> None:
         """Back after a loss while airborne (or landing): land again or only stop.
 
-        A state estimate that arrived after the loss tells: at or below ``ground_z_m`` the
-        drone is down (it landed, or the firmware cut its motors), so only a stop setpoint
-        goes out and nothing that could start its motors; above, the land is sent again
-        and the landing timer restarts from this moment and this altitude. Without such an
-        estimate after ``estimate_wait_s``: an outage shorter than the firmware's motor
-        timeout (2 s) cannot have stopped the motors, so the land goes out; after a longer
-        one the altitude is unknown and nothing is sent until a caller lands or stops it.
+        A state estimate taken after the loss decides. At or below ``ground_z_m`` the drone
+        is down (it landed, or the firmware cut its motors): only a stop setpoint goes out,
+        nothing that could start its motors. Above, the land is sent again and the landing
+        timer restarts from this moment and this altitude, unless the drone was flying on
+        streamed setpoints and the firmware's motor timeout (2 s after the last setpoint
+        it heard: between the last packet heard from it and the moment the bridge stopped
+        streaming) may strike before the land arrives: then the bridge waits for an
+        estimate taken ``FALL_SETTLE_S`` after the latest possible cut, which shows a drone
+        on the floor or one still held by its high-level commander. Without any estimate
+        after ``estimate_wait_s``, the land goes out only if the motors cannot have been
+        cut (high-level commander at the loss, or before the earliest possible cut);
+        otherwise nothing is sent until a caller lands or stops the drone.
         """
+        p = self.params
+        cut_from = self._lost_rx + FIRMWARE_SHUTDOWN_TIMEOUT_S
+        cut_until = self._lost_since + FIRMWARE_SHUTDOWN_TIMEOUT_S
+        motors_surely_on = not self._low_level_at_loss or now <= cut_from - LAND_BEFORE_CUT_S
         est = self._estimate
         if est is not None and est.t > self._lost_since:
-            self._recovering = self._airborne_at_loss = False
-            if est.z <= self.params.ground_z_m:
+            if est.z <= p.ground_z_m:
+                self._recovering = self._airborne_at_loss = False
                 self._flight = FlightState.GROUNDED
                 self._pending.append(("stop_motors",))
                 self._event(
@@ -1123,17 +1140,27 @@ class CrazyflieLink:
                     f"on the ground after the link loss (z = {est.z:.2f} m): motors stopped, "
                     "no land sent",
                 )
-            else:
+                return
+            if motors_surely_on or est.t >= cut_until + FALL_SETTLE_S:
+                self._recovering = self._airborne_at_loss = False
                 self._begin_land(now, f"link back at z = {est.z:.2f} m, land sent again")
+                return
+            if not self._recover_told:
+                self._recover_told = True
+                self._event(
+                    "flight",
+                    f"link back at z = {est.z:.2f} m, but the firmware may cut the motors "
+                    "before a land arrives: waiting for an estimate after its timeout",
+                )
             return
-        if now - self._recover_since < self.params.estimate_wait_s:
+        if now - self._recover_since < p.estimate_wait_s:
             return
-        outage = self._recover_since - self._lost_rx
-        if outage < FIRMWARE_SHUTDOWN_TIMEOUT_S:
+        if motors_surely_on:
             self._recovering = self._airborne_at_loss = False
-            self._begin_land(now, f"link back after {outage:.1f} s, no estimate: land sent again")
+            self._begin_land(now, "link back without a state estimate, motors still on: land")
         elif not self._recover_told:
             self._recover_told = True
+            outage = self._recover_since - self._lost_rx
             self._event(
                 "refused",
                 f"link back after {outage:.1f} s without a state estimate: altitude unknown, "
