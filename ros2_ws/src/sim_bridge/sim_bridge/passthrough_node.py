@@ -5,11 +5,13 @@ the safety filter (the policy always publishes ``cmd_vel_nominal``, the world al
 ``cmd_vel``). It does NOT keep robots apart: it logs a warning at start. One node serves
 every robot of the config (parameter ``config``). Each command is forwarded once, on receipt,
 and only if its stamp passes the wire contract's freshness rule
-(:func:`sim_bridge.topics.stamp_ok`); others are dropped and counted (``dropped``).
+(:func:`sim_bridge.topics.stamp_ok`); others are dropped and counted (``dropped`` per robot,
+on ``/diagnostics`` every second as ``sim_bridge: cmd_passthrough``).
 """
 
 from __future__ import annotations
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 
@@ -38,6 +40,8 @@ class PassthroughNode(Node):
                 lambda msg, name=name, pub=pub: self._forward(name, pub, msg),
                 1,
             )
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.create_timer(1.0, self._diagnose)
         self.get_logger().warning(
             f"no CBF safety filter: forwarding cmd_vel_nominal -> cmd_vel for "
             f"{len(cfg.robots)} robots unchanged"
@@ -55,6 +59,19 @@ class PassthroughNode(Node):
                 f"{name}: dropped a command that is not fresh (stale, future or unstamped), "
                 f"{self.dropped[name]} so far"
             )
+
+    def _diagnose(self) -> None:
+        total = sum(self.dropped.values())
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN,  # no safety filter in the loop, whatever else
+            name="sim_bridge: cmd_passthrough",
+            message="no CBF safety filter" + (f"; {total} commands dropped" if total else ""),
+            hardware_id="sim",
+            values=[KeyValue(key=f"dropped_{n}", value=str(c)) for n, c in self.dropped.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
 
 
 def main(args=None) -> None:
