@@ -33,5 +33,7 @@ setup(
             "lgtc = lgtc_policy.cli:main",
             "policy_node = lgtc_policy.node:main",
         ],
+        # `swarm validate` (sim_bridge) checks the policy checkpoint a swarm config names
+        "swarm.validators": ["lgtc_policy = lgtc_policy.config_check:check_swarm_config"],
     },
 )

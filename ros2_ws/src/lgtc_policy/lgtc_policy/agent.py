@@ -183,6 +183,7 @@ def load_policy(path: str | os.PathLike, n_resources: int) -> DecentralizedPolic
             r_ck = int(dict(ck["env_config"]).get("n_resources", 2))
         except CheckpointError as exc:
             raise MissionError(f"policy checkpoint: {exc}") from None
+        _check_policy_sizes(p, net.cfg, r_ck)
         _NET_CACHE.clear()
         _NET_CACHE[key] = (net, r_ck)
     net, r_ck = _NET_CACHE[key]
@@ -194,6 +195,28 @@ def load_policy(path: str | os.PathLike, n_resources: int) -> DecentralizedPolic
             f"{n_resources}"
         )
     return DecentralizedPolicy(net, r_ck)
+
+
+def _check_policy_sizes(path: Path, cfg, r: int) -> None:
+    """The network's item and output sizes are those the observation builder gives for ``r``
+    resource types (a value network or a critic saved as ``policy`` is refused here)."""
+    from lgtc_policy.env.spec import ACTION_DIM, ObsDims
+
+    dims = ObsDims(r)
+    want = (dims.agent_res_dim, dims.consumer_res_dim)
+    if (cfg.agent_item_dim, cfg.consumer_item_dim) != want or cfg.out_dim < ACTION_DIM:
+        raise MissionError(
+            f"policy checkpoint {path}: its policy network takes items of "
+            f"{cfg.agent_item_dim}/{cfg.consumer_item_dim} features and gives {cfg.out_dim} "
+            f"output(s), but r={r} resource types give {want[0]}/{want[1]} and a policy gives "
+            f"{ACTION_DIM} actions; it is not an LGTC policy for this environment (train one "
+            "with `lgtc train`)"
+        )
+    if cfg.extra_dim:
+        raise MissionError(
+            f"policy checkpoint {path}: its 'policy' network is a critic (extra_dim="
+            f"{cfg.extra_dim}); save the actor as 'policy'"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,11 +27,17 @@ SHIPPED = "lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt"
 
 
 def resolve_checkpoint(path: str) -> Path:
-    """``pkg:relative`` (package-relative, e.g. ``lgtc_policy:checkpoints/x.pt``) or a path."""
+    """``pkg:relative`` (package-relative, e.g. ``lgtc_policy:checkpoints/x.pt``) or a path.
+
+    A package path resolves strictly inside the package, as a swarm config's
+    ``policy.checkpoint`` does (``FileNotFoundError`` otherwise, one line).
+    """
+    from sim_bridge.config import resolve_package_path
+
     if ":" in path and not Path(path).exists():
-        pkg, rel = path.split(":", 1)
-        if pkg == "lgtc_policy":
-            return Path(__file__).resolve().parent / rel
+        found = resolve_package_path(path, "--checkpoint")
+        if found is not None:
+            return found
     return Path(path)
 
 

@@ -15,11 +15,17 @@ Layout (``FORMAT = "lgtc_policy.checkpoint/1"``)::
     }
 
 Only plain containers, numbers, strings and tensors are stored, so ``weights_only=True``
-loading works and a checkpoint cannot execute code.
+loading works and a checkpoint cannot execute code. :func:`load_checkpoint` is the one loader
+(policy nodes through :func:`lgtc_policy.agent.load_policy`, ``lgtc eval`` / ``export``,
+``swarm validate`` through :mod:`lgtc_policy.config_check`): it refuses a file holding
+pickled Python objects, and one whose weights are not all finite.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +61,43 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: file missing, not a torch file / truncated / corrupted, written by
-            something else (``format``), or missing required keys. The message names the file
-            and what to do.
+        CheckpointError: file missing, not a torch file / truncated / corrupted, holding
+            pickled Python objects (not plain weights), written by something else
+            (``format``), missing required keys, or with a non-finite weight. The message is
+            one line naming the file and what to do.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass an existing .pt file")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to unpickle means a bad file
-        # torch.load raises UnpicklingError, RuntimeError, EOFError, zipfile errors or even
-        # IndexError/KeyError from the weights-only unpickler, depending on the damage.
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's text advises weights_only=False (running the file's code): never shown
+        how = (
+            "make one that stores only tensors, numbers, strings and plain containers with "
+            "lgtc_policy.model.checkpoint.save_checkpoint (what `lgtc train` and `lgtc export` "
+            "write), e.g. the model's state_dict() instead of the model"
+        )
+        obj = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if obj:
+            raise CheckpointError(
+                f"checkpoint {path} is not a plain-weights checkpoint: it holds pickled Python "
+                f"objects ({obj[1]}), which are never loaded because unpickling can run code; "
+                f"{how}"
+            ) from None
+        op = re.search(r"Unsupported operand \d+", str(e))
         raise CheckpointError(
-            f"checkpoint {path} is corrupted or not a torch checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); re-download or retrain it"
-        ) from e
+            f"checkpoint {path} is corrupted or not a plain-weights checkpoint (the "
+            f"weights-only loader refused it{': ' + op[0].lower() if op else ''}); re-download "
+            f"it, or {how}"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle means a bad file
+        # torch.load raises RuntimeError, EOFError, zipfile errors or even IndexError/KeyError
+        # from the weights-only unpickler, depending on the damage.
+        raise CheckpointError(_corrupted(path, e)) from e
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         got = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
         raise CheckpointError(
@@ -82,7 +109,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} lacks keys {missing}; it is incomplete")
     if "policy" not in ck["nets"] or "policy" not in ck["state_dicts"]:
         raise CheckpointError(f"checkpoint {path} has no 'policy' network")
+    _check_finite(path, ck["state_dicts"])
     return ck
+
+
+def _corrupted(path: Path, e: BaseException) -> str:
+    first = (str(e).splitlines() or [""])[0]
+    if "weights_only" in first:  # torch's advice to load unsafely is never passed on
+        first = ""
+    return (
+        f"checkpoint {path} is corrupted or not a torch checkpoint ({type(e).__name__}: "
+        f"{first[:200]}); re-download or retrain it"
+    )
+
+
+def _check_finite(path: Path, state_dicts: Any) -> None:
+    """Refuse a checkpoint with a NaN or infinite weight (a diverged run or a damaged file):
+    its robots would publish NaN commands."""
+    if not isinstance(state_dicts, dict):
+        raise CheckpointError(f"checkpoint {path}: 'state_dicts' is not a mapping; it is damaged")
+    for net, sd in state_dicts.items():
+        items = sd.items() if isinstance(sd, dict) else [("", sd)]
+        for key, value in items:
+            if torch.is_tensor(value) and value.is_floating_point():
+                bad = int((~torch.isfinite(value)).sum())
+                if bad:
+                    where = f"{net}.{key}" if key else str(net)
+                    raise CheckpointError(
+                        f"checkpoint {path}: weight {where} has {bad} non-finite value(s) (NaN "
+                        "or inf); the training diverged or the file is damaged; use an earlier "
+                        "checkpoint of the run or retrain"
+                    )
 
 
 def build_net(ck: dict[str, Any], name: str = "policy") -> LGTCNet:

@@ -1,0 +1,183 @@
+"""Checkpoints are checked where they are loaded and at ``swarm validate`` (issue #15, finding 6).
+
+One loader (:func:`lgtc_policy.model.checkpoint.load_checkpoint`, under
+:func:`lgtc_policy.agent.load_policy` for the nodes) refuses non-finite weights and pickled
+objects without passing on torch's advice to load unsafely; ``swarm validate`` reaches the
+same checks through the ``swarm.validators`` entry point; package paths stay in the package.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lgtc_policy.agent import MissionError, load_policy
+from lgtc_policy.cli import main as lgtc_main
+from lgtc_policy.cli import resolve_checkpoint
+from lgtc_policy.config_check import check_swarm_config
+from lgtc_policy.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sim_bridge.config import load_config
+
+REPO = Path(__file__).resolve().parents[4]
+DEMO = REPO / "launch" / "demo.yaml"
+SHIPPED = "lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt"
+
+
+class Opaque:
+    """Any Python object: pickled into a checkpoint it makes the file unsafe to load."""
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    ck = load_checkpoint(resolve_checkpoint(SHIPPED))
+    ck.pop("format")
+    return ck
+
+
+@pytest.fixture(scope="module")
+def nan_ckpt(tmp_path_factory, shipped):
+    ck = {**shipped, "state_dicts": {k: dict(v) for k, v in shipped["state_dicts"].items()}}
+    name = next(iter(ck["state_dicts"]["policy"]))
+    weight = ck["state_dicts"]["policy"][name].clone()
+    weight.view(-1)[0] = float("nan")
+    ck["state_dicts"]["policy"][name] = weight
+    return save_checkpoint(tmp_path_factory.mktemp("nan") / "nan.pt", ck), name
+
+
+def swarm_file(tmp_path: Path, checkpoint: str, **changes) -> Path:
+    data = yaml.safe_load(DEMO.read_text())
+    data["policy"] = {"checkpoint": checkpoint}
+    data.update(changes)
+    path = tmp_path / "swarm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": str(random.SystemRandom().randint(100, 200)),
+    }
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=180, env=env
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess, prefix: str) -> str:
+    out = (proc.stdout + proc.stderr).strip()
+    assert "Traceback" not in out and "weights_only" not in out, out
+    lines = [line for line in out.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def swarm_validate(path: Path) -> str:
+    proc = run("-m", "sim_bridge.cli", "validate", str(path))
+    assert proc.returncode == 1, proc.stderr
+    return one_error_line(proc, "error:")
+
+
+# ----------------------------------------------------------------------------- non-finite
+
+
+def test_nan_weights_are_refused_at_load(nan_ckpt):
+    path, name = nan_ckpt
+    with pytest.raises(CheckpointError, match=f"weight policy.{name} has 1 non-finite"):
+        load_checkpoint(path)
+    with pytest.raises(MissionError, match="non-finite"):
+        load_policy(path, 2)
+
+
+def test_nan_weights_stop_the_policy_node_with_one_line(tmp_path, nan_ckpt):
+    cfg = swarm_file(tmp_path, str(nan_ckpt[0]))
+    proc = run("-m", "lgtc_policy.node", "--ros-args", "-p", "robot:=cf1", "-p", f"config:={cfg}")
+    assert proc.returncode == 2
+    assert "non-finite" in one_error_line(proc, "policy_node:")
+
+
+def test_nan_weights_are_refused_at_validate(tmp_path, nan_ckpt):
+    line = swarm_validate(swarm_file(tmp_path, str(nan_ckpt[0])))
+    assert line.startswith("error: policy.checkpoint:") and "non-finite" in line
+
+
+# ----------------------------------------------------------------------------- pickles
+
+
+@pytest.mark.parametrize("kind", ["torch_save_object", "plain_pickle"])
+def test_pickled_objects_are_refused_without_unsafe_advice(tmp_path, kind):
+    path = tmp_path / "model.pt"
+    if kind == "torch_save_object":
+        torch.save({"format": "lgtc_policy.checkpoint/1", "model": Opaque()}, path)
+    else:
+        path.write_bytes(pickle.dumps({"model": Opaque()}, protocol=4))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert "not a plain-weights checkpoint" in msg and "save_checkpoint" in msg
+    assert "weights_only" not in msg and "\n" not in msg
+    if kind == "torch_save_object":
+        assert "Opaque" in msg and "pickled Python objects" in msg
+    line = swarm_validate(swarm_file(tmp_path, str(path)))
+    assert "not a plain-weights checkpoint" in line
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def test_package_path_leaving_the_package_is_refused(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="leaves package 'lgtc_policy'"):
+        resolve_checkpoint("lgtc_policy:../../x")
+    assert lgtc_main(["eval", "--checkpoint", "lgtc_policy:../../x", "--no-expert"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lgtc eval: error:") and len(err.splitlines()) == 1
+    line = swarm_validate(swarm_file(tmp_path, "lgtc_policy:../../x"))
+    assert "leaves package 'lgtc_policy'" in line
+
+
+def test_missing_checkpoint_is_a_validator_problem(tmp_path):
+    cfg = load_config(swarm_file(tmp_path, "absent.pt"))
+    (problem,) = check_swarm_config(cfg)
+    assert problem.path == "policy.checkpoint" and "not found" in problem.message
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def test_checkpoint_must_fit_the_configs_resource_types(tmp_path):
+    cfg = load_config(swarm_file(tmp_path, SHIPPED, resource_types=["energy", "payload", "spare"]))
+    (problem,) = check_swarm_config(cfg)
+    assert "r=2" in problem.message and "r=3" in problem.message
+
+
+def test_a_value_network_saved_as_policy_is_refused(tmp_path, shipped):
+    ck = dict(shipped)
+    ck["nets"] = {**shipped["nets"], "policy": shipped["nets"]["value"]}
+    ck["state_dicts"] = {**shipped["state_dicts"], "policy": shipped["state_dicts"]["value"]}
+    path = save_checkpoint(tmp_path / "value.pt", ck)
+    with pytest.raises(MissionError, match="not an LGTC policy"):
+        load_policy(path, 2)
+
+
+def test_policy_without_consumers_is_refused(tmp_path):
+    cfg = load_config(swarm_file(tmp_path, SHIPPED, consumers=[]))
+    assert [p.path for p in check_swarm_config(cfg)] == ["consumers"]
+
+
+# ----------------------------------------------------------------------------- plug-in
+
+
+def test_validator_is_registered_and_the_demo_passes():
+    names = {ep.value for ep in entry_points(group="swarm.validators")}
+    assert "lgtc_policy.config_check:check_swarm_config" in names
+    assert check_swarm_config(load_config(DEMO)) == []
+    proc = run("-m", "sim_bridge.cli", "validate", str(DEMO))
+    assert proc.returncode == 0 and ": ok:" in proc.stdout
