@@ -353,7 +353,7 @@ def launch_plan(
     args: Mapping[str, str],
     *,
     has_package: Callable[[str], bool],
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> LaunchPlan:
     """Resolve ``swarm.launch.py``'s arguments (missing ones take their default).
@@ -363,12 +363,13 @@ def launch_plan(
             error (nothing is silently ignored).
         has_package: whether a ROS package is installed (the launch file asks the ament
             index).
-        which: path of an executable on ``PATH`` or ``None``.
+        which: path of an executable or ``None`` (default: :func:`shutil.which`).
         environ: where ``SWARM_CONFIG`` is looked up when ``config`` is empty.
 
     Raises:
         BringupError: no config, a bad config or argument value (nothing is started).
     """
+    which = which or shutil.which
     unknown = sorted(set(args) - set(LAUNCH_ARGUMENTS))
     if unknown:
         raise BringupError(f"unknown launch arguments {unknown}; known: {list(LAUNCH_ARGUMENTS)}")

@@ -106,6 +106,7 @@ def _stub_launch(monkeypatch):
         "launch": types.ModuleType("launch"),
         "launch.actions": types.ModuleType("launch.actions"),
         "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch.logging": types.ModuleType("launch.logging"),
         "launch_ros": types.ModuleType("launch_ros"),
         "launch_ros.actions": types.ModuleType("launch_ros.actions"),
         "ament_index_python": types.ModuleType("ament_index_python"),
@@ -117,6 +118,10 @@ def _stub_launch(monkeypatch):
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (Action,), {})
     mods["ament_index_python.packages"].get_package_share_directory = lambda pkg: f"/share/{pkg}"
+    mods["ament_index_python.packages"].PackageNotFoundError = KeyError
+    mods["launch.logging"].get_logger = lambda name=None: None  # no warning expected here
+    # every optional tool is installed in this stand-in world (ros2 bag included)
+    monkeypatch.setattr("shutil.which", lambda name: f"/opt/ros/jazzy/bin/{name}")
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
 
