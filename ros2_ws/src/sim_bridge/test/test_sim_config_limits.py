@@ -149,6 +149,29 @@ def test_mapping_with_too_many_keys_and_too_many_problems_stay_bounded():
     assert "more problem(s) not listed" in problems[-1].message
 
 
+def test_aliases_repeating_a_bad_mapping_stay_bounded(tmp_path):
+    """63 x 63 unknown keys shared by alias into 1000 robots' resources and 1000 demands:
+    millions of problems if every one were read; listed up to the cap instead."""
+    inner = "{" + ", ".join(f"q{q}: 1" for q in range(MAX_KEYS - 1)) + "}"
+    rows = [
+        "fileversion: 1",
+        "arena: {x: [0, 10], y: [0, 10]}",
+        "comm_radius: 1",
+        f"junk: &m {inner}",
+        "big: &big {" + ", ".join(f"r{i}: *m" for i in range(MAX_KEYS - 1)) + "}",
+        "robots:",
+    ]
+    rows += [
+        f"  - {{name: r{i}, kind: ground, pose: [1, 1], resources: *big}}" for i in range(1000)
+    ]
+    rows += ["consumers:"]
+    rows += [f"  - {{name: c{i}, position: [1, 1], radius: 5, demand: *big}}" for i in range(1000)]
+    path = tmp_path / "aliases.yaml"
+    path.write_text("\n".join(rows) + "\n")
+    problems, _ = validate(path)
+    assert len(problems) == MAX_PROBLEMS + 1 and "not listed" in problems[-1].message
+
+
 # ----------------------------------------------------------------------------- names
 
 
