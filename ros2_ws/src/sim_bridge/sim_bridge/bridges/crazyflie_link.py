@@ -9,9 +9,12 @@ Behaviour, per link
 * **Link state** (``/<robot>/link_state``): ``connecting`` -> ``up`` once cflib has the log
   and parameter TOCs (cached on disk, so a restart takes milliseconds) and the telemetry
   log block is running; ``lost`` when no packet came back for ``link_timeout_s`` or cflib
-  reports the link lost/failed. The connection is kept while the drone may still hear us;
-  after ``reconnect_after_s`` of silence it is closed and re-opened with exponential
-  back-off.
+  reports the link lost/failed, ``up`` again at the first packet. The connection is kept
+  while the drone may still hear us; after ``reconnect_after_s`` of silence it is closed
+  and re-opened. A connection attempt that hears no answer for ``answer_timeout_s`` is
+  abandoned (requests sent into an outage are never answered) and retried after
+  ``retry_backoff_s``, doubling up to ``retry_backoff_max_s``; ``connect_timeout_s``
+  bounds an attempt that keeps getting answers (a TOC download without cache).
 * **Flight state**: ``grounded`` -> (arm, high-level takeoff) ``taking_off`` ->
   ``hovering`` (the firmware's high-level commander holds position, nothing is streamed)
   -> a fresh command -> ``flying``: the latest command is streamed as a world-frame
@@ -24,8 +27,17 @@ Behaviour, per link
   drone 0.5 s after the last setpoint and cut the motors at 2 s.
 * **Landing** (service, watchdog, critical battery, geofence, link loss while airborne):
   notify-setpoint-stop (so the high-level commander regains priority over streamed
-  setpoints), high-level ``land`` to 0 m, then a stop setpoint. If the link was lost while
-  airborne, the land command is sent again as soon as the link is back.
+  setpoints), high-level ``land`` to 0 m, then a stop setpoint when the landing time
+  (from the altitude, ``land_speed``) is over. A landing does not end while the link is
+  lost (its land may not have arrived).
+* **Link loss while airborne**: land at once (best effort: the uplink may still work).
+  When the drone answers again, a state estimate taken after the loss decides: at or
+  below ``ground_z_m`` only a stop setpoint is sent (never a land, takeoff or setpoint that
+  could start the motors of a drone on the floor); above, the land is sent again and the
+  landing time restarts from that altitude. A drone that was flying on streamed setpoints
+  gets the land only while the firmware's motor timeout (2 s after the last setpoint it
+  heard) cannot strike first, else on an estimate taken 0.5 s after the latest possible
+  cut (see :meth:`CrazyflieLink._recover`).
 * **Battery**: ``pm.vbat`` is low-pass filtered (time constant ``battery_tau_s``) against
   the configured ``warning_v`` / ``critical_v``; the level latches for the connection
   (voltage recovers when the motors stop, the battery does not). Critical while airborne
@@ -38,7 +50,23 @@ Units on the wire: velocity [m/s, world frame]; yaw rate [deg/s] (cflib and firm
 convention; the ROS side is rad/s). Firmware with CRTP protocol <= 8 gets the legacy type 1
 with the yaw rate sign inverted, exactly as ``cflib.crazyflie.commander`` does. Non-finite
 commands are rejected at :meth:`CrazyflieLink.set_command` and, as a last line, by
-:func:`encode_velocity_world`, so NaN never reaches the wire.
+:func:`encode_velocity_world`, so NaN never reaches the wire; commands too fast or stamped
+outside the freshness window of :mod:`sim_bridge.topics` are rejected too, and every
+rejected or clipped command is counted (:class:`CommandCounts`).
+
+Recovery after an outage (default parameters)
+---------------------------------------------
+From the drone answering again until the link is ``up`` and the pending land or stop has
+gone out:
+
+* outage shorter than ``reconnect_after_s`` (3 s): the same connection; the first packet
+  (the running log block, every ``log_period_ms`` = 50 ms) brings the link up and its
+  estimate decides, so within one log period plus one loop period (50 ms): about 0.1 s;
+* longer: the connection was re-opened; at most ``answer_timeout_s`` + ``retry_backoff_max_s``
+  + the connection time (tens of ms with the TOC cache), about 2.1 s.
+
+Measured on the loopback fake (``benchmarks/radio.py --outage-only``): 0.014-0.018 s after a
+1.6 s outage, 0.49-0.51 s after a 5 s outage, 1.54-1.56 s after 8 s and 12 s outages.
 """
 
 from __future__ import annotations
