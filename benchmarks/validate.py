@@ -13,6 +13,8 @@ median of ``--repeats`` runs.
 * ``20k_consumers``: 10 robots, 20 000 consumers (1.5 MiB): the same limit.
 * ``1500_robots_compact``: 1 500 robots written short through ``robot_types`` (70 KiB):
   parsed, then refused by the robot count limit (``MAX_ROBOTS``).
+* ``20k_robots_compact``: 20 000 robots written short (0.95 MiB, just under the size limit):
+  the slowest refusal, as the whole file is parsed before the count limit applies.
 * ``at_limits``: 1 000 robots and 1 000 consumers, the largest file that is accepted.
 * ``30k_robots_unlimited``: the 31 000-robot file with the limits raised in the child
   process, to show what the checks themselves cost (grid hash for the overlaps, no ``N x N``
@@ -128,6 +130,7 @@ def main() -> int:
         ("30k_robots", 31_000, 4, False, False),
         ("20k_consumers", 10, 20_000, False, False),
         ("1500_robots_compact", 1_500, 4, True, False),
+        ("20k_robots_compact", 20_000, 4, True, False),
         ("at_limits", 1_000, 1_000, False, False),
     ]
     if not args.quick:

@@ -817,21 +817,42 @@ def _file_too_large(path: str, size: int) -> Problem:
     )
 
 
-#: libyaml's parser when PyYAML was built with it (several times faster), else PyYAML's own.
-#: Both build plain Python data only, and an alias is one shared object, not a copy, so an
-#: alias bomb ("billion laughs") costs no memory; the checks below never expand it.
+#: libyaml's safe loader when PyYAML has it (four times faster than PyYAML's own): plain
+#: Python data only, and an alias is one shared object, not a copy, so an alias bomb ("billion
+#: laughs") costs no memory (the checks never expand it). Its composer recurses in C and
+#: overflows the stack on deep nesting (``"- " * 200000`` kills the process), so the event
+#: stream, which both parsers produce without recursion, is checked for depth first.
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Nesting levels of collections (a swarm file has about 6).
+MAX_NESTING = 50
 
 
 def parse_yaml(text: str) -> tuple[Any, list[Problem]]:
     """Parse YAML text safely; a syntax error becomes one :class:`Problem` with its line.
 
-    Text longer than :data:`MAX_FILE_BYTES` is refused before parsing.
+    Text longer than :data:`MAX_FILE_BYTES` is refused before parsing, and text nested deeper
+    than :data:`MAX_NESTING` before building any data.
     """
     size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         return None, [_file_too_large("the YAML text", size)]
     try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    return None, [
+                        Problem(
+                            "<yaml>",
+                            f"lists and mappings nest deeper than {MAX_NESTING} levels "
+                            f"(line {line})",
+                            "flatten the file: a swarm file nests about 6 levels",
+                        )
+                    ]
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         return yaml.load(text, Loader=_SAFE_LOADER), []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

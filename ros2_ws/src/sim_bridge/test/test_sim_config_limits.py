@@ -135,6 +135,15 @@ def test_yaml_text_over_the_size_limit_is_refused_before_parsing():
     assert data is None and problems[0].path == "<file>" and "limit" in problems[0].message
 
 
+@pytest.mark.parametrize("text", ["- " * 200_000 + "x", "[" * 300_000 + "]" * 300_000])
+def test_deep_nesting_under_the_size_limit_is_one_problem(tmp_path, text):
+    """libyaml's composer dies of a stack overflow here; the depth is checked first."""
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    assert path.stat().st_size <= MAX_FILE_BYTES
+    assert_one_error(swarm_validate(path), "<yaml>:", "nest deeper than")
+
+
 def test_mapping_with_too_many_keys_and_too_many_problems_stay_bounded():
     data = copy.deepcopy(SMALL)
     data["consumers"][0]["demand"] = {f"t{k}": 1.0 for k in range(MAX_KEYS + 1)}
