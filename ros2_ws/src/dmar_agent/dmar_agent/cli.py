@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from pathlib import Path
 
 from .errors import ConfigError, DmarError
+from .protocols import MAX_PSI, iteration_steps
 from .sweep import (
     ALL_ALGOS,
     CENTRAL_ALGOS,
     DIST_ALGOS,
     Job,
     SweepSpec,
+    check_size,
     read_csv,
     run_job,
     run_sweep,
 )
+
+DEFAULT_MAX_ITERATIONS = 20000
+STOP_TEXT = {
+    "max_iterations": "--max-iterations {it} reached",
+    "time_limit": "--time-limit {t} s passed",
+}
 
 
 def _ints(flag: str):
@@ -55,6 +65,65 @@ def _table(rows: list[dict]) -> str:
     return "\n".join("  ".join(c[i].rjust(widths[i]) for i in range(len(cols))) for c in cells)
 
 
+def _check_limits(args: argparse.Namespace) -> None:
+    """Flags of run and sweep: one clear error per bad value (``<flag>: <problem>; <fix>``)."""
+    if args.max_iterations < 1:
+        raise ConfigError(
+            f"--max-iterations: {args.max_iterations} is below 1; give a positive count "
+            f"(default {DEFAULT_MAX_ITERATIONS})"
+        )
+    t = args.time_limit
+    if t is not None and not (math.isfinite(t) and t > 0):
+        raise ConfigError(f"--time-limit: {t} is not a positive number of seconds; leave it out "
+                          "for no limit")  # fmt: skip
+    if not (math.isfinite(args.ortools_s) and args.ortools_s > 0):
+        raise ConfigError(f"--ortools-s: {args.ortools_s} is not a positive number of seconds; "
+                          "e.g. 5")  # fmt: skip
+    if args.map and Path(args.map).is_dir():
+        raise ConfigError(f"--map: {args.map!r} is a directory; give a MovingAI .map file")
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Validate ``dmar run`` flags before anything is built or allocated."""
+    for a in args.algos:
+        if a not in ALL_ALGOS:
+            raise ConfigError(f"--algos entry {a!r} must be one of {', '.join(ALL_ALGOS)}")
+    for flag, val in (("--instance", args.instance), ("--run", args.run)):
+        if val < 0:
+            raise ConfigError(f"{flag}: {val} is negative; give a seed >= 0")
+    if args.agents is not None and args.agents < 1:
+        where = "one per map column with --map" if args.map else "n agents"
+        raise ConfigError(
+            f"--agents: {args.agents} is below 1; give >= 1 or leave it out ({where})"
+        )
+    if args.psi < 1:
+        raise ConfigError(f"--psi: {args.psi} is below 1; give 1..{MAX_PSI} (the paper uses 3)")
+    if args.psi > MAX_PSI:
+        steps = f"{iteration_steps(args.psi):.3g}" if args.psi <= 64 else "astronomically many"
+        raise ConfigError(
+            f"--psi: {args.psi} is outside 1..{MAX_PSI}: an iteration takes about 2^psi + "
+            f"2 * 4^(psi-1) PS steps ({steps} here, 95 at psi = 3); the paper uses 3"
+        )
+    _check_limits(args)
+    if not args.map:
+        if args.n < 2:
+            raise ConfigError(f"--n: {args.n} is below 2; give a grid size >= 2")
+        m = args.n if args.agents is None else args.agents
+        check_size(m, args.n * args.n, "--n")
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-iterations", type=int, default=DEFAULT_MAX_ITERATIONS,
+        help=f"stop a DMAR/BP run after this many iterations (default {DEFAULT_MAX_ITERATIONS})",
+    )  # fmt: skip
+    p.add_argument(
+        "--time-limit", type=float, default=None, metavar="SECONDS",
+        help="stop a DMAR/BP run once this wall time has passed (checked between iterations; "
+        "default: none)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dmar", description="Distributed multiagent rollout (DMAR) on unmapped grids."
@@ -73,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--explore", default="walk", help="exploration: walk or waypoint")
     r.add_argument("--psi", type=int, default=3, help="cluster size parameter psi")
     r.add_argument("--ortools-s", type=float, default=5.0, help="OR-Tools time limit [s]")
+    _limit_flags(r)
     r.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
 
     s = sub.add_parser("sweep", help="run the experiment grid (Ray) and write a CSV")
@@ -86,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--map", default="", help="MovingAI .map file instead of random grids")
     s.add_argument("--explore", default="walk", help="exploration: walk or waypoint")
     s.add_argument("--ortools-s", type=float, default=5.0, help="OR-Tools time limit [s]")
+    _limit_flags(s)
     s.add_argument("--out", default="dmar_sweep.csv", help="CSV to write")
     s.add_argument("--address", default=None, help="Ray cluster address (default: local)")
     s.add_argument("--num-cpus", type=int, default=2, help="local Ray CPUs")
@@ -102,28 +173,45 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "run":
-            for a in args.algos:
-                if a not in ALL_ALGOS:
-                    raise ConfigError(f"--algos entry {a!r} must be one of {', '.join(ALL_ALGOS)}")
+            _check_run_args(args)
             job = Job(
                 args.n, args.instance, args.ratio, args.k, args.run, tuple(args.algos), args.map,
-                args.agents, args.explore, args.psi, args.ortools_s,
+                args.agents, args.explore, args.psi, args.ortools_s, args.max_iterations,
+                args.time_limit,
             )  # fmt: skip
             rows = run_job(job)
+            r0 = rows[0]
+            k_text = f"k={args.k}"
+            if r0["k_view"] < args.k:
+                k_text = f"k={r0['k_view']} (--k {args.k} clamped to the grid's diameter)"
+                print(
+                    f"dmar: note: --k {args.k} is above the grid's diameter {r0['k_view']} "
+                    "(width + height - 2), where a view already holds the whole grid; "
+                    f"k = {r0['k_view']} is used, with the same result",
+                    file=sys.stderr,
+                )
             if args.json:
                 print(json.dumps(rows, indent=1))
             else:
-                r0 = rows[0]
                 print(
-                    f"grid {r0['n']}x{r0['n']} ({r0['map']}), {r0['agents']} agents, "
-                    f"{r0['tasks']} tasks, k={args.k}, instance {args.instance}, run {args.run}"
+                    f"grid {r0['width']}x{r0['height']} ({r0['map']}), {r0['agents']} agents, "
+                    f"{r0['tasks']} tasks, {k_text}, instance {args.instance}, run {args.run}"
                 )
                 print(_table(rows))
+                for r in rows:
+                    if r["stop_reason"]:
+                        why = STOP_TEXT[r["stop_reason"]].format(
+                            it=args.max_iterations, t=args.time_limit
+                        )
+                        print(f"{r['algo']} stopped (done False): {why}, {r['tasks_left']} "
+                              "tasks left")  # fmt: skip
         elif args.cmd == "sweep":
+            _check_limits(args)
             spec = SweepSpec(
                 sizes=args.sizes, ks=args.ks, ratios=args.ratios, instances=args.instances,
                 runs=args.runs, algos=args.algos, central=args.central, map_path=args.map,
                 explore=args.explore, ortools_s=args.ortools_s,
+                max_iterations=args.max_iterations, time_limit_s=args.time_limit,
             )  # fmt: skip
             n = run_sweep(
                 spec, args.out, use_ray=not args.no_ray, address=args.address,

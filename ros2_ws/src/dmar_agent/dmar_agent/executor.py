@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import LocalityError
-from .world import DC, DR, WAIT, Grid, diamond_offsets
+from .world import DC, DR, WAIT, Grid, diamond_offsets, grid_diameter
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,9 @@ class Executor:
         grid: obstacle map.
         agents: (m,) start cells.
         tasks: (T,) task cells.
-        k: view radius.
+        k: view radius; clamped to the grid's diameter ``height + width - 2`` (a k-hop ball that
+            large already holds every cell, so a larger k sees the same and the view offsets,
+            which grow with k^2, stay bounded by the grid).
         params: protocol constants handed to every agent (read-only).
         seed: run seed of the agents' random streams.
     """
@@ -235,7 +237,7 @@ class Executor:
         self.width = grid.width
         self.free = grid.free_flat()
         self.nbr = grid.neighbours()
-        self.k = int(k)
+        self.k = min(int(k), grid_diameter(grid))
         self.params = params
         self.seed = int(seed)
         self.max_children = int(max_children)

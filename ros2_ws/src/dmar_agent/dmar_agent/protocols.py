@@ -32,7 +32,8 @@ Choices where the paper is ambiguous or inconsistent (all listed in the README):
   BP-GCI, as the proof of Theorem A.1 needs), or the member's own start when the depot is not
   reachable on the cluster map. Plans are not truncated, and the iteration's EM phase lasts until
   the longest plan ends (explorers walk at most ``lambda`` steps, then wait). Tokens live for the
-  EM phase of their iteration.
+  EM phase of their iteration, and any agent that visits a cluster's task cell leaves one, member
+  or explorer (:func:`gci_token_cells`), so explorers never see the cluster's progress.
 """
 
 from __future__ import annotations
@@ -48,6 +49,21 @@ from .executor import AgentAPI, Executor, LocalMap, TeamPlan
 from .planning import INF, MapPlanner
 from .world import WAIT, Instance
 
+MAX_PSI = 6
+"""Largest psi accepted. One iteration takes ``iteration_steps`` = 2 + psi (W + 1) + 4 W + 2 +
+lambda PS steps with W = r 2^psi and lambda = 2 r 4^(psi-1): 95 at psi = 3 (the paper's value),
+2,698 at psi = 6, about 5.5e11 at psi = 20, each step running every agent."""
+MAX_ITERATION_STEPS = 4096
+"""Bound on ``DmarConfig.iteration_steps`` (covers r and an explicit lambda as well as psi)."""
+
+
+def iteration_steps(psi: int, r: int = 1, lam: int | None = None) -> int:
+    """PS steps of one iteration: SOAC 2 + psi (W + 1) + (W - 1), LMA 1 + 2 W, TMAR 1 + W, EM
+    1 + lambda, with W = r 2^psi and lambda = 2 r 4^(psi-1) unless given (GCI may add steps)."""
+    w = r * 2**psi
+    lam_steps = lam if lam is not None else 2 * r * 4 ** (psi - 1)
+    return 2 + psi * (w + 1) + (w - 1) + 1 + 2 * w + 1 + w + 1 + lam_steps
+
 
 @dataclass(frozen=True)
 class DmarConfig:
@@ -62,8 +78,12 @@ class DmarConfig:
         policy: "rollout" (DMAR) or "base" (BP: greedy inside the same clusters).
         gci: guaranteed cost improvement variant (depots + tokens, Appendix A.4).
         explore: "walk" (random walk) or "waypoint" (random waypoint in the view).
-        max_iterations: give up after this many DMAR iterations (reported as not completed).
-        seed: seed of the agents' random streams (identical seeds give identical runs).
+        max_iterations: give up after this many DMAR iterations (reported as not completed,
+            ``stop_reason`` "max_iterations").
+        seed: seed of the agents' random streams (identical seeds give identical runs), >= 0.
+        time_limit_s: give up when a new iteration would start after this many seconds of wall
+            time (``stop_reason`` "time_limit"); None: no limit. Checked between iterations, so a
+            run may overrun it by one iteration (at most ``iteration_steps`` PS steps).
     """
 
     k: int
@@ -76,6 +96,7 @@ class DmarConfig:
     explore: str = "walk"
     max_iterations: int = 20000
     seed: int = 0
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -84,6 +105,7 @@ class DmarConfig:
             ("r", self.r, 1, "a small constant, default 1"),
             ("max_children", self.max_children, 1, "default 4"),
             ("max_iterations", self.max_iterations, 1, "e.g. 20000"),
+            ("seed", self.seed, 0, "a run seed"),
         ]
         for name, val, lo, hint in checks:
             if not isinstance(val, int | np.integer) or val < lo:
@@ -94,6 +116,19 @@ class DmarConfig:
             raise ConfigError(f"policy={self.policy!r} must be 'rollout' (DMAR) or 'base' (BP)")
         if self.explore not in ("walk", "waypoint"):
             raise ConfigError(f"explore={self.explore!r} must be 'walk' or 'waypoint'")
+        if self.psi > MAX_PSI:
+            raise ConfigError(
+                f"psi={self.psi} must be <= {MAX_PSI}: an iteration takes about 2^psi + "
+                f"2 * 4^(psi-1) PS steps ({self.iteration_steps:.3g} here); the paper uses 3"
+            )
+        if self.iteration_steps > MAX_ITERATION_STEPS:
+            raise ConfigError(
+                f"r={self.r}, lam={self.lam}: one iteration would take {self.iteration_steps} PS "
+                f"steps, more than {MAX_ITERATION_STEPS}; use smaller r or lam"
+            )
+        t = self.time_limit_s
+        if t is not None and (not isinstance(t, int | float) or not t > 0 or t == float("inf")):
+            raise ConfigError(f"time_limit_s={t!r} must be None or a finite number > 0 [s]")
 
     @property
     def W(self) -> int:
@@ -106,6 +141,11 @@ class DmarConfig:
     @property
     def lam_steps(self) -> int:
         return self.lam if self.lam is not None else 2 * self.r * 4 ** (self.psi - 1)
+
+    @property
+    def iteration_steps(self) -> int:
+        """PS steps of one iteration (see :func:`iteration_steps`)."""
+        return iteration_steps(self.psi, self.r, self.lam)
 
 
 # ====================================================================== SOAC (Algorithm 3)
@@ -369,6 +409,8 @@ class RunResult:
         compute: base-policy agent-steps simulated while planning.
         tasks_left: tasks not completed (0 when ``completed``).
         completed: every task was visited.
+        stop_reason: why an incomplete run stopped: "max_iterations", "time_limit", or "" when
+            it completed.
     """
 
     cost: int
@@ -382,6 +424,7 @@ class RunResult:
     compute: int
     tasks_left: int
     completed: bool
+    stop_reason: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -445,6 +488,33 @@ def em_length(ex: Executor, cfg: DmarConfig) -> int:
     return max([lam, *(len(s) for p in plans for s in p.controls.values())])
 
 
+def gci_token_cells(ex: Executor) -> frozenset:
+    """Task cells of every cluster map planned in this iteration (GCI token mechanism, App. A.4).
+
+    Appendix A.4: a member of cluster K that visits a task location v of nu(K) leaves a token at
+    v, and an agent outside K that sees v "will still recognize v as a task location and treat
+    it as such"; "in this scheme we also prevent exploring agents from interfering with existing
+    clusters". The proof of Theorem A.1 rests on that: "differences in the order in which BP-GCI
+    and DMAR-GCI complete tasks will not influence the trajectories of exploring agents". For
+    that to hold, a cluster task cell must look the same to explorers from planning to the end of
+    EM whoever reaches it first, so *every* agent that visits one of these cells -- a member or
+    an explorer -- leaves the token. Were only members to leave it, an explorer that got there
+    first would complete the task and the cell would vanish from every view, then reappear as a
+    token when the member arrives, at a step that differs between rollout and the base policy;
+    explorers stop when a new task enters their view, so the two executions would part (found on
+    ``make_instance(15, "1:2", 6388)``, k = 5, walk exploration, seed 6388).
+
+    The alternative, explorers never completing a cluster's task, would also keep the views equal
+    but leaves a task uncompleted when no member can reach it on the cluster map; the token
+    keeps completion as it is and costs nothing: the visit is a move either way.
+    """
+    cells: set[int] = set()
+    for mm in ex.mem:
+        if mm.plan is not None and mm.parent is None:
+            cells |= mm.plan.tasks
+    return frozenset(cells)
+
+
 def make_executor(inst: Instance, cfg: DmarConfig) -> Executor:
     params = _Params(cfg.k, cfg.psi, cfg.max_children, cfg.max_depth, cfg.explore, inst.grid.height)
     return Executor(
@@ -460,18 +530,27 @@ def make_executor(inst: Instance, cfg: DmarConfig) -> Executor:
 
 
 def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
-    """Run DMAR (``policy='rollout'``) or BP (``policy='base'``) until every task is completed."""
+    """Run DMAR (``policy='rollout'``) or BP (``policy='base'``) until every task is completed,
+    ``cfg.max_iterations`` iterations have run, or ``cfg.time_limit_s`` has passed."""
     t_start = time.perf_counter()
     ex = make_executor(inst, cfg)
     cost = explore_moves = waits = clusters = 0
     lam = cfg.lam_steps
-    while ex.alive.any() and ex.iteration < cfg.max_iterations:
+    stop_reason = ""
+    while ex.alive.any():
+        if ex.iteration >= cfg.max_iterations:
+            stop_reason = "max_iterations"
+            break
+        if cfg.time_limit_s is not None and time.perf_counter() - t_start >= cfg.time_limit_s:
+            stop_reason = "time_limit"
+            break
         ex.reinit()
         soac(ex, cfg)
         clusters += sum(1 for mm in ex.mem if mm.cluster is not None and mm.parent is None)
         lma(ex, cfg)
         tmar(ex, cfg)
         ex.step(em_init_step)
+        token_cells = gci_token_cells(ex) if cfg.gci else frozenset()
         for t in range(em_length(ex, cfg)):
             moved = ex.step(make_em_move_step(t, lam), moving=True)
             moved_set = set(moved)
@@ -485,7 +564,7 @@ def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
                 if mm.explore:
                     explore_moves += 1
                 ex._complete(cell)
-                if cfg.gci and not mm.explore and cell in mm.plan.tasks:
+                if cell in token_cells:
                     ex.tokens.add(cell)
             if cfg.gci and moved:
                 ex.refresh()
@@ -502,6 +581,7 @@ def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
         compute=int(st.get("compute", 0)),
         tasks_left=int(ex.alive.sum()),
         completed=not ex.alive.any(),
+        stop_reason=stop_reason,
     )
 
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from .baselines import central_greedy, central_rollout, ortools_reference
 from .errors import ConfigError
 from .protocols import DmarConfig, run_dmar
-from .world import RATIOS, Instance, instance_on_map, load_movingai_map, make_instance
+from .world import (
+    RATIOS,
+    Instance,
+    agent_task_counts,
+    grid_diameter,
+    instance_on_map,
+    load_movingai_map,
+    make_instance,
+)
 
 DIST_ALGOS = {
     "dmar": ("rollout", False),
@@ -24,6 +32,10 @@ DIST_ALGOS = {
     "bp_gci": ("base", True),
 }
 CENTRAL_ALGOS = ("central_rollout", "central_greedy", "ortools")
+MAX_AGENT_CELLS = 64_000_000
+"""Bound on agents x grid cells: every agent keeps a map as bitmaps of the whole grid (Appendix D
+item 8 with simulator cell indices), so memory grows with their product; 400 agents on a
+400 x 400 grid are at the bound."""
 ALL_ALGOS = tuple(DIST_ALGOS) + CENTRAL_ALGOS
 
 COLUMNS = [
@@ -48,13 +60,34 @@ class Job:
     explore: str = "walk"
     psi: int = 3
     ortools_s: float = 5.0
+    max_iterations: int = 20000
+    time_limit_s: float | None = None
+
+
+def check_size(n_agents: int, n_cells: int, what: str) -> None:
+    """Refuse instances whose per-agent maps would need more than ``MAX_AGENT_CELLS`` cells."""
+    if n_agents * n_cells > MAX_AGENT_CELLS:
+        raise ConfigError(
+            f"{what}: {n_agents} agents x {n_cells} cells is above the limit of "
+            f"{MAX_AGENT_CELLS:,} (every agent keeps a map of the whole grid); use a smaller grid "
+            "or fewer agents"
+        )
 
 
 def build_instance(job: Job) -> Instance:
-    """The seeded instance of a job (random grid, or a MovingAI map with seeded placement)."""
+    """The seeded instance of a job (random grid, or a MovingAI map with seeded placement).
+
+    Without ``n_agents`` a map gets one agent per column (its width), a random n x n grid n
+    agents (Section 4.1); an explicit ``n_agents`` < 1 is refused in both cases.
+    """
     if job.map_path:
         grid = load_movingai_map(job.map_path)
-        return instance_on_map(grid, job.n_agents or grid.width, job.ratio, job.instance)
+        m = grid.width if job.n_agents is None else job.n_agents
+        agent_task_counts(grid.width, job.ratio, m)
+        check_size(m, grid.n_cells, f"map {Path(job.map_path).name}")
+        return instance_on_map(grid, m, job.ratio, job.instance)
+    m, _ = agent_task_counts(job.n, job.ratio, job.n_agents)
+    check_size(m, job.n * job.n, f"grid {job.n}x{job.n}")
     return make_instance(job.n, job.ratio, job.instance, job.n_agents)
 
 
@@ -63,12 +96,15 @@ def run_job(job: Job) -> list[dict]:
     inst = build_instance(job)
     base = {
         "n": inst.grid.width if job.map_path else job.n,
+        "width": inst.grid.width,
+        "height": inst.grid.height,
         "map": Path(job.map_path).name if job.map_path else "random",
         "instance": job.instance,
         "ratio": job.ratio,
         "agents": len(inst.agents),
         "tasks": len(inst.tasks),
         "k": job.k,
+        "k_view": min(job.k, grid_diameter(inst.grid)),
         "run": job.run,
     }
     rows = []
@@ -77,7 +113,8 @@ def run_job(job: Job) -> list[dict]:
             policy, gci = DIST_ALGOS[algo]
             cfg = DmarConfig(
                 k=job.k, psi=job.psi, policy=policy, gci=gci, explore=job.explore,
-                seed=job.run * 1000003 + job.instance,
+                seed=job.run * 1000003 + job.instance, max_iterations=job.max_iterations,
+                time_limit_s=job.time_limit_s,
             )  # fmt: skip
             res = run_dmar(inst, cfg).as_dict()
         else:
@@ -92,7 +129,7 @@ def run_job(job: Job) -> list[dict]:
             res = {
                 "cost": c.cost, "exploration_moves": 0, "waits": 0, "ps_steps": 0,
                 "iterations": 0, "clusters": 0, "plan_wall_s": c.wall_s, "wall_s": c.wall_s,
-                "compute": c.compute, "tasks_left": 0, "completed": True,
+                "compute": c.compute, "tasks_left": 0, "completed": True, "stop_reason": "",
             }  # fmt: skip
         rows.append({**base, "algo": algo, **res})
     return rows
@@ -111,6 +148,10 @@ class SweepSpec:
         algos: distributed algorithms (dmar, bp, dmar_gci, bp_gci).
         central: centralized references run once per (size, instance, ratio).
         map_path: MovingAI map to use instead of random grids ('' = random grids).
+        explore: exploration mode, "walk" or "waypoint".
+        ortools_s: OR-Tools time limit per instance [s].
+        max_iterations: DMAR iterations after which a run stops incomplete.
+        time_limit_s: wall time [s] after which a run stops incomplete (None: no limit).
     """
 
     sizes: list = field(default_factory=lambda: [10, 20, 30, 40, 50, 60, 70, 80])
@@ -123,6 +164,8 @@ class SweepSpec:
     map_path: str = ""
     explore: str = "walk"
     ortools_s: float = 5.0
+    max_iterations: int = 20000
+    time_limit_s: float | None = None
 
     def validate(self) -> None:
         for r in self.ratios:
@@ -138,6 +181,9 @@ class SweepSpec:
                 )
         if any(int(n) < 2 for n in self.sizes):
             raise ConfigError("--sizes entries must be >= 2")
+        if not self.map_path:
+            for n in self.sizes:
+                check_size(int(n), int(n) * int(n), f"--sizes entry {n}")
         if any(int(k) < 1 for k in self.ks):
             raise ConfigError("--ks entries must be >= 1")
         if self.instances < 1 or self.runs < 1:
@@ -160,7 +206,8 @@ class SweepSpec:
                         for run in range(self.runs):
                             out.append(
                                 Job(n, i, ratio, k, run, tuple(self.algos), self.map_path,
-                                    explore=self.explore)
+                                    explore=self.explore, max_iterations=self.max_iterations,
+                                    time_limit_s=self.time_limit_s)
                             )  # fmt: skip
         # big jobs first: better load balance on Ray
         out.sort(key=lambda j: (-j.n * j.n * max(j.k, 1), j.instance, j.ratio, j.k, j.run))

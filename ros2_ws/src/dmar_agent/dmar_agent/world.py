@@ -186,6 +186,8 @@ def load_movingai_map(path: str | Path, largest_component: bool = True) -> Grid:
     every task is reachable, so pockets become obstacles unless ``largest_component=False``.
     """
     p = Path(path)
+    if p.is_dir():
+        raise MapFormatError(f"map file {str(p)!r} is a directory; give a MovingAI .map file")
     if not p.is_file():
         raise MapFormatError(f"map file {str(p)!r} does not exist")
     grid = parse_movingai_map(p.read_text(encoding="ascii", errors="replace"), source=str(p))
@@ -259,6 +261,8 @@ def make_instance(
     n: int, ratio: str, seed: int, n_agents: int | None = None, obstacle_frac: float = 0.2
 ) -> Instance:
     """Seeded random instance of the paper's class: n x n grid, 20% obstacles, n agents."""
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"instance seed={seed!r} must be an integer >= 0")
     rng = np.random.default_rng([int(seed), int(n), 7919])
     grid = generate_grid(n, rng, obstacle_frac)
     m, t = agent_task_counts(n, ratio, n_agents)
@@ -268,8 +272,18 @@ def make_instance(
 
 def instance_on_map(grid: Grid, n_agents: int, ratio: str, seed: int) -> Instance:
     """Seeded placement on a given (e.g. MovingAI) grid."""
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"instance seed={seed!r} must be an integer >= 0")
     m, t = agent_task_counts(grid.width, ratio, n_agents)
     return place(grid, m, t, np.random.default_rng([int(seed), 15485863]))
+
+
+def grid_diameter(grid: Grid) -> int:
+    """Hop diameter ``height + width - 2`` of the grid graph G (obstacles are nodes), at least 1.
+
+    A view radius k at or above it sees the whole grid, so every k beyond it is equivalent.
+    """
+    return max(1, grid.height + grid.width - 2)
 
 
 def diamond_offsets(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +297,7 @@ def diamond_offsets(k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def view_cells(grid: Grid, cell: int, k: int) -> np.ndarray:
     """Sorted cells of the exact k-hop ball of ``cell`` in G (obstacle cells included)."""
-    dr, dc = diamond_offsets(k)
+    dr, dc = diamond_offsets(min(k, grid_diameter(grid)))
     r, c = divmod(int(cell), grid.width)
     rr, cc = r + dr, c + dc
     ok = (rr >= 0) & (rr < grid.height) & (cc >= 0) & (cc < grid.width)

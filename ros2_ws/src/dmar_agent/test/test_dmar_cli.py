@@ -2,14 +2,16 @@
 
 import csv
 import itertools
+import json
 
 import numpy as np
 import pytest
 from dmar_agent.baselines import central_greedy, central_rollout, ortools_reference
 from dmar_agent.cli import main
+from dmar_agent.errors import MapFormatError
 from dmar_agent.planning import MapPlanner
 from dmar_agent.sweep import COLUMNS, read_csv
-from dmar_agent.world import Grid, Instance, bundled_map_path, make_instance
+from dmar_agent.world import Grid, Instance, bundled_map_path, load_movingai_map, make_instance
 
 
 def test_run_prints_table(capsys):
@@ -134,3 +136,109 @@ def test_critical_radius_and_improvement_on_synthetic_rows():
     assert critical_radius(rows, 20) == 8  # DMAR loses at k=6, wins at every k >= 8
     assert improvement(rows, 20)[8] == pytest.approx(9 / 4)
     assert critical_radius(rows, 30) is None
+
+
+# ---------------------------------------------------------------- issue #14 bad-input findings
+def _err(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dmar: error: ") and "Traceback" not in err
+    assert err.count("\n") == 1  # one line
+    return err
+
+
+@pytest.mark.parametrize("flag", ["--instance", "--run"])
+def test_negative_instance_or_run_seed_is_one_line_not_a_numpy_traceback(flag, capsys):
+    err = _err(["run", "--n", "10", flag, "-1"], capsys)
+    assert err.startswith(f"dmar: error: {flag}: -1 is negative; give a seed >= 0")
+
+
+def test_k_far_above_the_grid_is_clamped_to_its_diameter_not_allocated(capsys):
+    # --k 100000 used to build (2k+1)^2 view offsets (~300 GiB) whatever the grid
+    assert main(["run", "--n", "10", "--k", "100000", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "--k 100000 is above the grid's diameter 18" in captured.err
+    huge = json.loads(captured.out)
+    assert all(r["k"] == 100000 and r["k_view"] == 18 for r in huge)
+    assert main(["run", "--n", "10", "--k", "18", "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    strip = ("k", "wall_s", "plan_wall_s")
+    assert [{c: v for c, v in r.items() if c not in strip} for r in huge] == [
+        {c: v for c, v in r.items() if c not in strip} for r in same
+    ]
+
+
+def test_psi_above_the_limit_is_refused_with_the_reason(capsys):
+    # --psi 20 ran for ever: an iteration takes 2^psi + 2 * 4^(psi-1) PS steps
+    err = _err(["run", "--n", "10", "--psi", "20"], capsys)
+    assert "--psi: 20 is outside 1..6" in err and "5.5e+11" in err
+    assert "--psi: 0 is below 1" in _err(["run", "--n", "10", "--psi", "0"], capsys)
+
+
+@pytest.mark.parametrize("use_map", [False, True])
+def test_agents_zero_is_refused_on_a_map_as_on_random_grids(use_map, capsys):
+    # on a map, --agents 0 silently became the map width
+    where = ["--map", str(bundled_map_path())] if use_map else ["--n", "10"]
+    err = _err(["run", *where, "--agents", "0"], capsys)
+    assert "--agents: 0 is below 1" in err
+
+
+def test_non_square_map_reports_its_true_width_x_height(tmp_path, capsys):
+    # a 257 x 256 map printed "256x256"
+    m = tmp_path / "wide.map"
+    m.write_text("type octile\nheight 3\nwidth 7\nmap\n" + ".......\n" * 3)
+    assert main(["run", "--map", str(m), "--agents", "2", "--k", "2"]) == 0
+    assert capsys.readouterr().out.startswith("grid 7x3 (wide.map)")
+    assert main(["run", "--map", str(m), "--agents", "2", "--k", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert (rows[0]["width"], rows[0]["height"]) == (7, 3)
+
+
+def test_directory_as_map_says_it_is_a_directory(tmp_path, capsys):
+    for argv in (["run", "--map", str(tmp_path)], ["sweep", "--no-ray", "--map", str(tmp_path)]):
+        err = _err(argv, capsys)
+        assert "is a directory" in err and "does not exist" not in err
+    with pytest.raises(MapFormatError, match="is a directory"):
+        load_movingai_map(tmp_path)
+
+
+def test_grid_too_large_for_memory_is_refused(capsys):
+    err = _err(["run", "--n", "100000"], capsys)
+    assert "--n: 100000 agents x 10000000000 cells is above the limit" in err
+
+
+def test_max_iterations_stops_the_run_with_done_false_and_the_reason(capsys):
+    # the 20 000-iteration cap was hard-coded and had no flag
+    assert main(["run", "--n", "40", "--algos", "dmar,bp_gci", "--max-iterations", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dmar stopped (done False): --max-iterations 1 reached" in out
+    assert "bp_gci stopped (done False): --max-iterations 1 reached" in out
+    argv = ["run", "--n", "40", "--max-iterations", "1", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(not r["completed"] and r["stop_reason"] == "max_iterations" for r in rows)
+    assert all(r["iterations"] == 1 for r in rows)
+
+
+def test_time_limit_stops_the_run_with_done_false_and_the_reason(capsys):
+    # a limit shorter than building the executor: no iteration starts (no timing is asserted)
+    assert main(["run", "--n", "20", "--time-limit", "1e-9", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(not r["completed"] and r["stop_reason"] == "time_limit" for r in rows)
+    assert main(["run", "--n", "20", "--time-limit", "1e-9"]) == 0
+    assert "stopped (done False): --time-limit 1e-09 s passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["run", "--max-iterations", "0"], "--max-iterations: 0 is below 1"),
+        (["run", "--time-limit", "-3"], "--time-limit: -3.0 is not a positive number"),
+        (["run", "--time-limit", "nan"], "--time-limit: nan is not a positive number"),
+        (["sweep", "--time-limit", "0", "--no-ray"], "--time-limit: 0.0"),
+        (["sweep", "--sizes", "1000", "--no-ray"], "--sizes entry 1000"),
+        (["run", "--ortools-s", "0"], "--ortools-s: 0.0"),
+    ],
+)
+def test_limit_flags_reject_bad_values(argv, match, capsys):
+    assert match in _err(argv, capsys)
