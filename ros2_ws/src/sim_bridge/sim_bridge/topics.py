@@ -72,6 +72,37 @@ rows travel in a separate bundle. When the relay flushes is its ``deliver`` para
 ``periodic`` (every ``bundle_period_s``). With ``bundle_period_s = 0`` every copy is its own
 1-row publication.
 
+Routing missions (DMAR; a config with a ``routing`` section)
+-----------------------------------------------------------
+The arena carries a grid of square cells (``routing.cell_size`` [m], ``routing.origin`` = the
+world position of cell (0, 0)'s centre; ``row`` grows with y, ``col`` with x; a cell's flat
+index is ``row * cols + col``). A robot *is in* the cell whose centre is nearest to its floor
+position. The sensing radius ``k`` is in cells (Manhattan, the DMAR paper's k-hop ball); the
+comm relay's radius for a routing mission is ``k * cell_size`` metres, so it delivers at least
+to every robot in the view, and an agent keeps only the messages of robots its view shows.
+
+``view``               std_msgs/Float64MultiArray, per robot, published by the world (sim) or
+                       the bridge (mocap + a known obstacle and task list) after every world
+                       PS step: 2 dimensions ``cells`` (K rows) and ``fields``
+                       (``VIEW_FIELDS`` = ``[row, col, obstacle, task, robot]``): every grid cell
+                       within Manhattan distance ``k`` of the robot's cell, own cell first, then
+                       in ascending flat index; ``obstacle`` and ``task`` (an unvisited task)
+                       are 0/1; ``robot`` is the index of a robot in that cell or -1 (a cell with
+                       several robots appears once per robot, same order). ``layout.data_offset``
+                       carries the world's PS step (``ps_step``) the view belongs to.
+``/tasks``             std_msgs/Float64MultiArray: ``tasks`` (T rows) x ``TASK_FIELDS``
+                       (``[row, col, visited, robot, t_visited]``); ``robot`` = index of the
+                       first visitor or -1, ``t_visited`` [s] sim time or -1.
+``/swarm/ps_step``     std_msgs/UInt64MultiArray ``[ps_step, moves_done]``: the world's PS
+                       step; in lockstep timing the world advances to step ``t + 1`` only when
+                       every robot has reported its step-``t`` move (``dmar/move``) and reached
+                       the target cell.
+``dmar/move``          std_msgs/Float64MultiArray ``[ps_step, control, target_row,
+                       target_col]`` per robot (agent -> world/bridge): the robot's EM control
+                       for that step (0..4 = N, E, S, W, WAIT) and the cell it heads for.
+``comm/out`` payload   of a DMAR agent: ``[DMAR_MSG_VERSION, ps_step, kind, body...]``
+                       (:mod:`dmar_agent.wire` documents ``kind`` and ``body``).
+
 Swarm-wide
 ----------
 ``/consumers``         std_msgs/Float64MultiArray, 2 dimensions: ``consumers`` (M rows)
@@ -132,6 +163,15 @@ ALL_EMERGENCY_STOP = "/all/emergency_stop"
 
 CONSUMER_FIXED_FIELDS = ("x", "y", "radius", "active")
 COMM_HEADER_LEN = 2  # sender_index, stamp_s
+
+# Routing missions (DMAR)
+VIEW = "view"
+TASKS = "/tasks"
+PS_STEP = "/swarm/ps_step"
+DMAR_MOVE = "dmar/move"
+VIEW_FIELDS = ("row", "col", "obstacle", "task", "robot")
+TASK_FIELDS = ("row", "col", "visited", "robot", "t_visited")
+DMAR_MSG_VERSION = 1
 
 
 def stamp_ok(
