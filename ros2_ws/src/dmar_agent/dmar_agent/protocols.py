@@ -411,6 +411,10 @@ class RunResult:
         completed: every task was visited.
         stop_reason: why an incomplete run stopped: "max_iterations", "time_limit", or "" when
             it completed.
+        cost_at_completion: moves up to and including the PS step that completed the last task
+            (``cost`` when incomplete). ``cost`` also counts the moves made after it until the
+            end of that EM phase, since no agent knows that the mission is over; a simulator
+            that stops at the last task would report this value instead.
     """
 
     cost: int
@@ -425,6 +429,7 @@ class RunResult:
     tasks_left: int
     completed: bool
     stop_reason: str = ""
+    cost_at_completion: int = -1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -535,6 +540,7 @@ def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
     t_start = time.perf_counter()
     ex = make_executor(inst, cfg)
     cost = explore_moves = waits = clusters = 0
+    cost_at_completion = None
     lam = cfg.lam_steps
     stop_reason = ""
     while ex.alive.any():
@@ -566,6 +572,8 @@ def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
                 ex._complete(cell)
                 if cell in token_cells:
                     ex.tokens.add(cell)
+            if cost_at_completion is None and not ex.alive.any():
+                cost_at_completion = cost
             if cfg.gci and moved:
                 ex.refresh()
     st = ex.stats
@@ -582,6 +590,7 @@ def run_dmar(inst: Instance, cfg: DmarConfig) -> RunResult:
         tasks_left=int(ex.alive.sum()),
         completed=not ex.alive.any(),
         stop_reason=stop_reason,
+        cost_at_completion=cost if cost_at_completion is None else cost_at_completion,
     )
 
 

@@ -330,7 +330,11 @@ def test_run_limits_stop_incomplete_with_the_reason():
     assert res.tasks_left > 0
     res = run_dmar(inst, DmarConfig(k=8, time_limit_s=1e-9))
     assert (res.completed, res.stop_reason, res.iterations) == (False, "time_limit", 0)
-    assert run_dmar(make_instance(10, "1:1", 0), DmarConfig(k=8)).stop_reason == ""
+    done = run_dmar(make_instance(10, "1:1", 0), DmarConfig(k=2, seed=3))
+    assert done.stop_reason == "" and done.completed
+    # moves after the last task are counted in cost only (explorers walk on to the end of EM)
+    assert 0 < done.cost_at_completion <= done.cost
+    assert res.cost_at_completion == res.cost
 
 
 # ---------------------------------------------------------------- Theorem A.1

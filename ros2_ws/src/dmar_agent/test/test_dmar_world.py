@@ -5,16 +5,19 @@ import pytest
 from dmar_agent.errors import ConfigError, InstanceError, MapFormatError
 from dmar_agent.world import (
     Grid,
+    Instance,
     agent_task_counts,
     bundled_map_path,
     generate_grid,
     is_connected,
+    isolated_tasks,
     khop_ball_bfs,
     load_movingai_map,
     log_star,
     make_instance,
     parse_movingai_map,
     view_cells,
+    worst_hitting_times,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,3 +110,32 @@ def test_view_sees_through_obstacles():
 
 def test_log_star():
     assert [log_star(x) for x in (1, 2, 4, 16, 65536, 1600, 6400)] == [0, 1, 2, 3, 4, 4, 4]
+
+
+def test_worst_hitting_times_match_the_path_graph_formula():
+    # on a path of n cells the walk from one end needs (n - 1)^2 steps on average to reach the other
+    n = 9
+    got = worst_hitting_times(Grid(np.ones((1, n), dtype=bool)), np.array([0, n - 1]))
+    assert got == pytest.approx([(n - 1) ** 2] * 2)
+
+
+def test_isolated_task_filter_flags_a_task_behind_a_long_dead_end():
+    # a 12 x 12 room (rows 0-11) and below it a 1-wide corridor snaking through rows 13-19,
+    # entered at (12, 11) only; the task at its far end (19, 11) is isolated
+    free = np.zeros((20, 12), dtype=bool)
+    free[:12, :] = True
+    free[12, 11] = True
+    for r, entry in ((13, 11), (15, 0), (17, 11), (19, 0)):
+        free[r, :] = True
+        if r < 19:
+            free[r + 1, 0 if entry == 11 else 11] = True
+    grid = Grid(free)
+    end = 19 * 12 + 11
+    inst = Instance(grid, np.array([0]), np.array([13, end]))
+    # the worst case starts at the corridor's end, so the room's task is flagged as well: the
+    # filter judges the topology, as the paper's does
+    assert isolated_tasks(inst).tolist() == [13, end]
+    room = Grid(np.ones((12, 12), dtype=bool))
+    assert isolated_tasks(Instance(room, np.array([0]), np.array([13, 143]))).size == 0
+    assert isolated_tasks(make_instance(40, "1:1", 18)).tolist() == [36 * 40 + 16]
+    assert isolated_tasks(make_instance(40, "1:1", 0)).size == 0
