@@ -114,3 +114,29 @@ def test_a_second_signal_during_shutdown_changes_nothing(small_demo, probe, tmp_
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait()
+
+
+def test_a_storm_of_sigints_during_the_exit_leaves_no_traceback(small_demo, probe, tmp_path):
+    """Ctrl-C in a terminal reaches every node of its process group and ``ros2 launch``
+    forwards its own SIGINT, so a node sees a second one while it is already exiting (with
+    torch loaded, its atexit finalizers run then). That second SIGINT must change nothing:
+    no KeyboardInterrupt traceback, exit status 0, no hang until SIGKILL."""
+    cfg = load_config(small_demo)
+    specs = [s for s in plan(cfg, small_demo) if s.executable == "policy_node"][:1]
+    procs = start_processes(specs, tmp_path)
+    (p,) = procs
+    try:
+        seen = wait_for_nodes(probe, [specs[0].fqn], 120.0)
+        assert specs[0].fqn in seen, p.log_text()
+        t0 = time.monotonic()
+        while p.proc.poll() is None and time.monotonic() - t0 < 10.0:
+            p.proc.send_signal(signal.SIGINT)  # again and again until it is gone
+            time.sleep(0.002)
+        assert p.proc.wait(timeout=10.0) == 0, p.log_text()
+        log = p.log_text()
+        assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+        assert not [e for e in SHUTDOWN_ERRORS if e in log], log
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()

@@ -74,8 +74,13 @@ def run_node(
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-        stop.restore()
+        if not exit_process:
+            stop.restore()
     if exit_process:
+        # The flag handlers stay installed to the end: a second SIGINT (Ctrl-C reaches every
+        # process of the terminal's group, and launch forwards its own) must not raise
+        # KeyboardInterrupt inside an atexit handler (seen with torch's finalizers under
+        # `ros2 launch`, ending in a node that hung until SIGKILL).
         _end_process(code)
     return code
 
