@@ -1,0 +1,272 @@
+"""Message-level DMAR simulator: N :class:`~dmar_agent.agent.DmarAgent` s, a grid world, a relay.
+
+The world holds positions and unvisited tasks, builds each robot's view in the contract's row
+layout (``wire.encode_view`` -> ``wire.decode_view``), runs the rounds of every PS step in
+lockstep, and moves the robots in EM steps. The relay delivers each payload only to robots whose
+cell centres lie within Euclidean ``radius`` cells of the sender's (default ``k``, so every
+robot of the Manhattan view is reached); it can lose payloads, delay them by a round, and drop
+robots out for good (faults are drawn from their own seeded stream).
+
+Without faults a run equals :func:`~dmar_agent.protocols.run_dmar` exactly (same clusters,
+controls and cost; :func:`reference_trace` records those of ``run_dmar``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from unittest import mock
+
+import numpy as np
+
+from . import protocols
+from .agent import DmarAgent, timed_round
+from .executor import Executor
+from .protocols import DmarConfig, RunResult, lma_init_step
+from .wire import View, decode_view, encode_view
+from .world import DC, DR, WAIT, Instance, diamond_offsets, grid_diameter
+
+_CONTROL = {(DR[u], DC[u]): u for u in range(5)}
+
+
+@dataclass
+class Trace:
+    """Per-step record of a run.
+
+    Attributes:
+        controls: one tuple per EM movement step, the control of every agent (-1: dropped out).
+        clusters: one tuple per iteration, (cluster, parent) of every agent at the end of SOAC.
+        tick_s: wall time [s] of every agent round (``DmarAgent.round``), all agents.
+        plan_tick_s: the same for the rounds that ran TMAR's planning step.
+        counters: relay and agent counters (lost, delayed, bad, late, foreign, rejected moves).
+    """
+
+    controls: list = field(default_factory=list)
+    clusters: list = field(default_factory=list)
+    tick_s: list = field(default_factory=list)
+    plan_tick_s: list = field(default_factory=list)
+    counters: dict = field(default_factory=dict)
+
+
+class _World:
+    """Grid, positions, unvisited tasks and the views of the contract."""
+
+    def __init__(self, inst: Instance, k: int) -> None:
+        self.grid = inst.grid
+        self.h, self.w = inst.grid.height, inst.grid.width
+        self.free = inst.grid.free_flat()
+        self.k = min(int(k), grid_diameter(inst.grid))
+        self.pos = np.array(inst.agents, dtype=np.int64)
+        self.alive = {int(c) for c in inst.tasks.tolist()}
+        self.dr, self.dc = diamond_offsets(self.k)
+        for c in self.pos.tolist():
+            self.alive.discard(c)
+
+    def view(self, i: int, active: list[int], ps_step: int) -> View:
+        r, c = divmod(int(self.pos[i]), self.w)
+        rr, cc = r + self.dr, c + self.dc
+        ok = (rr >= 0) & (rr < self.h) & (cc >= 0) & (cc < self.w)
+        cells = np.sort(rr[ok] * self.w + cc[ok])
+        cells = np.concatenate(([r * self.w + c], cells[cells != r * self.w + c]))
+        pr, pc = np.divmod(self.pos[active], self.w)
+        near = np.abs(pr - r) + np.abs(pc - c) <= self.k
+        robots = {a: int(self.pos[a]) for a, n in zip(active, near.tolist()) if n}
+        v = View(
+            ps_step,
+            (self.h, self.w),
+            int(cells[0]),
+            cells,
+            ~self.free[cells],
+            frozenset(x for x in cells.tolist() if x in self.alive),
+            robots,
+        )
+        return decode_view(encode_view(v), (self.h, self.w), ps_step, i)
+
+    def move(self, i: int, u: int) -> bool:
+        """Apply control ``u`` of robot ``i``; False (and no move) if the target is blocked."""
+        r, c = divmod(int(self.pos[i]), self.w)
+        rr, cc = r + DR[u], c + DC[u]
+        if not (0 <= rr < self.h and 0 <= cc < self.w) or not self.free[rr * self.w + cc]:
+            return False
+        self.pos[i] = rr * self.w + cc
+        return True
+
+
+def _deliver(world, active, outs, radius, loss, late, rng, counters) -> tuple[dict, dict]:
+    """Relay: each payload to every other active robot within ``radius`` cells (Euclidean)."""
+    now = {i: [] for i in active}
+    nxt = {i: [] for i in active}
+    r, c = np.divmod(world.pos, world.w)
+    for s in active:
+        msgs = outs[s].messages
+        if not msgs:
+            continue
+        for j in active:
+            if j == s or (r[j] - r[s]) ** 2 + (c[j] - c[s]) ** 2 > radius * radius:
+                continue
+            for m in msgs:
+                if loss and rng.random() < loss:
+                    counters["lost"] += 1
+                elif late and rng.random() < late:
+                    counters["delayed"] += 1
+                    nxt[j].append(m)
+                else:
+                    now[j].append(m)
+    return now, nxt
+
+
+def run_distributed(
+    inst: Instance,
+    cfg: DmarConfig,
+    *,
+    radius: float | None = None,
+    loss: float = 0.0,
+    late: float = 0.0,
+    drop: dict | None = None,
+    fault_seed: int = 0,
+) -> tuple[RunResult, Trace]:
+    """Run one DmarAgent per robot in lockstep until every task is visited or
+    ``cfg.max_iterations`` iterations ran (``stop_reason`` "max_iterations").
+
+    Args:
+        inst: the instance (the world's truth; agents see only their views).
+        cfg: protocol constants (``gci`` must be False).
+        radius: relay radius [cells]; None -> ``cfg.k``.
+        loss: probability that one delivery of one payload is lost.
+        late: probability that a delivery arrives one round late (the agent drops it as late).
+        drop: robot ID -> PS step from which the robot is gone (no view, messages or moves).
+        fault_seed: seed of the fault stream.
+
+    Returns:
+        (RunResult, Trace); ``waits`` counts robots still present.
+    """
+    t_start = time.perf_counter()
+    world = _World(inst, cfg.k)
+    m = len(world.pos)
+    shape = (world.h, world.w)
+    agents = [DmarAgent(i, cfg, shape) for i in range(m)]
+    sched = agents[0].schedule
+    n_steps = len(sched)
+    soac_len = sched.index(lma_init_step)
+    drop = drop or {}
+    rng = np.random.default_rng([int(fault_seed), 5150])
+    trace = Trace(counters={"lost": 0, "delayed": 0, "rejected_moves": 0})
+    radius = float(cfg.k if radius is None else radius)
+    cost = explore_moves = waits = clusters = ps = iterations = 0
+    cost_at_completion = None
+    stop_reason = ""
+    inbox: dict = {i: [] for i in range(m)}
+    delayed: dict = {}
+    while world.alive:
+        if iterations >= cfg.max_iterations:
+            stop_reason = "max_iterations"
+            break
+        iterations += 1
+        for idx in range(n_steps):
+            active = [i for i in range(m) if drop.get(i, ps + 1) > ps]
+            views = {i: world.view(i, active, ps) for i in active}
+            if idx == soac_len:
+                trace.clusters.append(tuple((a.mem.cluster, a.mem.parent) for a in agents))
+                clusters += sum(
+                    1
+                    for i in active
+                    if agents[i].mem.cluster is not None and agents[i].mem.parent is None
+                )
+            moving = agents[0].is_move_step(ps)
+            controls = {}
+            for rnd in range(agents[0].rounds(ps)):
+                outs = {}
+                for i in active:
+                    out, dt = timed_round(agents[i], views[i], rnd, inbox.get(i, []))
+                    outs[i] = out
+                    trace.tick_s.append(dt)
+                    if getattr(sched[idx], "__name__", "") == "tmar_plan_step":
+                        trace.plan_tick_s.append(dt)
+                    if rnd == 0 and moving:
+                        controls[i] = WAIT if out.control is None else out.control
+                now, nxt = _deliver(world, active, outs, radius, loss, late, rng, trace.counters)
+                inbox = {i: now[i] + delayed.get(i, []) for i in active}
+                delayed = nxt
+            ps += 1
+            if not moving:
+                continue
+            row = [-1] * m
+            for i in active:
+                u = controls[i]
+                if u != WAIT and not world.move(i, u):
+                    trace.counters["rejected_moves"] += 1
+                    u = WAIT
+                row[i] = u
+                if u == WAIT:
+                    waits += 1
+                    continue
+                cost += 1
+                explore_moves += int(agents[i].mem.explore)
+                world.alive.discard(int(world.pos[i]))
+            trace.controls.append(tuple(row))
+            if cost_at_completion is None and not world.alive:
+                cost_at_completion = cost
+    for a in agents:
+        for key, val in a.counters.items():
+            trace.counters[key] = trace.counters.get(key, 0) + val
+    st: dict = {}
+    for a in agents:
+        for key, val in a.stats.items():
+            st[key] = st.get(key, 0) + val
+    res = RunResult(
+        cost=cost,
+        exploration_moves=explore_moves,
+        waits=waits,
+        ps_steps=ps,
+        iterations=iterations,
+        clusters=clusters,
+        plan_wall_s=float(st.get("plan_wall_s", 0.0)),
+        wall_s=time.perf_counter() - t_start,
+        compute=int(st.get("compute", 0)),
+        tasks_left=len(world.alive),
+        completed=not world.alive,
+        stop_reason=stop_reason,
+        cost_at_completion=cost if cost_at_completion is None else cost_at_completion,
+    )
+    return res, trace
+
+
+class _RecordingExecutor(Executor):
+    """Executor that records the controls of every movement step and the clusters after SOAC."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.trace = Trace()
+
+    def step(self, fn, moving: bool = False) -> list[int]:
+        if fn is lma_init_step:
+            self.trace.clusters.append(tuple((mm.cluster, mm.parent) for mm in self.mem))
+        before = self.pos.copy()
+        visited = super().step(fn, moving)
+        if moving:
+            d = np.divmod(self.pos, self.width)
+            b = np.divmod(before, self.width)
+            row = [
+                _CONTROL[(int(d[0][i] - b[0][i]), int(d[1][i] - b[1][i]))] for i in range(self.m)
+            ]
+            self.trace.controls.append(tuple(row))
+        return visited
+
+
+def reference_trace(inst: Instance, cfg: DmarConfig) -> tuple[RunResult, Trace]:
+    """``run_dmar`` itself, with its executor swapped for a recording one (controls per EM step
+    and clusters per iteration), for the lockstep-equality checks."""
+    made: list = []
+    orig = protocols.make_executor
+
+    def make(inst_, cfg_):
+        ex = orig(inst_, cfg_)
+        rec = _RecordingExecutor.__new__(_RecordingExecutor)
+        rec.__dict__.update(ex.__dict__)
+        rec.trace = Trace()
+        made.append(rec)
+        return rec
+
+    with mock.patch.object(protocols, "make_executor", make):
+        res = protocols.run_dmar(inst, cfg)
+    return res, made[0].trace
