@@ -45,6 +45,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sim_bridge.routing import (
+    Grid,
+    MapError,
+    parse_movingai_map,
+    random_obstacles,
+    random_tasks,
+    reachable,
+)
+
 FILEVERSION = 1
 KINDS = ("crazyflie", "ground")
 BACKENDS = {"crazyflie": ("sim", "cflib"), "ground": ("sim", "external")}
@@ -120,7 +129,35 @@ _TOP_KEYS = (
     "robots",
     "consumers",
     "events",
+    "routing",
 )
+_ROUTING_KEYS = (
+    "cell_size",
+    "origin",
+    "rows",
+    "cols",
+    "obstacles",
+    "map",
+    "random_obstacles",
+    "tasks",
+    "k",
+    "psi",
+    "timing",
+    "tolerance",
+)
+#: Cells of a routing grid (a 500 x 500 MovingAI map; each view row is 5 doubles).
+MAX_CELLS = 250_000
+#: Entries of ``routing.obstacles`` (cells or rectangles) and of ``routing.tasks``.
+MAX_ROUTING_ITEMS = 10_000
+#: Sensing radius ``routing.k`` [cells]: a view has 2k^2 + 2k + 1 cells (8321 at 64).
+MAX_K = 64
+#: ``routing.psi``: 2^psi PS steps per SOAC iteration (the paper fixes psi = 2).
+MAX_PSI = 6
+#: Bytes of a MovingAI map file (a 500 x 500 map is about 0.25 MiB).
+MAX_MAP_BYTES = 4 * 2**20
+#: Cells of a grid with ``random_obstacles`` (the connected draw labels components in Python).
+MAX_RANDOM_CELLS = 65_536
+TIMINGS = ("lockstep", "free")
 _EVENT_KEYS = {
     "discharge": ("t", "type", "robot", "resource", "amount"),
     "fail": ("t", "type", "robot"),
@@ -307,6 +344,68 @@ class Event:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    """A routing mission (DMAR paper; the ``routing`` section; ``topics`` "Routing missions").
+
+    Attributes:
+        grid: cells laid over the arena (:class:`sim_bridge.routing.Grid`: ``cell_size`` [m],
+            ``origin`` = world (x, y) of cell (0, 0)'s centre, ``rows`` along y, ``cols`` along x).
+        obstacle_bits: ``rows * cols`` bytes, row-major, 1 on an obstacle cell (bytes keep the
+            config frozen, hashable and comparable; :attr:`obstacles` is the array).
+        tasks: task cells ``(row, col)``, in the order of ``/tasks``.
+        k: sensing radius [cells] (Manhattan, the paper's k-hop view).
+        psi: the paper's size parameter psi (2^psi PS steps per SOAC iteration).
+        timing: ``lockstep`` (the world's PS step advances when every flying robot reported
+            its move and arrived) or ``free`` (no world step; moves only counted).
+        tolerance: a robot within this floor distance [m] of its target cell's centre has
+            arrived (lockstep).
+        comm_radius: the relay's radius C [m] derived from ``k`` (:func:`routing_comm_radius`).
+        map: the MovingAI map file named in the config, or ``None``.
+    """
+
+    grid: Grid
+    obstacle_bits: bytes
+    tasks: tuple[tuple[int, int], ...]
+    k: int
+    psi: int
+    timing: str
+    tolerance: float
+    comm_radius: float
+    map: str | None = None
+
+    @property
+    def obstacles(self) -> np.ndarray:
+        """``(rows, cols)`` bool obstacle mask (a new array)."""
+        g = self.grid
+        return np.frombuffer(self.obstacle_bits, dtype=np.uint8).reshape(g.rows, g.cols) > 0
+
+    @property
+    def sensing_m(self) -> float:
+        """``k * cell_size`` [m]: the view's reach between cell centres."""
+        return self.k * self.grid.cell_size
+
+    @property
+    def task_cells(self) -> np.ndarray:
+        """``(T, 2)`` int64 ``[row, col]`` of the tasks."""
+        return np.array(self.tasks, dtype=np.int64).reshape(-1, 2)
+
+
+def routing_comm_radius(k: int, cell_size: float, height: float) -> float:
+    """The comm relay's radius C [m] of a routing mission: ``k`` is the one source of truth.
+
+    Two robots see each other when their cells are within Manhattan distance ``k`` (the DMAR
+    paper's link rule). A robot may stand anywhere in its cell (a square of side
+    ``cell_size``), so two such robots are at most ``cell_size * sqrt((k + 1)^2 + 1)`` apart on
+    the floor (cells ``k`` apart along one axis); the relay measures 3-D distance, and robots
+    stand between the floor and their take-off ``height`` [m]. C is that bound, so the relay
+    delivers to every robot of the view (and to a few beyond it, whose messages an agent
+    drops: it keeps only those of the robots its view shows).
+    """
+    floor = cell_size * math.sqrt((k + 1) ** 2 + 1)
+    return math.hypot(floor, height)
+
+
+@dataclass(frozen=True)
 class SwarmConfig:
     """A validated swarm file. See the module docstring for the schema."""
 
@@ -322,6 +421,7 @@ class SwarmConfig:
     safety: Safety
     policy: PolicyConfig
     events: tuple[Event, ...]
+    routing: RoutingConfig | None = None
     warnings: tuple[Problem, ...] = ()
     source: str | None = field(default=None, compare=False)
 
@@ -474,7 +574,26 @@ class SwarmConfig:
                 for c in self.consumers
             ],
             "events": events,
+            **({"routing": _routing_mapping(self.routing)} if self.routing else {}),
         }
+
+
+def _routing_mapping(rc: RoutingConfig) -> dict[str, Any]:
+    """The ``routing`` section of :meth:`SwarmConfig.to_mapping`: obstacles and tasks as
+    explicit cells (map and random draws expanded)."""
+    g = rc.grid
+    return {
+        "cell_size": g.cell_size,
+        "origin": list(g.origin),
+        "rows": g.rows,
+        "cols": g.cols,
+        "obstacles": np.argwhere(rc.obstacles).tolist(),
+        "tasks": [list(t) for t in rc.tasks],
+        "k": rc.k,
+        "psi": rc.psi,
+        "timing": rc.timing,
+        "tolerance": rc.tolerance,
+    }
 
 
 def _is_file(path: Path) -> bool:
@@ -873,7 +992,7 @@ def load_config(source: str | os.PathLike | Mapping[str, Any]) -> SwarmConfig:
     if problems:
         raise ConfigError(problems, name)
     try:
-        cfg, checker = _build(data)
+        cfg, checker = _build(data, Path(name).parent if name else None)
     except RecursionError:
         raise ConfigError(
             [Problem("<root>", "data nested too deeply", "flatten the file")], name
@@ -893,7 +1012,9 @@ def validate(source: str | os.PathLike | Mapping[str, Any]) -> tuple[list[Proble
     return [], list(cfg.warnings)
 
 
-def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
+def _build(data: Any, base: Path | None = None) -> tuple[SwarmConfig | None, _Checker]:
+    """Validate plain data; ``base`` is the directory relative file paths start from (the swarm
+    file's; the working directory for a mapping)."""
     c = _Checker()
     top = c.mapping(data, "", _TOP_KEYS) if data is not None else None
     if data is None:
@@ -915,7 +1036,9 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
         seed = c.number(top["seed"], "seed", low=0, high=2**63 - 1, integer=True)
 
     arena = _arena(c, top.get("arena", _MISSING))
-    comm_radius = _positive(c, top, "comm_radius", None)
+    # a routing mission derives both radii from routing.k (checked in _routing_radii)
+    has_routing = top.get("routing") is not None
+    comm_radius = _positive(c, top, "comm_radius", 1.0 if has_routing else None)
     sensing_radius = _positive(c, top, "sensing_radius", 1.0)
     rates = _rates(c, top.get("rates", {}))
     safety = _safety(c, top.get("safety", {}))
@@ -984,13 +1107,25 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
                 f"{safety.distance} m is below the sum of the two largest body radii ({need} m)",
                 "raise it so the CBF keeps bodies apart",
             )
-    if comm_radius is not None and sensing_radius is not None and sensing_radius > comm_radius:
+    if (
+        not has_routing
+        and comm_radius is not None
+        and sensing_radius is not None
+        and sensing_radius > comm_radius
+    ):
         c.warn(
             "sensing_radius",
             f"{sensing_radius} m exceeds comm_radius {comm_radius} m",
             "usually sensing_radius <= comm_radius",
         )
     _check_supply(c, robots, consumers, resource_types)
+    routing = None
+    if has_routing and arena is not None:
+        routing = _routing(c, top["routing"], arena, robots, base, int(seed or 0))
+        if routing is not None:
+            comm_radius, sensing_radius = _routing_radii(
+                c, top, routing, comm_radius, sensing_radius
+            )
 
     c.unique()
     if c.problems:
@@ -1009,6 +1144,7 @@ def _build(data: Any) -> tuple[SwarmConfig | None, _Checker]:
         safety=safety,
         policy=policy,
         events=tuple(events),
+        routing=routing,
         warnings=tuple(c.warnings),
     )
     return cfg, c
@@ -1688,4 +1824,481 @@ def _check_supply(
             f"total supply {total_s:g} exceeds total demand {total_d:g} ({per}); the LGTC paper "
             "(Sec. II) assumes sum of supplies <= sum of demands for a unique allocation",
             "lower the supplies or raise the demands",
+        )
+
+
+# ----------------------------------------------------------------------------- routing
+
+
+def _routing_radii(
+    c: _Checker,
+    top: dict[str, Any],
+    rc: RoutingConfig,
+    comm_radius: float | None,
+    sensing_radius: float | None,
+) -> tuple[float, float]:
+    """``comm_radius`` and ``sensing_radius`` of a routing mission: both are derived from
+    ``routing.k`` (:func:`routing_comm_radius`); a file that sets another value is rejected,
+    so the cells of the view and the metres of the relay and ``/neighbors`` never disagree."""
+    derived = rc.comm_radius
+    for key, value in (("comm_radius", comm_radius), ("sensing_radius", sensing_radius)):
+        if key in top and value is not None and abs(value - derived) > 1e-9 * max(1.0, derived):
+            c.err(
+                key,
+                f"{value} m conflicts with the routing section: a routing mission derives it "
+                f"from routing.k = {rc.k} cells of {rc.grid.cell_size} m ({derived:.6g} m, every "
+                "robot a view can show)",
+                f"remove `{key}` (it is derived), or change routing.k",
+            )
+    return derived, derived
+
+
+def _routing(
+    c: _Checker, value: Any, arena: Arena, robots: list[RobotConfig], base: Path | None, seed: int
+) -> RoutingConfig | None:
+    """The ``routing`` section (see :class:`RoutingConfig`), checked against the arena and the
+    robots' start poses; ``None`` after reporting its problems."""
+    m = c.mapping(value, "routing", _ROUTING_KEYS)
+    if m is None:
+        return None
+    n_before = len(c.problems)
+    map_name, map_blocked = None, None
+    if "map" in m:
+        map_name = c.string(m["map"], "routing.map")
+        if map_name is not None:
+            map_blocked = _routing_map(c, map_name, base)
+        if "random_obstacles" in m:
+            c.err(
+                "routing.random_obstacles",
+                "a map and random obstacles together",
+                "keep one of routing.map and routing.random_obstacles",
+            )
+    grid = _routing_grid(c, m, arena, map_blocked)
+    k = c.number(m["k"], "routing.k", low=1, high=MAX_K, integer=True) if "k" in m else None
+    if "k" not in m:
+        c.err("routing.k", "missing", "add `k: <cells>`, the sensing radius in cells (e.g. 2)")
+    psi = 2
+    if "psi" in m:
+        psi = c.number(m["psi"], "routing.psi", low=1, high=MAX_PSI, integer=True)
+    timing = c.string(m["timing"], "routing.timing", TIMINGS) if "timing" in m else "lockstep"
+    if grid is None or len(c.problems) > n_before:
+        return None
+    tolerance = grid.cell_size / 4.0
+    if "tolerance" in m:
+        tolerance = c.number(
+            m["tolerance"], "routing.tolerance", low=0.0, strict_low=True, high=grid.cell_size / 2
+        )
+    blocked = _routing_obstacles(c, m, grid, map_blocked, robots, seed)
+    if blocked is None or tolerance is None:
+        return None
+    starts = _check_robot_cells(c, grid, blocked, robots)
+    tasks = _routing_tasks(c, m.get("tasks", []), grid, blocked, starts, seed)
+    if tasks is None or len(c.problems) > n_before:
+        return None
+    _check_reachable(c, grid, blocked, starts, tasks, "tasks" in m and isinstance(m["tasks"], list))
+    if len(c.problems) > n_before:
+        return None
+    height = max((r.takeoff_height for r in robots), default=0.0)
+    return RoutingConfig(
+        grid=grid,
+        obstacle_bits=blocked.astype(np.uint8).tobytes(),
+        tasks=tuple((int(r), int(cc)) for r, cc in tasks),
+        k=int(k),
+        psi=int(psi),
+        timing=timing,
+        tolerance=float(tolerance),
+        comm_radius=routing_comm_radius(int(k), grid.cell_size, height),
+        map=map_name,
+    )
+
+
+def _routing_map(c: _Checker, name: str, base: Path | None) -> np.ndarray | None:
+    """Obstacle mask of the MovingAI map ``routing.map`` (a plain path relative to the swarm
+    file, or ``package:relative/path``)."""
+    fix = "name an existing MovingAI .map file (relative to the swarm file, or package:path)"
+    try:
+        path = resolve_package_path(name, "routing.map")
+    except FileNotFoundError as exc:
+        c.err("routing.map", str(exc), fix)
+        return None
+    if path is None:
+        path = Path(name) if os.path.isabs(name) else (base or Path.cwd()) / name
+    try:
+        if path.is_dir():
+            c.err("routing.map", f"{str(path)!r} is a directory", fix)
+            return None
+        if not path.is_file():
+            c.err("routing.map", f"{str(path)!r} does not exist", fix)
+            return None
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_MAP_BYTES + 1)
+    except OSError as exc:
+        c.err("routing.map", f"cannot read {str(path)!r}: {exc.strerror or exc}", fix)
+        return None
+    if len(raw) > MAX_MAP_BYTES:
+        c.err(
+            "routing.map",
+            f"{str(path)!r} is larger than {MAX_MAP_BYTES // 2**20} MiB",
+            f"use a map of at most {MAX_CELLS} cells",
+        )
+        return None
+    try:
+        blocked = parse_movingai_map(raw.decode("ascii"), str(path))
+    except UnicodeDecodeError:
+        c.err("routing.map", f"{str(path)!r} is not ASCII text", "use a MovingAI .map file")
+        return None
+    except MapError as exc:
+        c.err("routing.map", str(exc), "fix the map file (MovingAI format: . G S free, @ O T W)")
+        return None
+    if blocked.size > MAX_CELLS:
+        c.err(
+            "routing.map",
+            f"{blocked.shape[0]} x {blocked.shape[1]} cells, more than the limit of {MAX_CELLS}",
+            "use a smaller map",
+        )
+        return None
+    return blocked
+
+
+def _routing_grid(
+    c: _Checker, m: dict[str, Any], arena: Arena, map_blocked: np.ndarray | None
+) -> Grid | None:
+    """Cell size, origin, rows and cols, with their defaults (module docstring of
+    :mod:`sim_bridge.routing`), checked to lie inside the arena and under :data:`MAX_CELLS`."""
+    span_x, span_y = arena.x[1] - arena.x[0], arena.y[1] - arena.y[0]
+    if "cell_size" in m:
+        cs = c.number(m["cell_size"], "routing.cell_size", low=0.0, strict_low=True)
+    elif map_blocked is not None:  # the map scaled to the arena
+        cs = min(span_x / map_blocked.shape[1], span_y / map_blocked.shape[0])
+    else:
+        c.err("routing.cell_size", "missing", "add `cell_size: <metres>` (e.g. 0.2)")
+        return None
+    if cs is None:
+        return None
+    origin = (arena.x[0] + cs / 2.0, arena.y[0] + cs / 2.0)
+    if "origin" in m:
+        items = c.seq(m["origin"], "routing.origin")
+        if items is None:
+            return None
+        if len(items) != 2:
+            c.err("routing.origin", f"expected [x, y], got {len(items)} values", "write [x, y]")
+            return None
+        xy = [c.number(v, f"routing.origin[{i}]") for i, v in enumerate(items)]
+        if None in xy:
+            return None
+        origin = (float(xy[0]), float(xy[1]))
+    sizes = {}
+    for key, axis, span_lo, span_hi, ax in (
+        ("rows", 0, origin[1], arena.y[1], "y"),
+        ("cols", 1, origin[0], arena.x[1], "x"),
+    ):
+        if key in m:
+            sizes[key] = c.number(m[key], f"routing.{key}", low=1, high=MAX_CELLS, integer=True)
+        elif map_blocked is not None:
+            sizes[key] = int(map_blocked.shape[axis])
+        else:
+            fit = math.floor((span_hi - (span_lo - cs / 2.0)) / cs + 1e-9)
+            if fit < 1:
+                c.err(f"routing.{key}", f"no cell fits the arena along {ax}", "move routing.origin")
+                return None
+            sizes[key] = fit
+    if None in sizes.values():
+        return None
+    rows, cols = int(sizes["rows"]), int(sizes["cols"])
+    if rows * cols > MAX_CELLS:
+        c.err(
+            "routing",
+            f"{rows} x {cols} = {rows * cols} cells, more than the limit of {MAX_CELLS}",
+            "use larger cells or fewer rows/cols",
+        )
+        return None
+    if map_blocked is not None and map_blocked.shape != (rows, cols):
+        c.err(
+            "routing.map",
+            f"the map is {map_blocked.shape[0]} x {map_blocked.shape[1]} cells (rows x cols) but "
+            f"the grid is {rows} x {cols}",
+            f"set routing.rows: {map_blocked.shape[0]} and routing.cols: {map_blocked.shape[1]} "
+            "(or leave them out), or use a map of the grid's size",
+        )
+        return None
+    grid = Grid(cell_size=float(cs), origin=origin, rows=rows, cols=cols)
+    (x0, x1), (y0, y1) = grid.extent
+    tol = 1e-9 * max(1.0, span_x, span_y)
+    if (
+        x0 < arena.x[0] - tol
+        or x1 > arena.x[1] + tol
+        or y0 < arena.y[0] - tol
+        or y1 > arena.y[1] + tol
+    ):
+        c.err(
+            "routing",
+            f"the grid covers x [{x0:.6g}, {x1:.6g}], y [{y0:.6g}, {y1:.6g}], beyond the arena "
+            f"x {list(arena.x)}, y {list(arena.y)}",
+            "use fewer rows/cols or smaller cells, move routing.origin, or enlarge the arena",
+        )
+        return None
+    return grid
+
+
+def _cell(c: _Checker, value: Any, path: str, grid: Grid) -> tuple[int, int] | None:
+    """A ``[row, col]`` inside the grid."""
+    items = c.seq(value, path)
+    if items is None:
+        return None
+    if len(items) != 2:
+        c.err(path, f"expected [row, col], got {len(items)} values", "write [row, col]")
+        return None
+    row = c.number(items[0], f"{path}[0]", low=0, integer=True)
+    col = c.number(items[1], f"{path}[1]", low=0, integer=True)
+    if row is None or col is None:
+        return None
+    if row >= grid.rows or col >= grid.cols:
+        c.err(
+            path,
+            f"cell ({row}, {col}) is outside the {grid.rows} x {grid.cols} grid",
+            f"use 0 <= row < {grid.rows} and 0 <= col < {grid.cols}",
+        )
+        return None
+    return int(row), int(col)
+
+
+def _index_range(c: _Checker, value: Any, path: str, n: int) -> tuple[int, int] | None:
+    """``[first, last]`` indices of a rectangle's rows or cols, ``0 <= first <= last < n``."""
+    items = c.seq(value, path)
+    if items is None:
+        return None
+    if len(items) != 2:
+        c.err(path, f"expected [first, last], got {len(items)} values", "write [first, last]")
+        return None
+    ends = [c.number(v, f"{path}[{i}]", low=0, integer=True) for i, v in enumerate(items)]
+    if None in ends:
+        return None
+    first, last = int(ends[0]), int(ends[1])
+    if last >= n or first > last:
+        c.err(
+            path,
+            f"[{first}, {last}] is not a range inside the grid's {n}",
+            f"write [first, last] with 0 <= first <= last < {n}",
+        )
+        return None
+    return first, last
+
+
+def _routing_obstacles(
+    c: _Checker,
+    m: dict[str, Any],
+    grid: Grid,
+    map_blocked: np.ndarray | None,
+    robots: list[RobotConfig],
+    seed: int,
+) -> np.ndarray | None:
+    """``(rows, cols)`` obstacle mask: the map or the random draw, plus the listed cells and
+    rectangles ``{rows: [r0, r1], cols: [c0, c1]}`` (both ends included)."""
+    blocked = np.zeros((grid.rows, grid.cols), dtype=bool) if map_blocked is None else map_blocked
+    n_before = len(c.problems)
+    if "random_obstacles" in m:
+        blocked = _random_obstacles(c, m, grid, robots, seed)
+        if blocked is None:
+            return None
+    items = c.seq(m.get("obstacles", []), "routing.obstacles") if "obstacles" in m else []
+    if items is None:
+        return None
+    if len(items) > MAX_ROUTING_ITEMS:
+        c.err(
+            "routing.obstacles",
+            f"{len(items)} entries, more than the limit of {MAX_ROUTING_ITEMS}",
+            "use rectangles {rows: [r0, r1], cols: [c0, c1]} or a map file",
+        )
+        return None
+    for j, item in enumerate(items):
+        path = f"routing.obstacles[{j}]"
+        if isinstance(item, Mapping):
+            rect = c.mapping(item, path, ("rows", "cols"))
+            if rect is None:
+                continue
+            ends = []
+            for key in ("rows", "cols"):
+                if key not in rect:
+                    c.err(f"{path}.{key}", "missing", f"add `{key}: [first, last]`")
+                    continue
+                n = grid.rows if key == "rows" else grid.cols
+                pair = _index_range(c, rect[key], f"{path}.{key}", n)
+                ends.append(pair)
+            if len(ends) == 2 and None not in ends:
+                (r0, r1), (c0, c1) = ends
+                blocked[r0 : r1 + 1, c0 : c1 + 1] = True
+        else:
+            cell = _cell(c, item, path, grid)
+            if cell is not None:
+                blocked[cell] = True
+    return blocked if len(c.problems) == n_before else None
+
+
+def _random_obstacles(
+    c: _Checker, m: dict[str, Any], grid: Grid, robots: list[RobotConfig], seed: int
+) -> np.ndarray | None:
+    """``routing.random_obstacles: {fraction, seed}``: the paper's random connected environment
+    (:func:`sim_bridge.routing.random_obstacles`), the robots' and listed tasks' cells kept
+    free."""
+    path = "routing.random_obstacles"
+    spec = c.mapping(m["random_obstacles"], path, ("fraction", "seed"))
+    if spec is None:
+        return None
+    if "fraction" not in spec:
+        c.err(f"{path}.fraction", "missing", "add `fraction: 0.2` (share of obstacle cells)")
+        return None
+    frac = c.number(spec["fraction"], f"{path}.fraction", low=0.0, high=0.59)
+    rseed = c.number(spec.get("seed", seed), f"{path}.seed", low=0, high=2**63 - 1, integer=True)
+    if frac is None or rseed is None:
+        return None
+    if grid.n_cells > MAX_RANDOM_CELLS:
+        c.err(
+            path,
+            f"{grid.n_cells} cells, more than the limit of {MAX_RANDOM_CELLS} for a random draw",
+            "use a map file or list the obstacles",
+        )
+        return None
+    keep = [tuple(grid.cell_of(r.pose[:2])) for r in robots]
+    tasks = m.get("tasks")
+    if isinstance(tasks, list):
+        keep += [
+            tuple(t)
+            for t in tasks[:MAX_ROUTING_ITEMS]
+            if isinstance(t, list)
+            and len(t) == 2
+            and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n
+                for v, n in zip(t, (grid.rows, grid.cols))
+            )
+        ]
+    blocked = random_obstacles(
+        grid.rows, grid.cols, frac, int(rseed), np.array(keep).reshape(-1, 2)
+    )
+    if blocked is None:
+        c.err(
+            path,
+            "no connected draw keeps every robot's and task's cell free",
+            "lower fraction or change seed",
+        )
+    return blocked
+
+
+def _check_robot_cells(
+    c: _Checker, grid: Grid, blocked: np.ndarray, robots: list[RobotConfig]
+) -> np.ndarray:
+    """Report robots whose start pose lies in an obstacle cell; ``(N, 2)`` start cells."""
+    starts = grid.cell_of(np.array([r.pose[:2] for r in robots]).reshape(-1, 2))
+    for robot, (row, col) in zip(robots, starts.tolist()):
+        if blocked[row, col]:
+            c.err(
+                f"{c.robot_paths[robot.name]}.pose",
+                f"robot {robot.name!r} starts in obstacle cell ({row}, {col}) "
+                f"(centre {tuple(round(float(v), 6) for v in grid.centre((row, col)))})",
+                "move the robot to a free cell, or free that cell",
+            )
+    return starts
+
+
+def _routing_tasks(
+    c: _Checker, value: Any, grid: Grid, blocked: np.ndarray, starts: np.ndarray, seed: int
+) -> np.ndarray | None:
+    """``routing.tasks``: a list of cells, or ``{random: {count, seed}}`` drawn on the free
+    cells reachable from a robot's start cell, none under a robot at start."""
+    if isinstance(value, Mapping):
+        spec = c.mapping(value, "routing.tasks", ("random",))
+        rnd = (
+            c.mapping(spec["random"], "routing.tasks.random", ("count", "seed"))
+            if spec and "random" in spec
+            else None
+        )
+        if spec is not None and "random" not in spec:
+            c.err(
+                "routing.tasks",
+                "expected a list of [row, col] or `random:`",
+                "write `random: {count: 5}`",
+            )
+        if rnd is None:
+            return None
+        if "count" not in rnd:
+            c.err("routing.tasks.random.count", "missing", "add `count: <tasks>`")
+            return None
+        count = c.number(
+            rnd["count"], "routing.tasks.random.count", low=1, high=MAX_ROUTING_ITEMS, integer=True
+        )
+        tseed = c.number(
+            rnd.get("seed", seed), "routing.tasks.random.seed", low=0, high=2**63 - 1, integer=True
+        )
+        if count is None or tseed is None:
+            return None
+        free = reachable(~blocked, starts[~blocked[starts[:, 0], starts[:, 1]]]) & ~blocked
+        cells = random_tasks(free, int(count), int(tseed), starts)
+        if cells is None:
+            c.err(
+                "routing.tasks.random.count",
+                f"{count} tasks do not fit: only {int(free.sum())} free cells reachable from the "
+                "robots (fewer without the robots' own cells)",
+                "ask for fewer tasks or free more cells",
+            )
+        return cells
+    items = c.seq(value, "routing.tasks")
+    if items is None:
+        return None
+    if len(items) > MAX_ROUTING_ITEMS:
+        c.err(
+            "routing.tasks",
+            f"{len(items)} tasks, more than the limit of {MAX_ROUTING_ITEMS}",
+            f"list at most {MAX_ROUTING_ITEMS}",
+        )
+        return None
+    if not items:
+        c.warn(
+            "routing.tasks", "the mission has no task", "list task cells or `random: {count: N}`"
+        )
+    out: list[tuple[int, int]] = []
+    seen: dict[tuple[int, int], int] = {}
+    for j, item in enumerate(items):
+        path = f"routing.tasks[{j}]"
+        cell = _cell(c, item, path, grid)
+        if cell is None:
+            continue
+        if cell in seen:
+            c.err(path, f"cell {cell} is already task {seen[cell]}", "list every task cell once")
+        elif blocked[cell]:
+            c.err(
+                path,
+                f"task cell {cell} is an obstacle",
+                "move the task to a free cell, or free the cell",
+            )
+        else:
+            seen[cell] = j
+            out.append(cell)
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+
+def _check_reachable(
+    c: _Checker,
+    grid: Grid,
+    blocked: np.ndarray,
+    starts: np.ndarray,
+    tasks: np.ndarray,
+    listed: bool,
+) -> None:
+    """Report tasks no robot can reach through 4-connected free cells from its start cell."""
+    if len(starts) == 0 or len(tasks) == 0:
+        return
+    reach = reachable(~blocked, starts)
+    missed = np.flatnonzero(~reach[tasks[:, 0], tasks[:, 1]])
+    for j in missed[:MAX_OVERLAPS_LISTED].tolist():
+        row, col = (int(v) for v in tasks[j])
+        c.err(
+            f"routing.tasks[{j}]" if listed else "routing.tasks",
+            f"task cell ({row}, {col}) is unreachable from every robot's start cell "
+            "(4-connected free cells)",
+            "free a path of cells to it, or move the task",
+        )
+    if len(missed) > MAX_OVERLAPS_LISTED:
+        c.err(
+            "routing.tasks",
+            f"{len(missed)} tasks are unreachable; the first {MAX_OVERLAPS_LISTED} are listed",
+            "free paths to them",
         )

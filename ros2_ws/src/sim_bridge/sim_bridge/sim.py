@@ -37,6 +37,16 @@ Scripted events (``discharge``, ``fail``, ``demand``, ``takeoff``, ``land``) fir
 first step whose start time is ``>= t``. The simulator is deterministic: the only random
 draw (optional velocity noise) comes from ``numpy.random.default_rng(seed)``.
 
+Routing missions (a config with a ``routing`` section, :mod:`sim_bridge.routing`): obstacle
+cells are solid for every robot at any height: each step's floor displacement goes through
+:func:`sim_bridge.routing.clip_motion` (one axis at a time, x then y; the robot stops just
+before the first obstacle cell it would enter; clipped steps are counted in ``blocked``). A
+task is visited at the end of the first step in which a present robot (flying / driving)
+*is in* its cell (nearest centre); ``task_visited``, ``task_visited_by`` (the lowest such robot
+index) and ``task_t_visited`` [s] keep it. :meth:`Simulator.view` is the robot's view of the
+wire contract, :meth:`Simulator.robot_cells` and :meth:`Simulator.at_centre` what the lockstep
+(``routing.Lockstep``) needs.
+
 Commands are world-frame velocities [m/s] with an age; a command older than
 ``CMD_TIMEOUT_S`` [s] of sim time means hold still. Non-finite commands and commands
 faster than ``CMD_REJECT_FACTOR * max_speed`` are rejected, counted, and the robot holds
@@ -57,6 +67,7 @@ from enum import IntEnum
 import numpy as np
 
 from sim_bridge.config import Event, SwarmConfig
+from sim_bridge.routing import clip_motion, open_task_grid, task_table, view_table
 from sim_bridge.topics import CMD_REJECT_FACTOR, CMD_TIMEOUT_S, LAND_AFTER_S
 
 
@@ -163,6 +174,12 @@ class Simulator:
         self._persistent_type = np.array(
             [kinds[t] == "persistent" for t in cfg.resource_types], dtype=bool
         ).reshape(self.r)
+        #: routing mission or None: grid, (rows, cols) obstacles, (T, 2) task cells
+        self.routing = cfg.routing
+        if self.routing is not None:
+            self.grid = self.routing.grid
+            self.obstacles = self.routing.obstacles
+            self.task_cells = self.routing.task_cells
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -195,6 +212,11 @@ class Simulator:
         self._events = list(cfg.events)
         self._next_event = 0
         self.event_log: list[dict] = []
+        n_tasks = len(cfg.routing.tasks) if cfg.routing is not None else 0
+        self.task_visited = np.zeros(n_tasks, dtype=bool)
+        self.task_visited_by = np.full(n_tasks, -1, dtype=np.int64)
+        self.task_t_visited = np.full(n_tasks, -1.0)
+        self.blocked = np.zeros(self.n, dtype=np.int64)
 
     @property
     def consumer_active(self) -> np.ndarray:
@@ -406,6 +428,10 @@ class Simulator:
         np.clip(new, self._low, self.arena_high, out=new)
         if self._has_external:
             new[self.external] = self.pos[self.external]
+        if self.routing is not None:  # obstacle cells are solid (module docstring)
+            free_xy = clip_motion(self.grid, self.obstacles, self.pos[:, :2], new[:, :2])
+            self.blocked += (free_xy != new[:, :2]).any(axis=1)
+            new[:, :2] = free_xy
         self.vel = (new - self.pos) / dt
         self.pos = new
 
@@ -416,7 +442,28 @@ class Simulator:
         self._release()
         self.t = (self.steps + 1) * dt
         self.steps += 1
+        if self.routing is not None and not self.task_visited.all():
+            self._visit_tasks()
         return fired
+
+    def _visit_tasks(self) -> None:
+        """Mark the open tasks whose cell holds a present robot (lowest index first)."""
+        present = np.flatnonzero(self.mode == _FLYING)
+        if present.size == 0:
+            return
+        cols = self.grid.cols
+        cells = self.grid.cell_of(self.pos[present, :2])
+        rflat = cells[:, 0] * cols + cells[:, 1]  # ascending robot index within equal cells
+        order = np.argsort(rflat, kind="stable")
+        rflat, robots = rflat[order], present[order]
+        open_idx = np.flatnonzero(~self.task_visited)
+        tflat = self.task_cells[open_idx, 0] * cols + self.task_cells[open_idx, 1]
+        at = np.searchsorted(rflat, tflat)
+        hit = (at < rflat.size) & (rflat[np.minimum(at, rflat.size - 1)] == tflat)
+        done = open_idx[hit]
+        self.task_visited[done] = True
+        self.task_visited_by[done] = robots[at[hit]]
+        self.task_t_visited[done] = self.t
 
     def _watchdog_land(self, rows: np.ndarray, silence: np.ndarray) -> list[dict]:
         records = []
@@ -481,6 +528,33 @@ class Simulator:
         near = self.distances() <= radius
         np.fill_diagonal(near, False)
         return near
+
+    def robot_cells(self) -> np.ndarray:
+        """``(N, 2)`` int64 ``[row, col]`` of the cell each robot is in (routing missions)."""
+        return self.grid.cell_of(self.pos[:, :2])
+
+    def at_centre(self, tolerance: float) -> np.ndarray:
+        """``(N,)`` bool: the robot's floor position is within ``tolerance`` [m] of the centre
+        of the cell it is in (routing missions; a robot that has finished a move)."""
+        d = self.pos[:, :2] - self.grid.centre(self.robot_cells())
+        return np.einsum("ij,ij->i", d, d) <= tolerance * tolerance
+
+    def view(self, robot: int | str, known: np.ndarray | None = None) -> np.ndarray:
+        """Robot ``robot``'s view (``(K, 5)``, :func:`sim_bridge.routing.view_table`, the
+        contract's rows); ``known`` ``(N,)`` bool leaves robots with unknown poses out."""
+        cells = self.robot_cells()
+        if known is not None:
+            cells[~np.asarray(known, dtype=bool)] = -1
+        open_tasks = open_task_grid(self.grid, self.task_cells, self.task_visited)
+        return view_table(
+            self.grid, self.routing.k, self.obstacles, open_tasks, cells, self.index(robot)
+        )
+
+    def tasks(self) -> np.ndarray:
+        """``(T, 5)`` ``/tasks`` rows ``[row, col, visited, robot, t_visited]``."""
+        return task_table(
+            self.task_cells, self.task_visited, self.task_visited_by, self.task_t_visited
+        )
 
     def mode_names(self) -> list[str]:
         """Mode of every robot as text (``grounded``, ``flying``...)."""
