@@ -9,6 +9,14 @@ Layers (marker ``ns``): ``robots`` (one SPHERE_LIST, colour by mode), ``names`` 
 mean distance ``Ds``), ``consumers`` (cylinder per consumer, height and opacity scale with
 the remaining fraction of demand), ``demand`` (text of remaining demand per type),
 ``comm`` (LINE_LIST of links within the communication radius C).
+
+Routing missions (:func:`routing_markers`, published by the world next to those layers):
+``routing_grid`` (LINE_LIST: the cell lines, or only the outline above
+:data:`MAX_GRID_LINES` lines a side), ``routing_obstacles`` (CUBE_LIST, one cube per obstacle
+cell), ``routing_tasks`` (SPHERE_LIST of the open tasks, orange) and
+``routing_visited`` (the visited tasks, greyed). :func:`cluster_markers` is the layer a DMAR
+agent node publishes for its robot (``dmar_cluster``: a SPHERE coloured by cluster id, marker
+``id`` = robot index, as the policy nodes' ``lgtc_cluster``).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
+from sim_bridge.routing import Grid
 from sim_bridge.topics import WORLD_FRAME
 
 #: RGBA per sim mode index (grounded, taking_off, flying, landing, failed).
@@ -156,4 +165,119 @@ def swarm_markers(
         ends[0::2], ends[1::2] = p[a], p[b]
         comm.points = _points(ends)
     out.markers.append(comm)
+    return out
+
+
+#: Above this many cells a side, ``routing_grid`` draws only the grid's outline.
+MAX_GRID_LINES = 100
+#: Cluster colours (tab10); cluster id ``c`` gets ``CLUSTER_COLORS[c % 10]``, -1 grey.
+CLUSTER_COLORS = (
+    (0.12, 0.47, 0.71),
+    (1.0, 0.5, 0.05),
+    (0.17, 0.63, 0.17),
+    (0.84, 0.15, 0.16),
+    (0.58, 0.4, 0.74),
+    (0.55, 0.34, 0.29),
+    (0.89, 0.47, 0.76),
+    (0.5, 0.5, 0.5),
+    (0.74, 0.74, 0.13),
+    (0.09, 0.75, 0.81),
+)
+
+
+def routing_markers(
+    *,
+    grid: Grid,
+    obstacles: np.ndarray,
+    task_cells: np.ndarray,
+    task_visited: np.ndarray,
+    stamp: Time | None = None,
+    frame: str = WORLD_FRAME,
+) -> MarkerArray:
+    """Marker layers of a routing mission (module docstring): grid, obstacles, tasks.
+
+    Args:
+        grid: the routing grid (:class:`sim_bridge.routing.Grid`).
+        obstacles: ``(rows, cols)`` bool.
+        task_cells: ``(T, 2)`` ``[row, col]``.
+        task_visited: ``(T,)`` bool.
+        stamp: header stamp (zero time if omitted).
+        frame: fixed frame.
+    """
+    stamp = stamp if stamp is not None else Time()
+    cs = grid.cell_size
+    out = MarkerArray()
+    (x0, x1), (y0, y1) = grid.extent
+    lines = _marker("routing_grid", 0, Marker.LINE_LIST, stamp, frame)
+    lines.scale.x = 0.004
+    lines.color = _rgba(0.7, 0.7, 0.7, 0.6)
+    fine = max(grid.rows, grid.cols) <= MAX_GRID_LINES
+    xs = x0 + cs * np.arange(grid.cols + 1) if fine else np.array([x0, x1])
+    ys = y0 + cs * np.arange(grid.rows + 1) if fine else np.array([y0, y1])
+    ends = [((x, y0, 0.0), (x, y1, 0.0)) for x in xs] + [((x0, y, 0.0), (x1, y, 0.0)) for y in ys]
+    lines.points = _points(np.array(ends, dtype=float).reshape(-1, 3))
+    out.markers.append(lines)
+
+    cubes = _marker("routing_obstacles", 0, Marker.CUBE_LIST, stamp, frame)
+    cubes.scale.x = cubes.scale.y = cs
+    cubes.scale.z = cs / 2.0
+    cubes.color = _rgba(0.25, 0.25, 0.3, 0.9)
+    cells = np.argwhere(np.asarray(obstacles, dtype=bool))
+    xy = grid.centre(cells).reshape(-1, 2)
+    cubes.points = _points(np.column_stack([xy, np.full(len(xy), cs / 4.0)]))
+    out.markers.append(cubes)
+
+    tasks = np.asarray(task_cells, dtype=float).reshape(-1, 2)
+    seen = np.asarray(task_visited, dtype=bool).reshape(-1)
+    for ns, mask, rgba in (
+        ("routing_tasks", ~seen, (1.0, 0.55, 0.0, 0.95)),
+        ("routing_visited", seen, (0.55, 0.55, 0.55, 0.5)),
+    ):
+        layer = _marker(ns, 0, Marker.SPHERE_LIST, stamp, frame)
+        layer.scale.x = layer.scale.y = layer.scale.z = cs / 2.0
+        layer.color = _rgba(*rgba)
+        txy = grid.centre(tasks[mask]).reshape(-1, 2)
+        layer.points = _points(np.column_stack([txy, np.full(len(txy), cs / 4.0)]))
+        out.markers.append(layer)
+    return out
+
+
+def cluster_markers(
+    *,
+    positions: np.ndarray,
+    cluster_ids: np.ndarray,
+    robot_ids: np.ndarray | None = None,
+    stamp: Time | None = None,
+    frame: str = WORLD_FRAME,
+    ns: str = "dmar_cluster",
+    diameter: float = 0.15,
+) -> MarkerArray:
+    """One SPHERE per robot coloured by its cluster (``dmar_cluster`` layer).
+
+    Args:
+        positions: ``(K, 3)`` [m] of the robots drawn (a DMAR node passes its own robot).
+        cluster_ids: ``(K,)`` int cluster id (e.g. the centroid's robot index), -1 for none
+            (grey, translucent).
+        robot_ids: ``(K,)`` robot indices used as marker ids (default ``0..K-1``), so several
+            nodes publishing one robot each never overwrite each other's markers.
+        stamp: header stamp (zero time if omitted).
+        frame: fixed frame.
+        ns: marker namespace.
+        diameter: sphere diameter [m].
+    """
+    stamp = stamp if stamp is not None else Time()
+    pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+    ids = np.asarray(cluster_ids, dtype=np.int64).reshape(-1)
+    rids = np.arange(len(pos)) if robot_ids is None else np.asarray(robot_ids).reshape(-1)
+    out = MarkerArray()
+    for p, cid, rid in zip(pos, ids.tolist(), rids.tolist()):
+        m = _marker(ns, int(rid), Marker.SPHERE, stamp, frame)
+        m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+        m.scale.x = m.scale.y = m.scale.z = float(diameter)
+        m.color = (
+            _rgba(*CLUSTER_COLORS[cid % len(CLUSTER_COLORS)], 0.8)
+            if cid >= 0
+            else _rgba(0.6, 0.6, 0.6, 0.3)
+        )
+        out.markers.append(m)
     return out

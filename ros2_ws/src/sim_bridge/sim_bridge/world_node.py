@@ -29,6 +29,16 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   persistent types net of the supplies of the robots present inside ``R_m``, instantaneous
   types what is still missing; ``/<robot>/resources`` is always the robot's own supply.
 
+* routing missions (a config with ``routing``; :mod:`sim_bridge.routing`): after every state
+  publication ``/<robot>/view`` of the sim robots (``layout.data_offset`` = the world's PS
+  step), ``/tasks`` and ``/swarm/ps_step``; ``/<robot>/dmar/move`` of every robot (sim or real)
+  feeds :class:`sim_bridge.routing.Lockstep`, checked after every tick: in ``routing.timing:
+  lockstep`` the step advances when every flying robot has reported its step-``t`` move and
+  stands within ``routing.tolerance`` of the target cell's centre, and the views of step
+  ``t + 1`` go out at once; in ``free`` timing the step stays 0 and moves are only counted.
+  Rejected moves are counted (``rejected_moves`` on ``/diagnostics``). ``/swarm/markers`` adds
+  the grid, obstacles and tasks (:func:`sim_bridge.markers.routing_markers`).
+
 Headers are stamped with the node clock; ``/clock`` carries the simulator time.
 """
 
@@ -45,14 +55,16 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String, UInt64MultiArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, Problem, force_sim, load_config
-from sim_bridge.markers import swarm_markers
+from sim_bridge.markers import routing_markers, swarm_markers
+from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
 from sim_bridge.ros.spin import spin_node
+from sim_bridge.routing import Lockstep
 from sim_bridge.sim import Mode, Simulator
 
 _AIRBORNE_Z = 0.1  # [m] a drone with an external pose above this is flying
@@ -158,6 +170,10 @@ class WorldNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS, 1)
         self.events_pub = self.create_publisher(String, topics.EVENTS, 10)
 
+        self.lockstep = None
+        if cfg.routing is not None:
+            self._setup_routing(qos)
+
         rates = cfg.rates
         self.publish_every = max(1, round(rates.sim_hz / rates.control_hz))
         self.clock_every = max(1, round(rates.sim_hz / rates.clock_hz))
@@ -177,7 +193,36 @@ class WorldNode(Node):
             f"{rates.sim_hz:g} Hz sim, publishing at {rates.sim_hz / self.publish_every:g} Hz"
         )
 
+    def _setup_routing(self, qos: QoSProfile) -> None:
+        """Publishers of views, ``/tasks``, ``/swarm/ps_step``; every robot's ``dmar/move``."""
+        rc, sim = self.cfg.routing, self.sim
+        self.lockstep = Lockstep(rc.grid, rc.obstacles, sim.n, rc.timing, rc.tolerance)
+        self.view_pub = {
+            i: self.create_publisher(
+                Float64MultiArray, topics.robot_topic(self.names[i], topics.VIEW), qos
+            )
+            for i in self.sim_idx.tolist()
+        }
+        self.tasks_pub = self.create_publisher(Float64MultiArray, topics.TASKS, qos)
+        self.ps_pub = self.create_publisher(UInt64MultiArray, topics.PS_STEP, qos)
+        for i, name in enumerate(self.names):
+            self.create_subscription(
+                Float64MultiArray,
+                topics.robot_topic(name, topics.DMAR_MOVE),
+                lambda m, i=i: self._on_move(i, m),
+                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+                callback_group=self.sim_group,
+            )
+
     # ------------------------------------------------------------------ inputs
+
+    def _on_move(self, i: int, msg: Float64MultiArray) -> None:
+        reason = self.lockstep.report(i, list(msg.data))
+        count = int(self.lockstep.rejected[i])
+        if reason is not None and count & (count - 1) == 0:  # log at 1, 2, 4, 8, ...
+            self.get_logger().warning(
+                f"{self.names[i]}: dmar/move rejected: {reason}; {count} so far"
+            )
 
     def _on_cmd(self, i: int, msg: TwistStamped) -> None:
         v = msg.twist.linear
@@ -261,8 +306,13 @@ class WorldNode(Node):
                 self._event(record)
         k1 = sim.steps
         stamp = self.get_clock().now().to_msg()
+        advanced = self.lockstep is not None and self.lockstep.update(
+            sim.pos[:, :2], self._present()
+        )
         if k1 // self.publish_every != k0 // self.publish_every:
             self._publish_state(stamp)
+        elif advanced:  # the views of step t + 1 go out at once
+            self._publish_routing()
         if k1 // self.clock_every != k0 // self.clock_every:
             clock = Clock()
             sec = int(sim.t)
@@ -309,6 +359,25 @@ class WorldNode(Node):
             arr.poses = [poses[j] for j in np.nonzero(near[i])[0].tolist()]
             self.nbr_pub[i].publish(arr)
         self.consumers_pub.publish(self.consumers_msg())
+        if self.lockstep is not None:
+            self._publish_routing()
+
+    def _known(self) -> np.ndarray:
+        """``(N,)`` True where the robot's pose is known (sim, or an external pose received)."""
+        return ~self.sim.external | self.ext_seen
+
+    def _present(self) -> np.ndarray:
+        """``(N,)`` robots taking part in the lockstep: flying / driving, pose known."""
+        return (self.sim.mode == Mode.FLYING) & self._known()
+
+    def _publish_routing(self) -> None:
+        """Views of the sim robots, ``/tasks`` and ``/swarm/ps_step`` (topics, routing)."""
+        sim, step = self.sim, self.lockstep.step
+        known = self._known()
+        for i, pub in self.view_pub.items():
+            pub.publish(view_msg(sim.view(i, known), step))
+        self.tasks_pub.publish(tasks_msg(sim.tasks()))
+        self.ps_pub.publish(ps_step_msg(step, self.lockstep.moves_done))
 
     def consumers_msg(self) -> Float64MultiArray:
         """``/consumers`` layout of :mod:`sim_bridge.topics`: rows ``[x, y, radius, active,
@@ -333,6 +402,21 @@ class WorldNode(Node):
         sim, cfg = self.sim, self.cfg
         pos = sim.pos.copy()
         pos[sim.external & ~self.ext_seen] = np.nan
+        out = self._swarm_layers(pos, stamp)
+        if cfg.routing is not None:
+            out.markers.extend(
+                routing_markers(
+                    grid=cfg.routing.grid,
+                    obstacles=sim.obstacles,
+                    task_cells=sim.task_cells,
+                    task_visited=sim.task_visited,
+                    stamp=stamp,
+                ).markers
+            )
+        return out
+
+    def _swarm_layers(self, pos: np.ndarray, stamp) -> MarkerArray:
+        sim, cfg = self.sim, self.cfg
         return swarm_markers(
             names=self.names,
             positions=pos,
@@ -382,6 +466,14 @@ class WorldNode(Node):
             "watchdog_landings": str(int(self.sim.watchdog_landings.sum())),
             "modes": json.dumps(modes),
         }
+        if self.lockstep is not None:
+            values["ps_step"] = str(self.lockstep.step)
+            values["moves_done"] = str(self.lockstep.moves_done)
+            values["rejected_moves"] = str(int(self.lockstep.rejected.sum()))
+            values["blocked_steps"] = str(int(self.sim.blocked.sum()))
+            values["tasks_visited"] = (
+                f"{int(self.sim.task_visited.sum())}/{len(self.sim.task_visited)}"
+            )
         status = DiagnosticStatus(
             level=DiagnosticStatus.OK if not rejected_any else DiagnosticStatus.WARN,
             name="sim_bridge: world",

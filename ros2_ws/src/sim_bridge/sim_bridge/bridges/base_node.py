@@ -5,6 +5,14 @@ this node owns (backend filter, optional ``robot`` / ``robots`` parameters), pub
 ``/<robot>/link_state`` (transient local, so late joiners see the current state) and
 ``/<robot>/neighbors`` for its robots, and listens to every other robot's
 ``/<robot>/pose`` so neighbours include robots served by other nodes.
+
+Routing missions (a config with ``routing``): it also publishes ``/<robot>/view`` for its
+robots with the same pure function as the simulated world
+(:func:`sim_bridge.routing.view_table`): the robot's cell and the other robots' cells from the
+poses it already keeps (its own robots' estimates / mocap, the others' ``/<robot>/pose``,
+fresh within 1 s), the obstacles and tasks known from the config, tasks marked visited by the
+world's ``/tasks``, and ``layout.data_offset`` = the last ``/swarm/ps_step`` heard (0 before).
+Views go out with the neighbours (``control_hz``) and at once when the PS step advances.
 """
 
 from __future__ import annotations
@@ -12,22 +20,29 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String, UInt64MultiArray
 
 from sim_bridge.bridges.neighbors import neighbors_within
 from sim_bridge.config import ConfigError, RobotConfig, SwarmConfig, load_config
+from sim_bridge.ros.routing_msgs import view_msg
+from sim_bridge.routing import open_task_grid, view_table
 from sim_bridge.topics import (
     CMD_CLOCK_SKEW_S,
     CMD_TIMEOUT_S,
     LINK_STATE,
     NEIGHBORS,
     POSE,
+    PS_STEP,
     RESOURCES,
+    TASK_FIELDS,
+    TASKS,
+    VIEW,
     WORLD_FRAME,
     robot_topic,
     stamp_ok,
@@ -94,6 +109,47 @@ class BridgeNodeBase(Node):
                 )
         self.create_timer(1.0 / self.config.rates.control_hz, self._publish_neighbors)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.config.routing is not None:
+            self._setup_views()
+
+    def _setup_views(self) -> None:
+        """``/<robot>/view`` publishers; ``/tasks`` and ``/swarm/ps_step`` from the world."""
+        rc = self.config.routing
+        self._obstacles = rc.obstacles
+        self._task_visited = np.zeros(len(rc.tasks), dtype=bool)
+        self._ps_step = 0
+        self._view_pubs = {
+            r.name: self.create_publisher(Float64MultiArray, robot_topic(r.name, VIEW), 10)
+            for r in self.robots
+        }
+        self.create_subscription(Float64MultiArray, TASKS, self._on_tasks, 10)
+        self.create_subscription(UInt64MultiArray, PS_STEP, self._on_ps_step, 10)
+
+    def _on_tasks(self, msg: Float64MultiArray) -> None:
+        n = len(self._task_visited)
+        if len(msg.data) == n * len(TASK_FIELDS):
+            table = np.asarray(msg.data).reshape(n, len(TASK_FIELDS))
+            self._task_visited = table[:, TASK_FIELDS.index("visited")] > 0.5
+
+    def _on_ps_step(self, msg: UInt64MultiArray) -> None:
+        if len(msg.data) >= 1 and int(msg.data[0]) != self._ps_step:
+            self._ps_step = int(msg.data[0])
+            self.publish_views(self._fresh_positions())
+
+    def publish_views(self, fresh: dict[str, tuple[float, float, float]]) -> None:
+        """``/<robot>/view`` of this node's robots whose pose is fresh (routing missions)."""
+        rc = self.config.routing
+        names = self.config.robot_names
+        cells = np.full((len(names), 2), -1, dtype=np.int64)
+        for i, name in enumerate(names):
+            if name in fresh:
+                cells[i] = rc.grid.cell_of(fresh[name][:2])
+        open_tasks = open_task_grid(rc.grid, rc.task_cells, self._task_visited)
+        for robot in self.robots:
+            if robot.name in fresh:
+                i = self.config.robot_index(robot.name)
+                table = view_table(rc.grid, rc.k, self._obstacles, open_tasks, cells, i)
+                self._view_pubs[robot.name].publish(view_msg(table, self._ps_step))
 
     # ------------------------------------------------------------------ setup
     def _load_config(self) -> SwarmConfig:
@@ -218,13 +274,19 @@ class BridgeNodeBase(Node):
             self._positions[name] = (p.x, p.y, p.z)
             self._pose_stamps[name] = time.monotonic()
 
-    def _publish_neighbors(self) -> None:
+    def _fresh_positions(self) -> dict[str, tuple[float, float, float]]:
+        """Positions [m] of the robots whose pose is at most 1 s old."""
         now = time.monotonic()
-        fresh = {
+        return {
             name: pos
             for name, pos in self._positions.items()
             if now - self._pose_stamps.get(name, -math.inf) <= 1.0
         }
+
+    def _publish_neighbors(self) -> None:
+        fresh = self._fresh_positions()
+        if self.config.routing is not None:
+            self.publish_views(fresh)
         for robot in self.robots:
             if robot.name not in fresh:
                 continue
