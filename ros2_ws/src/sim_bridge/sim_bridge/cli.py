@@ -5,7 +5,8 @@
 Every subcommand reports bad input as plain lines on stderr and a non-zero exit status,
 never a traceback.
 
-``swarm validate`` checks the file (:func:`sim_bridge.config.load_config`), that the files it
+``swarm validate`` checks the file (:func:`sim_bridge.config.load_config`, the ``routing``
+section included: grid, map file, obstacles, tasks, reachability, start cells), that the files it
 names exist (:func:`sim_bridge.config.check_files`), then runs the validators that installed
 packages register under the entry point group ``swarm.validators``: each is a callable
 ``(SwarmConfig) -> list[Problem]`` (lgtc_policy's loads the policy checkpoint as its nodes
@@ -77,6 +78,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"resources {list(cfg.resource_types)}, C = {cfg.comm_radius} m, "
         f"{len(cfg.events)} events, {len(cfg.warnings)} warning(s)"
     )
+    rc = cfg.routing
+    if rc is not None:
+        g = rc.grid
+        print(
+            f"  routing: {g.rows} x {g.cols} cells of {g.cell_size:g} m (cell (0, 0) at "
+            f"{g.origin[0]:g}, {g.origin[1]:g}), {int(rc.obstacles.sum())} obstacle cells, "
+            f"{len(rc.tasks)} tasks, k = {rc.k} cells ({rc.sensing_m:g} m), psi = {rc.psi}, "
+            f"{rc.timing}; C = sensing radius = {rc.comm_radius:.4g} m (derived from k)"
+        )
     if args.strict and cfg.warnings:
         return 2
     return 0

@@ -2211,7 +2211,7 @@ def _routing_tasks(
             if spec and "random" in spec
             else None
         )
-        if spec is not None and "random" not in spec:
+        if spec is not None and not value:  # an unknown key is reported already
             c.err(
                 "routing.tasks",
                 "expected a list of [row, col] or `random:`",
