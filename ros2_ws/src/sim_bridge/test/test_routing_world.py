@@ -445,3 +445,86 @@ def test_world_publishes_views_tasks_and_lockstep_ps_step(routing_world):
     probe.send_move("cf1", 1, 0, 0, 3)  # (0, 3) is an obstacle
     assert wait_for(lambda: world.lockstep.rejected[0] == 1)
     assert world.lockstep.step == 1
+
+
+@pytest.mark.ros
+def test_ground_bridge_publishes_views_from_mocap_and_the_known_lists(tmp_path):
+    from geometry_msgs.msg import PoseStamped
+    from sim_bridge.bridges.ground_node import GroundBridgeNode
+    from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg
+
+    data = base_cfg(tasks=[[0, 1], [1, 1]])
+    data["robots"][2] = {
+        "name": "g1",
+        "kind": "ground",
+        "backend": "external",
+        "cmd_topic": "/g1_driver/cmd_vel",
+        "odom_topic": "/g1_driver/odom",
+        "mocap_topic": "/mocap/g1",
+        "pose": [1.0, 1.0, 0.0, 0.0],
+    }
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    bridge = GroundBridgeNode(
+        "ground_bridge", context=context, parameter_overrides=[Parameter("config", value=str(path))]
+    )
+    probe = RoutingProbe(context, cfg.robot_names)
+    mocap = probe.node.create_publisher(PoseStamped, "/mocap/g1", 10)
+    cf1_pose = probe.node.create_publisher(PoseStamped, "/cf1/pose", 10)
+    tasks_pub = probe.node.create_publisher(Float64MultiArray, topics.TASKS, 10)
+    ps_pub = probe.node.create_publisher(UInt64MultiArray, topics.PS_STEP, 10)
+    ex = MultiThreadedExecutor(context=context)
+    ex.add_node(bridge)
+    ex.add_node(probe.node)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=lambda: [ex.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
+        daemon=True,
+    )
+    thread.start()
+
+    def pose(x, y):
+        msg = PoseStamped()
+        msg.header.frame_id = topics.WORLD_FRAME
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        msg.pose.position.x, msg.pose.position.y = x, y
+        msg.pose.orientation.w = 1.0
+        return msg
+
+    table = np.array([[0, 1, 1, 1, 2.5], [1, 1, 0, -1, -1]])
+
+    def want_view():
+        v = probe.view("g1")
+        return v is not None and v.layout.data_offset == 3 and len(v.data) == 5 * 5
+
+    try:
+        ok = False
+        deadline = time.monotonic() + 30
+        while not ok and time.monotonic() < deadline:
+            mocap.publish(pose(1.1, 0.9))  # g1 in cell (1, 1)
+            cf1_pose.publish(pose(0.1, 0.9))  # cf1 in (1, 0), an obstacle cell next to g1
+            tasks_pub.publish(tasks_msg(table))
+            ps_pub.publish(ps_step_msg(3, 7))
+            time.sleep(0.05)
+            ok = want_view()
+        assert ok, "no view of step 3 from the bridge"
+        got = _table(probe.view("g1"), "cells")
+        cells = np.array([[1, 0], [-1, -1], [1, 1]])  # cf2 never published a pose
+        open_tasks = np.zeros((5, 5), dtype=bool)
+        open_tasks[1, 1] = True  # task (0, 1) was visited (world's /tasks)
+        rc = cfg.routing
+        want = view_table(rc.grid, rc.k, rc.obstacles, open_tasks, cells, 2)
+        np.testing.assert_array_equal(got, want)
+        assert got[0].tolist() == [1, 1, 0, 1, 2] and [1, 0, 1, 0, 0] in got.tolist()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        from sim_bridge.ros.runner import stop_executor
+
+        stop_executor(ex)
+        bridge.destroy_node()
+        probe.node.destroy_node()
+        rclpy.shutdown(context=context)
