@@ -77,31 +77,62 @@ Routing missions (DMAR; a config with a ``routing`` section)
 The arena carries a grid of square cells (``routing.cell_size`` [m], ``routing.origin`` = the
 world position of cell (0, 0)'s centre; ``row`` grows with y, ``col`` with x; a cell's flat
 index is ``row * cols + col``). A robot *is in* the cell whose centre is nearest to its floor
-position. The sensing radius ``k`` is in cells (Manhattan, the DMAR paper's k-hop ball); the
-comm relay's radius for a routing mission is ``k * cell_size`` metres, so it delivers at least
-to every robot in the view, and an agent keeps only the messages of robots its view shows.
+position (off the grid: the nearest edge cell). The sensing radius ``k`` is in cells
+(Manhattan, the DMAR paper's k-hop ball; obstacles do not block it). ``k`` is the one source of
+truth for both radii in metres: a routing config does not set ``comm_radius`` or
+``sensing_radius`` (a different value is rejected); both are derived as
+``C = hypot(cell_size * sqrt((k + 1)^2 + 1), max take-off height)``
+(:func:`sim_bridge.config.routing_comm_radius`), the largest distance between two robots
+standing anywhere in cells ``k`` apart, on the floor or at their take-off height. (Not
+``k * cell_size``: that is only the reach between cell centres, and robots off their centres
+or at different heights would miss messages from robots their view shows.) So the relay
+delivers at least to every robot in the view, and an agent keeps only the messages of robots
+its view shows. Obstacle cells are solid for every robot (the simulator's rule:
+:func:`sim_bridge.routing.clip_motion`); a task is visited when a flying / driving robot is in
+its cell.
 
 ``view``               std_msgs/Float64MultiArray, per robot, published by the world (sim) or
-                       the bridge (mocap + a known obstacle and task list) after every world
-                       PS step: 2 dimensions ``cells`` (K rows) and ``fields``
+                       the bridge (mocap + a known obstacle and task list) with every state
+                       publication (``control_hz``) and at once when the world's PS step
+                       advances: 2 dimensions ``cells`` (K rows) and ``fields``
                        (``VIEW_FIELDS`` = ``[row, col, obstacle, task, robot]``): every grid cell
                        within Manhattan distance ``k`` of the robot's cell, own cell first, then
                        in ascending flat index; ``obstacle`` and ``task`` (an unvisited task)
                        are 0/1; ``robot`` is the index of a robot in that cell or -1 (a cell with
-                       several robots appears once per robot, same order). ``layout.data_offset``
-                       carries the world's PS step (``ps_step``) the view belongs to.
-``/tasks``             std_msgs/Float64MultiArray: ``tasks`` (T rows) x ``TASK_FIELDS``
-                       (``[row, col, visited, robot, t_visited]``); ``robot`` = index of the
-                       first visitor or -1, ``t_visited`` [s] sim time or -1.
-``/swarm/ps_step``     std_msgs/UInt64MultiArray ``[ps_step, moves_done]``: the world's PS
-                       step; in lockstep timing the world advances to step ``t + 1`` only when
-                       every robot has reported its step-``t`` move (``dmar/move``) and reached
-                       the target cell.
+                       several robots appears once per robot, in ascending robot index, the
+                       viewer included in its own cell). Only robots whose pose is known appear
+                       (any mode: a landed robot still stands in its cell); a robot whose own
+                       pose is unknown gets no view. ``layout.data_offset`` carries the world's
+                       PS step (``ps_step``) the view belongs to (0 in ``free`` timing).
+``/tasks``             std_msgs/Float64MultiArray: ``tasks`` (T rows) x ``fields``
+                       (``TASK_FIELDS`` = ``[row, col, visited, robot, t_visited]``), tasks in
+                       the config's order; ``robot`` = index of the first visitor (the lowest
+                       index on a tie) or -1, ``t_visited`` [s] sim time or -1.
+``/swarm/ps_step``     std_msgs/UInt64MultiArray ``[ps_step, moves_done]`` (one dimension
+                       ``ps_step``), published with the views. ``routing.timing: lockstep``
+                       (the default): the world is at step ``t``; it advances to ``t + 1`` (at
+                       most one step per simulator tick, and only while at least one robot
+                       flies / drives) when every flying / driving robot has reported its
+                       step-``t`` move on ``dmar/move`` and stands within ``routing.tolerance``
+                       [m] (floor distance) of the target cell's centre; then ``moves_done``
+                       grows by the number of those robots. ``free``: ``ps_step`` stays 0 and
+                       ``moves_done`` counts every reported move whose robot reached its
+                       target. A grounded or failed robot does not hold the step up.
 ``dmar/move``          std_msgs/Float64MultiArray ``[ps_step, control, target_row,
-                       target_col]`` per robot (agent -> world/bridge): the robot's EM control
-                       for that step (0..4 = N, E, S, W, WAIT) and the cell it heads for.
+                       target_col]`` per robot (agent -> world; the world serves sim and real
+                       robots alike): the robot's EM control for that step (0..4 = N, E, S, W,
+                       WAIT, the labels of ``dmar_agent.world``, whose N is ``row - 1``, i.e.
+                       towards -y here; the world acts on the target cell only) and the cell it
+                       heads for. Rejected and counted (``rejected_moves`` on ``/diagnostics``):
+                       values that are not whole numbers, a control outside 0..4, a target off
+                       the grid or on an obstacle, and in lockstep a step before the world's or
+                       more than 16 ahead (a report ahead of the world waits for its step).
+                       Moving the robot is the agent's job (``cmd_vel`` through the CBF).
 ``comm/out`` payload   of a DMAR agent: ``[DMAR_MSG_VERSION, ps_step, kind, body...]``
                        (:mod:`dmar_agent.wire` documents ``kind`` and ``body``).
+``/swarm/markers``     adds the routing layers ``routing_grid``, ``routing_obstacles``,
+                       ``routing_tasks``, ``routing_visited``; a DMAR node may publish
+                       ``dmar_cluster`` (:func:`sim_bridge.markers.cluster_markers`).
 
 Swarm-wide
 ----------
