@@ -36,7 +36,8 @@ class Trace:
     Attributes:
         controls: one tuple per EM movement step, the control of every agent (-1: dropped out).
         clusters: one tuple per iteration, (cluster, parent) of every agent at the end of SOAC.
-        tick_s: wall time [s] of every agent round (``DmarAgent.round``), all agents.
+        tick_s: wall time [s] of every agent round (``DmarAgent.round``), all agents; with
+            background planning the longest single blocking call of the round.
         plan_tick_s: the same for the rounds that ran TMAR's planning step.
         counters: relay and agent counters (lost, delayed, bad, late, foreign, rejected moves).
     """
@@ -124,6 +125,7 @@ def run_distributed(
     late: float = 0.0,
     drop: dict | None = None,
     fault_seed: int = 0,
+    background_plan: bool = False,
 ) -> tuple[RunResult, Trace]:
     """Run one DmarAgent per robot in lockstep until every task is visited or
     ``cfg.max_iterations`` iterations ran (``stop_reason`` "max_iterations").
@@ -136,6 +138,7 @@ def run_distributed(
         late: probability that a delivery arrives one round late (the agent drops it as late).
         drop: robot ID -> PS step from which the robot is gone (no view, messages or moves).
         fault_seed: seed of the fault stream.
+        background_plan: agents plan in a worker thread (``DmarAgent(background_plan=True)``).
 
     Returns:
         (RunResult, Trace); ``waits`` counts robots still present.
@@ -144,7 +147,7 @@ def run_distributed(
     world = _World(inst, cfg.k)
     m = len(world.pos)
     shape = (world.h, world.w)
-    agents = [DmarAgent(i, cfg, shape) for i in range(m)]
+    agents = [DmarAgent(i, cfg, shape, background_plan) for i in range(m)]
     sched = agents[0].schedule
     n_steps = len(sched)
     soac_len = sched.index(lma_init_step)

@@ -378,3 +378,29 @@ def test_agent_counts_garbage_and_late_payloads_and_goes_on():
     agent.round(world.view(0, list(range(9)), 1), 0, [])
     agent.round(world.view(0, list(range(9)), 2), 0, [encode(StateMsg(1, 0, 0, Memory(1)))])
     assert agent.counters["late"] >= 1
+
+
+def test_background_planning_gives_the_same_run():
+    """TMAR's rollout in a worker thread (the robot's loop keeps ticking) changes nothing."""
+    inst, cfg = lockstep_case(20, "1:1", 4, 6, 3, {})
+    ref, ref_trace = reference_trace(inst, cfg)
+    got, trace = run_distributed(inst, cfg, background_plan=True)
+    assert trace.controls == ref_trace.controls and trace.clusters == ref_trace.clusters
+    assert (got.cost, got.compute) == (ref.cost, ref.compute)
+    assert len(trace.plan_tick_s) > 0
+
+
+def test_round_while_planning_in_background_is_refused():
+    inst = make_instance(9, "1:1", 0)
+    cfg = DmarConfig(k=3, psi=2)
+    world = distributed._World(inst, cfg.k)
+    agent = DmarAgent(0, cfg, (9, 9), background_plan=True)
+    plan_step = next(i for i, f in enumerate(agent.schedule) if f.__name__ == "tmar_plan_step")
+    view = world.view(0, list(range(9)), plan_step)
+    out = agent.round(view, 0, [])
+    assert out.pending and out.messages == []
+    with pytest.raises(RuntimeError, match="pending"):
+        agent.round(view, 0, [])
+    done = agent.poll(wait=True)
+    assert not done.pending and len(done.messages) == 1
+    assert agent.poll() is None
