@@ -105,6 +105,8 @@ def swarm_topics(cfg: SwarmConfig, markers: bool = False) -> dict[str, str]:
         out[topics.robot_topic(name, topics.RESOURCES)] = "std_msgs/msg/Float64MultiArray"
         out[topics.robot_topic(name, topics.CMD_VEL)] = "geometry_msgs/msg/TwistStamped"
         out[topics.robot_topic(name, topics.CMD_VEL_NOMINAL)] = "geometry_msgs/msg/TwistStamped"
+    if cfg.routing is not None:  # task state, so a routing run renders visited tasks
+        out[topics.TASKS] = "std_msgs/msg/Float64MultiArray"
     if markers:
         out[topics.MARKERS] = "visualization_msgs/msg/MarkerArray"
     return out

@@ -3,8 +3,9 @@
 Top view of the arena: each robot's trajectory from its ``/<robot>/pose`` messages, its body
 and half the CBF safety distance (circles of radius ``Ds / 2`` touch when two robots are
 ``Ds`` apart), the consumers' interaction areas ``R_m`` shaded by their remaining demand
-(from ``/consumers``), and the remaining demand per type. A ``.png`` shows the final state,
-a ``.gif`` the run as an animation.
+(from ``/consumers``), and the remaining demand per type. A routing mission also shows its
+grid, obstacle cells (dark), open tasks (orange) and visited ones (grey, from the recorded
+``/tasks``). A ``.png`` shows the final state, a ``.gif`` the run as an animation.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class RenderError(RuntimeError):
 
 
 def load_run(path: str | os.PathLike):
-    """(config, poses: name -> (T, 4) [t, x, y, z], consumers: (t (K,), table (K, M, F)))."""
+    """(config, poses: name -> (T, 4) [t, x, y, z], consumers: (t (K,), table (K, M, F)),
+    tasks: (t (J,), visited (J, T) bool) from ``/tasks``, empty without a routing mission)."""
     from sim_bridge.recording import read_config, read_messages
 
     if not Path(path).is_file():
@@ -43,13 +45,22 @@ def load_run(path: str | os.PathLike):
     cons_t, cons = [], []
     fields = len(topics.CONSUMER_FIXED_FIELDS) + len(cfg.resource_types)
     t0 = None
+    n_tasks = len(cfg.routing.tasks) if cfg.routing is not None else 0
+    task_t, task_seen = [], []
     try:
-        for topic, log_ns, msg in read_messages(path, [*pose_topics, topics.CONSUMERS]):
+        for topic, log_ns, msg in read_messages(
+            path, [*pose_topics, topics.CONSUMERS, topics.TASKS]
+        ):
             t0 = log_ns if t0 is None else t0
             t = (log_ns - t0) * 1e-9
             if topic in pose_topics:
                 p = msg.pose.position
                 poses[pose_topics[topic]].append((t, p.x, p.y, p.z))
+            elif topic == topics.TASKS:
+                if len(msg.data) == n_tasks * len(topics.TASK_FIELDS):
+                    rows = np.asarray(msg.data).reshape(n_tasks, len(topics.TASK_FIELDS))
+                    task_t.append(t)
+                    task_seen.append(rows[:, topics.TASK_FIELDS.index("visited")] > 0.5)
             elif len(msg.data) == len(cfg.consumers) * fields:
                 cons_t.append(t)
                 cons.append(np.asarray(msg.data, dtype=float).reshape(len(cfg.consumers), fields))
@@ -59,10 +70,31 @@ def load_run(path: str | os.PathLike):
     if not any(len(v) for v in arrays.values()):
         raise RenderError(f"{path}: no robot poses recorded")
     table = np.asarray(cons, dtype=float).reshape(len(cons), len(cfg.consumers), fields)
-    return cfg, arrays, (np.asarray(cons_t), table)
+    tasks = (np.asarray(task_t), np.asarray(task_seen, dtype=bool).reshape(-1, n_tasks))
+    return cfg, arrays, (np.asarray(cons_t), table), tasks
 
 
-def _draw(ax, cfg, poses, consumers, t_end: float) -> None:
+def _draw_routing(ax, cfg, tasks, t_end: float) -> None:
+    """Grid outline, obstacle cells, open and visited tasks of a routing mission at ``t_end``."""
+    import matplotlib.patches as mpatches
+
+    rc = cfg.routing
+    g, cs = rc.grid, rc.grid.cell_size
+    (x0, x1), (y0, y1) = g.extent
+    ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=0.6, ls=":"))
+    for x, y in g.centre(np.argwhere(rc.obstacles)).reshape(-1, 2):
+        ax.add_patch(mpatches.Rectangle((x - cs / 2, y - cs / 2), cs, cs, color=(0.25, 0.25, 0.3)))
+    tt, seen = tasks
+    k = int(np.searchsorted(tt, t_end, side="right")) - 1 if len(tt) else -1
+    visited = seen[k] if k >= 0 else np.zeros(len(rc.tasks), dtype=bool)
+    for (x, y), done in zip(g.centre(rc.task_cells).reshape(-1, 2), visited):
+        color = (0.6, 0.6, 0.6) if done else (1.0, 0.55, 0.0)
+        ax.add_patch(
+            mpatches.Rectangle((x - cs / 4, y - cs / 4), cs / 2, cs / 2, color=color, alpha=0.9)
+        )
+
+
+def _draw(ax, cfg, poses, consumers, t_end: float, tasks=None) -> None:
     import matplotlib.patches as mpatches
 
     ax.clear()
@@ -70,6 +102,8 @@ def _draw(ax, cfg, poses, consumers, t_end: float) -> None:
     ax.add_patch(
         mpatches.Rectangle((a.x[0], a.y[0]), a.x[1] - a.x[0], a.y[1] - a.y[0], fill=False, lw=1.5)
     )
+    if cfg.routing is not None and tasks is not None:
+        _draw_routing(ax, cfg, tasks, t_end)
     ct, table = consumers
     k = int(np.searchsorted(ct, t_end, side="right")) - 1 if len(ct) else -1
     demand0 = cfg.demand_matrix()
@@ -121,7 +155,7 @@ def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, f
         raise RenderError(f"--out {out}: use a .png or .gif file name")
     if not (fps > 0 and frames > 0):
         raise RenderError("--fps and --frames must be > 0")
-    cfg, poses, consumers = load_run(path)
+    cfg, poses, consumers, tasks = load_run(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +166,7 @@ def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, f
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if out.suffix.lower() == ".png":
-            _draw(ax, cfg, poses, consumers, t_end)
+            _draw(ax, cfg, poses, consumers, t_end, tasks)
             fig.tight_layout()
             fig.savefig(out)
             return f"final state at t = {t_end:.1f} s, {len(cfg.robots)} robots"
@@ -140,7 +174,7 @@ def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, f
 
         images = []
         for t in np.linspace(0.0, t_end, frames):
-            _draw(ax, cfg, poses, consumers, float(t))
+            _draw(ax, cfg, poses, consumers, float(t), tasks)
             fig.tight_layout()
             fig.canvas.draw()
             images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())

@@ -528,3 +528,28 @@ def test_ground_bridge_publishes_views_from_mocap_and_the_known_lists(tmp_path):
         bridge.destroy_node()
         probe.node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_render_draws_obstacles_and_task_states():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sim_bridge.recording import swarm_topics
+    from sim_bridge.render import _draw
+
+    cfg = load_config(base_cfg())
+    assert topics.TASKS in swarm_topics(cfg)
+    poses = {n: np.array([[0.0, 0.0, 0.0, 0.3], [1.0, 0.2, 0.0, 0.3]]) for n in cfg.robot_names}
+    consumers = (np.zeros(0), np.zeros((0, 0, 4)))
+    tasks = (np.array([0.5]), np.array([[True, False]]))
+    fig, ax = plt.subplots()
+    try:
+        for t_end, grey in ((0.2, 0), (1.0, 1)):
+            _draw(ax, cfg, poses, consumers, t_end, tasks)
+            colors = [tuple(round(v, 2) for v in p.get_facecolor()[:3]) for p in ax.patches]
+            assert colors.count((0.25, 0.25, 0.3)) == 2  # the two obstacle cells
+            assert colors.count((0.6, 0.6, 0.6)) == grey  # task 0 visited at t = 0.5 s
+            assert colors.count((1.0, 0.55, 0.0)) == 2 - grey
+    finally:
+        plt.close(fig)
