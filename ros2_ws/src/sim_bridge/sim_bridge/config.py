@@ -371,7 +371,7 @@ class RoutingConfig:
     timing: str
     tolerance: float
     comm_radius: float
-    map: str | None = None
+    map: str | None = field(default=None, compare=False)  # provenance; obstacles hold the cells
 
     @property
     def obstacles(self) -> np.ndarray:

@@ -135,6 +135,8 @@ def test_map_file_scaled_to_the_arena(tmp_path):
     assert rc.grid.cell_size == pytest.approx(2.0 / 9)
     assert rc.obstacles[4, 4] and rc.obstacles[0, 4] and rc.obstacles.sum() == 2
     assert rc.map == "room.map"
+    cfg = load_config(path)
+    assert load_config(cfg.to_mapping()) == cfg  # the map's cells travel as obstacles
 
 
 def test_map_as_package_path(tmp_path, monkeypatch):
