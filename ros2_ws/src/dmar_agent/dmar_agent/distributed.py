@@ -93,27 +93,76 @@ class _World:
         return True
 
 
-def _deliver(world, active, outs, radius, loss, late, rng, counters) -> tuple[dict, dict]:
-    """Relay: each payload to every other active robot within ``radius`` cells (Euclidean)."""
-    now = {i: [] for i in active}
-    nxt = {i: [] for i in active}
-    r, c = np.divmod(world.pos, world.w)
-    for s in active:
-        msgs = outs[s].messages
-        if not msgs:
+class _Relay:
+    """Comm relay: each payload to every other active robot within ``radius`` cells (Euclidean),
+    each delivery lost with probability ``loss`` or one round late with probability ``late``."""
+
+    def __init__(self, radius: float, loss: float, late: float, seed: int, counters: dict) -> None:
+        self.radius, self.loss, self.late = radius, loss, late
+        self.rng = np.random.default_rng([int(seed), 5150])
+        self.counters = counters
+        self.inbox: dict = {}
+        self.delayed: dict = {}
+
+    def exchange(self, world: _World, active: list[int], outs: dict) -> None:
+        now: dict = {i: [] for i in active}
+        nxt: dict = {i: [] for i in active}
+        r, c = np.divmod(world.pos, world.w)
+        rad2 = self.radius * self.radius
+        for s in active:
+            for j in active:
+                if j == s or (r[j] - r[s]) ** 2 + (c[j] - c[s]) ** 2 > rad2:
+                    continue
+                for msg in outs[s].messages:
+                    if self.loss and self.rng.random() < self.loss:
+                        self.counters["lost"] += 1
+                    elif self.late and self.rng.random() < self.late:
+                        self.counters["delayed"] += 1
+                        nxt[j].append(msg)
+                    else:
+                        now[j].append(msg)
+        self.inbox = {i: now[i] + self.delayed.get(i, []) for i in active}
+        self.delayed = nxt
+
+
+def _step_rounds(world, agents, views, active, ps, relay, trace) -> dict:
+    """Every round of PS step ``ps`` for the active robots; returns their EM controls."""
+    lead = agents[active[0]] if active else agents[0]
+    planning = getattr(lead.phase(ps), "__name__", "") == "tmar_plan_step"
+    moving = lead.is_move_step(ps)
+    controls = {}
+    for rnd in range(lead.rounds(ps)):
+        outs = {}
+        for i in active:
+            out, dt = timed_round(agents[i], views[i], rnd, relay.inbox.get(i, []))
+            outs[i] = out
+            trace.tick_s.append(dt)
+            if planning:
+                trace.plan_tick_s.append(dt)
+            if rnd == 0 and moving:
+                controls[i] = WAIT if out.control is None else out.control
+        relay.exchange(world, active, outs)
+    return controls
+
+
+def _apply_moves(world, agents, active, controls, tally, trace) -> None:
+    """EM movement (Alg. 5 line 10): move, count cost, complete the tasks visited."""
+    row = [-1] * len(agents)
+    for i in active:
+        u = controls[i]
+        if u != WAIT and not world.move(i, u):
+            trace.counters["rejected_moves"] += 1
+            u = WAIT
+        row[i] = u
+        if u == WAIT:
+            tally["waits"] += 1
             continue
-        for j in active:
-            if j == s or (r[j] - r[s]) ** 2 + (c[j] - c[s]) ** 2 > radius * radius:
-                continue
-            for m in msgs:
-                if loss and rng.random() < loss:
-                    counters["lost"] += 1
-                elif late and rng.random() < late:
-                    counters["delayed"] += 1
-                    nxt[j].append(m)
-                else:
-                    now[j].append(m)
-    return now, nxt
+        tally["cost"] += 1
+        tally["explore"] += int(agents[i].mem.explore)
+        world.alive.discard(int(world.pos[i]))
+    trace.controls.append(tuple(row))
+    if tally["at_completion"] is None and not world.alive:
+        tally["at_completion"] = tally["cost"]
 
 
 def run_distributed(
@@ -146,20 +195,17 @@ def run_distributed(
     t_start = time.perf_counter()
     world = _World(inst, cfg.k)
     m = len(world.pos)
-    shape = (world.h, world.w)
-    agents = [DmarAgent(i, cfg, shape, background_plan) for i in range(m)]
-    sched = agents[0].schedule
-    n_steps = len(sched)
-    soac_len = sched.index(lma_init_step)
+    agents = [DmarAgent(i, cfg, (world.h, world.w), background_plan) for i in range(m)]
+    n_steps = len(agents[0].schedule)
+    soac_len = agents[0].schedule.index(lma_init_step)
     drop = drop or {}
-    rng = np.random.default_rng([int(fault_seed), 5150])
     trace = Trace(counters={"lost": 0, "delayed": 0, "rejected_moves": 0})
-    radius = float(cfg.k if radius is None else radius)
-    cost = explore_moves = waits = clusters = ps = iterations = 0
-    cost_at_completion = None
+    relay = _Relay(
+        float(cfg.k if radius is None else radius), loss, late, fault_seed, trace.counters
+    )
+    tally = {"cost": 0, "explore": 0, "waits": 0, "clusters": 0, "at_completion": None}
+    ps = iterations = 0
     stop_reason = ""
-    inbox: dict = {i: [] for i in range(m)}
-    delayed: dict = {}
     while world.alive:
         if iterations >= cfg.max_iterations:
             stop_reason = "max_iterations"
@@ -170,66 +216,33 @@ def run_distributed(
             views = {i: world.view(i, active, ps) for i in active}
             if idx == soac_len:
                 trace.clusters.append(tuple((a.mem.cluster, a.mem.parent) for a in agents))
-                clusters += sum(
-                    1
-                    for i in active
-                    if agents[i].mem.cluster is not None and agents[i].mem.parent is None
-                )
-            moving = agents[0].is_move_step(ps)
-            controls = {}
-            for rnd in range(agents[0].rounds(ps)):
-                outs = {}
-                for i in active:
-                    out, dt = timed_round(agents[i], views[i], rnd, inbox.get(i, []))
-                    outs[i] = out
-                    trace.tick_s.append(dt)
-                    if getattr(sched[idx], "__name__", "") == "tmar_plan_step":
-                        trace.plan_tick_s.append(dt)
-                    if rnd == 0 and moving:
-                        controls[i] = WAIT if out.control is None else out.control
-                now, nxt = _deliver(world, active, outs, radius, loss, late, rng, trace.counters)
-                inbox = {i: now[i] + delayed.get(i, []) for i in active}
-                delayed = nxt
+                mems = [agents[i].mem for i in active]
+                tally["clusters"] += sum(x.cluster is not None and x.parent is None for x in mems)
+            controls = _step_rounds(world, agents, views, active, ps, relay, trace)
+            if agents[0].is_move_step(ps):
+                _apply_moves(world, agents, active, controls, tally, trace)
             ps += 1
-            if not moving:
-                continue
-            row = [-1] * m
-            for i in active:
-                u = controls[i]
-                if u != WAIT and not world.move(i, u):
-                    trace.counters["rejected_moves"] += 1
-                    u = WAIT
-                row[i] = u
-                if u == WAIT:
-                    waits += 1
-                    continue
-                cost += 1
-                explore_moves += int(agents[i].mem.explore)
-                world.alive.discard(int(world.pos[i]))
-            trace.controls.append(tuple(row))
-            if cost_at_completion is None and not world.alive:
-                cost_at_completion = cost
-    for a in agents:
-        for key, val in a.counters.items():
-            trace.counters[key] = trace.counters.get(key, 0) + val
     st: dict = {}
     for a in agents:
-        for key, val in a.stats.items():
-            st[key] = st.get(key, 0) + val
+        for src, dst in ((a.counters, trace.counters), (a.stats, st)):
+            for key, val in src.items():
+                dst[key] = dst.get(key, 0) + val
     res = RunResult(
-        cost=cost,
-        exploration_moves=explore_moves,
-        waits=waits,
+        cost=tally["cost"],
+        exploration_moves=tally["explore"],
+        waits=tally["waits"],
         ps_steps=ps,
         iterations=iterations,
-        clusters=clusters,
+        clusters=tally["clusters"],
         plan_wall_s=float(st.get("plan_wall_s", 0.0)),
         wall_s=time.perf_counter() - t_start,
         compute=int(st.get("compute", 0)),
         tasks_left=len(world.alive),
         completed=not world.alive,
         stop_reason=stop_reason,
-        cost_at_completion=cost if cost_at_completion is None else cost_at_completion,
+        cost_at_completion=tally["cost"]
+        if tally["at_completion"] is None
+        else tally["at_completion"],
     )
     return res, trace
 
