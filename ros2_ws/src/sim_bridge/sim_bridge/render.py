@@ -70,7 +70,7 @@ def load_run(path: str | os.PathLike):
     if not any(len(v) for v in arrays.values()):
         raise RenderError(f"{path}: no robot poses recorded")
     table = np.asarray(cons, dtype=float).reshape(len(cons), len(cfg.consumers), fields)
-    tasks = (np.asarray(task_t), np.asarray(task_seen, dtype=bool).reshape(-1, n_tasks))
+    tasks = (np.asarray(task_t), np.asarray(task_seen, dtype=bool).reshape(len(task_seen), n_tasks))
     return cfg, arrays, (np.asarray(cons_t), table), tasks
 
 

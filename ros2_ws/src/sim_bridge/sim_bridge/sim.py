@@ -239,8 +239,8 @@ class Simulator:
         ``age_s`` is how old the command already is [s]. Returns False (and counts it in
         :attr:`rejected`; the robot holds still) for a non-finite or out-of-range command.
         A valid command already older than ``CMD_TIMEOUT_S`` is not fresh: it is ignored (the
-        previous command and its age stay, so it neither moves the robot nor postpones the
-        watchdog's landing) and False is returned.
+        previous command stays; its time may only move earlier, so it neither moves the robot
+        nor postpones the watchdog's landing) and False is returned.
         """
         i = self.index(robot)
         v = np.zeros(3)
@@ -256,7 +256,8 @@ class Simulator:
             self.rejected[i] += 1
             self.cmd[i] = 0.0
             return False
-        if age_s > CMD_TIMEOUT_S:
+        if age_s > CMD_TIMEOUT_S:  # never postpones the watchdog (see set_commands)
+            self.cmd_time[i] = min(self.cmd_time[i], self.t - float(age_s))
             return False
         self.cmd[i] = v
         self.cmd_time[i] = self.t - float(age_s)
@@ -276,8 +277,12 @@ class Simulator:
         self.rejected += ~ok
         keep = ok & (ages > CMD_TIMEOUT_S)  # valid but stale: the previous command stays
         self.cmd = np.where(keep[:, None], self.cmd, np.where(ok[:, None], v, 0.0))
-        # garbage holds at once without extending the last good command's deadline
-        self.cmd_time = np.where(ok & ~keep, self.t - np.where(finite, ages, 0.0), self.cmd_time)
+        when = self.t - np.where(finite, ages, 0.0)
+        # garbage holds at once without extending the last good command's deadline; a stale
+        # command may make it earlier (its age says so), never later
+        self.cmd_time = np.where(
+            ok & ~keep, when, np.where(keep, np.minimum(self.cmd_time, when), self.cmd_time)
+        )
         return ok & ~keep
 
     def set_external_pose(self, robot: int | str, position, yaw: float, airborne: bool) -> None:

@@ -18,7 +18,10 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   holds; NaN/inf or faster than ``CMD_REJECT_FACTOR * max_speed`` is rejected, counted
   (``rejected_commands``) and the robot holds still. A robot flown on commands that gets no
   fresh one for ``LAND_AFTER_S`` lands (:class:`sim_bridge.sim.Simulator`, the same watchdog
-  as the bridges; ``watchdog_landings`` on ``/diagnostics``, a ``watchdog_land`` event);
+  as the bridges; ``watchdog_landings`` on ``/diagnostics``, a ``watchdog_land`` event). The
+  ages are fed every tick on this node's clock, so when the world runs slower than real time
+  the landing comes after ``LAND_AFTER_S`` on that clock, as on a bridge (at real-time
+  factor 1 sim time and clock agree);
 * ``/<robot>/{takeoff,land,emergency_stop}`` (Trigger) for sim robots;
 * robots with another backend (cflib / external) are not moved here: their poses come from
   their own ``/<robot>/pose`` (published by the bridge) and feed the sim robots' neighbours,
@@ -299,7 +302,10 @@ class WorldNode(Node):
         ages = (now_ns - np.minimum(self.cmd_stamp_ns, self.cmd_rx_ns)) * 1e-9
         ages[self.cmd_stamp_ns == 0] = 1e9  # never commanded: hold
         ages[~np.isfinite(ages)] = 1e9
-        sim.set_commands(self.cmd, ages)
+        # The sub-steps below catch up with wall time: the first one stands for the wall time
+        # (n_steps - 1) steps ago, so the ages at it are that much smaller (else a stalled tick
+        # would count its stall twice: once in the ages, once in the sim time caught up).
+        sim.set_commands(self.cmd, ages - (n_steps - 1) * sim.dt)
         k0 = sim.steps
         for _ in range(n_steps):
             for record in sim.step():
