@@ -252,8 +252,9 @@ def test_takeoff_move_hold_land_services(world):
     resp = probe.call("/cf1/land")
     assert resp.success
     assert world.nodes["/world"].mode_of("cf1") == "grounded"
-    assert wait_for(lambda: int(probe.diag.get("rejected_stale", 0)) >= 1, 5)
-    assert int(probe.diag["watchdog_landings"]) >= 1
+    assert node.rejected_stale[0] >= 5 and sim.watchdog_landings[0] == 1
+    assert wait_for(lambda: int(probe.diag.get("rejected_stale", 0)) >= 5, 10)
+    assert wait_for(lambda: int(probe.diag.get("watchdog_landings", 0)) >= 1, 10)
 
 
 def _send_stamped(probe, n, v, offset_s):
@@ -299,9 +300,9 @@ def test_silent_robot_holds_then_lands_while_others_fly_on(world):
     t_end = time.monotonic() + 0.5
     while time.monotonic() < t_end:
         probe.send("cf1", (0.0, 0.2, 0.0))
+        t_silent = time.monotonic()  # when cf1's last command went out; cf2 goes on
         probe.send("cf2", (0.0, 0.2, 0.0))
         time.sleep(0.05)
-    t_silent = time.monotonic()  # cf1's last command went out; cf2 goes on
     held_at = None
     end = time.monotonic() + 20.0
     last_cf2 = 0.0
