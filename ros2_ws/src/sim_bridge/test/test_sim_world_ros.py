@@ -252,8 +252,8 @@ def test_takeoff_move_hold_land_services(world):
     resp = probe.call("/cf1/land")
     assert resp.success
     assert world.nodes["/world"].mode_of("cf1") == "grounded"
-    assert node.rejected_stale[0] >= 5 and sim.watchdog_landings[0] == 1
-    assert wait_for(lambda: int(probe.diag.get("rejected_stale", 0)) >= 5, 10)
+    assert node.rejected_stale[0] >= 1 and sim.watchdog_landings[0] == 1  # depth-1 queues
+    assert wait_for(lambda: int(probe.diag.get("rejected_stale", 0)) >= 1, 10)
     assert wait_for(lambda: int(probe.diag.get("watchdog_landings", 0)) >= 1, 10)
 
 
