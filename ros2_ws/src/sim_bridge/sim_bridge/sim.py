@@ -263,11 +263,22 @@ class Simulator:
         self.cmd_time[i] = self.t - float(age_s)
         return True
 
-    def set_commands(self, velocities: np.ndarray, ages_s: np.ndarray | None = None) -> np.ndarray:
+    def set_commands(
+        self,
+        velocities: np.ndarray,
+        ages_s: np.ndarray | None = None,
+        *,
+        clock_ages: bool = False,
+    ) -> np.ndarray:
         """Set all ``N`` commands at once: ``velocities`` ``(N, 3)`` [m/s], ``ages_s`` ``(N,)``.
 
         Returns the ``(N,)`` bool mask of accepted commands (rejected ones hold still; valid
         ones older than ``CMD_TIMEOUT_S`` are ignored, as in :meth:`set_command`).
+
+        ``clock_ages=True`` says the caller re-sends its stored commands every step with their
+        ages on its own clock (the world node: wall or ROS time); the watchdog then follows
+        that clock, ``silence = age``, also while sim time catches up with it or falls behind.
+        Otherwise a stale command can only bring the landing earlier, never postpone it.
         """
         v = np.asarray(velocities, dtype=float).reshape(self.n, 3)
         ages = np.zeros(self.n) if ages_s is None else np.asarray(ages_s, dtype=float)
@@ -280,9 +291,8 @@ class Simulator:
         when = self.t - np.where(finite, ages, 0.0)
         # garbage holds at once without extending the last good command's deadline; a stale
         # command may make it earlier (its age says so), never later
-        self.cmd_time = np.where(
-            ok & ~keep, when, np.where(keep, np.minimum(self.cmd_time, when), self.cmd_time)
-        )
+        stale_time = when if clock_ages else np.minimum(self.cmd_time, when)
+        self.cmd_time = np.where(ok & ~keep, when, np.where(keep, stale_time, self.cmd_time))
         return ok & ~keep
 
     def set_external_pose(self, robot: int | str, position, yaw: float, airborne: bool) -> None:

@@ -20,8 +20,8 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   fresh one for ``LAND_AFTER_S`` lands (:class:`sim_bridge.sim.Simulator`, the same watchdog
   as the bridges; ``watchdog_landings`` on ``/diagnostics``, a ``watchdog_land`` event). The
   ages are fed every tick on this node's clock, so when the world runs slower than real time
-  the landing comes after ``LAND_AFTER_S`` on that clock, as on a bridge (at real-time
-  factor 1 sim time and clock agree);
+  the landing comes after ``LAND_AFTER_S`` on that clock, as on a bridge, whether sim time
+  lags it or catches up with it (``Simulator.set_commands(clock_ages=True)``);
 * ``/<robot>/{takeoff,land,emergency_stop}`` (Trigger) for sim robots;
 * robots with another backend (cflib / external) are not moved here: their poses come from
   their own ``/<robot>/pose`` (published by the bridge) and feed the sim robots' neighbours,
@@ -305,7 +305,7 @@ class WorldNode(Node):
         # The sub-steps below catch up with wall time: the first one stands for the wall time
         # (n_steps - 1) steps ago, so the ages at it are that much smaller (else a stalled tick
         # would count its stall twice: once in the ages, once in the sim time caught up).
-        sim.set_commands(self.cmd, ages - (n_steps - 1) * sim.dt)
+        sim.set_commands(self.cmd, ages - (n_steps - 1) * sim.dt, clock_ages=True)
         k0 = sim.steps
         for _ in range(n_steps):
             for record in sim.step():

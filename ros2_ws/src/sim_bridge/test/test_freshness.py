@@ -142,3 +142,26 @@ def test_a_stream_of_garbage_is_no_command_and_ends_in_a_landing():
     assert sim.mode[0] == Mode.LANDING
     assert 1.0 <= sim.t - t_last <= 1.0 + 2.5 * sim.dt
     assert sim.rejected[0] == k and sim.watchdog_landings[0] == 1
+
+
+def test_clock_ages_keep_the_watchdog_on_the_callers_clock():
+    """The world node re-sends its stored commands every tick with their ages on its clock.
+    While sim time catches up (two steps per tick here), the landing still comes after
+    land_after_s on that clock, not after land_after_s of the faster-running sim time."""
+    sim = Simulator(_one_drone(), dt=0.05, params=SimParams(land_after_s=1.0))
+    sim.takeoff(0)
+    while sim.mode[0] != Mode.FLYING:
+        sim.step()
+    v = np.zeros((2, 3))
+    v[0, 0] = 0.2
+    sim.set_commands(v, np.zeros(2), clock_ages=True)
+    sim.step()
+    age, ticks = 0.0, 0
+    while sim.mode[0] == Mode.FLYING and ticks < 100:
+        ticks += 1
+        age += 0.05  # one tick of the caller's clock ...
+        sim.set_commands(v, np.array([age, 0.0]) - sim.dt, clock_ages=True)
+        sim.step()  # ... holds two sim steps (catching up)
+        sim.step()
+    assert sim.mode[0] == Mode.LANDING
+    assert 1.0 <= age <= 1.0 + 2 * 0.05
