@@ -382,9 +382,11 @@ def main(argv=None) -> int:
         print(f"faults: --robots must be >= {len(FAULTS) + 1}", file=sys.stderr)
         return 2
     out = {"load_avg_1min_start": os.getloadavg()[0]}
+    # validation first: a child's peak RSS includes what it inherited from this process at
+    # fork, so it is measured before rclpy, torch and cflib are loaded here
+    out.update(validate_part())
     out.update(fault_run(args.robots))
     out.update(radio_part(args.quick))
-    out.update(validate_part())
     out["load_avg_1min_end"] = os.getloadavg()[0]
 
     print(f"{'fault':16s} {'robot':>5s} {'unsafe m':>9s} {'to ground s':>11s}")
