@@ -288,6 +288,15 @@ class DmarAgent:
             return msg.ps_step, msg.round + 1
         return msg.ps_step, 1
 
+    def slot_of(self, payload) -> tuple[int, int, int] | None:
+        """(step, round, sender) in which a received payload is consumed, or None when it does
+        not decode; lets a driver close a round once every robot in view was heard for it."""
+        try:
+            msg = decode(payload)
+        except WireError:
+            return None
+        return (*self._key(msg), msg.sender)
+
     def _collect(self, view: View, rnd: int, inbox) -> list:
         now = (view.ps_step, rnd)
         msgs = []
@@ -358,6 +367,12 @@ class DmarAgent:
             return None
         self._future = None
         return fut.result()
+
+    def close(self) -> None:
+        """Stop the planning worker (a plan in progress is abandoned)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _phase_body(self, view: View, fn, peers: dict) -> RoundOutput:
         t = view.ps_step
