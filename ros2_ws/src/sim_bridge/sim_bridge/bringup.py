@@ -25,7 +25,14 @@ swarm_goto          sim_bridge.goto_node:GotoNode              ``goto`` (scripte
 policy (/<r>)       lgtc_policy.node:PolicyNode                per robot, when the config has
                                                                a checkpoint, ``policy`` and
                                                                not ``goto``
+dmar (/<r>)         dmar_agent.node:DmarNode                   per robot, when the config has
+                                                               a ``routing`` section,
+                                                               ``policy`` and not ``goto``
 ==================  =========================================  ==============================
+
+A routing config (DMAR) starts the DMAR agent nodes in place of the LGTC policy nodes; the
+plan names them by package, executable and plugin only (sim_bridge imports no mission
+package).
 
 Without the CBF the topics stay the same: ``cmd_passthrough`` forwards
 ``cmd_vel_nominal`` to ``cmd_vel`` unchanged (no safety!).
@@ -109,7 +116,8 @@ def plan(
     """Node specs for ``cfg`` (loaded from ``config_path``, which every node re-reads).
 
     Args:
-        policy: start the LGTC policy nodes when the config names a checkpoint.
+        policy: start the mission's per-robot nodes: the DMAR agents of a routing config,
+            else the LGTC policy nodes when the config names a checkpoint.
         cbf: start the per-robot CBF filters (else the unfiltered pass-through).
         autostart: the world takes off every sim robot at start.
         backend: ``sim`` simulates every robot whatever its configured backend (dry run of
@@ -178,8 +186,9 @@ def plan(
                 "sim_bridge.bridges.ground_node:GroundBridgeNode",
             )
         )
-    with_policy = policy and cfg.policy.checkpoint is not None and not goto
-    commanded = with_policy or goto
+    with_dmar = policy and cfg.routing is not None and not goto
+    with_policy = policy and cfg.policy.checkpoint is not None and not goto and not with_dmar
+    commanded = with_policy or with_dmar or goto
     if cbf:
         for r in robots:
             specs.append(
@@ -226,12 +235,25 @@ def plan(
                     "lgtc_policy.node:PolicyNode",
                 )
             )
+    if with_dmar:
+        for r in robots:
+            specs.append(
+                NodeSpec(
+                    "dmar_agent",
+                    "dmar_node",
+                    "dmar",
+                    f"/{r.name}",
+                    {**common, "robot": r.name},
+                    "dmar_agent.node:DmarNode",
+                )
+            )
     return specs
 
 
 _HINTS = {
     "cbf_filter": "run without it with --no-cbf",
     "lgtc_policy": "run without it with --no-policy",
+    "dmar_agent": "install dmar_agent (make venv) or run without it with --no-policy",
     "sim_bridge.bridges": "the radio bridge is not installed; use --backend sim for a dry run",
 }
 
@@ -310,7 +332,10 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
         "bag directory for ros2 bag record -s mcap (skipped, with a warning, "
         "when ros2 bag is not installed)",
     ),  # fmt: skip
-    "policy": ("true", "LGTC policy nodes (when the config names a checkpoint)"),
+    "policy": (
+        "true",
+        "mission nodes: DMAR agents (routing config) or LGTC policies (config with a checkpoint)",
+    ),
     "cbf": ("true", "CBF filter nodes (false: unfiltered pass-through)"),
     "takeoff": ("false", "take off the sim robots at start"),
 }
