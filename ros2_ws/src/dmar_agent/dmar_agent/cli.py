@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="redraw Fig. 2-6 and the compute figure from a CSV")
     f.add_argument("--csv", default="dmar_sweep.csv", help="sweep CSV")
     f.add_argument("--out", default="docs/img", help="output folder for dmar_*.png")
+
+    from . import fig2i
+
+    fig2i.add_arguments(sub.add_parser("fig2i", help="Fig. 2(i): continuous space, DMAR vs BP"))
     return p
 
 
@@ -205,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         print(f"{r['algo']} stopped (done False): {why}, {r['tasks_left']} "
                               "tasks left")  # fmt: skip
+        elif args.cmd == "fig2i":
+            from .fig2i import main as fig2i_main
+
+            return fig2i_main(args)
         elif args.cmd == "sweep":
             _check_limits(args)
             spec = SweepSpec(

@@ -1,0 +1,253 @@
+"""The paper's Fig. 2(i): DMAR vs BP in continuous space (Section 4, Appendix C).
+
+Thirty random 2 m x 2 m environments (9 x 9 cells of 0.2 m, :mod:`dmar_agent.continuous`), ten
+runs each, seven agents, psi = 2, sensing radius k = 20, 40, 60, 80 cm and infinity (k in cells
+= radius / 0.2 m; infinity = the grid's diameter, 16 cells), DMAR (rollout) and BP (base policy).
+
+Environments: the paper's random class of Section 4.1 (:func:`dmar_agent.world.make_instance`:
+20 % obstacle cells, the free cells connected) on a 9 x 9 grid. The paper says only "a varying
+number of tasks", so environment ``e`` uses the agent:task ratios of Section 4.1 in turn,
+``("1:2", "1:1", "2:1")[e % 3]``: 14, 7 or 4 tasks for 7 agents. Run ``r`` of environment ``e``
+has seed ``100 e + r`` for both algorithms (exploration is random).
+
+Results go to a CSV, one row per (environment, run, k, algorithm), appended as runs finish, so a
+stopped sweep resumes where it stopped (done rows are skipped).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .continuous import ContinuousConfig, ContinuousResult, run_continuous
+from .protocols import DmarConfig
+from .world import grid_diameter, make_instance
+
+GRID = 9
+AGENTS = 7
+PSI = 2
+RATIOS = ("1:2", "1:1", "2:1")
+RADII_CM = (20, 40, 60, 80, math.inf)
+POLICIES = {"DMAR": "rollout", "BP": "base"}
+MAX_ITERATIONS = 500
+KEY = ("env", "run", "k_cm", "algo")
+FIELDS = [*KEY, "k", "ratio", "n_tasks", "seed", *ContinuousResult.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class Fig2iJob:
+    """One run of the sweep: environment, run, sensing radius [cm] (inf allowed), algorithm."""
+
+    env: int
+    run: int
+    k_cm: float
+    algo: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.env, self.run, _k_label(self.k_cm), self.algo)
+
+
+def _k_label(k_cm: float) -> str:
+    return "inf" if math.isinf(float(k_cm)) else str(int(k_cm))
+
+
+def k_cells(k_cm: float, cell_size: float = 0.2) -> int:
+    """Sensing radius in cells: radius / cell size; infinity: the grid's diameter."""
+    if math.isinf(float(k_cm)):
+        return 2 * GRID - 2
+    return max(1, round(float(k_cm) / 100.0 / cell_size))
+
+
+def run_fig2i_job(job: Fig2iJob) -> dict:
+    """Run one job in continuous space and return its CSV row."""
+    ratio = RATIOS[job.env % len(RATIOS)]
+    inst = make_instance(GRID, ratio, job.env, n_agents=AGENTS)
+    k = min(k_cells(job.k_cm), grid_diameter(inst.grid))
+    seed = 100 * job.env + job.run
+    cfg = DmarConfig(
+        k=k, psi=PSI, policy=POLICIES[job.algo], seed=seed, max_iterations=MAX_ITERATIONS
+    )
+    res = run_continuous(inst, cfg, ContinuousConfig())
+    row = dict(zip(KEY, job.key))
+    row.update(k=k, ratio=ratio, n_tasks=len(inst.tasks), seed=seed, **res.as_dict())
+    return row
+
+
+def jobs(envs: int = 30, runs: int = 10, radii: Iterable[float] = RADII_CM) -> list[Fig2iJob]:
+    """Every job of the sweep, environment-major (a partial sweep holds whole environments)."""
+    return [
+        Fig2iJob(e, r, k, a)
+        for e in range(envs)
+        for r in range(runs)
+        for k in radii
+        for a in POLICIES
+    ]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a sweep CSV (numbers parsed), [] if the file does not exist."""
+    if not Path(path).exists():
+        return []
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            out.append({k: _parse(v) for k, v in row.items()})
+    return out
+
+
+def _parse(v: str):
+    if v in ("True", "False"):
+        return v == "True"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def run_fig2i(path: Path, todo: list[Fig2iJob], workers: int = 2) -> int:
+    """Run the jobs not yet in the CSV at ``path`` on ``workers`` processes, appending each row
+    as it finishes. Returns the number of rows written."""
+    path = Path(path)
+    done = {(r["env"], r["run"], str(r["k_cm"]), r["algo"]) for r in read_rows(path)}
+    left = [j for j in todo if (j.env, j.run, _k_label(j.k_cm), j.algo) not in done]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    written = 0
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            w.writeheader()
+        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(run_fig2i_job, j) for j in left]
+            for fut in as_completed(futures):
+                w.writerow(fut.result())
+                fh.flush()
+                os.fsync(fh.fileno())
+                written += 1
+    return written
+
+
+def _mean_ci(xs: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its normal 95 % confidence interval."""
+    a = np.asarray(xs, dtype=float)
+    if a.size < 2:
+        return float(a.mean()) if a.size else math.nan, math.nan
+    return float(a.mean()), float(1.96 * a.std(ddof=1) / math.sqrt(a.size))
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per sensing radius: mean cost and clusters of DMAR and BP with 95 % CIs, and the ratio
+    of the BP mean cost to the DMAR mean cost, over the (environment, run) pairs that both ran."""
+    out = []
+    for kc in [_k_label(k) for k in RADII_CM]:
+        by = {
+            a: {(r["env"], r["run"]): r for r in rows if str(r["k_cm"]) == kc and r["algo"] == a}
+            for a in POLICIES
+        }
+        both = sorted(set(by["DMAR"]) & set(by["BP"]))
+        if not both:
+            continue
+        rec = {"k_cm": kc, "n": len(both), "envs": len({e for e, _ in both})}
+        for a in POLICIES:
+            sel = [by[a][p] for p in both]
+            rec[f"{a}_cost"], rec[f"{a}_cost_ci"] = _mean_ci([r["cost"] for r in sel])
+            rec[f"{a}_clusters"], rec[f"{a}_clusters_ci"] = _mean_ci([r["clusters"] for r in sel])
+            rec[f"{a}_completed"] = float(np.mean([bool(r["completed"]) for r in sel]))
+            rec[f"{a}_min_sep"] = float(min(r["min_separation"] for r in sel))
+            rec[f"{a}_wall_s"] = float(np.mean([r["wall_s"] for r in sel]))
+        rec["cost_ratio_bp_vs_dmar"] = rec["BP_cost"] / rec["DMAR_cost"]
+        out.append(rec)
+    return out
+
+
+def markdown_table(summ: list[dict]) -> str:
+    """The README table of :func:`summary`."""
+    lines = [
+        "| k | runs (envs) | DMAR cost | BP cost | BP / DMAR | DMAR clusters | BP clusters "
+        "| completed (DMAR / BP) | min separation [m] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summ:
+        k = "∞" if s["k_cm"] == "inf" else f"{s['k_cm']} cm"
+        lines.append(
+            f"| {k} | {s['n']} ({s['envs']}) "
+            f"| {s['DMAR_cost']:.1f} ± {s['DMAR_cost_ci']:.1f} "
+            f"| {s['BP_cost']:.1f} ± {s['BP_cost_ci']:.1f} "
+            f"| {s['cost_ratio_bp_vs_dmar']:.2f} "
+            f"| {s['DMAR_clusters']:.2f} ± {s['DMAR_clusters_ci']:.2f} "
+            f"| {s['BP_clusters']:.2f} ± {s['BP_clusters_ci']:.2f} "
+            f"| {s['DMAR_completed']:.0%} / {s['BP_completed']:.0%} "
+            f"| {min(s['DMAR_min_sep'], s['BP_min_sep']):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summ: list[dict], path: Path) -> Path:
+    """Fig. 2(i): mean cost and mean clusters vs k, DMAR (blue) vs BP (red), 95 % CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["∞" if s["k_cm"] == "inf" else s["k_cm"] for s in summ]
+    x = np.arange(len(summ))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, what, title in (
+        (axes[0], "cost", "mean cost (moves)"),
+        (axes[1], "clusters", "mean clusters"),
+    ):
+        for algo, color in (("DMAR", "tab:blue"), ("BP", "tab:red")):
+            m = np.array([s[f"{algo}_{what}"] for s in summ])
+            ci = np.array([s[f"{algo}_{what}_ci"] for s in summ])
+            ax.plot(x, m, "o-", color=color, label=algo)
+            ax.fill_between(x, m - ci, m + ci, color=color, alpha=0.2)
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("sensing radius k [cm]")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    n = summ[0]["n"] if summ else 0
+    fig.suptitle(f"Continuous space, 9 x 9 cells of 0.2 m, 7 agents, psi = 2 ({n} runs per k)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ====================================================================== command line
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def add_arguments(p) -> None:
+    """Flags of ``dmar fig2i`` (an argparse parser)."""
+    p.add_argument("action", choices=["run", "table", "figure"], help="run the sweep, or print "
+                   "the README table / draw the figure from its CSV")  # fmt: skip
+    p.add_argument("--csv", default=str(RESULTS / "fig2i_continuous.csv"), help="sweep CSV")
+    p.add_argument("--out", default=str(RESULTS / "fig2i_continuous.png"), help="figure path")
+    p.add_argument("--envs", type=int, default=30, help="random environments (paper: 30)")
+    p.add_argument("--runs", type=int, default=10, help="runs per environment (paper: 10)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+
+
+def main(args) -> int:
+    """``dmar fig2i run|table|figure`` (parsed ``args`` of :func:`add_arguments`)."""
+    if args.action == "run":
+        n = run_fig2i(Path(args.csv), jobs(args.envs, args.runs), args.workers)
+        print(f"wrote {n} rows to {args.csv}")
+    summ = summary(read_rows(Path(args.csv)))
+    if args.action == "figure":
+        print(f"wrote {plot(summ, Path(args.out))}")
+    print(markdown_table(summ))
+    return 0
