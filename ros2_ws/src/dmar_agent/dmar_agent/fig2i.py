@@ -232,8 +232,12 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def add_arguments(p) -> None:
     """Flags of ``dmar fig2i`` (an argparse parser)."""
-    p.add_argument("action", choices=["run", "table", "figure"], help="run the sweep, or print "
-                   "the README table / draw the figure from its CSV")  # fmt: skip
+    p.add_argument(
+        "action",
+        choices=["run", "table", "figure", "readme"],
+        help="run the sweep; print the table / draw the figure / write the table into the README",
+    )
+    p.add_argument("--readme", default=str(RESULTS.parent / "README.md"), help="README to update")
     p.add_argument("--csv", default=str(RESULTS / "fig2i_continuous.csv"), help="sweep CSV")
     p.add_argument("--out", default=str(RESULTS / "fig2i_continuous.png"), help="figure path")
     p.add_argument("--envs", type=int, default=30, help="random environments (paper: 30)")
@@ -249,5 +253,16 @@ def main(args) -> int:
     summ = summary(read_rows(Path(args.csv)))
     if args.action == "figure":
         print(f"wrote {plot(summ, Path(args.out))}")
+    if args.action == "readme":
+        write_readme_table(Path(args.readme), summ)
+        print(f"updated {args.readme}")
     print(markdown_table(summ))
     return 0
+
+
+def write_readme_table(readme: Path, summ: list[dict]) -> None:
+    """Replace the text between the README's ``<!-- fig2i-table -->`` markers by the table."""
+    text = readme.read_text()
+    head, tail = "<!-- fig2i-table -->\n", "<!-- /fig2i-table -->"
+    a, b = text.index(head) + len(head), text.index(tail)
+    readme.write_text(text[:a] + markdown_table(summ) + "\n" + text[b:])
