@@ -152,7 +152,13 @@ def plan(
             "comm_relay",
             "comm_relay",
             "",
-            {**common, "latency_s": float(relay_latency_s), "drop_prob": float(relay_drop_prob)},
+            {
+                **common,
+                "latency_s": float(relay_latency_s),
+                "drop_prob": float(relay_drop_prob),
+                # DMAR agents talk in event-driven rounds, not on a tick rhythm
+                **({"deliver": "periodic"} if cfg.routing is not None else {}),
+            },
             "sim_bridge.relay_node:RelayNode",
         ),
         NodeSpec(

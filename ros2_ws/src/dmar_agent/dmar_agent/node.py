@@ -1,0 +1,455 @@
+"""Per-robot DMAR agent node (namespace ``/<robot>``): a thin adapter around
+:class:`dmar_agent.agent.DmarAgent`.
+
+Inputs (topics of :mod:`sim_bridge.topics`, "Routing missions"): ``/<robot>/view`` (the first
+view of each world PS step is latched for all the rounds of that step: robots stand on their
+cell centres then), ``/<robot>/comm/in`` (the relay's bundles; rows ``[sender_index, stamp_s,
+payload...]``), ``/<robot>/pose``. Outputs: ``/<robot>/comm/out`` (the agent's messages),
+``/<robot>/dmar/move`` (one report per PS step, WAIT included), ``/<robot>/cmd_vel_nominal``
+at ``rate_hz`` (through the robot's CBF filter), ``/diagnostics`` (``dmar_agent: <robot>``)
+and the ``dmar_cluster`` marker on ``/swarm/policy_markers``.
+
+Rounds. Step ``t`` runs ``agent.rounds(t)`` message rounds. A round closes when every robot of
+the step's view was heard for it (:meth:`DmarAgent.slot_of`) or ``round_timeout_s`` passed
+since it opened (``rounds_timed_out``; the missing peers count in ``peers_missed``; a peer
+missed ``silent_after`` rounds in a row is no longer waited for until it is heard again). The
+agent then reads what arrived (a peer not heard reads as a blank memory: the protocol's
+answer to late and lost messages, see :mod:`dmar_agent.agent`). TMAR planning runs in the
+agent's worker thread (``background_plan``), polled by the ``rate_hz`` timer, so the leader's
+rollout never stalls the velocity loop.
+
+Moves. After the last round the node reports ``[t, control, row, col]`` on ``dmar/move``
+(WAIT and its own cell outside EM movement steps) and tracks the target cell's centre with a
+saturated P law (``kp`` [1/s], ``max_speed`` of the robot; zero within ``arrive_m``; drones
+also hold their take-off height). Without Algorithm 2 (``dmar_agent.collision``) the node keeps
+lockstep moving on its own: a control towards an obstacle or off the grid becomes WAIT (as in
+the core's world); with ``yield_occupied`` a control becomes WAIT when its cell holds another
+robot of the view or a robot of the view with a lower index stands next to it (it may claim
+the cell too, and goes first), so no two robots head for one cell or swap cells and their
+straight paths between cell centres stay at least ``cell_size / sqrt(2)`` apart (this needs
+``k >= 2`` to see every contender); and a robot that has not arrived ``stuck_timeout_s`` after
+its report re-reports WAIT back to its own cell (``backoffs``). The CBF keeps robots apart.
+
+Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
+(else nothing, so the filter goes silent and the world holds then lands the robot).
+
+Parameters: ``robot``, ``config``, ``rate_hz`` (20), ``round_timeout_s`` (0.5),
+``silent_after`` (3), ``pose_timeout_s`` (0.5), ``kp`` (4.0), ``arrive_m`` (0.01),
+``yield_occupied`` (true), ``stuck_timeout_s`` (8.0), ``background_plan`` (true),
+``markers_hz`` (2), ``diagnostics_period_s`` (1). A bad value fails at start-up with one line.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sim_bridge import topics
+from sim_bridge.config import ConfigError as SwarmConfigError
+from sim_bridge.config import load_config
+from sim_bridge.markers import cluster_markers
+from sim_bridge.ros.spin import spin_node
+from std_msgs.msg import Float64MultiArray
+from visualization_msgs.msg import MarkerArray
+
+from .agent import DmarAgent, RoundOutput
+from .errors import ConfigError, DmarError
+from .mission.scenario import core_instance
+from .wire import WireError, decode_view
+from .world import DC, DR, WAIT
+
+_WINDOW = 2000  # samples kept for the p50 / p99 figures
+
+
+def _positive(name: str, value: float, hint: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"parameter {name}={value}: must be > 0 ({hint})")
+    return float(value)
+
+
+class DmarNode(Node):
+    """One robot's DMAR agent over the comm relay, the world's views and its CBF filter."""
+
+    def __init__(self, node_name: str = "dmar", **kwargs):
+        super().__init__(node_name, **kwargs)
+        p = {
+            name: self.declare_parameter(name, default).value
+            for name, default in (
+                ("robot", ""),
+                ("config", ""),
+                ("rate_hz", 20.0),
+                ("round_timeout_s", 0.5),
+                ("silent_after", 3),
+                ("pose_timeout_s", 0.5),
+                ("kp", 4.0),
+                ("arrive_m", 0.01),
+                ("yield_occupied", True),
+                ("stuck_timeout_s", 8.0),
+                ("background_plan", True),
+                ("markers_hz", 2.0),
+                ("diagnostics_period_s", 1.0),
+            )
+        }
+        if not p["config"]:
+            raise ConfigError("parameter config is empty; pass -p config:=path/to/swarm.yaml")
+        if not p["robot"]:
+            raise ConfigError("parameter robot is empty; pass -p robot:=<name in the config>")
+        self.period = 1.0 / _positive("rate_hz", p["rate_hz"], "20 Hz by default")
+        self.round_timeout = _positive("round_timeout_s", p["round_timeout_s"], "e.g. 0.5")
+        self.pose_timeout = _positive("pose_timeout_s", p["pose_timeout_s"], "e.g. 0.5")
+        self.kp = _positive("kp", p["kp"], "P gain [1/s], e.g. 4")
+        self.arrive_m = _positive("arrive_m", p["arrive_m"], "[m], e.g. 0.01")
+        self.stuck_timeout = _positive("stuck_timeout_s", p["stuck_timeout_s"], "e.g. 8")
+        self.silent_after = int(p["silent_after"])
+        if self.silent_after < 1:
+            raise ConfigError(f"parameter silent_after={self.silent_after}: must be >= 1")
+        self.yield_occupied = bool(p["yield_occupied"])
+        cfg = load_config(p["config"])
+        if cfg.routing is None:
+            raise ConfigError(f"{p['config']}: no routing section; the DMAR node needs one")
+        if p["robot"] not in cfg.robot_names:
+            raise ConfigError(f"parameter robot={p['robot']!r} is not in {cfg.robot_names}")
+        self.name_ = p["robot"]
+        self.index = cfg.robot_index(self.name_)
+        rob = cfg.robots[self.index]
+        self.grid = cfg.routing.grid
+        self.shape = (self.grid.rows, self.grid.cols)
+        self.max_speed = float(rob.max_speed)
+        self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
+        _, dcfg = core_instance(cfg)
+        self.agent = DmarAgent(self.index, dcfg, self.shape, bool(p["background_plan"]))
+
+        # step machine: view of the step, round in progress (None: idle), messages
+        self.view = None
+        self.next_view = None
+        self.step = -1
+        self.rnd: int | None = None
+        self.round_t0 = 0.0
+        self.pending = False
+        self.control = WAIT
+        self.inbox: list = []
+        self.heard: dict[tuple[int, int], set] = {}
+        self.misses: dict[int, int] = {}
+        self.target: tuple[int, int] | None = None
+        self.origin: tuple[int, int] | None = None
+        self.move_t0 = 0.0
+        self.backed_off = False
+        self.pose: np.ndarray | None = None
+        self.pose_rx = -math.inf
+        self.counts = dict.fromkeys(
+            (
+                "rounds",
+                "rounds_timed_out",
+                "peers_missed",
+                "bad_views",
+                "bad_payloads",
+                "yields",
+                "blocked_moves",
+                "backoffs",
+                "moves",
+                "stale_pose_ticks",
+            ),
+            0,
+        )
+        self.compute_ms: deque = deque(maxlen=_WINDOW)
+        self.periods: deque = deque(maxlen=_WINDOW)
+        self.ticks = self.on_time = 0
+        self._last_tick: float | None = None
+
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        deep = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos)
+        self.create_subscription(Float64MultiArray, topics.VIEW, self._on_view, deep)
+        self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, deep)
+        self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos)
+        self.comm_pub = self.create_publisher(Float64MultiArray, topics.COMM_OUT, deep)
+        self.move_pub = self.create_publisher(
+            Float64MultiArray, topics.DMAR_MOVE, QoSProfile(depth=10, reliability=qos.reliability)
+        )
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.marker_pub = self.create_publisher(MarkerArray, topics.POLICY_MARKERS, 1)
+        self.create_timer(self.period, self._tick)
+        self.create_timer(_positive("diagnostics_period_s", p["diagnostics_period_s"], "1 s"),
+                          self._publish_diagnostics)  # fmt: skip
+        if p["markers_hz"] > 0:
+            self.create_timer(1.0 / p["markers_hz"], self._publish_markers)
+        self.get_logger().info(
+            f"{self.name_}: DMAR agent {self.index}, {self.shape[0]} x {self.shape[1]} cells, "
+            f"k={dcfg.k}, psi={dcfg.psi}, {len(self.agent.schedule)} PS steps per iteration, "
+            f"{1.0 / self.period:g} Hz"
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        q = msg.pose.position
+        self.pose = np.array([q.x, q.y, q.z])
+        self.pose_rx = self._now()
+
+    def _on_view(self, msg: Float64MultiArray) -> None:
+        step = int(msg.layout.data_offset)
+        if step <= max(self.step, -1 if self.next_view is None else self.next_view.ps_step):
+            return  # the step's first view is the one used (robots on their centres then)
+        if not msg.data:
+            return  # own pose unknown to the world: no view
+        try:
+            rows = np.asarray(msg.data, dtype=np.float64).reshape(-1, len(topics.VIEW_FIELDS))
+            view = decode_view(rows, self.shape, step, self.index)
+        except (WireError, ValueError):
+            self.counts["bad_views"] += 1
+            return
+        self.next_view = view
+        self._timed(self._advance)
+
+    def _on_comm(self, msg: Float64MultiArray) -> None:
+        data = np.asarray(msg.data, dtype=np.float64)
+        dims = msg.layout.dim
+        row_len = dims[1].size if len(dims) == 2 and dims[1].size > 0 else data.size
+        if row_len <= topics.COMM_HEADER_LEN or data.size % row_len:
+            self.counts["bad_payloads"] += 1
+            return
+        for row in data.reshape(-1, row_len):
+            if int(row[0]) == self.index:
+                continue
+            payload = row[topics.COMM_HEADER_LEN :]
+            slot = self.agent.slot_of(payload)
+            if slot is None:
+                self.counts["bad_payloads"] += 1
+                continue
+            step, rnd, sender = slot
+            if step >= self.step:
+                self.heard.setdefault((step, rnd), set()).add(sender)
+            self.inbox.append(payload)
+        self._timed(self._advance)
+
+    # ------------------------------------------------------------------ rounds
+
+    def _timed(self, fn) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self.compute_ms.append(1e3 * (time.perf_counter() - t0))
+
+    def _advance(self) -> None:
+        """Start the next step when idle; close every round that can close now."""
+        while True:
+            if self.pending:
+                out = self.agent.poll()
+                if out is None:
+                    return
+                self.pending = False
+                self._after_round(out)
+                continue
+            if self.rnd is None:
+                if self.next_view is None:
+                    return
+                self.view, self.next_view = self.next_view, None
+                self.step, self.rnd, self.round_t0 = self.view.ps_step, 0, self._now()
+                self.control, self.backed_off = WAIT, False
+                self.heard = {k: v for k, v in self.heard.items() if k[0] >= self.step}
+            if not self._round_ready():
+                return
+            self.counts["rounds"] += 1
+            out = self.agent.round(self.view, self.rnd, self.inbox)
+            self.inbox = []
+            if out.pending:
+                self.pending = True
+                continue
+            self._after_round(out)
+
+    def _round_ready(self) -> bool:
+        """Every robot in view heard for the open round, or its timeout passed."""
+        if self.rnd == 0 and self.step % len(self.agent.schedule) == 0:
+            return True  # step 0 of an iteration reads no peer
+        heard = self.heard.get((self.step, self.rnd), set())
+        need = {
+            a
+            for a in self.view.robots
+            if a != self.index and self.misses.get(a, 0) < self.silent_after
+        }
+        missing = need - heard
+        for a in heard:
+            self.misses[a] = 0
+        if not missing:
+            return True
+        if self._now() - self.round_t0 < self.round_timeout:
+            return False
+        self.counts["rounds_timed_out"] += 1
+        self.counts["peers_missed"] += len(missing)
+        for a in missing:
+            self.misses[a] = self.misses.get(a, 0) + 1
+        return True
+
+    def _after_round(self, out: RoundOutput) -> None:
+        for payload in out.messages:
+            data = [float(self.index), self._now(), *np.asarray(payload, dtype=float).tolist()]
+            self.comm_pub.publish(Float64MultiArray(data=data))
+        if self.rnd == 0 and out.control is not None:
+            self.control = int(out.control)
+        self.rnd += 1
+        self.round_t0 = self._now()
+        if self.rnd == self.agent.rounds(self.step):
+            self.rnd = None
+            self._report_move()
+
+    def _report_move(self) -> None:
+        """``dmar/move`` of the finished step: the EM control, or WAIT (see module docs)."""
+        v = self.view
+        r, c = divmod(v.cell, self.shape[1])
+        u = self.control if self.agent.is_move_step(self.step) else WAIT
+        tr, tc = r + DR[u], c + DC[u]
+        if u != WAIT:
+            tflat = tr * self.shape[1] + tc
+            hit = np.flatnonzero(v.cells == tflat)
+            occupied = {cell for a, cell in v.robots.items() if a != self.index}
+            if not (0 <= tr < self.shape[0] and 0 <= tc < self.shape[1]) or (
+                hit.size and v.obstacle[hit[0]]
+            ):
+                self.counts["blocked_moves"] += 1
+                u, tr, tc = WAIT, r, c
+            elif self.yield_occupied and (tflat in occupied or self._contested(tr, tc)):
+                self.counts["yields"] += 1
+                u, tr, tc = WAIT, r, c
+            else:
+                self.counts["moves"] += 1
+        self.origin, self.target, self.move_t0 = (r, c), (tr, tc), self._now()
+        self._publish_move(u, tr, tc)
+
+    def _contested(self, row: int, col: int) -> bool:
+        """A robot of the view with a lower index stands next to cell (row, col): it may head
+        there too this step, and it goes first."""
+        width = self.shape[1]
+        for a, cell in self.view.robots.items():
+            ar, ac = divmod(cell, width)
+            if a < self.index and abs(ar - row) + abs(ac - col) == 1:
+                return True
+        return False
+
+    def _publish_move(self, u: int, row: int, col: int) -> None:
+        self.move_pub.publish(
+            Float64MultiArray(data=[float(self.step), float(u), float(row), float(col)])
+        )
+
+    # ------------------------------------------------------------------ tick
+
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        if self._last_tick is not None:
+            dt = t0 - self._last_tick
+            self.periods.append(dt)
+            self.ticks += 1
+            self.on_time += dt <= 1.5 * self.period
+        self._last_tick = t0
+        self._advance()  # background plan done, round timeouts
+        now = self._now()
+        if (
+            self.rnd is None
+            and self.target not in (None, self.origin)
+            and not self.backed_off
+            and now - self.move_t0 > self.stuck_timeout
+        ):
+            self.backed_off = True  # blocked (e.g. by the CBF): go back, report WAIT
+            self.counts["backoffs"] += 1
+            self.target = self.origin
+            self._publish_move(WAIT, *self.origin)
+        self._command(now)
+        self.compute_ms.append(1e3 * (time.perf_counter() - t0))
+
+    def _command(self, now: float) -> None:
+        if self.pose is None:
+            return
+        if now - self.pose_rx > self.pose_timeout:
+            self.counts["stale_pose_ticks"] += 1
+            return  # no ground to command on: silence, the world holds then lands
+        v = np.zeros(3)
+        if self.target is not None:
+            err = self.grid.centre(self.target) - self.pose[:2]
+            dist = float(np.hypot(*err))
+            if dist > self.arrive_m:
+                v[:2] = self.kp * err
+        if self.height is not None:
+            v[2] = self.kp * (self.height - self.pose[2])
+        speed = float(np.linalg.norm(v))
+        if speed > self.max_speed:
+            v *= self.max_speed / speed
+        cmd = TwistStamped()
+        cmd.header.stamp = self.get_clock().now().to_msg()
+        cmd.header.frame_id = topics.WORLD_FRAME
+        cmd.twist.linear.x, cmd.twist.linear.y, cmd.twist.linear.z = (float(x) for x in v)
+        self.cmd_pub.publish(cmd)
+
+    # ------------------------------------------------------------------ outputs
+
+    def diagnostics(self) -> dict[str, str]:
+        """The values of this node's ``/diagnostics`` status (also read by tests)."""
+        mem = self.agent.mem
+        comp = np.asarray(self.compute_ms) if self.compute_ms else np.full(1, np.nan)
+        fn = self.agent.phase(max(self.step, 0))
+        values = {
+            "phase": getattr(fn, "__name__", str(fn)),
+            "ps_step": str(self.step),
+            "round": "idle" if self.rnd is None else str(self.rnd),
+            "cluster": str(-1 if mem.cluster is None else mem.cluster),
+            "leader": str(mem.cluster is not None and mem.parent is None).lower(),
+            "explore": str(bool(mem.explore)).lower(),
+            "compute_p50_ms": f"{np.percentile(comp, 50):.3f}",
+            "compute_p99_ms": f"{np.percentile(comp, 99):.3f}",
+            "ticks": str(self.ticks),
+            "ticks_on_time": str(self.on_time),
+            "on_time_pct": f"{100.0 * self.on_time / max(self.ticks, 1):.2f}",
+            **{k: str(v) for k, v in self.counts.items()},
+            **{f"agent_{k}": str(v) for k, v in self.agent.counters.items()},
+        }
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics()
+        stale = self.pose is not None and self._now() - self.pose_rx > self.pose_timeout
+        level = DiagnosticStatus.ERROR if stale else DiagnosticStatus.OK
+        status = DiagnosticStatus(
+            level=level,
+            name=f"dmar_agent: {self.name_}",
+            message="no fresh pose: not commanding" if stale else "running",
+            hardware_id=self.name_,
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
+    def _publish_markers(self) -> None:
+        if self.pose is None or self.marker_pub.get_subscription_count() == 0:
+            return
+        mem = self.agent.mem
+        self.marker_pub.publish(
+            cluster_markers(
+                positions=self.pose[None, :],
+                cluster_ids=np.array([-1 if mem.cluster is None else mem.cluster]),
+                robot_ids=np.array([self.index]),
+                stamp=self.get_clock().now().to_msg(),
+            )
+        )
+
+    def destroy_node(self) -> None:
+        self.agent.close()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    """``dmar_node --ros-args -r __ns:=/cf1 -p robot:=cf1 -p config:=swarm.yaml``.
+
+    A bad config or parameter prints one line ``dmar_node: <problem>`` and exits with 2.
+    """
+    spin_node(DmarNode, "dmar_node", args, errors=(DmarError, SwarmConfigError))
+
+
+if __name__ == "__main__":
+    main()
