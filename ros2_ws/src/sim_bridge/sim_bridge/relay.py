@@ -29,20 +29,21 @@ import numpy as np
 def pack_bundle(messages: Sequence[Sequence[float]]) -> list[tuple[int, array]]:
     """One recipient's due messages as few flat arrays: ``[(row_len, data), ...]``.
 
-    Messages of equal length go back to back into one array (``data`` has ``k * row_len``
-    doubles, rows in the order given); a message of another length starts its own array, so a
-    recipient can always split a bundle into whole messages by ``row_len`` (carried in the
-    ``comm/in`` layout) and a malformed message never shifts the rows of well-formed ones.
+    Consecutive messages of equal length go back to back into one array (``data`` has
+    ``k * row_len`` doubles, rows in the order given); a message of another length starts a new
+    array, so a recipient can always split a bundle into whole messages by ``row_len`` (carried
+    in the ``comm/in`` layout), a malformed message never shifts the rows of well-formed ones,
+    and the bundles, read in the order returned, keep the send order (a DMAR agent's typed
+    writes arrive before the state it sends after them).
     """
-    groups: dict[int, array] = {}
+    out: list[tuple[int, array]] = []
     for msg in messages:
         row = msg if isinstance(msg, array) and msg.typecode == "d" else array("d", msg)
-        flat = groups.get(len(row))
-        if flat is None:
-            groups[len(row)] = array("d", row)
+        if out and out[-1][0] == len(row):
+            out[-1][1].extend(row)
         else:
-            flat.extend(row)
-    return list(groups.items())
+            out.append((len(row), array("d", row)))
+    return out
 
 
 @dataclass(order=True)

@@ -86,9 +86,10 @@ def test_bundles_group_the_same_copies_per_recipient():
 def test_pack_bundle_rows_and_lengths():
     rows = [[0.0, 1.0, 5.0], [2.0, 1.0, 6.0], [3.0, 1.0], array("d", [4.0, 1.0, 7.0])]
     packed = pack_bundle(rows)
-    assert packed == [
-        (3, array("d", [0.0, 1.0, 5.0, 2.0, 1.0, 6.0, 4.0, 1.0, 7.0])),
+    assert packed == [  # runs of equal length, so the bundles keep the send order
+        (3, array("d", [0.0, 1.0, 5.0, 2.0, 1.0, 6.0])),
         (2, array("d", [3.0, 1.0])),
+        (3, array("d", [4.0, 1.0, 7.0])),
     ]
     assert rows[3] == array("d", [4.0, 1.0, 7.0])  # inputs are not modified
     assert pack_bundle([]) == []
