@@ -112,7 +112,8 @@ its cell.
                        ``ps_step``), published with the views. ``routing.timing: lockstep``
                        (the default): the world is at step ``t``; it advances to ``t + 1`` (at
                        most one step per simulator tick, and only while at least one robot
-                       flies / drives) when every flying / driving robot has reported its
+                       flies / drives or takes off) when every flying / driving robot (a sim
+                       drone taking off included) has reported its
                        step-``t`` move on ``dmar/move`` and stands within ``routing.tolerance``
                        [m] (floor distance) of the target cell's centre; then ``moves_done``
                        grows by the number of those robots. ``free``: ``ps_step`` stays 0 and

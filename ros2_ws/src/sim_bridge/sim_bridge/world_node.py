@@ -373,8 +373,11 @@ class WorldNode(Node):
         return ~self.sim.external | self.ext_seen
 
     def _present(self) -> np.ndarray:
-        """``(N,)`` robots taking part in the lockstep: flying / driving, pose known."""
-        return (self.sim.mode == Mode.FLYING) & self._known()
+        """``(N,)`` robots taking part in the lockstep: flying / driving or taking off (a robot
+        climbing to its take-off height already holds the step, so the first robot up does
+        not run the steps alone while the others climb), pose known."""
+        mode = self.sim.mode
+        return ((mode == Mode.FLYING) | (mode == Mode.TAKING_OFF)) & self._known()
 
     def _publish_routing(self) -> None:
         """Views of the sim robots, ``/tasks`` and ``/swarm/ps_step`` (topics, routing)."""
