@@ -61,7 +61,7 @@ from visualization_msgs.msg import MarkerArray
 from .agent import DmarAgent, RoundOutput
 from .errors import ConfigError, DmarError
 from .mission.scenario import core_instance
-from .wire import WireError, decode_view
+from .wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
 from .world import DC, DR, WAIT
 
 _WINDOW = 2000  # samples kept for the p50 / p99 figures
@@ -124,6 +124,10 @@ class DmarNode(Node):
         self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
         _, dcfg = core_instance(cfg)
         self.agent = DmarAgent(self.index, dcfg, self.shape, bool(p["background_plan"]))
+        names = [getattr(fn, "__name__", "") for fn in self.agent.schedule]
+        self._lma0 = names.index("lma_init_step")
+        #: (iteration, cluster, parent) after every SOAC phase (-1: none), for reports
+        self.clusters: list[tuple[int, int, int]] = []
 
         # step machine: view of the step, round in progress (None: idle), messages
         self.view = None
@@ -226,7 +230,8 @@ class DmarNode(Node):
                 self.counts["bad_payloads"] += 1
                 continue
             step, rnd, sender = slot
-            if step >= self.step:
+            # a peer is heard for a round by its one STATE or DECIDE of it, sent last
+            if step >= self.step and int(payload[2]) in (KIND_STATE, KIND_DECIDE):
                 self.heard.setdefault((step, rnd), set()).add(sender)
             self.inbox.append(payload)
         self._timed(self._advance)
@@ -255,6 +260,15 @@ class DmarNode(Node):
                 self.step, self.rnd, self.round_t0 = self.view.ps_step, 0, self._now()
                 self.control, self.backed_off = WAIT, False
                 self.heard = {k: v for k, v in self.heard.items() if k[0] >= self.step}
+                if self.step % len(self.agent.schedule) == self._lma0:
+                    m = self.agent.mem
+                    self.clusters.append(
+                        (
+                            self.step // len(self.agent.schedule),
+                            -1 if m.cluster is None else m.cluster,
+                            -1 if m.parent is None else m.parent,
+                        )
+                    )
             if not self._round_ready():
                 return
             self.counts["rounds"] += 1
@@ -289,7 +303,9 @@ class DmarNode(Node):
         return True
 
     def _after_round(self, out: RoundOutput) -> None:
-        for payload in out.messages:
+        # STATE goes last: a peer closes the round on hearing it, and the relay keeps one
+        # sender's order, so the typed writes of the round have arrived by then
+        for payload in sorted(out.messages, key=lambda m: int(m[2]) == KIND_STATE):
             data = [float(self.index), self._now(), *np.asarray(payload, dtype=float).tolist()]
             self.comm_pub.publish(Float64MultiArray(data=data))
         if self.rnd == 0 and out.control is not None:

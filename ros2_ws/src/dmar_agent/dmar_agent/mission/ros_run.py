@@ -1,0 +1,281 @@
+"""One DMAR mission over real DDS, composed in one process (world, relay, services, CBF and DMAR
+nodes from :func:`sim_bridge.bringup.plan`), and what it did.
+
+Used by the demo, the benchmark and the tests. :func:`run_mission` records every robot's
+``dmar/move`` reports (a watcher node on the robots' public ``dmar/move`` topics), samples the
+world's poses for the smallest pair separation, and ends when every task is visited, when the
+world reaches ``stop_at_step``, or at ``duration`` [s] wall time. :func:`ros_trace` turns the
+reports into the core's trace layout (controls per EM movement step, clusters per iteration),
+so :func:`lockstep_equal` can compare a ROS run with :func:`dmar_agent.distributed.run_distributed`
+on the instance of :func:`dmar_agent.mission.scenario.core_instance`.
+
+Lockstep equality is defined on the DMAR protocol with the continuous-space interference off:
+``cbf=False`` (the unfiltered pass-through; the simulator lets robots share a cell as the core's
+grid world does), the node's ``yield_occupied`` off and ``stuck_timeout_s`` out of reach. With
+the CBF and the node's yield rule on, a robot that yields executes WAIT where the core moves,
+and such runs are compared on tasks visited and cost only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..world import WAIT
+
+MOVE_STEP = "em_move_step"
+
+
+def ros_env() -> None:
+    """Localhost-only DDS and, unless ``ROS_DOMAIN_ID`` is set, a random domain of our own."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if not os.environ.get("ROS_DOMAIN_ID"):
+        os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+
+
+@dataclass
+class MissionRun:
+    """What one ROS run did.
+
+    Attributes:
+        result: the runner's :class:`sim_bridge.runner.RunResult` (stop reason, wall, rtf).
+        reports: ``{ps_step: {robot index: (control, row, col)}}``, each robot's last valid
+            ``dmar/move`` report of the step.
+        move_steps: the PS steps that are EM movement steps (from the agents' schedule).
+        clusters: per robot, the node's ``(iteration, cluster, parent)`` after every SOAC.
+        ps_step: the world's PS step at the end.
+        tasks_visited, tasks_total: tasks visited by the end / in the config.
+        min_separation_m: smallest 3-D distance between two robots over the run [m].
+        safety_distance_m: Ds of the config [m].
+        node_diagnostics: robot name -> its DMAR node's diagnostics at the end.
+        cbf_fallbacks: sum of the CBF filters' fallbacks (0 without CBF).
+        sim_s: simulated time [s]; wall_s: wall time of the run [s].
+        killed: robots whose DMAR node was removed mid-run.
+    """
+
+    result: object
+    reports: dict = field(default_factory=dict)
+    move_steps: set = field(default_factory=set)
+    clusters: list = field(default_factory=list)
+    ps_step: int = 0
+    tasks_visited: int = 0
+    tasks_total: int = 0
+    min_separation_m: float = float("inf")
+    safety_distance_m: float = 0.0
+    node_diagnostics: dict = field(default_factory=dict)
+    cbf_fallbacks: int = 0
+    sim_s: float = 0.0
+    wall_s: float = 0.0
+    killed: list = field(default_factory=list)
+    tick_compute_ms: list = field(default_factory=list)
+
+    def cost(self, upto: int | None = None) -> int:
+        """Moves (non-WAIT reports) of the EM steps before ``upto`` (all when None)."""
+        return sum(
+            sum(1 for u, _, _ in self.reports.get(s, {}).values() if u != WAIT)
+            for s in self.move_steps
+            if upto is None or s < upto
+        )
+
+
+def run_mission(
+    config: str | os.PathLike,
+    *,
+    cbf: bool = True,
+    node_params: dict | None = None,
+    duration: float = 300.0,
+    stop_at_step: int | None = None,
+    stop_when_done: bool = True,
+    relay_drop_prob: float = 0.0,
+    kill: dict | None = None,
+    record: str | None = None,
+    executor: str = "auto",
+    status_every: float = 0.0,
+    out=sys.stdout,
+) -> MissionRun:
+    """Run the DMAR swarm of ``config`` composed over DDS (see the module docstring).
+
+    Args:
+        cbf: CBF filters (False: unfiltered pass-through).
+        node_params: parameters for every DMAR node (e.g. ``{"yield_occupied": False}``).
+        duration: wall-time limit [s].
+        stop_at_step: end once the world's PS step reaches this value.
+        stop_when_done: end once every task is visited.
+        relay_drop_prob: the comm relay's loss probability per delivery.
+        kill: robot name -> PS step at which its DMAR node is removed from the run (its
+            commands stop; the world holds, then lands the robot).
+        record: MCAP path, or None.
+    """
+    import rclpy  # noqa: F401  (node layer: imported only when a run is asked for)
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sim_bridge import topics
+    from sim_bridge.bringup import plan
+    from sim_bridge.config import load_config
+    from sim_bridge.ros.runner import run_composed
+    from std_msgs.msg import Float64MultiArray
+
+    ros_env()
+    path = str(Path(config).resolve())
+    cfg = load_config(path)
+    specs = plan(cfg, path, cbf=cbf, autostart=True, relay_drop_prob=relay_drop_prob)
+    if node_params:
+        specs = [
+            replace(s, parameters={**s.parameters, **node_params})
+            if s.package == "dmar_agent"
+            else s
+            for s in specs
+        ]
+    run = MissionRun(result=None, safety_distance_m=float(cfg.safety.distance))
+    run.tasks_total = len(cfg.routing.tasks)
+    kill = dict(kill or {})
+    state: dict = {"nodes": {}, "ex": None, "watch": None}
+
+    def on_ready(nodes, context, ex):
+        state["nodes"], state["ex"] = nodes, ex
+        watch = Node("dmar_watch", context=context)
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for i, name in enumerate(cfg.robot_names):
+            watch.create_subscription(
+                Float64MultiArray,
+                topics.robot_topic(name, topics.DMAR_MOVE),
+                lambda m, i=i: _on_move(i, m),
+                qos,
+            )
+        ex.add_node(watch)
+        state["watch"] = watch
+
+    def _on_move(i, msg):
+        d = list(msg.data)
+        if len(d) == 4:
+            run.reports.setdefault(int(d[0]), {})[i] = (int(d[1]), int(d[2]), int(d[3]))
+
+    def should_stop() -> bool:
+        world = state["nodes"].get("/world")
+        if world is None:
+            return False
+        sim = world.sim
+        pos = sim.pos
+        diff = pos[:, None, :] - pos[None, :, :]
+        dist = np.sqrt((diff**2).sum(-1))
+        np.fill_diagonal(dist, np.inf)
+        run.min_separation_m = min(run.min_separation_m, float(dist.min()))
+        step = world.lockstep.step
+        for name, at in list(kill.items()):
+            if step >= at:
+                node = state["nodes"].get(f"/{name}/dmar")
+                if node is not None:
+                    state["ex"].remove_node(node)
+                    node.destroy_node()
+                    state["nodes"].pop(f"/{name}/dmar")
+                run.killed.append(name)
+                del kill[name]
+        if stop_at_step is not None and step >= stop_at_step:
+            return True
+        return bool(stop_when_done and sim.task_visited.all())
+
+    t0 = time.perf_counter()
+    res = run_composed(
+        specs,
+        cfg,
+        duration=duration,
+        record=record,
+        executor=executor,
+        status_every=status_every,
+        out=out,
+        on_ready=on_ready,
+        should_stop=should_stop,
+    )
+    run.wall_s = time.perf_counter() - t0
+    run.result = res
+    _collect(run, cfg, state["nodes"])
+    if state["watch"] is not None:
+        state["watch"].destroy_node()
+    return run
+
+
+def _collect(run: MissionRun, cfg, nodes: dict) -> None:
+    """Final figures from the (now stopped) nodes of a composed run."""
+    world = nodes.get("/world")
+    if world is not None:
+        run.ps_step = int(world.lockstep.step)
+        run.tasks_visited = int(world.sim.task_visited.sum())
+        run.sim_s = float(world.sim.t)
+    schedule = None
+    run.clusters = []
+    for name in cfg.robot_names:
+        node = nodes.get(f"/{name}/dmar")
+        cbf = nodes.get(f"/{name}/cbf_filter")
+        if cbf is not None:
+            run.cbf_fallbacks += int(cbf.counts.get("fallbacks", 0))
+        if node is None:
+            run.clusters.append([])
+            continue
+        schedule = node.agent.schedule
+        run.node_diagnostics[name] = node.diagnostics()
+        run.clusters.append(list(node.clusters))
+        run.tick_compute_ms.extend(node.compute_ms)
+    if schedule is not None:
+        n = len(schedule)
+        run.move_steps = {
+            s
+            for s in range(run.ps_step + 1)
+            if getattr(schedule[s % n], "__name__", "") == MOVE_STEP
+        }
+
+
+def ros_trace(run: MissionRun, n_robots: int, upto: int) -> tuple[list, list]:
+    """(controls, clusters) in the layout of :class:`dmar_agent.distributed.Trace`.
+
+    ``controls``: one tuple per EM movement step before ``upto``, every robot's reported
+    control (-1: no report). ``clusters``: one tuple per iteration whose SOAC the nodes
+    finished, ``(cluster, parent)`` of every robot (None for -1, as in the core's memory).
+    """
+    controls = [
+        tuple(run.reports.get(s, {}).get(i, (-1, 0, 0))[0] for i in range(n_robots))
+        for s in sorted(run.move_steps)
+        if s < upto
+    ]
+    per_it: dict = {}
+    for i, log in enumerate(run.clusters):
+        for it, c, p in log:
+            per_it.setdefault(it, {})[i] = (None if c < 0 else c, None if p < 0 else p)
+    clusters = [
+        tuple(per_it[it].get(i, (None, None)) for i in range(n_robots)) for it in sorted(per_it)
+    ]
+    return controls, clusters
+
+
+def lockstep_equal(run: MissionRun, core_res, core_trace, n_robots: int) -> dict:
+    """Compare a lockstep ROS run with the core's run on the same instance.
+
+    Returns ``{"equal", "controls_equal", "clusters_equal", "cost_equal", "ros_cost",
+    "core_cost", "steps_compared"}``; ``equal`` needs the ROS run to have reached the core's
+    last PS step.
+    """
+    upto = int(core_res.ps_steps)
+    controls, clusters = ros_trace(run, n_robots, upto)
+    ctrl_eq = controls == [tuple(c) for c in core_trace.controls]
+    n_it = min(len(clusters), len(core_trace.clusters))
+    clus_eq = n_it == len(core_trace.clusters) and clusters[:n_it] == [
+        tuple(c) for c in core_trace.clusters[:n_it]
+    ]
+    ros_cost = run.cost(upto)
+    reached = run.ps_step >= upto
+    return {
+        "equal": bool(reached and ctrl_eq and clus_eq and ros_cost == core_res.cost),
+        "reached": bool(reached),
+        "controls_equal": bool(ctrl_eq),
+        "clusters_equal": bool(clus_eq),
+        "cost_equal": ros_cost == core_res.cost,
+        "ros_cost": ros_cost,
+        "core_cost": int(core_res.cost),
+        "steps_compared": upto,
+    }
