@@ -1,0 +1,87 @@
+"""Routing swarm configs made on the fly (tests and benchmarks): a square arena, a grid of
+20 cm cells centred in it, robots on every other cell of the bottom rows, random connected
+obstacles and random tasks drawn from the seed (core: writes YAML, no rclpy)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+
+def routing_config(
+    path: str | os.PathLike,
+    *,
+    seed: int,
+    rows: int = 5,
+    cols: int = 5,
+    robots: int = 3,
+    tasks: int = 3,
+    k: int = 2,
+    psi: int = 1,
+    ground: int = 0,
+    obstacle_fraction: float = 0.1,
+    cell: float = 0.2,
+) -> Path:
+    """Write a routing swarm file to ``path`` and return it.
+
+    Args:
+        seed: the config's seed (draws obstacles and tasks).
+        rows, cols: grid size [cells]; the arena is the grid plus one cell on every side.
+        robots: robots, placed on every other cell of rows 0, 2, 4, ... (ascending index).
+        tasks: random tasks.
+        k, psi: DMAR's sensing radius [cells] and size parameter.
+        ground: the last ``ground`` robots are ground robots, the others Crazyflies.
+        obstacle_fraction: share of obstacle cells (the paper's random connected map).
+        cell: cell size [m].
+    """
+    slots = [(r, c) for r in range(0, rows, 2) for c in range(0, cols, 2)]
+    if robots > len(slots):
+        raise ValueError(f"{robots} robots do not fit on every other cell of {rows} x {cols}")
+    ox, oy = -(cols - 1) * cell / 2.0, -(rows - 1) * cell / 2.0
+    team = []
+    for i, (r, c) in enumerate(slots[:robots]):
+        kind = "rover" if i >= robots - ground else "cf"
+        name = f"gr{i + 1}" if kind == "rover" else f"cf{i + 1}"
+        team.append({"name": name, "type": kind, "pose": [ox + c * cell, oy + r * cell, 0.0, 0.0]})
+    half_x, half_y = (cols + 1) * cell / 2.0, (rows + 1) * cell / 2.0
+    doc = {
+        "fileversion": 1,
+        "seed": int(seed),
+        "arena": {"x": [-half_x, half_x], "y": [-half_y, half_y], "z": [0.0, 1.0]},
+        "rates": {"control_hz": 20, "sim_hz": 100, "clock_hz": 50, "markers_hz": 5},
+        "safety": {"distance": 0.12, "gamma": 100.0, "class_k": "cubic"},
+        "robot_types": {
+            "cf": {
+                "kind": "crazyflie",
+                "backend": "sim",
+                "radius": 0.05,
+                "max_speed": 0.3,
+                "takeoff_height": 0.4,
+            },
+            "rover": {
+                "kind": "ground",
+                "backend": "sim",
+                "radius": 0.05,
+                "max_speed": 0.3,
+                "max_yaw_rate": 3.0,
+            },
+        },
+        "robots": team,
+        "routing": {
+            "cell_size": cell,
+            "origin": [ox, oy],
+            "rows": rows,
+            "cols": cols,
+            "random_obstacles": {"fraction": obstacle_fraction},
+            "tasks": {"random": {"count": tasks}},
+            "k": k,
+            "psi": psi,
+            "timing": "lockstep",
+            "tolerance": 0.05,
+        },
+    }
+    out = Path(path)
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out

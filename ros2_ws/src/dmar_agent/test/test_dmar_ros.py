@@ -1,0 +1,225 @@
+"""DMAR over real DDS: the whole chain (world, relay, services, CBF, one DMAR node per robot)
+composed in one process through sim_bridge's bringup (``mission.ros_run.run_mission``).
+
+* the whole chain on a 5 x 5 arena visits every task, robots never closer than Ds;
+* lockstep equality: with the continuous-space interference off (no CBF, no yield rule) the
+  ROS run's clusters, per-step controls and cost equal :func:`run_distributed` (and so
+  ``run_dmar``) on the same instance, on three instances;
+* locality: the live graph shows every DMAR node subscribing to its own robot's topics and the
+  swarm-wide ones only; a node's messages and move are unchanged by a message of a robot
+  outside its view;
+* real timing: a robot whose node is killed mid-run and a lossy relay still end with every
+  task visited (the protocol reads silent peers as blank memories, rounds close on timeout);
+* bad parameters end the node with one line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from dmar_agent.distributed import run_distributed
+from dmar_agent.errors import ConfigError
+from dmar_agent.executor import Memory
+from dmar_agent.mission.configs import routing_config
+from dmar_agent.mission.ros_run import lockstep_equal, run_mission
+from dmar_agent.mission.scenario import core_instance
+from dmar_agent.node import DmarNode
+from dmar_agent.wire import StateMsg, decode, encode
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sim_bridge import topics
+from sim_bridge.config import load_config
+from sim_bridge.ros.routing_msgs import view_msg
+from std_msgs.msg import Float64MultiArray
+
+pytestmark = pytest.mark.ros
+
+#: the continuous-space interference off: lockstep equality is defined on these runs
+EQUALITY = {"yield_occupied": False, "stuck_timeout_s": 1e6}
+
+
+def test_whole_chain_with_cbf_visits_every_task_and_keeps_ds(tmp_path):
+    cfg = routing_config(tmp_path / "swarm.yaml", seed=2)
+    run = run_mission(cfg, duration=240.0)
+    assert run.result.stop_reason == "should_stop", run.result.errors
+    assert run.tasks_visited == run.tasks_total == 3
+    assert run.min_separation_m >= run.safety_distance_m
+    assert run.cbf_fallbacks == 0
+    diag = run.node_diagnostics["cf1"]
+    assert {"phase", "cluster", "leader", "ps_step", "compute_p99_ms"} <= set(diag)
+    assert int(diag["backoffs"]) == 0
+
+
+@pytest.mark.parametrize("seed", [2, 3, 5])
+def test_lockstep_ros_run_equals_the_core_simulator(tmp_path, seed):
+    path = routing_config(tmp_path / "swarm.yaml", seed=seed)
+    inst, dcfg = core_instance(load_config(path))
+    core, trace = run_distributed(inst, dcfg)
+    run = run_mission(
+        path,
+        cbf=False,
+        node_params=EQUALITY,
+        stop_at_step=core.ps_steps,
+        stop_when_done=False,
+        duration=240.0,
+    )
+    cmp = lockstep_equal(run, core, trace, len(inst.agents))
+    assert cmp["equal"], cmp
+    assert run.tasks_visited == run.tasks_total
+
+
+@pytest.mark.slow
+def test_a_robot_dropped_mid_run_and_lost_messages_still_visit_every_task(tmp_path):
+    path = routing_config(tmp_path / "swarm.yaml", seed=3)
+    run = run_mission(
+        path,
+        duration=300.0,
+        kill={"cf2": 20},
+        relay_drop_prob=0.1,
+        node_params={"round_timeout_s": 0.3},
+    )
+    assert run.killed == ["cf2"]
+    assert run.result.stop_reason == "should_stop", (run.tasks_visited, run.result.errors)
+    assert run.tasks_visited == run.tasks_total
+    missed = sum(int(d["peers_missed"]) for d in run.node_diagnostics.values())
+    assert missed > 0  # rounds closed on timeout for the silent robot and the lost messages
+    assert "cf2" not in run.node_diagnostics
+
+
+# ----------------------------------------------------------------------------- locality
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _spin(ex, until, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not until() and time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.02)
+    return until()
+
+
+def test_dmar_nodes_subscribe_only_to_their_own_robot_and_swarm_topics(tmp_path, context):
+    path = str(routing_config(tmp_path / "swarm.yaml", seed=2))
+    names = load_config(path).robot_names
+    nodes = [
+        DmarNode(
+            "dmar",
+            namespace=f"/{r}",
+            context=context,
+            parameter_overrides=[Parameter("config", value=path), Parameter("robot", value=r)],
+        )
+        for r in names
+    ]
+    probe = Node("probe", context=context)
+    ex = SingleThreadedExecutor(context=context)
+    for n in [*nodes, probe]:
+        ex.add_node(n)
+    try:
+        subs = {}
+
+        def seen():
+            for r in names:
+                got = probe.get_subscriber_names_and_types_by_node("dmar", f"/{r}")
+                subs[r] = sorted(t for t, _ in got)
+            return all(len(v) >= 3 for v in subs.values())
+
+        assert _spin(ex, seen)
+        for r, got in subs.items():
+            own = [t for t in got if t.startswith(f"/{r}/")]
+            assert sorted(own) == sorted(
+                topics.robot_topic(r, t) for t in (topics.POSE, topics.VIEW, topics.COMM_IN)
+            )
+            others = [t for t in got if t not in own and not t.startswith("/parameter_events")]
+            assert others == [], f"{r} subscribes to {others}"
+    finally:
+        ex.shutdown()
+        for n in [*nodes, probe]:
+            n.destroy_node()
+
+
+def _outputs(path: str, context, foreign: bool) -> list:
+    """What cf1's node sends for PS step 1 when it stands alone in its view, with or without
+    a message of robot 2 (outside the view) delivered first."""
+    node = DmarNode(
+        "dmar",
+        namespace="/cf1",
+        context=context,
+        parameter_overrides=[Parameter("config", value=path), Parameter("robot", value="cf1")],
+    )
+    io = Node("io", context=context)
+    got: list = []
+    io.create_subscription(
+        Float64MultiArray, "/cf1/comm/out", lambda m: got.append(("comm", list(m.data[2:]))), 10
+    )
+    io.create_subscription(
+        Float64MultiArray, "/cf1/dmar/move", lambda m: got.append(("move", list(m.data))), 10
+    )
+    comm = io.create_publisher(Float64MultiArray, "/cf1/comm/in", 10)
+    view = io.create_publisher(Float64MultiArray, "/cf1/view", 10)
+    ex = SingleThreadedExecutor(context=context)
+    ex.add_node(node)
+    ex.add_node(io)
+    try:
+        assert _spin(ex, lambda: view.get_subscription_count() and comm.get_subscription_count())
+        if foreign:
+            mem = Memory(2, sees_task=True, cluster=2, depth=0)
+            payload = encode(StateMsg(2, 0, 0, mem))
+            comm.publish(Float64MultiArray(data=[2.0, 1.0, *payload.tolist()]))
+            assert _spin(ex, lambda: node.counts["bad_payloads"] == 0 and len(node.inbox) == 1)
+        table = np.array([[0, 0, 0, 0, 0], [0, 1, 0, 1, -1], [1, 0, 0, 0, -1]], dtype=float)
+        view.publish(view_msg(table, 1))
+        assert _spin(ex, lambda: any(k == "move" for k, _ in got))
+        return [(k, decode(d) if k == "comm" else d) for k, d in got]
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        io.destroy_node()
+
+
+def test_a_message_from_outside_the_view_changes_nothing(tmp_path, context):
+    path = str(routing_config(tmp_path / "swarm.yaml", seed=2, robots=3))
+    plain = _outputs(path, context, foreign=False)
+    noisy = _outputs(path, context, foreign=True)
+    assert plain == noisy
+    assert plain[-1] == ("move", [1.0, 4.0, 0.0, 0.0])  # step 1: WAIT in its own cell
+
+
+def test_bad_parameters_give_one_line(tmp_path, context):
+    path = str(routing_config(tmp_path / "swarm.yaml", seed=2))
+    with pytest.raises(ConfigError, match="round_timeout_s"):
+        DmarNode(
+            "dmar",
+            context=context,
+            parameter_overrides=[
+                Parameter("config", value=path),
+                Parameter("robot", value="cf1"),
+                Parameter("round_timeout_s", value=-1.0),
+            ],
+        )
+    with pytest.raises(ConfigError, match="not in"):
+        DmarNode(
+            "dmar",
+            context=context,
+            parameter_overrides=[Parameter("config", value=path), Parameter("robot", value="x")],
+        )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmar_agent.node", "--ros-args", "-p", f"config:={path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["dmar_node: parameter robot is empty; pass -p robot:=<name in the config>"]
