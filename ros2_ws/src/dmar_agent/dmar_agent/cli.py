@@ -1,4 +1,5 @@
-"""``dmar`` command: ``dmar run`` (one instance), ``dmar sweep`` (Ray), ``dmar figures``."""
+"""``dmar`` command: ``dmar run`` (one instance), ``dmar sweep`` (Ray), ``dmar figures``,
+``dmar fig2i``, ``dmar demo`` (the swarm over ROS 2, :mod:`dmar_agent.mission.demo`)."""
 
 from __future__ import annotations
 
@@ -170,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     from . import fig2i
 
     fig2i.add_arguments(sub.add_parser("fig2i", help="Fig. 2(i): continuous space, DMAR vs BP"))
+    from .mission import demo
+
+    demo.add_arguments(
+        sub.add_parser("demo", help="the DMAR swarm over ROS 2: report, MCAP and GIF")
+    )
     return p
 
 
@@ -209,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         print(f"{r['algo']} stopped (done False): {why}, {r['tasks_left']} "
                               "tasks left")  # fmt: skip
+        elif args.cmd == "demo":
+            from .mission.demo import main as demo_main
+
+            return demo_main(args)
         elif args.cmd == "fig2i":
             from .fig2i import main as fig2i_main
 

@@ -53,6 +53,7 @@ class MissionRun:
         ps_step: the world's PS step at the end.
         tasks_visited, tasks_total: tasks visited by the end / in the config.
         min_separation_m: smallest 3-D distance between two robots over the run [m].
+        path_m: floor distance the robots travelled, all together [m] (sampled poses).
         safety_distance_m: Ds of the config [m].
         node_diagnostics: robot name -> its DMAR node's diagnostics at the end.
         cbf_fallbacks: sum of the CBF filters' fallbacks (0 without CBF).
@@ -68,6 +69,7 @@ class MissionRun:
     tasks_visited: int = 0
     tasks_total: int = 0
     min_separation_m: float = float("inf")
+    path_m: float = 0.0
     safety_distance_m: float = 0.0
     node_diagnostics: dict = field(default_factory=dict)
     cbf_fallbacks: int = 0
@@ -136,7 +138,7 @@ def run_mission(
     run = MissionRun(result=None, safety_distance_m=float(cfg.safety.distance))
     run.tasks_total = len(cfg.routing.tasks)
     kill = dict(kill or {})
-    state: dict = {"nodes": {}, "ex": None, "watch": None}
+    state: dict = {"nodes": {}, "ex": None, "watch": None, "last": None}
 
     def on_ready(nodes, context, ex):
         state["nodes"], state["ex"] = nodes, ex
@@ -167,6 +169,9 @@ def run_mission(
         dist = np.sqrt((diff**2).sum(-1))
         np.fill_diagonal(dist, np.inf)
         run.min_separation_m = min(run.min_separation_m, float(dist.min()))
+        if state["last"] is not None:
+            run.path_m += float(np.linalg.norm(pos[:, :2] - state["last"], axis=1).sum())
+        state["last"] = pos[:, :2].copy()
         step = world.lockstep.step
         for name, at in list(kill.items()):
             if step >= at:
