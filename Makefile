@@ -11,7 +11,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test install-check demo bench lint format clean
+.PHONY: venv test install-check demo demo-dmar bench lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(foreach p,$(PKGS),ros2_ws/src/$(p)/setup.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ install-check: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m lgtc_policy.demo --config launch/demo.yaml --out runs/demo $(DEMO_ARGS)
+
+# the DMAR routing demo (launch/dmar.yaml); DMAR_ARGS="--seed 3 --config launch/dmar_mixed.yaml"
+demo-dmar: $(STAMP)
+	$(BIN)/dmar demo --config launch/dmar.yaml --out runs/dmar $(DMAR_ARGS)
 
 bench: $(STAMP)
 	@mkdir -p runs/bench
