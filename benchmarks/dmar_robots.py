@@ -13,7 +13,26 @@ Measures, with the core message simulator (``dmar_agent.distributed``, no ROS):
   (from the lockstep runs), i.e. what the leader's loop would stall for without the worker.
   Per setting: the same keys with ``_9x9``, ``_20x20_psi2``, ``_20x20_psi3``.
 
-Usage: python benchmarks/dmar_robots.py [--quick] [--json FILE]
+Over ROS 2 (real DDS, everything composed in one process through the bringup,
+``dmar_agent.mission.ros_run``), the issue's goals:
+
+* ``lockstep_equal_pct``: share of seeded 5 x 5 instances (3 drones, psi = 1, k = 2; seeds
+  0..9, ``--quick``: 0..2) on which the ROS run with the continuous-space interference off (no
+  CBF, no yield rule) gives the core simulator's clusters, per-step controls and cost
+  (``run_distributed``, equal to ``run_dmar``). The core-only figures above keep the prefix
+  ``core_``.
+* ``tasks_visited_pct`` / ``min_separation_margin_m`` (smallest pair distance minus Ds, worst
+  run): runs of launch/dmar.yaml and launch/dmar_mixed.yaml with the CBF, seeds 0..9 each
+  (``--quick``: one 5 x 5 run of each team instead, ``mission_runs_config`` says which);
+  ``ticks_on_time_pct_n7`` and ``tick_compute_p99_ms`` (the DMAR nodes' 20 Hz timer and the
+  longest callback of a node, p99 over every node of the dmar.yaml runs; ``--quick``: of the
+  5 x 5 runs, keys ``ticks_on_time_pct`` / ``tick_compute_p99_ms``).
+* ``rtf_n20``: the world's real-time factor with 20 robots on a 4 m x 4 m arena of 20 x 20
+  cells (psi = 2, k = 2, 10 tasks) over ``rtf_window_s`` of wall time (60 s, ``--quick`` 20 s).
+
+``--no-ros`` runs the core part only.
+
+Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,12 +40,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from dmar_agent.distributed import reference_trace, run_distributed
 from dmar_agent.protocols import DmarConfig
 from dmar_agent.world import make_instance
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
+REPO = Path(__file__).resolve().parents[1]
+EQUALITY = {"yield_occupied": False, "stuck_timeout_s": 1e6}
 
 SETTINGS = {
     "9x9": (9, 7, 2, (1, 2, 3, 4, 16)),
@@ -63,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer instances (< 1 minute)")
     ap.add_argument("--json", default=None, help="write a flat JSON with the results")
+    ap.add_argument("--no-ros", action="store_true", help="core message simulator only")
     args = ap.parse_args()
     seeds = 1 if args.quick else 4
     out: dict[str, float] = {"load_avg_1min": os.getloadavg()[0]}
@@ -103,10 +131,10 @@ def main() -> None:
                 out[f"plan_round_sync_max_ms_{name}"],
             )
         )
-    out["lockstep_instances"] = n_cases
-    out["lockstep_equal_pct"] = 100.0 * n_equal / n_cases
-    out["tick_compute_p99_ms"] = _pct(all_ticks, 99)
-    out["tick_compute_max_ms"] = _pct(all_ticks, 100)
+    out["core_lockstep_instances"] = n_cases
+    out["core_lockstep_equal_pct"] = 100.0 * n_equal / n_cases
+    out["core_tick_compute_p99_ms"] = _pct(all_ticks, 99)
+    out["core_tick_compute_max_ms"] = _pct(all_ticks, 100)
     out["plan_round_sync_p99_ms"] = _pct(all_plan, 99)
     out["plan_round_sync_max_ms"] = _pct(all_plan, 100)
     out["bench_wall_s"] = time.perf_counter() - t_start
@@ -117,13 +145,121 @@ def main() -> None:
         print("{:12s} {:5d} {:8.1f} {:9.3f} {:9.3f} {:9.2f} {:10.2f} {:8.2f}".format(*r))
     print("ticks [ms]: one DmarAgent.round, background planning; * planning round inline [ms]")
     print(
-        f"lockstep_equal_pct {out['lockstep_equal_pct']:.1f} on {n_cases} instances (goal 100); "
-        f"tick_compute_p99_ms {out['tick_compute_p99_ms']:.3f} (goal <= 25); "
+        f"core: lockstep_equal_pct {out['core_lockstep_equal_pct']:.1f} on {n_cases} instances; "
+        f"tick_compute_p99_ms {out['core_tick_compute_p99_ms']:.3f}; "
         f"load {out['load_avg_1min']:.1f}; {out['bench_wall_s']:.0f} s"
     )
+    if not args.no_ros:
+        out.update(ros_part(args.quick))
+        out["bench_wall_s"] = time.perf_counter() - t_start
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- over ROS 2
+
+
+def _ros_lockstep(seeds: range, tmp: Path) -> dict:
+    from dmar_agent.mission.configs import routing_config
+    from dmar_agent.mission.ros_run import lockstep_equal, run_mission
+    from dmar_agent.mission.scenario import core_instance
+    from sim_bridge.config import load_config
+
+    equal = 0
+    for seed in seeds:
+        path = routing_config(tmp / f"eq{seed}.yaml", seed=seed)
+        inst, dcfg = core_instance(load_config(path))
+        core, trace = run_distributed(inst, dcfg)
+        run = run_mission(path, cbf=False, node_params=EQUALITY, stop_at_step=core.ps_steps,
+                          stop_when_done=False, duration=300.0)  # fmt: skip
+        cmp = lockstep_equal(run, core, trace, len(inst.agents))
+        equal += cmp["equal"]
+        print(f"  lockstep seed {seed}: {cmp}", flush=True)
+    return {"lockstep_equal_pct": 100.0 * equal / len(seeds), "lockstep_ros_instances": len(seeds)}
+
+
+def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
+    """Runs of the given (config, seed) pairs with the CBF; returns figures and the runs."""
+    import yaml
+    from dmar_agent.mission.ros_run import run_mission
+
+    runs = []
+    for config, seed in configs:
+        doc = yaml.safe_load(Path(config).read_text())
+        doc["seed"] = seed
+        path = tmp / f"{Path(config).stem}_{seed}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        run = run_mission(path, duration=300.0)
+        runs.append(run)
+        print(f"  {Path(config).name} seed {seed}: {run.tasks_visited}/{run.tasks_total} tasks, "
+              f"min sep {run.min_separation_m:.3f} m, {run.ps_step} steps, "
+              f"{run.wall_s:.0f} s", flush=True)  # fmt: skip
+    visited = sum(r.tasks_visited for r in runs)
+    total = sum(r.tasks_total for r in runs)
+    return {
+        "tasks_visited_pct": 100.0 * visited / max(total, 1),
+        "tasks_all_visited_runs": sum(r.tasks_visited == r.tasks_total for r in runs),
+        "mission_runs": len(runs),
+        "min_separation_margin_m": min(r.min_separation_m - r.safety_distance_m for r in runs),
+        "cbf_fallbacks": sum(r.cbf_fallbacks for r in runs),
+    }, runs
+
+
+def _node_timing(runs: list) -> tuple[float, float]:
+    ticks = sum(int(d["ticks"]) for r in runs for d in r.node_diagnostics.values())
+    on = sum(int(d["ticks_on_time"]) for r in runs for d in r.node_diagnostics.values())
+    comp = [x for r in runs for x in r.tick_compute_ms]
+    return 100.0 * on / max(ticks, 1), float(np.percentile(comp, 99)) if comp else float("nan")
+
+
+def _rtf_n20(window: float, tmp: Path) -> float:
+    from dmar_agent.mission.configs import routing_config
+    from dmar_agent.mission.ros_run import run_mission
+
+    path = routing_config(tmp / "n20.yaml", seed=0, rows=20, cols=20, robots=20, tasks=10,
+                          psi=2)  # fmt: skip
+    run = run_mission(path, duration=window, stop_when_done=False)
+    print(f"  20 x 20, 20 robots: rtf {run.result.rtf:.3f}, {run.ps_step} PS steps in "
+          f"{run.wall_s:.0f} s", flush=True)  # fmt: skip
+    return float(run.result.rtf)
+
+
+def ros_part(quick: bool) -> dict:
+    """The issue's goals over ROS 2 (module docstring)."""
+    from dmar_agent.mission.configs import routing_config
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="dmar_bench_") as d:
+        tmp = Path(d)
+        out.update(_ros_lockstep(range(3 if quick else 10), tmp))
+        if quick:
+            configs = [
+                (routing_config(tmp / "q_cf.yaml", seed=2), 2),
+                (routing_config(tmp / "q_mixed.yaml", seed=3, ground=1), 3),
+            ]
+            out["mission_runs_config"] = "5x5 quick (3 robots; mixed: 2 drones + 1 ground)"
+        else:
+            configs = [(REPO / "launch" / f, s) for f in ("dmar.yaml", "dmar_mixed.yaml")
+                       for s in range(10)]  # fmt: skip
+            out["mission_runs_config"] = "launch/dmar.yaml + launch/dmar_mixed.yaml, seeds 0..9"
+        figures, runs = _missions(configs, tmp)
+        out.update(figures)
+        on_time, p99 = _node_timing(runs if quick else runs[:10])
+        out["ticks_on_time_pct" if quick else "ticks_on_time_pct_n7"] = on_time
+        out["tick_compute_p99_ms"] = p99
+        out["rtf_window_s"] = 20.0 if quick else 60.0
+        out["rtf_n20"] = _rtf_n20(out["rtf_window_s"], tmp)
+    print(
+        f"ROS: lockstep_equal_pct {out['lockstep_equal_pct']:.1f} on "
+        f"{out['lockstep_ros_instances']} instances (goal 100); tasks_visited_pct "
+        f"{out['tasks_visited_pct']:.1f} (goal 100); min_separation_margin_m "
+        f"{out['min_separation_margin_m']:.3f} (goal >= 0); ticks on time {on_time:.2f} % "
+        f"(goal >= 99); tick_compute_p99_ms {p99:.2f} (goal <= 25); rtf_n20 "
+        f"{out['rtf_n20']:.3f} (goal >= 1)",
+        flush=True,
+    )
+    return out
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``dmar demo`` over real DDS on a 5 x 5 arena: it visits every task and writes its report,
+"""``dmar demo`` over real DDS on a 5 x 5 arena (3 drones): it visits every task and writes its report,
 MCAP and GIF; bad flags and configs give one line and status 2."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ LGTC_DEMO = str(Path(__file__).resolve().parents[4] / "launch" / "demo.yaml")
 
 
 @pytest.mark.slow
-def test_demo_writes_report_mcap_and_gif(tmp_path, capsys):
-    cfg = routing_config(tmp_path / "swarm.yaml", seed=2, robots=3, ground=1)
+def test_demo_writes_report_mcap_and_gif(tmp_path, capfd):
+    cfg = routing_config(tmp_path / "swarm.yaml", seed=2, robots=3)
     out = tmp_path / "run"
     code = main(["demo", "--config", str(cfg), "--out", str(out), "--duration", "120",
                  "--status-every", "0"])  # fmt: skip
@@ -32,7 +32,7 @@ def test_demo_writes_report_mcap_and_gif(tmp_path, capsys):
     assert (out / "swarm.gif").read_bytes()[:4] == b"GIF8"
     text = (out / "report.md").read_text()
     assert "| tasks visited | 3/3 |" in text
-    assert text in capsys.readouterr().out
+    assert text in capfd.readouterr().out
 
 
 def test_demo_bad_input_is_one_line(tmp_path, capsys):

@@ -28,7 +28,8 @@ def routing_config(
 
     Args:
         seed: the config's seed (draws obstacles and tasks).
-        rows, cols: grid size [cells]; the arena is the grid plus one cell on every side.
+        rows, cols: grid size [cells]; the arena is the grid plus one cell on every side (two
+            with ground robots).
         robots: robots, placed on every other cell of rows 0, 2, 4, ... (ascending index).
         tasks: random tasks.
         k, psi: DMAR's sensing radius [cells] and size parameter.
@@ -45,7 +46,10 @@ def routing_config(
         kind = "rover" if i >= robots - ground else "cf"
         name = f"gr{i + 1}" if kind == "rover" else f"cf{i + 1}"
         team.append({"name": name, "type": kind, "pose": [ox + c * cell, oy + r * cell, 0.0, 0.0]})
-    half_x, half_y = (cols + 1) * cell / 2.0, (rows + 1) * cell / 2.0
+    # ground robots steer a projection point 0.1 m ahead, which the CBF keeps off the walls:
+    # give them two cells of room around the grid, drones one
+    margin = 2 if ground else 1
+    half_x, half_y = (cols - 1 + 2 * margin) * cell / 2.0, (rows - 1 + 2 * margin) * cell / 2.0
     doc = {
         "fileversion": 1,
         "seed": int(seed),

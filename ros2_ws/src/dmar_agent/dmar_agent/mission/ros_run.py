@@ -98,7 +98,7 @@ def run_mission(
     relay_drop_prob: float = 0.0,
     kill: dict | None = None,
     record: str | None = None,
-    executor: str = "auto",
+    executor: str = "events",
     status_every: float = 0.0,
     out=sys.stdout,
 ) -> MissionRun:
@@ -114,6 +114,8 @@ def run_mission(
         kill: robot name -> PS step at which its DMAR node is removed from the run (its
             commands stop; the world holds, then lands the robot).
         record: MCAP path, or None.
+        executor: the composed run's executor (``events``: rclpy's EventsExecutor, which keeps
+            20 robots at real time on 2 loaded cores where the multi-threaded one does not).
     """
     import rclpy  # noqa: F401  (node layer: imported only when a run is asked for)
     from rclpy.node import Node
