@@ -30,9 +30,9 @@ Over ROS 2 (real DDS, everything composed in one process through the bringup,
 * ``rtf_n20``: the world's real-time factor with 20 robots on a 4 m x 4 m arena of 20 x 20
   cells (psi = 2, k = 2, 10 tasks) over ``rtf_window_s`` of wall time (60 s, ``--quick`` 20 s).
 
-``--no-ros`` runs the core part only.
+``--no-ros`` runs the core part only; ``--seeds N`` sets the seeds of the full ROS part (10).
 
-Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--json FILE]
+Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--seeds N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer instances (< 1 minute)")
     ap.add_argument("--json", default=None, help="write a flat JSON with the results")
     ap.add_argument("--no-ros", action="store_true", help="core message simulator only")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds per team and lockstep (full)")
     args = ap.parse_args()
     seeds = 1 if args.quick else 4
     out: dict[str, float] = {"load_avg_1min": os.getloadavg()[0]}
@@ -150,7 +151,7 @@ def main() -> None:
         f"load {out['load_avg_1min']:.1f}; {out['bench_wall_s']:.0f} s"
     )
     if not args.no_ros:
-        out.update(ros_part(args.quick))
+        out.update(ros_part(args.quick, args.seeds))
         out["bench_wall_s"] = time.perf_counter() - t_start
     if args.json:
         with open(args.json, "w") as fh:
@@ -225,14 +226,14 @@ def _rtf_n20(window: float, tmp: Path) -> float:
     return float(run.result.rtf)
 
 
-def ros_part(quick: bool) -> dict:
+def ros_part(quick: bool, seeds: int = 10) -> dict:
     """The issue's goals over ROS 2 (module docstring)."""
     from dmar_agent.mission.configs import routing_config
 
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="dmar_bench_") as d:
         tmp = Path(d)
-        out.update(_ros_lockstep(range(3 if quick else 10), tmp))
+        out.update(_ros_lockstep(range(3 if quick else seeds), tmp))
         if quick:
             configs = [
                 (routing_config(tmp / "q_cf.yaml", seed=2), 2),
@@ -241,11 +242,13 @@ def ros_part(quick: bool) -> dict:
             out["mission_runs_config"] = "5x5 quick (3 robots; mixed: 2 drones + 1 ground)"
         else:
             configs = [(REPO / "launch" / f, s) for f in ("dmar.yaml", "dmar_mixed.yaml")
-                       for s in range(10)]  # fmt: skip
-            out["mission_runs_config"] = "launch/dmar.yaml + launch/dmar_mixed.yaml, seeds 0..9"
+                       for s in range(seeds)]  # fmt: skip
+            out["mission_runs_config"] = (
+                f"launch/dmar.yaml + launch/dmar_mixed.yaml, seeds 0..{seeds - 1}"
+            )
         figures, runs = _missions(configs, tmp)
         out.update(figures)
-        on_time, p99 = _node_timing(runs if quick else runs[:10])
+        on_time, p99 = _node_timing(runs if quick else runs[:seeds])
         out["ticks_on_time_pct" if quick else "ticks_on_time_pct_n7"] = on_time
         out["tick_compute_p99_ms"] = p99
         out["rtf_window_s"] = 20.0 if quick else 60.0
