@@ -27,8 +27,9 @@ the core's world); with ``yield_occupied`` a control becomes WAIT when its cell 
 robot of the view or a robot of the view with a lower index stands next to it (it may claim
 the cell too, and goes first), so no two robots head for one cell or swap cells and their
 straight paths between cell centres stay at least ``cell_size / sqrt(2)`` apart (this needs
-``k >= 2`` to see every contender); and a robot that has not arrived ``stuck_timeout_s`` after
-its report re-reports WAIT back to its own cell (``backoffs``). The CBF keeps robots apart.
+``k >= 2`` to see every contender); a ground robot, and any robot next to one, also waits when
+another robot stands in the 8 cells around the target; and a robot that has not arrived
+``stuck_timeout_s`` after its report re-reports WAIT back to its own cell (``backoffs``).
 
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
 (else nothing, so the filter goes silent and the world holds then lands the robot).
@@ -122,6 +123,8 @@ class DmarNode(Node):
         self.shape = (self.grid.rows, self.grid.cols)
         self.max_speed = float(rob.max_speed)
         self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
+        #: robot index -> ground robot (the CBF keeps its projection point Ds + 2 l from others)
+        self.ground = [r.kind == "ground" for r in cfg.robots]
         _, dcfg = core_instance(cfg)
         self.agent = DmarAgent(self.index, dcfg, self.shape, bool(p["background_plan"]))
         names = [getattr(fn, "__name__", "") for fn in self.agent.schedule]
@@ -341,11 +344,18 @@ class DmarNode(Node):
 
     def _contested(self, row: int, col: int) -> bool:
         """A robot of the view with a lower index stands next to cell (row, col): it may head
-        there too this step, and it goes first."""
+        there too this step, and it goes first. With a ground robot on either side, any other
+        robot in the 8 cells around (row, col) counts too (the CBF keeps a ground robot's
+        projection point Ds + 2 l = 0.32 m from others, more than a cell)."""
         width = self.shape[1]
         for a, cell in self.view.robots.items():
+            if a == self.index:
+                continue
             ar, ac = divmod(cell, width)
             if a < self.index and abs(ar - row) + abs(ac - col) == 1:
+                return True
+            near = max(abs(ar - row), abs(ac - col)) <= 1
+            if near and (self.ground[self.index] or self.ground[a]):
                 return True
         return False
 
