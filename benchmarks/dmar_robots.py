@@ -33,6 +33,7 @@ Over ROS 2 (real DDS, everything composed in one process through the bringup,
 ``--no-ros`` runs the core part only; ``--seeds N`` sets the seeds of the full ROS part (10).
 
 Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--seeds N] [--json FILE]
+       python benchmarks/dmar_robots.py --table FILE.json   (the README's ROS table)
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write a flat JSON with the results")
     ap.add_argument("--no-ros", action="store_true", help="core message simulator only")
     ap.add_argument("--seeds", type=int, default=10, help="seeds per team and lockstep (full)")
+    ap.add_argument("--table", default=None, help="print the README's ROS table of a JSON, exit")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as fh:
+            print(ros_table(json.load(fh)))
+        return
     seeds = 1 if args.quick else 4
     out: dict[str, float] = {"load_avg_1min": os.getloadavg()[0]}
     rows = []
@@ -224,6 +230,24 @@ def _rtf_n20(window: float, tmp: Path) -> float:
     print(f"  20 x 20, 20 robots: rtf {run.result.rtf:.3f}, {run.ps_step} PS steps in "
           f"{run.wall_s:.0f} s", flush=True)  # fmt: skip
     return float(run.result.rtf)
+
+
+def ros_table(d: dict) -> str:
+    """Markdown table of the ROS goals in a full run's JSON (the dmar_agent README's)."""
+    rows = [
+        ("lockstep_equal_pct", "100",
+         f"{d['lockstep_equal_pct']:.0f} % on {d['lockstep_ros_instances']} seeded 5 x 5 runs"),
+        ("tasks_visited_pct", "100",
+         f"{d['tasks_visited_pct']:.0f} % ({d['tasks_all_visited_runs']}/{d['mission_runs']} runs "
+         f"complete; {d['mission_runs_config']})"),
+        ("min_separation_margin_m", ">= 0",
+         f"{d['min_separation_margin_m']:.3f} m (worst run; CBF fallbacks {d['cbf_fallbacks']})"),
+        ("ticks_on_time_pct_n7", ">= 99", f"{d['ticks_on_time_pct_n7']:.2f} %"),
+        ("tick_compute_p99_ms", "<= 25", f"{d['tick_compute_p99_ms']:.2f} ms"),
+        ("rtf_n20", ">= 1", f"{d['rtf_n20']:.3f} ({d['rtf_window_s']:.0f} s window)"),
+    ]  # fmt: skip
+    lines = ["| key | goal | measured |", "|---|---|---|"]
+    return "\n".join(lines + [f"| `{k}` | {g} | {v} |" for k, g, v in rows])
 
 
 def ros_part(quick: bool, seeds: int = 10) -> dict:
