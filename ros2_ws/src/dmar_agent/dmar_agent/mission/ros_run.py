@@ -111,8 +111,8 @@ def run_mission(
         stop_at_step: end once the world's PS step reaches this value.
         stop_when_done: end once every task is visited.
         relay_drop_prob: the comm relay's loss probability per delivery.
-        kill: robot name -> PS step at which its DMAR node is removed from the run (its
-            commands stop; the world holds, then lands the robot).
+        kill: robot name -> PS step at which its DMAR node is taken out of the executor (it
+            falls silent: its commands stop, the world holds, then lands the robot).
         record: MCAP path, or None.
         executor: the composed run's executor (``events``: rclpy's EventsExecutor, which keeps
             20 robots at real time on 2 loaded cores where the multi-threaded one does not).
@@ -179,9 +179,9 @@ def run_mission(
             if step >= at:
                 node = state["nodes"].get(f"/{name}/dmar")
                 if node is not None:
+                    # out of the executor: silent from now on, as a crashed process; the runner
+                    # destroys it with the others (destroying it here races its queued events)
                     state["ex"].remove_node(node)
-                    node.destroy_node()
-                    state["nodes"].pop(f"/{name}/dmar")
                 run.killed.append(name)
                 del kill[name]
         if stop_at_step is not None and step >= stop_at_step:
@@ -218,7 +218,7 @@ def _collect(run: MissionRun, cfg, nodes: dict) -> None:
     schedule = None
     run.clusters = []
     for name in cfg.robot_names:
-        node = nodes.get(f"/{name}/dmar")
+        node = None if name in run.killed else nodes.get(f"/{name}/dmar")
         cbf = nodes.get(f"/{name}/cbf_filter")
         if cbf is not None:
             run.cbf_fallbacks += int(cbf.counts.get("fallbacks", 0))
