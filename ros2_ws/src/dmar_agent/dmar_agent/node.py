@@ -24,11 +24,11 @@ saturated P law (``kp`` [1/s], ``max_speed`` of the robot; zero within ``arrive_
 also hold their take-off height). Without Algorithm 2 (``dmar_agent.collision``) the node keeps
 lockstep moving on its own: a control towards an obstacle or off the grid becomes WAIT (as in
 the core's world); with ``yield_occupied`` a control becomes WAIT when its cell holds another
-robot of the view or a robot of the view with a lower index stands next to it (it may claim
-the cell too, and goes first), so no two robots head for one cell or swap cells and their
-straight paths between cell centres stay at least ``cell_size / sqrt(2)`` apart (this needs
-``k >= 2`` to see every contender); a ground robot, and any robot next to one, also waits when
-another robot stands in the 8 cells around the target; and a robot that has not arrived
+robot of the view or a robot of the view that goes first stands next to it (it may claim the
+cell too; precedence by index, rotated by the PS step), so no two robots head for one cell or
+swap cells and their straight paths between cell centres stay at least ``cell_size / sqrt(2)``
+apart (this needs ``k >= 2`` to see every contender); a ground robot, and any robot next to
+one, also waits when another robot stands in the 8 cells around the target; a robot not arrived
 ``stuck_timeout_s`` after its report re-reports WAIT back to its own cell (``backoffs``).
 
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
@@ -342,9 +342,16 @@ class DmarNode(Node):
         self.origin, self.target, self.move_t0 = (r, c), (tr, tc), self._now()
         self._publish_move(u, tr, tc)
 
+    def _first(self, other: int) -> bool:
+        """Robot ``other`` goes before this one at this step: precedence by index, rotated by
+        the PS step (every robot agrees; a fixed order let an idle low index next to a task
+        hold a higher one off it for good)."""
+        n = len(self.ground)
+        return (other - self.step) % n < (self.index - self.step) % n
+
     def _contested(self, row: int, col: int) -> bool:
-        """A robot of the view with a lower index stands next to cell (row, col): it may head
-        there too this step, and it goes first. With a ground robot on either side, any other
+        """A robot of the view that goes first (:meth:`_first`) stands next to cell (row, col):
+        it may head there too this step. With a ground robot on either side, any other
         robot in the 8 cells around (row, col) counts too (the CBF keeps a ground robot's
         projection point Ds + 2 l = 0.32 m from others, more than a cell)."""
         width = self.shape[1]
@@ -352,7 +359,7 @@ class DmarNode(Node):
             if a == self.index:
                 continue
             ar, ac = divmod(cell, width)
-            if a < self.index and abs(ar - row) + abs(ac - col) == 1:
+            if self._first(a) and abs(ar - row) + abs(ac - col) == 1:
                 return True
             near = max(abs(ar - row), abs(ac - col)) <= 1
             if near and (self.ground[self.index] or self.ground[a]):
