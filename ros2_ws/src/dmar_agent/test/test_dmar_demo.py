@@ -1,5 +1,5 @@
-"""``dmar demo`` over real DDS on a 5 x 5 arena (3 drones): it visits every task and writes its report,
-MCAP and GIF; bad flags and configs give one line and status 2."""
+"""``dmar demo`` over real DDS on a 5 x 5 arena (3 drones): it visits every task and writes its
+report, MCAP and GIF; bad flags and configs give one line and status 2."""
 
 from __future__ import annotations
 
