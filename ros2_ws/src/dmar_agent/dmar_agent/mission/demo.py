@@ -152,8 +152,13 @@ def format_report(values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(args: argparse.Namespace, out=sys.stdout) -> dict[str, Any]:
-    """Run the demo of ``args`` (the flags of :func:`add_arguments`); returns the values."""
+def run_demo(args: argparse.Namespace, out=None) -> dict[str, Any]:
+    """Run the demo of ``args`` (the flags of :func:`add_arguments`); returns the values.
+
+    ``out`` defaults to ``sys.stdout`` as it is at call time (not at import: a test runner
+    may have replaced and closed the one seen then).
+    """
+    out = sys.stdout if out is None else out
     from sim_bridge.config import load_config
 
     from ..distributed import run_distributed

@@ -100,7 +100,7 @@ def run_mission(
     record: str | None = None,
     executor: str = "events",
     status_every: float = 0.0,
-    out=sys.stdout,
+    out=None,
 ) -> MissionRun:
     """Run the DMAR swarm of ``config`` composed over DDS (see the module docstring).
 
@@ -196,7 +196,7 @@ def run_mission(
         record=record,
         executor=executor,
         status_every=status_every,
-        out=out,
+        out=sys.stdout if out is None else out,
         on_ready=on_ready,
         should_stop=should_stop,
     )
