@@ -25,7 +25,7 @@ swarm_goto          sim_bridge.goto_node:GotoNode              ``goto`` (scripte
 policy (/<r>)       lgtc_policy.node:PolicyNode                per robot, when the config has
                                                                a checkpoint, ``policy`` and
                                                                not ``goto``
-dmar (/<r>)         dmar_agent.node:DmarNode                   per robot, when the config has
+dmar (/<r>)         dmar_agent.ros.node:DmarNode                   per robot, when the config has
                                                                a ``routing`` section,
                                                                ``policy`` and not ``goto``
 ==================  =========================================  ==============================
@@ -56,9 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from sim_bridge.config import ConfigError, SwarmConfig, load_config
+from sim_bridge.errors import SwarmError
 
 
-class BringupError(RuntimeError):
+class BringupError(SwarmError, RuntimeError):
     """The swarm cannot be started as planned; the message names the node and the fix."""
 
 
@@ -250,7 +251,7 @@ def plan(
                     "dmar",
                     f"/{r.name}",
                     {**common, "robot": r.name},
-                    "dmar_agent.node:DmarNode",
+                    "dmar_agent.ros.node:DmarNode",
                 )
             )
     return specs

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sim_bridge.errors import SwarmError
 from sim_bridge.routing import (
     Grid,
     MapError,
@@ -188,7 +189,7 @@ class Problem:
         return f"{self.path}: {self.message} (fix: {self.fix})"
 
 
-class ConfigError(ValueError):
+class ConfigError(SwarmError, ValueError):
     """A swarm file is invalid; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[Problem], source: str | None = None):

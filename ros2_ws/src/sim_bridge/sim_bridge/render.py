@@ -17,9 +17,10 @@ import numpy as np
 
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
+from sim_bridge.errors import SwarmError
 
 
-class RenderError(RuntimeError):
+class RenderError(SwarmError, RuntimeError):
     """The recording cannot be drawn (message says why)."""
 
 

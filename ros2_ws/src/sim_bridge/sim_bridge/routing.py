@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim_bridge.errors import SwarmError
+
 #: Controls of ``dmar/move`` (the order of ``dmar_agent.world``: N, E, S, W, WAIT).
 CONTROLS = ("N", "E", "S", "W", "WAIT")
 #: MovingAI terrain: passable and blocked characters (``W``, water, is an obstacle here).
@@ -36,7 +38,7 @@ MAP_BLOCKED = "@OTW"
 MAX_STEPS_AHEAD = 16
 
 
-class MapError(ValueError):
+class MapError(SwarmError, ValueError):
     """A MovingAI map that cannot be read; the message names the file, line and fix."""
 
 

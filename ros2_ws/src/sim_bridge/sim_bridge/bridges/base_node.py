@@ -30,6 +30,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String, UInt64M
 
 from sim_bridge.bridges.neighbors import neighbors_within
 from sim_bridge.config import ConfigError, RobotConfig, SwarmConfig, load_config
+from sim_bridge.errors import SwarmError
 from sim_bridge.ros.routing_msgs import view_msg
 from sim_bridge.routing import open_task_grid, view_table
 from sim_bridge.topics import (
@@ -55,7 +56,7 @@ LATCHED = QoSProfile(
 )
 
 
-class BridgeSetupError(RuntimeError):
+class BridgeSetupError(SwarmError, RuntimeError):
     """The bridge cannot start: bad parameter or config (message says what to fix)."""
 
 

@@ -81,6 +81,7 @@ import time
 import warnings
 from collections.abc import Callable
 
+from sim_bridge.errors import SwarmError
 from sim_bridge.topics import CMD_CLOCK_SKEW_S, CMD_TIMEOUT_S, command_valid, stamp_ok
 
 CRTP_COMMANDER_GENERIC_HEADER = 0x7C  # port 7, channel 0, with cflib's legacy bits 2-3
@@ -108,7 +109,7 @@ STATE_LOG_VARIABLES = (
 )
 
 
-class NonFiniteCommandError(ValueError):
+class NonFiniteCommandError(SwarmError, ValueError):
     """A setpoint component is NaN or infinite; it must never be sent to a drone."""
 
 
