@@ -1,6 +1,6 @@
 """DMAR vs BP in continuous space, the paper's Fig. 2(i) (issue #14 part 5).
 
-Reads the sweep CSV of ``dmar fig2i run`` (``dmar_agent.fig2i``: 30 random 2 m x 2 m
+Reads the sweep CSV of ``dmar fig2i run`` (``dmar_agent.mission.fig2i``: 30 random 2 m x 2 m
 environments x 10 runs x k in 20, 40, 60, 80 cm and infinity x DMAR / BP, 7 agents, psi = 2,
 robots in the simulator through the CBF with Algorithm 2), or runs a small one first
 (``--envs N --runs R``, into ``--csv``), and writes flat keys:
@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from dmar_agent.fig2i import RESULTS, jobs, markdown_table, read_rows, run_fig2i, summary
+from dmar_agent.mission.fig2i import RESULTS, jobs, markdown_table, read_rows, run_fig2i, summary
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ Measures, with the core message simulator (``dmar_agent.distributed``, no ROS):
   Per setting: the same keys with ``_9x9``, ``_20x20_psi2``, ``_20x20_psi3``.
 
 Over ROS 2 (real DDS, everything composed in one process through the bringup,
-``dmar_agent.mission.ros_run``), the issue's goals:
+``dmar_agent.ros.mission_run``), the issue's goals:
 
 * ``lockstep_equal_pct``: share of seeded 5 x 5 instances (3 drones, psi = 1, k = 2; seeds
   0..9, ``--quick``: 0..2) on which the ROS run with the continuous-space interference off (no
@@ -169,8 +169,8 @@ def main() -> None:
 
 def _ros_lockstep(seeds: range, tmp: Path) -> dict:
     from dmar_agent.mission.configs import routing_config
-    from dmar_agent.mission.ros_run import lockstep_equal, run_mission
     from dmar_agent.mission.scenario import core_instance
+    from dmar_agent.ros.mission_run import lockstep_equal, run_mission
     from sim_bridge.config import load_config
 
     equal = 0
@@ -189,7 +189,7 @@ def _ros_lockstep(seeds: range, tmp: Path) -> dict:
 def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
     """Runs of the given (config, seed) pairs with the CBF; returns figures and the runs."""
     import yaml
-    from dmar_agent.mission.ros_run import run_mission
+    from dmar_agent.ros.mission_run import run_mission
 
     runs = []
     for config, seed in configs:
@@ -222,7 +222,7 @@ def _node_timing(runs: list) -> tuple[float, float]:
 
 def _rtf_n20(window: float, tmp: Path) -> float:
     from dmar_agent.mission.configs import routing_config
-    from dmar_agent.mission.ros_run import run_mission
+    from dmar_agent.ros.mission_run import run_mission
 
     path = routing_config(tmp / "n20.yaml", seed=0, rows=20, cols=20, robots=20, tasks=10,
                           psi=2)  # fmt: skip

@@ -31,7 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dmar = dmar_agent.cli:main",
-            "dmar_node = dmar_agent.node:main",
+            "dmar_node = dmar_agent.ros.node:main",
         ],
     },
 )

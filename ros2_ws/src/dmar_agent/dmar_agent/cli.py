@@ -9,9 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, DmarError
-from .protocols import MAX_PSI, iteration_steps
-from .sweep import (
+from dmar_agent.mission.sweep import (
     ALL_ALGOS,
     CENTRAL_ALGOS,
     DIST_ALGOS,
@@ -22,6 +20,9 @@ from .sweep import (
     run_job,
     run_sweep,
 )
+
+from .errors import ConfigError, DmarError
+from .protocols import MAX_PSI, iteration_steps
 
 DEFAULT_MAX_ITERATIONS = 20000
 STOP_TEXT = {
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--csv", default="dmar_sweep.csv", help="sweep CSV")
     f.add_argument("--out", default="docs/img", help="output folder for dmar_*.png")
 
-    from . import fig2i
+    from dmar_agent.mission import fig2i
 
     fig2i.add_arguments(sub.add_parser("fig2i", help="Fig. 2(i): continuous space, DMAR vs BP"))
     from .mission import demo
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return demo_main(args)
         elif args.cmd == "fig2i":
-            from .fig2i import main as fig2i_main
+            from dmar_agent.mission.fig2i import main as fig2i_main
 
             return fig2i_main(args)
         elif args.cmd == "sweep":
@@ -236,11 +237,11 @@ def main(argv: list[str] | None = None) -> int:
                 num_cpus=args.num_cpus, progress=not args.no_progress,
             )  # fmt: skip
             print(f"wrote {n} rows to {args.out}")
-            from .figures import summary
+            from dmar_agent.mission.figures import summary
 
             print(summary(read_csv(args.out)))
         else:
-            from .figures import draw_all, summary
+            from dmar_agent.mission.figures import draw_all, summary
 
             rows = read_csv(args.csv)
             for path in draw_all(rows, args.out):

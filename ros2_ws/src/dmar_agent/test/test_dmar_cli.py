@@ -9,8 +9,8 @@ import pytest
 from dmar_agent.baselines import central_greedy, central_rollout, ortools_reference
 from dmar_agent.cli import main
 from dmar_agent.errors import MapFormatError
+from dmar_agent.mission.sweep import COLUMNS, read_csv
 from dmar_agent.planning import MapPlanner
-from dmar_agent.sweep import COLUMNS, read_csv
 from dmar_agent.world import Grid, Instance, bundled_map_path, load_movingai_map, make_instance
 
 
@@ -125,7 +125,7 @@ def test_central_methods_on_random_instance():
 
 
 def test_critical_radius_and_improvement_on_synthetic_rows():
-    from dmar_agent.figures import critical_radius, improvement
+    from dmar_agent.mission.figures import critical_radius, improvement
 
     costs = {2: (10, 9), 4: (8, 9), 6: (11, 10), 8: (4, 9), 10: (3, 9)}  # k: (dmar, bp)
     rows = [

@@ -1,8 +1,8 @@
 """Continuous-space DMAR (Appendix C): robots in the simulator, CBF, Algorithm 2."""
 
 import pytest
-from dmar_agent.continuous import ContinuousConfig, routing_swarm, run_continuous
 from dmar_agent.errors import ConfigError
+from dmar_agent.mission.continuous import ContinuousConfig, routing_swarm, run_continuous
 from dmar_agent.protocols import DmarConfig
 from dmar_agent.world import make_instance
 

@@ -2,7 +2,7 @@
 
 import math
 
-from dmar_agent.fig2i import (
+from dmar_agent.mission.fig2i import (
     FIELDS,
     Fig2iJob,
     jobs,

@@ -32,7 +32,7 @@ def test_plan_starts_a_dmar_node_per_robot(config):
     check_plugins(specs)
     dmar = [s for s in specs if s.package == "dmar_agent"]
     assert [(s.executable, s.name, s.namespace, s.plugin) for s in dmar] == [
-        ("dmar_node", "dmar", f"/{r}", "dmar_agent.node:DmarNode") for r in cfg.robot_names
+        ("dmar_node", "dmar", f"/{r}", "dmar_agent.ros.node:DmarNode") for r in cfg.robot_names
     ]
     assert all(s.parameters == {"config": str(config), "robot": s.namespace[1:]} for s in dmar)
     assert len([s for s in specs if s.name == "cbf_filter"]) == len(cfg.robots)

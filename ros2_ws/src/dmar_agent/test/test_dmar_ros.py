@@ -1,5 +1,5 @@
 """DMAR over real DDS: the whole chain (world, relay, services, CBF, one DMAR node per robot)
-composed in one process through sim_bridge's bringup (``mission.ros_run.run_mission``).
+composed in one process through sim_bridge's bringup (``ros.mission_run.run_mission``).
 
 * the whole chain on a 5 x 5 arena visits every task, robots never closer than Ds;
 * lockstep equality: with the continuous-space interference off (no CBF, no yield rule) the
@@ -26,9 +26,9 @@ from dmar_agent.distributed import run_distributed
 from dmar_agent.errors import ConfigError
 from dmar_agent.executor import Memory
 from dmar_agent.mission.configs import routing_config
-from dmar_agent.mission.ros_run import lockstep_equal, run_mission
 from dmar_agent.mission.scenario import core_instance
-from dmar_agent.node import DmarNode
+from dmar_agent.ros.mission_run import lockstep_equal, run_mission
+from dmar_agent.ros.node import DmarNode
 from dmar_agent.wire import StateMsg, decode, encode
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -215,7 +215,7 @@ def test_bad_parameters_give_one_line(tmp_path, context):
             parameter_overrides=[Parameter("config", value=path), Parameter("robot", value="x")],
         )
     proc = subprocess.run(
-        [sys.executable, "-m", "dmar_agent.node", "--ros-args", "-p", f"config:={path}"],
+        [sys.executable, "-m", "dmar_agent.ros.node", "--ros-args", "-p", f"config:={path}"],
         capture_output=True,
         text=True,
         timeout=60,

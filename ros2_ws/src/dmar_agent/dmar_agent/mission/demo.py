@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from dmar_agent.errors import ConfigError
 
 OUTPUTS = ("report.md", "report.json", "run.mcap", "swarm.gif")
 
@@ -68,7 +68,7 @@ def _config_for_run(config: str, seed: int | None, outdir: Path) -> Path:
 
 
 def report_values(cfg, run, core_cost: int | None) -> dict[str, Any]:
-    """The report's values from a :class:`~dmar_agent.mission.ros_run.MissionRun`."""
+    """The report's values from a :class:`~dmar_agent.ros.mission_run.MissionRun`."""
     diags = run.node_diagnostics.values()
     ticks = sum(int(d["ticks"]) for d in diags)
     on_time = sum(int(d["ticks_on_time"]) for d in diags)
@@ -161,9 +161,9 @@ def run_demo(args: argparse.Namespace, out=None) -> dict[str, Any]:
     out = sys.stdout if out is None else out
     from sim_bridge.config import load_config
 
-    from ..distributed import run_distributed
-    from .ros_run import ros_env, run_mission
-    from .scenario import core_instance
+    from dmar_agent.distributed import run_distributed
+    from dmar_agent.mission.scenario import core_instance
+    from dmar_agent.ros.mission_run import ros_env, run_mission
 
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise ConfigError(f"--duration {args.duration}: must be > 0 s")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from sim_bridge.config import SwarmConfig
 
-from ..errors import ConfigError
-from ..protocols import DmarConfig
-from ..world import Grid, Instance
+from dmar_agent.errors import ConfigError
+from dmar_agent.protocols import DmarConfig
+from dmar_agent.world import Grid, Instance
 
 
 def core_instance(cfg: SwarmConfig, **overrides) -> tuple[Instance, DmarConfig]:

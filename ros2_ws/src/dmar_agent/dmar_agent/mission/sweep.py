@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .baselines import central_greedy, central_rollout, ortools_reference
-from .errors import ConfigError
-from .protocols import DmarConfig, run_dmar
-from .world import (
+from dmar_agent.baselines import central_greedy, central_rollout, ortools_reference
+from dmar_agent.errors import ConfigError
+from dmar_agent.protocols import DmarConfig, run_dmar
+from dmar_agent.world import (
     RATIOS,
     Instance,
     agent_task_counts,

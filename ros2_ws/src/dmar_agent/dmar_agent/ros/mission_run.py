@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..world import WAIT
+from dmar_agent.world import WAIT
 
 MOVE_STEP = "em_move_step"
 

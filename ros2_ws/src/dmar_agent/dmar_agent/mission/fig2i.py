@@ -1,7 +1,7 @@
 """The paper's Fig. 2(i): DMAR vs BP in continuous space (Section 4, Appendix C).
 
-Thirty random 2 m x 2 m environments (9 x 9 cells of 0.2 m, :mod:`dmar_agent.continuous`), ten
-runs each, seven agents, psi = 2, sensing radius k = 20, 40, 60, 80 cm and infinity (k in cells
+Thirty random 2 m x 2 m environments (9 x 9 cells of 0.2 m, :mod:`dmar_agent.mission.continuous`),
+ten runs each, seven agents, psi = 2, sensing radius k = 20, 40, 60, 80 cm and infinity (k in cells
 = radius / 0.2 m; infinity = the grid's diameter, 16 cells), DMAR (rollout) and BP (base policy).
 
 Environments: the paper's random class of Section 4.1 (:func:`dmar_agent.world.make_instance`:
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .continuous import ContinuousConfig, ContinuousResult, run_continuous
-from .protocols import DmarConfig
-from .world import grid_diameter, make_instance
+from dmar_agent.mission.continuous import ContinuousConfig, ContinuousResult, run_continuous
+from dmar_agent.protocols import DmarConfig
+from dmar_agent.world import grid_diameter, make_instance
 
 GRID = 9
 AGENTS = 7
@@ -227,7 +227,7 @@ def plot(summ: list[dict], path: Path) -> Path:
 
 
 # ====================================================================== command line
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def add_arguments(p) -> None:

@@ -37,11 +37,11 @@ from cbf_filter.params import from_config
 from sim_bridge.config import SwarmConfig, load_config
 from sim_bridge.sim import Mode, SimParams, Simulator
 
-from .collision import Intent, SequenceFollower, resolve_moves
-from .errors import ConfigError
-from .executor import AgentAPI, Executor
-from .protocols import DmarConfig, em_init_step, lma, make_executor, soac, tmar
-from .world import Instance
+from dmar_agent.collision import Intent, SequenceFollower, resolve_moves
+from dmar_agent.errors import ConfigError
+from dmar_agent.executor import AgentAPI, Executor
+from dmar_agent.protocols import DmarConfig, em_init_step, lma, make_executor, soac, tmar
+from dmar_agent.world import Instance
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .world import log_star
+from dmar_agent.world import log_star
 
 BLUE, RED, GREEN = "#1f5fbf", "#c83232", "#2a9d2a"
 

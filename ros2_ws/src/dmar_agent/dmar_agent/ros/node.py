@@ -59,11 +59,11 @@ from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
-from .agent import DmarAgent, RoundOutput
-from .errors import ConfigError, DmarError
-from .mission.scenario import core_instance
-from .wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
-from .world import DC, DR, WAIT
+from dmar_agent.agent import DmarAgent, RoundOutput
+from dmar_agent.errors import ConfigError, DmarError
+from dmar_agent.mission.scenario import core_instance
+from dmar_agent.wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
+from dmar_agent.world import DC, DR, WAIT
 
 _WINDOW = 2000  # samples kept for the p50 / p99 figures
 

@@ -1,0 +1,1 @@
+"""Node floor of dmar_agent: everything that imports rclpy."""
