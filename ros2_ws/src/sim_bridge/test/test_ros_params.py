@@ -1,0 +1,124 @@
+"""The node parameter helper (sim_bridge.ros.params) on a real rclpy node."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sim_bridge.config import ConfigError
+from sim_bridge.ros import params as P
+
+pytestmark = pytest.mark.ros
+
+TABLE = (
+    P.Param("config", "", "swarm YAML", P.not_empty("pass -p config:=swarm.yaml")),
+    P.Param("period_s", 0.5, "period [s]", P.positive("a duration [s]")),
+    P.Param("share", 0.5, "responsibility", P.between(0.0, 1.0, "use 0.5", open_low=True)),
+    P.Param("drop", 0.0, "drop probability", P.between(0.0, 1.0, "a probability")),
+    P.Param("mode", "a", "mode", P.one_of(("a", "b")), dynamic=True),
+    P.Param("gain", 1.0, "gain [1/s]", P.at_least(0.0, "e.g. 1.0"), dynamic=True),
+    P.Param("count", 3, "count", P.between(1, 9, "1..9")),
+    P.Param("arena", [math.nan], "bounds [m]"),
+)
+
+
+@pytest.fixture
+def context():
+    ctx = Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _node(ctx, **values):
+    overrides = [Parameter(k, value=v) for k, v in {"config": "x.yaml", **values}.items()]
+    return Node("params_test", context=ctx, parameter_overrides=overrides)
+
+
+def test_declare_read_and_descriptors(context):
+    node = _node(context, period_s=2.0)
+    try:
+        values = P.declare_and_read(node, TABLE, P.config_error)
+        assert values["config"] == "x.yaml" and values["period_s"] == 2.0
+        assert values["mode"] == "a" and values["count"] == 3
+        assert math.isnan(values["arena"][0])
+        desc = node.describe_parameter("period_s")
+        assert desc.description == "period [s]" and desc.read_only
+        assert desc.additional_constraints == "must be > 0"
+        drop = node.describe_parameter("drop")
+        assert drop.read_only and drop.floating_point_range[0].to_value == 1.0
+        assert node.describe_parameter("count").integer_range[0].from_value == 1
+        assert not node.describe_parameter("gain").read_only
+        assert node.describe_parameter("gain").floating_point_range[0].from_value == 0.0
+        # read-only parameters refuse run-time changes, ranges are enforced by rclpy
+        assert not node.set_parameters([Parameter("period_s", value=1.0)])[0].successful
+        assert not node.set_parameters([Parameter("gain", value=-1.0)])[0].successful
+        assert node.set_parameters([Parameter("gain", value=2.0)])[0].successful
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("config", "", "config: must be set, got '' (fix: pass -p config:=swarm.yaml)"),
+        ("period_s", 0.0, "period_s: must be > 0, got 0.0 (fix: a duration [s])"),
+        ("period_s", math.nan, "period_s: must be > 0, got nan"),
+        ("share", 0.0, "share: must be in (0, 1], got 0.0 (fix: use 0.5)"),
+        ("drop", 1.5, "drop: must be in [0, 1], got 1.5 (fix: a probability)"),
+        ("mode", "c", "mode: must be one of a, b, got 'c'"),
+        ("gain", math.inf, "gain: must be >= 0, got inf"),
+        ("count", 0, "count: must be in [1, 9], got 0"),
+    ],
+)
+def test_bad_start_value_is_one_clear_line(context, name, value, words):
+    node = _node(context, **{name: value})
+    try:
+        with pytest.raises(ConfigError) as err:
+            P.declare_and_read(node, TABLE, P.config_error)
+        assert words in str(err.value)
+    finally:
+        node.destroy_node()
+
+
+def test_on_set_callback_checks_rules_and_applies(context):
+    node = _node(context)
+    applied = []
+
+    def apply(values):
+        if values.get("mode") == "b" and "gain" in values and values["gain"] == 0.0:
+            raise ValueError("gain: 0 with mode b stalls (fix: gain > 0)")
+        applied.append(values)
+
+    try:
+        P.declare_and_read(node, TABLE, P.config_error)
+        node.add_on_set_parameters_callback(P.on_set_callback(TABLE, apply, P.config_error))
+        res = node.set_parameters([Parameter("mode", value="c")])[0]
+        assert not res.successful and "mode: must be one of a, b, got 'c'" in res.reason
+        assert node.get_parameter("mode").value == "a"
+        assert node.set_parameters([Parameter("mode", value="b")])[0].successful
+        assert applied == [{"mode": "b"}]
+        res = node.set_parameters_atomically(
+            [Parameter("mode", value="b"), Parameter("gain", value=0.0)]
+        )
+        assert not res.successful and "stalls" in res.reason
+    finally:
+        node.destroy_node()
+
+
+def test_custom_error_factory_and_describe():
+    class MyError(ValueError):
+        pass
+
+    def error(name, problem, fix):
+        return MyError(f"{name}: {problem} (fix: {fix})")
+
+    with pytest.raises(MyError, match=r"share: must be in \(0, 1\], got 2"):
+        P.check(TABLE, {"share": 2}, error)
+    assert P.check(TABLE, {"share": 1.0, "unknown": 3}, error) == {"share": 1.0, "unknown": 3}
+    text = P.describe(TABLE)
+    assert "period_s (0.5): period [s] [must be > 0]" in text.splitlines()
