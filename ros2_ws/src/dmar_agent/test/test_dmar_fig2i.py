@@ -2,8 +2,13 @@
 
 import math
 
+import numpy as np
+from dmar_agent.mission.configs import instance_config
 from dmar_agent.mission.fig2i import (
+    AGENTS,
     FIELDS,
+    GRID,
+    RATIOS,
     Fig2iJob,
     jobs,
     k_cells,
@@ -13,6 +18,9 @@ from dmar_agent.mission.fig2i import (
     summary,
     write_readme_table,
 )
+from dmar_agent.mission.scenario import core_instance
+from dmar_agent.world import make_instance
+from sim_bridge.config import load_config
 
 
 def test_radii_in_cells_and_job_grid():
@@ -37,3 +45,17 @@ def test_resumable_csv_summary_and_readme(tmp_path):
     write_readme_table(readme, [s])
     text = readme.read_text()
     assert "old" not in text and markdown_table([s]) in text and text.endswith("b\n")
+
+
+def test_instance_config_round_trip(tmp_path):
+    """A Fig. 2(i) environment written as a swarm file reads back as the same core instance
+    (grid, start cells in robot order, tasks in order, k, psi, seed): the ROS subset of the
+    sweep flies exactly the core's environment."""
+    for env in range(4):
+        inst = make_instance(GRID, RATIOS[env % 3], env, n_agents=AGENTS)
+        path = instance_config(tmp_path / f"e{env}.yaml", inst, k=3, psi=2, seed=100 * env + 1)
+        back, cfg = core_instance(load_config(path))
+        assert np.array_equal(back.grid.free, inst.grid.free)
+        assert np.array_equal(back.agents, inst.agents)
+        assert np.array_equal(back.tasks, inst.tasks)
+        assert (cfg.k, cfg.psi, cfg.seed) == (3, 2, 100 * env + 1)

@@ -1,13 +1,21 @@
-"""Routing swarm configs made on the fly (tests and benchmarks): a square arena, a grid of
-20 cm cells centred in it, robots on every other cell of the bottom rows, random connected
-obstacles and random tasks drawn from the seed (core: writes YAML, no rclpy)."""
+"""Routing swarm configs made on the fly (tests and benchmarks), core (writes YAML, no rclpy).
+
+* :func:`routing_config`: a square arena, a grid of 20 cm cells centred in it, robots on every
+  other cell of the bottom rows, random connected obstacles and random tasks drawn from the seed.
+* :func:`instance_config`: the swarm file of one core :class:`~dmar_agent.world.Instance`
+  (obstacles, tasks and start cells as the instance has them), so a core run and a ROS run
+  can be compared on the same environment (Fig. 2(i)'s ROS subset).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+from dmar_agent.world import Instance
 
 
 def routing_config(
@@ -46,9 +54,54 @@ def routing_config(
         kind = "rover" if i >= robots - ground else "cf"
         name = f"gr{i + 1}" if kind == "rover" else f"cf{i + 1}"
         team.append({"name": name, "type": kind, "pose": [ox + c * cell, oy + r * cell, 0.0, 0.0]})
+    doc = _swarm_doc(seed, team, rows, cols, cell, margin=2 if ground else 1)
+    doc["routing"].update(
+        random_obstacles={"fraction": obstacle_fraction},
+        tasks={"random": {"count": tasks}},
+        k=k,
+        psi=psi,
+    )
+    out = Path(path)
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def instance_config(
+    path: str | os.PathLike, inst: Instance, *, k: int, psi: int, seed: int, cell: float = 0.2
+) -> Path:
+    """Write the swarm file of ``inst`` (all Crazyflies) to ``path`` and return it.
+
+    Core row ``r`` is config row ``r`` (y grows with the row), so
+    :func:`dmar_agent.mission.scenario.core_instance` of the file gives ``inst`` back: the same
+    grid, agent ``i`` on robot ``i``'s cell, the tasks in the same order; ``seed`` becomes the
+    config's seed, i.e. the DMAR seed of the ROS run.
+    """
+    rows, cols = inst.grid.height, inst.grid.width
+    ox, oy = -(cols - 1) * cell / 2.0, -(rows - 1) * cell / 2.0
+    team = []
+    for i, flat in enumerate(np.asarray(inst.agents).tolist()):
+        r, c = divmod(int(flat), cols)
+        team.append(
+            {"name": f"cf{i + 1}", "type": "cf", "pose": [ox + c * cell, oy + r * cell, 0.0, 0.0]}
+        )
+    blocked = np.argwhere(~inst.grid.free).tolist()
+    doc = _swarm_doc(seed, team, rows, cols, cell, margin=1)
+    doc["routing"].update(
+        obstacles=[[int(r), int(c)] for r, c in blocked],
+        tasks=[list(divmod(int(t), cols)) for t in np.asarray(inst.tasks).tolist()],
+        k=int(k),
+        psi=int(psi),
+    )
+    out = Path(path)
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _swarm_doc(seed: int, team: list, rows: int, cols: int, cell: float, margin: int) -> dict:
+    """The common part of a routing swarm file: arena, rates, safety, robot types, grid."""
+    ox, oy = -(cols - 1) * cell / 2.0, -(rows - 1) * cell / 2.0
     # ground robots steer a projection point 0.1 m ahead, which the CBF keeps off the walls:
     # give them two cells of room around the grid, drones one
-    margin = 2 if ground else 1
     half_x, half_y = (cols - 1 + 2 * margin) * cell / 2.0, (rows - 1 + 2 * margin) * cell / 2.0
     doc = {
         "fileversion": 1,
@@ -78,14 +131,8 @@ def routing_config(
             "origin": [ox, oy],
             "rows": rows,
             "cols": cols,
-            "random_obstacles": {"fraction": obstacle_fraction},
-            "tasks": {"random": {"count": tasks}},
-            "k": k,
-            "psi": psi,
             "timing": "lockstep",
             "tolerance": 0.05,
         },
     }
-    out = Path(path)
-    out.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
+    return doc
