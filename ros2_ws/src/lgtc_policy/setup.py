@@ -31,7 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lgtc = lgtc_policy.cli:main",
-            "policy_node = lgtc_policy.node:main",
+            "policy_node = lgtc_policy.ros.node:main",
         ],
         # `swarm validate` (sim_bridge) checks the policy checkpoint a swarm config names
         "swarm.validators": ["lgtc_policy = lgtc_policy.config_check:check_swarm_config"],

@@ -1,6 +1,6 @@
 """One robot's LGTC policy logic, without ROS: what the 20 Hz policy node calls each tick.
 
-The policy node (:mod:`lgtc_policy.node`) only converts messages to arrays and back; this
+The policy node (:mod:`lgtc_policy.ros.node`) only converts messages to arrays and back; this
 module does the rest, so it is tested without DDS:
 
 * :class:`ArenaFrame` maps the world frame [m] (``sim_bridge`` config arena) to the env's

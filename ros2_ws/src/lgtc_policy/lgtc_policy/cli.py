@@ -143,7 +143,7 @@ def _export(ns: argparse.Namespace) -> int:
 
 
 def _figures(ns: argparse.Namespace) -> int:
-    from lgtc_policy import figures
+    from lgtc_policy.mission import figures
 
     out = Path(ns.out)
     ck = str(resolve_checkpoint(ns.checkpoint))

@@ -18,12 +18,13 @@ from lgtc_policy.agent import (
     load_policy,
 )
 from lgtc_policy.env import EnvConfig
-from lgtc_policy.mission import make_env, scenario_from_config
-from lgtc_policy.mission_stats import TickStats, cluster_colour
+from lgtc_policy.mission.figures import cluster_colour
+from lgtc_policy.mission.scenario import make_env, scenario_from_config
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint, save_checkpoint
 from lgtc_policy.model.decentralized import AgentObs
 from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
+from lgtc_policy.ros.tick_stats import TickStats
 from sim_bridge.config import load_config
 
 ARENA = {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]}

@@ -99,7 +99,9 @@ def test_nan_weights_are_refused_at_load(nan_ckpt):
 
 def test_nan_weights_stop_the_policy_node_with_one_line(tmp_path, nan_ckpt):
     cfg = swarm_file(tmp_path, str(nan_ckpt[0]))
-    proc = run("-m", "lgtc_policy.node", "--ros-args", "-p", "robot:=cf1", "-p", f"config:={cfg}")
+    proc = run(
+        "-m", "lgtc_policy.ros.node", "--ros-args", "-p", "robot:=cf1", "-p", f"config:={cfg}"
+    )
     assert proc.returncode == 2
     assert "non-finite" in one_error_line(proc, "policy_node:")
 

@@ -7,7 +7,7 @@ import json
 
 from lgtc_policy.cli import main as lgtc_main
 from lgtc_policy.cli import resolve_checkpoint
-from lgtc_policy.figures import fig3, train_curve
+from lgtc_policy.mission.figures import fig3, train_curve
 
 
 def test_cli_train_writes_run_and_config(tmp_path) -> None:

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from lgtc_policy.agent import MissionError
 from lgtc_policy.env import EnvConfig
-from lgtc_policy.mission import (
+from lgtc_policy.mission.report import KEYS, format_report, parse_report, ros_metrics
+from lgtc_policy.mission.scenario import (
     core_rollout,
     make_env,
     resample,
     scenario_from_config,
     score_trajectory,
 )
-from lgtc_policy.mission_report import KEYS, format_report, parse_report, ros_metrics
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from sim_bridge.config import load_config
 
@@ -189,7 +189,7 @@ def test_filter_spec_is_what_the_nodes_run():
 
 
 def _filter_at(cfg, pos_norm: np.ndarray):
-    from lgtc_policy.mission import RosChainFilter
+    from lgtc_policy.mission.scenario import RosChainFilter
 
     sc = scenario_from_config(cfg)
     env = make_env(sc, ENV, steps=10)
@@ -233,7 +233,7 @@ def test_core_filter_equals_the_decentralized_cbf_in_metres(pos, act):
 def test_landed_robot_descends_and_still_counts_as_a_neighbour():
     """cf2 lands at t = 2 s (tick 40): it descends at 0.4 m/s and its filter neighbours keep
     seeing it (the world's /neighbors lists it), at its height."""
-    from lgtc_policy.mission import RosChainFilter
+    from lgtc_policy.mission.scenario import RosChainFilter
 
     cfg = load_config(discharge_mapping())
     sc = scenario_from_config(cfg)

@@ -15,16 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lgtc_policy.agent import MissionError
 from lgtc_policy.env import EnvConfig
-from lgtc_policy.mission import core_rollout, scenario_from_config
-from lgtc_policy.mission_discharge import (
-    analyse,
-    core_trajectory,
-    discharge_study_core,
-    main,
-    reanalyse,
-    summarise,
-    variant,
-)
+from lgtc_policy.mission.discharge import analyse, core_trajectory, summarise, variant
+from lgtc_policy.mission.discharge_study import discharge_study_core, main, reanalyse
+from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from sim_bridge.config import load_config
 

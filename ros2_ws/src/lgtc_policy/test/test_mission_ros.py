@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from lgtc_policy.demo import DemoOptions, run_demo
 from lgtc_policy.env import EnvConfig
-from lgtc_policy.mission import core_rollout, scenario_from_config
-from lgtc_policy.mission_discharge import analyse
-from lgtc_policy.mission_report import parse_report
+from lgtc_policy.mission.demo import DemoOptions, run_demo
+from lgtc_policy.mission.discharge import analyse
+from lgtc_policy.mission.report import parse_report
+from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint, save_checkpoint
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from rclpy.node import Node
@@ -34,7 +34,7 @@ from sim_bridge.topics import LAND_AFTER_S
 
 pytestmark = pytest.mark.ros
 
-HAS_CBF = importlib.util.find_spec("cbf_filter.node") is not None
+HAS_CBF = importlib.util.find_spec("cbf_filter.ros.node") is not None
 SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
     "checkpoints/lgtc_ippo_n10_m4.pt"
 )
@@ -231,7 +231,7 @@ def test_three_robot_mission_reaches_its_consumers(tmp_path):
 
 def test_discharge_scenario_reallocates(tmp_path):
     """Fig. 5: a drone's battery empties, it lands, another robot covers its consumer
-    (classified by ``lgtc_policy.mission_discharge.analyse``, as the 10-seed study)."""
+    (classified by ``lgtc_policy.mission.discharge.analyse``, as the 10-seed study)."""
     data = yaml.safe_load((REPO / "launch" / "discharge.yaml").read_text())
     data["resource_types"] = ["battery", "payload"]
     data["policy"] = {"checkpoint": str(_shipped())}

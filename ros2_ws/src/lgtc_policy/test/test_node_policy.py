@@ -20,13 +20,13 @@ from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy
 from lgtc_policy.env import EnvConfig
 from lgtc_policy.model.checkpoint import save_checkpoint
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
-from lgtc_policy.node import PolicyNode
+from lgtc_policy.ros.node import PolicyNode
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge.config import load_config
-from sim_bridge.relay_node import RelayNode
+from sim_bridge.ros.relay_node import RelayNode
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 

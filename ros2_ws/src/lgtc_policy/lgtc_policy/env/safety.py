@@ -4,8 +4,8 @@ Every command a robot flies passes a cbf_filter node (the ROS chain, the paper's
 experiments: "the generated velocity command [is adjusted] to consider a safety distance among
 the drones"), and the centralized expert of Sec. IV avoids collisions with the centralized form
 of the same filter. This module is that centralized form with the expert's parameters, in the
-env's normalised units; ``lgtc_policy.mission.RosChainFilter`` is the per-robot form with the
-nodes' parameters in metres, used to replay a ROS scenario in the core env.
+env's normalised units; ``lgtc_policy.mission.scenario.RosChainFilter`` is the per-robot form
+with the nodes' parameters in metres, used to replay a ROS scenario in the core env.
 
 :class:`SafetyFilter` puts this filter between any controller and
 :meth:`ResourceEnv.step`, so that

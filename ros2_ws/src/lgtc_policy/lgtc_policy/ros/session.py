@@ -13,7 +13,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-from lgtc_policy.mission_monitor_node import MissionMonitor
+from lgtc_policy.ros.monitor import MissionMonitor
 
 __all__ = ["MonitorThread", "free_domain"]
 

@@ -1,10 +1,9 @@
-"""Small pure helpers shared by the policy node, the mission monitor and the demo report.
+"""Timing of the policy node's control loop (pure: no rclpy, so core tests import it too).
 
-* :class:`TickStats`: period and compute time of a periodic control loop, and the share of
-  ticks on time. A tick is *on time* when it starts no later than ``LATE_FACTOR`` periods
-  after the previous one (at 20 Hz: within 75 ms), i.e. the loop neither skipped a tick nor
-  ran half a period late. The first tick is on time by definition.
-* :func:`cluster_colour`: the colour of the cluster attending consumer ``m`` (markers, GIF).
+:class:`TickStats`: period and compute time of a periodic control loop, and the share of
+ticks on time. A tick is *on time* when it starts no later than ``LATE_FACTOR`` periods after
+the previous one (at 20 Hz: within 75 ms), i.e. the loop neither skipped a tick nor ran half a
+period late. The first tick is on time by definition.
 """
 
 from __future__ import annotations
@@ -13,29 +12,9 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["LATE_FACTOR", "TickStats", "cluster_colour"]
+__all__ = ["LATE_FACTOR", "TickStats"]
 
 LATE_FACTOR = 1.5
-
-_PALETTE = (
-    (0.894, 0.102, 0.110),
-    (0.216, 0.494, 0.722),
-    (0.302, 0.686, 0.290),
-    (0.596, 0.306, 0.639),
-    (1.000, 0.498, 0.000),
-    (0.651, 0.337, 0.157),
-    (0.969, 0.506, 0.749),
-    (0.600, 0.600, 0.600),
-    (0.737, 0.741, 0.133),
-    (0.090, 0.745, 0.812),
-)
-
-
-def cluster_colour(m: int) -> tuple[float, float, float, float]:
-    """RGBA of the cluster attending consumer ``m`` (grey-white for -1: no cluster)."""
-    if m < 0:
-        return (0.85, 0.85, 0.85, 0.8)
-    return (*_PALETTE[m % len(_PALETTE)], 1.0)
 
 
 class TickStats:

@@ -1,50 +1,25 @@
-"""Battery-discharge reallocation over ROS 2 (LGTC paper Sec. IV-D, Fig. 5), over seeded runs.
+"""The battery-discharge study (LGTC paper Sec. IV-D, Fig. 5) over seeded runs: ``lgtc discharge``.
 
-``python -m lgtc_policy.mission_discharge --config launch/discharge.yaml --runs 10``
+``lgtc discharge --config launch/discharge.yaml --runs 10``
 
-Each run flies the config through :func:`lgtc_policy.demo.run_demo` (world, relay, CBF
+Each run flies the config through :func:`lgtc_policy.mission.demo.run_demo` (world, relay, CBF
 filters, policy nodes over DDS) with the config's seed set to the run's seed and every start
-position jittered by up to ``--jitter`` metres (seeded), so runs differ. The config's
-``discharge`` event empties one robot's battery at ``t`` and its ``land`` event lands it.
-:func:`analyse` then reads the sampled trajectory:
-
-* the victim's *consumer* is the one whose interaction area held it (floor distance
-  ``<= R_m``, airborne; the nearest on overlap, the simulator's coverage rule) at the last
-  sample before its battery emptied;
-* the allocation at the event is *complete* when every consumer's area held an airborne
-  robot (Fig. 5 starts from one: "the drones allocate their resources to target locations");
-  ``uncovered_at_event`` lists the consumers that held none;
-* that consumer is *abandoned* when no other airborne robot was inside its area then;
-* *re-cover time*: first sim time after the event at which another airborne robot is inside
-  the area **and** every other consumer still holds one (the new allocation covers all M
-  consumers with the N - 1 robots left, as eq. 3 requires; a robot that only moves the gap
-  to the consumer it left does not count); ``recovered_by`` names the robot inside the
-  victim's consumer then and ``recovered_from`` the consumer whose area held it at the event
-  (Fig. 5: "a drone of another subteam"; ``null``: it was in no area);
-  ``covered_after_pct``: share of the samples after the event in which another airborne robot
-  is inside the victim's consumer (a pass-through scores low, a new allocation high);
-* a run **succeeds** when the allocation was complete, the victim landed and the abandoned
-  consumer was re-covered within ``--window`` seconds (40 s: the issue's goal; the paper
-  reports the new allocation about 35 s later). A run in which nothing was abandoned does not
-  exercise the reallocation and is not a success: ``outcome`` says which case it was
-  (``re-covered``, ``not re-covered``, ``not landed``, ``not abandoned``: another robot was
-  already inside the victim's consumer, ``incomplete allocation``: some consumer held no
-  robot at the event, so there was no allocation to repair, ``victim in no area``: the
-  victim was serving no consumer, ``no event``: the run ended first).
+position jittered by up to ``--jitter`` metres (seeded), so runs differ
+(:func:`~lgtc_policy.mission.discharge.variant`). The config's ``discharge`` event empties one
+robot's battery at ``t`` and its ``land`` event lands it;
+:func:`~lgtc_policy.mission.discharge.analyse` then judges the run (re-covered within
+``--window`` seconds or why not: see :mod:`lgtc_policy.mission.discharge`).
 
 Writes ``<out>/discharge.json`` (per run and the success count) and, with ``--figure``, a
 Fig. 5-style PNG of the first run (top view coloured by cluster, cluster id over time).
 
 ``--backend core`` (or :func:`discharge_study_core`) runs the *same* seeded variants through
-the batched core env instead of ROS: :func:`lgtc_policy.mission.core_rollout` with the
-centralized CBF (the ROS chain's safety filter), the events of the config at their 20 Hz tick,
-seconds per run instead of minutes. The env is planar, so :func:`core_trajectory` adds the
-simulator's vertical profile (take-off and landing at ``sim_bridge.sim.SimParams`` speeds) and
-:func:`analyse` reads the core trajectory exactly as the ROS one. Use it to screen
-checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS timing differ, and
-run by run the two disagree: docs/mission.md). ``--controller expert`` / ``greedy`` fly the
-eq. 3 expert or the greedy rule instead of the policy (yardsticks, no checkpoint);
-``--reanalyse`` reads the runs already under ``--out`` again without flying.
+the batched core env instead of ROS
+(:func:`~lgtc_policy.mission.discharge.core_trajectory`), seconds per run instead of minutes.
+Use it to screen checkpoints; the ROS study stays the figure of record (the 3-D CBF and DDS
+timing differ, and run by run the two disagree: docs/mission.md). ``--controller expert`` /
+``greedy`` fly the eq. 3 expert or the greedy rule instead of the policy (yardsticks, no
+checkpoint); ``--reanalyse`` reads the runs already under ``--out`` again without flying.
 """
 
 from __future__ import annotations
@@ -60,219 +35,17 @@ from typing import Any
 import numpy as np
 
 from lgtc_policy.agent import MissionError
-from lgtc_policy.mission_report import pair_separation
-from lgtc_policy.mission_stats import cluster_colour
+from lgtc_policy.mission.discharge import (
+    CONTROLLERS,
+    analyse,
+    core_trajectory,
+    summarise,
+    variant,
+)
+from lgtc_policy.mission.figures import plot_run
+from lgtc_policy.mission.report import pair_separation
 
-__all__ = [
-    "CONTROLLERS",
-    "analyse",
-    "core_trajectory",
-    "discharge_study_core",
-    "plot_run",
-    "reanalyse",
-    "summarise",
-    "variant",
-]
-
-
-def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> dict:
-    """The config ``mapping`` for run ``seed``: seed set, start xy jittered by <= ``jitter``."""
-    data = json.loads(json.dumps(mapping))
-    rng = np.random.default_rng(seed)
-    data["seed"] = int(seed)
-    for r in data["robots"]:
-        dx, dy = rng.uniform(-jitter, jitter, 2)
-        r["pose"] = [r["pose"][0] + float(dx), r["pose"][1] + float(dy), *r["pose"][2:]]
-    if checkpoint:
-        data.setdefault("policy", {})["checkpoint"] = checkpoint
-    return data
-
-
-def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
-    """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
-    ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
-    event is the one analysed)."""
-    ev = next((e for e in cfg.events if e.type == "discharge"), None)
-    if ev is None:
-        raise MissionError(f"{cfg.source}: no discharge event to analyse")
-    times = np.asarray(times, dtype=float)
-    positions = np.asarray(positions, dtype=float)
-    n = len(cfg.robots)
-    if positions.ndim != 3 or positions.shape[1:] != (n, 3) or len(times) != len(positions):
-        raise MissionError(
-            f"trajectory: positions {positions.shape} / times {times.shape}, expected "
-            f"(T, {n}, 3) / (T,)"
-        )
-    victim = cfg.robot_index(ev.robot)
-    cpos = np.array([c.position for c in cfg.consumers])
-    rad = np.array([c.radius for c in cfg.consumers])
-    z0 = cfg.arena.z[0]
-    lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
-    others = np.array([i for i in range(n) if i != victim])
-
-    def area(pos: np.ndarray) -> np.ndarray:
-        """(N,) index of the consumer whose area holds each airborne robot (nearest), or -1."""
-        d = np.linalg.norm(pos[:, None, :2] - cpos[None], axis=-1)
-        inside = (d <= rad[None]) & (pos[:, 2] >= lift)[:, None]
-        return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
-
-    out: dict[str, Any] = {"victim": ev.robot, "t_event": ev.t}
-    before = np.nonzero(times < ev.t)[0]
-    if before.size == 0 or times[-1] < ev.t:
-        out.update(success=False, outcome="no event", reason="run ended before the event")
-        return out
-    at = area(positions[before[-1]])
-    out["landed"] = bool(positions[-1, victim, 2] < z0 + 0.1)
-    if at[victim] < 0:
-        out.update(
-            success=False,
-            outcome="victim in no area",
-            reason="the victim was not serving a consumer at the event: nothing abandoned",
-        )
-        return out
-    m = int(at[victim])
-    out["consumer"] = cfg.consumers[m].name
-    out["abandoned"] = not bool((at[others] == m).any())
-    n_cons = len(cfg.consumers)
-    empty = np.bincount(at[at >= 0], minlength=n_cons) == 0
-    out["uncovered_at_event"] = [cfg.consumers[k].name for k in np.flatnonzero(empty)]
-    after = np.nonzero(times >= ev.t)[0]
-    where = np.array([area(positions[k])[others] for k in after])  # (K, N - 1)
-    held = where == m
-    covered = held.any(axis=1)
-    every = np.array([np.isin(np.arange(n_cons), row).all() for row in where], dtype=bool)
-    out["covered_after_pct"] = float(100.0 * covered.mean()) if covered.size else math.nan
-    if empty.any():
-        out.update(
-            success=False,
-            outcome="incomplete allocation",
-            reason=f"{', '.join(out['uncovered_at_event'])} held no robot at the event: "
-            "there was no complete allocation to repair",
-        )
-        return out
-    if not out["abandoned"]:
-        out.update(
-            success=False,
-            outcome="not abandoned",
-            reason=f"another robot was already inside {cfg.consumers[m].name}: nothing to re-cover",
-        )
-        return out
-    recover, by, came_from = math.nan, None, None
-    if every.any():
-        k = int(np.argmax(every))
-        recover = float(times[after[k]] - ev.t)
-        j = int(others[np.argmax(held[k])])
-        by = cfg.robots[j].name
-        came_from = cfg.consumers[int(at[j])].name if at[j] >= 0 else None
-    out.update(recover_s=recover, recovered_by=by, recovered_from=came_from)
-    in_time = math.isfinite(recover) and recover <= window
-    out["success"] = bool(out["landed"] and in_time)
-    if out["success"]:
-        out["outcome"] = "re-covered"
-    elif not out["landed"]:
-        out.update(outcome="not landed", reason="the victim did not land")
-    else:
-        out.update(outcome="not re-covered", reason=f"not re-covered in {window:g} s")
-    return out
-
-
-def summarise(results: list[dict], backend: str, checkpoint: str | None, window: float) -> dict:
-    """The study's summary: success count (the issue's goal), runs per ``outcome``.
-
-    ``successes_from_subteam`` counts the successes whose re-covering drone was inside another
-    consumer's area at the event (``recovered_from`` set): Fig. 5's "a drone of another
-    subteam relocates". The others were re-covered by a drone that held no area then (a spare
-    or a drone hovering outside every area)."""
-    outcomes: dict[str, int] = {}
-    for r in results:
-        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
-    return {
-        "backend": backend,
-        "checkpoint": checkpoint,
-        "runs": len(results),
-        "successes": sum(bool(r["success"]) for r in results),
-        "successes_from_subteam": sum(
-            bool(r["success"]) and r.get("recovered_from") is not None for r in results
-        ),
-        "abandoned": sum(bool(r.get("abandoned")) for r in results),
-        "outcomes": outcomes,
-        "window_s": window,
-        "results": results,
-    }
-
-
-#: Who flies the core backend: the checkpoint's LGTC policy (eqs. 4-6, deterministic mean
-#: action, through the centralized CBF), the centralized expert of eq. 3 (its own CBF), or
-#: the decentralized greedy rule (through the CBF). The last two need no checkpoint.
-CONTROLLERS = ("policy", "expert", "greedy")
-
-
-def core_trajectory(
-    cfg,
-    net,
-    env_config: dict,
-    duration: float,
-    seed: int = 0,
-    controller: str = "policy",
-    cbf: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``controller`` (:data:`CONTROLLERS`; ``net`` is the policy's ``LGTCNet``, unused by
-    the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
-    ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame], clusters (K, 3) rows
-    (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
-    argmax attention, for the expert what :func:`~lgtc_policy.mission.expert_rollout` records
-    (the env's eq. 3 ``ResourceEnv.assignment``, not the expert's own), none for greedy.
-    ``cbf=False`` flies the policy or the greedy rule without the centralized CBF (the
-    paper's training setting); the expert always uses its own.
-
-    ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
-    tick ``>= t`` (:func:`lgtc_policy.mission.scenario_from_config`). Heights follow the
-    simulator: drones climb to ``takeoff_height`` at ``SimParams.takeoff_speed`` from t = 0
-    (the env holds them still meanwhile) and descend at ``SimParams.landing_speed`` from the
-    tick a ``land`` / ``fail`` event deactivates them; ground robots stay at the floor.
-    """
-    from sim_bridge.sim import SimParams
-
-    from lgtc_policy.mission import (
-        core_rollout,
-        expert_rollout,
-        greedy_rollout,
-        scenario_from_config,
-    )
-
-    hz = cfg.rates.control_hz
-    sc = scenario_from_config(cfg, hz)
-    steps = int(math.ceil(duration * hz - 1e-9))
-    if steps < 1:
-        raise MissionError(f"duration {duration} s: must be at least one control tick")
-    if controller == "policy":
-        score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=cbf)
-    elif controller == "expert":
-        score = expert_rollout(sc, env_config, steps, seed=seed)
-    elif controller == "greedy":
-        score = greedy_rollout(sc, env_config, steps, seed=seed, cbf=cbf)
-    else:
-        raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
-    times = np.arange(steps + 1) / hz
-    xy = sc.frame.to_world(score.pos)
-    sim = SimParams()
-    z0 = cfg.arena.z[0]
-    z = np.full((steps + 1, len(cfg.robots)), z0)
-    att = score.attended.copy()  # (T, N): cluster chosen at tick t, from tick hold_ticks on
-    for i, r in enumerate(cfg.robots):
-        drone = r.kind == "crazyflie"
-        if drone:
-            z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
-        off = [tick for tick, kind, j, _ in sc.events if kind == "deactivate" and j == i]
-        if off and min(off) <= steps:
-            k = min(off)
-            att[k:, i] = -1  # an inactive robot attends nothing (the policy node's -1)
-            if drone:
-                drop = sim.landing_speed * (times[k:] - times[k])
-                z[k:, i] = np.maximum(z[k, i] - drop, z0)
-    tt, ii = np.nonzero(att >= 0)
-    clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
-    return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
+__all__ = ["build_parser", "discharge_study_core", "main", "reanalyse"]
 
 
 def _check_options(runs: int, jitter: float, window: float, after: float) -> None:
@@ -455,53 +228,6 @@ def reanalyse(out: str | Path, window: float = 40.0, backend: str = "ros") -> di
     return summarise(results, backend, cfg.policy.checkpoint, window)
 
 
-def plot_run(npz: Path, cfg, out_png: Path, title: str = "") -> None:
-    """Fig. 5-style figure of one run: top view (paths coloured by the attended consumer) and
-    each robot's cluster over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    d = np.load(npz)
-    times, pos, clusters = d["times"], d["positions"], d["clusters"]
-    n = pos.shape[1]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=80)
-    for m, c in enumerate(cfg.consumers):
-        ax.add_patch(plt.Circle(c.position, c.radius, color=cluster_colour(m), alpha=0.25))
-        ax.text(c.position[0], c.position[1] + c.radius + 0.05, c.name, ha="center", fontsize=8)
-    for i in range(n):
-        rows = clusters[clusters[:, 1] == i]
-        idx = np.searchsorted(rows[:, 0], times, side="right") - 1 if len(rows) else None
-        col = [
-            cluster_colour(int(rows[k, 2]) if idx is not None and k >= 0 else -1)
-            for k in (idx if idx is not None else np.full(len(times), -1))
-        ]
-        ax.scatter(pos[::4, i, 0], pos[::4, i, 1], s=3, c=col[::4])
-        ax.plot(*pos[-1, i, :2], "k^" if pos[-1, i, 2] > 0.1 else "kx", ms=6)
-        ax.text(pos[0, i, 0], pos[0, i, 1] - 0.15, cfg.robots[i].name, ha="center", fontsize=7)
-        if len(rows):
-            bx.step(
-                rows[:, 0], rows[:, 2] + 0.08 * (i - n / 2), where="post", label=cfg.robots[i].name
-            )
-    for ev in cfg.events:
-        bx.axvline(ev.t, color="k", ls=":", lw=1)
-    ax.set_xlim(*cfg.arena.x)
-    ax.set_ylim(*cfg.arena.y)
-    ax.set_aspect("equal")
-    ax.set_title("paths (colour = attended consumer)", fontsize=9)
-    bx.set_yticks(range(len(cfg.consumers)), [c.name for c in cfg.consumers])
-    bx.set_xlabel("sim time [s]")
-    bx.set_title("cluster = argmax attention, per robot", fontsize=9)
-    bx.legend(fontsize=7, loc="upper left")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="launch/discharge.yaml")
@@ -628,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
     from sim_bridge.config import load_config
 
-    from lgtc_policy.demo import DemoOptions, run_demo
+    from lgtc_policy.mission.demo import DemoOptions, run_demo
 
     try:
         base, base_cfg = _study_config(ns.config)

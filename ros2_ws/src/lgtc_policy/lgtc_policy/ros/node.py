@@ -36,12 +36,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
+from sim_bridge.markers import cluster_markers
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy, replace_checkpoint
-from lgtc_policy.mission_stats import TickStats, cluster_colour
+from lgtc_policy.ros.tick_stats import TickStats
 
 
 class PolicyNode(Node):
@@ -262,14 +263,14 @@ class PolicyNode(Node):
         stamp = self.get_clock().now().to_msg()
         i = self.spec.index
         p = Point(x=float(self.pose[0]), y=float(self.pose[1]), z=float(self.pose[2]))
-        out = []
-        sphere = Marker(ns="lgtc_cluster", id=i, type=Marker.SPHERE, action=Marker.ADD)
-        sphere.pose.position = p
-        sphere.pose.orientation.w = 1.0
-        sphere.scale.x = sphere.scale.y = sphere.scale.z = 0.12
-        r, g, b, a = cluster_colour(self.agent.cluster)
-        sphere.color = ColorRGBA(r=r, g=g, b=b, a=a)
-        out.append(sphere)
+        out = cluster_markers(
+            positions=self.pose[None, :3],
+            cluster_ids=np.array([self.agent.cluster]),
+            robot_ids=np.array([i]),
+            stamp=stamp,
+            ns="lgtc_cluster",
+            diameter=0.12,
+        ).markers
         for ns, v, rgba in (
             ("lgtc_nominal", self.nominal, (1.0, 0.6, 0.0, 0.9)),
             ("lgtc_filtered", self.filtered, (0.1, 0.5, 1.0, 0.9)),

@@ -98,7 +98,7 @@ PROJECTION_DISTANCE = 0.1
 
 @dataclass(frozen=True)
 class FilterSpec:
-    """What every robot's ``cbf_filter`` node runs, in metres (``cbf_filter.node``).
+    """What every robot's ``cbf_filter`` node runs, in metres (``cbf_filter.ros.node``).
 
     Attributes:
         params: per robot, the node's :class:`cbf_filter.CBFParams` built by

@@ -8,7 +8,7 @@ time limit, and writes to ``--out``:
 * ``report.md`` (printed too) and ``report.json``: demand satisfied, time to satisfy, min
   pair separation, CBF fallbacks, policy ticks on time, and the episode reward of the ROS run
   (scored by the env's eq. 2) vs the core env with the same policy, scenario and seed vs the
-  centralized expert (:mod:`lgtc_policy.mission`);
+  centralized expert (:mod:`lgtc_policy.mission.scenario`);
 * ``run.mcap`` (ROS 2 bag, MCAP) and ``swarm.gif`` (rendered from it);
 * ``trajectory.npz``: what the monitor sampled (``times`` (K,) sim s, ``positions`` (K, N, 3)
   m, ``demands`` (K, M, r), ``clusters`` rows ``[sim t, robot index, attended consumer]``).
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from lgtc_policy.agent import MissionError, replace_checkpoint
-from lgtc_policy.mission_report import format_report, ros_metrics
+from lgtc_policy.mission.report import format_report, ros_metrics
 
 __all__ = ["DemoOptions", "main", "run_demo"]
 
@@ -146,7 +146,7 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
             mapping["policy"]["checkpoint"] = str(cfg.resolve_checkpoint())
         run_cfg_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
     ckpt, env_config, net = _checkpoint_info(cfg)
-    from lgtc_policy.mission import scenario_from_config
+    from lgtc_policy.mission.scenario import scenario_from_config
 
     scenario = scenario_from_config(cfg, cfg.rates.control_hz)
     try:
@@ -259,7 +259,12 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
 
 def compare_with_core(cfg, scenario, env_config, net, times, positions, opts, notes) -> dict:
     """Rewards of the ROS run (env replay), the core env rollout and the expert, same ticks."""
-    from lgtc_policy.mission import core_rollout, expert_rollout, resample, score_trajectory
+    from lgtc_policy.mission.scenario import (
+        core_rollout,
+        expert_rollout,
+        resample,
+        score_trajectory,
+    )
 
     dt = 1.0 / cfg.rates.control_hz
     t_end = float(times[-1])

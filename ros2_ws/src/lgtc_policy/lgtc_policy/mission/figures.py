@@ -7,6 +7,8 @@
 * :func:`fig56`: 5 agents, 3 consumers, persistent (battery-like) resources; the agent serving
   a consumer alone discharges and lands at 50 s; positions over time (Fig. 5) and normalised
   cluster states of the policy and value networks (Fig. 6).
+* :func:`plot_run`: one run of the discharge study (Fig. 5 style); :func:`cluster_colour`: the
+  colour of the cluster attending consumer ``m`` in the study's plots.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from lgtc_policy.env import EnvConfig
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
-__all__ = ["fig3", "fig4", "fig56", "train_curve"]
+__all__ = ["cluster_colour", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
 
 ALGOS = ("lgtc_ippo", "mamoppo", "ippo", "vdn", "qmix")
 LABELS = {
@@ -397,3 +399,69 @@ def fig56(
     fig.savefig(p6)
     plt.close(fig)
     return [p5, p6]
+
+
+# ----------------------------------------------------------------------------- study plots
+
+_PALETTE = (
+    (0.894, 0.102, 0.110),
+    (0.216, 0.494, 0.722),
+    (0.302, 0.686, 0.290),
+    (0.596, 0.306, 0.639),
+    (1.000, 0.498, 0.000),
+    (0.651, 0.337, 0.157),
+    (0.969, 0.506, 0.749),
+    (0.600, 0.600, 0.600),
+    (0.737, 0.741, 0.133),
+    (0.090, 0.745, 0.812),
+)
+
+
+def cluster_colour(m: int) -> tuple[float, float, float, float]:
+    """RGBA of the cluster attending consumer ``m`` (grey-white for -1: no cluster)."""
+    if m < 0:
+        return (0.85, 0.85, 0.85, 0.8)
+    return (*_PALETTE[m % len(_PALETTE)], 1.0)
+
+
+def plot_run(npz: Path, cfg, out_png: Path, title: str = "") -> None:
+    """Fig. 5-style figure of one run: top view (paths coloured by the attended consumer) and
+    each robot's cluster over time."""
+    plt = _plt()
+    d = np.load(npz)
+    times, pos, clusters = d["times"], d["positions"], d["clusters"]
+    n = pos.shape[1]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=80)
+    for m, c in enumerate(cfg.consumers):
+        ax.add_patch(plt.Circle(c.position, c.radius, color=cluster_colour(m), alpha=0.25))
+        ax.text(c.position[0], c.position[1] + c.radius + 0.05, c.name, ha="center", fontsize=8)
+    for i in range(n):
+        rows = clusters[clusters[:, 1] == i]
+        idx = np.searchsorted(rows[:, 0], times, side="right") - 1 if len(rows) else None
+        col = [
+            cluster_colour(int(rows[k, 2]) if idx is not None and k >= 0 else -1)
+            for k in (idx if idx is not None else np.full(len(times), -1))
+        ]
+        ax.scatter(pos[::4, i, 0], pos[::4, i, 1], s=3, c=col[::4])
+        ax.plot(*pos[-1, i, :2], "k^" if pos[-1, i, 2] > 0.1 else "kx", ms=6)
+        ax.text(pos[0, i, 0], pos[0, i, 1] - 0.15, cfg.robots[i].name, ha="center", fontsize=7)
+        if len(rows):
+            bx.step(
+                rows[:, 0], rows[:, 2] + 0.08 * (i - n / 2), where="post", label=cfg.robots[i].name
+            )
+    for ev in cfg.events:
+        bx.axvline(ev.t, color="k", ls=":", lw=1)
+    ax.set_xlim(*cfg.arena.x)
+    ax.set_ylim(*cfg.arena.y)
+    ax.set_aspect("equal")
+    ax.set_title("paths (colour = attended consumer)", fontsize=9)
+    bx.set_yticks(range(len(cfg.consumers)), [c.name for c in cfg.consumers])
+    bx.set_xlabel("sim time [s]")
+    bx.set_title("cluster = argmax attention, per robot", fontsize=9)
+    bx.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)

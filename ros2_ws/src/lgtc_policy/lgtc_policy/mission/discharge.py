@@ -1,0 +1,246 @@
+"""Battery-discharge reallocation (LGTC paper Sec. IV-D, Fig. 5): how one run is judged.
+
+The study that flies the runs is :mod:`lgtc_policy.mission.discharge_study` (``lgtc
+discharge``). Each run flies a config whose ``discharge`` event empties one robot's battery at
+``t`` and whose ``land`` event lands it; :func:`analyse` then reads the sampled trajectory:
+
+* the victim's *consumer* is the one whose interaction area held it (floor distance
+  ``<= R_m``, airborne; the nearest on overlap, the simulator's coverage rule) at the last
+  sample before its battery emptied;
+* the allocation at the event is *complete* when every consumer's area held an airborne
+  robot (Fig. 5 starts from one: "the drones allocate their resources to target locations");
+  ``uncovered_at_event`` lists the consumers that held none;
+* that consumer is *abandoned* when no other airborne robot was inside its area then;
+* *re-cover time*: first sim time after the event at which another airborne robot is inside
+  the area **and** every other consumer still holds one (the new allocation covers all M
+  consumers with the N - 1 robots left, as eq. 3 requires; a robot that only moves the gap
+  to the consumer it left does not count); ``recovered_by`` names the robot inside the
+  victim's consumer then and ``recovered_from`` the consumer whose area held it at the event
+  (Fig. 5: "a drone of another subteam"; ``null``: it was in no area);
+  ``covered_after_pct``: share of the samples after the event in which another airborne robot
+  is inside the victim's consumer (a pass-through scores low, a new allocation high);
+* a run **succeeds** when the allocation was complete, the victim landed and the abandoned
+  consumer was re-covered within ``window`` seconds (40 s: the issue's goal; the paper
+  reports the new allocation about 35 s later). A run in which nothing was abandoned does not
+  exercise the reallocation and is not a success: ``outcome`` says which case it was
+  (``re-covered``, ``not re-covered``, ``not landed``, ``not abandoned``: another robot was
+  already inside the victim's consumer, ``incomplete allocation``: some consumer held no
+  robot at the event, so there was no allocation to repair, ``victim in no area``: the
+  victim was serving no consumer, ``no event``: the run ended first).
+
+:func:`core_trajectory` flies a config in the batched core env instead of ROS
+(:func:`lgtc_policy.mission.scenario.core_rollout` with the ROS chain's CBF filters, the
+events of the config at their 20 Hz tick) and adds the simulator's vertical profile, so
+:func:`analyse` reads it exactly as a ROS run. :func:`variant` makes the seeded run configs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from sim_bridge.sim import SimParams
+
+from lgtc_policy.agent import MissionError
+from lgtc_policy.mission.scenario import (
+    core_rollout,
+    expert_rollout,
+    greedy_rollout,
+    scenario_from_config,
+)
+
+__all__ = ["CONTROLLERS", "analyse", "core_trajectory", "summarise", "variant"]
+
+
+def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> dict:
+    """The config ``mapping`` for run ``seed``: seed set, start xy jittered by <= ``jitter``."""
+    data = json.loads(json.dumps(mapping))
+    rng = np.random.default_rng(seed)
+    data["seed"] = int(seed)
+    for r in data["robots"]:
+        dx, dy = rng.uniform(-jitter, jitter, 2)
+        r["pose"] = [r["pose"][0] + float(dx), r["pose"][1] + float(dy), *r["pose"][2:]]
+    if checkpoint:
+        data.setdefault("policy", {})["checkpoint"] = checkpoint
+    return data
+
+
+def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
+    """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
+    ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
+    event is the one analysed)."""
+    ev = next((e for e in cfg.events if e.type == "discharge"), None)
+    if ev is None:
+        raise MissionError(f"{cfg.source}: no discharge event to analyse")
+    times = np.asarray(times, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    n = len(cfg.robots)
+    if positions.ndim != 3 or positions.shape[1:] != (n, 3) or len(times) != len(positions):
+        raise MissionError(
+            f"trajectory: positions {positions.shape} / times {times.shape}, expected "
+            f"(T, {n}, 3) / (T,)"
+        )
+    victim = cfg.robot_index(ev.robot)
+    cpos = np.array([c.position for c in cfg.consumers])
+    rad = np.array([c.radius for c in cfg.consumers])
+    z0 = cfg.arena.z[0]
+    lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
+    others = np.array([i for i in range(n) if i != victim])
+
+    def area(pos: np.ndarray) -> np.ndarray:
+        """(N,) index of the consumer whose area holds each airborne robot (nearest), or -1."""
+        d = np.linalg.norm(pos[:, None, :2] - cpos[None], axis=-1)
+        inside = (d <= rad[None]) & (pos[:, 2] >= lift)[:, None]
+        return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
+
+    out: dict[str, Any] = {"victim": ev.robot, "t_event": ev.t}
+    before = np.nonzero(times < ev.t)[0]
+    if before.size == 0 or times[-1] < ev.t:
+        out.update(success=False, outcome="no event", reason="run ended before the event")
+        return out
+    at = area(positions[before[-1]])
+    out["landed"] = bool(positions[-1, victim, 2] < z0 + 0.1)
+    if at[victim] < 0:
+        out.update(
+            success=False,
+            outcome="victim in no area",
+            reason="the victim was not serving a consumer at the event: nothing abandoned",
+        )
+        return out
+    m = int(at[victim])
+    out["consumer"] = cfg.consumers[m].name
+    out["abandoned"] = not bool((at[others] == m).any())
+    n_cons = len(cfg.consumers)
+    empty = np.bincount(at[at >= 0], minlength=n_cons) == 0
+    out["uncovered_at_event"] = [cfg.consumers[k].name for k in np.flatnonzero(empty)]
+    after = np.nonzero(times >= ev.t)[0]
+    where = np.array([area(positions[k])[others] for k in after])  # (K, N - 1)
+    held = where == m
+    covered = held.any(axis=1)
+    every = np.array([np.isin(np.arange(n_cons), row).all() for row in where], dtype=bool)
+    out["covered_after_pct"] = float(100.0 * covered.mean()) if covered.size else math.nan
+    if empty.any():
+        out.update(
+            success=False,
+            outcome="incomplete allocation",
+            reason=f"{', '.join(out['uncovered_at_event'])} held no robot at the event: "
+            "there was no complete allocation to repair",
+        )
+        return out
+    if not out["abandoned"]:
+        out.update(
+            success=False,
+            outcome="not abandoned",
+            reason=f"another robot was already inside {cfg.consumers[m].name}: nothing to re-cover",
+        )
+        return out
+    recover, by, came_from = math.nan, None, None
+    if every.any():
+        k = int(np.argmax(every))
+        recover = float(times[after[k]] - ev.t)
+        j = int(others[np.argmax(held[k])])
+        by = cfg.robots[j].name
+        came_from = cfg.consumers[int(at[j])].name if at[j] >= 0 else None
+    out.update(recover_s=recover, recovered_by=by, recovered_from=came_from)
+    in_time = math.isfinite(recover) and recover <= window
+    out["success"] = bool(out["landed"] and in_time)
+    if out["success"]:
+        out["outcome"] = "re-covered"
+    elif not out["landed"]:
+        out.update(outcome="not landed", reason="the victim did not land")
+    else:
+        out.update(outcome="not re-covered", reason=f"not re-covered in {window:g} s")
+    return out
+
+
+def summarise(results: list[dict], backend: str, checkpoint: str | None, window: float) -> dict:
+    """The study's summary: success count (the issue's goal), runs per ``outcome``.
+
+    ``successes_from_subteam`` counts the successes whose re-covering drone was inside another
+    consumer's area at the event (``recovered_from`` set): Fig. 5's "a drone of another
+    subteam relocates". The others were re-covered by a drone that held no area then (a spare
+    or a drone hovering outside every area)."""
+    outcomes: dict[str, int] = {}
+    for r in results:
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+    return {
+        "backend": backend,
+        "checkpoint": checkpoint,
+        "runs": len(results),
+        "successes": sum(bool(r["success"]) for r in results),
+        "successes_from_subteam": sum(
+            bool(r["success"]) and r.get("recovered_from") is not None for r in results
+        ),
+        "abandoned": sum(bool(r.get("abandoned")) for r in results),
+        "outcomes": outcomes,
+        "window_s": window,
+        "results": results,
+    }
+
+
+#: Who flies the core backend: the checkpoint's LGTC policy (eqs. 4-6, deterministic mean
+#: action, through the centralized CBF), the centralized expert of eq. 3 (its own CBF), or
+#: the decentralized greedy rule (through the CBF). The last two need no checkpoint.
+CONTROLLERS = ("policy", "expert", "greedy")
+
+
+def core_trajectory(
+    cfg,
+    net,
+    env_config: dict,
+    duration: float,
+    seed: int = 0,
+    controller: str = "policy",
+    cbf: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``controller`` (:data:`CONTROLLERS`; ``net`` is the policy's ``LGTCNet``, unused by
+    the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
+    ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame], clusters (K, 3) rows
+    (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
+    argmax attention, for the expert what
+    :func:`~lgtc_policy.mission.scenario.expert_rollout` records
+    (the env's eq. 3 ``ResourceEnv.assignment``, not the expert's own), none for greedy.
+    ``cbf=False`` flies the policy or the greedy rule without the centralized CBF (the
+    paper's training setting); the expert always uses its own.
+
+    ``positions[k]`` is the state at ``k / control_hz`` s; an event at ``t`` acts at the first
+    tick ``>= t`` (:func:`lgtc_policy.mission.scenario.scenario_from_config`). Heights follow the
+    simulator: drones climb to ``takeoff_height`` at ``SimParams.takeoff_speed`` from t = 0
+    (the env holds them still meanwhile) and descend at ``SimParams.landing_speed`` from the
+    tick a ``land`` / ``fail`` event deactivates them; ground robots stay at the floor.
+    """
+    hz = cfg.rates.control_hz
+    sc = scenario_from_config(cfg, hz)
+    steps = int(math.ceil(duration * hz - 1e-9))
+    if steps < 1:
+        raise MissionError(f"duration {duration} s: must be at least one control tick")
+    if controller == "policy":
+        score = core_rollout(net, sc, env_config, steps, seed=seed, cbf=cbf)
+    elif controller == "expert":
+        score = expert_rollout(sc, env_config, steps, seed=seed)
+    elif controller == "greedy":
+        score = greedy_rollout(sc, env_config, steps, seed=seed, cbf=cbf)
+    else:
+        raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
+    times = np.arange(steps + 1) / hz
+    xy = sc.frame.to_world(score.pos)
+    sim = SimParams()
+    z0 = cfg.arena.z[0]
+    z = np.full((steps + 1, len(cfg.robots)), z0)
+    att = score.attended.copy()  # (T, N): cluster chosen at tick t, from tick hold_ticks on
+    for i, r in enumerate(cfg.robots):
+        drone = r.kind == "crazyflie"
+        if drone:
+            z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
+        off = [tick for tick, kind, j, _ in sc.events if kind == "deactivate" and j == i]
+        if off and min(off) <= steps:
+            k = min(off)
+            att[k:, i] = -1  # an inactive robot attends nothing (the policy node's -1)
+            if drone:
+                drop = sim.landing_speed * (times[k:] - times[k])
+                z[k:, i] = np.maximum(z[k, i] - drop, z0)
+    tt, ii = np.nonzero(att >= 0)
+    clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
+    return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
