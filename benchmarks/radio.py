@@ -138,7 +138,7 @@ def run_ros(
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
-    from sim_bridge.bridges.crazyflie_node import CrazyflieBridgeNode
+    from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 
     fakes = [FakeCrazyflie() for _ in range(n)]
     robots = [

@@ -30,7 +30,7 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "cbf_node = cbf_filter.node:main",
+            "cbf_node = cbf_filter.ros.node:main",
         ],
     },
 )

@@ -31,13 +31,13 @@ setup(
     entry_points={
         "console_scripts": [
             "swarm = sim_bridge.cli:main",
-            "world_node = sim_bridge.world_node:main",
-            "comm_relay = sim_bridge.relay_node:main",
-            "swarm_services = sim_bridge.services_node:main",
-            "cmd_passthrough = sim_bridge.passthrough_node:main",
-            "swarm_goto = sim_bridge.goto_node:main",
-            "crazyflie_bridge = sim_bridge.bridges.crazyflie_node:main",
-            "ground_bridge = sim_bridge.bridges.ground_node:main",
+            "world_node = sim_bridge.ros.world_node:main",
+            "comm_relay = sim_bridge.ros.relay_node:main",
+            "swarm_services = sim_bridge.ros.services_node:main",
+            "cmd_passthrough = sim_bridge.ros.passthrough_node:main",
+            "swarm_goto = sim_bridge.ros.goto_node:main",
+            "crazyflie_bridge = sim_bridge.ros.crazyflie_node:main",
+            "ground_bridge = sim_bridge.ros.ground_node:main",
         ],
     },
 )

@@ -320,7 +320,7 @@ def from_config(
     control_hz=None,
     sample_time=None,
 ) -> CBFParams:
-    """The :class:`CBFParams` one robot's filter runs (what ``cbf_filter.node`` builds).
+    """The :class:`CBFParams` one robot's filter runs (what ``cbf_filter.ros.node`` builds).
 
     Every keyword is an explicit value that wins; ``None``, ``""``, NaN (and an ``arena`` of
     ``[NaN]``) mean "not set": then the swarm config ``swarm`` (a ``sim_bridge`` ``SwarmConfig``,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import rclpy
 from cbf_filter.errors import CBFConfigError
-from cbf_filter.node import CbfNode
+from cbf_filter.ros.node import CbfNode
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from rclpy.context import Context
@@ -403,7 +403,7 @@ def test_parameters_come_from_the_swarm_config(context, tmp_path):
 
 
 def test_cli_exits_2_with_one_line_on_bad_input(capsys):
-    from cbf_filter.node import main
+    from cbf_filter.ros.node import main
 
     assert main(["--ros-args", "-r", "__ns:=/r1", "-p", "gamma:=-3.0"]) == 2
     err = capsys.readouterr().err

@@ -11,24 +11,29 @@
 
 The nodes (topic graph in :mod:`sim_bridge.topics`):
 
-==================  =========================================  ==============================
-name (namespace)    plugin                                     when
-==================  =========================================  ==============================
-world               sim_bridge.world_node:WorldNode            always (consumers, sim robots)
-comm_relay          sim_bridge.relay_node:RelayNode            always
-swarm_services      sim_bridge.services_node:SwarmServicesNode always (/all/... services)
-crazyflie_bridge    sim_bridge.bridges.crazyflie_node:...      any ``backend: cflib`` robot
-ground_bridge       sim_bridge.bridges.ground_node:...         any ``backend: external`` robot
-cbf_filter (/<r>)   cbf_filter.node:CbfNode                    per robot, unless ``cbf=False``
-cmd_passthrough     sim_bridge.passthrough_node:PassthroughNode  ``cbf=False`` and a policy
-swarm_goto          sim_bridge.goto_node:GotoNode              ``goto`` (scripted commander)
-policy (/<r>)       lgtc_policy.node:PolicyNode                per robot, when the config has
-                                                               a checkpoint, ``policy`` and
-                                                               not ``goto``
-dmar (/<r>)         dmar_agent.ros.node:DmarNode                   per robot, when the config has
-                                                               a ``routing`` section,
-                                                               ``policy`` and not ``goto``
-==================  =========================================  ==============================
+==================  ===============================================  =========================
+name (namespace)    plugin                                           when
+==================  ===============================================  =========================
+world               sim_bridge.ros.world_node:WorldNode              always (consumers, sim
+                                                                     robots)
+comm_relay          sim_bridge.ros.relay_node:RelayNode              always
+swarm_services      sim_bridge.ros.services_node:SwarmServicesNode   always (/all/... services)
+crazyflie_bridge    sim_bridge.ros.crazyflie_node:CrazyflieBridge... any ``backend: cflib``
+                                                                     robot
+ground_bridge       sim_bridge.ros.ground_node:GroundBridgeNode      any ``backend: external``
+                                                                     robot
+cbf_filter (/<r>)   cbf_filter.ros.node:CbfNode                      per robot, unless
+                                                                     ``cbf=False``
+cmd_passthrough     sim_bridge.ros.passthrough_node:PassthroughNode  ``cbf=False`` and a policy
+swarm_goto          sim_bridge.ros.goto_node:GotoNode                ``goto`` (scripted
+                                                                     commander)
+policy (/<r>)       lgtc_policy.ros.node:PolicyNode                  per robot, when the config
+                                                                     has a checkpoint,
+                                                                     ``policy`` and not ``goto``
+dmar (/<r>)         dmar_agent.ros.node:DmarNode                     per robot, when the config
+                                                                     has a ``routing`` section,
+                                                                     ``policy`` and not ``goto``
+==================  ===============================================  =========================
 
 A routing config (DMAR) starts the DMAR agent nodes in place of the LGTC policy nodes; the
 plan names them by package, executable and plugin only (sim_bridge imports no mission
@@ -146,7 +151,12 @@ def plan(
         world_params["backend_override"] = "sim"
     specs = [
         NodeSpec(
-            "sim_bridge", "world_node", "world", "", world_params, "sim_bridge.world_node:WorldNode"
+            "sim_bridge",
+            "world_node",
+            "world",
+            "",
+            world_params,
+            "sim_bridge.ros.world_node:WorldNode",
         ),
         NodeSpec(
             "sim_bridge",
@@ -160,7 +170,7 @@ def plan(
                 # DMAR agents talk in event-driven rounds, not on a tick rhythm
                 **({"deliver": "periodic"} if cfg.routing is not None else {}),
             },
-            "sim_bridge.relay_node:RelayNode",
+            "sim_bridge.ros.relay_node:RelayNode",
         ),
         NodeSpec(
             "sim_bridge",
@@ -168,7 +178,7 @@ def plan(
             "swarm_services",
             "",
             dict(common),
-            "sim_bridge.services_node:SwarmServicesNode",
+            "sim_bridge.ros.services_node:SwarmServicesNode",
         ),
     ]
     if "cflib" in backends:
@@ -179,7 +189,7 @@ def plan(
                 "crazyflie_bridge",
                 "",
                 dict(common),
-                "sim_bridge.bridges.crazyflie_node:CrazyflieBridgeNode",
+                "sim_bridge.ros.crazyflie_node:CrazyflieBridgeNode",
             )
         )
     if "external" in backends:
@@ -190,7 +200,7 @@ def plan(
                 "ground_bridge",
                 "",
                 dict(common),
-                "sim_bridge.bridges.ground_node:GroundBridgeNode",
+                "sim_bridge.ros.ground_node:GroundBridgeNode",
             )
         )
     with_dmar = policy and cfg.routing is not None and not goto
@@ -205,7 +215,7 @@ def plan(
                     "cbf_filter",
                     f"/{r.name}",
                     {**common, "robot": r.name},
-                    "cbf_filter.node:CbfNode",
+                    "cbf_filter.ros.node:CbfNode",
                 )
             )
     elif commanded:
@@ -216,7 +226,7 @@ def plan(
                 "cmd_passthrough",
                 "",
                 dict(common),
-                "sim_bridge.passthrough_node:PassthroughNode",
+                "sim_bridge.ros.passthrough_node:PassthroughNode",
             )
         )
     if goto:
@@ -227,7 +237,7 @@ def plan(
                 "swarm_goto",
                 "",
                 dict(common),
-                "sim_bridge.goto_node:GotoNode",
+                "sim_bridge.ros.goto_node:GotoNode",
             )
         )
     if with_policy:
@@ -239,7 +249,7 @@ def plan(
                     "policy",
                     f"/{r.name}",
                     {**common, "robot": r.name},
-                    "lgtc_policy.node:PolicyNode",
+                    "lgtc_policy.ros.node:PolicyNode",
                 )
             )
     if with_dmar:

@@ -27,16 +27,16 @@ EXECUTORS = ("auto", "multi", "single", "events")
 #: subscriptions, publishers and synchronous services (no coroutine callbacks, which that
 #: executor does not await). CbfNode ran the demo under it; PolicyNode was checked by reading.
 EVENTS_SAFE = {
-    "cbf_filter.node:CbfNode",
-    "lgtc_policy.node:PolicyNode",
-    "sim_bridge.world_node:WorldNode",
-    "sim_bridge.relay_node:RelayNode",
-    "sim_bridge.services_node:SwarmServicesNode",
-    "sim_bridge.passthrough_node:PassthroughNode",
-    "sim_bridge.goto_node:GotoNode",
+    "cbf_filter.ros.node:CbfNode",
+    "lgtc_policy.ros.node:PolicyNode",
+    "sim_bridge.ros.world_node:WorldNode",
+    "sim_bridge.ros.relay_node:RelayNode",
+    "sim_bridge.ros.services_node:SwarmServicesNode",
+    "sim_bridge.ros.passthrough_node:PassthroughNode",
+    "sim_bridge.ros.goto_node:GotoNode",
     # radio bridges: DDS tests run them under both composed executors (test_radio_node.py)
-    "sim_bridge.bridges.crazyflie_node:CrazyflieBridgeNode",
-    "sim_bridge.bridges.ground_node:GroundBridgeNode",
+    "sim_bridge.ros.crazyflie_node:CrazyflieBridgeNode",
+    "sim_bridge.ros.ground_node:GroundBridgeNode",
 }
 
 

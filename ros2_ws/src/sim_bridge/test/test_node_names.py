@@ -86,7 +86,7 @@ def test_live_graph_has_no_duplicate_node_name(small_demo, probe, mode, tmp_path
 
 def test_services_worker_keeps_its_name_under_a_process_wide_remap(small_demo, probe):
     """``ros2 launch`` renames with a process-wide ``__node:=``; only the main node follows."""
-    from sim_bridge.services_node import SwarmServicesNode
+    from sim_bridge.ros.services_node import SwarmServicesNode
 
     context = rclpy.Context()
     rclpy.init(

@@ -16,10 +16,10 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sim_bridge.bridges.base_node import LATCHED, BridgeSetupError
-from sim_bridge.bridges.crazyflie_node import CrazyflieBridgeNode
-from sim_bridge.bridges.ground_node import GroundBridgeNode
 from sim_bridge.fake_crazyflie import FakeCrazyflie, decode_velocity_setpoint
+from sim_bridge.ros.bridge_node import LATCHED, BridgeSetupError
+from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
+from sim_bridge.ros.ground_node import GroundBridgeNode
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 

@@ -28,8 +28,6 @@ from sim_bridge.bridges.crazyflie_link import (
     LinkState,
     RobotLink,
 )
-from sim_bridge.bridges.crazyflie_node import CrazyflieBridgeNode
-from sim_bridge.bridges.ground_node import GroundBridgeNode
 from sim_bridge.fake_crazyflie import (
     ON_GROUND_Z,
     PORT_COMMANDER_GENERIC,
@@ -38,6 +36,8 @@ from sim_bridge.fake_crazyflie import (
     FakeCrazyflie,
     decode_velocity_setpoint,
 )
+from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
+from sim_bridge.ros.ground_node import GroundBridgeNode
 from std_srvs.srv import Trigger
 
 HL_TAKEOFF, HL_LAND = 7, 8

@@ -450,7 +450,7 @@ def test_world_publishes_views_tasks_and_lockstep_ps_step(routing_world):
 @pytest.mark.ros
 def test_ground_bridge_publishes_views_from_mocap_and_the_known_lists(tmp_path):
     from geometry_msgs.msg import PoseStamped
-    from sim_bridge.bridges.ground_node import GroundBridgeNode
+    from sim_bridge.ros.ground_node import GroundBridgeNode
     from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg
 
     data = base_cfg(tasks=[[0, 1], [1, 1]])

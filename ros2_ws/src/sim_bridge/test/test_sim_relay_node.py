@@ -13,7 +13,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sim_bridge.config import ConfigError
-from sim_bridge.relay_node import RelayNode
+from sim_bridge.ros.relay_node import RelayNode
 from std_msgs.msg import Float64MultiArray
 
 pytestmark = pytest.mark.ros

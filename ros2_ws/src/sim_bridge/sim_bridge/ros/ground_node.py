@@ -35,10 +35,10 @@ from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from std_srvs.srv import Trigger
 
-from sim_bridge.bridges.base_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
 from sim_bridge.bridges.crazyflie_link import LinkState
 from sim_bridge.bridges.ground import GroundLink, GroundParams, GroundPose
 from sim_bridge.config import ConfigError, RobotConfig
+from sim_bridge.ros.bridge_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import (
     CMD_TIMEOUT_S,

@@ -13,7 +13,7 @@ robot whose link fails never holds up the others. Per robot ``/<robot>/``:
   ``critical_v`` and ``battery_full_v``), and the ``takeoff`` / ``land`` /
   ``emergency_stop`` services (std_srvs/Trigger). After a later link loss they stay
   advertised and answer from the link's state (takeoff refuses while not up);
-* ``neighbors`` (PoseArray): robots within the sensing radius (see ``base_node``);
+* ``neighbors`` (PoseArray): robots within the sensing radius (:mod:`~sim_bridge.ros.bridge_node`);
 
 and ``/diagnostics`` (1 Hz, one status per robot: link, flight, battery, protocol, and the
 command counts ``rejected_commands`` = ``rejected_non_finite`` + ``rejected_too_fast`` +
@@ -47,7 +47,6 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from std_srvs.srv import Trigger
 
-from sim_bridge.bridges.base_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
 from sim_bridge.bridges.crazyflie_link import (
     BatteryLevel,
     BatteryThresholds,
@@ -59,6 +58,7 @@ from sim_bridge.bridges.crazyflie_link import (
     stop_links,
 )
 from sim_bridge.config import ConfigError, RobotConfig
+from sim_bridge.ros.bridge_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import CMD_TIMEOUT_S, CMD_VEL, EMERGENCY_STOP, LAND, TAKEOFF, robot_topic
 

@@ -1,0 +1,1 @@
+"""Node floor of cbf_filter: the per-robot filter node (uses rclpy)."""
