@@ -15,8 +15,10 @@ robots in the simulator through the CBF with Algorithm 2), or runs a small one f
 ``--ros-k``, default 60 cm): each environment becomes a swarm file
 (:func:`dmar_agent.mission.configs.instance_config`) flown by the DMAR nodes, the CBF filters
 and the simulated world composed over DDS (:func:`dmar_agent.ros.mission_run.run_mission`),
-next to the continuous core on the same instance and DMAR seed. Keys per radius:
-``ros_cost_k{k}cm`` / ``core_cost_k{k}cm`` (mean moves), ``ros_over_core_cost_k{k}cm``,
+next to the continuous core on the same instance and DMAR seed. Both costs are counted up to
+the visit of the last task (the ROS run stops there; the core's ``cost_at_completion``).
+Keys per radius: ``ros_cost_k{k}cm`` / ``core_cost_k{k}cm`` (mean moves),
+``ros_over_core_cost_k{k}cm``,
 ``ros_clusters_k{k}cm`` / ``core_clusters_k{k}cm``, ``ros_tasks_visited_pct_k{k}cm``,
 ``ros_min_separation_margin_m``; ``ros_subset_runs``. The node keeps its robots apart by
 its yield rule, the core by Algorithm 2, so moves may differ run by run.
@@ -87,7 +89,7 @@ def ros_subset(envs: int, radii: list[float], tmp: Path) -> dict:
                 if cluster == i and parent < 0
             )
             ros.append(run.cost())
-            core.append(c.cost)
+            core.append(c.cost_at_completion)
             ros_cl.append(leaders)
             core_cl.append(c.clusters)
             visited += run.tasks_visited
@@ -96,7 +98,8 @@ def ros_subset(envs: int, radii: list[float], tmp: Path) -> dict:
             print(
                 f"  env {env} k {lab} cm: ROS {run.cost()} moves, {leaders} clusters, "
                 f"{run.tasks_visited}/{run.tasks_total} tasks, min sep "
-                f"{run.min_separation_m:.3f} m, {run.wall_s:.0f} s | core {c.cost} moves, "
+                f"{run.min_separation_m:.3f} m, {run.wall_s:.0f} s | core {c.cost_at_completion} "
+                f"moves to the last task ({c.cost} to the end of its EM), "
                 f"{c.clusters} clusters, completed {c.completed}",
                 flush=True,
             )

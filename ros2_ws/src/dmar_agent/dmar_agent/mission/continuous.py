@@ -115,6 +115,10 @@ class ContinuousResult:
         blocked: simulator steps clipped at an obstacle cell (summed over robots).
         cell_mismatch: robot-EM-steps that ended in another cell than Algorithm 2's target.
         sim_time_s: simulated EM time [s]; wall_s: wall time of the run [s].
+        cost_at_completion: ``cost`` at the EM step that visited the last task (the moves
+            explorers and members make after it, to the end of that EM, not counted); what a
+            run that stops once every task is visited (the ROS mission) measures. Not in the
+            Fig. 2(i) CSV.
     """
 
     cost: int
@@ -137,6 +141,7 @@ class ContinuousResult:
     cell_mismatch: int
     sim_time_s: float
     wall_s: float
+    cost_at_completion: int = -1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -331,6 +336,8 @@ def _em_phase(ex: Executor, arena: Arena, cfg: DmarConfig, cc: ContinuousConfig,
         ex.pos[:] = res.targets
         for c in res.targets[res.moved].tolist():
             ex._complete(int(c))
+        if acc["cost_at_completion"] < 0 and not ex.alive.any():
+            acc["cost_at_completion"] = acc["cost"] + follower.cost
         ex.refresh()
         acc["em_steps"] += 1
     for i in members:
@@ -363,6 +370,7 @@ def run_continuous(
         "clusters",
     )
     acc = dict.fromkeys(keys, 0)
+    acc["cost_at_completion"] = -1
     while ex.alive.any() and ex.iteration < cfg.max_iterations:
         ex.reinit()
         soac(ex, cfg)
@@ -370,6 +378,8 @@ def run_continuous(
         lma(ex, cfg)
         tmar(ex, cfg)
         _em_phase(ex, arena, cfg, cc, acc)
+    if acc["cost_at_completion"] < 0:
+        acc["cost_at_completion"] = acc["cost"]
     return ContinuousResult(
         **acc,
         metres=arena.metres,

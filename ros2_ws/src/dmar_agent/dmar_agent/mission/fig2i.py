@@ -38,7 +38,14 @@ RADII_CM = (20, 40, 60, 80, math.inf)
 POLICIES = {"DMAR": "rollout", "BP": "base"}
 MAX_ITERATIONS = 500
 KEY = ("env", "run", "k_cm", "algo")
-FIELDS = [*KEY, "k", "ratio", "n_tasks", "seed", *ContinuousResult.__dataclass_fields__]
+FIELDS = [
+    *KEY,
+    "k",
+    "ratio",
+    "n_tasks",
+    "seed",
+    *(f for f in ContinuousResult.__dataclass_fields__ if f != "cost_at_completion"),
+]
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def run_fig2i(path: Path, todo: list[Fig2iJob], workers: int = 2) -> int:
     new = not path.exists() or path.stat().st_size == 0
     written = 0
     with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
         if new:
             w.writeheader()
         with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
