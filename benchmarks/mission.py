@@ -1,8 +1,8 @@
 """Mission benchmark: the LGTC swarm over ROS 2 (composed), N = 10 and N = 30.
 
 Runs ``launch/demo.yaml`` (N = 10, M = 4) and a 30-robot variant of it (same consumers,
-demands x3, robots on a 6 x 5 grid) through :func:`lgtc_policy.demo.run_demo` for a fixed wall
-time each, side by side in one process, and reports:
+demands x3, robots on a 6 x 5 grid) through :func:`lgtc_policy.mission.demo.run_demo` for a
+fixed wall time each, side by side in one process, and reports:
 
 * ``ticks_on_time_pct_n10`` / ``_n30``: policy ticks that started within 1.5 periods of the
   previous one (20 Hz), over all robots [%];
@@ -74,7 +74,7 @@ def _abs_checkpoint(src: Path, data: dict) -> str:
 
 
 def run(duration: float, checkpoint: str | None) -> dict:
-    from lgtc_policy.demo import DemoOptions, run_demo
+    from lgtc_policy.mission.demo import DemoOptions, run_demo
 
     out: dict = {"load_avg_1min_start": os.getloadavg()[0]}
     rows = []
@@ -154,7 +154,7 @@ def message_ages(
     import numpy as np
     import yaml
     from lgtc_policy.agent import replace_checkpoint
-    from lgtc_policy.demo import _ros_env
+    from lgtc_policy.mission.demo import _ros_env
     from sim_bridge.bringup import plan
     from sim_bridge.config import load_config
     from sim_bridge.ros.runner import run_composed
@@ -170,7 +170,7 @@ def message_ages(
         path.write_text(yaml.safe_dump(mapping, sort_keys=False))
         specs = plan(cfg, path, cbf=True, autostart=True)
         for spec in specs:
-            if spec.plugin == "sim_bridge.relay_node:RelayNode":
+            if spec.plugin == "sim_bridge.ros.relay_node:RelayNode":
                 spec.parameters.update(deliver=deliver, bundle_period_s=period)
         ages: list[float] = []
 
