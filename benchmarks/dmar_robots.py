@@ -11,13 +11,14 @@ Measures, with the core message simulator (``dmar_agent.distributed``, no ROS):
   (``background_plan``, the node's setting): the longest time one call blocks the robot's loop.
   ``plan_round_sync_p99_ms`` / ``_max_ms``: the planning round when the rollout runs inline
   (from the lockstep runs), i.e. what the leader's loop would stall for without the worker.
-  Per setting: the same keys with ``_9x9``, ``_20x20_psi2``, ``_20x20_psi3``.
+  Per setting: the same keys with ``_9x9``, ``_20x20_psi2``, ``_20x20_psi3`` (``--quick``: one
+  radius per setting, seed 0).
 
 Over ROS 2 (real DDS, everything composed in one process through the bringup,
 ``dmar_agent.ros.mission_run``), the issue's goals:
 
 * ``lockstep_equal_pct``: share of seeded 5 x 5 instances (3 drones, psi = 1, k = 2; seeds
-  0..9, ``--quick``: 0..2) on which the ROS run with the continuous-space interference off (no
+  0..9, ``--quick``: 0) on which the ROS run with the continuous-space interference off (no
   CBF, no yield rule) gives the core simulator's clusters, per-step controls and cost
   (``run_distributed``, equal to ``run_dmar``). The core-only figures above keep the prefix
   ``core_``.
@@ -28,7 +29,7 @@ Over ROS 2 (real DDS, everything composed in one process through the bringup,
   longest callback of a node, p99 over every node of the dmar.yaml runs; ``--quick``: of the
   5 x 5 runs, keys ``ticks_on_time_pct`` / ``tick_compute_p99_ms``).
 * ``rtf_n20``: the world's real-time factor with 20 robots on a 4 m x 4 m arena of 20 x 20
-  cells (psi = 2, k = 2, 10 tasks) over ``rtf_window_s`` of wall time (60 s, ``--quick`` 20 s).
+  cells (psi = 2, k = 2, 10 tasks) over ``rtf_window_s`` of wall time (60 s, ``--quick`` 10 s).
 
 ``--no-ros`` runs the core part only; ``--seeds N`` sets the seeds of the full ROS part (10).
 
@@ -63,8 +64,10 @@ SETTINGS = {
 }
 
 
-def _cases(name: str, seeds: int) -> list:
+def _cases(name: str, seeds: int, quick: bool = False) -> list:
     n, m, psi, ks = SETTINGS[name]
+    if quick:  # one radius per setting: the middle one
+        ks = (ks[len(ks) // 2],)
     return [
         (make_instance(n, "1:1", s, n_agents=m), DmarConfig(k=k, psi=psi, seed=s))
         for k in ks
@@ -107,7 +110,7 @@ def main() -> None:
     n_equal = n_cases = 0
     t_start = time.perf_counter()
     for name in SETTINGS:
-        cases = _cases(name, seeds)
+        cases = _cases(name, seeds, args.quick)
         ticks, plan_bg, plan_sync = [], [], []
         eq = 0
         for inst, cfg in cases:
@@ -257,7 +260,7 @@ def ros_part(quick: bool, seeds: int = 10) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="dmar_bench_") as d:
         tmp = Path(d)
-        out.update(_ros_lockstep(range(3 if quick else seeds), tmp))
+        out.update(_ros_lockstep(range(1 if quick else seeds), tmp))
         if quick:
             configs = [
                 (routing_config(tmp / "q_cf.yaml", seed=2), 2),
@@ -275,7 +278,7 @@ def ros_part(quick: bool, seeds: int = 10) -> dict:
         on_time, p99 = _node_timing(runs if quick else runs[:seeds])
         out["ticks_on_time_pct" if quick else "ticks_on_time_pct_n7"] = on_time
         out["tick_compute_p99_ms"] = p99
-        out["rtf_window_s"] = 20.0 if quick else 60.0
+        out["rtf_window_s"] = 10.0 if quick else 60.0
         out["rtf_n20"] = _rtf_n20(out["rtf_window_s"], tmp)
     print(
         f"ROS: lockstep_equal_pct {out['lockstep_equal_pct']:.1f} on "

@@ -272,3 +272,53 @@ class SequenceFollower:
 def moves_cost(controls: Sequence[int]) -> int:
     """Cost of consumed controls: one per move, WAIT free (the paper's accounting)."""
     return sum(1 for u in controls if u != WAIT)
+
+
+# ----------------------------------------------------------------------------- the node's rule
+
+
+def goes_first(other: int, me: int, step: int, n: int) -> bool:
+    """Robot ``other`` has precedence over robot ``me`` at PS step ``step`` (``n`` robots):
+    ascending index, rotated by the step, so every robot agrees and none is held off for good
+    (a fixed order let an idle low index next to a task hold a higher one off it)."""
+    return (other - step) % n < (me - step) % n
+
+
+def must_yield(
+    me: int,
+    target: tuple[int, int],
+    robots: dict[int, int],
+    width: int,
+    step: int,
+    ground: Sequence[bool],
+) -> bool:
+    """The DMAR node's one-round form of Algorithm 2's steps 1-3 (no move ahead): robot ``me``
+    waits instead of moving to ``target`` (row, col) when
+
+    * another robot of its view stands on the target (step 1: every robot's cell is held), or
+    * a robot of its view that goes first (:func:`goes_first`, step 3) stands next to the
+      target: it may claim the cell this step too (step 2), or
+    * either robot is a ground robot and the other stands in the 8 cells around the target
+      (the CBF keeps a ground robot's projection point Ds + 2 l from others, more than a cell).
+
+    ``robots``: index -> flat cell of every robot in the view (``me`` included or not). Every
+    robot that can reach ``target`` in one move stands next to it, so with a view of at least
+    2 cells each robot sees all its contenders: no two robots head for one cell and no two swap
+    cells (tested as a property). Needs no message round beyond the protocol's; the price is
+    that a robot yields to a neighbour of its target that does not claim it (a wait), where
+    Algorithm 2 with its intent rounds would let it go.
+    """
+    n = len(ground)
+    row, col = target
+    for a, cell in robots.items():
+        if a == me:
+            continue
+        ar, ac = divmod(int(cell), width)
+        d1 = abs(ar - row) + abs(ac - col)
+        if d1 == 0:
+            return True
+        if d1 == 1 and goes_first(a, me, step, n):
+            return True
+        if max(abs(ar - row), abs(ac - col)) <= 1 and (ground[me] or ground[a]):
+            return True
+    return False

@@ -21,14 +21,13 @@ rollout never stalls the velocity loop.
 Moves. After the last round the node reports ``[t, control, row, col]`` on ``dmar/move``
 (WAIT and its own cell outside EM movement steps) and tracks the target cell's centre with a
 saturated P law (``kp`` [1/s], ``max_speed`` of the robot; zero within ``arrive_m``; drones
-also hold their take-off height). Without Algorithm 2 (``dmar_agent.collision``) the node keeps
-lockstep moving on its own: a control towards an obstacle or off the grid becomes WAIT (as in
-the core's world); with ``yield_occupied`` a control becomes WAIT when its cell holds another
-robot of the view or a robot of the view that goes first stands next to it (it may claim the
-cell too; precedence by index, rotated by the PS step), so no two robots head for one cell or
-swap cells and their straight paths between cell centres stay at least ``cell_size / sqrt(2)``
-apart (this needs ``k >= 2`` to see every contender); a ground robot, and any robot next to
-one, also waits when another robot stands in the 8 cells around the target; a robot not arrived
+also hold their take-off height). Collision avoidance is Algorithm 2's one-round form
+(:func:`dmar_agent.collision.must_yield`): a control towards an obstacle or off the grid
+becomes WAIT (as in the core's world); with ``yield_occupied`` a control becomes WAIT when its
+cell holds another robot of the view, or a robot of the view that goes first stands next to it
+(precedence by index, rotated by the PS step), or, with a ground robot on either side, another
+robot stands in the 8 cells around it; so no two robots head for one cell or swap cells (this
+needs ``k >= 2`` to see every contender). A robot not arrived
 ``stuck_timeout_s`` after its report re-reports WAIT back to its own cell (``backoffs``).
 
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
@@ -60,6 +59,7 @@ from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
 
 from dmar_agent.agent import DmarAgent, RoundOutput
+from dmar_agent.collision import must_yield
 from dmar_agent.errors import ConfigError, DmarError
 from dmar_agent.mission.scenario import core_instance
 from dmar_agent.wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
@@ -328,43 +328,20 @@ class DmarNode(Node):
         if u != WAIT:
             tflat = tr * self.shape[1] + tc
             hit = np.flatnonzero(v.cells == tflat)
-            occupied = {cell for a, cell in v.robots.items() if a != self.index}
             if not (0 <= tr < self.shape[0] and 0 <= tc < self.shape[1]) or (
                 hit.size and v.obstacle[hit[0]]
             ):
                 self.counts["blocked_moves"] += 1
                 u, tr, tc = WAIT, r, c
-            elif self.yield_occupied and (tflat in occupied or self._contested(tr, tc)):
+            elif self.yield_occupied and must_yield(
+                self.index, (tr, tc), v.robots, self.shape[1], self.step, self.ground
+            ):
                 self.counts["yields"] += 1
                 u, tr, tc = WAIT, r, c
             else:
                 self.counts["moves"] += 1
         self.origin, self.target, self.move_t0 = (r, c), (tr, tc), self._now()
         self._publish_move(u, tr, tc)
-
-    def _first(self, other: int) -> bool:
-        """Robot ``other`` goes before this one at this step: precedence by index, rotated by
-        the PS step (every robot agrees; a fixed order let an idle low index next to a task
-        hold a higher one off it for good)."""
-        n = len(self.ground)
-        return (other - self.step) % n < (self.index - self.step) % n
-
-    def _contested(self, row: int, col: int) -> bool:
-        """A robot of the view that goes first (:meth:`_first`) stands next to cell (row, col):
-        it may head there too this step. With a ground robot on either side, any other
-        robot in the 8 cells around (row, col) counts too (the CBF keeps a ground robot's
-        projection point Ds + 2 l = 0.32 m from others, more than a cell)."""
-        width = self.shape[1]
-        for a, cell in self.view.robots.items():
-            if a == self.index:
-                continue
-            ar, ac = divmod(cell, width)
-            if self._first(a) and abs(ar - row) + abs(ac - col) == 1:
-                return True
-            near = max(abs(ar - row), abs(ac - col)) <= 1
-            if near and (self.ground[self.index] or self.ground[a]):
-                return True
-        return False
 
     def _publish_move(self, u: int, row: int, col: int) -> None:
         self.move_pub.publish(
