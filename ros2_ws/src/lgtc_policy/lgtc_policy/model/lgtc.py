@@ -54,9 +54,17 @@ __all__ = [
     "NetConfig",
     "NetInputs",
     "Theorem1Report",
+    "PI_FORMS",
     "contraction_margin",
+    "contraction_rate",
     "mlp",
 ]
+
+
+PI_FORMS = ("paper", "margin")
+"""Forms of the regulariser Pi (eq. 15): ``paper`` = ``softplus(c) + mean_q softplus(tau_q)``
+with ``c`` the rate of eq. (9) (:func:`contraction_rate`); ``margin`` = the previous trainer's
+``softplus(-c_margin) + mean_q softplus(-tau_q)`` (:func:`contraction_margin`)."""
 
 
 class ContractionError(RuntimeError):
@@ -241,6 +249,32 @@ def contraction_margin(tau: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return (tau - K.abs().sum(dim=1)).min()
 
 
+def contraction_rate(
+    tau: torch.Tensor, K: torch.Tensor, f: torch.Tensor | None = None, s_norm: float = 1.0
+) -> torch.Tensor:
+    """Contraction rate ``c`` of eq. (9) with Remark 1's ``K = A^T A``, differentiable.
+
+    ``c = mu_inf(diag(tau) + (K (x) S~) + diag(f))`` with
+    ``mu_inf(X) = max_i (x_ii + sum_{j != i} |x_ij|)`` over the ``N F`` rows ``(i, q)``.
+    ``S~`` is the bounding support of Assumption 2: zero diagonal (left-normalised
+    adjacency, Remark 1) and row sums ``||S~||_inf = s_norm`` (1 for any graph with a
+    neighbour), so the diagonal of ``K (x) S~`` is 0 and row ``(i, q)`` sums to
+    ``tau_q + f_iq + s_norm * sum_q' |K_qq'|``:
+
+        ``c = max_{i,q} (tau_q + f_iq + s_norm * sum_q' |K_qq'|)``.
+
+    Args:
+        tau: ``(F,)`` leak.
+        K: ``(F, F)`` coupling ``A^T A``.
+        f: ``(..., F)`` values of ``f`` (any leading shape: agents, batch, ticks) or None
+            (``f = 0``).
+    """
+    row = tau + s_norm * K.abs().sum(dim=1)
+    if f is not None and f.numel():
+        row = row + f.reshape(-1, f.shape[-1]).amax(dim=0)
+    return row.max()
+
+
 class LGTCCell(nn.Module):
     """The LGTC cell of eq. (6) with the fused semi-implicit Euler step (module docstring)."""
 
@@ -296,14 +330,31 @@ class LGTCCell(nn.Module):
         """Differentiable contraction margin ``c`` (:func:`contraction_margin`)."""
         return contraction_margin(self.tau, self.K)
 
-    def regulariser(self) -> torch.Tensor:
-        """``Pi = softplus(-c) + mean_q softplus(-tau_q)`` (eq. 15).
+    def rate(self, f: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable contraction rate ``c`` of eq. (9) (:func:`contraction_rate`)."""
+        return contraction_rate(self.tau, self.K, f)
 
-        The paper writes ``softplus(c) + softplus(tau)`` for a penalty that *softly enforces*
-        ``c > 0`` and ``tau >= 0``; the signs here make the penalty decrease as the conditions
-        become satisfied (it tends to 0 for ``c, tau -> +inf``).
+    def regulariser(self, f: torch.Tensor | None = None, form: str = "paper") -> torch.Tensor:
+        """``Pi`` of eq. (15), a scalar.
+
+        ``form='paper'``: ``Pi = softplus(c) + mean_q softplus(tau_q)`` with ``c`` the rate of
+        eq. (9) under Remark 1's ``A^T A`` (:func:`contraction_rate`, ``f`` the batch's
+        ``f >= 0`` values, any leading shape, or None for ``f = 0``). Both terms grow with
+        ``tau`` and with the coupling, so Pi bounds the rate instead of rewarding it (the
+        conditions of eq. 8 hold by construction: ``tau >= 0`` by :meth:`project_`,
+        ``mu_inf(A^T A (x) S) >= 0`` by Remark 1). The paper does not say how the vector
+        ``softplus(tau)`` is reduced to a scalar: the mean over ``q`` keeps its weight
+        independent of ``F``.
+
+        ``form='margin'``: the previous trainer's ``softplus(-c_margin) + mean_q
+        softplus(-tau_q)`` (:func:`contraction_margin`), which decreases without bound as
+        ``tau`` grows; kept to reproduce runs made with it.
         """
-        return F_nn.softplus(-self.margin()) + F_nn.softplus(-self.tau).mean()
+        if form == "margin":
+            return F_nn.softplus(-self.margin()) + F_nn.softplus(-self.tau).mean()
+        if form != "paper":
+            raise ValueError(f"Pi form must be one of {PI_FORMS}, got {form!r}")
+        return F_nn.softplus(self.rate(f)) + F_nn.softplus(self.tau).mean()
 
     @torch.no_grad()
     def project_(self) -> None:
@@ -379,15 +430,54 @@ class LGTCNet(nn.Module):
             y = torch.cat([y, extra], dim=-1)
         return self.head(y), x_next, xi
 
+    def forward_seq(
+        self, inp: NetInputs, x0: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``L`` ticks with backpropagation through the cell (truncated BPTT over ``L``).
+
+        Args:
+            inp: every field time-major, ``(L, B, ...)``.
+            x0: ``(B, N, state_dim)`` the state at the first tick (stored in the rollout).
+            keep: ``(L, B)`` 0 where the episode ended after tick ``t`` (the state entering
+                tick ``t + 1`` is reset to 0, as in the rollout), 1 elsewhere; None: all 1.
+
+        Returns:
+            ``(out (L, B, N, out_dim), x after the last tick (reset applied),
+            f (L, B, N, F) or None for the reduced network)``. The same arithmetic as ``L``
+            calls of :meth:`forward`; the encoders and the head run once over all ticks and
+            only the cell loops over time.
+        """
+        L, Bs, N = inp.pos.shape[:3]
+        flat = NetInputs(*(getattr(inp, k).flatten(0, 1) for k in NetInputs.__dataclass_fields__))
+        if self.cfg.kind != "lgtc":
+            out, _, _ = self.forward(flat, flat.pos.new_zeros(L * Bs, N, 0))
+            return out.view(L, Bs, *out.shape[1:]), x0, None
+        phi, delta = self.encode(flat)
+        phi = phi.view(L, Bs, *phi.shape[1:])
+        delta = delta.view(L, Bs, *delta.shape[1:])
+        x, xs, xis, fs = x0, [], [], []
+        for t in range(L):
+            x_next, xi, f = self.cell(delta[t], phi[t], x, inp.S[t] @ x, inp.consumer_mask[t])
+            xs.append(x_next)
+            xis.append(xi)
+            fs.append(f)
+            x = x_next if keep is None else x_next * keep[t].view(Bs, 1, 1)
+        xi_all = torch.stack(xis)
+        y = torch.cat(
+            [torch.stack(xs), torch.einsum("lbnm,lbnmg->lbng", xi_all, phi), delta, inp.pos], -1
+        )
+        return self.head(y), x, torch.stack(fs)
+
     def action(self, out: torch.Tensor) -> torch.Tensor:
         """Deterministic action in ``[-1, 1]^2`` from the head output ``(..., out_dim)``."""
         mean = out[..., :2]
         return torch.tanh(mean) if self.cfg.squash else mean.clamp(-1.0, 1.0)
 
-    def regulariser(self) -> torch.Tensor:
-        """``Pi`` of eq. (15) (zero for the reduced network, which has no cell)."""
+    def regulariser(self, f: torch.Tensor | None = None, form: str = "paper") -> torch.Tensor:
+        """``Pi`` of eq. (15) (zero for the reduced network, which has no cell); see
+        :meth:`LGTCCell.regulariser` for ``f`` and ``form``."""
         if self.cfg.kind == "lgtc":
-            return self.cell.regulariser()
+            return self.cell.regulariser(f, form)
         return torch.zeros((), device=self.head[0].weight.device)
 
     def project_(self) -> None:

@@ -49,10 +49,18 @@ from lgtc_policy.env.expert import CentralizedExpert, ExpertConfig
 from lgtc_policy.greedy import GreedyConfig, greedy_action
 from lgtc_policy.model.checkpoint import save_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
-from lgtc_policy.model.lgtc import LGTCNet, NetInputs
-from lgtc_policy.train.common import ConfigError, RunLogger, set_seed, write_json
+from lgtc_policy.model.lgtc import PI_FORMS, LGTCNet, NetInputs
+from lgtc_policy.train.common import (
+    ConfigError,
+    RunLogger,
+    make_adam,
+    resolve_device,
+    set_seed,
+    set_threads,
+    write_json,
+)
 from lgtc_policy.train.config import PPOConfig, _Common
-from lgtc_policy.train.ppo import ActorCritic, checkpoint_payload
+from lgtc_policy.train.ppo import ActorCritic, checkpoint_payload, cpu_copy
 
 __all__ = ["BC_ALGOS", "BCConfig", "imitation_mse", "train_bc"]
 
@@ -96,6 +104,8 @@ class BCConfig(_Common):
     """Fraction of the budget over which beta decays linearly to 0 (then pure DAgger)."""
     alpha: float = 0.01
     """Weight of the contraction regulariser Pi of eq. (15) (same as PPOConfig.alpha)."""
+    pi_form: str = "paper"
+    """Pi of eq. (15), as PPOConfig.pi_form ('margin': the previous trainer's form)."""
     std_coef: float = 0.01
     """Weight of the Gaussian NLL that fits log_std to the residual error (mean detached)."""
     log_std_init: float = -0.5
@@ -129,6 +139,8 @@ class BCConfig(_Common):
             raise ConfigError("--beta-decay must be in (0, 1]")
         if self.teacher not in TEACHERS:
             raise ConfigError(f"--teacher {self.teacher!r}: choose one of {TEACHERS}")
+        if self.pi_form not in PI_FORMS:
+            raise ConfigError(f"--pi-form {self.pi_form!r}: choose one of {PI_FORMS}")
         if self.alpha < 0 or self.std_coef < 0 or self.k_p <= 0:
             raise ConfigError("--alpha and --std-coef must be >= 0 and --k-p > 0")
         return self
@@ -136,7 +148,9 @@ class BCConfig(_Common):
     def ppo_config(self) -> PPOConfig:
         """The LGTC-IPPO config with this run's sizes (network built by :class:`ActorCritic`)."""
         keep = {k: getattr(self, k) for k in _Common.__dataclass_fields__}
-        return PPOConfig(**keep, algo="lgtc_ippo", log_std_init=self.log_std_init)
+        return PPOConfig(
+            **keep, algo="lgtc_ippo", log_std_init=self.log_std_init, pi_form=self.pi_form
+        )
 
 
 @torch.no_grad()
@@ -175,7 +189,7 @@ def _stack(items: list[NetInputs]) -> NetInputs:
 
 def _batch(windows: list[tuple]) -> tuple:
     """Concatenate stored windows ``(x0 (B,..), seq (T,B,..), lab, w, keep)`` along the envs."""
-    x0, seq, lab, w, keep = zip(*windows)
+    x0, seq, lab, w, keep = zip(*windows)  # keep: (T, B)
     fields = NetInputs.__dataclass_fields__
     cat_seq = NetInputs(*(torch.cat([getattr(q, k) for q in seq], dim=1) for k in fields))
     return (
@@ -187,6 +201,90 @@ def _batch(windows: list[tuple]) -> tuple:
     )
 
 
+class BCRun:
+    """One DAgger run: policy, optimiser, env, teacher and the aggregated data set on the
+    training device; :meth:`collect` one window, :meth:`update` (truncated BPTT)."""
+
+    def __init__(self, cfg: BCConfig, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        set_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.env_cfg = cfg.env_config()
+        self.ac = ActorCritic(cfg.ppo_config(), self.env_cfg.n_resources).to(device)
+        self.policy = self.ac.policy
+        self.opt = make_adam([*self.policy.parameters(), self.ac.log_std], cfg.lr)
+        self.env = ResourceEnv(self.env_cfg, cfg.num_envs, device=device, seed=cfg.seed)
+        self.expert = CentralizedExpert(self.env, ExpertConfig(k_p=cfg.k_p))
+        greedy = GreedyConfig(k_p=cfg.k_p)
+        if cfg.teacher == "greedy":
+            self.teach = lambda: greedy_action(self.env, greedy)
+        else:
+            self.teach = self.expert.nominal
+        self.obs = self.env.reset()
+        self.x = torch.zeros(cfg.num_envs, cfg.n_agents, self.policy.state_dim, device=device)
+        self.prev = self.obs.agent_res.clone()
+        self.data: list[tuple] = []  # DAgger's aggregated data set of windows
+
+    @torch.no_grad()
+    def collect(self, beta: float) -> torch.Tensor:
+        """One window of ``window`` ticks, each env driven by the teacher with probability
+        ``beta``; stored in the data set. Returns ``[on-policy squared error, its count]``."""
+        cfg, policy = self.cfg, self.policy
+        by_expert = torch.as_tensor(self.rng.random(cfg.num_envs) < beta, device=self.device)
+        by_expert = by_expert[:, None, None]
+        x0 = self.x.clone()
+        inputs, labels, actives, dones = [], [], [], []
+        on = torch.zeros(2, device=self.device)  # learner's error on the states it visits
+        for _ in range(cfg.window):
+            inp = inputs_from_obs(self.obs, self.prev)
+            out, x_next, _ = policy(inp, self.x)
+            label = self.teach()
+            inputs.append(inp)
+            labels.append(label)
+            actives.append(self.obs.active)
+            act = torch.where(by_expert, label, policy.action(out))
+            on_w = self.obs.active.float() * (~by_expert[..., 0]).float()
+            err = ((out[..., :2] - label).pow(2).sum(-1) * on_w).sum()
+            on += torch.stack([err, on_w.sum()])
+            self.prev = self.obs.agent_res.clone()
+            self.obs, _, done, _ = self.env.step(act)
+            dones.append(done)
+            self.x = x_next * (~done).to(x_next.dtype).view(-1, 1, 1)
+            if bool(done.any()):
+                self.prev = torch.where(done.view(-1, 1, 1, 1), self.obs.agent_res, self.prev)
+                self.expert.forget(done)
+        keep = 1.0 - torch.stack(dones).float()  # (T, B)
+        lab, act_w = torch.stack(labels), torch.stack(actives).float()
+        self.data.append((x0, _stack(inputs), lab, act_w, keep))
+        del self.data[: max(0, len(self.data) - cfg.buffer_windows)]
+        return on
+
+    def update(self) -> dict[str, float]:
+        """``updates`` gradient steps, each through whole stored windows (truncated BPTT)."""
+        cfg, policy, ac = self.cfg, self.policy, self.ac
+        acc = torch.zeros(3, device=self.device)
+        for _ in range(cfg.updates):
+            n_pick = min(cfg.batch_windows, len(self.data))
+            pick = self.rng.choice(len(self.data), size=n_pick, replace=False)
+            x0b, seq, lab, w, keepb = _batch([self.data[i] for i in pick])
+            wsum = w.sum().clamp(min=1.0)
+            out, _, f = policy.forward_seq(seq, x0b, keepb)
+            mean = out[..., :2]
+            mse = ((mean - lab).pow(2).sum(-1) * w).sum()
+            z = (lab - mean.detach()) / ac.log_std.exp()
+            nll = ((0.5 * z.pow(2) + ac.log_std).sum(-1) * w).sum()
+            reg = policy.regulariser(f, cfg.pi_form)
+            loss = (mse + cfg.std_coef * nll) / wsum + cfg.alpha * reg
+            self.opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_([*policy.parameters(), ac.log_std], cfg.max_grad_norm)
+            self.opt.step()
+            policy.project_()
+            acc += torch.stack([loss.detach(), mse.detach() / wsum, reg.detach()])
+        loss_bc, loss_mse, pi_reg = (acc / cfg.updates).tolist()
+        return {"loss_bc": loss_bc, "loss_mse": loss_mse, "pi_reg": pi_reg}
+
+
 def train_bc(cfg: BCConfig) -> dict:
     """DAgger warm start; returns the final evaluation summary (best one in best.pt)."""
     from tqdm import tqdm
@@ -194,37 +292,16 @@ def train_bc(cfg: BCConfig) -> dict:
     from lgtc_policy.evaluate import evaluate_net
 
     cfg.validate()
-    torch.set_num_threads(cfg.threads)
-    set_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    env_cfg = cfg.env_config()
+    set_threads(cfg.threads)
+    br = BCRun(cfg, resolve_device(cfg.device))
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
     logger = RunLogger(run, tensorboard=cfg.tensorboard)
-    B, N, T = cfg.num_envs, cfg.n_agents, cfg.window
-    ac = ActorCritic(cfg.ppo_config(), env_cfg.n_resources)
-    policy = ac.policy
-    opt = torch.optim.Adam([*policy.parameters(), ac.log_std], lr=cfg.lr)
-    env = ResourceEnv(env_cfg, B, device="cpu", seed=cfg.seed)
-    expert = CentralizedExpert(env, ExpertConfig(k_p=cfg.k_p))
-    if cfg.teacher == "greedy":
-        greedy = GreedyConfig(k_p=cfg.k_p)
-
-        def teach() -> torch.Tensor:
-            return greedy_action(env, greedy)
-    else:
-
-        def teach() -> torch.Tensor:
-            return expert.nominal()
-
-    obs = env.reset()
-    x = torch.zeros(B, N, policy.state_dim)
-    prev = obs.agent_res.clone()
+    T, B = cfg.window, cfg.num_envs
     step, best, t_wall = 0, -math.inf, time.time()
     next_eval, next_ckpt = cfg.eval_every, cfg.checkpoint_every
     summary: dict = {}
-    data: list[tuple] = []  # DAgger's aggregated data set of windows
     bar = tqdm(total=cfg.total_env_steps, disable=not cfg.progress, unit="step")
 
     def payload(eval_summary: dict) -> dict:
@@ -233,79 +310,25 @@ def train_bc(cfg: BCConfig) -> dict:
             "labels": TEACHER_LABELS[cfg.teacher],
         }
         wall = time.time() - t_wall
-        return checkpoint_payload(ac, cfg, env_cfg, eval_summary, step, best, wall, None, warm)
+        return checkpoint_payload(
+            br.ac, cfg, br.env_cfg, eval_summary, step, best, wall, None, warm
+        )
 
     while step < cfg.total_env_steps:
         t0 = time.time()
         beta = cfg.beta0 * max(0.0, 1.0 - step / (cfg.beta_decay * cfg.total_env_steps))
-        by_expert = torch.as_tensor(rng.random(B) < beta)[:, None, None]
-        # ------------------------------------------------------------ DAgger rollout window
-        x0 = x.clone()
-        inputs, labels, actives, dones = [], [], [], []
-        on_err, on_n = 0.0, 0.0  # imitation error of the learner on the states it visits
-        with torch.no_grad():
-            for _ in range(T):
-                inp = inputs_from_obs(obs, prev)
-                out, x_next, _ = policy(inp, x)
-                label = teach()
-                inputs.append(inp)
-                labels.append(label)
-                actives.append(obs.active)
-                act = torch.where(by_expert, label, policy.action(out))
-                on_w = obs.active.float() * (~by_expert[..., 0]).float()
-                on_err += float(((out[..., :2] - label).pow(2).sum(-1) * on_w).sum())
-                on_n += float(on_w.sum())
-                prev = obs.agent_res.clone()
-                obs, _, done, _ = env.step(act)
-                dones.append(done)
-                x = x_next.clone()
-                if bool(done.any()):
-                    x[done] = 0.0
-                    prev[done] = obs.agent_res[done]
-                    expert.forget(done)
+        on_err, on_n = br.collect(beta).tolist()
         step += T * B
-        # ------------------------------------------------------------ truncated BPTT update
-        keep = 1.0 - torch.stack(dones).float()[..., None, None]  # (T, B, 1, 1)
-        data.append((x0, _stack(inputs), torch.stack(labels), torch.stack(actives).float(), keep))
-        del data[: max(0, len(data) - cfg.buffer_windows)]
-        stats = {"loss_bc": 0.0, "loss_mse": 0.0, "pi_reg": 0.0}
-        for _ in range(cfg.updates):
-            pick = rng.choice(len(data), size=min(cfg.batch_windows, len(data)), replace=False)
-            x0b, seq, lab, w, keepb = _batch([data[i] for i in pick])
-            wsum = w.sum().clamp(min=1.0)
-            xs, mse, nll = x0b, 0.0, 0.0
-            std = ac.log_std.exp()
-            for t in range(T):
-                inp_t = NetInputs(*(getattr(seq, k)[t] for k in NetInputs.__dataclass_fields__))
-                out, xs, _ = policy(inp_t, xs)
-                mean = out[..., :2]
-                mse = mse + ((mean - lab[t]).pow(2).sum(-1) * w[t]).sum()
-                z = (lab[t] - mean.detach()) / std
-                nll = nll + ((0.5 * z.pow(2) + ac.log_std).sum(-1) * w[t]).sum()
-                xs = xs * keepb[t]
-            reg = policy.regulariser()
-            loss = (mse + cfg.std_coef * nll) / wsum + cfg.alpha * reg
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_([*policy.parameters(), ac.log_std], cfg.max_grad_norm)
-            opt.step()
-            policy.project_()
-            stats["loss_bc"] += float(loss.detach()) / cfg.updates
-            stats["loss_mse"] += float(mse.detach()) / float(wsum) / cfg.updates
-            stats["pi_reg"] += float(reg.detach()) / cfg.updates
-        # ------------------------------------------------------------ logging / checkpoints
-        row = {
-            **stats,
-            "onpolicy_mse": on_err / max(on_n, 1.0),
-            "beta": beta,
-            "steps_per_s": T * B / (time.time() - t0),
-        }
-        row["action_std"] = float(ac.log_std.detach().exp().mean())
-        rep = policy.cell.theorem1(x)
+        row = {**br.update(), "onpolicy_mse": on_err / max(on_n, 1.0), "beta": beta}
+        row["steps_per_s"] = T * B / (time.time() - t0)
+        row["action_std"] = float(br.ac.log_std.detach().exp().mean())
+        rep = br.policy.cell.theorem1(br.x)
         row.update(contraction_c=rep.margin, tau_min=rep.tau_min, state_abs_max=rep.state_abs_max)
         if step >= next_eval or step >= cfg.total_env_steps:
             next_eval += cfg.eval_every
-            summary = evaluate_net(policy, env_cfg, cfg.eval_episodes, seed=cfg.seed + 10_000)
+            summary = evaluate_net(
+                cpu_copy(br.policy), br.env_cfg, cfg.eval_episodes, seed=cfg.seed + 10_000
+            )
             row["eval_reward"] = summary["reward_mean"]
             row["eval_demand_satisfied"] = summary["demand_satisfied_mean"]
             if summary["reward_mean"] > best:

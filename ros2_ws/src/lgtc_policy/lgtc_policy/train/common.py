@@ -21,13 +21,19 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DEVICES",
     "ConfigError",
     "RunLogger",
     "add_dataclass_args",
     "dataclass_from_args",
     "gae",
+    "make_adam",
+    "resolve_device",
     "set_seed",
+    "set_threads",
 ]
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class ConfigError(ValueError):
@@ -67,12 +73,45 @@ def gae(
     return adv, adv + values
 
 
-def set_seed(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; returns a torch generator for the run."""
+def set_seed(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Seed python, numpy and torch; returns a torch generator on ``device`` for the run
+    (on the CPU the same stream as before the device option existed)."""
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- hardware
+def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto`` = CUDA when available, else the CPU; ``cuda`` requires it."""
+    if name not in DEVICES:
+        raise ConfigError(f"--device {name!r}: choose one of {DEVICES}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device cuda: torch {torch.__version__} sees no CUDA device here; use "
+            "--device auto (falls back to the CPU) or --device cpu"
+        )
+    return torch.device(name)
+
+
+def set_threads(threads: int) -> int:
+    """``torch.set_num_threads``; 0 = every core of the machine. Returns the count set."""
+    n = threads if threads > 0 else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has one for the parameters' device
+    (CPU and CUDA in torch >= 2.4), else the multi-tensor (foreach) one."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 # ----------------------------------------------------------------------------- logging

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 
 from lgtc_policy.env.spec import EnvConfig
-from lgtc_policy.train.common import ConfigError
+from lgtc_policy.model.lgtc import PI_FORMS
+from lgtc_policy.train.common import DEVICES, ConfigError
 
 __all__ = ["PPO_ALGOS", "SAC_ALGOS", "PPOConfig", "SACConfig", "env_config_of"]
 
@@ -61,8 +62,12 @@ class _Common:
     """Episodes per evaluation (one batched env of this size)."""
     run_dir: str = "runs/lgtc"
     """Output folder: progress.csv, tb/, config.json, last.pt, best.pt."""
-    threads: int = 2
-    """torch.set_num_threads (the 2-core CI machine: 1-2)."""
+    threads: int = 0
+    """torch.set_num_threads; 0 = every core of the machine (1 on a machine shared with other
+    jobs)."""
+    device: str = "auto"
+    """auto | cpu | cuda: where the env, the networks, the buffers and the random generators
+    live (auto = cuda when available). Checkpoints are written with CPU tensors either way."""
     tensorboard: bool = True
     """Also write TensorBoard scalars under run_dir/tb."""
     progress: bool = True
@@ -106,9 +111,13 @@ class _Common:
         return d
 
     def _check_common(self) -> None:
-        for name in ("total_env_steps", "num_envs", "eval_episodes", "threads", "eval_every"):
+        for name in ("total_env_steps", "num_envs", "eval_episodes", "eval_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
+        if self.threads < 0:
+            raise ConfigError("--threads must be >= 0 (0 = every core)")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device!r}: choose one of {DEVICES}")
         if not 0.0 < self.gamma < 1.0:
             raise ConfigError("--gamma must be in (0, 1)")
         if self.lr <= 0:
@@ -137,8 +146,20 @@ class PPOConfig(_Common):
     clip: float = 0.2
     """PPO clip epsilon of eq. (12) (Table I: 0.2)."""
     alpha: float = 0.01
-    """Weight of the contraction regulariser Pi in eq. (14) (not in Table I: 0.01 keeps Pi
-    below 1 % of the losses once c > 0, so it only acts when c approaches 0)."""
+    """Weight of the contraction regulariser Pi in eq. (14) (not in Table I)."""
+    pi_form: str = "paper"
+    """Pi of eq. (15): 'paper' = softplus(c) + mean softplus(tau) with c the rate of eq. (9)
+    under Remark 1's A^T A (bounds the rate); 'margin' = the previous trainer's
+    softplus(-c_margin) + mean softplus(-tau), which rewards a larger rate without bound."""
+    agent_loss: str = "sum"
+    """How eq. (14) combines the agents: 'sum' (the paper: sum over agents of J_i, averaged
+    over team transitions) or 'mean' (the previous trainer: averaged over agents too, which
+    weighs alpha Pi N times more)."""
+    bptt: int = 10
+    """Ticks of backpropagation through the LGTC cell: the rollout stores the cluster states,
+    minibatches are sequences of this many ticks started from the stored state (>= 10: the
+    cell settles in ~10 ticks); 1 = the previous one-step truncated backprop. Minibatches hold
+    ceil(minibatch / bptt) sequences. Ignored by ippo/mamoppo (no state)."""
     ent_coef: float = 0.0
     """Entropy bonus (Table I: '-' for the PPO family, i.e. none)."""
     log_std_init: float = -0.5
@@ -186,6 +207,14 @@ class PPOConfig(_Common):
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
         if self.bc_coef < 0:
             raise ConfigError("--bc-coef must be >= 0 (0 turns the imitation term off)")
+        if self.bptt < 1:
+            raise ConfigError("--bptt must be >= 1 tick (1 = one-step truncated backprop)")
+        if self.pi_form not in PI_FORMS:
+            raise ConfigError(f"--pi-form {self.pi_form!r}: choose one of {PI_FORMS}")
+        if self.agent_loss not in ("sum", "mean"):
+            raise ConfigError(
+                f"--agent-loss {self.agent_loss!r}: use 'sum' (eq. 14) or 'mean' (averaged)"
+            )
         if self.bc_teacher not in ("greedy", "expert"):
             raise ConfigError(
                 f"--bc-teacher {self.bc_teacher!r}: use 'greedy' (the decentralized greedy "

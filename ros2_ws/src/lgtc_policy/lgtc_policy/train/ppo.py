@@ -8,9 +8,15 @@
   linear scalarisation (weights 1) of the per-consumer advantages, so the weighted sum of the
   value vector approximates the scalar value of eq. (2) (Sec. IV).
 
-Recurrent state handling: the cluster states ``x(t)`` of every agent are stored in the rollout
-and the update recomputes ``x(t+1)`` and the outputs from them (one-step truncated
-backpropagation through the cell, the usual stored-hidden-state recurrent PPO).
+Recurrent state handling: the cluster states ``x(t)`` of every agent are stored in the rollout;
+the update cuts each env's rollout into sequences of ``bptt`` ticks and re-runs the cell from
+each sequence's stored initial state with gradients through every tick (truncated BPTT,
+``PPOConfig.bptt``; ``bptt=1`` is the one-step truncated backprop of the previous trainer).
+Losses follow eq. (14): summed over agents, averaged over team transitions
+(``PPOConfig.agent_loss``), plus ``alpha Pi`` with Pi of eq. (15) (``PPOConfig.pi_form``).
+
+Device: the env, the networks, the rollout buffer and the random generator live on
+``PPOConfig.device``; the training statistics stay tensors on it and are read once per update.
 """
 
 from __future__ import annotations
@@ -33,12 +39,23 @@ from lgtc_policy.train.common import (
     RunLogger,
     config_from_dict,
     gae,
+    make_adam,
+    resolve_device,
     set_seed,
+    set_threads,
     write_json,
 )
 from lgtc_policy.train.config import PPOConfig
 
-__all__ = ["ActorCritic", "checkpoint_payload", "train_ppo"]
+__all__ = ["LEGACY_PPO", "TRAINER_VERSION", "ActorCritic", "checkpoint_payload", "train_ppo"]
+
+TRAINER_VERSION = 2
+"""``trainer_version`` of the checkpoints written here. 2: sequence BPTT, eq. (14) sums and
+eq. (15) with eq. (9)'s rate (PPOConfig.bptt / agent_loss / pi_form); a checkpoint without the
+key was written by version 1, whose configs had no such fields and meant :data:`LEGACY_PPO`."""
+LEGACY_PPO = {"bptt": 1, "agent_loss": "mean", "pi_form": "margin"}
+"""The PPOConfig values that reproduce the version-1 trainer (one-step backprop, losses averaged
+over agents, Pi rewarding the margin)."""
 
 
 # ============================================================================ networks
@@ -69,9 +86,10 @@ class _Carry:
     prev_res: torch.Tensor  # (B, N, r, da)
 
     def reset(self, done: torch.Tensor, obs: Obs) -> None:
-        self.xp[done] = 0.0
-        self.xv[done] = 0.0
-        self.prev_res[done] = obs.agent_res[done]
+        keep = (~done).to(self.xp.dtype).view(-1, 1, 1)
+        self.xp = self.xp * keep
+        self.xv = self.xv * keep
+        self.prev_res = torch.where(done.view(-1, 1, 1, 1), obs.agent_res, self.prev_res)
 
 
 def _value_out(ac: ActorCritic, out: torch.Tensor) -> torch.Tensor:
@@ -80,10 +98,10 @@ def _value_out(ac: ActorCritic, out: torch.Tensor) -> torch.Tensor:
 
 
 # ============================================================================ trainer
-def _make_env(cfg: EnvConfig, batch: int, seed: int):
+def _make_env(cfg: EnvConfig, batch: int, seed: int, device: torch.device | str = "cpu"):
     from lgtc_policy.env import ResourceEnv
 
-    return ResourceEnv(cfg, batch, device="cpu", seed=seed)
+    return ResourceEnv(cfg, batch, device=device, seed=seed)
 
 
 def _safety_layer(env, mode: str):
@@ -122,6 +140,269 @@ def _cat_inputs(items: list[NetInputs]) -> NetInputs:
     )
 
 
+def cpu_copy(net: nn.Module) -> nn.Module:
+    """A CPU copy of ``net`` for the CPU-side evaluation (the net itself stays put)."""
+    import copy
+
+    return copy.deepcopy(net).cpu()
+
+
+@dataclass
+class Rollout:
+    """One PPO rollout, time-major ``(T, B, ...)`` on the training device.
+
+    ``xp``/``xv`` are the stored cluster states entering every tick, ``keep`` is 0 where the
+    episode ended after tick ``t`` (the next state is reset), ``w`` the active agents.
+    """
+
+    inp: NetInputs
+    xp: torch.Tensor
+    xv: torch.Tensor
+    act: torch.Tensor
+    logp: torch.Tensor
+    adv: torch.Tensor
+    ret: torch.Tensor
+    w: torch.Tensor
+    keep: torch.Tensor
+    teach: torch.Tensor | None
+
+    def sequences(self, L: int) -> tuple[Rollout, torch.Tensor]:
+        """Cut into sequences of ``L`` ticks: fields become ``(L, C * B, ...)`` (sequence
+        ``c * B + b`` = env ``b``, ticks ``c L ... c L + L - 1``; the last one padded) and
+        the states their first tick's ``(C * B, ...)``. Returns it and the ``(L, C * B)``
+        mask of real (not padded) ticks. ``L = 1`` gives the flat ``t * B + b`` order."""
+        T, B = self.act.shape[:2]
+        C = -(-T // L)
+        src = torch.arange(C * L, device=self.act.device).clamp(max=T - 1)
+
+        def seq(x: torch.Tensor) -> torch.Tensor:
+            x = x.index_select(0, src) if C * L != T else x
+            x = x.view(C, L, B, *x.shape[2:]).transpose(0, 1)
+            return x.reshape(L, C * B, *x.shape[3:])
+
+        def first(x: torch.Tensor) -> torch.Tensor:
+            return x[::L].reshape(C * B, *x.shape[2:])
+
+        fields = NetInputs.__dataclass_fields__
+        out = Rollout(
+            NetInputs(*(seq(getattr(self.inp, k)) for k in fields)),
+            first(self.xp),
+            first(self.xv),
+            *(seq(x) for x in (self.act, self.logp, self.adv, self.ret, self.w, self.keep)),
+            None if self.teach is None else seq(self.teach),
+        )
+        valid = (torch.arange(C * L, device=self.act.device) < T).float().view(C, L).t()
+        valid = valid[:, :, None].expand(L, C, B).reshape(L, C * B)
+        return out, valid
+
+    def take(self, idx: torch.Tensor) -> Rollout:
+        """Sequences ``idx`` (dim 1 of the sequence fields, dim 0 of the states)."""
+        fields = NetInputs.__dataclass_fields__
+        return Rollout(
+            NetInputs(*(getattr(self.inp, k)[:, idx] for k in fields)),
+            self.xp[idx],
+            self.xv[idx],
+            *(x[:, idx] for x in (self.act, self.logp, self.adv, self.ret, self.w, self.keep)),
+            None if self.teach is None else self.teach[:, idx],
+        )
+
+
+class PPORun:
+    """The state of one PPO run (networks, optimisers, env, recurrent carry) and its three
+    phases: :meth:`collect` a rollout, :meth:`update` (eqs. 12-15), :meth:`stats_row`."""
+
+    def __init__(self, cfg: PPOConfig, ac: ActorCritic, step: int, device: torch.device) -> None:
+        self.cfg, self.ac, self.device = cfg, ac, device
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.env_cfg = cfg.env_config()
+        self.env = _make_env(self.env_cfg, cfg.num_envs, cfg.seed + step, device)
+        self.safety = _safety_layer(self.env, cfg.safety_filter)
+        self.teacher = _teacher(self.env, cfg)
+        self.last_done: torch.Tensor | None = None
+        self.obs = self.env.reset()
+        B, N = cfg.num_envs, cfg.n_agents
+        self.carry = _Carry(
+            torch.zeros(B, N, ac.policy.state_dim, device=device),
+            torch.zeros(B, N, ac.value.state_dim, device=device),
+            self.obs.agent_res.clone(),
+        )
+        self.opt_pi = make_adam([*ac.policy.parameters(), ac.log_std], cfg.lr)
+        self.opt_v = make_adam(ac.value.parameters(), cfg.lr)
+        self._reset_episode_stats()
+
+    def _reset_episode_stats(self) -> None:
+        self.ep = torch.zeros(3, device=self.device)  # sum of returns / N, of demand, count
+
+    @torch.no_grad()
+    def collect(self) -> Rollout:
+        """Run ``T`` ticks of the ``B`` envs with the stochastic policy; GAE on the result."""
+        cfg, ac, carry, N = self.cfg, self.ac, self.carry, self.cfg.n_agents
+        cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("inp", "xp", "xv", "a", "lp")}
+        cols.update({k: [] for k in ("v", "r", "done", "w", "teach")})
+        obs = self.obs
+        for _ in range(cfg.rollout_steps()):
+            inp = inputs_from_obs(obs, carry.prev_res)
+            mean, xp_next, _ = ac.policy(inp, carry.xp)
+            vout, xv_next, _ = ac.value(inp, carry.xv)
+            d = ac.dist(mean)
+            a = mean + d.stddev * torch.randn(mean.shape, generator=self.gen, device=self.device)
+            for k, v in zip(
+                ("inp", "xp", "xv", "a", "lp", "v"),
+                (inp, carry.xp, carry.xv, a, d.log_prob(a).sum(-1), _value_out(ac, vout)),
+            ):
+                cols[k].append(v)
+            cols["w"].append(obs.active)
+            if self.teacher is not None:
+                cols["teach"].append(self.teacher(self.last_done))
+            a_env = a.clamp(-1.0, 1.0)
+            obs2, rew, done, info = self.env.step(
+                a_env if self.safety is None else self.safety(a_env)
+            )
+            r = (info["reward_vec"] if ac.vec_value else rew) * cfg.reward_scale
+            if done.any():
+                r = _bootstrap_truncated(ac, cfg, r, done, info, obs, xv_next)
+            df = done.to(self.ep.dtype)
+            self.ep += torch.stack(
+                [
+                    (info["episode_return"] * df).sum() / N,
+                    (info["demand_satisfied"] * df).sum(),
+                    df.sum(),
+                ]
+            )
+            cols["r"].append(r)
+            cols["done"].append(done)
+            self.last_done = done
+            carry.prev_res = obs.agent_res.clone()
+            carry.xp, carry.xv = xp_next.clone(), xv_next.clone()
+            carry.reset(done, obs2)
+            obs = obs2
+        self.obs = obs
+        last_v = _value_out(ac, ac.value(inputs_from_obs(obs, carry.prev_res), carry.xv)[0])
+        return self._gae(cols, last_v)
+
+    def _gae(self, cols: dict, last_v: torch.Tensor) -> Rollout:
+        cfg, T, B = self.cfg, self.cfg.rollout_steps(), self.cfg.num_envs
+        dones = torch.stack(cols["done"])
+        dmask = dones.view(T, B, 1, *([1] if self.ac.vec_value else []))
+        adv, ret = gae(
+            torch.stack(cols["r"]),
+            torch.stack(cols["v"]),
+            dmask,
+            last_v,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        if self.ac.vec_value:
+            adv = adv.sum(-1)  # linear scalarisation, weights 1 (reward_vec sums to reward)
+        return Rollout(
+            _cat_inputs(cols["inp"]),
+            torch.stack(cols["xp"]),
+            torch.stack(cols["xv"]),
+            torch.stack(cols["a"]),
+            torch.stack(cols["lp"]),
+            adv,
+            ret,
+            torch.stack(cols["w"]).float(),
+            (~dones).float(),
+            torch.stack(cols["teach"]) if cols["teach"] else None,
+        )
+
+    def update(self, ro: Rollout, train_pi: bool) -> dict[str, torch.Tensor]:
+        """``epochs`` passes of sequence minibatches; statistics summed as tensors."""
+        cfg = self.cfg
+        L = cfg.bptt if self.ac.policy.cfg.kind == "lgtc" else 1
+        seqs, valid = ro.sequences(L)
+        n_seq, per_mb = valid.shape[1], -(-cfg.minibatch // L)
+        keys = ("loss_pi", "loss_v", "clipfrac", "approx_kl", "pi_reg", "loss_bc", "n_mb")
+        stats = {k: torch.zeros((), device=self.device) for k in keys}
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n_seq, generator=self.gen, device=self.device)
+            for s in range(0, n_seq, per_mb):
+                idx = perm[s : s + per_mb]
+                mb_stats = self._minibatch(seqs.take(idx), valid[:, idx], train_pi)
+                for k, v in mb_stats.items():
+                    stats[k] += v
+                stats["n_mb"] += 1
+        return stats
+
+    def _minibatch(self, mb: Rollout, valid: torch.Tensor, train_pi: bool) -> dict:
+        """One gradient step of each network on a minibatch of sequences (eqs. 12-15)."""
+        cfg, ac = self.cfg, self.ac
+        w = mb.w * valid[..., None]  # (L, n, N): active agents on real ticks
+        denom = (w.sum() if cfg.agent_loss == "mean" else valid.sum()).clamp(min=1.0)
+        mean, _, f_pi = ac.policy.forward_seq(mb.inp, mb.xp, mb.keep)
+        d = ac.dist(mean)
+        ratio = (d.log_prob(mb.act).sum(-1) - mb.logp).exp()
+        A = _normalised(mb.adv, w)
+        surr = torch.min(ratio * A, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * A)
+        reg_pi = ac.policy.regulariser(f_pi, cfg.pi_form)
+        obj = (surr + cfg.ent_coef * d.entropy().sum(-1)) * w
+        loss_pi = -obj.sum() / denom + cfg.alpha * reg_pi
+        loss_bc = torch.zeros((), device=self.device)
+        if mb.teach is not None:
+            loss_bc = ((mean - mb.teach).pow(2).sum(-1) * w).sum() / denom
+            loss_pi = loss_pi + cfg.bc_coef * loss_bc
+        if train_pi:
+            _step(self.opt_pi, loss_pi, [*ac.policy.parameters(), ac.log_std], cfg)
+            ac.policy.project_()
+        vout, _, f_v = ac.value.forward_seq(mb.inp, mb.xv, mb.keep)
+        err = (_value_out(ac, vout) - mb.ret).pow(2)
+        if ac.vec_value:
+            err = err.sum(-1)
+        loss_v = (err * w).sum() / denom + cfg.alpha * ac.value.regulariser(f_v, cfg.pi_form)
+        _step(self.opt_v, loss_v, list(ac.value.parameters()), cfg)
+        ac.value.project_()
+        with torch.no_grad():
+            nv = valid.sum().clamp(min=1.0) * ratio.shape[-1]
+            vmask = valid[..., None]
+            return {
+                "loss_pi": loss_pi.detach(),
+                "loss_v": loss_v.detach(),
+                "clipfrac": ((((ratio - 1).abs() > cfg.clip).float()) * vmask).sum() / nv,
+                "approx_kl": (((ratio - 1) - ratio.log()) * vmask).sum() / nv,
+                "pi_reg": reg_pi.detach(),
+                "loss_bc": loss_bc.detach(),
+            }
+
+    def stats_row(self, stats: dict[str, torch.Tensor], dt: float, train_pi: bool) -> dict:
+        """The progress.csv row of one update: the one read of the device's statistics."""
+        cfg, ac = self.cfg, self.ac
+        n_mb = stats.pop("n_mb").clamp(min=1)
+        vals = torch.stack([*(v / n_mb for v in stats.values()), ac.log_std.detach().exp().mean()])
+        vals = torch.cat([vals, self.ep]).tolist()
+        row = dict(zip(stats, vals))
+        row["action_std"] = vals[len(stats)]
+        ret_sum, dem_sum, n_ep = vals[len(stats) + 1 :]
+        row["steps_per_s"] = cfg.rollout_steps() * cfg.num_envs / dt
+        row["policy_trained"] = float(train_pi)
+        if n_ep > 0:
+            row["episode_reward"] = ret_sum / n_ep
+            row["demand_satisfied"] = dem_sum / n_ep
+        self._reset_episode_stats()
+        if ac.policy.cfg.kind == "lgtc":
+            rep = ac.policy.cell.theorem1(self.carry.xp)
+            row.update(
+                contraction_c=rep.margin, tau_min=rep.tau_min, state_abs_max=rep.state_abs_max
+            )
+        return row
+
+
+def _normalised(A: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Advantages standardised over the weighted (active, real) samples, when there are at
+    least two of them (mean and unbiased std, computed without a host sync)."""
+    n = w.sum()
+    mu = (A * w).sum() / n.clamp(min=1.0)
+    var = ((A - mu).pow(2) * w).sum() / (n - 1).clamp(min=1.0)
+    return torch.where(n > 1, (A - mu) / (var.sqrt() + 1e-8), A)
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, cfg: PPOConfig) -> None:
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    opt.step()
+
+
 def train_ppo(cfg: PPOConfig) -> dict:
     """Train one PPO-family agent; returns the final evaluation summary (also in best.pt)."""
     from tqdm import tqdm
@@ -129,34 +410,27 @@ def train_ppo(cfg: PPOConfig) -> dict:
     from lgtc_policy.evaluate import evaluate_net
 
     cfg.validate()
-    torch.set_num_threads(cfg.threads)
-    gen = set_seed(cfg.seed)
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)  # python/numpy/torch: the networks' initial weights on every device
     env_cfg = cfg.env_config()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    B, N, T = cfg.num_envs, cfg.n_agents, cfg.rollout_steps()
     ac = ActorCritic(cfg, env_cfg.n_resources)
-    opt_pi = torch.optim.Adam([*ac.policy.parameters(), ac.log_std], lr=cfg.lr)
-    opt_v = torch.optim.Adam(ac.value.parameters(), lr=cfg.lr)
     step, best, start_wall = 0, -math.inf, 0.0
     warm_start = _init_from(cfg, ac) if cfg.init_checkpoint else None
+    ac.to(device)
+    opt_state = None
     if cfg.resume:
-        step, best, start_wall = _resume(run / "last.pt", cfg, ac, opt_pi, opt_v)
+        step, best, start_wall, opt_state = _resume(run / "last.pt", cfg, ac)
     else:
         write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
+    pr = PPORun(cfg, ac, step, device)
+    if opt_state:
+        pr.opt_pi.load_state_dict(opt_state["pi"])
+        pr.opt_v.load_state_dict(opt_state["v"])
     logger = RunLogger(run, tensorboard=cfg.tensorboard, append=cfg.resume)
-    env = _make_env(env_cfg, B, cfg.seed + step)
-    safety = _safety_layer(env, cfg.safety_filter)
-    teacher = _teacher(env, cfg)
-    last_done = None
-    obs = env.reset()
-    carry = _Carry(
-        torch.zeros(B, N, ac.policy.state_dim),
-        torch.zeros(B, N, ac.value.state_dim),
-        obs.agent_res.clone(),
-    )
-    ep_returns: list[float] = []
-    ep_demand: list[float] = []
+    T, B = cfg.rollout_steps(), cfg.num_envs
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     bar = tqdm(total=cfg.total_env_steps, initial=step, disable=not cfg.progress, unit="step")
@@ -164,138 +438,28 @@ def train_ppo(cfg: PPOConfig) -> dict:
     summary: dict = {}
 
     def payload(eval_summary: dict, with_optim: bool) -> dict:
-        optim = {"pi": opt_pi.state_dict(), "v": opt_v.state_dict()} if with_optim else None
+        optim = None
+        if with_optim:
+            optim = {"pi": pr.opt_pi.state_dict(), "v": pr.opt_v.state_dict()}
         return checkpoint_payload(
             ac, cfg, env_cfg, eval_summary, step, best, time.time() - t_wall, optim, warm_start
         )
 
     while step < cfg.total_env_steps:
         t0 = time.time()
-        # ------------------------------------------------------------ rollout (T, B, N, ...)
-        inputs, xps, xvs, acts, logps, vals, rews, dones, actives = ([] for _ in range(9))
-        teach: list[torch.Tensor] = []
-        with torch.no_grad():
-            for _ in range(T):
-                inp = inputs_from_obs(obs, carry.prev_res)
-                mean, xp_next, _ = ac.policy(inp, carry.xp)
-                vout, xv_next, _ = ac.value(inp, carry.xv)
-                d = ac.dist(mean)
-                a = mean + d.stddev * torch.randn(mean.shape, generator=gen)
-                inputs.append(inp)
-                xps.append(carry.xp)
-                xvs.append(carry.xv)
-                acts.append(a)
-                logps.append(d.log_prob(a).sum(-1))
-                vals.append(_value_out(ac, vout))
-                actives.append(obs.active)
-                if teacher is not None:
-                    teach.append(teacher(last_done))
-                a_env = a.clamp(-1.0, 1.0)
-                obs2, rew, done, info = env.step(a_env if safety is None else safety(a_env))
-                r = info["reward_vec"] if ac.vec_value else rew
-                r = r * cfg.reward_scale
-                if done.any():
-                    r = _bootstrap_truncated(ac, cfg, r, done, info, obs, xv_next)
-                    finished = done.nonzero().flatten()
-                    ep_returns += (info["episode_return"][finished] / N).tolist()
-                    ep_demand += info["demand_satisfied"][finished].tolist()
-                rews.append(r)
-                dones.append(done)
-                last_done = done
-                carry.prev_res = obs.agent_res.clone()
-                carry.xp, carry.xv = xp_next.clone(), xv_next.clone()
-                carry.reset(done, obs2)
-                obs = obs2
-            last_v = _value_out(ac, ac.value(inputs_from_obs(obs, carry.prev_res), carry.xv)[0])
-        values = torch.stack(vals)
-        rewards = torch.stack(rews)
-        dmask = torch.stack(dones).view(T, B, 1, *([1] if ac.vec_value else []))
-        adv, ret = gae(rewards, values, dmask, last_v, cfg.gamma, cfg.gae_lambda)
-        if ac.vec_value:
-            adv = adv.sum(-1)  # linear scalarisation, weights 1 (reward_vec sums to reward)
+        ro = pr.collect()
         step += T * B
-        # ------------------------------------------------------------ PPO update, eqs. 12-15
-        flat = _cat_inputs(inputs)
-        nb = T * B
-
-        def fl(x: torch.Tensor) -> torch.Tensor:
-            return x.flatten(0, 1)  # (T, B, ...) -> (T * B, ...)
-
-        inp_all = NetInputs(*(fl(getattr(flat, k)) for k in NetInputs.__dataclass_fields__))
-        xp_all, xv_all = fl(torch.stack(xps)), fl(torch.stack(xvs))
-        a_all, lp_all = fl(torch.stack(acts)), fl(torch.stack(logps))
-        adv_all, ret_all, act_all = fl(adv), fl(ret), fl(torch.stack(actives)).float()
-        teach_all = fl(torch.stack(teach)) if teach else None
-        stats = {"loss_pi": 0.0, "loss_v": 0.0, "clipfrac": 0.0, "approx_kl": 0.0, "pi_reg": 0.0}
-        stats["loss_bc"] = 0.0
-        n_mb = 0
         train_pi = step // (T * B) > cfg.value_warmup  # `step` already counts this rollout
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(nb, generator=gen)
-            for s in range(0, nb, cfg.minibatch):
-                idx = perm[s : s + cfg.minibatch]
-                mb = inp_all.index(idx)
-                w = act_all[idx]
-                wsum = w.sum().clamp(min=1.0)
-                mean, _, _ = ac.policy(mb, xp_all[idx])
-                d = ac.dist(mean)
-                lp = d.log_prob(a_all[idx]).sum(-1)
-                ratio = (lp - lp_all[idx]).exp()
-                A = adv_all[idx]
-                A = (A - A[w > 0].mean()) / (A[w > 0].std() + 1e-8) if (w > 0).sum() > 1 else A
-                surr = torch.min(ratio * A, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * A)
-                ent = d.entropy().sum(-1)
-                reg_pi = ac.policy.regulariser()
-                loss_pi = -((surr + cfg.ent_coef * ent) * w).sum() / wsum + cfg.alpha * reg_pi
-                loss_bc = torch.zeros(())
-                if teach_all is not None:
-                    loss_bc = ((mean - teach_all[idx]).pow(2).sum(-1) * w).sum() / wsum
-                    loss_pi = loss_pi + cfg.bc_coef * loss_bc
-                if train_pi:
-                    opt_pi.zero_grad()
-                    loss_pi.backward()
-                    nn.utils.clip_grad_norm_(
-                        [*ac.policy.parameters(), ac.log_std], cfg.max_grad_norm
-                    )
-                    opt_pi.step()
-                    ac.policy.project_()
-                v = _value_out(ac, ac.value(mb, xv_all[idx])[0])
-                err = (v - ret_all[idx]).pow(2)
-                if ac.vec_value:
-                    err = err.sum(-1)
-                loss_v = (err * w).sum() / wsum + cfg.alpha * ac.value.regulariser()
-                opt_v.zero_grad()
-                loss_v.backward()
-                nn.utils.clip_grad_norm_(ac.value.parameters(), cfg.max_grad_norm)
-                opt_v.step()
-                ac.value.project_()
-                with torch.no_grad():
-                    stats["loss_pi"] += float(loss_pi)
-                    stats["loss_v"] += float(loss_v)
-                    stats["clipfrac"] += float(((ratio - 1).abs() > cfg.clip).float().mean())
-                    stats["approx_kl"] += float(((ratio - 1) - ratio.log()).mean())
-                    stats["pi_reg"] += float(reg_pi)
-                    stats["loss_bc"] += float(loss_bc)
-                n_mb += 1
-        # ------------------------------------------------------------ logging / checkpoints
-        dt = time.time() - t0
-        row = {k: v / max(n_mb, 1) for k, v in stats.items()}
-        row["steps_per_s"] = T * B / dt
-        row["policy_trained"] = float(train_pi)
-        row["action_std"] = float(ac.log_std.detach().exp().mean())
-        if ep_returns:
-            row["episode_reward"] = sum(ep_returns) / len(ep_returns)
-            row["demand_satisfied"] = sum(ep_demand) / len(ep_demand)
-            ep_returns, ep_demand = [], []
-        if ac.policy.cfg.kind == "lgtc":
-            rep = ac.policy.cell.theorem1(carry.xp)
-            row.update(
-                contraction_c=rep.margin, tau_min=rep.tau_min, state_abs_max=rep.state_abs_max
-            )
+        stats = pr.update(ro, train_pi)
+        row = pr.stats_row(stats, time.time() - t0, train_pi)
         if step >= next_eval or step >= cfg.total_env_steps:
             next_eval += cfg.eval_every
             summary = evaluate_net(
-                ac.policy, env_cfg, cfg.eval_episodes, cfg.seed + 10_000, cfg.safety_filter
+                cpu_copy(ac.policy),
+                env_cfg,
+                cfg.eval_episodes,
+                cfg.seed + 10_000,
+                cfg.safety_filter,
             )
             row["eval_reward"] = summary["reward_mean"]
             row["eval_demand_satisfied"] = summary["demand_satisfied_mean"]
@@ -366,17 +530,29 @@ def checkpoint_payload(
         "algo": cfg.algo,
         "nets": {"policy": ac.policy.cfg.to_dict(), "value": ac.value.cfg.to_dict()},
         "state_dicts": {
-            "policy": ac.policy.state_dict(),
-            "value": ac.value.state_dict(),
-            "log_std": {"log_std": ac.log_std.detach().clone()},
+            "policy": _cpu(ac.policy.state_dict()),
+            "value": _cpu(ac.value.state_dict()),
+            "log_std": {"log_std": ac.log_std.detach().cpu().clone()},
         },
         "env_config": _env_dict(env_cfg),
         "train_config": cfg.to_dict(),
         "eval": eval_summary,
         "progress": {"env_steps": step, "best": best, "wall_s": wall_s},
-        "optim": optim,
+        "optim": _cpu(optim),
+        "trainer_version": TRAINER_VERSION,
         **({"warm_start": warm_start} if warm_start else {}),
     }
+
+
+def _cpu(obj):
+    """``obj`` (nested dicts/lists of tensors) with every tensor on the CPU (portable files)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
 
 
 def _env_dict(env_cfg: EnvConfig) -> dict:
@@ -424,25 +600,26 @@ def _init_from(cfg: PPOConfig, ac: ActorCritic) -> dict:
     return record
 
 
-def _resume(path: Path, cfg: PPOConfig, ac, opt_pi, opt_v) -> tuple[int, float, float]:
-    """Restore weights, optimisers and progress from ``last.pt`` (config must match)."""
+def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict | None]:
+    """Restore weights and progress from ``last.pt`` (config must match); returns the
+    optimiser states for :class:`PPORun` to load."""
     ck = load_checkpoint(path)
-    old = config_from_dict(PPOConfig, dict(ck["train_config"]))
+    old_d = dict(ck["train_config"])
+    if int(ck.get("trainer_version", 1)) < 2:  # written before these fields existed
+        old_d = {**LEGACY_PPO, **old_d}
+    old = config_from_dict(PPOConfig, old_d)
     keep = ("total_env_steps", "resume", "progress", "eval_every", "checkpoint_every", "threads")
-    keep += ("init_checkpoint",)
+    keep += ("init_checkpoint", "device")
     diff = [k for k in cfg.to_dict() if k not in keep and cfg.to_dict()[k] != old.to_dict()[k]]
     if diff:
         raise ConfigError(
             f"--resume: config differs from {path} in {diff}; use the same options "
-            "(only the budget/logging may change) or a new --run-dir"
+            "(only the budget/logging/device may change) or a new --run-dir"
         )
     try:
         ac.policy.load_state_dict(ck["state_dicts"]["policy"])
         ac.value.load_state_dict(ck["state_dicts"]["value"])
         ac.log_std.data.copy_(ck["state_dicts"]["log_std"]["log_std"])
-        if ck.get("optim"):
-            opt_pi.load_state_dict(ck["optim"]["pi"])
-            opt_v.load_state_dict(ck["optim"]["v"])
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"--resume: {path} does not fit this model: {e}") from e
     prog = ck.get("progress") or {}
@@ -450,4 +627,5 @@ def _resume(path: Path, cfg: PPOConfig, ac, opt_pi, opt_v) -> tuple[int, float, 
         int(prog.get("env_steps", 0)),
         float(prog.get("best", -math.inf)),
         float(prog.get("wall_s", 0.0)),
+        ck.get("optim"),
     )
