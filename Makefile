@@ -1,4 +1,4 @@
-# Swarm stack: `make demo` (the main job), `make test`, `make bench`, `make venv`.
+# Swarm stack: `make demo` (the main job), `make test`, `make bench`, `make tables`, `make venv`.
 # .venv is (re)built from the pinned requirement files whenever they change.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -11,7 +11,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export RMW_IMPLEMENTATION := rmw_fastrtps_cpp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test install-check demo demo-dmar bench lint format clean
+.PHONY: venv test install-check demo demo-dmar bench tables lint format clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(foreach p,$(PKGS),ros2_ws/src/$(p)/setup.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +39,14 @@ demo-dmar: $(STAMP)
 
 bench: $(STAMP)
 	@mkdir -p runs/bench
-	@for b in benchmarks/*.py; do \
+	@for b in $(filter-out benchmarks/tables.py,$(wildcard benchmarks/*.py)); do \
 	  n=$$(basename $$b .py); echo "== $$n"; \
 	  $(BIN)/python $$b $(BENCH_ARGS) --json runs/bench/$$n.json || exit $$?; \
 	done
+
+# the README results tables from `make bench`'s JSON (runs/bench/*.json); TABLES_ARGS=--check
+tables: $(STAMP)
+	$(BIN)/python benchmarks/tables.py $(TABLES_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,431 @@
+"""Results tables of the package READMEs, generated from the benchmarks' JSON.
+
+Each ``benchmarks/<name>.py --json FILE`` writes flat keys (``make bench`` puts them in
+``runs/bench/<name>.json``). This script rewrites, in each package README, the block between
+
+    <!-- bench:<table> begin -->
+    <!-- bench:<table> end -->
+
+with a markdown table (measure, key, goal, value, unit) built from :data:`TABLES`: which
+benchmark, which keys, their labels, goals and number formats. Nothing in a table is typed
+by hand.
+
+Usage::
+
+    python benchmarks/tables.py [--bench-dir runs/bench] [--check] [--only cbf ...]
+
+A table whose JSON or one of whose keys is missing is left as it is (a line on stderr says
+which; exit 0), and so is a README without the table's markers. ``--check`` changes no file
+and exits 1 when a block would change (the tables are out of date with the JSON).
+
+Not a benchmark: ``make bench`` skips this file; ``make tables`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a results table: ``key`` of ``benchmarks/<bench>.py``'s JSON."""
+
+    bench: str
+    key: str
+    label: str
+    unit: str = ""
+    fmt: str = ".3g"  # format spec for numbers (``format(value, fmt)``)
+    goal: str = ""  # the issue's goal, in the row's unit ("" = none)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One README block ``<!-- bench:<name> begin/end -->`` and the rows it holds."""
+
+    name: str
+    readme: str  # relative to the repository root
+    rows: tuple[Row, ...]
+    # bench -> JSON path relative to the repository root, instead of <bench-dir>/<bench>.json
+    # (results of full runs committed next to the package)
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+SRC = "ros2_ws/src"
+DMAR_RESULTS = f"{SRC}/dmar_agent/results"
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "sim_bridge",
+        f"{SRC}/sim_bridge/README.md",
+        (
+            Row("world", "sim_steps_per_s_n1000", "simulator steps, N = 1000", "steps/s", ",.0f"),
+            Row(
+                "world",
+                "rtf_n50_composed",
+                "ROS world real-time factor, N = 50, composed",
+                "",
+                ".3f",
+                ">= 1",
+            ),
+            Row("world", "tick_p99_ms_n50_composed", "world tick period p99, N = 50", "ms", ".1f"),
+            Row(
+                "world",
+                "cpu_percent_n50_composed",
+                "CPU of the run, N = 50 (100 = one core)",
+                "%",
+                ".0f",
+            ),
+            Row(
+                "radio",
+                "setpoint_hz_per_link_n10",
+                "Crazyflie setpoints per link, N = 10",
+                "Hz",
+                ".1f",
+                ">= 20",
+            ),
+            Row(
+                "radio", "cmd_to_wire_p99_ms_n10", "command to radio wire p99, N = 10", "ms", ".2f"
+            ),
+            Row("radio", "radio_recover_s_short", "link back up after a 1.6 s outage", "s", ".2f"),
+            Row("radio", "radio_recover_s_long", "link back up after a 5 s outage", "s", ".2f"),
+            Row(
+                "radio",
+                "motors_armed_on_ground",
+                "motors armed on the ground after outages",
+                "",
+                "d",
+                "0",
+            ),
+            Row(
+                "faults",
+                "unsafe_motion_m",
+                "distance flown by faulted robots after timeout",
+                "m",
+                ".3f",
+                "0",
+            ),
+            Row(
+                "faults",
+                "landed_after_fault_pct",
+                "faulted robots landed in time",
+                "%",
+                ".0f",
+                "100",
+            ),
+            Row("faults", "others_unaffected_pct", "unfaulted robots flying on", "%", ".0f", "100"),
+            Row("shutdown", "exit_s_max", "SIGINT to exit, slowest node", "s", ".2f", "<= 2"),
+            Row("shutdown", "clean_frac", "node processes that exit cleanly", "", ".2f", "1"),
+            Row(
+                "validate",
+                "validate_s_at_limits",
+                "`swarm validate`, 1000 robots + consumers",
+                "s",
+                ".2f",
+            ),
+            Row(
+                "validate",
+                "validate_peak_mib_30k_robots",
+                "peak memory, 31 000-robot file",
+                "MiB",
+                ".0f",
+            ),
+        ),
+    ),
+    Table(
+        "cbf_filter",
+        f"{SRC}/cbf_filter/README.md",
+        (
+            Row(
+                "cbf",
+                "decentralized_p95_ms",
+                "decentralized, per robot, p95 (worst N)",
+                "ms",
+                ".3f",
+                "<= 0.2",
+            ),
+            Row("cbf", "centralized_n16_p95_ms", "centralized, N = 16, p95", "ms", ".3f", "<= 0.5"),
+            Row(
+                "cbf", "speedup_vs_cvxopt_n16", "speed-up vs CVXOPT QP, N = 16", "x", ".1f", ">= 5"
+            ),
+            Row(
+                "cbf", "speedup_vs_cvxopt_n50", "speed-up vs CVXOPT QP, N = 50", "x", ".1f", ">= 5"
+            ),
+        ),
+    ),
+    Table(
+        "lgtc_policy",
+        f"{SRC}/lgtc_policy/README.md",
+        (
+            Row(
+                "env",
+                "agent_steps_per_s_b4096",
+                "env agent-steps, B = 4096",
+                "1/s",
+                ",.0f",
+                ">= 3,000,000",
+            ),
+            Row(
+                "env",
+                "speedup_vs_vmas_b4096",
+                "env vs VMAS simple_spread, B = 4096",
+                "x",
+                ".2f",
+                ">= 20",
+            ),
+            Row(
+                "assign",
+                "median_ms_n10_m4",
+                "eq. 3 oracle, N = 10, M = 4, median",
+                "ms",
+                ".2f",
+                "<= 10",
+            ),
+            Row(
+                "assign",
+                "median_ms_n50_m10",
+                "eq. 3 oracle, N = 50, M = 10, median",
+                "ms",
+                ".0f",
+                "<= 1000",
+            ),
+            Row("assign", "gap_n50_m10", "proven gap, N = 50, M = 10, max", "", ".4f", "<= 0.01"),
+            Row("train", "train_env_steps_per_s", "LGTC-IPPO training, env steps", "1/s", ",.0f"),
+            Row("train", "infer_ms_per_robot_median", "policy step per robot, median", "ms", ".3f"),
+            Row(
+                "mission",
+                "ticks_on_time_pct_n10",
+                "policy ticks on time, N = 10 over ROS",
+                "%",
+                ".2f",
+                ">= 99",
+            ),
+            Row(
+                "mission",
+                "ticks_on_time_pct_n30",
+                "policy ticks on time, N = 30 over ROS",
+                "%",
+                ".2f",
+                ">= 99",
+            ),
+            Row(
+                "mission",
+                "reward_ratio_ros_vs_core_cbf",
+                "reward ROS / core env + CBF, N = 10",
+                "",
+                ".3f",
+                ">= 0.95",
+            ),
+            Row(
+                "mission",
+                "min_separation_margin_m",
+                "smallest pair distance minus Ds",
+                "m",
+                ".3f",
+                ">= 0",
+            ),
+        ),
+    ),
+    Table(
+        "dmar_agent",
+        f"{SRC}/dmar_agent/README.md",
+        (
+            Row("dmar", "bp_over_dmar_40x40_k8", "cost BP / DMAR, 40x40, k = 8", "", ".2f"),
+            Row("dmar", "bp_over_dmar_40x40_k8_filtered", "same, isolated-task filter", "", ".2f"),
+            Row(
+                "dmar_robots",
+                "lockstep_equal_pct",
+                "ROS run equals the core simulator",
+                "%",
+                ".0f",
+                "100",
+            ),
+            Row(
+                "dmar_robots",
+                "tasks_visited_pct",
+                "tasks visited, dmar.yaml + dmar_mixed.yaml",
+                "%",
+                ".0f",
+                "100",
+            ),
+            Row(
+                "dmar_robots",
+                "min_separation_margin_m",
+                "smallest pair distance minus Ds",
+                "m",
+                ".3f",
+                ">= 0",
+            ),
+            Row(
+                "dmar_robots",
+                "ticks_on_time_pct_n7",
+                "DMAR node ticks on time, 7 robots",
+                "%",
+                ".2f",
+                ">= 99",
+            ),
+            Row(
+                "dmar_robots",
+                "tick_compute_p99_ms",
+                "longest node callback, p99",
+                "ms",
+                ".2f",
+                "<= 25",
+            ),
+            Row("dmar_robots", "rtf_n20", "world real-time factor, 20 robots", "", ".3f", ">= 1"),
+            Row(
+                "dmar_fig2i",
+                "cost_ratio_bp_vs_dmar_k60cm",
+                "Fig. 2(i) cost BP / DMAR, k = 60 cm",
+                "",
+                ".2f",
+                ">= 1.2",
+            ),
+            Row("dmar_fig2i", "completed_pct", "Fig. 2(i) runs completed", "%", ".0f"),
+        ),
+        sources=(
+            ("dmar", f"{DMAR_RESULTS}/bench_fidelity_k8.json"),
+            ("dmar_robots", f"{DMAR_RESULTS}/bench_dmar_robots.json"),
+        ),
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def format_value(value: object, fmt: str) -> str:
+    """One cell: numbers through ``fmt``, booleans and text as they are."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if fmt == "d":
+        return str(round(value))
+    return format(value, fmt)
+
+
+def source_path(table: Table, bench: str, bench_dir: Path, root: Path) -> Path:
+    """The JSON a row of ``bench`` is read from."""
+    override = dict(table.sources).get(bench)
+    return root / override if override else bench_dir / f"{bench}.json"
+
+
+def load_data(table: Table, bench_dir: Path, root: Path) -> tuple[dict[str, dict], list[str]]:
+    """Every JSON the table needs, by bench name, and the problems (missing file or key)."""
+    data: dict[str, dict] = {}
+    problems: list[str] = []
+    for bench in dict.fromkeys(row.bench for row in table.rows):
+        path = source_path(table, bench, bench_dir, root)
+        try:
+            data[bench] = json.loads(path.read_text())
+        except FileNotFoundError:
+            problems.append(f"{path} is missing (run `python benchmarks/{bench}.py --json {path}`)")
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path} is not JSON ({exc})")
+    for row in table.rows:
+        if row.bench in data and row.key not in data[row.bench]:
+            path = source_path(table, row.bench, bench_dir, root)
+            problems.append(f"{path} has no key {row.key!r}")
+    return data, problems
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def render_table(table: Table, data: dict[str, dict], bench_dir: Path, root: Path) -> str:
+    """The markdown of one block (without the marker lines)."""
+    lines = ["| measure | key | goal | value | unit |", "|---|---|---|---|---|"]
+    for row in table.rows:
+        value = format_value(data[row.bench][row.key], row.fmt)
+        lines.append(
+            f"| {row.label} | `{row.bench}: {row.key}` | {row.goal} | {value} | {row.unit} |"
+        )
+    sources = []
+    for bench in dict.fromkeys(row.bench for row in table.rows):
+        shown = f"`{_display(source_path(table, bench, bench_dir, root), root)}`"
+        sources.append(shown + (" (a `--quick` run)" if data[bench].get("quick") else ""))
+    lines += [
+        "",
+        f"Generated by `make tables` (`python benchmarks/tables.py`) from {', '.join(sources)}.",
+    ]
+    return "\n".join(lines)
+
+
+def _markers(name: str) -> re.Pattern[str]:
+    begin, end = re.escape(f"<!-- bench:{name} begin -->"), re.escape(f"<!-- bench:{name} end -->")
+    return re.compile(f"({begin})\n?(.*?)\n?({end})", re.DOTALL)
+
+
+def replace_block(text: str, name: str, body: str) -> str | None:
+    """``text`` with the block ``name`` holding ``body``; None when the markers are absent."""
+    pattern = _markers(name)
+    if not pattern.search(text):
+        return None
+    return pattern.sub(lambda m: f"{m.group(1)}\n{body}\n{m.group(3)}", text, count=1)
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def update(
+    tables: tuple[Table, ...], bench_dir: Path, root: Path, check: bool
+) -> tuple[list[str], list[str]]:
+    """Rewrite (or with ``check`` only compare) every block; returns (changed, notes)."""
+    changed: list[str] = []
+    notes: list[str] = []
+    for table in tables:
+        readme = root / table.readme
+        data, problems = load_data(table, bench_dir, root)
+        if problems:
+            notes += [f"bench:{table.name}: left as is: {p}" for p in problems]
+            continue
+        if not readme.exists():
+            notes.append(f"bench:{table.name}: {readme} does not exist")
+            continue
+        text = readme.read_text()
+        new = replace_block(text, table.name, render_table(table, data, bench_dir, root))
+        if new is None:
+            notes.append(
+                f"bench:{table.name}: no block in {table.readme}: add the lines "
+                f"'<!-- bench:{table.name} begin -->' and '<!-- bench:{table.name} end -->'"
+            )
+            continue
+        if new != text:
+            changed.append(f"{table.readme} (bench:{table.name})")
+            if not check:
+                readme.write_text(new)
+    return changed, notes
+
+
+def main(argv: list[str] | None = None, tables: tuple[Table, ...] = TABLES, root: Path = ROOT):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench-dir", type=Path, default=None, help="default: runs/bench")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a block would change")
+    ap.add_argument("--only", nargs="+", metavar="TABLE", help="these tables only")
+    args = ap.parse_args(argv)
+    bench_dir = args.bench_dir if args.bench_dir is not None else root / "runs" / "bench"
+    if args.only:
+        unknown = set(args.only) - {t.name for t in tables}
+        if unknown:
+            ap.error(f"unknown table(s) {sorted(unknown)}; known: {[t.name for t in tables]}")
+        tables = tuple(t for t in tables if t.name in args.only)
+    changed, notes = update(tables, bench_dir, root, args.check)
+    for note in notes:
+        print(note, file=sys.stderr)
+    verb = "out of date" if args.check else "rewritten"
+    for name in changed:
+        print(f"{verb}: {name}")
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
