@@ -31,7 +31,7 @@ install-check: $(STAMP)
 	$(BIN)/python -m pytest -q -s ros2_ws/src/sim_bridge/test/test_install_colcon.py
 
 demo: $(STAMP)
-	$(BIN)/python -m lgtc_policy.demo --config launch/demo.yaml --out runs/demo $(DEMO_ARGS)
+	$(BIN)/lgtc demo --config launch/demo.yaml --out runs/demo $(DEMO_ARGS)
 
 # the DMAR routing demo (launch/dmar.yaml); DMAR_ARGS="--seed 3 --config launch/dmar_mixed.yaml"
 demo-dmar: $(STAMP)

@@ -90,7 +90,6 @@ def run(duration: float, checkpoint: str | None) -> dict:
                     duration=duration,
                     checkpoint=checkpoint,
                     stop_when_done=False,
-                    record=False,
                     gif=False,
                     expert=False,
                     status_every=0,

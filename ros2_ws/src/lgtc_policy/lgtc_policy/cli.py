@@ -1,4 +1,5 @@
-"""``lgtc`` command line: ``train``, ``eval``, ``figures``.
+"""``lgtc`` command line: the LGTC mission's door (``train``, ``eval``, ``export``,
+``figures``, ``demo``, ``discharge``).
 
 Examples::
 
@@ -6,8 +7,12 @@ Examples::
     lgtc eval --checkpoint lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt --json eval.json
     lgtc export --checkpoint runs/lgtc_ippo_s0/best.pt --out lgtc_policy/checkpoints/x.pt
     lgtc figures fig3 --runs runs/sweep --out docs/img
+    lgtc demo --config launch/demo.yaml --out runs/demo          # make demo
+    lgtc discharge --config launch/discharge.yaml --runs 10      # Fig. 5 study over ROS 2
 
 Errors in options, configs or checkpoints print one line naming the problem and exit 2.
+``demo`` and ``discharge`` are :mod:`lgtc_policy.mission.demo` and
+:mod:`lgtc_policy.mission.discharge_study` (their options are documented there).
 ``eval --json`` writes ``reward_mean``, ``reward_std``, ``expert_reward_mean``,
 ``ratio_to_expert``, ``greedy_reward_mean``, ``demand_satisfied_mean``,
 ``collisions_per_episode``, ``episodes``, ``seed``.
@@ -20,6 +25,8 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+
+from lgtc_policy.mission import demo, discharge_study
 
 __all__ = ["main", "resolve_checkpoint"]
 
@@ -245,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--seed", type=int, default=0, help="evaluation seed")
     fg.add_argument("--out", default="docs/img", help="output folder")
     fg.set_defaults(fn=_figures)
+
+    dm = sub.add_parser("demo", help="fly the LGTC policy over ROS 2 and write its report")
+    demo.add_arguments(dm)
+    dm.set_defaults(fn=demo.run_cli)
+    dc = sub.add_parser(
+        "discharge", help="battery-discharge study (Fig. 5) over ROS 2 or in the core env"
+    )
+    discharge_study.add_arguments(dc)
+    dc.set_defaults(fn=discharge_study.run_cli)
     return p
 
 

@@ -89,3 +89,19 @@ def test_fig3_and_train_curve_from_logs(tmp_path) -> None:
     assert fig3(tmp_path / "fig3.csv", tmp_path / "fig3b.png").stat().st_size > 1000
     curve = train_curve(tmp_path / "runs" / "vdn_s1" / "progress.csv", tmp_path / "c.png", 3.0)
     assert curve.stat().st_size > 1000
+
+
+def test_demo_and_discharge_are_lgtc_subcommands(tmp_path, capsys) -> None:
+    """One door: the demo (make demo) and the Fig. 5 study are `lgtc` subcommands with the
+    options of their modules, and bad input is one line with exit status 2."""
+    import pytest
+
+    for cmd, option in (("demo", "--checkpoint"), ("discharge", "--reanalyse")):
+        with pytest.raises(SystemExit) as info:
+            lgtc_main([cmd, "--help"])
+        assert info.value.code == 0
+        assert option in capsys.readouterr().out
+    assert lgtc_main(["demo", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml" in capsys.readouterr().err
+    assert lgtc_main(["discharge", "--reanalyse", "--out", str(tmp_path / "empty")]) == 2
+    assert "no seed*/run.mcap" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from lgtc_policy.mission.discharge_study import discharge_study_core, main, rean
 from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from sim_bridge.config import load_config
+from sim_bridge.recording import read_run
 
 REPO = Path(__file__).resolve().parents[4]
 SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
@@ -284,12 +285,11 @@ def test_core_backend_runs_the_seeded_variants_end_to_end(short_study):
     for r in summary["results"]:
         assert r["victim"] == "cf3" and r["landed"] is True and r["sim_s"] == 10.0
         assert r["min_separation_margin_m"] >= -1e-6  # the CBF keeps Ds
-        d = np.load(out / f"seed{r['seed']}" / "trajectory.npz")
+        run_dir = out / f"seed{r['seed']}"
+        d = read_run(run_dir / "run.mcap", load_config(run_dir / "swarm.yaml"))
         # the same jittered start as the ROS study's run of this seed
         want = variant(base_mapping(6.0), r["seed"], 0.1, None)["robots"]
-        np.testing.assert_allclose(
-            d["positions"][0, :, :2], [w["pose"][:2] for w in want], atol=1e-6
-        )
+        np.testing.assert_allclose(d.positions[0, :, :2], [w["pose"][:2] for w in want], atol=1e-6)
     again = reanalyse(out, window=3.0, backend="core")
     assert [a["outcome"] for a in again["results"]] == [r["outcome"] for r in seen]
 
@@ -312,7 +312,7 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
     assert main(["--backend", "core", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml" in capsys.readouterr().err
     assert main(["--reanalyse", "--out", str(tmp_path / "empty")]) == 2
-    assert "no seed*/trajectory.npz" in capsys.readouterr().err
+    assert "no seed*/run.mcap" in capsys.readouterr().err
     for opt, value in (("--runs", "0"), ("--window", "-1"), ("--jitter", "nan"), ("--after", "0")):
         assert main([*argv, opt, value]) == 2
         assert f"error: {opt} = " in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``swarm`` command line: validate a swarm file, bring a swarm up, render a recorded run.
 
-``swarm demo`` hands its arguments to ``lgtc_policy.demo`` (the mission demo of ``make demo``).
+``swarm`` is the world's door; each mission has its own (``lgtc demo`` flies the LGTC policy
+demo of ``make demo``, ``dmar demo`` the DMAR routing demo).
 
 Every subcommand reports bad input as plain lines on stderr and a non-zero exit status,
 never a traceback.
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
+from sim_bridge.bringup import BringupError, check_plugins, plan
 from sim_bridge.config import ConfigError, Problem, SwarmConfig, check_files, load_config
+from sim_bridge.render import RenderError, render
 
 #: Entry point group of the config validators of installed packages.
 VALIDATORS_GROUP = "swarm.validators"
@@ -30,8 +34,6 @@ def validator_problems(cfg: SwarmConfig) -> list[Problem]:
     A validator that cannot be loaded or raises is itself reported as a problem (one line),
     so a broken plugin never hides behind a traceback or an ``ok``.
     """
-    from importlib.metadata import entry_points
-
     problems: list[Problem] = []
     seen = set()
     for ep in sorted(entry_points(group=VALIDATORS_GROUP), key=lambda e: (e.name, e.value)):
@@ -105,8 +107,6 @@ def _load_or_report(path: str):
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from sim_bridge.bringup import BringupError, check_plugins, plan
-
     cfg = _load_or_report(args.config)
     if cfg is None:
         return 1
@@ -134,6 +134,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     print(f"[swarm] {args.config}: {len(specs)} nodes ({args.mode})")
     for spec in specs:
         print(f"  {spec.fqn:28s} {spec.package}/{spec.executable}")
+    # rclpy only for the command that starts nodes (validate and render run without it)
     from sim_bridge.ros.runner import run_composed, run_processes
 
     try:
@@ -172,8 +173,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from sim_bridge.render import RenderError, render
-
     try:
         info = render(args.file, args.out, fps=args.fps, frames=args.frames)
     except RenderError as exc:
@@ -185,7 +184,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``swarm`` argument parser (subcommands)."""
-    parser = argparse.ArgumentParser(prog="swarm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="swarm",
+        description=__doc__.splitlines()[0],
+        epilog="The mission demos have their own commands: `lgtc demo` (make demo), `dmar demo`.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -238,12 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_up)
 
-    sub.add_parser(
-        "demo",
-        add_help=False,
-        help="fly the LGTC policy demo (lgtc_policy.demo; `swarm demo --help` for its options)",
-    )
-
     p = sub.add_parser("render", help="draw a recorded run (trajectories, consumers, radii)")
     p.add_argument("file", help="recording (.mcap) from `swarm up --record`")
     p.add_argument("--out", required=True, help="output .png (final frame) or .gif (animation)")
@@ -253,25 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_demo(argv: list[str]) -> int:
-    """``swarm demo ...``: the LGTC mission demo of lgtc_policy (its own options)."""
-    try:
-        from lgtc_policy.demo import main as demo_main
-    except ImportError as exc:
-        print(
-            f"error: swarm demo needs the lgtc_policy package ({exc}); install it "
-            "(make venv) or run `swarm up launch/demo.yaml --takeoff --goto`",
-            file=sys.stderr,
-        )
-        return 1
-    return int(demo_main(argv) or 0)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``swarm`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:
-        return _cmd_demo(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

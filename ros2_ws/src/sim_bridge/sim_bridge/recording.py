@@ -7,17 +7,28 @@ readers. The recorder node is :func:`sim_bridge.ros.recorder.make_recorder` (nod
 writes the CDR the middleware delivered (what ``ros2 bag record -s mcap`` stores), so
 ``ros2 bag info/play`` and Foxglove read the files. The swarm config is stored as the MCAP
 metadata record ``swarm_config`` (``{"yaml": ...}``) so a run renders on its own.
+
+A recording is the one record of a run: :func:`read_run` samples it as the analyses need it
+(sim time, robot positions and remaining demand at every world publication, and the
+diagnostics), and :func:`write_run` writes the same topics for a run that did not fly over ROS
+(a core-env rollout), so one reader serves both.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
+from mcap.reader import make_reader
+from mcap_ros2.reader import read_ros2_messages
+from mcap_ros2.writer import Writer as Ros2Writer
 
 from sim_bridge import topics
 from sim_bridge.config import SwarmConfig
@@ -93,8 +104,11 @@ def msgdef(type_name: str) -> str:
     return "\n".join(parts)
 
 
-def swarm_topics(cfg: SwarmConfig, markers: bool = False) -> dict[str, str]:
-    """Topic -> type name of what a swarm run records."""
+def swarm_topics(
+    cfg: SwarmConfig, markers: bool = False, diagnostics: bool = False
+) -> dict[str, str]:
+    """Topic -> type name of what a swarm run records (``markers``: with ``/swarm/markers``;
+    ``diagnostics``: with ``/diagnostics``, every node's status, e.g. a policy's cluster)."""
     out = {
         topics.CLOCK: "rosgraph_msgs/msg/Clock",
         topics.CONSUMERS: "std_msgs/msg/Float64MultiArray",
@@ -109,6 +123,8 @@ def swarm_topics(cfg: SwarmConfig, markers: bool = False) -> dict[str, str]:
         out[topics.TASKS] = "std_msgs/msg/Float64MultiArray"
     if markers:
         out[topics.MARKERS] = "visualization_msgs/msg/MarkerArray"
+    if diagnostics:
+        out[topics.DIAGNOSTICS] = "diagnostic_msgs/msg/DiagnosticArray"
     return out
 
 
@@ -117,8 +133,6 @@ def swarm_topics(cfg: SwarmConfig, markers: bool = False) -> dict[str, str]:
 
 def read_config(path: str | os.PathLike) -> dict | None:
     """The ``swarm_config`` mapping stored in a recording, or ``None``."""
-    from mcap.reader import make_reader
-
     with open(path, "rb") as fh:
         for record in make_reader(fh).iter_metadata():
             if record.name == "swarm_config":
@@ -128,7 +142,158 @@ def read_config(path: str | os.PathLike) -> dict | None:
 
 def read_messages(path: str | os.PathLike, topic_filter=None) -> Iterator[tuple[str, int, object]]:
     """``(topic, log_time_ns, decoded message)`` of a recording, in log-time order."""
-    from mcap_ros2.reader import read_ros2_messages
-
     for item in read_ros2_messages(str(path), topics=topic_filter):
         yield item.channel.topic, item.log_time_ns, item.ros_msg
+
+
+@dataclass
+class RecordedRun:
+    """A recording sampled at every world publication (one ``/consumers`` table per tick).
+
+    Attributes:
+        times: ``(K,)`` sim time [s] of each sample (the last ``/clock`` before it).
+        positions: ``(K, N, 3)`` robot positions [m, world frame] (the last ``/<robot>/pose``;
+            a robot not heard yet is at its configured start pose).
+        demands: ``(K, M, r)`` remaining demand of each consumer (world semantics; a
+            :func:`write_run` without demands holds the initial one).
+        diagnostics: ``(sim t, status name, {key: value})`` of every ``/diagnostics`` status
+            (empty when the run did not record them).
+    """
+
+    times: np.ndarray
+    positions: np.ndarray
+    demands: np.ndarray
+    diagnostics: list[tuple[float, str, dict[str, str]]]
+
+
+def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
+    """Sample the recording ``path`` of a run of ``cfg`` (see :class:`RecordedRun`); a
+    ``/consumers`` table of another size (not this swarm's) is skipped."""
+    n, m, r = len(cfg.robots), len(cfg.consumers), len(cfg.resource_types)
+    fixed = len(topics.CONSUMER_FIXED_FIELDS)
+    pose_topic = {
+        topics.robot_topic(name, topics.POSE): i for i, name in enumerate(cfg.robot_names)
+    }
+    pos = np.array([rc.pose[:3] for rc in cfg.robots], dtype=float).reshape(n, 3)
+    sim_t = 0.0
+    times: list[float] = []
+    positions: list[np.ndarray] = []
+    demands: list[np.ndarray] = []
+    diags: list[tuple[float, str, dict[str, str]]] = []
+    wanted = [topics.CLOCK, topics.CONSUMERS, topics.DIAGNOSTICS, *pose_topic]
+    for topic, _, msg in read_messages(path, wanted):
+        if topic == topics.CLOCK:
+            sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
+        elif topic in pose_topic:
+            p = msg.pose.position
+            pos[pose_topic[topic]] = (p.x, p.y, p.z)
+        elif topic == topics.CONSUMERS:
+            data = np.asarray(msg.data, dtype=float)
+            if data.size != m * (fixed + r):
+                continue
+            times.append(sim_t)
+            positions.append(pos.copy())
+            demands.append(data.reshape(m, fixed + r)[:, fixed:])
+        else:
+            for st in msg.status:
+                diags.append((sim_t, st.name, {kv.key: kv.value for kv in st.values}))
+    if not times:
+        return RecordedRun(np.zeros(0), np.zeros((0, n, 3)), np.zeros((0, m, r)), diags)
+    return RecordedRun(np.asarray(times), np.stack(positions), np.stack(demands), diags)
+
+
+def _stamp(t: float) -> dict:
+    sec = math.floor(t)
+    return {"sec": int(sec), "nanosec": int(round((t - sec) * 1e9)) % 1_000_000_000}
+
+
+def write_run(
+    path: str | os.PathLike,
+    cfg: SwarmConfig,
+    times: np.ndarray,
+    positions: np.ndarray,
+    demands: np.ndarray | None = None,
+    diagnostics: Iterable[tuple[float, str, dict[str, str]]] = (),
+) -> Path:
+    """Write a run that did not fly over ROS (e.g. a core-env rollout) as a recording
+    :func:`read_run` reads like a ROS one: per sample ``k`` the ``/clock`` at ``times[k]`` [s],
+    every robot's ``/<robot>/pose`` at ``positions[k]`` ``(K, N, 3)`` [m] and the
+    ``/consumers`` table with ``demands[k]`` ``(K, M, r)`` (``None``: the initial demand
+    throughout, for a writer that does not track it); then each
+    ``(sim t, status name, {key: value})`` of ``diagnostics`` on ``/diagnostics`` at its time.
+    Log times are the sim times [ns]. No rclpy needed (CDR from the message definitions)."""
+    times = np.asarray(times, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    m, r = len(cfg.consumers), len(cfg.resource_types)
+    if demands is None:
+        demands = np.broadcast_to(cfg.demand_matrix().reshape(m, r), (len(times), m, r))
+    table = np.array([[*c.position, c.radius, 1.0] for c in cfg.consumers], dtype=float)
+    table = table.reshape(m, len(topics.CONSUMER_FIXED_FIELDS))
+    diags = sorted(diagnostics, key=lambda d: d[0])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        writer = Ros2Writer(fh)
+        writer.add_metadata("swarm_config", {"yaml": yaml.safe_dump(cfg.to_mapping())})
+        schema = {
+            name: writer.register_msgdef(name, msgdef(name))
+            for name in (
+                "rosgraph_msgs/msg/Clock",
+                "geometry_msgs/msg/PoseStamped",
+                "std_msgs/msg/Float64MultiArray",
+                "diagnostic_msgs/msg/DiagnosticArray",
+            )
+        }
+        d = 0
+        for k, t in enumerate(times):
+            log = int(round(t * 1e9))  # this sample's messages 1 ns apart, in order
+            stamp = _stamp(float(t))
+            writer.write_message(
+                topics.CLOCK, schema["rosgraph_msgs/msg/Clock"], {"clock": stamp}, log_time=log
+            )
+            for i, name in enumerate(cfg.robot_names):
+                x, y, z = (float(v) for v in positions[k, i])
+                writer.write_message(
+                    topics.robot_topic(name, topics.POSE),
+                    schema["geometry_msgs/msg/PoseStamped"],
+                    {
+                        "header": {"stamp": stamp, "frame_id": topics.WORLD_FRAME},
+                        "pose": {
+                            "position": {"x": x, "y": y, "z": z},
+                            "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
+                        },
+                    },
+                    log_time=log + 1 + i,
+                )
+            data = np.concatenate([table, np.asarray(demands[k], dtype=float)], axis=1)
+            writer.write_message(
+                topics.CONSUMERS,
+                schema["std_msgs/msg/Float64MultiArray"],
+                {"layout": {"dim": [], "data_offset": 0}, "data": data.ravel().tolist()},
+                log_time=log + 1 + len(cfg.robots),
+            )
+            end = times[k + 1] if k + 1 < len(times) else math.inf
+            while d < len(diags) and diags[d][0] < end:
+                _, name, values = diags[d]
+                writer.write_message(
+                    topics.DIAGNOSTICS,
+                    schema["diagnostic_msgs/msg/DiagnosticArray"],
+                    {
+                        "header": {"stamp": stamp, "frame_id": ""},
+                        "status": [
+                            {
+                                "level": 0,
+                                "name": name,
+                                "message": "",
+                                "hardware_id": "",
+                                "values": [
+                                    {"key": str(a), "value": str(b)} for a, b in values.items()
+                                ],
+                            }
+                        ],
+                    },
+                    log_time=log + 2 + len(cfg.robots) + d,
+                )
+                d += 1
+        writer.finish()
+    return path

@@ -154,11 +154,15 @@ def test_swarm_launch_file_builds_the_bringup_nodes(monkeypatch):
         mod._actions(context)
 
 
-def test_swarm_demo_delegates_to_lgtc_policy(capsys):
+def test_swarm_is_the_worlds_door_and_points_to_the_mission_demos(capsys):
+    """sim_bridge imports no mission package: the demos are `lgtc demo` and `dmar demo`."""
     with pytest.raises(SystemExit) as info:
-        swarm_main(["demo", "--help"])
+        swarm_main(["demo"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        swarm_main(["--help"])
     assert info.value.code == 0
-    assert "--checkpoint" in capsys.readouterr().out
+    assert "lgtc demo" in capsys.readouterr().out
 
 
 def test_rviz_config_shows_world_and_policy_marker_layers():

@@ -1,21 +1,23 @@
-"""``python -m lgtc_policy.demo``: fly the shipped LGTC policy over ROS 2 and report.
+"""``lgtc demo`` (``make demo``): fly the shipped LGTC policy over ROS 2 and report.
 
 Starts the whole swarm of a config over real DDS through the sim_bridge bringup (world, comm
 relay, services, one CBF filter and one policy node per robot; composed in one process by
 default), takes off, runs until every demand is met (plus ``--linger`` seconds) or the wall
 time limit, and writes to ``--out``:
 
+* ``run.mcap`` (ROS 2 bag, MCAP): the run's one recording (the swarm topics and
+  ``/diagnostics``); everything below is read from it;
 * ``report.md`` (printed too) and ``report.json``: demand satisfied, time to satisfy, min
   pair separation, CBF fallbacks, policy ticks on time, and the episode reward of the ROS run
   (scored by the env's eq. 2) vs the core env with the same policy, scenario and seed vs the
   centralized expert (:mod:`lgtc_policy.mission.scenario`);
-* ``run.mcap`` (ROS 2 bag, MCAP) and ``swarm.gif`` (rendered from it);
-* ``trajectory.npz``: what the monitor sampled (``times`` (K,) sim s, ``positions`` (K, N, 3)
-  m, ``demands`` (K, M, r), ``clusters`` rows ``[sim t, robot index, attended consumer]``).
+* ``swarm.gif`` (rendered from the recording).
 
-DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the run gets its
-own ``ROS_DOMAIN_ID`` (random in 1..200 unless already set). Errors (bad config, missing or
-mismatched checkpoint, missing node package) print one line and exit with status 2.
+The run ends early when the mission monitor (:mod:`lgtc_policy.ros.monitor`, an observer in
+the swarm's executor) sees every demand met. DDS stays on this machine
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the run gets its own ``ROS_DOMAIN_ID``
+(random in 1..200 unless already set). Errors (bad config, missing or mismatched checkpoint,
+missing node package) print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -25,22 +27,33 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import yaml
+from sim_bridge.bringup import BringupError, check_plugins, plan
+from sim_bridge.config import ConfigError, load_config
+from sim_bridge.recording import read_run
+from sim_bridge.render import RenderError, render
 
-from lgtc_policy.agent import MissionError, replace_checkpoint
-from lgtc_policy.mission.report import format_report, ros_metrics
+from lgtc_policy.agent import MissionError, load_policy, replace_checkpoint
+from lgtc_policy.mission.report import format_report, node_metrics, ros_metrics
+from lgtc_policy.mission.scenario import (
+    core_rollout,
+    expert_rollout,
+    resample,
+    scenario_from_config,
+    score_trajectory,
+)
+from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 
-__all__ = ["DemoOptions", "main", "run_demo"]
+__all__ = ["DemoOptions", "add_arguments", "options_from_args", "run_cli", "run_demo"]
 
-OUTPUTS = ("report.md", "report.json", "trajectory.npz", "run.mcap", "swarm.gif")
+OUTPUTS = ("report.md", "report.json", "run.mcap", "swarm.gif")
 
 
 @dataclass
@@ -67,8 +80,6 @@ class DemoOptions:
     """Stop once every demand is met (after ``linger`` more seconds)."""
     linger: float = 2.0
     """Seconds to keep running after the mission completes [s]."""
-    record: bool = True
-    """Record run.mcap."""
     gif: bool = True
     """Render swarm.gif from the recording."""
     compare: bool = True
@@ -86,6 +97,7 @@ def _ros_env() -> None:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     if not os.environ.get("ROS_DOMAIN_ID"):
+        # rclpy only when the demo flies: the mission room imports without ROS
         from lgtc_policy.ros.session import free_domain
 
         os.environ["ROS_DOMAIN_ID"] = str(free_domain())
@@ -93,9 +105,6 @@ def _ros_env() -> None:
 
 def _checkpoint_info(cfg) -> tuple[Path, dict, Any]:
     """(path, env_config, LGTCNet) of the config's checkpoint; MissionError if unusable."""
-    from lgtc_policy.agent import load_policy
-    from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
-
     if cfg.policy.checkpoint is None:
         raise MissionError(
             f"{cfg.source}: policy.checkpoint is null; set it or pass --checkpoint FILE"
@@ -116,38 +125,59 @@ def _checkpoint_info(cfg) -> tuple[Path, dict, Any]:
     return path, dict(ck["env_config"]), net
 
 
-def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
-    """Run the demo; returns the report values (also written under ``opts.out``)."""
-    import torch
-    from sim_bridge.bringup import BringupError, check_plugins, plan
-    from sim_bridge.config import load_config
-    from sim_bridge.ros.runner import run_composed, run_processes
-
-    from lgtc_policy.ros.session import MonitorThread
-
-    _ros_env()
-    torch.set_num_threads(1)
+def _load(opts: DemoOptions, outdir: Path):
+    """``(cfg, the config file the nodes read)`` of ``opts``; with ``--checkpoint`` the
+    config with that checkpoint is written to ``outdir/swarm.yaml`` for the nodes."""
     if not (opts.duration > 0):
         raise MissionError(f"--duration {opts.duration}: must be > 0 s")
     if opts.mode not in ("composed", "processes"):
         raise MissionError(f"--mode {opts.mode!r}: use composed or processes")
-    cfg_path = Path(opts.config)
-    cfg = load_config(cfg_path)
-    run_cfg_path = cfg_path
+    cfg = load_config(opts.config)
+    if not opts.checkpoint:
+        return cfg, Path(opts.config)
+    cfg = replace_checkpoint(cfg, opts.checkpoint)
+    run_cfg_path = outdir / "swarm.yaml"
+    mapping = cfg.to_mapping()
+    with contextlib.suppress(FileNotFoundError):
+        mapping["policy"]["checkpoint"] = str(cfg.resolve_checkpoint())
+    run_cfg_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    return cfg, run_cfg_path
+
+
+def _fly(opts: DemoOptions, cfg, specs, mcap: Path, out):
+    """The ROS run: the bringup runner with the run recorded to ``mcap`` (diagnostics
+    included) and the mission monitor as an observer that stops it once the mission is done."""
+    # rclpy only when the demo flies: the mission room imports without ROS
+    from sim_bridge.ros.runner import run_composed, run_processes
+
+    from lgtc_policy.ros.monitor import MissionObserver
+
+    observer = MissionObserver(cfg, opts.stop_when_done, opts.linger)
+    kwargs = {
+        "duration": opts.duration,
+        "record": str(mcap),
+        "record_diagnostics": True,
+        "status_every": opts.status_every,
+        "out": out,
+        "observers": [observer],
+        "should_stop": observer.should_stop,
+    }
+    try:
+        if opts.mode == "composed":
+            return run_composed(specs, cfg, executor=opts.executor, **kwargs)
+        return run_processes(specs, cfg, **kwargs)
+    except BringupError as exc:
+        raise MissionError(str(exc)) from None
+
+
+def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
+    """Run the demo; returns the report values (also written under ``opts.out``)."""
+    _ros_env()
+    torch.set_num_threads(1)
     outdir = Path(opts.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    if opts.checkpoint:
-        cfg = replace_checkpoint(cfg, opts.checkpoint)
-        run_cfg_path = outdir / "swarm.yaml"
-        import yaml
-
-        mapping = cfg.to_mapping()
-        with contextlib.suppress(FileNotFoundError):
-            mapping["policy"]["checkpoint"] = str(cfg.resolve_checkpoint())
-        run_cfg_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    cfg, run_cfg_path = _load(opts, outdir)
     ckpt, env_config, net = _checkpoint_info(cfg)
-    from lgtc_policy.mission.scenario import scenario_from_config
-
     scenario = scenario_from_config(cfg, cfg.rates.control_hz)
     try:
         specs = plan(cfg, run_cfg_path, cbf=opts.cbf, autostart=True)
@@ -159,113 +189,59 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
         (outdir / name).unlink(missing_ok=True)
     mcap = outdir / "run.mcap"
     print(
-        f"[demo] {cfg_path}: {len(cfg.robots)} robots, {len(cfg.consumers)} consumers, "
+        f"[demo] {opts.config}: {len(cfg.robots)} robots, {len(cfg.consumers)} consumers, "
         f"policy {ckpt.name}, {len(specs)} nodes ({opts.mode}), ROS_DOMAIN_ID="
         f"{os.environ['ROS_DOMAIN_ID']}, limit {opts.duration:g} s",
         file=out,
         flush=True,
     )
-    monitor = MonitorThread(cfg, opts.stop_when_done, opts.linger)
-    old = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is threading.main_thread():
-        # a completion SIGINT that lands after the run ended must not interrupt the report
-        signal.signal(signal.SIGINT, lambda *_: None)
-    try:
-        monitor.run_active.set()
-        kwargs = {
-            "duration": opts.duration,
-            "record": str(mcap) if opts.record else None,
-            "status_every": opts.status_every,
-            "out": out,
-        }
-        if opts.mode == "composed":
-            res = run_composed(specs, cfg, executor=opts.executor, **kwargs)
-        else:
-            res = run_processes(specs, cfg, **kwargs)
-        monitor.run_active.clear()
-        time.sleep(0.2)
-    except BringupError as exc:
-        raise MissionError(str(exc)) from None
-    finally:
-        monitor.run_active.clear()
-        monitor.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, old)
+    res = _fly(opts, cfg, specs, mcap, out)
     for err in res.errors:
         print(f"[demo] error: {err}", file=out)
-    node = monitor.node
-    times, positions, demands = node.trajectory()
+    run = read_run(mcap, cfg)
+    if len(run.times) < 2:
+        raise MissionError(
+            "the recording holds no world state: the world node did not publish (see the log above)"
+        )
     values: dict[str, Any] = {
-        "config": str(cfg_path),
+        "config": str(opts.config),
         "checkpoint": str(ckpt),
         "mode": opts.mode,
         "robots": len(cfg.robots),
         "consumers": len(cfg.consumers),
         "wall_s": res.wall_s,
-        "sim_s": float(times[-1]) if len(times) else res.sim_s,
+        "sim_s": float(run.times[-1]),
         "rtf": res.rtf,
     }
-    notes: list[str] = []
-    if len(times) < 2:
-        raise MissionError(
-            "the monitor received no world state: the world node did not publish (see the "
-            "log above)"
-        )
-    np.savez_compressed(
-        outdir / "trajectory.npz",
-        times=times,
-        positions=positions,
-        demands=demands,
-        clusters=np.asarray(node.cluster_log, dtype=float).reshape(-1, 3),
-        robots=np.asarray(cfg.robot_names),
-    )
-    values.update(ros_metrics(cfg, times, positions, demands))
-    fb = node.fallbacks()
-    values["cbf_fallbacks"] = fb if fb is not None else math.nan
-    if fb is None:
-        notes.append("no CBF filter published a `fallbacks_total` diagnostic")
-    ticks, on_time = node.ticks()
-    values["policy_ticks"] = ticks
-    values["ticks_on_time_pct"] = 100.0 * on_time / ticks if ticks else math.nan
-    comp = [
-        (float(v.get("compute_p50_ms", "nan")), float(v.get("compute_p99_ms", "nan")))
-        for v in node.policy.values()
-    ]
-    values["policy_compute_p50_ms"] = (
-        float(np.nanmedian([c[0] for c in comp])) if comp else math.nan
-    )
-    values["policy_compute_p99_ms"] = float(np.nanmax([c[1] for c in comp])) if comp else math.nan
-
+    values.update(ros_metrics(cfg, run.times, run.positions, run.demands))
+    figures, notes = node_metrics(run.diagnostics)
+    values.update(figures)
     if opts.compare:
         values.update(
-            compare_with_core(cfg, scenario, env_config, net, times, positions, opts, notes)
+            compare_with_core(cfg, scenario, env_config, net, run.times, run.positions, opts, notes)
         )
-    if opts.record and opts.gif and mcap.exists():
+    if opts.gif:
         try:
-            from sim_bridge.render import RenderError, render
-
             render(mcap, outdir / "swarm.gif", fps=8.0, frames=48)
         except (RenderError, ValueError, OSError) as exc:
             notes.append(f"swarm.gif not rendered ({exc})")
     values["notes"] = "; ".join(notes) if notes else "none"
-    text = format_report(values, title=f"Swarm mission report: {cfg_path.name}")
+    _write_report(values, outdir, Path(opts.config).name, out)
+    return values
+
+
+def _write_report(values: dict[str, Any], outdir: Path, name: str, out) -> None:
+    """report.md (printed too) and report.json under ``outdir``."""
+    text = format_report(values, title=f"Swarm mission report: {name}")
     (outdir / "report.md").write_text(text)
     (outdir / "report.json").write_text(json.dumps(_jsonable(values), indent=2) + "\n")
     print(text, file=out, flush=True)
     made = [p.name for p in (outdir / n for n in OUTPUTS) if p.exists()]
     print(f"[demo] wrote {', '.join(made)} in {outdir}", file=out)
-    return values
 
 
 def compare_with_core(cfg, scenario, env_config, net, times, positions, opts, notes) -> dict:
     """Rewards of the ROS run (env replay), the core env rollout and the expert, same ticks."""
-    from lgtc_policy.mission.scenario import (
-        core_rollout,
-        expert_rollout,
-        resample,
-        score_trajectory,
-    )
-
     dt = 1.0 / cfg.rates.control_hz
     t_end = float(times[-1])
     traj = resample(times, positions[..., :2], dt, t_end)
@@ -314,12 +290,9 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command line of the demo (fields of :class:`DemoOptions`)."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The demo's options (fields of :class:`DemoOptions`) on parser ``p``."""
     d = DemoOptions()
-    p = argparse.ArgumentParser(
-        prog="python -m lgtc_policy.demo", description=__doc__.split("\n")[0]
-    )
     p.add_argument("--config", default=d.config, help="swarm YAML (default %(default)s)")
     p.add_argument("--out", default=d.out, help="output directory (default %(default)s)")
     p.add_argument("--duration", type=float, default=d.duration, help="wall limit [s]")
@@ -329,19 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cbf", action="store_true", help="no CBF filters (unsafe)")
     p.add_argument("--no-stop", action="store_true", help="run to the limit even when done")
     p.add_argument("--linger", type=float, default=d.linger, help="run on after completion [s]")
-    p.add_argument("--no-record", action="store_true", help="no run.mcap (and no gif)")
     p.add_argument("--no-gif", action="store_true", help="do not render swarm.gif")
     p.add_argument("--no-compare", action="store_true", help="skip the core env comparison")
     p.add_argument("--no-expert", action="store_true", help="skip the centralized expert")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the core env comparison")
     p.add_argument("--status-every", type=float, default=d.status_every, help="[s], 0: silent")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; exit 0 on a completed run, 2 on bad input (one line, no traceback)."""
-    ns = build_parser().parse_args(argv)
-    opts = DemoOptions(
+def options_from_args(ns: argparse.Namespace) -> DemoOptions:
+    """The :class:`DemoOptions` of parsed :func:`add_arguments` options."""
+    return DemoOptions(
         config=ns.config,
         out=ns.out,
         duration=ns.duration,
@@ -351,17 +321,18 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=ns.checkpoint,
         stop_when_done=not ns.no_stop,
         linger=ns.linger,
-        record=not ns.no_record,
         gif=not ns.no_gif,
         compare=not ns.no_compare,
         expert=not ns.no_expert,
         seed=ns.seed,
         status_every=ns.status_every,
     )
-    from sim_bridge.config import ConfigError
 
+
+def run_cli(ns: argparse.Namespace) -> int:
+    """``lgtc demo``: exit 0 on a completed run, 2 on bad input (one line, no traceback)."""
     try:
-        run_demo(opts)
+        run_demo(options_from_args(ns))
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -370,7 +341,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

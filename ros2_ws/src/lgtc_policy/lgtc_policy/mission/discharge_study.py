@@ -10,8 +10,12 @@ robot's battery at ``t`` and its ``land`` event lands it;
 :func:`~lgtc_policy.mission.discharge.analyse` then judges the run (re-covered within
 ``--window`` seconds or why not: see :mod:`lgtc_policy.mission.discharge`).
 
-Writes ``<out>/discharge.json`` (per run and the success count) and, with ``--figure``, a
-Fig. 5-style PNG of the first run (top view coloured by cluster, cluster id over time).
+Each run is recorded once, as ``<out>/seed<k>/run.mcap`` (the ROS run's recording, with
+``/diagnostics``; a core run is written in the same layout by
+:func:`sim_bridge.recording.write_run`) beside its ``swarm.yaml``; the analysis, the figure
+and ``--reanalyse`` read those files. Writes ``<out>/discharge.json`` (per run and the success
+count) and, with ``--figure``, a Fig. 5-style PNG of the first run (top view coloured by
+cluster, cluster id over time).
 
 ``--backend core`` (or :func:`discharge_study_core`) runs the *same* seeded variants through
 the batched core env instead of ROS
@@ -33,8 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import yaml
+from sim_bridge.config import ConfigError, load_config
+from sim_bridge.recording import read_run, write_run
 
-from lgtc_policy.agent import MissionError
+from lgtc_policy.agent import MissionError, load_policy
+from lgtc_policy.env import EnvConfig
+from lgtc_policy.mission.demo import DemoOptions, run_demo
 from lgtc_policy.mission.discharge import (
     CONTROLLERS,
     analyse,
@@ -43,9 +53,20 @@ from lgtc_policy.mission.discharge import (
     variant,
 )
 from lgtc_policy.mission.figures import plot_run
-from lgtc_policy.mission.report import pair_separation
+from lgtc_policy.mission.report import POLICY_STATUS, pair_separation
+from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 
-__all__ = ["build_parser", "discharge_study_core", "main", "reanalyse"]
+__all__ = [
+    "add_arguments",
+    "build_parser",
+    "discharge_study_core",
+    "main",
+    "reanalyse",
+    "run_cli",
+]
+
+#: A run's recording and config under ``<out>/seed<k>/``.
+RUN_MCAP, RUN_CONFIG = "run.mcap", "swarm.yaml"
 
 
 def _check_options(runs: int, jitter: float, window: float, after: float) -> None:
@@ -62,9 +83,6 @@ def _check_options(runs: int, jitter: float, window: float, after: float) -> Non
 
 def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
     """(raw mapping, validated SwarmConfig) of a discharge study config; MissionError if bad."""
-    import yaml
-    from sim_bridge.config import ConfigError, load_config
-
     try:
         if isinstance(config, dict):
             base = json.loads(json.dumps(config))
@@ -79,6 +97,78 @@ def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
     if not any(e.type == "discharge" for e in cfg.events):
         raise MissionError(f"{cfg.source}: no discharge event; the study needs one")
     return base, cfg
+
+
+def _run_dir(out: str | Path, seed: int) -> Path:
+    return Path(out) / f"seed{seed}"
+
+
+def _analyse_run(run_dir: Path, window: float) -> tuple[dict, Any]:
+    """:func:`analyse` of the run recorded under ``run_dir``, and its config."""
+    try:
+        cfg = load_config(run_dir / RUN_CONFIG)
+    except ConfigError as exc:
+        raise MissionError(str(exc)) from None
+    run = read_run(run_dir / RUN_MCAP, cfg)
+    return analyse(cfg, run.times, run.positions, window), cfg
+
+
+def _core_policy(checkpoint, base: dict, base_cfg, controller: str):
+    """``(checkpoint or None, LGTCNet or None, env_config)`` of the core study: the
+    checkpoint's policy for ``policy`` (the config's when ``checkpoint`` is None), else none
+    and the env's default reward gains."""
+    if controller != "policy":
+        return None, None, dataclasses.asdict(EnvConfig())
+    if checkpoint is None:
+        if base_cfg.policy.checkpoint is None:
+            raise MissionError(f"{base_cfg.source}: policy.checkpoint is null; pass a checkpoint")
+        try:
+            checkpoint = base_cfg.resolve_checkpoint()
+        except FileNotFoundError as exc:
+            raise MissionError(str(exc)) from None
+    checkpoint = str(checkpoint)
+    try:
+        load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
+        ck = load_checkpoint(checkpoint)
+        net = build_net(ck, "policy")
+    except CheckpointError as exc:
+        raise MissionError(str(exc)) from None
+    return checkpoint, net, dict(ck["env_config"])
+
+
+def _core_run(mapping: dict, seed: int, flight: dict, window: float, out) -> dict:
+    """One core run of the config ``mapping`` (``flight``: :func:`core_trajectory`'s net,
+    env_config, duration, controller, cbf), judged by :func:`analyse`; with ``out`` recorded
+    under ``out/seed<k>/``."""
+    try:
+        cfg = load_config(mapping)
+    except ConfigError as exc:
+        raise MissionError(f"seed {seed}: {exc}") from None
+    times, pos, clusters = core_trajectory(
+        cfg,
+        flight["net"],
+        flight["env_config"],
+        flight["duration"],
+        seed,
+        flight["controller"],
+        flight["cbf"],
+    )
+    res = analyse(cfg, times, pos, window)
+    lift = np.array([cfg.arena.z[0] + 0.5 * r.takeoff_height for r in cfg.robots])
+    dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
+    res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
+    res["sim_s"] = float(times[-1])
+    if out is not None:
+        run_dir = _run_dir(out, seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(mapping, sort_keys=False))
+        names = cfg.robot_names
+        diagnostics = [  # each policy's cluster as its node reports it
+            (t, f"{POLICY_STATUS} {names[int(i)]}", {"cluster": str(int(c))})
+            for t, i, c in clusters
+        ]
+        write_run(run_dir / RUN_MCAP, cfg, times, pos, diagnostics=diagnostics)
+    return res
 
 
 def discharge_study_core(
@@ -107,7 +197,8 @@ def discharge_study_core(
         runs, first_seed, jitter, window: as the CLI's ``--runs`` etc.
         after: sim seconds flown after the (last) discharge event.
         resource_types: override the config's ``resource_types`` (the checkpoint's r).
-        out: directory for ``seed<k>/trajectory.npz`` (``None``: write nothing).
+        out: directory for ``seed<k>/swarm.yaml`` and ``seed<k>/run.mcap`` (``None``: write
+            nothing).
         progress: called with each run's result dict as it completes.
         controller: who flies (:data:`CONTROLLERS`); ``expert`` and ``greedy`` ignore the
             checkpoint (the env's default reward gains; the trajectory does not use them).
@@ -126,14 +217,6 @@ def discharge_study_core(
     Raises:
         MissionError: unusable config or checkpoint (the message names which and why).
     """
-    import torch
-    import yaml
-    from sim_bridge.config import ConfigError, load_config
-
-    from lgtc_policy.agent import load_policy
-    from lgtc_policy.env import EnvConfig
-    from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
-
     _check_options(runs, jitter, window, after)
     if threads is not None and threads < 1:
         raise MissionError(f"threads = {threads}: must be >= 1 (or None)")
@@ -142,61 +225,25 @@ def discharge_study_core(
     base, base_cfg = _study_config(config)
     if resource_types:
         base["resource_types"] = list(resource_types)
-    net, env_config = None, dataclasses.asdict(EnvConfig())
-    if controller != "policy":
-        checkpoint = None
-    elif checkpoint is None:
-        if base_cfg.policy.checkpoint is None:
-            raise MissionError(f"{base_cfg.source}: policy.checkpoint is null; pass a checkpoint")
-        try:
-            checkpoint = base_cfg.resolve_checkpoint()
-        except FileNotFoundError as exc:
-            raise MissionError(str(exc)) from None
-    if checkpoint is not None:
-        checkpoint = str(checkpoint)
-        try:
-            load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
-            ck = load_checkpoint(checkpoint)
-            net = build_net(ck, "policy")
-        except CheckpointError as exc:
-            raise MissionError(str(exc)) from None
-        env_config = dict(ck["env_config"])
+    checkpoint, net, env_config = _core_policy(checkpoint, base, base_cfg, controller)
     t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
+    flight = {
+        "net": net,
+        "env_config": env_config,
+        "duration": t_event + after,
+        "controller": controller,
+        "cbf": cbf,
+    }
     prev_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         results = []
-        for k in range(runs):
-            seed = first_seed + k
+        for seed in range(first_seed, first_seed + runs):
             mapping = variant(base, seed, jitter, checkpoint)
-            try:
-                cfg = load_config(mapping)
-            except ConfigError as exc:
-                raise MissionError(f"seed {seed}: {exc}") from None
-            times, pos, clusters = core_trajectory(
-                cfg, net, env_config, t_event + after, seed, controller, cbf
-            )
-            res = analyse(cfg, times, pos, window)
-            z0 = cfg.arena.z[0]
-            lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
-            dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
-            res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
-            res["sim_s"] = float(times[-1])
-            if out is not None:
-                run_dir = Path(out) / f"seed{seed}"
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "swarm.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
-                np.savez_compressed(
-                    run_dir / "trajectory.npz",
-                    times=times,
-                    positions=pos,
-                    clusters=clusters,
-                    robots=np.asarray(cfg.robot_names),
-                )
-            results.append(res)
+            results.append(_core_run(mapping, seed, flight, window, out))
             if progress is not None:
-                progress(res)
+                progress(results[-1])
     finally:
         torch.set_num_threads(prev_threads)
     summary = summarise(results, "core", checkpoint, window)
@@ -206,30 +253,23 @@ def discharge_study_core(
 
 def reanalyse(out: str | Path, window: float = 40.0, backend: str = "ros") -> dict:
     """Read the runs a study left under ``out`` (``seed<k>/swarm.yaml`` and
-    ``seed<k>/trajectory.npz``, either backend) again with :func:`analyse`, without flying."""
-    from sim_bridge.config import ConfigError, load_config
-
+    ``seed<k>/run.mcap``, either backend) again with :func:`analyse`, without flying."""
     runs = sorted(
-        (f for f in Path(out).glob("seed*/trajectory.npz") if f.parent.name[4:].isdigit()),
-        key=lambda f: int(f.parent.name[4:]),
+        (f.parent for f in Path(out).glob(f"seed*/{RUN_MCAP}") if f.parent.name[4:].isdigit()),
+        key=lambda d: int(d.name[4:]),
     )
     if not runs:
-        raise MissionError(f"{out}: no seed*/trajectory.npz to analyse")
+        raise MissionError(f"{out}: no seed*/{RUN_MCAP} to analyse")
     results = []
-    for npz in runs:
-        try:
-            cfg = load_config(npz.parent / "swarm.yaml")
-        except ConfigError as exc:
-            raise MissionError(str(exc)) from None
-        d = np.load(npz)
-        res = analyse(cfg, d["times"], d["positions"], window)
-        res["seed"] = int(npz.parent.name[4:])
+    for run_dir in runs:
+        res, cfg = _analyse_run(run_dir, window)
+        res["seed"] = int(run_dir.name[4:])
         results.append(res)
     return summarise(results, backend, cfg.policy.checkpoint, window)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The study's options on parser ``p`` (``lgtc discharge``)."""
     p.add_argument("--config", default="launch/discharge.yaml")
     p.add_argument(
         "--backend",
@@ -267,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fly nothing: analyse the runs already under --out again (rewrites discharge.json)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lgtc discharge`` command line on its own."""
+    p = argparse.ArgumentParser(prog="lgtc discharge", description=__doc__.splitlines()[0])
+    add_arguments(p)
     return p
 
 
@@ -286,10 +332,14 @@ def _finish(summary: dict, out: Path, window: float) -> None:
     print(line)
 
 
-def main_core(ns: argparse.Namespace) -> int:
-    """``--backend core``: :func:`discharge_study_core` with the CLI's options."""
-    from sim_bridge.config import load_config
+def _figure(ns: argparse.Namespace, seed: int, title: str) -> None:
+    """``--figure``: the Fig. 5-style PNG of the run of ``seed`` under ``--out``."""
+    run_dir = _run_dir(ns.out, seed)
+    plot_run(run_dir / RUN_MCAP, load_config(run_dir / RUN_CONFIG), Path(ns.figure), title)
 
+
+def _main_core(ns: argparse.Namespace) -> int:
+    """``--backend core``: :func:`discharge_study_core` with the CLI's options."""
     out = Path(ns.out)
     try:
         summary = discharge_study_core(
@@ -311,22 +361,83 @@ def main_core(ns: argparse.Namespace) -> int:
         return 2
     _finish(summary, out, ns.window)
     if ns.figure:
-        base, _ = _study_config(ns.config)
         seed = summary["results"][0]["seed"]
-        mapping = variant(base, seed, ns.jitter, summary["checkpoint"])
-        if ns.resource_types:
-            mapping["resource_types"] = ns.resource_types.split(",")
-        plot_run(
-            out / f"seed{seed}" / "trajectory.npz",
-            load_config(mapping),
-            Path(ns.figure),
-            f"{ns.config}, seed {seed} (core env, {ns.controller})",
-        )
+        _figure(ns, seed, f"{ns.config}, seed {seed} (core env, {ns.controller})")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+def _ros_checkpoint(ns: argparse.Namespace, base_cfg) -> str | None:
+    """The checkpoint the ROS runs fly: ``--checkpoint``, else the config's made absolute
+    (the run configs live elsewhere)."""
+    if ns.checkpoint is not None or base_cfg.policy.checkpoint is None:
+        return ns.checkpoint
+    try:
+        return str(base_cfg.resolve_checkpoint())
+    except FileNotFoundError as exc:
+        raise MissionError(str(exc)) from None
+
+
+def _ros_run(ns: argparse.Namespace, mapping: dict, seed: int, duration: float) -> dict:
+    """One ROS run of the config ``mapping`` through the demo (no gif, no core comparison),
+    recorded under ``--out/seed<k>/`` and judged by :func:`analyse`."""
+    run_dir = _run_dir(ns.out, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / RUN_CONFIG
+    cfg_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    with open(run_dir / "demo.log", "w") as log:
+        values = run_demo(
+            DemoOptions(
+                config=str(cfg_path),
+                out=str(run_dir),
+                duration=duration,
+                stop_when_done=False,
+                gif=False,
+                compare=False,
+                status_every=0,
+            ),
+            out=log,
+        )
+    res, _ = _analyse_run(run_dir, ns.window)
+    res.update(
+        seed=seed,
+        min_separation_margin_m=values["min_separation_margin_m"],
+        ticks_on_time_pct=values["ticks_on_time_pct"],
+        sim_s=values["sim_s"],
+    )
+    return res
+
+
+def _main_ros(ns: argparse.Namespace) -> int:
+    """``--backend ros``: every seeded run through the demo over DDS."""
+    if ns.controller != "policy" or ns.no_cbf:
+        print(
+            "error: --controller and --no-cbf are core-backend options (the ros backend flies "
+            "the policy through the cbf_filter nodes)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        base, base_cfg = _study_config(ns.config)
+        ckpt = _ros_checkpoint(ns, base_cfg)
+        t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
+        results = []
+        for seed in range(ns.first_seed, ns.first_seed + ns.runs):
+            mapping = variant(base, seed, ns.jitter, ckpt)
+            if ns.resource_types:
+                mapping["resource_types"] = ns.resource_types.split(",")
+            results.append(_ros_run(ns, mapping, seed, (t_event + ns.after) * 1.15 + 10.0))
+            print(json.dumps(results[-1]), flush=True)
+            if ns.figure and seed == ns.first_seed:
+                _figure(ns, seed, f"{ns.config}, seed {seed}")
+    except MissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _finish(summarise(results, "ros", ckpt, ns.window), Path(ns.out), ns.window)
+    return 0
+
+
+def run_cli(ns: argparse.Namespace) -> int:
+    """``lgtc discharge``: 0 when the study ran, 2 on bad input (one line, no traceback)."""
     try:
         _check_options(ns.runs, ns.jitter, ns.window, ns.after)
     except MissionError as exc:
@@ -343,78 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         _finish(summary, Path(ns.out), ns.window)
         return 0
     if ns.backend == "core":
-        return main_core(ns)
-    if ns.controller != "policy" or ns.no_cbf:
-        print(
-            "error: --controller and --no-cbf are core-backend options (the ros backend flies "
-            "the policy through the cbf_filter nodes)",
-            file=sys.stderr,
-        )
-        return 2
-    import yaml
-    from sim_bridge.config import load_config
-
-    from lgtc_policy.mission.demo import DemoOptions, run_demo
-
-    try:
-        base, base_cfg = _study_config(ns.config)
-    except MissionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    ckpt = ns.checkpoint
-    if ckpt is None and base_cfg.policy.checkpoint is not None:
-        try:  # the run configs live elsewhere: make a file-relative checkpoint absolute
-            ckpt = str(base_cfg.resolve_checkpoint())
-        except FileNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for k in range(ns.runs):
-        seed = ns.first_seed + k
-        run_dir = out / f"seed{seed}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path = run_dir / "swarm.yaml"
-        mapping = variant(base, seed, ns.jitter, ckpt)
-        if ns.resource_types:
-            mapping["resource_types"] = ns.resource_types.split(",")
-        cfg_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
-        try:
-            values = run_demo(
-                DemoOptions(
-                    config=str(cfg_path),
-                    out=str(run_dir),
-                    duration=(t_event + ns.after) * 1.15 + 10.0,
-                    stop_when_done=False,
-                    record=False,
-                    gif=False,
-                    compare=False,
-                    status_every=0,
-                ),
-                out=open(run_dir / "demo.log", "w"),  # noqa: SIM115 (closed with the process)
-            )
-        except MissionError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        cfg = load_config(cfg_path)
-        d = np.load(run_dir / "trajectory.npz")
-        res = analyse(cfg, d["times"], d["positions"], ns.window)
-        res.update(
-            seed=seed,
-            min_separation_margin_m=values["min_separation_margin_m"],
-            ticks_on_time_pct=values["ticks_on_time_pct"],
-            sim_s=values["sim_s"],
-        )
-        results.append(res)
-        print(json.dumps(res), flush=True)
-        if ns.figure and k == 0:
-            plot_run(run_dir / "trajectory.npz", cfg, Path(ns.figure), f"{ns.config}, seed {seed}")
-    summary = summarise(results, "ros", ckpt, ns.window)
-    _finish(summary, out, ns.window)
-    return 0
+        return _main_core(ns)
+    return _main_ros(ns)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    """The study with its own command line (what ``lgtc discharge`` runs)."""
+    return run_cli(build_parser().parse_args(argv))

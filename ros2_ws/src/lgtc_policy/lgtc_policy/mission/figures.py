@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sim_bridge.recording import read_run
 
 from lgtc_policy.env import EnvConfig
+from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
@@ -424,12 +426,13 @@ def cluster_colour(m: int) -> tuple[float, float, float, float]:
     return (*_PALETTE[m % len(_PALETTE)], 1.0)
 
 
-def plot_run(npz: Path, cfg, out_png: Path, title: str = "") -> None:
-    """Fig. 5-style figure of one run: top view (paths coloured by the attended consumer) and
-    each robot's cluster over time."""
+def plot_run(mcap: Path, cfg, out_png: Path, title: str = "") -> None:
+    """Fig. 5-style figure of the run recorded in ``mcap`` (:func:`sim_bridge.recording.read_run`;
+    clusters from the policies' diagnostics): top view (paths coloured by the attended
+    consumer) and each robot's cluster over time."""
     plt = _plt()
-    d = np.load(npz)
-    times, pos, clusters = d["times"], d["positions"], d["clusters"]
+    run = read_run(mcap, cfg)
+    times, pos, clusters = run.times, run.positions, cluster_log(cfg, run.diagnostics)
     n = pos.shape[1]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=80)
     for m, c in enumerate(cfg.consumers):

@@ -1,9 +1,12 @@
 """The demo's report (no rclpy): metrics of a ROS run, Markdown out, Markdown back in.
 
-:func:`ros_metrics` turns what the mission monitor sampled (sim time, positions, remaining
-demand per 20 Hz world publication) into the mission figures; :func:`format_report` writes
-them as a Markdown table (``| key | value | meaning |``) that :func:`parse_report` reads
-back, so tools and tests consume the same file a person reads.
+:func:`ros_metrics` turns the run's recording sampled at every 20 Hz world publication
+(sim time, positions, remaining demand: :func:`sim_bridge.recording.read_run`) into the
+mission figures; :func:`node_metrics` reads the policy and CBF nodes' last ``/diagnostics``
+(ticks, compute time, fallbacks) and :func:`cluster_log` each policy's cluster over time from
+the same recording. :func:`format_report` writes the figures as a Markdown table (``| key |
+value | meaning |``) that :func:`parse_report` reads back, so tools and tests consume the
+same file a person reads.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KEYS", "format_report", "parse_report", "pair_separation", "ros_metrics"]
+__all__ = [
+    "KEYS",
+    "POLICY_STATUS",
+    "cluster_log",
+    "format_report",
+    "node_metrics",
+    "pair_separation",
+    "parse_report",
+    "ros_metrics",
+]
+
+#: Name prefix of a policy node's diagnostic status (``lgtc_policy: <robot>``).
+POLICY_STATUS = "lgtc_policy:"
 
 #: Report rows in order: key -> meaning (units in the meaning).
 KEYS: dict[str, str] = {
@@ -111,6 +126,51 @@ def ros_metrics(
         "min_separation_margin_m": dmin - ds,
         "pairs_below_safety": below,
     }
+
+
+def _last_status(diagnostics, prefix: str) -> dict[str, dict[str, str]]:
+    """The last ``{key: value}`` of every status whose name starts with ``prefix``."""
+    return {name: values for _, name, values in diagnostics if name.startswith(prefix)}
+
+
+def node_metrics(diagnostics: list[tuple[float, str, dict[str, str]]]) -> tuple[dict, list[str]]:
+    """Policy and CBF figures of a run from its ``/diagnostics`` statuses ``(sim t, name,
+    {key: value})``, the last of each node: ``cbf_fallbacks`` (the filters' cumulative
+    ``fallbacks_total``), ``policy_ticks``, ``ticks_on_time_pct``, ``policy_compute_p50_ms``
+    (median over robots) and ``policy_compute_p99_ms`` (worst robot); and notes on what no
+    node reported."""
+    notes: list[str] = []
+    policy = _last_status(diagnostics, POLICY_STATUS)
+    cbf = _last_status(diagnostics, "cbf")
+    counts = [int(float(v["fallbacks_total"])) for v in cbf.values() if "fallbacks_total" in v]
+    if not counts:
+        notes.append("no CBF filter published a `fallbacks_total` diagnostic")
+    ticks = sum(int(v.get("ticks", 0)) for v in policy.values())
+    on_time = sum(int(v.get("ticks_on_time", 0)) for v in policy.values())
+    comp = [
+        (float(v.get("compute_p50_ms", "nan")), float(v.get("compute_p99_ms", "nan")))
+        for v in policy.values()
+    ]
+    values = {
+        "cbf_fallbacks": sum(counts) if counts else math.nan,
+        "policy_ticks": ticks,
+        "ticks_on_time_pct": 100.0 * on_time / ticks if ticks else math.nan,
+        "policy_compute_p50_ms": float(np.nanmedian([c[0] for c in comp])) if comp else math.nan,
+        "policy_compute_p99_ms": float(np.nanmax([c[1] for c in comp])) if comp else math.nan,
+    }
+    return values, notes
+
+
+def cluster_log(cfg, diagnostics: list[tuple[float, str, dict[str, str]]]) -> np.ndarray:
+    """``(K, 3)`` rows ``(sim t, robot index, cluster)``: every policy status of ``cfg``'s
+    robots that carries a ``cluster`` (the attended consumer, -1: none), in order."""
+    index = {name: i for i, name in enumerate(cfg.robot_names)}
+    rows = []
+    for t, name, values in diagnostics:
+        robot = name.split(":", 1)[1].strip() if name.startswith(POLICY_STATUS) else None
+        if robot in index and "cluster" in values:
+            rows.append((t, index[robot], int(values["cluster"])))
+    return np.asarray(rows, dtype=float).reshape(-1, 3)
 
 
 def _fmt(v: Any) -> str:

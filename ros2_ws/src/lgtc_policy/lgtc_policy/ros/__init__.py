@@ -1,1 +1,4 @@
-"""Node-layer helpers of lgtc_policy (these modules use rclpy)."""
+"""lgtc_policy's node floor: the policy node (:mod:`~lgtc_policy.ros.node`, its loop timing in
+:mod:`~lgtc_policy.ros.tick_stats`, which is plain Python), the mission monitor observer
+(:mod:`~lgtc_policy.ros.monitor`) and the demo's ROS session (:mod:`~lgtc_policy.ros.session`).
+"""

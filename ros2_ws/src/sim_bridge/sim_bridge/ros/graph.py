@@ -21,7 +21,7 @@ import yaml
 from rclpy.node import Node
 
 from sim_bridge.bringup import NodeSpec, executable_path
-from sim_bridge.runner import die_with_parent
+from sim_bridge.ros.runner import die_with_parent
 
 #: What a node's log must never show on shutdown.
 SHUTDOWN_ERRORS = (

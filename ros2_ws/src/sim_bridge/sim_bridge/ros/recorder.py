@@ -30,10 +30,16 @@ def _msg_class(type_name: str):
 
 class McapRecorder(Node):
     """Writes every message of :func:`swarm_topics` of ``cfg`` (``markers``: with
-    ``/swarm/markers``) to ``path`` as raw CDR; :meth:`close` finishes the file."""
+    ``/swarm/markers``; ``diagnostics``: with ``/diagnostics``) to ``path`` as raw CDR;
+    :meth:`close` finishes the file."""
 
     def __init__(
-        self, path: str | os.PathLike, cfg: SwarmConfig, markers: bool = False, **kwargs
+        self,
+        path: str | os.PathLike,
+        cfg: SwarmConfig,
+        markers: bool = False,
+        diagnostics: bool = False,
+        **kwargs,
     ) -> None:
         super().__init__("mcap_recorder", **kwargs)
         self.path = Path(path)
@@ -45,7 +51,7 @@ class McapRecorder(Node):
         self.count = 0
         self._closed = False
         schemas: dict[str, int] = {}
-        for topic, tname in swarm_topics(cfg, markers).items():
+        for topic, tname in swarm_topics(cfg, markers, diagnostics).items():
             if tname not in schemas:
                 schemas[tname] = self._writer.register_schema(
                     tname, "ros2msg", msgdef(tname).encode()
@@ -78,7 +84,13 @@ class McapRecorder(Node):
             self._fh.close()
 
 
-def make_recorder(path: str | os.PathLike, cfg: SwarmConfig, markers: bool = False, **kwargs):
+def make_recorder(
+    path: str | os.PathLike,
+    cfg: SwarmConfig,
+    markers: bool = False,
+    diagnostics: bool = False,
+    **kwargs,
+):
     """A :class:`McapRecorder` writing ``cfg``'s swarm topics to ``path`` (``kwargs``: Node
     options such as ``context``)."""
-    return McapRecorder(path, cfg, markers, **kwargs)
+    return McapRecorder(path, cfg, markers, diagnostics, **kwargs)

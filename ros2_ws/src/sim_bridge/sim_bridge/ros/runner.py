@@ -1,33 +1,44 @@
-"""Run a bringup plan here (``swarm up``), the rclpy half: composed or one process per node.
+"""Run a bringup plan here (``swarm up``): all nodes composed in one process, or one per node.
 
-Both modes add, in the calling process, a monitor node (prints sim time, real-time factor and
-remaining demand every few seconds, and collects the world's diagnostics) and, with
-``record``, an MCAP recorder (:mod:`sim_bridge.ros.recorder`). A run ends at ``duration``, on
-SIGINT/SIGTERM, when the caller's ``should_stop()`` returns True (checked every spin, e.g.
-"mission complete"), when a composed node's callback raises, or when a swarm-wide node
-process (world, relay, services, bridge) exits; ``RunResult.stop_reason`` says which. In
-processes mode a *robot's* node (namespace ``/<robot>``: its policy, CBF filter, agent) that
-exits is reported, its robot is told to land (``/<robot>/land``; the world's or bridge's
-watchdog would land it anyway once its commands stop) and the other robots carry on, unless
-``stop_on_node_exit`` asks to end the run (``RunResult.node_exits`` lists them).
+:func:`run_composed` puts every node of the plan in one process and one executor
+(:func:`choose_executor`); :func:`run_processes` starts one OS process per node (their console
+scripts). Both add, in the calling process, the run's *observers*: the
+:class:`SwarmMonitor` (prints sim time, real-time factor and remaining demand every few
+seconds, and collects the world's diagnostics), with ``record`` an MCAP recorder
+(:mod:`sim_bridge.ros.recorder`, the run's one recording), and the caller's ``observers``:
+factories ``make(context=...) -> Node`` of nodes that watch the run (a mission's monitor).
+Observers are spun in the swarm's own executor (composed) or the runner's (processes); after
+the run each one's ``close()`` (if it has one) is called and it is destroyed.
+
+A run ends at ``duration``, on SIGINT/SIGTERM, when the caller's ``should_stop()`` returns
+True (checked every spin, e.g. "mission complete"), when a composed node's callback raises,
+or when a swarm-wide node process (world, relay, services, bridge) exits;
+``RunResult.stop_reason`` says which. In processes mode a *robot's* node (namespace
+``/<robot>``: its policy, CBF filter, agent) that exits is reported, its robot is told to land
+(``/<robot>/land``; the world's or bridge's watchdog would land it anyway once its commands
+stop) and the other robots carry on, unless ``stop_on_node_exit`` asks to end the run
+(``RunResult.node_exits`` lists them).
 
 Shutdown is clean in both modes: the executor stops and the callbacks it already started
 finish before any node is destroyed; child processes get SIGINT, then SIGTERM, then SIGKILL,
-and die with the parent (``PR_SET_PDEATHSIG``), so no orphans are left behind. The parts
-without rclpy (result, executor choice, signal flag, process helpers) are in
-:mod:`sim_bridge.runner`.
+and die with the parent (``PR_SET_PDEATHSIG``), so no orphans are left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,66 +56,208 @@ from std_srvs.srv import Trigger
 from sim_bridge import topics
 from sim_bridge.bringup import BringupError, NodeSpec, executable_path, load_plugin
 from sim_bridge.config import SwarmConfig
-from sim_bridge.ros.recorder import make_recorder
-from sim_bridge.runner import (
-    EXECUTORS,
-    RunResult,
-    StopFlag,
-    choose_executor,
-    die_with_parent,
-    proc_cpu_s,
-    stop_reason,
-    terminate,
-)
+from sim_bridge.ros import qos
+from sim_bridge.ros.recorder import McapRecorder, make_recorder
 
-__all__ = ["run_composed", "run_processes", "stop_executor"]
+__all__ = [
+    "EVENTS_SAFE",
+    "EXECUTORS",
+    "ObserverFactory",
+    "RunResult",
+    "StopFlag",
+    "SwarmMonitor",
+    "choose_executor",
+    "die_with_parent",
+    "run_composed",
+    "run_processes",
+    "stop_executor",
+    "terminate",
+]
+
+#: A node watching the run, made in the runner's context: ``make(context=context) -> Node``.
+ObserverFactory = Callable[..., Node]
+
+EXECUTORS = ("auto", "multi", "single", "events")
+#: Node classes checked to work under rclpy's EventsExecutor: they only use timers,
+#: subscriptions, publishers and synchronous services (no coroutine callbacks, which that
+#: executor does not await). CbfNode ran the demo under it; PolicyNode was checked by reading.
+EVENTS_SAFE = {
+    "cbf_filter.ros.node:CbfNode",
+    "lgtc_policy.ros.node:PolicyNode",
+    "sim_bridge.ros.world_node:WorldNode",
+    "sim_bridge.ros.relay_node:RelayNode",
+    "sim_bridge.ros.services_node:SwarmServicesNode",
+    "sim_bridge.ros.passthrough_node:PassthroughNode",
+    "sim_bridge.ros.goto_node:GotoNode",
+    # radio bridges: DDS tests run them under both composed executors (test_radio_node.py)
+    "sim_bridge.ros.crazyflie_node:CrazyflieBridgeNode",
+    "sim_bridge.ros.ground_node:GroundBridgeNode",
+}
 
 
-def _make_monitor(cfg: SwarmConfig, status_every: float, out, **kwargs):
-    class MonitorNode(Node):
-        """Prints the run's progress; keeps the last world diagnostics."""
+def choose_executor(kind: str, specs: list[NodeSpec]) -> str:
+    """``auto``: rclpy's EventsExecutor (C++, several times less overhead per callback) when
+    every node is known to work with it, else the MultiThreadedExecutor of the contract."""
+    if kind != "auto":
+        return kind
+    return "events" if all(s.plugin in EVENTS_SAFE for s in specs) else "multi"
 
-        def __init__(self) -> None:
-            super().__init__("swarm_monitor", **kwargs)
-            self.sim_t = 0.0
-            self.world: dict[str, str] = {}
-            self.demand0 = float(cfg.demand_matrix().sum())
-            self.remaining = self.demand0
-            self.active = len(cfg.consumers)
-            self.t0 = time.perf_counter()
-            self.create_subscription(Clock, topics.CLOCK, self._on_clock, 10)
-            self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, 1)
-            self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, 10)
-            if status_every > 0:
-                self.create_timer(status_every, self._print)
 
-        def _on_clock(self, msg: Clock) -> None:
-            self.sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
+@dataclass
+class RunResult:
+    """What a run measured (world values from its ``/diagnostics``)."""
 
-        def _on_consumers(self, msg: Float64MultiArray) -> None:
-            cols = len(topics.CONSUMER_FIXED_FIELDS) + len(cfg.resource_types)
-            table = np.asarray(msg.data).reshape(-1, cols) if cols else np.zeros((0, 0))
-            self.remaining = float(table[:, len(topics.CONSUMER_FIXED_FIELDS) :].sum())
-            self.active = int(table[:, 3].sum()) if len(table) else 0
+    wall_s: float = 0.0
+    sim_s: float = 0.0
+    rtf: float = float("nan")
+    tick_p50_ms: float = float("nan")
+    tick_p99_ms: float = float("nan")
+    cpu_percent: float = float("nan")
+    remaining_demand: float = float("nan")
+    initial_demand: float = float("nan")
+    recorded: int = 0
+    exit_code: int = 0
+    stop_reason: str = ""
+    errors: list[str] = field(default_factory=list)
+    #: processes mode: robot nodes that exited while the run went on, ``(fqn, code, robot)``
+    node_exits: list[tuple[str, int, str]] = field(default_factory=list)
 
-        def _on_diag(self, msg) -> None:
-            for status in msg.status:
-                if status.name.endswith("world"):
-                    self.world = {kv.key: kv.value for kv in status.values}
 
-        def _print(self) -> None:
-            wall = time.perf_counter() - self.t0
-            frac = self.remaining / self.demand0 if self.demand0 > 0 else 0.0
-            rtf = self.world.get("rtf", "?")
-            print(
-                f"[swarm] wall {wall:6.1f} s  sim {self.sim_t:6.1f} s  rtf {rtf}  "
-                f"demand left {self.remaining:.2f}/{self.demand0:.2f} ({100 * frac:.0f} %)  "
-                f"active consumers {self.active}/{len(cfg.consumers)}",
-                file=out,
-                flush=True,
-            )
+class StopFlag:
+    """SIGINT/SIGTERM -> a flag the spin loop checks (installed only in the main thread)."""
 
-    return MonitorNode()
+    def __init__(self) -> None:
+        self.flag = threading.Event()
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, lambda *_: self.flag.set())
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def stop_reason(
+    stop: StopFlag, t0: float, duration: float | None, should_stop: Callable[[], bool] | None
+) -> str:
+    """Why the spin loop must end now, or ``""`` to go on."""
+    if stop.flag.is_set():
+        return "signal"
+    if duration is not None and time.perf_counter() - t0 >= duration:
+        return "duration"
+    if should_stop is not None and should_stop():
+        return "should_stop"
+    return ""
+
+
+def die_with_parent() -> None:
+    """Child-side: get SIGTERM when the parent dies (Linux), start a new process group."""
+    os.setpgid(0, 0)
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime [s] of a live process and its waited-for children (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def terminate(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to each process group still running."""
+    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        for p in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, sig)
+        deadline = time.monotonic() + wait
+        for p in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# ----------------------------------------------------------------------------- observers
+
+
+class SwarmMonitor(Node):
+    """Prints the run's progress every ``status_every`` s (0: silent); keeps the last world
+    diagnostics, the sim time and the remaining demand (for the :class:`RunResult`)."""
+
+    def __init__(self, cfg: SwarmConfig, status_every: float, out, **kwargs) -> None:
+        super().__init__("swarm_monitor", **kwargs)
+        self.cfg = cfg
+        self.out = out
+        self.sim_t = 0.0
+        self.world: dict[str, str] = {}
+        self.demand0 = float(cfg.demand_matrix().sum())
+        self.remaining = self.demand0
+        self.active = len(cfg.consumers)
+        self.t0 = time.perf_counter()
+        self.create_subscription(Clock, topics.CLOCK, self._on_clock, qos.QUEUE)
+        self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos.STATE)
+        self.create_subscription(
+            DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.DIAGNOSTICS
+        )
+        if status_every > 0:
+            self.create_timer(status_every, self._print)
+
+    def _on_clock(self, msg: Clock) -> None:
+        self.sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
+
+    def _on_consumers(self, msg: Float64MultiArray) -> None:
+        cols = len(topics.CONSUMER_FIXED_FIELDS) + len(self.cfg.resource_types)
+        table = np.asarray(msg.data).reshape(-1, cols) if cols else np.zeros((0, 0))
+        self.remaining = float(table[:, len(topics.CONSUMER_FIXED_FIELDS) :].sum())
+        self.active = int(table[:, 3].sum()) if len(table) else 0
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith("world"):
+                self.world = {kv.key: kv.value for kv in status.values}
+
+    def _print(self) -> None:
+        wall = time.perf_counter() - self.t0
+        frac = self.remaining / self.demand0 if self.demand0 > 0 else 0.0
+        rtf = self.world.get("rtf", "?")
+        print(
+            f"[swarm] wall {wall:6.1f} s  sim {self.sim_t:6.1f} s  rtf {rtf}  "
+            f"demand left {self.remaining:.2f}/{self.demand0:.2f} ({100 * frac:.0f} %)  "
+            f"active consumers {self.active}/{len(self.cfg.consumers)}",
+            file=self.out,
+            flush=True,
+        )
+
+
+def _add_observers(
+    made: list[Node],
+    cfg: SwarmConfig,
+    context,
+    *,
+    status_every: float,
+    out,
+    record: str | None,
+    record_diagnostics: bool,
+    observers: Sequence[ObserverFactory],
+) -> SwarmMonitor:
+    """Make the run's observers into ``made`` (so a failing one leaves the others to clean up):
+    the monitor, the recorder (``record``), then the caller's; returns the monitor."""
+    monitor = SwarmMonitor(cfg, status_every, out, context=context)
+    made.append(monitor)
+    if record:
+        made.append(make_recorder(record, cfg, diagnostics=record_diagnostics, context=context))
+    for make in observers:
+        made.append(make(context=context))
+    return monitor
 
 
 def _request_land(node: Node, robot: str) -> None:
@@ -117,7 +270,7 @@ def _request_land(node: Node, robot: str) -> None:
         node.get_logger().warning(f"{robot}: land service not available; relying on watchdog")
 
 
-def _fill_result(res: RunResult, monitor, wall: float) -> None:
+def _fill_result(res: RunResult, monitor: SwarmMonitor, wall: float) -> None:
     res.wall_s = wall
     res.sim_s = monitor.sim_t
     res.remaining_demand = monitor.remaining
@@ -134,6 +287,7 @@ def _executor(kind: str, context):
     if kind == "single":
         return SingleThreadedExecutor(context=context)
     if kind == "events":
+        # experimental module: imported only for the executor that uses it
         from rclpy.experimental.events_executor import EventsExecutor
 
         return EventsExecutor(context=context)
@@ -157,20 +311,81 @@ def stop_executor(ex) -> None:
     ex.shutdown()
 
 
+def _shutdown(res: RunResult, ex, nodes: list[Node], observers: list[Node], context) -> None:
+    """End a run: stop the executor, close the observers (the recorder finishes its file),
+    destroy every node, shut the context down."""
+    if ex is not None:
+        stop_executor(ex)
+    for node in observers:
+        if isinstance(node, McapRecorder):
+            res.recorded = node.count
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+    for node in [*nodes, *observers]:
+        node.destroy_node()
+    if context.ok():
+        rclpy.shutdown(context=context)
+
+
+# ----------------------------------------------------------------------------- composed
+
+
+def _create_nodes(specs: list[NodeSpec], context, nodes: dict[str, Node]) -> None:
+    """Instantiate every spec's node class into ``nodes`` (fqn -> node)."""
+    for spec in specs:
+        cls = load_plugin(spec)
+        kwargs = {
+            "context": context,
+            "parameter_overrides": [Parameter(k, value=v) for k, v in spec.parameters.items()],
+        }
+        if spec.namespace:
+            kwargs["namespace"] = spec.namespace
+        try:
+            nodes[spec.fqn] = cls(spec.name, **kwargs)
+        except Exception as exc:  # a node's own error: report it with the node's name
+            raise BringupError(f"node {spec.fqn} ({spec.plugin}) failed to start: {exc}") from exc
+
+
+def _spin_composed(ex, context, res: RunResult, stop: StopFlag, t0: float, duration, should_stop):
+    """Spin until a stop reason (``res.stop_reason``); a callback that raises ends the run."""
+    while True:
+        res.stop_reason = (
+            stop_reason(stop, t0, duration, should_stop) if context.ok() else "shutdown"
+        )
+        if res.stop_reason:
+            return
+        try:
+            ex.spin_once(timeout_sec=0.05)
+        except Exception as exc:  # a node's callback failed: stop the run cleanly
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            res.errors.append(
+                f"a callback raised {type(exc).__name__}: {exc} "
+                f"({where.filename}:{where.lineno}); the swarm was stopped"
+            )
+            res.exit_code = 1
+            res.stop_reason = "error"
+            return
+
+
 def run_composed(
     specs: list[NodeSpec],
     cfg: SwarmConfig,
     *,
     duration: float | None = None,
     record: str | None = None,
+    record_diagnostics: bool = False,
     executor: str = "auto",
     status_every: float = 5.0,
     out=sys.stdout,
     on_ready=None,
     should_stop: Callable[[], bool] | None = None,
+    observers: Sequence[ObserverFactory] = (),
 ) -> RunResult:
     """All nodes of ``specs`` in one process and one executor (see :func:`choose_executor`).
 
+    ``record``: MCAP file of the run (``record_diagnostics``: with ``/diagnostics``).
+    ``observers``: factories of nodes spun in the same executor (module docstring).
     ``on_ready(nodes: dict[fqn, Node], context, executor)`` runs once every node exists
     (tests use it to add their own nodes to the run). ``should_stop()`` is called after every
     spin (at least every 50 ms) and ends the run when it returns True. Returns the run's
@@ -179,83 +394,97 @@ def run_composed(
     res = RunResult()
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    nodes: dict[str, object] = {}
-    extra = []
+    nodes: dict[str, Node] = {}
+    watchers: list[Node] = []
     ex = None
     stop = StopFlag()
     try:
-        for spec in specs:
-            cls = load_plugin(spec)
-            kwargs = {
-                "context": context,
-                "parameter_overrides": [Parameter(k, value=v) for k, v in spec.parameters.items()],
-            }
-            if spec.namespace:
-                kwargs["namespace"] = spec.namespace
-            try:
-                nodes[spec.fqn] = cls(spec.name, **kwargs)
-            except Exception as exc:  # a node's own error: report it with the node's name
-                raise BringupError(
-                    f"node {spec.fqn} ({spec.plugin}) failed to start: {exc}"
-                ) from exc
-        monitor = _make_monitor(cfg, status_every, out, context=context)
-        extra.append(monitor)
-        if record:
-            extra.append(make_recorder(record, cfg, context=context))
+        _create_nodes(specs, context, nodes)
+        monitor = _add_observers(
+            watchers,
+            cfg,
+            context,
+            status_every=status_every,
+            out=out,
+            record=record,
+            record_diagnostics=record_diagnostics,
+            observers=observers,
+        )
         executor = choose_executor(executor, specs)
         ex = _executor(executor, context)
-        for node in list(nodes.values()) + extra:
+        for node in [*nodes.values(), *watchers]:
             ex.add_node(node)
         if on_ready is not None:
             on_ready(nodes, context, ex)
         t0 = time.perf_counter()
         c0 = time.process_time()
         print(f"[swarm] composed: {len(nodes)} nodes in one {executor} executor", file=out)
-        while True:
-            res.stop_reason = (
-                stop_reason(stop, t0, duration, should_stop) if context.ok() else "shutdown"
-            )
-            if res.stop_reason:
-                break
-            try:
-                ex.spin_once(timeout_sec=0.05)
-            except Exception as exc:  # a node's callback failed: stop the run cleanly
-                where = traceback.extract_tb(exc.__traceback__)[-1]
-                res.errors.append(
-                    f"a callback raised {type(exc).__name__}: {exc} "
-                    f"({where.filename}:{where.lineno}); the swarm was stopped"
-                )
-                res.exit_code = 1
-                res.stop_reason = "error"
-                break
+        _spin_composed(ex, context, res, stop, t0, duration, should_stop)
         wall = time.perf_counter() - t0
         res.cpu_percent = 100.0 * (time.process_time() - c0) / max(wall, 1e-9)
         _fill_result(res, monitor, wall)
         world = nodes.get("/world")
         if world is not None and hasattr(world, "tick_stats"):
             stats = world.tick_stats()
-            res.rtf, res.tick_p50_ms, res.tick_p99_ms = (
-                stats["rtf"],
-                stats["tick_p50_ms"],
-                stats["tick_p99_ms"],
-            )
+            res.rtf = stats["rtf"]
+            res.tick_p50_ms, res.tick_p99_ms = stats["tick_p50_ms"], stats["tick_p99_ms"]
             res.sim_s = world.sim.t
     finally:
         stop.restore()
-        if ex is not None:
-            stop_executor(ex)
-        for node in extra:
-            if hasattr(node, "close"):
-                res.recorded = node.count
-                node.close()
-        for node in list(nodes.values()) + extra:
-            node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        _shutdown(res, ex, list(nodes.values()), watchers, context)
     return res
 
 
 # ----------------------------------------------------------------------------- processes
+
+
+def _spawn(specs: list[NodeSpec], exes: list[str], workdir: Path, procs: list) -> None:
+    """Start one process per spec (executable ``exes[i]``) into ``procs`` (``(spec, Popen, log
+    file)``); parameters and logs in ``workdir``."""
+    for spec, exe in zip(specs, exes):
+        stem = spec.fqn.strip("/").replace("/", "__")
+        params = workdir / f"{stem}.yaml"
+        params.write_text(yaml.safe_dump(spec.params_yaml()))
+        log = open(workdir / f"{stem}.log", "wb")  # noqa: SIM115 (closed by run_processes)
+        proc = subprocess.Popen(
+            [exe, *spec.ros_args(str(params))],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            preexec_fn=die_with_parent,
+        )
+        procs.append((spec, proc, log))
+
+
+def _reap(
+    procs: list, gone: set[str], res: RunResult, robots: set[str], workdir: Path, lander, out
+) -> bool:
+    """Report the node processes that exited since the last call (``gone``: already reported).
+    A node of one of ``robots`` has its robot land (asked through node ``lander``) and the run
+    goes on; any other node's exit is fatal. Returns True when the run must end."""
+    fatal = False
+    for spec, proc, _ in procs:
+        if proc.poll() is None or spec.fqn in gone:
+            continue
+        gone.add(spec.fqn)
+        tail = (workdir / f"{spec.fqn.strip('/').replace('/', '__')}.log").read_text(
+            errors="replace"
+        )[-2000:]
+        res.errors.append(f"node {spec.fqn} exited with code {proc.returncode}:\n{tail}")
+        res.exit_code = 1
+        robot = spec.namespace.strip("/")
+        if robot not in robots:
+            fatal = True
+            continue
+        res.node_exits.append((spec.fqn, int(proc.returncode), robot))
+        print(
+            f"[swarm] node {spec.fqn} exited with code {proc.returncode}: {robot} "
+            f"lands, the other robots carry on (log: {workdir})",
+            file=out,
+            flush=True,
+        )
+        _request_land(lander, robot)
+    return fatal
 
 
 def run_processes(
@@ -264,59 +493,56 @@ def run_processes(
     *,
     duration: float | None = None,
     record: str | None = None,
+    record_diagnostics: bool = False,
     status_every: float = 5.0,
     out=sys.stdout,
     log_dir: str | None = None,
     on_ready=None,
     should_stop: Callable[[], bool] | None = None,
     stop_on_node_exit: bool = False,
+    observers: Sequence[ObserverFactory] = (),
 ) -> RunResult:
-    """One OS process per node (their console scripts), monitor/recorder in this process.
+    """One OS process per node (their console scripts), the observers in this process.
 
+    ``record`` / ``record_diagnostics`` / ``observers`` as :func:`run_composed`;
     ``on_ready(context, executor)`` may add nodes of the caller to this process's executor;
     ``should_stop()`` is called after every spin and ends the run when it returns True.
     A robot's node that exits is reported and its robot lands while the run goes on
     (``stop_on_node_exit=True``: the run ends, as for a swarm-wide node).
     """
     res = RunResult()
-    exes = [executable_path(s) for s in specs]
+    exes = [executable_path(s) for s in specs]  # a missing one fails before anything starts
     workdir = Path(log_dir or tempfile.mkdtemp(prefix="swarm_up_"))
     workdir.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[NodeSpec, subprocess.Popen, object]] = []
     stop = StopFlag()
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    extra = []
+    watchers: list[Node] = []
     ex = None
     try:
-        for spec, exe in zip(specs, exes):
-            stem = spec.fqn.strip("/").replace("/", "__")
-            params = workdir / f"{stem}.yaml"
-            params.write_text(yaml.safe_dump(spec.params_yaml()))
-            log = open(workdir / f"{stem}.log", "wb")  # noqa: SIM115 (closed below)
-            proc = subprocess.Popen(
-                [exe, *spec.ros_args(str(params))],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-                preexec_fn=die_with_parent,
-            )
-            procs.append((spec, proc, log))
+        _spawn(specs, exes, workdir, procs)
         print(f"[swarm] processes: {len(procs)} nodes, logs in {workdir}", file=out)
-        monitor = _make_monitor(cfg, status_every, out, context=context)
-        extra.append(monitor)
-        if record:
-            extra.append(make_recorder(record, cfg, context=context))
+        monitor = _add_observers(
+            watchers,
+            cfg,
+            context,
+            status_every=status_every,
+            out=out,
+            record=record,
+            record_diagnostics=record_diagnostics,
+            observers=observers,
+        )
         ex = SingleThreadedExecutor(context=context)
-        for node in extra:
+        for node in watchers:
             ex.add_node(node)
         if on_ready is not None:
             on_ready(context, ex)
         t0 = time.perf_counter()
         c0 = time.process_time()
         cpu = {p.pid: 0.0 for _, p, _ in procs}
-        robots = set(cfg.robot_names)
         gone: set[str] = set()
+        robots = set() if stop_on_node_exit else set(cfg.robot_names)
         while True:
             res.stop_reason = stop_reason(stop, t0, duration, should_stop)
             if res.stop_reason:
@@ -325,28 +551,7 @@ def run_processes(
             for _, proc, _ in procs:
                 if proc.poll() is None:
                     cpu[proc.pid] = proc_cpu_s(proc.pid)
-            dead = [(s, p) for s, p, _ in procs if p.poll() is not None and s.fqn not in gone]
-            fatal = False
-            for spec, proc in dead:
-                gone.add(spec.fqn)
-                tail = (workdir / f"{spec.fqn.strip('/').replace('/', '__')}.log").read_text(
-                    errors="replace"
-                )[-2000:]
-                res.errors.append(f"node {spec.fqn} exited with code {proc.returncode}:\n{tail}")
-                res.exit_code = 1
-                robot = spec.namespace.strip("/")
-                if stop_on_node_exit or robot not in robots:
-                    fatal = True
-                    continue
-                res.node_exits.append((spec.fqn, int(proc.returncode), robot))
-                print(
-                    f"[swarm] node {spec.fqn} exited with code {proc.returncode}: {robot} "
-                    f"lands, the other robots carry on (log: {workdir})",
-                    file=out,
-                    flush=True,
-                )
-                _request_land(monitor, robot)
-            if fatal:
+            if _reap(procs, gone, res, robots, workdir, monitor, out):
                 res.stop_reason = "node_exit"
                 break
         wall = time.perf_counter() - t0
@@ -357,14 +562,9 @@ def run_processes(
         stop.restore()
         if ex is not None:
             stop_executor(ex)
+            ex = None
         terminate([p for _, p, _ in procs])
         for _, _, log in procs:
             log.close()
-        for node in extra:
-            if hasattr(node, "close"):
-                res.recorded = node.count
-                node.close()
-            node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        _shutdown(res, ex, [], watchers, context)
     return res

@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from sim_bridge.config import ConfigError
-from sim_bridge.runner import StopFlag
+from sim_bridge.ros.runner import StopFlag
 
 #: Longest wait of the spin loop before it looks at the signal flag [s].
 POLL_S = 0.1
