@@ -34,6 +34,9 @@ a timeout passed, and hands over what arrived. Then:
 * a robot in view that was not heard reads as a blank memory (no task seen, no cluster), so an
   agent that hears nobody acts alone: it leads a one-robot cluster if it sees a task, else it
   explores in EM;
+* an agent that misses a step (no view for it: started mid-iteration, or its node fell behind the
+  world) has lost the iteration's protocol state: it sits the rest of the iteration out as a
+  blank explorer and rejoins at the next iteration (``skipped_steps``);
 * a member whose parent is silent or gone leaves the cluster at its next tree upkeep
   (``_maintain``) and explores; a parent forgets silent children; a leader plans only for the
   members whose maps reached it (LMA), the others find no sequence in the plan and explore;
@@ -257,7 +260,9 @@ class DmarAgent:
         self.iteration = 0
         self._rng: np.random.Generator | None = None
         self.stats: dict[str, float] = {}
-        self.counters = {"bad": 0, "late": 0, "foreign": 0, "overflow": 0}
+        self.counters = {"bad": 0, "late": 0, "foreign": 0, "overflow": 0, "skipped_steps": 0}
+        self._last_t: int | None = None  # the last step whose round 0 ran here
+        self._detached = False  # a step of this iteration was missed: sit it out, explore
         self._buffer: list = []
         self._w: dict = {}
 
@@ -349,16 +354,35 @@ class DmarAgent:
             self.iteration = t // len(self.schedule) + 1
             self.mem = Memory(self.id)
             self._rng = None
+            self._detached = False
             peers = {}
         else:
             peers = {m.sender: m.memory for m in msgs if isinstance(m, StateMsg)}
+            if self._last_t is None or t != self._last_t + 1:
+                self._detach(t)
+        self._last_t = t
         fn = self.schedule[idx]
+        if self._detached and getattr(fn, "__name__", "") != "em_move_step":
+            self._w = None  # no peer writes this step: its later rounds stay silent
+            return RoundOutput([encode(StateMsg(self.id, t, 0, self.mem))])
         if self.background_plan and getattr(fn, "__name__", "") == "tmar_plan_step":
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"dmar_plan_{self.id}")
             self._future = self._pool.submit(self._phase_body, view, fn, peers)
             return RoundOutput([], pending=True)
         return self._phase_body(view, fn, peers)
+
+    def _detach(self, t: int) -> None:
+        """Step ``t`` follows a step this agent did not run (a view it never got: started
+        mid-iteration, or its node fell behind the world): the protocol's state of this
+        iteration is lost here. The agent sits the iteration out as a blank explorer (its
+        state reads as "no cluster" to its peers, it writes nobody's memory, it random-walks in
+        EM) and joins again at the next iteration's first step. Counted in ``skipped_steps``."""
+        self.counters["skipped_steps"] += 1
+        self._detached = True
+        self.iteration = t // len(self.schedule) + 1
+        self._rng = None
+        self.mem = replace(Memory(self.id), explore=True)
 
     def poll(self, wait: bool = False) -> RoundOutput | None:
         """Output of a round running in the background once it is done (None before)."""

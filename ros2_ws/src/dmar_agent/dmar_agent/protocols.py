@@ -370,7 +370,7 @@ def make_em_move_step(t: int, lam: int) -> callable:
     def em_move_step(api: AgentAPI) -> None:
         """Alg. 5 lines 9-10: one movement step (planned control or exploration)."""
         me = api.me
-        if not me.explore:
+        if not me.explore and me.plan is not None and me.id in me.plan.controls:
             seq = me.plan.controls[me.id]
             api.move(seq[t] if t < len(seq) else WAIT)
             return

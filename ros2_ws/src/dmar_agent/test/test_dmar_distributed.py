@@ -380,6 +380,46 @@ def test_agent_counts_garbage_and_late_payloads_and_goes_on():
     assert agent.counters["late"] >= 1
 
 
+def test_an_agent_that_misses_steps_explores_until_the_next_iteration():
+    """A view skipped mid-iteration (the node fell behind the world) must not leave the agent
+    running phases on a half-built state (it crashed in EM with no plan): it sits the iteration
+    out as an explorer, counted, and runs the protocol again from the next iteration."""
+    inst = make_instance(9, "1:1", 0)
+    cfg = DmarConfig(k=3, psi=2)
+    world = distributed._World(inst, cfg.k)
+    agent = DmarAgent(0, cfg, (9, 9))
+    n = len(agent.schedule)
+    present = list(range(len(inst.agents)))
+    for t in range(3):
+        agent.round(world.view(0, present, t), 0, [])
+    assert agent.counters["skipped_steps"] == 0
+    moves = [t for t in range(n) if agent.is_move_step(t)]
+    out = agent.round(world.view(0, present, moves[0]), 0, [])  # steps 3 .. moves[0]-1 missed
+    assert agent.counters["skipped_steps"] == 1
+    assert agent.mem.explore and agent.mem.plan is None and agent.mem.cluster is None
+    assert out.control is not None  # an exploration move or WAIT, never a crash
+    for t in moves[1:]:
+        agent.round(world.view(0, present, t), 0, [])
+    late = [t for t in range(moves[-1] + 1, n)]
+    for t in late:
+        rounds = agent.rounds(t)
+        for r in range(rounds):
+            agent.round(world.view(0, present, t), r, [])
+    agent.round(world.view(0, present, n), 0, [])  # the next iteration starts normally
+    assert agent.counters["skipped_steps"] == 1 and not agent._detached
+
+
+def test_an_agent_started_mid_iteration_waits_for_the_next_one():
+    inst = make_instance(9, "1:1", 0)
+    cfg = DmarConfig(k=3, psi=2)
+    world = distributed._World(inst, cfg.k)
+    agent = DmarAgent(2, cfg, (9, 9))
+    present = list(range(len(inst.agents)))
+    out = agent.round(world.view(2, present, 5), 0, [])
+    assert agent.counters["skipped_steps"] == 1 and agent.mem.explore
+    assert len(out.messages) == 1  # its (blank) state only: it writes nobody's memory
+
+
 def test_background_planning_gives_the_same_run():
     """TMAR's rollout in a worker thread (the robot's loop keeps ticking) changes nothing."""
     inst, cfg = lockstep_case(20, "1:1", 4, 6, 3, {})
@@ -396,6 +436,7 @@ def test_round_while_planning_in_background_is_refused():
     world = distributed._World(inst, cfg.k)
     agent = DmarAgent(0, cfg, (9, 9), background_plan=True)
     plan_step = next(i for i, f in enumerate(agent.schedule) if f.__name__ == "tmar_plan_step")
+    agent._last_t = plan_step - 1  # as if the steps before had run here (none is skipped)
     view = world.view(0, list(range(9)), plan_step)
     out = agent.round(view, 0, [])
     assert out.pending and out.messages == []
