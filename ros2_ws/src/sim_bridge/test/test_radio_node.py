@@ -17,9 +17,10 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sim_bridge.fake_crazyflie import FakeCrazyflie, decode_velocity_setpoint
-from sim_bridge.ros.bridge_node import LATCHED, BridgeSetupError
+from sim_bridge.ros.bridge_node import BridgeSetupError
 from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 from sim_bridge.ros.ground_node import GroundBridgeNode
+from sim_bridge.ros.qos import LATCHED
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 

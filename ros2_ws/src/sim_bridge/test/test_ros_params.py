@@ -65,7 +65,7 @@ def test_declare_read_and_descriptors(context):
 @pytest.mark.parametrize(
     ("name", "value", "words"),
     [
-        ("config", "", "config: must be set, got '' (fix: pass -p config:=swarm.yaml)"),
+        ("config", "", "config: must be non-empty, got '' (fix: pass -p config:=swarm.yaml)"),
         ("period_s", 0.0, "period_s: must be > 0, got 0.0 (fix: a duration [s])"),
         ("period_s", math.nan, "period_s: must be > 0, got nan"),
         ("share", 0.0, "share: must be in (0, 1], got 0.0 (fix: use 0.5)"),

@@ -24,18 +24,20 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String, UInt64MultiArray
 
 from sim_bridge.bridges.neighbors import neighbors_within
 from sim_bridge.config import ConfigError, RobotConfig, SwarmConfig, load_config
 from sim_bridge.errors import SwarmError
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import SWARM_CONFIG, Param, declare_and_read
 from sim_bridge.ros.routing_msgs import view_msg
 from sim_bridge.routing import open_task_grid, view_table
 from sim_bridge.topics import (
     CMD_CLOCK_SKEW_S,
     CMD_TIMEOUT_S,
+    DIAGNOSTICS,
     LINK_STATE,
     NEIGHBORS,
     POSE,
@@ -49,15 +51,22 @@ from sim_bridge.topics import (
     stamp_ok,
 )
 
-LATCHED = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-
 
 class BridgeSetupError(SwarmError, RuntimeError):
     """The bridge cannot start: bad parameter or config (message says what to fix)."""
+
+
+def bridge_error(name: str, problem: str, fix: str) -> BridgeSetupError:
+    """The bridges' error for a bad node parameter (:mod:`sim_bridge.ros.params`)."""
+    return BridgeSetupError(f"parameter {name!r}: {problem} (fix: {fix})")
+
+
+#: Parameters every bridge takes (the subclasses add their own).
+PARAMETERS = (
+    SWARM_CONFIG,
+    Param("robot", "", "serve only this robot (default: every robot of the backend)"),
+    Param("robots", "", "serve only these robots, comma-separated"),
+)
 
 
 def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
@@ -81,22 +90,20 @@ class BridgeNodeBase(Node):
 
     def __init__(self, node_name: str, backend: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("config", "")
-        self.declare_parameter("robot", "")
-        self.declare_parameter("robots", "")
-        self.config = self._load_config()
-        self.robots = self._select_robots(backend)
+        values = declare_and_read(self, PARAMETERS, bridge_error)
+        self.config = self._load_config(values["config"])
+        self.robots = self._select_robots(backend, values["robot"], values["robots"])
         self._positions: dict[str, tuple[float, float, float]] = {}
         self._pose_stamps: dict[str, float] = {}
         self._link_state_pubs = {
-            r.name: self.create_publisher(String, robot_topic(r.name, LINK_STATE), LATCHED)
+            r.name: self.create_publisher(String, robot_topic(r.name, LINK_STATE), qos.LATCHED)
             for r in self.robots
         }
         self._last_link_state: dict[str, str] = {}
         self._pose_pubs: dict[str, object] = {}
         self._resources_pubs: dict[str, object] = {}
         self._neighbor_pubs = {
-            r.name: self.create_publisher(PoseArray, robot_topic(r.name, NEIGHBORS), 10)
+            r.name: self.create_publisher(PoseArray, robot_topic(r.name, NEIGHBORS), qos.QUEUE)
             for r in self.robots
         }
         own = {r.name for r in self.robots}
@@ -106,10 +113,10 @@ class BridgeNodeBase(Node):
                     PoseStamped,
                     robot_topic(other.name, POSE),
                     lambda msg, name=other.name: self._remember_pose(name, msg),
-                    10,
+                    qos.QUEUE,
                 )
         self.create_timer(1.0 / self.config.rates.control_hz, self._publish_neighbors)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, qos.DIAGNOSTICS)
         if self.config.routing is not None:
             self._setup_views()
 
@@ -120,11 +127,11 @@ class BridgeNodeBase(Node):
         self._task_visited = np.zeros(len(rc.tasks), dtype=bool)
         self._ps_step = 0
         self._view_pubs = {
-            r.name: self.create_publisher(Float64MultiArray, robot_topic(r.name, VIEW), 10)
+            r.name: self.create_publisher(Float64MultiArray, robot_topic(r.name, VIEW), qos.QUEUE)
             for r in self.robots
         }
-        self.create_subscription(Float64MultiArray, TASKS, self._on_tasks, 10)
-        self.create_subscription(UInt64MultiArray, PS_STEP, self._on_ps_step, 10)
+        self.create_subscription(Float64MultiArray, TASKS, self._on_tasks, qos.QUEUE)
+        self.create_subscription(UInt64MultiArray, PS_STEP, self._on_ps_step, qos.QUEUE)
 
     def _on_tasks(self, msg: Float64MultiArray) -> None:
         n = len(self._task_visited)
@@ -153,12 +160,7 @@ class BridgeNodeBase(Node):
                 self._view_pubs[robot.name].publish(view_msg(table, self._ps_step))
 
     # ------------------------------------------------------------------ setup
-    def _load_config(self) -> SwarmConfig:
-        path = self.get_parameter("config").value
-        if not path:
-            raise BridgeSetupError(
-                "parameter 'config' is empty: pass --ros-args -p config:=/path/to/swarm.yaml"
-            )
+    def _load_config(self, path: str) -> SwarmConfig:
         try:
             return load_config(path)
         except ConfigError as exc:
@@ -166,10 +168,8 @@ class BridgeNodeBase(Node):
         except OSError as exc:
             raise BridgeSetupError(f"cannot read swarm config {path!r}: {exc}") from exc
 
-    def _select_robots(self, backend: str) -> list[RobotConfig]:
-        wanted = [self.get_parameter("robot").value] + [
-            n.strip() for n in self.get_parameter("robots").value.split(",")
-        ]
+    def _select_robots(self, backend: str, robot: str, robots: str) -> list[RobotConfig]:
+        wanted = [robot] + [n.strip() for n in robots.split(",")]
         wanted = [n for n in wanted if n]
         serving = [r for r in self.config.robots if r.backend == backend]
         if wanted:
@@ -189,9 +189,11 @@ class BridgeNodeBase(Node):
     def advertise_telemetry(self, name: str) -> None:
         """Create ``/<robot>/pose`` and ``/<robot>/resources`` publishers (once)."""
         if name not in self._pose_pubs:
-            self._pose_pubs[name] = self.create_publisher(PoseStamped, robot_topic(name, POSE), 10)
+            self._pose_pubs[name] = self.create_publisher(
+                PoseStamped, robot_topic(name, POSE), qos.QUEUE
+            )
             self._resources_pubs[name] = self.create_publisher(
-                Float64MultiArray, robot_topic(name, RESOURCES), 10
+                Float64MultiArray, robot_topic(name, RESOURCES), qos.QUEUE
             )
 
     def publish_link_state(self, name: str, state: str) -> None:

@@ -58,7 +58,14 @@ from sim_bridge.bridges.crazyflie_link import (
     stop_links,
 )
 from sim_bridge.config import ConfigError, RobotConfig
-from sim_bridge.ros.bridge_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
+from sim_bridge.ros import qos
+from sim_bridge.ros.bridge_node import (
+    BridgeNodeBase,
+    BridgeSetupError,
+    bridge_error,
+    quaternion_to_yaw,
+)
+from sim_bridge.ros.params import Param, declare_and_read, positive
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import CMD_TIMEOUT_S, CMD_VEL, EMERGENCY_STOP, LAND, TAKEOFF, robot_topic
 
@@ -80,104 +87,104 @@ class _CflibToRos(logging.Handler):
         self._ros_logger.debug(f"cflib: {record.getMessage()}")
 
 
+def _route_cflib_log(ros_logger) -> None:
+    """Send cflib's Python logging to ``ros_logger`` (one bridge per process owns it)."""
+    cflib_logger = logging.getLogger("cflib")
+    for handler in [h for h in cflib_logger.handlers if isinstance(h, _CflibToRos)]:
+        cflib_logger.removeHandler(handler)
+    cflib_logger.addHandler(_CflibToRos(ros_logger))
+    cflib_logger.propagate = False
+
+
+_DEFAULTS = LinkParams()
+#: :class:`LinkParams` fields that are node parameters, with their meaning.
+_LINK_FIELDS = {
+    "rate_hz": "fixed setpoint streaming rate [Hz] (>= 20)",
+    "max_rate_hz": "new commands go out at once, but at most this often [Hz]",
+    "hold_after_s": "command age after which zero velocity is streamed [s]",
+    "land_after_s": "command age after which the drone lands [s]",
+    "link_timeout_s": "no packet from the drone for this long: link lost [s]",
+    "reconnect_after_s": "silence after which the connection is re-opened [s]",
+    "connect_timeout_s": "limit of one connection attempt while the drone answers [s]",
+    "answer_timeout_s": "an attempt that hears no answer this long is retried [s]",
+    "retry_backoff_s": "first delay between attempts, doubled up to retry_backoff_max_s [s]",
+    "retry_backoff_max_s": "longest delay between connection attempts [s]",
+    "ground_z_m": "an estimate at or below this altitude means on the ground [m]",
+    "estimate_wait_s": "wait for a fresh estimate after a link loss in the air [s]",
+    "geofence_margin": "land when the estimate leaves the arena by more than this [m]",
+    "log_period_ms": "state estimate / battery log period [ms] (10..2540)",
+}
+#: Node parameters of the Crazyflie bridge (cross-field checks: :class:`LinkParams`).
+PARAMETERS = (
+    *(Param(name, getattr(_DEFAULTS, name), text) for name, text in _LINK_FIELDS.items()),
+    Param("battery_full_v", 4.2, "battery voltage of a full charge [V]"),
+    Param("battery_resource", "", "resource fed by the battery ('': battery, else energy)"),
+    Param("toc_cache_dir", DEFAULT_TOC_CACHE, "cflib TOC cache directory ('': no cache)"),
+    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", positive("e.g. 5.0")),
+)
+
+
 class CrazyflieBridgeNode(BridgeNodeBase):
     """Radio bridge for all cflib robots of the config (see the module docstring)."""
 
     def __init__(self, node_name: str = "crazyflie_bridge", **kwargs) -> None:
         super().__init__(node_name, "cflib", **kwargs)
-        cflib_logger = logging.getLogger("cflib")
-        for handler in [h for h in cflib_logger.handlers if isinstance(h, _CflibToRos)]:
-            cflib_logger.removeHandler(handler)  # one bridge per process owns cflib's log
-        cflib_logger.addHandler(_CflibToRos(self.get_logger()))
-        cflib_logger.propagate = False
-        defaults = LinkParams()
-        for name in (
-            "rate_hz",
-            "max_rate_hz",
-            "hold_after_s",
-            "land_after_s",
-            "link_timeout_s",
-            "reconnect_after_s",
-            "connect_timeout_s",
-            "answer_timeout_s",
-            "retry_backoff_s",
-            "retry_backoff_max_s",
-            "ground_z_m",
-            "estimate_wait_s",
-            "geofence_margin",
-        ):
-            self.declare_parameter(name, float(getattr(defaults, name)))
-        self.declare_parameter("log_period_ms", defaults.log_period_ms)
-        self.declare_parameter("battery_full_v", 4.2)
-        self.declare_parameter("battery_resource", "")
-        self.declare_parameter("toc_cache_dir", DEFAULT_TOC_CACHE)
-        self.declare_parameter("resources_hz", 5.0)
-        g = self.get_parameter
+        _route_cflib_log(self.get_logger())
+        values = declare_and_read(self, PARAMETERS, bridge_error)
         try:
             self.params = LinkParams(
-                rate_hz=g("rate_hz").value,
-                max_rate_hz=g("max_rate_hz").value,
-                hold_after_s=g("hold_after_s").value,
-                land_after_s=g("land_after_s").value,
-                link_timeout_s=g("link_timeout_s").value,
-                reconnect_after_s=g("reconnect_after_s").value,
-                connect_timeout_s=g("connect_timeout_s").value,
-                answer_timeout_s=g("answer_timeout_s").value,
-                retry_backoff_s=g("retry_backoff_s").value,
-                retry_backoff_max_s=g("retry_backoff_max_s").value,
-                ground_z_m=g("ground_z_m").value,
-                estimate_wait_s=g("estimate_wait_s").value,
-                geofence_margin=g("geofence_margin").value,
-                log_period_ms=g("log_period_ms").value,
-                toc_cache_dir=g("toc_cache_dir").value or None,
+                **{name: values[name] for name in _LINK_FIELDS},
+                toc_cache_dir=values["toc_cache_dir"] or None,
             )
         except ValueError as exc:
             raise BridgeSetupError(str(exc)) from exc
         if self.params.hold_after_s != CMD_TIMEOUT_S:
             self.get_logger().info(f"hold_after_s={self.params.hold_after_s} (contract 0.3 s)")
-        self.battery_resource = g("battery_resource").value or next(
+        self.battery_resource = values["battery_resource"] or next(
             (k for k in ("battery", "energy") if k in self.config.resource_types), ""
         )
-        full_v = g("battery_full_v").value
-        arena = self.config.arena
         self.links: dict[str, CrazyflieLink] = {}
         self._advertised: set[str] = set()
         self._last_extpose: dict[str, float] = {}
         #: Commands rejected on receipt by their stamp, per robot (reason -> count).
         self.stamp_rejects: dict[str, Counter] = {r.name: Counter() for r in self.robots}
         for robot in self.robots:
-            battery = None
-            if robot.battery is not None:
-                try:
-                    battery = BatteryThresholds(
-                        robot.battery.warning_v, robot.battery.critical_v, full_v
-                    )
-                except ValueError as exc:
-                    raise BridgeSetupError(f"robot {robot.name}: {exc}") from exc
-            link = CrazyflieLink(
-                RobotLink(
-                    name=robot.name,
-                    uri=robot.uri,
-                    takeoff_height=robot.takeoff_height,
-                    max_speed=robot.max_speed,
-                    max_yaw_rate=robot.max_yaw_rate,
-                    battery=battery,
-                    arena=(arena.x, arena.y, arena.z),
-                ),
-                self.params,
-                on_estimate=lambda est, r=robot: self._on_estimate(r, est),
-                on_event=lambda kind, msg, name=robot.name: self._on_event(name, kind, msg),
-            )
-            self.links[robot.name] = link
+            self.links[robot.name] = self._make_link(robot, values["battery_full_v"])
             self.publish_link_state(robot.name, LinkState.CONNECTING.value)
         for link in self.links.values():
             link.start()
         self.create_timer(0.05, self._poll_links)
-        self.create_timer(1.0 / g("resources_hz").value, self._publish_all_resources)
+        self.create_timer(1.0 / values["resources_hz"], self._publish_all_resources)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"serving {len(self.links)} Crazyflie(s): "
             + ", ".join(f"{r.name}={r.uri}" for r in self.robots)
+        )
+
+    def _make_link(self, robot: RobotConfig, full_v: float) -> CrazyflieLink:
+        """The radio link of one robot (not started), with its battery thresholds."""
+        battery = None
+        if robot.battery is not None:
+            try:
+                battery = BatteryThresholds(
+                    robot.battery.warning_v, robot.battery.critical_v, full_v
+                )
+            except ValueError as exc:
+                raise BridgeSetupError(f"robot {robot.name}: {exc}") from exc
+        arena = self.config.arena
+        return CrazyflieLink(
+            RobotLink(
+                name=robot.name,
+                uri=robot.uri,
+                takeoff_height=robot.takeoff_height,
+                max_speed=robot.max_speed,
+                max_yaw_rate=robot.max_yaw_rate,
+                battery=battery,
+                arena=(arena.x, arena.y, arena.z),
+            ),
+            self.params,
+            on_estimate=lambda est, r=robot: self._on_estimate(r, est),
+            on_event=lambda kind, msg, name=robot.name: self._on_event(name, kind, msg),
         )
 
     # ------------------------------------------------------------------ callbacks
@@ -245,11 +252,11 @@ class CrazyflieBridgeNode(BridgeNodeBase):
         self._advertised.add(name)
         self.advertise_telemetry(name)
         self.create_subscription(
-            TwistStamped, robot_topic(name, CMD_VEL), lambda m: self._on_cmd(name, m), 10
+            TwistStamped, robot_topic(name, CMD_VEL), lambda m: self._on_cmd(name, m), qos.QUEUE
         )
         if robot.mocap_topic is not None:
             self.create_subscription(
-                PoseStamped, robot.mocap_topic, lambda m: self._on_mocap(robot, m), 10
+                PoseStamped, robot.mocap_topic, lambda m: self._on_mocap(robot, m), qos.QUEUE
             )
         for action in (TAKEOFF, LAND, EMERGENCY_STOP):
             self.create_service(Trigger, robot_topic(name, action), self._service(name, action))

@@ -17,8 +17,15 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 
 from sim_bridge import topics
-from sim_bridge.config import ConfigError, Problem, load_config
+from sim_bridge.config import load_config
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import SWARM_CONFIG, Param, config_error, declare_and_read
 from sim_bridge.ros.spin import spin_node
+
+PARAMETERS = (
+    SWARM_CONFIG,
+    Param("gain", 1.0, "proportional gain [1/s] of v = sat(gain * (target - p), max_speed)"),
+)
 
 
 class GotoNode(Node):
@@ -26,13 +33,9 @@ class GotoNode(Node):
 
     def __init__(self, node_name: str = "swarm_goto", **kwargs):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("config", "").value
-        self.gain = float(self.declare_parameter("gain", 1.0).value)
-        if not path:
-            raise ConfigError(
-                [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
-            )
-        cfg = load_config(path)
+        values = declare_and_read(self, PARAMETERS, config_error)
+        self.gain = float(values["gain"])
+        cfg = load_config(values["config"])
         self.robots = cfg.robots
         m = len(cfg.consumers)
         self.targets = [
@@ -45,11 +48,11 @@ class GotoNode(Node):
                 PoseStamped,
                 topics.robot_topic(r.name, topics.POSE),
                 lambda msg, i=i: self._on_pose(i, msg),
-                1,
+                qos.STATE,
             )
             self.pubs.append(
                 self.create_publisher(
-                    TwistStamped, topics.robot_topic(r.name, topics.CMD_VEL_NOMINAL), 1
+                    TwistStamped, topics.robot_topic(r.name, topics.CMD_VEL_NOMINAL), qos.STATE
                 )
             )
         self.create_timer(1.0 / cfg.rates.control_hz, self._tick)

@@ -38,7 +38,14 @@ from std_srvs.srv import Trigger
 from sim_bridge.bridges.crazyflie_link import LinkState
 from sim_bridge.bridges.ground import GroundLink, GroundParams, GroundPose
 from sim_bridge.config import ConfigError, RobotConfig
-from sim_bridge.ros.bridge_node import BridgeNodeBase, BridgeSetupError, quaternion_to_yaw
+from sim_bridge.ros import qos
+from sim_bridge.ros.bridge_node import (
+    BridgeNodeBase,
+    BridgeSetupError,
+    bridge_error,
+    quaternion_to_yaw,
+)
+from sim_bridge.ros.params import Param, declare_and_read, positive
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import (
     CMD_TIMEOUT_S,
@@ -50,22 +57,23 @@ from sim_bridge.topics import (
     robot_topic,
 )
 
+#: Node parameters of the ground bridge (cross-field checks: :class:`GroundParams`).
+PARAMETERS = (
+    Param("rate_hz", 20.0, "Twist output rate [Hz]", positive("e.g. 20.0")),
+    Param("projection_distance", 0.1, "projection-point distance l [m] (the CBF's l)"),
+    Param("hold_after_s", CMD_TIMEOUT_S, "command age after which a zero Twist is sent [s]"),
+    Param("land_after_s", 2.0, "command age after which the robot is disabled [s]"),
+    Param("pose_timeout_s", 1.0, "pose age after which the link is lost [s]"),
+    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", positive("e.g. 5.0")),
+)
+
 
 class GroundBridgeNode(BridgeNodeBase):
     """Ground-robot bridge for all external robots of the config."""
 
     def __init__(self, node_name: str = "ground_bridge", **kwargs) -> None:
         super().__init__(node_name, "external", **kwargs)
-        self.declare_parameter("rate_hz", 20.0)
-        self.declare_parameter("projection_distance", 0.1)
-        self.declare_parameter("hold_after_s", CMD_TIMEOUT_S)
-        self.declare_parameter("land_after_s", 2.0)
-        self.declare_parameter("pose_timeout_s", 1.0)
-        self.declare_parameter("resources_hz", 5.0)
-        g = self.get_parameter
-        rate_hz = g("rate_hz").value
-        if not rate_hz > 0.0:
-            raise BridgeSetupError(f"rate_hz={rate_hz} must be > 0")
+        values = declare_and_read(self, PARAMETERS, bridge_error)
         self.links: dict[str, GroundLink] = {}
         self._twist_pubs = {}
         self._advertised: set[str] = set()
@@ -74,34 +82,37 @@ class GroundBridgeNode(BridgeNodeBase):
         for robot in self.robots:
             try:
                 params = GroundParams(
-                    projection_distance=g("projection_distance").value,
+                    projection_distance=values["projection_distance"],
                     max_speed=robot.max_speed,
                     max_yaw_rate=robot.max_yaw_rate,
-                    hold_after_s=g("hold_after_s").value,
-                    land_after_s=g("land_after_s").value,
-                    pose_timeout_s=g("pose_timeout_s").value,
+                    hold_after_s=values["hold_after_s"],
+                    land_after_s=values["land_after_s"],
+                    pose_timeout_s=values["pose_timeout_s"],
                 )
             except ValueError as exc:
                 raise BridgeSetupError(f"robot {robot.name}: {exc}") from exc
             self.links[robot.name] = GroundLink(robot.name, params)
-            self._twist_pubs[robot.name] = self.create_publisher(Twist, robot.cmd_topic, 10)
+            self._twist_pubs[robot.name] = self.create_publisher(Twist, robot.cmd_topic, qos.QUEUE)
             if robot.mocap_topic is not None:
                 self.create_subscription(
-                    PoseStamped, robot.mocap_topic, lambda m, r=robot: self._on_mocap(r, m), 10
+                    PoseStamped,
+                    robot.mocap_topic,
+                    lambda m, r=robot: self._on_mocap(r, m),
+                    qos.QUEUE,
                 )
             else:
                 self.create_subscription(
-                    Odometry, robot.odom_topic, lambda m, r=robot: self._on_odom(r, m), 10
+                    Odometry, robot.odom_topic, lambda m, r=robot: self._on_odom(r, m), qos.QUEUE
                 )
             self.create_subscription(
                 TwistStamped,
                 robot_topic(robot.name, CMD_VEL),
                 lambda m, name=robot.name: self._on_cmd(name, m),
-                10,
+                qos.QUEUE,
             )
             self.publish_link_state(robot.name, LinkState.CONNECTING.value)
-        self.create_timer(1.0 / rate_hz, self._tick)
-        self.create_timer(1.0 / g("resources_hz").value, self._publish_all_resources)
+        self.create_timer(1.0 / values["rate_hz"], self._tick)
+        self.create_timer(1.0 / values["resources_hz"], self._publish_all_resources)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"serving {len(self.links)} ground robot(s): "

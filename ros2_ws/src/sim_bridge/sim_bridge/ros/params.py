@@ -92,13 +92,15 @@ def one_of(choices: Iterable[str], fix: str | None = None) -> Rule:
     """One of ``choices``."""
     options = tuple(choices)
     return Rule(
-        lambda v: v in options, f"one of {', '.join(options)}", fix or f"pass one of {options}"
+        lambda v: v in options,
+        f"one of {', '.join(options)}",
+        fix or f"pass one of {', '.join(options)}",
     )
 
 
 def not_empty(fix: str) -> Rule:
     """A non-empty string."""
-    return Rule(lambda v: bool(v), "set", fix)
+    return Rule(lambda v: bool(v), "non-empty", fix)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,15 @@ def on_set_callback(
         return SetParametersResult(successful=True)
 
     return callback
+
+
+#: The ``config`` parameter every swarm-wide node takes: the swarm YAML it serves.
+SWARM_CONFIG = Param(
+    "config",
+    "",
+    "swarm YAML (sim_bridge.config)",
+    not_empty("pass -p config:=path/to/swarm.yaml"),
+)
 
 
 def describe(table: Sequence[Param]) -> str:

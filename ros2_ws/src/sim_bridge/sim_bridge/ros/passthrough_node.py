@@ -16,8 +16,12 @@ from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
 
 from sim_bridge import topics
-from sim_bridge.config import ConfigError, Problem, load_config
+from sim_bridge.config import load_config
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import SWARM_CONFIG, config_error, declare_and_read
 from sim_bridge.ros.spin import spin_node
+
+PARAMETERS = (SWARM_CONFIG,)
 
 
 class PassthroughNode(Node):
@@ -25,22 +29,19 @@ class PassthroughNode(Node):
 
     def __init__(self, node_name: str = "cmd_passthrough", **kwargs):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("config", "").value
-        if not path:
-            raise ConfigError(
-                [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
-            )
-        cfg = load_config(path)
+        cfg = load_config(declare_and_read(self, PARAMETERS, config_error)["config"])
         self.dropped = dict.fromkeys(cfg.robot_names, 0)
         for name in cfg.robot_names:
-            pub = self.create_publisher(TwistStamped, topics.robot_topic(name, topics.CMD_VEL), 1)
+            pub = self.create_publisher(
+                TwistStamped, topics.robot_topic(name, topics.CMD_VEL), qos.STATE
+            )
             self.create_subscription(
                 TwistStamped,
                 topics.robot_topic(name, topics.CMD_VEL_NOMINAL),
                 lambda msg, name=name, pub=pub: self._forward(name, pub, msg),
-                1,
+                qos.STATE,
             )
-        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
         self.create_timer(1.0, self._diagnose)
         self.get_logger().warning(
             f"no CBF safety filter: forwarding cmd_vel_nominal -> cmd_vel for "

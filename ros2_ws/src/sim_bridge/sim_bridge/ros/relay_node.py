@@ -43,12 +43,21 @@ import sys
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from sim_bridge import topics
-from sim_bridge.config import ConfigError, Problem, load_config
+from sim_bridge.config import load_config
 from sim_bridge.relay import CommRelay, pack_bundle
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import (
+    SWARM_CONFIG,
+    Param,
+    Rule,
+    at_least,
+    config_error,
+    declare_and_read,
+    one_of,
+)
 from sim_bridge.ros.spin import run_node
 
 #: Delivery modes of the bundling relay (parameter ``deliver``).
@@ -56,6 +65,25 @@ DELIVER_MODES = ("before_tick", "periodic")
 #: ``before_tick`` flushes a robot's inbox this much earlier than one check period before its
 #: next tick [s], so the bundle's callback runs before the robot's timer.
 FLUSH_MARGIN_S = 0.006
+
+PARAMETERS = (
+    SWARM_CONFIG,
+    Param("latency_s", 0.0, "delivery delay [s]", at_least(0.0, "pass 0 or a delay such as 0.02")),
+    Param(
+        "drop_prob",
+        0.0,
+        "probability that a copy is lost",
+        Rule(lambda v: 0.0 <= v < 1.0, "in [0, 1)", "pass 0 or a probability such as 0.1"),
+    ),
+    Param("seed", -1, "seed of the drop draws (-1: the config's seed)"),
+    Param(
+        "bundle_period_s",
+        0.01,
+        "bundle check period [s] (0: deliver each copy at once)",
+        at_least(0.0, "pass 0 (deliver each message at once) or a period such as 0.01", "s"),
+    ),
+    Param("deliver", "before_tick", "when bundles go out", one_of(DELIVER_MODES)),
+)
 
 
 def bundle_msg(row_len: int, data) -> Float64MultiArray:
@@ -75,37 +103,11 @@ class RelayNode(Node):
 
     def __init__(self, node_name: str = "comm_relay", **kwargs):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("config", "").value
-        latency = float(self.declare_parameter("latency_s", 0.0).value)
-        drop = float(self.declare_parameter("drop_prob", 0.0).value)
-        seed = int(self.declare_parameter("seed", -1).value)
-        bundle = float(self.declare_parameter("bundle_period_s", 0.01).value)
-        deliver = str(self.declare_parameter("deliver", "before_tick").value)
-        if not path:
-            raise ConfigError(
-                [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
-            )
-        if not (math.isfinite(bundle) and bundle >= 0.0):
-            raise ConfigError(
-                [
-                    Problem(
-                        "bundle_period_s",
-                        f"{bundle!r} is not a time >= 0 s",
-                        "pass 0 (deliver each message at once) or a period such as 0.01",
-                    )
-                ]
-            )
-        if deliver not in DELIVER_MODES:
-            raise ConfigError(
-                [
-                    Problem(
-                        "deliver",
-                        f"{deliver!r} is not a delivery mode",
-                        f"pass one of {', '.join(DELIVER_MODES)}",
-                    )
-                ]
-            )
-        self.cfg = load_config(path)
+        values = declare_and_read(self, PARAMETERS, config_error)
+        latency, drop = float(values["latency_s"]), float(values["drop_prob"])
+        seed, bundle = int(values["seed"]), float(values["bundle_period_s"])
+        deliver = str(values["deliver"])
+        self.cfg = load_config(values["config"])
         n = len(self.cfg.robots)
         self.relay = CommRelay(
             n, self.cfg.comm_radius, latency, drop, self.cfg.seed if seed < 0 else seed
@@ -118,24 +120,23 @@ class RelayNode(Node):
         self.positions = np.full((n, 3), np.nan)
         self.known = np.zeros(n, dtype=bool)
         self.malformed = 0
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.out_pub = []
         for i, name in enumerate(self.cfg.robot_names):
             self.create_subscription(
                 PoseStamped,
                 topics.robot_topic(name, topics.POSE),
                 lambda m, i=i: self._on_pose(i, m),
-                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+                qos.STATE,
             )
             self.create_subscription(
                 Float64MultiArray,
                 topics.robot_topic(name, topics.COMM_OUT),
                 lambda m, i=i: self._on_out(i, m),
-                qos,
+                qos.QUEUE,
             )
             self.out_pub.append(
                 self.create_publisher(
-                    Float64MultiArray, topics.robot_topic(name, topics.COMM_IN), qos
+                    Float64MultiArray, topics.robot_topic(name, topics.COMM_IN), qos.QUEUE
                 )
             )
         if bundle > 0.0:

@@ -26,7 +26,8 @@ from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from sim_bridge import topics
-from sim_bridge.config import ConfigError, Problem, load_config
+from sim_bridge.config import load_config
+from sim_bridge.ros.params import SWARM_CONFIG, Param, config_error, declare_and_read, positive
 from sim_bridge.ros.spin import run_node
 
 FANOUT = {
@@ -35,19 +36,25 @@ FANOUT = {
     topics.ALL_EMERGENCY_STOP: topics.EMERGENCY_STOP,
 }
 
+PARAMETERS = (
+    SWARM_CONFIG,
+    Param(
+        "timeout_s",
+        2.0,
+        "longest wait for the robots' answers [s]",
+        positive("a duration [s] such as 2.0"),
+    ),
+)
+
 
 class SwarmServicesNode(Node):
     """Fan-out of the ``/all/...`` services to every robot."""
 
     def __init__(self, node_name: str = "swarm_services", **kwargs):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("config", "").value
-        self.timeout_s = float(self.declare_parameter("timeout_s", 2.0).value)
-        if not path:
-            raise ConfigError(
-                [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
-            )
-        self.cfg = load_config(path)
+        values = declare_and_read(self, PARAMETERS, config_error)
+        self.timeout_s = float(values["timeout_s"])
+        self.cfg = load_config(values["config"])
         # The services and clients live on a worker node spun by this node's own
         # multi-threaded executor: a fan-out awaits robot services that may be served by the
         # same process (composed mode), and this works whatever executor runs this node

@@ -56,15 +56,16 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String, UInt64MultiArray
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from sim_bridge import topics
-from sim_bridge.config import ConfigError, Problem, force_sim, load_config
+from sim_bridge.config import force_sim, load_config
 from sim_bridge.markers import routing_markers, swarm_markers
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import SWARM_CONFIG, Param, Rule, config_error, declare_and_read
 from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.routing import Lockstep
@@ -72,6 +73,17 @@ from sim_bridge.sim import Mode, Simulator
 
 _AIRBORNE_Z = 0.1  # [m] a drone with an external pose above this is flying
 MAX_CATCHUP = 5  # most simulator steps one late tick may take
+
+PARAMETERS = (
+    SWARM_CONFIG,
+    Param("autostart", False, "take off every sim robot at start"),
+    Param(
+        "backend_override",
+        "",
+        "'sim': simulate every robot, whatever its backend ('': as configured)",
+        Rule(lambda v: v in ("", "sim"), "'sim' or ''", "use sim or ''"),
+    ),
+)
 
 
 def _yaw_to_quat(yaw: float) -> tuple[float, float]:
@@ -83,20 +95,11 @@ class WorldNode(Node):
 
     def __init__(self, node_name: str = "world", **kwargs):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("config", "").value
-        self.autostart = bool(self.declare_parameter("autostart", False).value)
-        override = self.declare_parameter("backend_override", "").value
-        if not path:
-            raise ConfigError(
-                [Problem("config", "parameter is empty", "pass -p config:=path/to/swarm.yaml")]
-            )
-        self.cfg = load_config(path)
-        if override == "sim":
+        values = declare_and_read(self, PARAMETERS, config_error)
+        self.autostart = bool(values["autostart"])
+        self.cfg = load_config(values["config"])
+        if values["backend_override"] == "sim":
             self.cfg = force_sim(self.cfg)
-        elif override:
-            raise ConfigError(
-                [Problem("backend_override", f"{override!r} is not supported", "use sim or ''")]
-            )
         self.sim = Simulator(self.cfg)
         cfg, sim = self.cfg, self.sim
         self.names = cfg.robot_names
@@ -118,66 +121,72 @@ class WorldNode(Node):
         # multi-threaded executor they run beside the tick instead of delaying it.
         self.sim_group = MutuallyExclusiveCallbackGroup()
         self.cmd_group = ReentrantCallbackGroup()
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.pose_pub, self.res_pub, self.nbr_pub = {}, {}, {}
         self.pose_msg, self.res_msg = {}, {}
         for i, name in enumerate(self.names):
-            if not sim.external[i]:
-                self.pose_pub[i] = self.create_publisher(
-                    PoseStamped, topics.robot_topic(name, topics.POSE), qos
-                )
-                msg = PoseStamped()
-                msg.header.frame_id = topics.WORLD_FRAME
-                self.pose_msg[i] = msg
-                self.create_subscription(
-                    TwistStamped,
-                    topics.robot_topic(name, topics.CMD_VEL),
-                    lambda m, i=i: self._on_cmd(i, m),
-                    qos,
-                    callback_group=self.cmd_group,
-                )
-                for srv, fn in (
-                    (topics.TAKEOFF, sim.takeoff),
-                    (topics.LAND, sim.land),
-                    (topics.EMERGENCY_STOP, sim.emergency_stop),
-                ):
-                    self.create_service(
-                        Trigger,
-                        topics.robot_topic(name, srv),
-                        lambda req, resp, i=i, fn=fn, srv=srv: self._on_trigger(i, fn, srv, resp),
-                        callback_group=self.sim_group,
-                    )
-            else:
+            if sim.external[i]:
                 self.create_subscription(
                     PoseStamped,
                     topics.robot_topic(name, topics.POSE),
                     lambda m, i=i: self._on_external_pose(i, m),
-                    qos,
+                    qos.STATE,
                     callback_group=self.sim_group,
                 )
-            if sim.external[i]:
-                continue  # the bridge publishes this robot's resources and neighbours
-            self.res_pub[i] = self.create_publisher(
-                Float64MultiArray, topics.robot_topic(name, topics.RESOURCES), qos
-            )
-            res = Float64MultiArray()
-            res.layout.dim = [
-                MultiArrayDimension(label="resources", size=sim.r, stride=sim.r),
-            ]
-            self.res_msg[i] = res
-            self.nbr_pub[i] = self.create_publisher(
-                PoseArray, topics.robot_topic(name, topics.NEIGHBORS), qos
-            )
-        self.consumers_pub = self.create_publisher(Float64MultiArray, topics.CONSUMERS, qos)
-        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, 10)
-        self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS, 1)
-        self.events_pub = self.create_publisher(String, topics.EVENTS, 10)
+            else:  # the bridge publishes an external robot's resources and neighbours
+                self._setup_sim_robot(i, name)
+        self.consumers_pub = self.create_publisher(Float64MultiArray, topics.CONSUMERS, qos.STATE)
+        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.QUEUE)
+        self.markers_pub = self.create_publisher(MarkerArray, topics.MARKERS, qos.MARKERS)
+        self.events_pub = self.create_publisher(String, topics.EVENTS, qos.QUEUE)
 
         self.lockstep = None
         if cfg.routing is not None:
-            self._setup_routing(qos)
+            self._setup_routing()
+        self._start()
 
-        rates = cfg.rates
+    def _setup_sim_robot(self, i: int, name: str) -> None:
+        """Topics and services of sim robot ``i``: pose, resources, neighbours out;
+        ``cmd_vel`` in; ``takeoff`` / ``land`` / ``emergency_stop``."""
+        sim = self.sim
+        self.pose_pub[i] = self.create_publisher(
+            PoseStamped, topics.robot_topic(name, topics.POSE), qos.STATE
+        )
+        msg = PoseStamped()
+        msg.header.frame_id = topics.WORLD_FRAME
+        self.pose_msg[i] = msg
+        self.create_subscription(
+            TwistStamped,
+            topics.robot_topic(name, topics.CMD_VEL),
+            lambda m, i=i: self._on_cmd(i, m),
+            qos.STATE,
+            callback_group=self.cmd_group,
+        )
+        for srv, fn in (
+            (topics.TAKEOFF, sim.takeoff),
+            (topics.LAND, sim.land),
+            (topics.EMERGENCY_STOP, sim.emergency_stop),
+        ):
+            self.create_service(
+                Trigger,
+                topics.robot_topic(name, srv),
+                lambda req, resp, i=i, fn=fn, srv=srv: self._on_trigger(i, fn, srv, resp),
+                callback_group=self.sim_group,
+            )
+        self.res_pub[i] = self.create_publisher(
+            Float64MultiArray, topics.robot_topic(name, topics.RESOURCES), qos.STATE
+        )
+        res = Float64MultiArray()
+        res.layout.dim = [
+            MultiArrayDimension(label="resources", size=sim.r, stride=sim.r),
+        ]
+        self.res_msg[i] = res
+        self.nbr_pub[i] = self.create_publisher(
+            PoseArray, topics.robot_topic(name, topics.NEIGHBORS), qos.STATE
+        )
+
+    def _start(self) -> None:
+        """Publication rates, ``autostart`` take-off, the diagnostics and simulation timers."""
+        rates, sim = self.cfg.rates, self.sim
         self.publish_every = max(1, round(rates.sim_hz / rates.control_hz))
         self.clock_every = max(1, round(rates.sim_hz / rates.clock_hz))
         self.markers_every = max(1, round(rates.sim_hz / rates.markers_hz))
@@ -186,7 +195,7 @@ class WorldNode(Node):
         if self.autostart:
             for i in self.sim_idx:
                 sim.takeoff(int(i))
-        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=self.sim_group)
         self.timer = self.create_timer(
             1.0 / rates.sim_hz, self._tick, callback_group=self.sim_group
@@ -196,24 +205,24 @@ class WorldNode(Node):
             f"{rates.sim_hz:g} Hz sim, publishing at {rates.sim_hz / self.publish_every:g} Hz"
         )
 
-    def _setup_routing(self, qos: QoSProfile) -> None:
+    def _setup_routing(self) -> None:
         """Publishers of views, ``/tasks``, ``/swarm/ps_step``; every robot's ``dmar/move``."""
         rc, sim = self.cfg.routing, self.sim
         self.lockstep = Lockstep(rc.grid, rc.obstacles, sim.n, rc.timing, rc.tolerance)
         self.view_pub = {
             i: self.create_publisher(
-                Float64MultiArray, topics.robot_topic(self.names[i], topics.VIEW), qos
+                Float64MultiArray, topics.robot_topic(self.names[i], topics.VIEW), qos.STATE
             )
             for i in self.sim_idx.tolist()
         }
-        self.tasks_pub = self.create_publisher(Float64MultiArray, topics.TASKS, qos)
-        self.ps_pub = self.create_publisher(UInt64MultiArray, topics.PS_STEP, qos)
+        self.tasks_pub = self.create_publisher(Float64MultiArray, topics.TASKS, qos.STATE)
+        self.ps_pub = self.create_publisher(UInt64MultiArray, topics.PS_STEP, qos.STATE)
         for i, name in enumerate(self.names):
             self.create_subscription(
                 Float64MultiArray,
                 topics.robot_topic(name, topics.DMAR_MOVE),
                 lambda m, i=i: self._on_move(i, m),
-                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+                qos.QUEUE,
                 callback_group=self.sim_group,
             )
 
