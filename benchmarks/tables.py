@@ -280,6 +280,10 @@ TABLES: tuple[Table, ...] = (
             ),
             Row("dmar_robots", "rtf_n20", "world real-time factor, 20 robots", "", ".3f", ">= 1"),
             Row(
+                "dmar_robots", "lockstep_ros_instances", "seeded 5 x 5 instances compared", "", "d"
+            ),
+            Row("dmar_robots", "mission_runs_config", "ROS missions behind these rows", ""),
+            Row(
                 "dmar_fig2i",
                 "cost_ratio_bp_vs_dmar_k60cm",
                 "Fig. 2(i) cost BP / DMAR, k = 60 cm",
@@ -303,7 +307,7 @@ TABLES: tuple[Table, ...] = (
 def format_value(value: object, fmt: str) -> str:
     """One cell: numbers through ``fmt``, booleans and text as they are."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
+        return str(value).replace("|", "\\|")  # a pipe would end the markdown cell
     if fmt == "d":
         return str(round(value))
     return format(value, fmt)
