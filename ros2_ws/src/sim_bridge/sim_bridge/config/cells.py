@@ -35,6 +35,15 @@ RANDOM_TASK_RULES = {
 }
 
 
+def _listed(c: Checker, value: Any, path: str, what: str, fix: str) -> list | None:
+    """``value`` as a list of at most :data:`MAX_ROUTING_ITEMS` entries (``what``)."""
+    items = c.seq(value, path)
+    if items is not None and len(items) > MAX_ROUTING_ITEMS:
+        c.err(path, f"{len(items)} {what}, more than the limit of {MAX_ROUTING_ITEMS}", fix)
+        return None
+    return items
+
+
 def _cell(c: Checker, value: Any, path: str, grid: Grid) -> tuple[int, int] | None:
     """A ``[row, col]`` inside the grid."""
     vals = c.numbers(value, path, 2, "[row, col]", low=0, integer=True)
@@ -83,15 +92,11 @@ def obstacles(
         blocked = _random_obstacles(c, m, grid, robots, seed)
         if blocked is None:
             return None
-    items = c.seq(m.get("obstacles", []), "routing.obstacles") if "obstacles" in m else []
+    items = []
+    if "obstacles" in m:
+        fix = "use rectangles {rows: [r0, r1], cols: [c0, c1]} or a map file"
+        items = _listed(c, m["obstacles"], "routing.obstacles", "entries", fix)
     if items is None:
-        return None
-    if len(items) > MAX_ROUTING_ITEMS:
-        c.err(
-            "routing.obstacles",
-            f"{len(items)} entries, more than the limit of {MAX_ROUTING_ITEMS}",
-            "use rectangles {rows: [r0, r1], cols: [c0, c1]} or a map file",
-        )
         return None
     for j, item in enumerate(items):
         path = f"routing.obstacles[{j}]"
@@ -117,6 +122,17 @@ def obstacles(
     return blocked if len(c.problems) == n_before else None
 
 
+def _draw(
+    c: Checker, spec: dict | None, path: str, rules: dict[str, Rule], key: str, seed: int
+) -> tuple[Any, int] | None:
+    """``(spec[key], seed)`` of a random draw, checked (the seed defaults to the file's)."""
+    if spec is None or not present(c, spec, path, key, rules[key]):
+        return None
+    amount = c.value(spec[key], f"{path}.{key}", rules[key])
+    rseed = c.value(spec.get("seed", seed), f"{path}.seed", rules["seed"])
+    return None if amount is None or rseed is None else (amount, int(rseed))
+
+
 def _random_obstacles(
     c: Checker, m: dict[str, Any], grid: Grid, robots: list[RobotConfig], seed: int
 ) -> np.ndarray | None:
@@ -124,14 +140,11 @@ def _random_obstacles(
     (:func:`sim_bridge.routing.random_obstacles`), the robots' and listed tasks' cells kept
     free."""
     path = "routing.random_obstacles"
-    rules = RANDOM_OBSTACLE_RULES
-    spec = c.mapping(m["random_obstacles"], path, tuple(rules))
-    if spec is None or not present(c, spec, path, "fraction", rules["fraction"]):
+    spec = c.mapping(m["random_obstacles"], path, tuple(RANDOM_OBSTACLE_RULES))
+    draw = _draw(c, spec, path, RANDOM_OBSTACLE_RULES, "fraction", seed)
+    if draw is None:
         return None
-    frac = c.value(spec["fraction"], f"{path}.fraction", rules["fraction"])
-    rseed = c.value(spec.get("seed", seed), f"{path}.seed", rules["seed"])
-    if frac is None or rseed is None:
-        return None
+    frac, rseed = draw
     if grid.n_cells > MAX_RANDOM_CELLS:
         c.err(
             path,
@@ -187,15 +200,8 @@ def tasks(
     cells reachable from a robot's start cell, none under a robot at start."""
     if isinstance(value, Mapping):
         return _random_tasks(c, value, blocked, starts, seed)
-    items = c.seq(value, "routing.tasks")
+    items = _listed(c, value, "routing.tasks", "tasks", f"list at most {MAX_ROUTING_ITEMS}")
     if items is None:
-        return None
-    if len(items) > MAX_ROUTING_ITEMS:
-        c.err(
-            "routing.tasks",
-            f"{len(items)} tasks, more than the limit of {MAX_ROUTING_ITEMS}",
-            f"list at most {MAX_ROUTING_ITEMS}",
-        )
         return None
     if not items:
         c.warn(
@@ -228,21 +234,20 @@ def _random_tasks(
     """``routing.tasks: {random: {count, seed}}``: ``count`` cells drawn on the free cells
     reachable from a robot's start cell, none under a robot at start."""
     path = "routing.tasks.random"
-    rules = RANDOM_TASK_RULES
     spec = c.mapping(value, "routing.tasks", ("random",))
-    rnd = c.mapping(spec["random"], path, tuple(rules)) if spec and "random" in spec else None
+    rnd = None
+    if spec and "random" in spec:
+        rnd = c.mapping(spec["random"], path, tuple(RANDOM_TASK_RULES))
     if spec is not None and not value:  # an unknown key is reported already
         c.err(
             "routing.tasks",
             "expected a list of [row, col] or `random:`",
             "write `random: {count: 5}`",
         )
-    if rnd is None or not present(c, rnd, path, "count", rules["count"]):
+    draw = _draw(c, rnd, path, RANDOM_TASK_RULES, "count", seed)
+    if draw is None:
         return None
-    count = c.value(rnd["count"], f"{path}.count", rules["count"])
-    tseed = c.value(rnd.get("seed", seed), f"{path}.seed", rules["seed"])
-    if count is None or tseed is None:
-        return None
+    count, tseed = draw
     free = reachable(~blocked, starts[~blocked[starts[:, 0], starts[:, 1]]]) & ~blocked
     cells = random_tasks(free, int(count), int(tseed), starts)
     if cells is None:

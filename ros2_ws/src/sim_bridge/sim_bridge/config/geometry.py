@@ -91,14 +91,20 @@ def _sorted_pairs(found: list[np.ndarray]) -> np.ndarray:
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
+def _listed_overlaps(points: np.ndarray, radii: np.ndarray) -> tuple[list[list[int]], bool]:
+    """The first :data:`MAX_OVERLAPS_LISTED` overlapping pairs, and whether there are more."""
+    if len(points) < 2:
+        return [], False
+    pairs = overlapping_pairs(points, radii, max_pairs=MAX_OVERLAPS_LISTED + 1)
+    return pairs[:MAX_OVERLAPS_LISTED].tolist(), len(pairs) > MAX_OVERLAPS_LISTED
+
+
 def check_robot_geometry(c: Checker, robots: list[RobotConfig]) -> None:
     """Report robots whose bodies overlap at their start poses (the first pairs listed)."""
-    if len(robots) < 2:
-        return
     pos = np.array([r.pose[:3] for r in robots])
     rad = np.array([r.radius for r in robots])
-    pairs = overlapping_pairs(pos, rad, max_pairs=MAX_OVERLAPS_LISTED + 1)
-    for i, j in pairs[:MAX_OVERLAPS_LISTED].tolist():
+    listed, more = _listed_overlaps(pos, rad)
+    for i, j in listed:
         c.err(
             f"{c.robot_paths[robots[j].name]}.pose",
             f"{robots[j].name!r} overlaps {robots[i].name!r} at start "
@@ -106,7 +112,7 @@ def check_robot_geometry(c: Checker, robots: list[RobotConfig]) -> None:
             f"radii {rad[i]} + {rad[j]} m)",
             "move one of them",
         )
-    if len(pairs) > MAX_OVERLAPS_LISTED:
+    if more:
         c.err(
             "robots",
             f"more than {MAX_OVERLAPS_LISTED} pairs of robots overlap at start; the first "
@@ -117,19 +123,17 @@ def check_robot_geometry(c: Checker, robots: list[RobotConfig]) -> None:
 
 def check_consumer_geometry(c: Checker, consumers: list[ConsumerConfig]) -> None:
     """Warn about consumers whose interaction areas overlap."""
-    if len(consumers) < 2:
-        return
-    pos = np.array([m.position for m in consumers])
-    rad = np.array([m.radius for m in consumers])
-    pairs = overlapping_pairs(pos, rad, max_pairs=MAX_OVERLAPS_LISTED + 1)
-    for a, b in pairs[:MAX_OVERLAPS_LISTED].tolist():
+    listed, more = _listed_overlaps(
+        np.array([m.position for m in consumers]), np.array([m.radius for m in consumers])
+    )
+    for a, b in listed:
         c.warn(
             f"consumers[{b}].position",
             f"interaction area overlaps consumer {consumers[a].name!r}; a robot inside both "
             "serves the nearer one",
             "move them apart if that is not intended",
         )
-    if len(pairs) > MAX_OVERLAPS_LISTED:
+    if more:
         c.warn(
             "consumers",
             f"more than {MAX_OVERLAPS_LISTED} pairs of consumer areas overlap; the first "
