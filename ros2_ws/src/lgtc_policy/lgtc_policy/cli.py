@@ -15,7 +15,8 @@ Errors in options, configs or checkpoints print one line naming the problem and 
 :mod:`lgtc_policy.mission.discharge_study` (their options are documented there).
 ``eval --json`` writes ``reward_mean``, ``reward_std``, ``expert_reward_mean``,
 ``ratio_to_expert``, ``greedy_reward_mean``, ``demand_satisfied_mean``,
-``collisions_per_episode``, ``episodes``, ``seed``.
+``collisions_per_episode``, ``episodes``, ``seed``, ``cluster_spread_ratio`` (Definition III.1,
+:mod:`lgtc_policy.model.clusters`; null for a network without a cluster state).
 """
 
 from __future__ import annotations
@@ -105,6 +106,17 @@ def _eval(ns: argparse.Namespace) -> int:
         env_overrides=overrides,
         with_expert=not ns.no_expert,
         safety_filter=ns.safety_filter,
+    )
+    from lgtc_policy.model.clusters import checkpoint_clusters
+
+    out.update(
+        checkpoint_clusters(
+            str(resolve_checkpoint(ns.checkpoint)),
+            ns.episodes,
+            ns.seed,
+            overrides,
+            out["safety_filter"],
+        )  # Definition III.1 clusters of x (issue 16)
     )
     if "reward_mean_filter_none" in out:
         other = "none" if out["safety_filter"] == "cbf" else "cbf"
