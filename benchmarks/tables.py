@@ -319,30 +319,33 @@ def source_path(table: Table, bench: str, bench_dir: Path, root: Path) -> Path:
     return root / override if override else bench_dir / f"{bench}.json"
 
 
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def load_data(table: Table, bench_dir: Path, root: Path) -> tuple[dict[str, dict], list[str]]:
     """Every JSON the table needs, by bench name, and the problems (missing file or key)."""
     data: dict[str, dict] = {}
     problems: list[str] = []
     for bench in dict.fromkeys(row.bench for row in table.rows):
         path = source_path(table, bench, bench_dir, root)
+        shown = _display(path, root)
         try:
             data[bench] = json.loads(path.read_text())
         except FileNotFoundError:
-            problems.append(f"{path} is missing (run `python benchmarks/{bench}.py --json {path}`)")
+            problems.append(
+                f"{shown} is missing (run `python benchmarks/{bench}.py --json {shown}`)"
+            )
         except json.JSONDecodeError as exc:
-            problems.append(f"{path} is not JSON ({exc})")
+            problems.append(f"{shown} is not JSON ({exc})")
     for row in table.rows:
         if row.bench in data and row.key not in data[row.bench]:
-            path = source_path(table, row.bench, bench_dir, root)
-            problems.append(f"{path} has no key {row.key!r}")
+            shown = _display(source_path(table, row.bench, bench_dir, root), root)
+            problems.append(f"{shown} has no key {row.key!r}")
     return data, problems
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def render_table(table: Table, data: dict[str, dict], bench_dir: Path, root: Path) -> str:
