@@ -12,7 +12,7 @@ by hand.
 
 Usage::
 
-    python benchmarks/tables.py [--bench-dir runs/bench] [--check] [--only cbf ...]
+    python benchmarks/tables.py [--bench-dir runs/bench] [--check] [--only cbf_filter ...]
 
 A table whose JSON or one of whose keys is missing is left as it is (a line on stderr says
 which; exit 0), and so is a README without the table's markers. ``--check`` changes no file
