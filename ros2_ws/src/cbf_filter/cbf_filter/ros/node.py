@@ -39,10 +39,18 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import (
+    Param,
+    between,
+    declare_and_read,
+    on_set_callback,
+    one_of,
+    positive,
+    read,
+)
 
 from cbf_filter.decentralized import DecentralizedCBF
 from cbf_filter.errors import CBFConfigError
@@ -63,26 +71,83 @@ _CONFIG_PARAMETERS = (
 )
 NAN = float("nan")
 
-# name -> (default, description). NaN / "" / [] mean "from the swarm config, else built-in".
-PARAMETERS = {
-    "robot": ("", "robot name (default: the namespace)"),
-    "config": ("", "swarm YAML (sim_bridge.config); empty: explicit parameters only"),
-    "model": ("auto", "auto | si2 | si3 | unicycle (auto: by robot kind; si2 without config)"),
-    "gamma": (NAN, "class-K gain (config safety.gamma, else 100)"),
-    "safety_distance": (NAN, "Ds [m] between centres (config safety.distance, else 0.15)"),
-    "class_k": ("", "linear | cubic (config safety.class_k, else cubic)"),
-    "max_speed": (NAN, "speed limit [m/s] (config robot max_speed, else 0.5)"),
-    "sensing_radius": (NAN, "neighbours farther away are ignored [m] (config, else 1.0)"),
-    "arena": ([NAN], "[xmin, xmax, ymin, ymax(, zmin, zmax)] [m] (config arena)"),
-    "boundary_margin": (NAN, "wall margin [m] (Ds/2; drones may sit on the floor)"),
-    "share": (0.5, "responsibility for each pair constraint, (0, 1]"),
-    "control_hz": (NAN, "minimum publish rate [Hz] (config rates.control_hz, else 20)"),
-    "sample_time": (NAN, "command hold time for the sampled-data guard [s] (1/control_hz)"),
-    "projection_distance": (0.1, "unicycle projection-point distance l [m]"),
-    "cmd_timeout": (topics.CMD_TIMEOUT_S, "nominal older than this [s] -> zero"),
-    "state_timeout": (0.5, "pose / neighbours older than this [s] -> zero"),
-    "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
-}
+_DURATION = positive("a duration [s]")
+
+#: The node's parameters. NaN / "" / [] mean "from the swarm config, else built-in"; only
+#: ``robot``, ``config``, ``control_hz`` and ``diagnostics_period`` are fixed once started.
+PARAMETERS = (
+    Param("robot", "", "robot name (default: the namespace)"),
+    Param("config", "", "swarm YAML (sim_bridge.config); empty: explicit parameters only"),
+    Param(
+        "model",
+        "auto",
+        "auto | si2 | si3 | unicycle (auto: by robot kind; si2 without config)",
+        one_of(MODELS, f"one of {MODELS}"),
+        dynamic=True,
+    ),
+    Param("gamma", NAN, "class-K gain (config safety.gamma, else 100)", dynamic=True),
+    Param(
+        "safety_distance",
+        NAN,
+        "Ds [m] between centres (config safety.distance, else 0.15)",
+        dynamic=True,
+    ),
+    Param("class_k", "", "linear | cubic (config safety.class_k, else cubic)", dynamic=True),
+    Param("max_speed", NAN, "speed limit [m/s] (config robot max_speed, else 0.5)", dynamic=True),
+    Param(
+        "sensing_radius",
+        NAN,
+        "neighbours farther away are ignored [m] (config, else 1.0)",
+        dynamic=True,
+    ),
+    Param(
+        "arena",
+        [NAN],
+        "[xmin, xmax, ymin, ymax(, zmin, zmax)] [m] (config arena)",
+        dynamic=True,
+    ),
+    Param(
+        "boundary_margin",
+        NAN,
+        "wall margin [m] (Ds/2; drones may sit on the floor)",
+        dynamic=True,
+    ),
+    Param(
+        "share",
+        0.5,
+        "responsibility for each pair constraint, (0, 1]",
+        between(0.0, 1.0, "use 0.5", open_low=True),
+        dynamic=True,
+    ),
+    Param("control_hz", NAN, "minimum publish rate [Hz] (config rates.control_hz, else 20)"),
+    Param(
+        "sample_time",
+        NAN,
+        "command hold time for the sampled-data guard [s] (1/control_hz)",
+        dynamic=True,
+    ),
+    Param(
+        "projection_distance",
+        0.1,
+        "unicycle projection-point distance l [m]",
+        dynamic=True,
+    ),
+    Param(
+        "cmd_timeout",
+        topics.CMD_TIMEOUT_S,
+        "nominal older than this [s] -> zero",
+        _DURATION,
+        dynamic=True,
+    ),
+    Param(
+        "state_timeout",
+        0.5,
+        "pose / neighbours older than this [s] -> zero",
+        _DURATION,
+        dynamic=True,
+    ),
+    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", _DURATION),
+)
 
 
 def _yaw(q) -> float:
@@ -98,14 +163,13 @@ class CbfNode(Node):
 
     def __init__(self, node_name: str = "cbf_filter", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, _) in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        robot = self.get_parameter("robot").value or self.get_namespace().strip("/")
+        values = declare_and_read(self, PARAMETERS, CBFConfigError)
+        robot = values["robot"] or self.get_namespace().strip("/")
         if not robot or "/" in robot:
             raise CBFConfigError("robot", f"invalid robot name {robot!r}", "set robot:=<name>")
         self.robot = robot
         self.swarm = None
-        config = self.get_parameter("config").value
+        config = values["config"]
         if config:
             from sim_bridge.config import load_config
 
@@ -114,27 +178,29 @@ class CbfNode(Node):
         else:
             self.robot_cfg = None
         self._configure({})
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(
+            on_set_callback(
+                PARAMETERS, self._configure, CBFConfigError, (CBFConfigError, TypeError, ValueError)
+            )
+        )
 
         # Reliable publisher, best-effort subscriptions: compatible with either kind of peer.
         self.pub = self.create_publisher(
-            TwistStamped,
-            topics.robot_topic(robot, topics.CMD_VEL),
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+            TwistStamped, topics.robot_topic(robot, topics.CMD_VEL), qos.STATE
         )
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
+        inputs = qos.STATE_BEST_EFFORT
         self.create_subscription(
-            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, qos
+            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, inputs
         )
         self.create_subscription(
-            PoseArray, topics.robot_topic(robot, topics.NEIGHBORS), self._on_neighbors, qos
+            PoseArray, topics.robot_topic(robot, topics.NEIGHBORS), self._on_neighbors, inputs
         )
         self.create_subscription(
             TwistStamped,
             topics.robot_topic(robot, topics.CMD_VEL_NOMINAL),
             self._on_nominal,
-            qos,
+            inputs,
         )
         self.pose = None  # (x, y, z, yaw)
         self.pose_rx = None  # receipt time [s, node clock]
@@ -157,72 +223,51 @@ class CbfNode(Node):
         )
         self.last = dict(status="none", message="", active=0, neighbors=0, min_distance=math.inf)
         self.create_timer(1.0 / self.control_hz, self._on_timer)
-        self.create_timer(float(self.get_parameter("diagnostics_period").value), self._diagnose)
+        self.create_timer(float(values["diagnostics_period"]), self._diagnose)
         self.get_logger().info(
             f"CBF filter for {robot}: model {self.model}, Ds {self.params.safety_distance} m, "
             f"gamma {self.params.gamma} ({self.params.class_k}), vmax {self.params.max_speed}"
         )
 
     # ----------------------------------------------------------------- configuration
-    def _value(self, overrides: dict, name: str):
-        return overrides[name] if name in overrides else self.get_parameter(name).value
-
     def _configure(self, overrides: dict) -> None:
-        """Build the filter from parameters > swarm config > defaults (raises CBFConfigError)."""
-        v = lambda name: self._value(overrides, name)  # noqa: E731
+        """Build the filter from parameters > swarm config > defaults (raises CBFConfigError).
 
+        ``overrides``: values about to be set at run time (the on-set callback), checked by
+        the rules of :data:`PARAMETERS` before anything is rebuilt.
+        """
+        v = read(self, PARAMETERS, CBFConfigError, overrides)
         sw, rc = self.swarm, self.robot_cfg
-        model = v("model")
-        if model not in MODELS:
-            raise CBFConfigError("model", f"unknown model {model!r}", f"one of {MODELS}")
+        model = v["model"]
         if model == "auto":
             model = "unicycle" if rc is not None and rc.kind == "ground" else "si3"
             if rc is None:
                 model = "si2"
         dim = 3 if model == "si3" else 2
-        control_hz = control_rate(sw, v("control_hz"))
+        control_hz = control_rate(sw, v["control_hz"])
         params = from_config(
             sw,
             rc,
             dim,
-            **{name: v(name) for name in _CONFIG_PARAMETERS},
+            **{name: v[name] for name in _CONFIG_PARAMETERS},
             control_hz=control_hz,
         )
-        l = float(v("projection_distance"))
+        l = float(v["projection_distance"])
         if model == "unicycle":
             if not l > 0:
                 raise CBFConfigError("projection_distance", "must be > 0 [m]", "e.g. 0.1")
             solver_params = projection_point_params(params, l)
         else:
             solver_params = params
-        share = float(v("share"))
-        if not 0.0 < share <= 1.0:
-            raise CBFConfigError("share", f"must lie in (0, 1], got {share}", "use 0.5")
-        for name in ("cmd_timeout", "state_timeout", "diagnostics_period"):
-            if not float(v(name)) > 0:
-                raise CBFConfigError(name, f"must be > 0, got {v(name)}", "a duration [s]")
         self.cbf = DecentralizedCBF(dim, solver_params)  # validates everything else
         self.params = params
         self.model = model
         self.dim = dim
-        self.share = share
+        self.share = float(v["share"])
         self.l = l
         self.control_hz = control_hz
-        self.cmd_timeout = float(v("cmd_timeout"))
-        self.state_timeout = float(v("state_timeout"))
-
-    def _on_set_parameters(self, changes) -> SetParametersResult:
-        fixed = {"robot", "config", "control_hz", "diagnostics_period"}
-        names = {p.name for p in changes}
-        if names & fixed:
-            return SetParametersResult(
-                successful=False, reason=f"{sorted(names & fixed)} cannot change at run time"
-            )
-        try:
-            self._configure({p.name: p.value for p in changes})
-        except (CBFConfigError, TypeError, ValueError) as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        return SetParametersResult(successful=True)
+        self.cmd_timeout = float(v["cmd_timeout"])
+        self.state_timeout = float(v["state_timeout"])
 
     # ---------------------------------------------------------------------- callbacks
     def _now(self) -> float:
