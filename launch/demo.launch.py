@@ -8,33 +8,26 @@ user passes is handed on (``backend``, ``rviz``, ``record``, ``policy`` and ``cb
 declared by swarm.launch.py itself).
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from sim_bridge.ros.launch_actions import next_to, package_launch
 
 from launch import LaunchDescription
 
-SCENARIO = "demo.yaml"
-
 
 def generate_launch_description() -> LaunchDescription:
-    swarm = os.path.join(get_package_share_directory("lgtc_policy"), "launch", "swarm.launch.py")
-    here = os.path.dirname(os.path.abspath(__file__))
     return LaunchDescription(
         [
             DeclareLaunchArgument(
                 "config",
-                default_value=os.path.join(here, SCENARIO),
+                default_value=next_to(__file__, "demo.yaml"),
                 description="swarm YAML file",
             ),
             DeclareLaunchArgument(
                 "takeoff", default_value="true", description="take off the sim robots at start"
             ),
             IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(swarm),
+                package_launch("lgtc_policy", "swarm.launch.py"),
                 launch_arguments={
                     "config": LaunchConfiguration("config"),
                     "takeoff": LaunchConfiguration("takeoff"),

@@ -8,33 +8,26 @@ passes is handed on (``backend``, ``rviz``, ``record``, ``policy`` and ``cbf`` a
 dmar.launch.py itself). ``config:=launch/dmar_mixed.yaml`` runs the mixed drone + ground team.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from sim_bridge.ros.launch_actions import next_to, package_launch
 
 from launch import LaunchDescription
 
-SCENARIO = "dmar.yaml"
-
 
 def generate_launch_description() -> LaunchDescription:
-    dmar = os.path.join(get_package_share_directory("dmar_agent"), "launch", "dmar.launch.py")
-    here = os.path.dirname(os.path.abspath(__file__))
     return LaunchDescription(
         [
             DeclareLaunchArgument(
                 "config",
-                default_value=os.path.join(here, SCENARIO),
+                default_value=next_to(__file__, "dmar.yaml"),
                 description="swarm YAML file",
             ),
             DeclareLaunchArgument(
                 "takeoff", default_value="true", description="take off the sim robots at start"
             ),
             IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(dmar),
+                package_launch("dmar_agent", "dmar.launch.py"),
                 launch_arguments={
                     "config": LaunchConfiguration("config"),
                     "takeoff": LaunchConfiguration("takeoff"),
