@@ -107,6 +107,67 @@ class NodeSpec:
         return {self.fqn: {"ros__parameters": dict(self.parameters)}}
 
 
+#: Swarm-wide nodes (no namespace; node name = key): ``(package, executable, plugin)``.
+SWARM_NODES = {
+    "world": ("sim_bridge", "world_node", "sim_bridge.ros.world_node:WorldNode"),
+    "comm_relay": ("sim_bridge", "comm_relay", "sim_bridge.ros.relay_node:RelayNode"),
+    "swarm_services": (
+        "sim_bridge",
+        "swarm_services",
+        "sim_bridge.ros.services_node:SwarmServicesNode",
+    ),
+    "crazyflie_bridge": (
+        "sim_bridge",
+        "crazyflie_bridge",
+        "sim_bridge.ros.crazyflie_node:CrazyflieBridgeNode",
+    ),
+    "ground_bridge": (
+        "sim_bridge",
+        "ground_bridge",
+        "sim_bridge.ros.ground_node:GroundBridgeNode",
+    ),
+    "cmd_passthrough": (
+        "sim_bridge",
+        "cmd_passthrough",
+        "sim_bridge.ros.passthrough_node:PassthroughNode",
+    ),
+    "swarm_goto": ("sim_bridge", "swarm_goto", "sim_bridge.ros.goto_node:GotoNode"),
+}
+#: Per-robot nodes (namespace ``/<robot>``; node name = key): ``(package, executable, plugin)``.
+ROBOT_NODES = {
+    "cbf_filter": ("cbf_filter", "cbf_node", "cbf_filter.ros.node:CbfNode"),
+    "policy": ("lgtc_policy", "policy_node", "lgtc_policy.ros.node:PolicyNode"),
+    "dmar": ("dmar_agent", "dmar_node", "dmar_agent.ros.node:DmarNode"),
+}
+
+
+def _swarm_node(name: str, parameters: dict[str, Any]) -> NodeSpec:
+    package, executable, plugin = SWARM_NODES[name]
+    return NodeSpec(package, executable, name, "", parameters, plugin)
+
+
+def _robot_nodes(name: str, robots, common: dict[str, Any]) -> list[NodeSpec]:
+    package, executable, plugin = ROBOT_NODES[name]
+    return [
+        NodeSpec(package, executable, name, f"/{r.name}", {**common, "robot": r.name}, plugin)
+        for r in robots
+    ]
+
+
+def _backends(cfg: SwarmConfig, backend: str | None, path: str) -> set[str]:
+    """The robot backends the plan serves (checks the ``backend`` argument)."""
+    if backend not in (None, "sim", "cflib"):
+        raise BringupError(f"backend {backend!r}: use sim, cflib, or leave it out")
+    if backend == "cflib":
+        not_cflib = [r.name for r in cfg.robots if r.backend != "cflib"]
+        if not_cflib:
+            raise BringupError(
+                f"backend cflib: robots {not_cflib} are not cflib robots in {path}; "
+                "set `backend: cflib` and a radio uri on them"
+            )
+    return {r.backend for r in cfg.robots} if backend != "sim" else {"sim"}
+
+
 def plan(
     cfg: SwarmConfig,
     config_path: str | os.PathLike,
@@ -134,136 +195,39 @@ def plan(
             place of the policy nodes.
     """
     path = str(Path(config_path).resolve())
-    if backend not in (None, "sim", "cflib"):
-        raise BringupError(f"backend {backend!r}: use sim, cflib, or leave it out")
+    backends = _backends(cfg, backend, path)
     common = {"config": path}
-    robots = cfg.robots
-    backends = {r.backend for r in robots} if backend != "sim" else {"sim"}
-    if backend == "cflib":
-        not_cflib = [r.name for r in robots if r.backend != "cflib"]
-        if not_cflib:
-            raise BringupError(
-                f"backend cflib: robots {not_cflib} are not cflib robots in {path}; "
-                "set `backend: cflib` and a radio uri on them"
-            )
-    world_params = {**common, "autostart": bool(autostart)}
+    world = {**common, "autostart": bool(autostart)}
     if backend == "sim":
-        world_params["backend_override"] = "sim"
+        world["backend_override"] = "sim"
+    relay = {
+        **common,
+        "latency_s": float(relay_latency_s),
+        "drop_prob": float(relay_drop_prob),
+        # DMAR agents talk in event-driven rounds, not on a tick rhythm
+        **({"deliver": "periodic"} if cfg.routing is not None else {}),
+    }
     specs = [
-        NodeSpec(
-            "sim_bridge",
-            "world_node",
-            "world",
-            "",
-            world_params,
-            "sim_bridge.ros.world_node:WorldNode",
-        ),
-        NodeSpec(
-            "sim_bridge",
-            "comm_relay",
-            "comm_relay",
-            "",
-            {
-                **common,
-                "latency_s": float(relay_latency_s),
-                "drop_prob": float(relay_drop_prob),
-                # DMAR agents talk in event-driven rounds, not on a tick rhythm
-                **({"deliver": "periodic"} if cfg.routing is not None else {}),
-            },
-            "sim_bridge.ros.relay_node:RelayNode",
-        ),
-        NodeSpec(
-            "sim_bridge",
-            "swarm_services",
-            "swarm_services",
-            "",
-            dict(common),
-            "sim_bridge.ros.services_node:SwarmServicesNode",
-        ),
+        _swarm_node("world", world),
+        _swarm_node("comm_relay", relay),
+        _swarm_node("swarm_services", dict(common)),
     ]
     if "cflib" in backends:
-        specs.append(
-            NodeSpec(
-                "sim_bridge",
-                "crazyflie_bridge",
-                "crazyflie_bridge",
-                "",
-                dict(common),
-                "sim_bridge.ros.crazyflie_node:CrazyflieBridgeNode",
-            )
-        )
+        specs.append(_swarm_node("crazyflie_bridge", dict(common)))
     if "external" in backends:
-        specs.append(
-            NodeSpec(
-                "sim_bridge",
-                "ground_bridge",
-                "ground_bridge",
-                "",
-                dict(common),
-                "sim_bridge.ros.ground_node:GroundBridgeNode",
-            )
-        )
+        specs.append(_swarm_node("ground_bridge", dict(common)))
     with_dmar = policy and cfg.routing is not None and not goto
     with_policy = policy and cfg.policy.checkpoint is not None and not goto and not with_dmar
-    commanded = with_policy or with_dmar or goto
     if cbf:
-        for r in robots:
-            specs.append(
-                NodeSpec(
-                    "cbf_filter",
-                    "cbf_node",
-                    "cbf_filter",
-                    f"/{r.name}",
-                    {**common, "robot": r.name},
-                    "cbf_filter.ros.node:CbfNode",
-                )
-            )
-    elif commanded:
-        specs.append(
-            NodeSpec(
-                "sim_bridge",
-                "cmd_passthrough",
-                "cmd_passthrough",
-                "",
-                dict(common),
-                "sim_bridge.ros.passthrough_node:PassthroughNode",
-            )
-        )
+        specs += _robot_nodes("cbf_filter", cfg.robots, common)
+    elif with_policy or with_dmar or goto:
+        specs.append(_swarm_node("cmd_passthrough", dict(common)))
     if goto:
-        specs.append(
-            NodeSpec(
-                "sim_bridge",
-                "swarm_goto",
-                "swarm_goto",
-                "",
-                dict(common),
-                "sim_bridge.ros.goto_node:GotoNode",
-            )
-        )
+        specs.append(_swarm_node("swarm_goto", dict(common)))
     if with_policy:
-        for r in robots:
-            specs.append(
-                NodeSpec(
-                    "lgtc_policy",
-                    "policy_node",
-                    "policy",
-                    f"/{r.name}",
-                    {**common, "robot": r.name},
-                    "lgtc_policy.ros.node:PolicyNode",
-                )
-            )
+        specs += _robot_nodes("policy", cfg.robots, common)
     if with_dmar:
-        for r in robots:
-            specs.append(
-                NodeSpec(
-                    "dmar_agent",
-                    "dmar_node",
-                    "dmar",
-                    f"/{r.name}",
-                    {**common, "robot": r.name},
-                    "dmar_agent.ros.node:DmarNode",
-                )
-            )
+        specs += _robot_nodes("dmar", cfg.robots, common)
     return specs
 
 
@@ -271,7 +235,12 @@ _HINTS = {
     "cbf_filter": "run without it with --no-cbf",
     "lgtc_policy": "run without it with --no-policy",
     "dmar_agent": "install dmar_agent (make venv) or run without it with --no-policy",
-    "sim_bridge.bridges": "the radio bridge is not installed; use --backend sim for a dry run",
+    "sim_bridge.ros.crazyflie_node": (
+        "the radio bridge is not installed; use --backend sim for a dry run"
+    ),
+    "sim_bridge.ros.ground_node": (
+        "the ground bridge is not installed; use --backend sim for a dry run"
+    ),
 }
 
 

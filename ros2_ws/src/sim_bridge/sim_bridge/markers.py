@@ -102,13 +102,37 @@ def swarm_markers(
     pos = np.asarray(positions, dtype=float).reshape(-1, 3)
     known = np.isfinite(pos).all(axis=1)
     out = MarkerArray()
+    out.markers.extend(
+        _robot_layers(names, pos, known, modes, body_radius, safety_distance, stamp, frame)
+    )
+    init = np.asarray(initial_demand, dtype=float)
+    rem = np.asarray(remaining, dtype=float)
+    for m, cname in enumerate(consumer_names):
+        out.markers.extend(
+            _consumer_layers(
+                m,
+                cname,
+                consumer_positions[m],
+                float(consumer_radius[m]),
+                rem[m],
+                init[m] if init.size else init,
+                resource_types,
+                stamp,
+                frame,
+            )
+        )
+    out.markers.append(_comm_layer(pos, known, comm_radius, stamp, frame))
+    return out
 
+
+def _robot_layers(names, pos, known, modes, body_radius, safety_distance, stamp, frame):
+    """``robots`` (SPHERE_LIST by mode), ``safety`` (``Ds / 2`` rings), ``names`` (text)."""
     robots = _marker("robots", 0, Marker.SPHERE_LIST, stamp, frame)
     diameter = 2.0 * float(np.max(body_radius)) if len(body_radius) else 0.1
     robots.scale.x = robots.scale.y = robots.scale.z = max(diameter, 0.02)
     robots.points = _points(pos[known])
     robots.colors = [_rgba(*MODE_COLORS[int(k) % len(MODE_COLORS)]) for k in modes[known]]
-    out.markers.append(robots)
+    out = [robots]
 
     safety = _marker("safety", 0, Marker.LINE_LIST, stamp, frame)
     safety.scale.x = 0.005
@@ -120,7 +144,7 @@ def swarm_markers(
         xyz = np.column_stack([seg + p[:2], np.full(len(seg), p[2])])
         pts.extend(_points(xyz))
     safety.points = pts
-    out.markers.append(safety)
+    out.append(safety)
 
     for i in np.nonzero(known)[0]:
         text = _marker("names", int(i), Marker.TEXT_VIEW_FACING, stamp, frame)
@@ -128,31 +152,33 @@ def swarm_markers(
         text.scale.z = 0.08
         text.color = _rgba(1.0, 1.0, 1.0, 0.9)
         text.text = names[i]
-        out.markers.append(text)
+        out.append(text)
+    return out
 
-    init = np.asarray(initial_demand, dtype=float)
-    rem = np.asarray(remaining, dtype=float)
-    for m, cname in enumerate(consumer_names):
-        total0 = float(init[m].sum()) if init.size else 0.0
-        frac = float(rem[m].sum()) / total0 if total0 > 0 else 0.0
-        cyl = _marker("consumers", m, Marker.CYLINDER, stamp, frame)
-        height = 0.02 + 0.3 * frac
-        x, y = consumer_positions[m]
-        cyl.pose.position = Point(x=float(x), y=float(y), z=height / 2.0)
-        cyl.scale.x = cyl.scale.y = 2.0 * float(consumer_radius[m])
-        cyl.scale.z = height
-        cyl.color = (
-            _rgba(0.9, 0.15, 0.15, 0.2 + 0.6 * frac) if frac > 0 else _rgba(0.2, 0.8, 0.2, 0.3)
-        )
-        out.markers.append(cyl)
-        label = _marker("demand", m, Marker.TEXT_VIEW_FACING, stamp, frame)
-        label.pose.position = Point(x=float(x), y=float(y), z=height + 0.1)
-        label.scale.z = 0.08
-        label.color = _rgba(1.0, 0.9, 0.9, 1.0)
-        parts = [f"{k}={rem[m, j]:.2f}" for j, k in enumerate(resource_types)]
-        label.text = f"{cname}: " + " ".join(parts)
-        out.markers.append(label)
 
+def _consumer_layers(m, cname, xy, radius, rem, init, resource_types, stamp, frame):
+    """Consumer ``m``'s ``consumers`` cylinder (scaled by the remaining demand fraction)
+    and its ``demand`` label; ``rem`` / ``init``: its ``(R,)`` remaining / initial demand."""
+    total0 = float(init.sum()) if init.size else 0.0
+    frac = float(rem.sum()) / total0 if total0 > 0 else 0.0
+    cyl = _marker("consumers", m, Marker.CYLINDER, stamp, frame)
+    height = 0.02 + 0.3 * frac
+    x, y = xy
+    cyl.pose.position = Point(x=float(x), y=float(y), z=height / 2.0)
+    cyl.scale.x = cyl.scale.y = 2.0 * radius
+    cyl.scale.z = height
+    cyl.color = _rgba(0.9, 0.15, 0.15, 0.2 + 0.6 * frac) if frac > 0 else _rgba(0.2, 0.8, 0.2, 0.3)
+    label = _marker("demand", m, Marker.TEXT_VIEW_FACING, stamp, frame)
+    label.pose.position = Point(x=float(x), y=float(y), z=height + 0.1)
+    label.scale.z = 0.08
+    label.color = _rgba(1.0, 0.9, 0.9, 1.0)
+    parts = [f"{k}={rem[j]:.2f}" for j, k in enumerate(resource_types)]
+    label.text = f"{cname}: " + " ".join(parts)
+    return [cyl, label]
+
+
+def _comm_layer(pos, known, comm_radius, stamp, frame) -> Marker:
+    """``comm``: LINE_LIST of the links between known robots within ``comm_radius``."""
     comm = _marker("comm", 0, Marker.LINE_LIST, stamp, frame)
     comm.scale.x = 0.004
     comm.color = _rgba(0.3, 0.9, 0.3, 0.35)
@@ -164,8 +190,7 @@ def swarm_markers(
         ends = np.empty((2 * len(a), 3))
         ends[0::2], ends[1::2] = p[a], p[b]
         comm.points = _points(ends)
-    out.markers.append(comm)
-    return out
+    return comm
 
 
 #: Above this many cells a side, ``routing_grid`` draws only the grid's outline.

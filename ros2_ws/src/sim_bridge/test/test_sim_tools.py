@@ -138,7 +138,9 @@ def test_swarm_launch_file_builds_the_bringup_nodes(monkeypatch):
     config = str(REPO / "launch" / "demo.yaml")
     context = {"config": config, "backend": "", "rviz": "true", "record": "bag",
                "policy": "true", "cbf": "true", "takeoff": "false"}  # fmt: skip
-    actions = mod._actions(context)
+    (opaque,) = [a for a in desc.args[0] if type(a).__name__ == "OpaqueFunction"]
+    run = opaque.kwargs["function"]  # sim_bridge.ros.launch_actions.swarm_actions
+    actions = run(context)
     nodes = [a for a in actions if type(a).__name__ == "Node"]
     specs = plan(load_config(config), config)
     assert len(nodes) == len(specs) + 1  # + rviz2
@@ -151,7 +153,7 @@ def test_swarm_launch_file_builds_the_bringup_nodes(monkeypatch):
     assert "/cf1/pose" in bag.kwargs["cmd"]
     context.update(config=str(REPO / "launch" / "nope.yaml"))
     with pytest.raises(RuntimeError, match="cannot read"):
-        mod._actions(context)
+        run(context)
 
 
 def test_swarm_is_the_worlds_door_and_points_to_the_mission_demos(capsys):
