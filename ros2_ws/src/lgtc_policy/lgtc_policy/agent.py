@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lgtc_policy.env.spec import ACTION_DIM, ObsDims
+from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
 
 __all__ = [
@@ -165,8 +167,6 @@ def load_policy(path: str | os.PathLike, n_resources: int) -> DecentralizedPolic
         MissionError: file missing, corrupted, not an lgtc_policy checkpoint, or trained for a
             different number of resource types than the swarm config lists.
     """
-    from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
-
     p = Path(path)
     try:
         st = p.stat()
@@ -200,8 +200,6 @@ def load_policy(path: str | os.PathLike, n_resources: int) -> DecentralizedPolic
 def _check_policy_sizes(path: Path, cfg, r: int) -> None:
     """The network's item and output sizes are those the observation builder gives for ``r``
     resource types (a value network or a critic saved as ``policy`` is refused here)."""
-    from lgtc_policy.env.spec import ACTION_DIM, ObsDims
-
     dims = ObsDims(r)
     want = (dims.agent_res_dim, dims.consumer_res_dim)
     if (cfg.agent_item_dim, cfg.consumer_item_dim) != want or cfg.out_dim < ACTION_DIM:

@@ -27,7 +27,18 @@ import json
 import sys
 from pathlib import Path
 
-from lgtc_policy.mission import demo, discharge_study
+import torch
+from sim_bridge.config import resolve_package_path
+
+from lgtc_policy.env.spec import EnvError
+from lgtc_policy.evaluate import evaluate_checkpoint
+from lgtc_policy.mission import demo, discharge_study, figures
+from lgtc_policy.model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from lgtc_policy.train.common import ConfigError, write_json
 
 __all__ = ["main", "resolve_checkpoint"]
 
@@ -40,8 +51,6 @@ def resolve_checkpoint(path: str) -> Path:
     A package path resolves strictly inside the package, as a swarm config's
     ``policy.checkpoint`` does (``FileNotFoundError`` otherwise, one line).
     """
-    from sim_bridge.config import resolve_package_path
-
     if ":" in path and not Path(path).exists():
         found = resolve_package_path(path, "--checkpoint")
         if found is not None:
@@ -85,11 +94,6 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _eval(ns: argparse.Namespace) -> int:
-    import torch
-
-    from lgtc_policy.evaluate import evaluate_checkpoint
-    from lgtc_policy.train.common import ConfigError, write_json
-
     if ns.threads < 1:
         raise ConfigError("--threads must be >= 1")
     torch.set_num_threads(ns.threads)
@@ -143,9 +147,6 @@ def _eval(ns: argparse.Namespace) -> int:
 
 def _export(ns: argparse.Namespace) -> int:
     """Copy a training checkpoint without optimiser state, with a fresh full evaluation."""
-    from lgtc_policy.evaluate import evaluate_checkpoint
-    from lgtc_policy.model.checkpoint import load_checkpoint, save_checkpoint
-
     src = resolve_checkpoint(ns.checkpoint)
     ck = load_checkpoint(src)
     ev = evaluate_checkpoint(
@@ -162,8 +163,6 @@ def _export(ns: argparse.Namespace) -> int:
 
 
 def _figures(ns: argparse.Namespace) -> int:
-    from lgtc_policy.mission import figures
-
     out = Path(ns.out)
     ck = str(resolve_checkpoint(ns.checkpoint))
     made = []
@@ -186,8 +185,6 @@ def _figures(ns: argparse.Namespace) -> int:
     if ns.which == "curve":
         expert = None
         if Path(ck).is_file():
-            from lgtc_policy.model.checkpoint import load_checkpoint
-
             expert = load_checkpoint(ck)["eval"].get("expert_reward_mean")
         made.append(figures.train_curve(ns.csv, out / "lgtc_train_curve.png", expert))
     for p in made:
@@ -278,10 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lgtc`` console script."""
-    from lgtc_policy.env.spec import EnvError
-    from lgtc_policy.model.checkpoint import CheckpointError
-    from lgtc_policy.train.common import ConfigError
-
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lgtc_policy.env import EnvConfig
+from lgtc_policy.env import EnvConfig, ResourceEnv
+from lgtc_policy.env.safety import SafetyFilter
+from lgtc_policy.greedy import greedy_action
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet
@@ -32,8 +34,6 @@ __all__ = [
 
 
 def _eval_env(env_cfg: EnvConfig, episodes: int, seed: int):
-    from lgtc_policy.env import ResourceEnv
-
     cfg = dataclasses.replace(env_cfg, auto_reset=False, seed=seed)
     return ResourceEnv(cfg, episodes, device="cpu", seed=seed)
 
@@ -62,8 +62,6 @@ def _safety(env, safety_filter: str):
         raise ValueError(f"safety_filter={safety_filter!r}: use one of {SAFETY_FILTERS}")
     if safety_filter == "none":
         return None
-    from lgtc_policy.env.safety import SafetyFilter
-
     return SafetyFilter(env).filter
 
 
@@ -133,6 +131,7 @@ def _evaluate_controller(env_cfg: EnvConfig, episodes: int, seed: int, make) -> 
 
 def evaluate_expert(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     """The centralized expert (MIQP assignment + P control + CBF) on the same seeded episodes."""
+    # the MIQP solver stack takes seconds to import: only when the expert is evaluated
     from lgtc_policy.env.expert import CentralizedExpert
 
     return _evaluate_controller(env_cfg, episodes, seed, lambda env: CentralizedExpert(env).act)
@@ -142,8 +141,6 @@ def evaluate_greedy(env_cfg: EnvConfig, episodes: int, seed: int) -> dict:
     """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, not in the paper) on the same
     seeded episodes: what one robot achieves from its own observation and its close
     neighbours' positions without any learning."""
-    from lgtc_policy.greedy import greedy_action
-
     return _evaluate_controller(env_cfg, episodes, seed, lambda env: lambda: greedy_action(env))
 
 

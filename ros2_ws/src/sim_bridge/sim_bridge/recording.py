@@ -207,6 +207,38 @@ def _stamp(t: float) -> dict:
     return {"sec": int(sec), "nanosec": int(round((t - sec) * 1e9)) % 1_000_000_000}
 
 
+def _pose(stamp: dict, xyz) -> dict:
+    """A PoseStamped (world frame, identity orientation) as the writer takes it."""
+    x, y, z = (float(v) for v in xyz)
+    return {
+        "header": {"stamp": stamp, "frame_id": topics.WORLD_FRAME},
+        "pose": {
+            "position": {"x": x, "y": y, "z": z},
+            "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
+        },
+    }
+
+
+def _diagnostic(stamp: dict, name: str, values: dict[str, str]) -> dict:
+    """A DiagnosticArray with one OK status ``name`` holding ``values``."""
+    status = {
+        "level": 0,
+        "name": name,
+        "message": "",
+        "hardware_id": "",
+        "values": [{"key": str(k), "value": str(v)} for k, v in values.items()],
+    }
+    return {"header": {"stamp": stamp, "frame_id": ""}, "status": [status]}
+
+
+_WRITTEN = (
+    "rosgraph_msgs/msg/Clock",
+    "geometry_msgs/msg/PoseStamped",
+    "std_msgs/msg/Float64MultiArray",
+    "diagnostic_msgs/msg/DiagnosticArray",
+)
+
+
 def write_run(
     path: str | os.PathLike,
     cfg: SwarmConfig,
@@ -219,9 +251,10 @@ def write_run(
     :func:`read_run` reads like a ROS one: per sample ``k`` the ``/clock`` at ``times[k]`` [s],
     every robot's ``/<robot>/pose`` at ``positions[k]`` ``(K, N, 3)`` [m] and the
     ``/consumers`` table with ``demands[k]`` ``(K, M, r)`` (``None``: the initial demand
-    throughout, for a writer that does not track it); then each
-    ``(sim t, status name, {key: value})`` of ``diagnostics`` on ``/diagnostics`` at its time.
-    Log times are the sim times [ns]. No rclpy needed (CDR from the message definitions)."""
+    throughout, for a writer that does not track it); then each ``(sim t, status name, {key:
+    value})`` of ``diagnostics`` on ``/diagnostics`` at its time. Log times are the sim times
+    [ns], the messages of one sample 1 ns apart in that order. No rclpy needed (CDR from the
+    message definitions)."""
     times = np.asarray(times, dtype=float)
     positions = np.asarray(positions, dtype=float)
     m, r = len(cfg.consumers), len(cfg.resource_types)
@@ -230,69 +263,31 @@ def write_run(
     table = np.array([[*c.position, c.radius, 1.0] for c in cfg.consumers], dtype=float)
     table = table.reshape(m, len(topics.CONSUMER_FIXED_FIELDS))
     diags = sorted(diagnostics, key=lambda d: d[0])
+    pose_topics = [topics.robot_topic(name, topics.POSE) for name in cfg.robot_names]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         writer = Ros2Writer(fh)
         writer.add_metadata("swarm_config", {"yaml": yaml.safe_dump(cfg.to_mapping())})
-        schema = {
-            name: writer.register_msgdef(name, msgdef(name))
-            for name in (
-                "rosgraph_msgs/msg/Clock",
-                "geometry_msgs/msg/PoseStamped",
-                "std_msgs/msg/Float64MultiArray",
-                "diagnostic_msgs/msg/DiagnosticArray",
-            )
-        }
+        clock, pose, array, diag = (writer.register_msgdef(n, msgdef(n)) for n in _WRITTEN)
         d = 0
         for k, t in enumerate(times):
-            log = int(round(t * 1e9))  # this sample's messages 1 ns apart, in order
+            log = int(round(t * 1e9))
             stamp = _stamp(float(t))
-            writer.write_message(
-                topics.CLOCK, schema["rosgraph_msgs/msg/Clock"], {"clock": stamp}, log_time=log
-            )
-            for i, name in enumerate(cfg.robot_names):
-                x, y, z = (float(v) for v in positions[k, i])
+            writer.write_message(topics.CLOCK, clock, {"clock": stamp}, log_time=log)
+            for i, topic in enumerate(pose_topics):
                 writer.write_message(
-                    topics.robot_topic(name, topics.POSE),
-                    schema["geometry_msgs/msg/PoseStamped"],
-                    {
-                        "header": {"stamp": stamp, "frame_id": topics.WORLD_FRAME},
-                        "pose": {
-                            "position": {"x": x, "y": y, "z": z},
-                            "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
-                        },
-                    },
-                    log_time=log + 1 + i,
+                    topic, pose, _pose(stamp, positions[k, i]), log_time=log + 1 + i
                 )
             data = np.concatenate([table, np.asarray(demands[k], dtype=float)], axis=1)
-            writer.write_message(
-                topics.CONSUMERS,
-                schema["std_msgs/msg/Float64MultiArray"],
-                {"layout": {"dim": [], "data_offset": 0}, "data": data.ravel().tolist()},
-                log_time=log + 1 + len(cfg.robots),
-            )
+            log += 1 + len(pose_topics)
+            msg = {"layout": {"dim": [], "data_offset": 0}, "data": data.ravel().tolist()}
+            writer.write_message(topics.CONSUMERS, array, msg, log_time=log)
             end = times[k + 1] if k + 1 < len(times) else math.inf
             while d < len(diags) and diags[d][0] < end:
-                _, name, values = diags[d]
+                log += 1
                 writer.write_message(
-                    topics.DIAGNOSTICS,
-                    schema["diagnostic_msgs/msg/DiagnosticArray"],
-                    {
-                        "header": {"stamp": stamp, "frame_id": ""},
-                        "status": [
-                            {
-                                "level": 0,
-                                "name": name,
-                                "message": "",
-                                "hardware_id": "",
-                                "values": [
-                                    {"key": str(a), "value": str(b)} for a, b in values.items()
-                                ],
-                            }
-                        ],
-                    },
-                    log_time=log + 2 + len(cfg.robots) + d,
+                    topics.DIAGNOSTICS, diag, _diagnostic(stamp, *diags[d][1:]), log_time=log
                 )
                 d += 1
         writer.finish()

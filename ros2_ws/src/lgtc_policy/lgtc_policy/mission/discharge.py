@@ -67,13 +67,23 @@ def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> 
     return data
 
 
-def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
-    """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
-    ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
-    event is the one analysed)."""
-    ev = next((e for e in cfg.events if e.type == "discharge"), None)
-    if ev is None:
-        raise MissionError(f"{cfg.source}: no discharge event to analyse")
+class _Areas:
+    """Which consumer's interaction area holds each airborne robot of ``cfg`` (floor distance
+    ``<= R_m``, above half its take-off height; the nearest on overlap)."""
+
+    def __init__(self, cfg) -> None:
+        self.cpos = np.array([c.position for c in cfg.consumers])
+        self.rad = np.array([c.radius for c in cfg.consumers])
+        self.lift = np.array([cfg.arena.z[0] + 0.5 * r.takeoff_height for r in cfg.robots])
+
+    def __call__(self, pos: np.ndarray) -> np.ndarray:
+        """(N,) consumer index per robot at positions ``pos`` (N, 3), or -1."""
+        d = np.linalg.norm(pos[:, None, :2] - self.cpos[None], axis=-1)
+        inside = (d <= self.rad[None]) & (pos[:, 2] >= self.lift)[:, None]
+        return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
+
+
+def _check_trajectory(cfg, times, positions) -> tuple[np.ndarray, np.ndarray]:
     times = np.asarray(times, dtype=float)
     positions = np.asarray(positions, dtype=float)
     n = len(cfg.robots)
@@ -82,33 +92,37 @@ def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0)
             f"trajectory: positions {positions.shape} / times {times.shape}, expected "
             f"(T, {n}, 3) / (T,)"
         )
+    return times, positions
+
+
+def _fail(out: dict, outcome: str, reason: str) -> dict:
+    out.update(success=False, outcome=outcome, reason=reason)
+    return out
+
+
+def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
+    """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
+    ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
+    event is the one analysed)."""
+    ev = next((e for e in cfg.events if e.type == "discharge"), None)
+    if ev is None:
+        raise MissionError(f"{cfg.source}: no discharge event to analyse")
+    times, positions = _check_trajectory(cfg, times, positions)
     victim = cfg.robot_index(ev.robot)
-    cpos = np.array([c.position for c in cfg.consumers])
-    rad = np.array([c.radius for c in cfg.consumers])
-    z0 = cfg.arena.z[0]
-    lift = np.array([z0 + 0.5 * r.takeoff_height for r in cfg.robots])
-    others = np.array([i for i in range(n) if i != victim])
-
-    def area(pos: np.ndarray) -> np.ndarray:
-        """(N,) index of the consumer whose area holds each airborne robot (nearest), or -1."""
-        d = np.linalg.norm(pos[:, None, :2] - cpos[None], axis=-1)
-        inside = (d <= rad[None]) & (pos[:, 2] >= lift)[:, None]
-        return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
-
+    others = np.array([i for i in range(len(cfg.robots)) if i != victim])
+    area = _Areas(cfg)
     out: dict[str, Any] = {"victim": ev.robot, "t_event": ev.t}
     before = np.nonzero(times < ev.t)[0]
     if before.size == 0 or times[-1] < ev.t:
-        out.update(success=False, outcome="no event", reason="run ended before the event")
-        return out
+        return _fail(out, "no event", "run ended before the event")
     at = area(positions[before[-1]])
-    out["landed"] = bool(positions[-1, victim, 2] < z0 + 0.1)
+    out["landed"] = bool(positions[-1, victim, 2] < cfg.arena.z[0] + 0.1)
     if at[victim] < 0:
-        out.update(
-            success=False,
-            outcome="victim in no area",
-            reason="the victim was not serving a consumer at the event: nothing abandoned",
+        return _fail(
+            out,
+            "victim in no area",
+            "the victim was not serving a consumer at the event: nothing abandoned",
         )
-        return out
     m = int(at[victim])
     out["consumer"] = cfg.consumers[m].name
     out["abandoned"] = not bool((at[others] == m).any())
@@ -119,23 +133,21 @@ def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0)
     where = np.array([area(positions[k])[others] for k in after])  # (K, N - 1)
     held = where == m
     covered = held.any(axis=1)
-    every = np.array([np.isin(np.arange(n_cons), row).all() for row in where], dtype=bool)
     out["covered_after_pct"] = float(100.0 * covered.mean()) if covered.size else math.nan
     if empty.any():
-        out.update(
-            success=False,
-            outcome="incomplete allocation",
-            reason=f"{', '.join(out['uncovered_at_event'])} held no robot at the event: "
+        return _fail(
+            out,
+            "incomplete allocation",
+            f"{', '.join(out['uncovered_at_event'])} held no robot at the event: "
             "there was no complete allocation to repair",
         )
-        return out
     if not out["abandoned"]:
-        out.update(
-            success=False,
-            outcome="not abandoned",
-            reason=f"another robot was already inside {cfg.consumers[m].name}: nothing to re-cover",
+        return _fail(
+            out,
+            "not abandoned",
+            f"another robot was already inside {cfg.consumers[m].name}: nothing to re-cover",
         )
-        return out
+    every = np.array([np.isin(np.arange(n_cons), row).all() for row in where], dtype=bool)
     recover, by, came_from = math.nan, None, None
     if every.any():
         k = int(np.argmax(every))

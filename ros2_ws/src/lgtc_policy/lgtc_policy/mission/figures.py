@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from sim_bridge.recording import read_run
 
-from lgtc_policy.env import EnvConfig
+from lgtc_policy.env import EnvConfig, ResourceEnv
+from lgtc_policy.env.safety import SafetyFilter
+from lgtc_policy.evaluate import evaluate_expert, evaluate_net, trained_safety_filter
 from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
@@ -51,6 +53,7 @@ COLORS = {
 
 
 def _plt():
+    # matplotlib only when a figure is drawn (the study and the demo import this module)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,8 +197,6 @@ def fig4(
     env config, ``trials`` and ``seed``; with ``expert_cache`` they are read from / written to
     that CSV (the expert at N = 50 re-solves eq. 3 often and dominates the run time).
     """
-    from lgtc_policy.evaluate import evaluate_expert, evaluate_net
-
     ck = load_checkpoint(checkpoint)
     net = build_net(ck)
     base = EnvConfig.from_dict(dict(ck["env_config"]))
@@ -258,33 +259,32 @@ def fig4(
     return out
 
 
+@dataclasses.dataclass
+class _DischargeRollout:
+    """One Fig. 5/6 episode: positions ``pos (T + 1, N, 2)`` [normalised], policy / value
+    cluster states ``sp (T + 1, N, F)`` / ``sv (T, N, F)`` (empty without a value network),
+    attended consumer ``att (T, N)``, consumer positions and radii, the victim, ``dt`` [s]."""
+
+    pos: np.ndarray
+    sp: list
+    sv: list
+    att: np.ndarray
+    cpos: np.ndarray
+    radii: np.ndarray
+    victim: int
+    dt: float
+    n_consumers: int
+
+
 @torch.inference_mode()
-def fig56(
-    checkpoint: str,
-    out_dir: str | Path,
-    seed: int = 0,
-    duration_s: float = 100.0,
-    discharge_s: float = 50.0,
-) -> list[Path]:
-    """Figs. 5/6: discharge of one agent at ``discharge_s`` with 5 agents and 3 consumers.
-
-    All resources are persistent (battery-like), so a consumer stays served only while an
-    agent holding its resource stays inside ``R_m``. At ``discharge_s`` the agent that serves
-    its consumer alone (the first such, else agent 0) discharges and lands. Fig. 6 plots the
-    normalised projection ``<x_i, 1> / (sqrt(F) ||x_i||)`` of each agent's cluster state for
-    the policy network and, as in the paper, the value network. The actions pass the expert's
-    CBF filter when the checkpoint was trained with it (``lgtc train --safety-filter cbf``).
-    """
-    from lgtc_policy.env import ResourceEnv
-    from lgtc_policy.env.safety import SafetyFilter
-    from lgtc_policy.evaluate import trained_safety_filter
-
-    ck = load_checkpoint(checkpoint)
+def _discharge_rollout(ck: dict, seed: int, duration_s: float, discharge_s: float):
+    """Fly the checkpoint's policy (and its value network alongside) on 5 agents and 3
+    persistent consumers; at ``discharge_s`` the agent serving its consumer alone (the first
+    such, else agent 0) discharges and lands."""
     pol = build_net(ck, "policy")
     val = build_net(ck, "value") if "value" in ck["nets"] else None
     base = EnvConfig.from_dict(dict(ck["env_config"]))
-    dt = base.dt
-    T, t_dis = round(duration_s / dt), round(discharge_s / dt)
+    T, t_dis = round(duration_s / base.dt), round(discharge_s / base.dt)
     cfg = dataclasses.replace(
         base,
         n_agents=5,
@@ -301,7 +301,7 @@ def fig56(
     xp = torch.zeros(1, N, pol.state_dim)
     xv = torch.zeros(1, N, val.state_dim) if val is not None else None
     prev = obs.agent_res.clone()
-    pos, sp, sv, att, dem = [obs.pos[0].clone()], [xp[0].clone()], [], [], []
+    pos, sp, sv, att = [obs.pos[0].clone()], [xp[0].clone()], [], []
     victim = -1
     for t in range(T):
         if t == t_dis:
@@ -318,33 +318,42 @@ def fig56(
             sv.append(xv[0].clone())
         prev = obs.agent_res.clone()
         act = pol.action(out)
-        obs, _, done, info = env.step(act if safety is None else safety.filter(act))
+        obs, _, done, _ = env.step(act if safety is None else safety.filter(act))
         pos.append(obs.pos[0].clone())
         sp.append(xp[0].clone())
         att.append(xi[0].argmax(-1))
-        dem.append(float(info["demand_satisfied"][0]))
         if bool(done.all()):
             break
-    P = torch.stack(pos).numpy()
-    time_s = np.arange(P.shape[0]) * dt
-    cpos = obs.consumer_pos[0].numpy()
-    radii = env.radius[0].numpy()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return _DischargeRollout(
+        pos=torch.stack(pos).numpy(),
+        sp=sp,
+        sv=sv,
+        att=torch.stack(att).numpy(),
+        cpos=obs.consumer_pos[0].numpy(),
+        radii=env.radius[0].numpy(),
+        victim=victim,
+        dt=base.dt,
+        n_consumers=cfg.n_consumers,
+    )
+
+
+def _draw_fig5(ro: _DischargeRollout, discharge_s: float, path: Path) -> Path:
+    """Fig. 5: the paths (dashed after the discharge) and x, y over time."""
     plt = _plt()
     cols = plt.get_cmap("tab10")
-    # ---- Fig. 5: positions over time
+    P, N = ro.pos, ro.pos.shape[1]
+    t_dis = round(discharge_s / ro.dt)
+    time_s = np.arange(P.shape[0]) * ro.dt
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.4), dpi=100)
     ax = axes[0]
-    for m, (cx, cy) in enumerate(cpos):
-        ax.add_patch(plt.Circle((cx, cy), float(radii[m]), color="red", alpha=0.15))
+    for m, (cx, cy) in enumerate(ro.cpos):
+        ax.add_patch(plt.Circle((cx, cy), float(ro.radii[m]), color="red", alpha=0.15))
         ax.plot(cx, cy, "r.", ms=10)
     for i in range(N):
         ax.plot(P[: t_dis + 1, i, 0], P[: t_dis + 1, i, 1], "-", color=cols(i), lw=1)
         ax.plot(P[t_dis:, i, 0], P[t_dis:, i, 1], "--", color=cols(i), lw=1)
-        ax.plot(
-            P[-1, i, 0], P[-1, i, 1], "x" if i == victim else "o", color=cols(i), label=f"agent {i}"
-        )
+        marker = "x" if i == ro.victim else "o"
+        ax.plot(P[-1, i, 0], P[-1, i, 1], marker, color=cols(i), label=f"agent {i}")
     ax.set_xlim(-1, 1)
     ax.set_ylim(-1, 1)
     ax.set_aspect("equal")
@@ -354,33 +363,40 @@ def fig56(
         ax = axes[k]
         for i in range(N):
             ax.plot(time_s, P[:, i, k - 1], color=cols(i), lw=1)
-        for m in range(cpos.shape[0]):
-            ax.axhline(cpos[m, k - 1], color="red", ls=":", lw=0.8)
+        for m in range(ro.cpos.shape[0]):
+            ax.axhline(ro.cpos[m, k - 1], color="red", ls=":", lw=0.8)
         ax.axvline(discharge_s, color="k", ls="--", lw=0.8)
         ax.set_xlabel("time [s]")
         ax.set_ylabel(f"{lab} (normalised)")
     fig.suptitle(
-        f"Fig. 5: agent {victim} discharges at {discharge_s:.0f} s (5 agents, 3 consumers)"
+        f"Fig. 5: agent {ro.victim} discharges at {discharge_s:.0f} s (5 agents, 3 consumers)"
     )
     fig.tight_layout()
-    p5 = out_dir / "lgtc_fig5_discharge.png"
-    fig.savefig(p5)
+    fig.savefig(path)
     plt.close(fig)
+    return path
 
-    # ---- Fig. 6: normalised cluster states
-    def proj(states: list[torch.Tensor]) -> np.ndarray:
-        X = torch.stack(states).numpy()  # (T, N, F)
-        nrm = np.linalg.norm(X, axis=-1)
-        return np.where(nrm > 0, X.sum(-1) / (np.sqrt(X.shape[-1]) * np.maximum(nrm, 1e-12)), 0.0)
 
-    panels = [("policy network", proj(sp[1:]))]
-    if sv:
-        panels.append(("value network", proj(sv)))
-    A = torch.stack(att).numpy()
+def _cluster_projection(states: list[torch.Tensor]) -> np.ndarray:
+    """``<x_i, 1> / (sqrt(F) ||x_i||)`` of ``(T, N, F)`` cluster states (0 where x_i = 0)."""
+    X = torch.stack(states).numpy()
+    nrm = np.linalg.norm(X, axis=-1)
+    return np.where(nrm > 0, X.sum(-1) / (np.sqrt(X.shape[-1]) * np.maximum(nrm, 1e-12)), 0.0)
+
+
+def _draw_fig6(ro: _DischargeRollout, discharge_s: float, path: Path) -> Path:
+    """Fig. 6: normalised cluster states (policy, value network) and the attended consumer."""
+    plt = _plt()
+    cols = plt.get_cmap("tab10")
+    N = ro.pos.shape[1]
+    panels = [("policy network", _cluster_projection(ro.sp[1:]))]
+    if ro.sv:
+        panels.append(("value network", _cluster_projection(ro.sv)))
+    A = ro.att
     fig, axes = plt.subplots(
         len(panels) + 1, 1, figsize=(7.0, 2.2 * (len(panels) + 1)), dpi=100, sharex=True
     )
-    ts = time_s[1 : len(A) + 1]
+    ts = (np.arange(ro.pos.shape[0]) * ro.dt)[1 : len(A) + 1]
     for ax, (name, Y) in zip(axes, panels):
         for i in range(N):
             ax.plot(ts, Y[:, i], color=cols(i), lw=1, label=f"agent {i}")
@@ -392,15 +408,39 @@ def fig56(
     for i in range(N):
         ax.plot(ts, A[:, i] + 0.06 * (i - N / 2), color=cols(i), lw=1.5)
     ax.axvline(discharge_s, color="k", ls="--", lw=0.8)
-    ax.set_yticks(range(cfg.n_consumers))
+    ax.set_yticks(range(ro.n_consumers))
     ax.set_ylabel("attended consumer")
     ax.set_xlabel("time [s]")
     fig.suptitle("Fig. 6: dynamic cluster consensus with a discharging agent", fontsize=10)
     fig.tight_layout()
-    p6 = out_dir / "lgtc_fig6_clusters.png"
-    fig.savefig(p6)
+    fig.savefig(path)
     plt.close(fig)
-    return [p5, p6]
+    return path
+
+
+def fig56(
+    checkpoint: str,
+    out_dir: str | Path,
+    seed: int = 0,
+    duration_s: float = 100.0,
+    discharge_s: float = 50.0,
+) -> list[Path]:
+    """Figs. 5/6: discharge of one agent at ``discharge_s`` with 5 agents and 3 consumers.
+
+    All resources are persistent (battery-like), so a consumer stays served only while an
+    agent holding its resource stays inside ``R_m``. At ``discharge_s`` the agent that serves
+    its consumer alone (the first such, else agent 0) discharges and lands. Fig. 6 plots the
+    normalised projection ``<x_i, 1> / (sqrt(F) ||x_i||)`` of each agent's cluster state for
+    the policy network and, as in the paper, the value network. The actions pass the expert's
+    CBF filter when the checkpoint was trained with it (``lgtc train --safety-filter cbf``).
+    """
+    ro = _discharge_rollout(load_checkpoint(checkpoint), seed, duration_s, discharge_s)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        _draw_fig5(ro, discharge_s, out_dir / "lgtc_fig5_discharge.png"),
+        _draw_fig6(ro, discharge_s, out_dir / "lgtc_fig6_clusters.png"),
+    ]
 
 
 # ----------------------------------------------------------------------------- study plots

@@ -36,8 +36,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from cbf_filter import DecentralizedCBF
+from cbf_filter.params import from_config
+from cbf_filter.unicycle import projection_point_params
+from sim_bridge.sim import SimParams
 
 from lgtc_policy.agent import ArenaFrame, MissionError
+from lgtc_policy.env import EnvConfig, ResourceEnv
+from lgtc_policy.greedy import greedy_action
+from lgtc_policy.model.features import inputs_from_obs
 
 __all__ = [
     "EpisodeScore",
@@ -127,10 +134,6 @@ class FilterSpec:
 def filter_spec(cfg) -> FilterSpec:
     """The :class:`FilterSpec` of swarm config ``cfg`` (model ``auto`` of the node: ``si3``
     for a crazyflie, ``unicycle`` for a ground robot, default projection distance)."""
-    from cbf_filter.params import from_config
-    from cbf_filter.unicycle import projection_point_params
-    from sim_bridge.sim import SimParams
-
     sim = SimParams()
     params, dims, height = [], [], []
     floor = float(cfg.arena.z[0])
@@ -206,8 +209,6 @@ def scenario_from_config(cfg, control_hz: float = 20.0) -> Scenario:
 def make_env(sc: Scenario, env_config: dict[str, Any], steps: int, seed: int = 0):
     """A B = 1 :class:`ResourceEnv` holding scenario ``sc``, reward gains from ``env_config``
     (the checkpoint's), ``episode_length = steps``."""
-    from lgtc_policy.env import EnvConfig, ResourceEnv
-
     N, r = sc.supply.shape
     M = sc.demand.shape[0]
     known = {f.name for f in dataclasses.fields(EnvConfig)}
@@ -350,8 +351,6 @@ class RosChainFilter:
     """
 
     def __init__(self, env, sc: Scenario) -> None:
-        from cbf_filter import DecentralizedCBF
-
         if sc.safety is None:
             raise MissionError(
                 "the scenario carries no CBF filter spec: build it with scenario_from_config"
@@ -429,8 +428,6 @@ def core_rollout(
     """The policy ``net`` (an ``LGTCNet``) on the scenario in the core env for ``steps`` ticks;
     with ``cbf`` every action first passes the ROS chain's per-robot CBF filters
     (:class:`RosChainFilter`), like the commands of the ROS chain."""
-    from lgtc_policy.model.features import inputs_from_obs
-
     env = make_env(sc, env_config, steps, seed)
     safety = RosChainFilter(env, sc) if cbf else None
     tr = _Tracker(env)
@@ -458,7 +455,7 @@ def core_rollout(
 @torch.inference_mode()
 def expert_rollout(sc: Scenario, env_config: dict, steps: int, seed: int = 0) -> EpisodeScore:
     """The centralized expert on the scenario (raises MissionError if it is not installed)."""
-    try:
+    try:  # the MIQP solver stack: seconds to import, and optional
         from lgtc_policy.env.expert import CentralizedExpert
     except ImportError as exc:
         raise MissionError(f"the centralized expert is not available ({exc})") from None
@@ -481,8 +478,6 @@ def greedy_rollout(
     """The decentralized greedy rule (:mod:`lgtc_policy.greedy`, the BC teacher; not in the
     paper) on the scenario, each action through the ROS chain's CBF filters like
     ``core_rollout(cbf=True)``: a yardstick that needs no checkpoint."""
-    from lgtc_policy.greedy import greedy_action
-
     env = make_env(sc, env_config, steps, seed)
     safety = RosChainFilter(env, sc) if cbf else None
     tr = _Tracker(env)

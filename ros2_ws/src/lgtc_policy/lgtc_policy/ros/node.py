@@ -30,6 +30,7 @@ import math
 import time
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped, TwistStamped
 from rclpy.node import Node
@@ -292,8 +293,6 @@ def main(args=None) -> None:
 
     A bad config or checkpoint prints one line ``policy_node: <problem>`` and exits with 2.
     """
-    import torch
-
     torch.set_num_threads(1)  # tiny tensors: extra intra-op threads only contend for the CPU
     spin_node(PolicyNode, "policy_node", args, errors=(MissionError, ConfigError))
 

@@ -487,6 +487,26 @@ def _reap(
     return fatal
 
 
+def _spin_processes(
+    ex, procs, res, stop, t0, duration, should_stop, robots, workdir, lander, out
+) -> dict[int, float]:
+    """Spin the observers until a stop reason (``res.stop_reason``; a fatal node exit:
+    ``node_exit``, see :func:`_reap`); returns each node process's CPU time [s]."""
+    cpu = {p.pid: 0.0 for _, p, _ in procs}
+    gone: set[str] = set()
+    while True:
+        res.stop_reason = stop_reason(stop, t0, duration, should_stop)
+        if res.stop_reason:
+            return cpu
+        ex.spin_once(timeout_sec=0.05)
+        for _, proc, _ in procs:
+            if proc.poll() is None:
+                cpu[proc.pid] = proc_cpu_s(proc.pid)
+        if _reap(procs, gone, res, robots, workdir, lander, out):
+            res.stop_reason = "node_exit"
+            return cpu
+
+
 def run_processes(
     specs: list[NodeSpec],
     cfg: SwarmConfig,
@@ -540,20 +560,10 @@ def run_processes(
             on_ready(context, ex)
         t0 = time.perf_counter()
         c0 = time.process_time()
-        cpu = {p.pid: 0.0 for _, p, _ in procs}
-        gone: set[str] = set()
         robots = set() if stop_on_node_exit else set(cfg.robot_names)
-        while True:
-            res.stop_reason = stop_reason(stop, t0, duration, should_stop)
-            if res.stop_reason:
-                break
-            ex.spin_once(timeout_sec=0.05)
-            for _, proc, _ in procs:
-                if proc.poll() is None:
-                    cpu[proc.pid] = proc_cpu_s(proc.pid)
-            if _reap(procs, gone, res, robots, workdir, monitor, out):
-                res.stop_reason = "node_exit"
-                break
+        cpu = _spin_processes(
+            ex, procs, res, stop, t0, duration, should_stop, robots, workdir, monitor, out
+        )
         wall = time.perf_counter() - t0
         _fill_result(res, monitor, wall)
         own = time.process_time() - c0
