@@ -250,3 +250,25 @@ def test_discharge_scenario_reallocates(tmp_path):
     res = analyse(cfg, times, positions, window=25.0)
     assert world.mode_of(cfg.robots[victim].name) == "grounded"
     assert res["outcome"] == "re-covered", f"{res['outcome']}: {res.get('reason')}"
+
+
+def test_demo_stops_once_every_demand_is_met(tmp_path, north_checkpoint):
+    """The mission monitor, an observer in the swarm's executor, ends the run `linger` sim
+    seconds after the demand is met (here at take-off: the consumer is around cf2's start)."""
+    consumers = [{"name": "c1", "position": [0.0, -1.5], "radius": 0.5, "demand": {"energy": 0.3}}]
+    config = three_robots(tmp_path / "done.yaml", north_checkpoint, consumers)
+    values = run_demo(
+        DemoOptions(
+            config=str(config),
+            out=str(tmp_path / "run"),
+            duration=40.0,
+            linger=1.0,
+            cbf=HAS_CBF,
+            gif=False,
+            compare=False,
+            status_every=0,
+        )
+    )
+    assert values["demand_satisfied_pct"] == pytest.approx(100.0)
+    assert values["time_to_satisfy_s"] < values["sim_s"] < values["time_to_satisfy_s"] + 3.0
+    assert values["wall_s"] < 30.0
