@@ -1,5 +1,6 @@
-"""``lgtc`` command line: the LGTC mission's door (``train``, ``eval``, ``export``,
-``figures``, ``demo``, ``discharge``).
+"""``lgtc`` command line: train, evaluate, fly and study the LGTC mission.
+
+Subcommands: ``train``, ``eval``, ``export``, ``figures``, ``demo``, ``discharge``.
 
 Examples::
 
@@ -192,6 +193,37 @@ def _figures(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_mission_commands(sub) -> None:
+    """``figures``, ``demo`` and ``discharge``: the paper's figures and the mission over ROS 2."""
+    fg = sub.add_parser("figures", help="regenerate the paper's Figs. 3-6")
+    fg.add_argument("which", choices=["fig3", "fig4", "fig56", "curve", "all"])
+    fg.add_argument("--runs", default="runs/sweep", help="fig3: folder of <algo>_s<seed> runs")
+    fg.add_argument("--checkpoint", default=SHIPPED, help="fig4/fig56: LGTC-IPPO checkpoint")
+    fg.add_argument(
+        "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"
+    )
+    fg.add_argument("--trials", type=int, default=10, help="fig4: episodes per point")
+    fg.add_argument("--expert-cache", default="", help="fig4: CSV caching the expert's rows")
+    fg.add_argument(
+        "--agents", type=int, nargs="+", default=[5, 10, 20, 30, 40, 50], help="fig4: N values"
+    )
+    fg.add_argument(
+        "--consumers", type=int, nargs="+", default=[2, 4, 6, 8, 10], help="fig4: M values"
+    )
+    fg.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    fg.add_argument("--out", default="docs/img", help="output folder")
+    fg.set_defaults(fn=_figures)
+
+    dm = sub.add_parser("demo", help="fly the LGTC policy over ROS 2 and write its report")
+    demo.add_arguments(dm)
+    dm.set_defaults(fn=demo.run_cli)
+    dc = sub.add_parser(
+        "discharge", help="battery-discharge study (Fig. 5) over ROS 2 or in the core env"
+    )
+    discharge_study.add_arguments(dc)
+    dc.set_defaults(fn=discharge_study.run_cli)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lgtc_policy.train.bc import BC_ALGOS, BCConfig
     from lgtc_policy.train.common import add_dataclass_args
@@ -243,33 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     ex.set_defaults(fn=_export)
 
-    fg = sub.add_parser("figures", help="regenerate the paper's Figs. 3-6")
-    fg.add_argument("which", choices=["fig3", "fig4", "fig56", "curve", "all"])
-    fg.add_argument("--runs", default="runs/sweep", help="fig3: folder of <algo>_s<seed> runs")
-    fg.add_argument("--checkpoint", default=SHIPPED, help="fig4/fig56: LGTC-IPPO checkpoint")
-    fg.add_argument(
-        "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"
-    )
-    fg.add_argument("--trials", type=int, default=10, help="fig4: episodes per point")
-    fg.add_argument("--expert-cache", default="", help="fig4: CSV caching the expert's rows")
-    fg.add_argument(
-        "--agents", type=int, nargs="+", default=[5, 10, 20, 30, 40, 50], help="fig4: N values"
-    )
-    fg.add_argument(
-        "--consumers", type=int, nargs="+", default=[2, 4, 6, 8, 10], help="fig4: M values"
-    )
-    fg.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    fg.add_argument("--out", default="docs/img", help="output folder")
-    fg.set_defaults(fn=_figures)
-
-    dm = sub.add_parser("demo", help="fly the LGTC policy over ROS 2 and write its report")
-    demo.add_arguments(dm)
-    dm.set_defaults(fn=demo.run_cli)
-    dc = sub.add_parser(
-        "discharge", help="battery-discharge study (Fig. 5) over ROS 2 or in the core env"
-    )
-    discharge_study.add_arguments(dc)
-    dc.set_defaults(fn=discharge_study.run_cli)
+    _add_mission_commands(sub)
     return p
 
 
