@@ -301,6 +301,14 @@ class CentralizedCBF:
             reach = 2.0 * rp.max_speed * gnorm
             b_eff[b_eff > reach] = np.inf
         lb, ub = box_bounds(x, rp)
+        return self._filter_rows(pat, u_hat, g, b_eff, lb, ub, n_pairs, min_dist, t0)
+
+    def _filter_rows(self, pat, u_hat, g, b_eff, lb, ub, n_pairs, min_dist, t0) -> CBFResult:
+        """:meth:`filter` once the rows are known: the nominal command if it is admissible,
+        else the thresholded one if admissible, else the active-set method (``auto``), else
+        :meth:`_solve_osqp`. ``g`` / ``b_eff``: pair gradients and bounds (inf: inactive)."""
+        n, rp = self.n, self.rp
+        pairs = pat.pairs
 
         # Exact feasibility of the nominal command: then it is the minimiser itself (cheap
         # tests first; the pair rows only when speed and walls pass).
@@ -357,6 +365,13 @@ class CentralizedCBF:
                 return self._done(
                     self._certified(u, pairs, rows, res, n_pairs, min_dist, iters, t0)
                 )
+        return self._solve_osqp(pat, rows, target, g, b_eff, lb, ub, n_pairs, min_dist, t0)
+
+    def _solve_osqp(self, pat, rows, target, g, b_eff, lb, ub, n_pairs, min_dist, t0) -> CBFResult:
+        """The safety QP by OSQP (refined when polishing fails), made exact by the
+        active-set method in ``auto``, checked; a braking fallback on failure."""
+        n, d, rp = self.n, self.d, self.rp
+        pairs = pat.pairs
         solver = self._osqp_setup(pat)
         self.stats.osqp_solves += 1
         vals = np.concatenate([np.concatenate([-g, g], axis=1).ravel(), pat.const_vals])

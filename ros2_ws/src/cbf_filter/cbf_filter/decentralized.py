@@ -103,14 +103,7 @@ class DecentralizedCBF:
             nb = nb.reshape(0, d)
         if nb.ndim != 2 or nb.shape[1] != d:
             raise CBFInputError(f"neighbor_positions: expected shape (k, {d}), got {nb.shape}")
-        if np.ndim(share) == 0:
-            if not 0.0 < share <= 1.0:
-                raise CBFConfigError("share", f"must lie in (0, 1], got {share!r}", "use 0.5")
-            shares = float(share)
-        else:
-            shares = as_array("share", share, (nb.shape[0],))
-            if np.any(~(shares > 0.0)) or np.any(shares > 1.0):
-                raise CBFConfigError("share", "every share must lie in (0, 1]", "use 0.5")
+        shares = _shares(share, nb.shape[0])
         x_l = x.tolist()
         if not (
             all(abs(v) <= MAX_ABS for v in x_l)
@@ -166,7 +159,6 @@ class DecentralizedCBF:
         iterations)``; ``u`` is zero unless the status is certified.
         """
         rp = self.rp
-        d = self.d
         none = self._none
         if len(dist) and float(dist.min()) < COINCIDENT_DISTANCE:
             return self._zeros(), CBFStatus.DEGENERATE, "coincident neighbour", none, none, False, 0
@@ -181,32 +173,7 @@ class DecentralizedCBF:
             pair_ok = True
         if pair_ok and box_ok and (vmax is None or sum(v * v for v in u_list) <= vmax * vmax):
             return u_hat.copy(), CBFStatus.NOMINAL_SAFE, "", none, none, False, 0
-        if len(bounds):
-            if vmax is not None:
-                # |n.u| <= ||n|| vmax: a row with a larger bound can never be active.
-                reach = vmax * np.sqrt(np.einsum("pk,pk->p", normals, normals))
-                live = np.flatnonzero(bounds <= reach)
-            else:
-                live = np.arange(len(bounds))
-            rows = normals[live].tolist()
-            h = bounds[live].tolist()
-        else:
-            live = none
-            rows, h = [], []
-        n_live = len(rows)
-        rows += self._speed_rows
-        h += self._speed_h
-        # Walls as rows e_k . u <= ub_k and -e_k . u <= -lb_k (skipped when infinite).
-        box_index = []
-        for k in range(d):
-            if ub_l[k] < math.inf:
-                rows.append(self._unit[k])
-                h.append(ub_l[k])
-                box_index.append(2 * k + 1)
-            if lb_l[k] > -math.inf:
-                rows.append(self._neg_unit[k])
-                h.append(-lb_l[k])
-                box_index.append(2 * k)
+        rows, h, live, n_live, box_index = self._rows(normals, bounds, lb_l, ub_l)
         target = u_list
         speed = math.sqrt(sum(v * v for v in u_list))
         if speed > rp.speed_bound:  # the same thresholded target as the centralized form
@@ -218,6 +185,55 @@ class DecentralizedCBF:
         if code != OPTIMAL:
             msg = "active-set iteration limit"
             return self._zeros(), CBFStatus.SOLVER_ERROR, msg, none, none, False, iters
+        checked = self._verify(u, lam, rows, h, live, n_live, box_index)
+        if isinstance(checked, str):
+            return self._zeros(), CBFStatus.SOLVER_ERROR, checked, none, none, False, iters
+        act_nb, act_face, act_speed = checked
+        return np.array(u), CBFStatus.SOLVED, "", act_nb, act_face, act_speed, iters
+
+    def _rows(self, normals, bounds, lb_l, ub_l):
+        """One robot's constraint rows as lists: the live pair rows, the speed polytope,
+        the finite walls (``e_k . u <= ub_k``, ``-e_k . u <= -lb_k``).
+
+        Returns ``(rows, h, live, n_live, box_index)``: ``live`` indexes the pair rows kept
+        (a row whose bound exceeds ``||n|| vmax`` can never be active), ``box_index`` the
+        face ``2 k`` (lower) / ``2 k + 1`` (upper) of each wall row.
+        """
+        vmax = self.rp.max_speed
+        if len(bounds):
+            if vmax is not None:
+                # |n.u| <= ||n|| vmax: a row with a larger bound can never be active.
+                reach = vmax * np.sqrt(np.einsum("pk,pk->p", normals, normals))
+                live = np.flatnonzero(bounds <= reach)
+            else:
+                live = np.arange(len(bounds))
+            rows = normals[live].tolist()
+            h = bounds[live].tolist()
+        else:
+            live = self._none
+            rows, h = [], []
+        n_live = len(rows)
+        rows += self._speed_rows
+        h += self._speed_h
+        box_index = []
+        for k in range(self.d):
+            if ub_l[k] < math.inf:
+                rows.append(self._unit[k])
+                h.append(ub_l[k])
+                box_index.append(2 * k + 1)
+            if lb_l[k] > -math.inf:
+                rows.append(self._neg_unit[k])
+                h.append(-lb_l[k])
+                box_index.append(2 * k)
+        return rows, h, live, n_live, box_index
+
+    def _verify(self, u, lam, rows, h, live, n_live, box_index):
+        """Check the active-set answer ``u`` against every row and sort its active rows.
+
+        Returns the message of a failed check (str), else ``(active_neighbour_rows,
+        active_faces, speed_active)`` (a row is active when tight or its multiplier > 0).
+        """
+        d = self.d
         act_nb = []
         act_face = []
         act_speed = False
@@ -227,8 +243,7 @@ class DecentralizedCBF:
             slack = row[0] * u0 + row[1] * u1 + (row[2] * u2 if d == 3 else 0.0) - hi
             scale = 1.0 + abs(hi)
             if slack > _VERIFY_TOL * scale:
-                msg = f"answer fails verification by {slack:.3g}"
-                return self._zeros(), CBFStatus.SOLVER_ERROR, msg, none, none, False, iters
+                return f"answer fails verification by {slack:.3g}"
             if slack >= -_ACTIVE_TOL * scale or lam[r_i] > 0.0:
                 if r_i < n_live:
                     act_nb.append(int(live[r_i]))
@@ -237,13 +252,9 @@ class DecentralizedCBF:
                 else:
                     act_face.append(box_index[r_i - n_live - k_speed])
         return (
-            np.array(u),
-            CBFStatus.SOLVED,
-            "",
             np.array(act_nb, dtype=np.int64),
             np.array(sorted(act_face), dtype=np.int64),
             act_speed,
-            iters,
         )
 
     def _zeros(self) -> np.ndarray:
@@ -269,12 +280,7 @@ class DecentralizedCBF:
             raise CBFInputError(f"positions: expected shape (N, {d}), got {x.shape}")
         n = x.shape[0]
         u_hat = as_array("u_nominal", u_nominal, (n, d))
-        if weights is None:
-            w = np.ones(n)
-        else:
-            w = as_array("weights", weights, (n,))
-            if not np.all(np.isfinite(w)) or np.any(w <= 0):
-                raise CBFConfigError("weights", "must be finite and > 0", "e.g. max speeds")
+        w = _weights(weights, n)
         bad_x = ~valid_rows(x)
         bad = bad_x | ~valid_rows(u_hat)
         if np.any(bad_x):
@@ -289,17 +295,7 @@ class DecentralizedCBF:
                     time.perf_counter(),
                 )
             )
-        pairs, owner, normals, bounds, pair_id, dist = self._split(x, w)
-        dist2 = dist[pair_id]
-        order = np.argsort(owner, kind="stable")
-        owner, normals, bounds, pair_id, dist2 = (
-            owner[order],
-            normals[order],
-            bounds[order],
-            pair_id[order],
-            dist2[order],
-        )
-        starts = np.searchsorted(owner, np.arange(n + 1))
+        pairs, normals, bounds, pair_id, dist, dist2, starts = self._rows_by_owner(x, w)
         lb, ub = box_bounds(x, rp)
         lb, ub = lb.tolist(), ub.tolist()
         u = np.zeros((n, d))
@@ -365,6 +361,22 @@ class DecentralizedCBF:
         pairs, owner, normals, bounds, _, _ = self._split(x, w)
         return pairs, owner, normals, bounds
 
+    def _rows_by_owner(self, x, w):
+        """:meth:`_split` with the half-rows sorted by owner: robot ``i`` owns rows
+        ``starts[i]:starts[i + 1]``; ``dist2`` is each row's pair distance."""
+        pairs, owner, normals, bounds, pair_id, dist = self._split(x, w)
+        dist2 = dist[pair_id]
+        order = np.argsort(owner, kind="stable")
+        owner, normals, bounds, pair_id, dist2 = (
+            owner[order],
+            normals[order],
+            bounds[order],
+            pair_id[order],
+            dist2[order],
+        )
+        starts = np.searchsorted(owner, np.arange(x.shape[0] + 1))
+        return pairs, normals, bounds, pair_id, dist, dist2, starts
+
     def _split(self, x, w):
         pairs = find_pairs(x, self.rp.sensing_radius)
         g, b, dist = pair_terms(x[pairs[:, 0]], x[pairs[:, 1]], self.rp)
@@ -378,3 +390,25 @@ class DecentralizedCBF:
     def _done(self, result: CBFResult) -> CBFResult:
         self.stats.record(result)
         return result
+
+
+def _shares(share, k: int):
+    """The responsibility ``s_ij`` in (0, 1]: a float, or ``(k,)`` per neighbour."""
+    if np.ndim(share) == 0:
+        if not 0.0 < share <= 1.0:
+            raise CBFConfigError("share", f"must lie in (0, 1], got {share!r}", "use 0.5")
+        return float(share)
+    shares = as_array("share", share, (k,))
+    if np.any(~(shares > 0.0)) or np.any(shares > 1.0):
+        raise CBFConfigError("share", "every share must lie in (0, 1]", "use 0.5")
+    return shares
+
+
+def _weights(weights, n: int) -> np.ndarray:
+    """``(n,)`` positive capabilities (ones for ``None``)."""
+    if weights is None:
+        return np.ones(n)
+    w = as_array("weights", weights, (n,))
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise CBFConfigError("weights", "must be finite and > 0", "e.g. max speeds")
+    return w

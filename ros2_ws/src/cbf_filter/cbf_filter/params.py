@@ -137,56 +137,8 @@ def _resolve(p: CBFParams, dim: int) -> ResolvedParams:
         raise CBFConfigError(
             "speed_facets", f"must be an integer >= 4, got {p.speed_facets!r}", "use 8 or 32"
         )
-    if p.axis_scale is None:
-        metric = np.ones(dim)
-    else:
-        scale = np.asarray(p.axis_scale, dtype=float)
-        if scale.shape != (dim,) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise CBFConfigError(
-                "axis_scale", f"need {dim} positive numbers, got {p.axis_scale!r}", "or None"
-            )
-        metric = 1.0 / scale**2
-
-    arena_lo = arena_hi = None
-    if p.arena is not None:
-        try:
-            arena = np.asarray(p.arena, dtype=float)
-        except (TypeError, ValueError):
-            raise CBFConfigError(
-                "arena", f"not a list of (min, max) pairs: {p.arena!r}", "e.g. ((-2, 2), (-2, 2))"
-            ) from None
-        if arena.ndim != 2 or arena.shape[1] != 2 or arena.shape[0] < dim:
-            raise CBFConfigError(
-                "arena",
-                f"need at least {dim} (min, max) pairs, got shape {arena.shape}",
-                "e.g. ((-2, 2), (-2, 2), (0, 2))",
-            )
-        arena = arena[:dim]
-        if not np.all(np.isfinite(arena)) or np.any(arena[:, 1] <= arena[:, 0]):
-            raise CBFConfigError("arena", f"every axis needs min < max, got {arena.tolist()}", "")
-        margin_raw = ds / 2 if p.boundary_margin is None else p.boundary_margin
-        try:
-            margin = np.broadcast_to(
-                np.asarray(margin_raw, dtype=float).reshape(
-                    (dim, 1) if np.ndim(margin_raw) == 1 else np.shape(margin_raw)
-                ),
-                (dim, 2),
-            )
-        except ValueError:
-            raise CBFConfigError(
-                "boundary_margin",
-                f"need a scalar, {dim} values or {dim}x2 values, got {margin_raw!r}",
-                "e.g. 0.075",
-            ) from None
-        if not np.all(np.isfinite(margin)) or np.any(margin < 0):
-            raise CBFConfigError("boundary_margin", "must be finite and >= 0", "e.g. 0.075")
-        arena_lo = arena[:, 0] + margin[:, 0]
-        arena_hi = arena[:, 1] - margin[:, 1]
-        if np.any(arena_hi <= arena_lo):
-            raise CBFConfigError(
-                "boundary_margin", "the margins leave no room inside the arena", "shrink them"
-            )
-
+    metric = _metric(p, dim)
+    arena_lo, arena_hi = _arena_box(p, dim, ds)
     if vmax is None:
         normals = np.zeros((0, dim))
         bound = math.inf
@@ -216,6 +168,63 @@ def _resolve(p: CBFParams, dim: int) -> ResolvedParams:
         eps_refine=_positive("eps_refine", p.eps_refine, "e.g. 1e-5"),
         max_iter=int(_positive("max_iter", p.max_iter, "e.g. 4000")),
     )
+
+
+def _metric(p: CBFParams, dim: int) -> np.ndarray:
+    """``(dim,)`` diagonal of the distance metric: ``1 / axis_scale**2`` (ones if None)."""
+    if p.axis_scale is None:
+        return np.ones(dim)
+    scale = np.asarray(p.axis_scale, dtype=float)
+    if scale.shape != (dim,) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise CBFConfigError(
+            "axis_scale", f"need {dim} positive numbers, got {p.axis_scale!r}", "or None"
+        )
+    return 1.0 / scale**2
+
+
+def _arena_box(p: CBFParams, dim: int, ds: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(lo, hi)``, each ``(dim,)`` [m]: the arena shrunk by the boundary margins, or
+    ``(None, None)`` without an arena."""
+    if p.arena is None:
+        return None, None
+    try:
+        arena = np.asarray(p.arena, dtype=float)
+    except (TypeError, ValueError):
+        raise CBFConfigError(
+            "arena", f"not a list of (min, max) pairs: {p.arena!r}", "e.g. ((-2, 2), (-2, 2))"
+        ) from None
+    if arena.ndim != 2 or arena.shape[1] != 2 or arena.shape[0] < dim:
+        raise CBFConfigError(
+            "arena",
+            f"need at least {dim} (min, max) pairs, got shape {arena.shape}",
+            "e.g. ((-2, 2), (-2, 2), (0, 2))",
+        )
+    arena = arena[:dim]
+    if not np.all(np.isfinite(arena)) or np.any(arena[:, 1] <= arena[:, 0]):
+        raise CBFConfigError("arena", f"every axis needs min < max, got {arena.tolist()}", "")
+    margin_raw = ds / 2 if p.boundary_margin is None else p.boundary_margin
+    try:
+        margin = np.broadcast_to(
+            np.asarray(margin_raw, dtype=float).reshape(
+                (dim, 1) if np.ndim(margin_raw) == 1 else np.shape(margin_raw)
+            ),
+            (dim, 2),
+        )
+    except ValueError:
+        raise CBFConfigError(
+            "boundary_margin",
+            f"need a scalar, {dim} values or {dim}x2 values, got {margin_raw!r}",
+            "e.g. 0.075",
+        ) from None
+    if not np.all(np.isfinite(margin)) or np.any(margin < 0):
+        raise CBFConfigError("boundary_margin", "must be finite and >= 0", "e.g. 0.075")
+    arena_lo = arena[:, 0] + margin[:, 0]
+    arena_hi = arena[:, 1] - margin[:, 1]
+    if np.any(arena_hi <= arena_lo):
+        raise CBFConfigError(
+            "boundary_margin", "the margins leave no room inside the arena", "shrink them"
+        )
+    return arena_lo, arena_hi
 
 
 def _active_radius(gamma, linear, ds, vmax, ts, metric, rs) -> float | None:
