@@ -22,14 +22,14 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
+from sim_bridge.ros import qos
 
 pytestmark = pytest.mark.ros
 
 DS = 0.15
 SENSING = 1.0
-QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+QOS = qos.STATE
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_head_on_pair_passes_without_collision(context):
     nodes = [_cbf_node(context, "r1"), _cbf_node(context, "r2")]
     diags = []
     listener = Node("diag_listener", context=context)
-    listener.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    listener.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, diags.append, 10)
     ex = SingleThreadedExecutor(context=context)
     for n in [world, listener, *nodes]:
         ex.add_node(n)
@@ -303,7 +303,7 @@ def test_absurd_nominal_is_rejected_and_fast_one_clipped_and_counted(context):
     node = _cbf_node(context, "r1")
     diags = []
     probe = Node("probe", context=context)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    probe.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, diags.append, 10)
     ex = SingleThreadedExecutor(context=context)
     for n in (world, node, probe):
         ex.add_node(n)

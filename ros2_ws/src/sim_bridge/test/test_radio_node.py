@@ -21,6 +21,7 @@ from sim_bridge.ros.bridge_node import BridgeSetupError
 from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 from sim_bridge.ros.ground_node import GroundBridgeNode
 from sim_bridge.ros.qos import LATCHED
+from sim_bridge.topics import DIAGNOSTICS
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
@@ -151,7 +152,7 @@ def test_crazyflie_bridge_over_dds(harness, tmp_path):
     poses = harness.listen(PoseStamped, "/cfa/pose")
     resources = harness.listen(Float64MultiArray, "/cfa/resources")
     neighbors = harness.listen(PoseArray, "/cfa/neighbors")
-    diagnostics = harness.listen(DiagnosticArray, "/diagnostics")
+    diagnostics = harness.listen(DiagnosticArray, DIAGNOSTICS)
     cmd_a = harness.client.create_publisher(TwistStamped, "/cfa/cmd_vel", 10)
     try:
         bridge = harness.add(

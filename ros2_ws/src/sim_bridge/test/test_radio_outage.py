@@ -38,6 +38,7 @@ from sim_bridge.fake_crazyflie import (
 )
 from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 from sim_bridge.ros.ground_node import GroundBridgeNode
+from sim_bridge.topics import DIAGNOSTICS
 from std_srvs.srv import Trigger
 
 HL_TAKEOFF, HL_LAND = 7, 8
@@ -556,7 +557,7 @@ def test_crazyflie_node_rejects_future_and_stale_cmd_vel(harness, tmp_path):
     }
     path = tmp_path / "swarm.yaml"
     path.write_text(yaml.safe_dump(base_config([robot])))
-    diagnostics = harness.listen(DiagnosticArray, "/diagnostics")
+    diagnostics = harness.listen(DiagnosticArray, DIAGNOSTICS)
     pub = harness.client.create_publisher(TwistStamped, "/cfa/cmd_vel", 10)
     try:
         bridge = harness.add(
@@ -623,7 +624,7 @@ def test_ground_node_rejects_future_and_stale_cmd_vel(harness, tmp_path):
     path = tmp_path / "swarm.yaml"
     path.write_text(yaml.safe_dump(base_config([robot])))
     twists = harness.listen(Twist, "/g1_driver/cmd_vel")
-    diagnostics = harness.listen(DiagnosticArray, "/diagnostics")
+    diagnostics = harness.listen(DiagnosticArray, DIAGNOSTICS)
     odom = harness.client.create_publisher(Odometry, "/g1_driver/odom", 10)
     pub = harness.client.create_publisher(TwistStamped, "/g1/cmd_vel", 10)
     bridge = harness.add(
