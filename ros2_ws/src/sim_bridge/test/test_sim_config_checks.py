@@ -34,8 +34,8 @@ from sim_bridge.config.checks import (
     Checker,
     Rule,
     fill,
+    first_missing,
     read,
-    report_missing,
     rule,
     rules_of,
 )
@@ -94,7 +94,7 @@ def test_unknown_key_gets_a_did_you_mean_from_the_declared_fields():
 def test_a_required_key_reports_its_own_fix():
     rules = {"size": Rule(missing="add `size: <m>`"), "colour": Rule(kind="text", missing="x")}
     c = Checker()
-    assert not report_missing(c, {}, "box", rules, first_only=True)
+    assert not first_missing(c, {}, "box", rules)
     assert c.problems == [Problem("box.size", "missing", "add `size: <m>`")]
     values, ok = read(c, {"size": "big"}, "box", rules)
     assert (values, ok) == ({}, False)

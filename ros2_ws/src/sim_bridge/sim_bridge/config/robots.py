@@ -11,10 +11,10 @@ from sim_bridge.config.checks import (
     Checker,
     describe,
     fill,
+    first_missing,
     is_num,
     join,
     read,
-    report_missing,
     rules_of,
 )
 from sim_bridge.config.limits import (
@@ -94,7 +94,7 @@ def resources(
             )
             spec = {k: v for k, v in spec.items() if k != "rate"}
         fields = c.mapping(spec, rpath, tuple(rules))
-        if fields is None or not report_missing(c, fields, rpath, rules, first_only=True):
+        if fields is None or not first_missing(c, fields, rpath, rules):
             continue
         values, ok = read(c, fields, rpath, rules)
         if ok:
