@@ -1,20 +1,32 @@
-"""Training throughput and per-robot inference latency of the LGTC policy (issue 5).
+"""Training throughput, FLOP efficiency and per-robot inference latency of the LGTC policy
+(issues 5 and 16).
 
 Measured side by side in one run, on this machine, single process:
 
 * ``train_env_steps_per_s``: LGTC-IPPO env steps (team transitions, N = 10, M = 4) per second
-  *including* the PPO updates (Table I: 4 epochs, minibatch 64), from a short training run;
-* ``ippo_train_env_steps_per_s``: the same for the reduced IPPO network;
+  *including* the PPO updates, at Table I's settings (64 envs x 96 steps = rollout 6144,
+  4 epochs, minibatch 64, G = F = 64, MLP [256, 256]) and the trainer's defaults (sequence BPTT
+  over 10 ticks), on ``--device`` with ``--threads`` (0 = all cores); the first update is a
+  warm-up and not counted when there are more;
+* ``rollout_s_per_update`` / ``update_s_per_update``: where that time goes (env + forward of
+  the rollout vs. the PPO epochs: forward, backward, Adam);
+* ``train_flop_per_env_step``: matrix FLOPs of the two networks per env step (rollout forward
+  + 4 epochs of forward and backward), counted by ``torch.utils.flop_counter.FlopCounterMode``
+  on the real trainer code; ``train_flop_per_s`` = that x ``train_env_steps_per_s``;
+* ``matmul_flop_per_s``: a dense 1024 x 1024 float32 matmul on the same device and threads, in
+  the same run; ``flop_efficiency`` = ``train_flop_per_s / matmul_flop_per_s``;
+* ``train_env_steps_per_s_cuda``: the same Table I run on CUDA, when a GPU is present;
+* ``ippo_train_env_steps_per_s``: the reduced IPPO network (full run only);
 * ``train_cbf_env_steps_per_s``: LGTC-IPPO with every action through the expert's CBF filter
-  (``--safety-filter cbf``, how the shipped checkpoint's last stage was trained), and
-  ``cbf_overhead_ratio`` = train_env_steps_per_s / train_cbf_env_steps_per_s;
+  (``--safety-filter cbf``), and ``cbf_overhead_ratio`` (full run only);
 * ``infer_ms_per_robot_median`` / ``_p90``: one decentralized step of one robot
   (``DecentralizedPolicy.step``: numpy, float32) with 4 neighbour messages, N = 10, M = 4,
-  G = F = 64, MLP [256, 256];
-* ``infer_torch_ms_per_robot_median``: the batched torch forward of a whole team of 10 divided
-  by 10 (for comparison).
+  G = F = 64, MLP [256, 256]; ``infer_torch_ms_per_robot_median``: the batched torch forward
+  of a whole team of 10 divided by 10.
 
-Usage: ``python benchmarks/train.py [--quick] [--json FILE] [--threads 1]``.
+Usage: ``python benchmarks/train.py [--quick] [--json FILE] [--threads 0] [--device auto]``;
+``--quick`` (< 1 min on a free 2-core CPU) runs one Table I update of LGTC-IPPO only;
+``--profile`` also prints the aten operators that take the update's time.
 """
 
 from __future__ import annotations
@@ -31,31 +43,89 @@ from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
 from lgtc_policy.model.features import inputs_from_obs, item_dims
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
+from lgtc_policy.train.common import resolve_device, set_seed, set_threads
 from lgtc_policy.train.config import PPOConfig
-from lgtc_policy.train.ppo import train_ppo
+from lgtc_policy.train.ppo import ActorCritic, PPORun
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run(algo: str, num_envs: int, rollout: int, device: torch.device, **kw) -> PPORun:
+    with tempfile.TemporaryDirectory() as d:
+        cfg = PPOConfig(
+            algo=algo, num_envs=num_envs, rollout=rollout, run_dir=d, progress=False,
+            tensorboard=False, device=device.type, **kw,
+        ).validate()  # fmt: skip
+    set_seed(cfg.seed)
+    ac = ActorCritic(cfg, cfg.env_config().n_resources).to(device)
+    return PPORun(cfg, ac, 0, device)
 
 
 def train_speed(
-    algo: str, steps: int, num_envs: int, rollout: int, threads: int, safety_filter: str = "none"
-) -> float:
-    with tempfile.TemporaryDirectory() as d:
-        cfg = PPOConfig(
-            algo=algo,
-            safety_filter=safety_filter,
-            total_env_steps=steps,
-            num_envs=num_envs,
-            rollout=rollout,
-            eval_every=10**12,
-            eval_episodes=1,
-            checkpoint_every=10**12,
-            run_dir=d,
-            progress=False,
-            tensorboard=False,
-            threads=threads,
-        )
-        t = time.perf_counter()
-        train_ppo(cfg)
-        return steps / (time.perf_counter() - t)
+    algo: str, updates: int, device: torch.device, safety_filter: str = "none"
+) -> dict[str, float]:
+    """Env steps/s of ``updates`` Table I PPO updates (collect + update), the first one a
+    warm-up when ``updates > 1``; and the seconds of each phase per update."""
+    pr = _run(algo, 64, 6144, device, safety_filter=safety_filter)
+    times = []
+    for _ in range(updates):
+        t0 = time.perf_counter()
+        ro = pr.collect()
+        _sync(device)
+        t1 = time.perf_counter()
+        pr.update(ro, True)
+        _sync(device)
+        times.append((t1 - t0, time.perf_counter() - t1))
+    times = times[1:] if len(times) > 1 else times
+    roll = sum(t[0] for t in times) / len(times)
+    upd = sum(t[1] for t in times) / len(times)
+    return {"env_steps_per_s": 6144 / (roll + upd), "rollout_s": roll, "update_s": upd}
+
+
+def train_flops_per_env_step(algo: str, device: torch.device) -> float:
+    """Matrix FLOPs per env step of the trainer's rollout and update (Table I networks,
+    minibatch, epochs and BPTT; a 10-tick rollout of 64 envs, counted on the real code)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pr = _run(algo, 64, 640, device)
+    with FlopCounterMode(display=False) as fc:
+        ro = pr.collect()
+        pr.update(ro, True)
+    return fc.get_total_flops() / 640
+
+
+def matmul_flops(device: torch.device, n: int = 1024, seconds: float = 1.0) -> float:
+    """Dense float32 ``n x n`` matmul FLOP/s on ``device`` (the machine's own peak)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        a @ b
+        reps += 1
+        if device.type == "cuda" and reps % 50:
+            continue
+        _sync(device)
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def profile_update(device: torch.device) -> str:
+    """The aten operators of a Table I update (collect + PPO epochs; 10 ticks of 64 envs,
+    the same shapes as the full 96), by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    pr = _run("lgtc_ippo", 64, 640, device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        pr.update(pr.collect(), True)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=15)
 
 
 def infer_latency(repeats: int) -> dict[str, float]:
@@ -92,27 +162,42 @@ def infer_latency(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short run (< 1 min)")
+    ap.add_argument("--quick", action="store_true", help="one Table I update (< 1 min)")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--profile", action="store_true", help="print the update's top operators")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    if a.quick:
-        steps, envs, rollout, reps = 1536, 16, 768, 300
-    else:
-        steps, envs, rollout, reps = 12288, 64, 6144, 2000
-    res = infer_latency(reps)
-    res["train_env_steps_per_s"] = train_speed("lgtc_ippo", steps, envs, rollout, a.threads)
-    res["ippo_train_env_steps_per_s"] = train_speed("ippo", steps, envs, rollout, a.threads)
-    res["train_cbf_env_steps_per_s"] = train_speed(
-        "lgtc_ippo", steps, envs, rollout, a.threads, safety_filter="cbf"
-    )
-    res["cbf_overhead_ratio"] = res["train_env_steps_per_s"] / res["train_cbf_env_steps_per_s"]
+    threads = set_threads(a.threads)
+    device = resolve_device(a.device)
+    updates, reps = (1, 300) if a.quick else (3, 2000)
+    res: dict = infer_latency(reps)
+    sp = train_speed("lgtc_ippo", updates, device)
+    res["train_env_steps_per_s"] = sp["env_steps_per_s"]
+    res["rollout_s_per_update"] = sp["rollout_s"]
+    res["update_s_per_update"] = sp["update_s"]
+    res["train_flop_per_env_step"] = train_flops_per_env_step("lgtc_ippo", device)
+    res["train_flop_per_s"] = res["train_flop_per_env_step"] * res["train_env_steps_per_s"]
+    res["matmul_flop_per_s"] = matmul_flops(device)
+    res["flop_efficiency"] = res["train_flop_per_s"] / res["matmul_flop_per_s"]
+    if device.type == "cuda":
+        res["train_env_steps_per_s_cuda"] = res["train_env_steps_per_s"]
+    elif torch.cuda.is_available():
+        res["train_env_steps_per_s_cuda"] = train_speed("lgtc_ippo", updates, torch.device("cuda"))[
+            "env_steps_per_s"
+        ]
+    if not a.quick:
+        res["ippo_train_env_steps_per_s"] = train_speed("ippo", updates, device)["env_steps_per_s"]
+        cbf = train_speed("lgtc_ippo", updates, device, safety_filter="cbf")["env_steps_per_s"]
+        res["train_cbf_env_steps_per_s"] = cbf
+        res["cbf_overhead_ratio"] = res["train_env_steps_per_s"] / cbf
     res["train_agent_steps_per_s"] = res["train_env_steps_per_s"] * EnvConfig().n_agents
-    res.update(quick=a.quick, threads=a.threads, num_envs=envs, rollout=rollout)
+    res.update(quick=a.quick, threads=threads, device=str(device), num_envs=64, rollout=6144)
     print(f"{'metric':40s} value")
     for k, v in res.items():
         print(f"{k:40s} {v:.4g}" if isinstance(v, float) else f"{k:40s} {v}")
+    if a.profile:
+        print(profile_update(device))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(res, indent=2))
