@@ -222,4 +222,7 @@ def test_bad_parameters_give_one_line(tmp_path, context):
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines == ["dmar_node: parameter robot is empty; pass -p robot:=<name in the config>"]
+    assert lines == [
+        "dmar_node: parameter robot: must be non-empty, got '' "
+        "(fix: pass -p robot:=<name in the config>)"
+    ]

@@ -26,6 +26,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from rclpy.node import Node
+from sim_bridge import topics
+from sim_bridge.bringup import plan
+from sim_bridge.config import load_config
+from sim_bridge.ros import qos
+from sim_bridge.ros.runner import run_composed
+from std_msgs.msg import Float64MultiArray
 
 from dmar_agent.world import WAIT
 
@@ -45,7 +52,7 @@ class MissionRun:
     """What one ROS run did.
 
     Attributes:
-        result: the runner's :class:`sim_bridge.runner.RunResult` (stop reason, wall, rtf).
+        result: the runner's :class:`sim_bridge.ros.runner.RunResult` (stop reason, wall, rtf).
         reports: ``{ps_step: {robot index: (control, row, col)}}``, each robot's last valid
             ``dmar/move`` report of the step.
         move_steps: the PS steps that are EM movement steps (from the agents' schedule).
@@ -117,15 +124,6 @@ def run_mission(
         executor: the composed run's executor (``events``: rclpy's EventsExecutor, which keeps
             20 robots at real time on 2 loaded cores where the multi-threaded one does not).
     """
-    import rclpy  # noqa: F401  (node layer: imported only when a run is asked for)
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sim_bridge import topics
-    from sim_bridge.bringup import plan
-    from sim_bridge.config import load_config
-    from sim_bridge.ros.runner import run_composed
-    from std_msgs.msg import Float64MultiArray
-
     ros_env()
     path = str(Path(config).resolve())
     cfg = load_config(path)
@@ -139,55 +137,7 @@ def run_mission(
         ]
     run = MissionRun(result=None, safety_distance_m=float(cfg.safety.distance))
     run.tasks_total = len(cfg.routing.tasks)
-    kill = dict(kill or {})
-    state: dict = {"nodes": {}, "ex": None, "watch": None, "last": None}
-
-    def on_ready(nodes, context, ex):
-        state["nodes"], state["ex"] = nodes, ex
-        watch = Node("dmar_watch", context=context)
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        for i, name in enumerate(cfg.robot_names):
-            watch.create_subscription(
-                Float64MultiArray,
-                topics.robot_topic(name, topics.DMAR_MOVE),
-                lambda m, i=i: _on_move(i, m),
-                qos,
-            )
-        ex.add_node(watch)
-        state["watch"] = watch
-
-    def _on_move(i, msg):
-        d = list(msg.data)
-        if len(d) == 4:
-            run.reports.setdefault(int(d[0]), {})[i] = (int(d[1]), int(d[2]), int(d[3]))
-
-    def should_stop() -> bool:
-        world = state["nodes"].get("/world")
-        if world is None:
-            return False
-        sim = world.sim
-        pos = sim.pos
-        diff = pos[:, None, :] - pos[None, :, :]
-        dist = np.sqrt((diff**2).sum(-1))
-        np.fill_diagonal(dist, np.inf)
-        run.min_separation_m = min(run.min_separation_m, float(dist.min()))
-        if state["last"] is not None:
-            run.path_m += float(np.linalg.norm(pos[:, :2] - state["last"], axis=1).sum())
-        state["last"] = pos[:, :2].copy()
-        step = world.lockstep.step
-        for name, at in list(kill.items()):
-            if step >= at:
-                node = state["nodes"].get(f"/{name}/dmar")
-                if node is not None:
-                    # out of the executor: silent from now on, as a crashed process; the runner
-                    # destroys it with the others (destroying it here races its queued events)
-                    state["ex"].remove_node(node)
-                run.killed.append(name)
-                del kill[name]
-        if stop_at_step is not None and step >= stop_at_step:
-            return True
-        return bool(stop_when_done and sim.task_visited.all())
-
+    watch = _Watch(run, cfg, kill, stop_at_step, stop_when_done)
     t0 = time.perf_counter()
     res = run_composed(
         specs,
@@ -197,15 +147,74 @@ def run_mission(
         executor=executor,
         status_every=status_every,
         out=sys.stdout if out is None else out,
-        on_ready=on_ready,
-        should_stop=should_stop,
+        on_ready=watch.on_ready,
+        should_stop=watch.should_stop,
     )
     run.wall_s = time.perf_counter() - t0
     run.result = res
-    _collect(run, cfg, state["nodes"])
-    if state["watch"] is not None:
-        state["watch"].destroy_node()
+    _collect(run, cfg, watch.nodes)
+    if watch.node is not None:
+        watch.node.destroy_node()
     return run
+
+
+class _Watch:
+    """What :func:`run_mission` watches in the composed run: every robot's ``dmar/move`` (a
+    node of its own in the swarm's executor), separations and path from the world's simulator,
+    scheduled node kills, and when to stop."""
+
+    def __init__(self, run: MissionRun, cfg, kill, stop_at_step, stop_when_done) -> None:
+        self.run, self.cfg = run, cfg
+        self.kill = dict(kill or {})
+        self.stop_at_step, self.stop_when_done = stop_at_step, stop_when_done
+        self.nodes: dict = {}
+        self.ex = None
+        self.node = None
+        self.last = None
+
+    def on_ready(self, nodes, context, ex) -> None:
+        self.nodes, self.ex = nodes, ex
+        watch = Node("dmar_watch", context=context)
+        for i, name in enumerate(self.cfg.robot_names):
+            watch.create_subscription(
+                Float64MultiArray,
+                topics.robot_topic(name, topics.DMAR_MOVE),
+                lambda m, i=i: self._on_move(i, m),
+                qos.BACKLOG,
+            )
+        ex.add_node(watch)
+        self.node = watch
+
+    def _on_move(self, i: int, msg) -> None:
+        d = list(msg.data)
+        if len(d) == 4:
+            self.run.reports.setdefault(int(d[0]), {})[i] = (int(d[1]), int(d[2]), int(d[3]))
+
+    def should_stop(self) -> bool:
+        world = self.nodes.get("/world")
+        if world is None:
+            return False
+        run, pos = self.run, world.sim.pos
+        diff = pos[:, None, :] - pos[None, :, :]
+        dist = np.sqrt((diff**2).sum(-1))
+        np.fill_diagonal(dist, np.inf)
+        run.min_separation_m = min(run.min_separation_m, float(dist.min()))
+        if self.last is not None:
+            run.path_m += float(np.linalg.norm(pos[:, :2] - self.last, axis=1).sum())
+        self.last = pos[:, :2].copy()
+        step = world.lockstep.step
+        for name, at in list(self.kill.items()):
+            if step >= at:
+                node = self.nodes.get(f"/{name}/dmar")
+                if node is not None:
+                    # out of the executor: silent from now on, as a crashed process; the runner
+                    # destroys it with the others (destroying it here races its queued events)
+                    self.ex.remove_node(node)
+                run.killed.append(name)
+                del self.kill[name]
+        if self.stop_at_step is not None and step >= self.stop_at_step:
+            return True
+        return bool(self.stop_when_done and world.sim.task_visited.all())
 
 
 def _collect(run: MissionRun, cfg, nodes: dict) -> None:

@@ -36,7 +36,9 @@ Safety: commands are stamped now and sent only on a pose received within ``pose_
 Parameters: ``robot``, ``config``, ``rate_hz`` (20), ``round_timeout_s`` (0.5),
 ``silent_after`` (3), ``pose_timeout_s`` (0.5), ``kp`` (4.0), ``arrive_m`` (0.01),
 ``yield_occupied`` (true), ``stuck_timeout_s`` (8.0), ``background_plan`` (true),
-``markers_hz`` (2), ``diagnostics_period_s`` (1). A bad value fails at start-up with one line.
+``markers_hz`` (2), ``diagnostics_period_s`` (1): the table :data:`PARAMETERS` (descriptions
+and rules, read-only once declared). A bad value fails at start-up with one line naming the
+parameter and the fix.
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
 from sim_bridge.config import ConfigError as SwarmConfigError
 from sim_bridge.config import load_config
 from sim_bridge.markers import cluster_markers
+from sim_bridge.ros import qos
+from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
@@ -66,12 +69,84 @@ from dmar_agent.wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
 from dmar_agent.world import DC, DR, WAIT
 
 _WINDOW = 2000  # samples kept for the p50 / p99 figures
+#: the node's counters in /diagnostics
+COUNTERS = (
+    "rounds",
+    "rounds_timed_out",
+    "peers_missed",
+    "bad_views",
+    "bad_payloads",
+    "yields",
+    "blocked_moves",
+    "backoffs",
+    "moves",
+    "stale_pose_ticks",
+)
 
 
-def _positive(name: str, value: float, hint: str) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"parameter {name}={value}: must be > 0 ({hint})")
-    return float(value)
+#: The node's parameters (``ros2 param describe`` shows each description and rule).
+PARAMETERS = (
+    Param(
+        "robot",
+        "",
+        "this robot's name in the swarm config",
+        not_empty("pass -p robot:=<name in the config>"),
+    ),
+    Param(
+        "config",
+        "",
+        "swarm YAML file with a routing section",
+        not_empty("pass -p config:=path/to/swarm.yaml"),
+    ),
+    Param("rate_hz", 20.0, "velocity loop rate [Hz]", positive("e.g. 20")),
+    Param(
+        "round_timeout_s",
+        0.5,
+        "a message round closes after this long without every peer [s]",
+        positive("e.g. 0.5"),
+    ),
+    Param(
+        "silent_after",
+        3,
+        "rounds a peer may miss in a row before it is no longer waited for",
+        at_least(1, "e.g. 3"),
+    ),
+    Param("pose_timeout_s", 0.5, "no command on a pose older than this [s]", positive("e.g. 0.5")),
+    Param("kp", 4.0, "P gain of the cell-centre tracking [1/s]", positive("e.g. 4")),
+    Param(
+        "arrive_m",
+        0.01,
+        "zero velocity within this distance of the target centre [m]",
+        positive("e.g. 0.01"),
+    ),
+    Param(
+        "yield_occupied",
+        True,
+        "wait instead of heading for a held or contested cell (collision.must_yield)",
+    ),
+    Param(
+        "stuck_timeout_s",
+        8.0,
+        "report WAIT back to the own cell when not arrived after this long [s]",
+        positive("e.g. 8"),
+    ),
+    Param(
+        "background_plan",
+        True,
+        "TMAR's rollout in a worker thread (the velocity loop never stalls)",
+    ),
+    Param(
+        "markers_hz",
+        2.0,
+        "cluster marker rate [Hz], 0 = off",
+        at_least(0.0, "e.g. 2, or 0 for none"),
+    ),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics [s]", positive("e.g. 1")),
+)
+
+
+def _param_error(name: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(f"parameter {name}: {problem} (fix: {fix})")
 
 
 class DmarNode(Node):
@@ -79,45 +154,33 @@ class DmarNode(Node):
 
     def __init__(self, node_name: str = "dmar", **kwargs):
         super().__init__(node_name, **kwargs)
-        p = {
-            name: self.declare_parameter(name, default).value
-            for name, default in (
-                ("robot", ""),
-                ("config", ""),
-                ("rate_hz", 20.0),
-                ("round_timeout_s", 0.5),
-                ("silent_after", 3),
-                ("pose_timeout_s", 0.5),
-                ("kp", 4.0),
-                ("arrive_m", 0.01),
-                ("yield_occupied", True),
-                ("stuck_timeout_s", 8.0),
-                ("background_plan", True),
-                ("markers_hz", 2.0),
-                ("diagnostics_period_s", 1.0),
-            )
-        }
-        if not p["config"]:
-            raise ConfigError("parameter config is empty; pass -p config:=path/to/swarm.yaml")
-        if not p["robot"]:
-            raise ConfigError("parameter robot is empty; pass -p robot:=<name in the config>")
-        self.period = 1.0 / _positive("rate_hz", p["rate_hz"], "20 Hz by default")
-        self.round_timeout = _positive("round_timeout_s", p["round_timeout_s"], "e.g. 0.5")
-        self.pose_timeout = _positive("pose_timeout_s", p["pose_timeout_s"], "e.g. 0.5")
-        self.kp = _positive("kp", p["kp"], "P gain [1/s], e.g. 4")
-        self.arrive_m = _positive("arrive_m", p["arrive_m"], "[m], e.g. 0.01")
-        self.stuck_timeout = _positive("stuck_timeout_s", p["stuck_timeout_s"], "e.g. 8")
+        p = declare_and_read(self, PARAMETERS, _param_error)
+        self.period = 1.0 / p["rate_hz"]
+        self.round_timeout = p["round_timeout_s"]
+        self.pose_timeout = p["pose_timeout_s"]
+        self.kp, self.arrive_m = p["kp"], p["arrive_m"]
+        self.stuck_timeout = p["stuck_timeout_s"]
         self.silent_after = int(p["silent_after"])
-        if self.silent_after < 1:
-            raise ConfigError(f"parameter silent_after={self.silent_after}: must be >= 1")
         self.yield_occupied = bool(p["yield_occupied"])
-        cfg = load_config(p["config"])
+        dcfg = self._setup_robot(p["config"], p["robot"], bool(p["background_plan"]))
+        self._reset_state()
+        self._make_io(p["diagnostics_period_s"], p["markers_hz"])
+        self.get_logger().info(
+            f"{self.name_}: DMAR agent {self.index}, {self.shape[0]} x {self.shape[1]} cells, "
+            f"k={dcfg.k}, psi={dcfg.psi}, {len(self.agent.schedule)} PS steps per iteration, "
+            f"{1.0 / self.period:g} Hz"
+        )
+
+    def _setup_robot(self, config: str, robot: str, background_plan: bool):
+        """This robot's place in the config and its :class:`DmarAgent`; returns the
+        DmarConfig."""
+        cfg = load_config(config)
         if cfg.routing is None:
-            raise ConfigError(f"{p['config']}: no routing section; the DMAR node needs one")
-        if p["robot"] not in cfg.robot_names:
-            raise ConfigError(f"parameter robot={p['robot']!r} is not in {cfg.robot_names}")
-        self.name_ = p["robot"]
-        self.index = cfg.robot_index(self.name_)
+            raise ConfigError(f"{config}: no routing section; the DMAR node needs one")
+        if robot not in cfg.robot_names:
+            raise ConfigError(f"parameter robot={robot!r} is not in {cfg.robot_names}")
+        self.name_ = robot
+        self.index = cfg.robot_index(robot)
         rob = cfg.robots[self.index]
         self.grid = cfg.routing.grid
         self.shape = (self.grid.rows, self.grid.cols)
@@ -126,13 +189,15 @@ class DmarNode(Node):
         #: robot index -> ground robot (the CBF keeps its projection point Ds + 2 l from others)
         self.ground = [r.kind == "ground" for r in cfg.robots]
         _, dcfg = core_instance(cfg)
-        self.agent = DmarAgent(self.index, dcfg, self.shape, bool(p["background_plan"]))
+        self.agent = DmarAgent(self.index, dcfg, self.shape, background_plan)
         names = [getattr(fn, "__name__", "") for fn in self.agent.schedule]
         self._lma0 = names.index("lma_init_step")
         #: (iteration, cluster, parent) after every SOAC phase (-1: none), for reports
         self.clusters: list[tuple[int, int, int]] = []
+        return dcfg
 
-        # step machine: view of the step, round in progress (None: idle), messages
+    def _reset_state(self) -> None:
+        """The step machine (view of the step, open round, messages), motion and counters."""
         self.view = None
         self.next_view = None
         self.step = -1
@@ -149,48 +214,26 @@ class DmarNode(Node):
         self.backed_off = False
         self.pose: np.ndarray | None = None
         self.pose_rx = -math.inf
-        self.counts = dict.fromkeys(
-            (
-                "rounds",
-                "rounds_timed_out",
-                "peers_missed",
-                "bad_views",
-                "bad_payloads",
-                "yields",
-                "blocked_moves",
-                "backoffs",
-                "moves",
-                "stale_pose_ticks",
-            ),
-            0,
-        )
+        self.counts = dict.fromkeys(COUNTERS, 0)
         self.compute_ms: deque = deque(maxlen=_WINDOW)
         self.periods: deque = deque(maxlen=_WINDOW)
         self.ticks = self.on_time = 0
         self._last_tick: float | None = None
 
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        deep = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos)
-        self.create_subscription(Float64MultiArray, topics.VIEW, self._on_view, deep)
-        self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, deep)
-        self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos)
-        self.comm_pub = self.create_publisher(Float64MultiArray, topics.COMM_OUT, deep)
-        self.move_pub = self.create_publisher(
-            Float64MultiArray, topics.DMAR_MOVE, QoSProfile(depth=10, reliability=qos.reliability)
-        )
-        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
-        self.marker_pub = self.create_publisher(MarkerArray, topics.POLICY_MARKERS, 1)
+    def _make_io(self, diagnostics_period: float, markers_hz: float) -> None:
+        """Subscriptions, publishers and timers (QoS by name, :mod:`sim_bridge.ros.qos`)."""
+        self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos.STATE)
+        self.create_subscription(Float64MultiArray, topics.VIEW, self._on_view, qos.BACKLOG)
+        self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, qos.BACKLOG)
+        self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos.STATE)
+        self.comm_pub = self.create_publisher(Float64MultiArray, topics.COMM_OUT, qos.BACKLOG)
+        self.move_pub = self.create_publisher(Float64MultiArray, topics.DMAR_MOVE, qos.QUEUE)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
+        self.marker_pub = self.create_publisher(MarkerArray, topics.POLICY_MARKERS, qos.MARKERS)
         self.create_timer(self.period, self._tick)
-        self.create_timer(_positive("diagnostics_period_s", p["diagnostics_period_s"], "1 s"),
-                          self._publish_diagnostics)  # fmt: skip
-        if p["markers_hz"] > 0:
-            self.create_timer(1.0 / p["markers_hz"], self._publish_markers)
-        self.get_logger().info(
-            f"{self.name_}: DMAR agent {self.index}, {self.shape[0]} x {self.shape[1]} cells, "
-            f"k={dcfg.k}, psi={dcfg.psi}, {len(self.agent.schedule)} PS steps per iteration, "
-            f"{1.0 / self.period:g} Hz"
-        )
+        self.create_timer(diagnostics_period, self._publish_diagnostics)
+        if markers_hz > 0:
+            self.create_timer(1.0 / markers_hz, self._publish_markers)
 
     # ------------------------------------------------------------------ inputs
 
