@@ -133,115 +133,140 @@ def draw_all(rows: list[dict], out_dir: str | Path) -> list[Path]:
     written = []
     sizes = _sizes(rows, "dmar")
     if sizes and _sizes(rows, "bp"):
-        big = sizes[-3:]
-        fig, axes = plt.subplots(3, 3, figsize=(10, 8.4), squeeze=False)
-        fig.suptitle("Fig. 2: DMAR (blue) vs BP (red); shaded k = 8..12", fontsize=10)
-        for j, n in enumerate(big):
-            _cost_panel(axes[0, j], rows, n, "dmar", "bp")
-            ax = axes[1, j]
-            _curve(ax, _group(rows, "bp", "clusters"), n, RED, "BP")
-            _curve(ax, _group(rows, "dmar", "clusters"), n, BLUE, "DMAR")
-            ax.set_title(f"clusters per run, {n}x{n}", fontsize=9)
-            ax.set_xlabel("k", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7)
-        for j in range(len(big), 3):
-            axes[0, j].axis("off")
-            axes[1, j].axis("off")
-        ax = axes[2, 0]
-        ns = [n for n in sizes if critical_radius(rows, n) is not None]
-        ks = [critical_radius(rows, n) for n in ns]
-        N = np.array([n * n for n in ns], dtype=float)
-        ax.plot(N, ks, "o-", color=BLUE, label="sampled k*(N)")
-        grid_n = np.array([n * n for n in sizes], dtype=float)
-        if len(grid_n):
-            ax.plot(grid_n, [log_star(x) for x in grid_n], "s--", color="k", label="log2*(N)")
-            ax.plot(grid_n, np.log2(np.log2(grid_n)), ":", color=GREEN, label="log2 log2 N")
-            ax.plot(grid_n, np.log2(grid_n) / 2, "-.", color=RED, label="log2(N)/2")
-        ax.set_xscale("log")
-        ax.set_xlabel("N = n*n", fontsize=8)
-        ax.set_title("critical radius k*(N)", fontsize=9)
-        ax.legend(fontsize=7)
-        ax.tick_params(labelsize=7)
-        ax = axes[2, 1]
-        for n in sizes:
-            imp = improvement(rows, n)
-            kk = sorted(imp)
-            ax.plot(kk, [imp[k] for k in kk], marker="o", ms=3, label=f"{n}x{n}")
-        ax.axhline(1.0, color="k", lw=0.8)
-        ax.axvspan(8, 12, color="orange", alpha=0.12)
-        ax.set_title("cost(BP) / cost(DMAR)", fontsize=9)
-        ax.set_xlabel("k", fontsize=8)
-        ax.legend(fontsize=6, ncol=2)
-        ax.tick_params(labelsize=7)
-        axes[2, 2].axis("off")
-        written.append(_save(fig, out / "dmar_fig2.png"))
-
-        fig, axes = _grid_axes(len(sizes), "Fig. 3: cost (solid) and run time (dashed) vs k")
-        for ax, n in zip(axes, sizes):
-            _cost_panel(ax, rows, n, "dmar", "bp")
-        written.append(_save(fig, out / "dmar_fig3.png"))
-
-        fig, axes = _grid_axes(len(sizes), "Fig. 4: clusters per run vs k")
-        for ax, n in zip(axes, sizes):
-            _curve(ax, _group(rows, "bp", "clusters"), n, RED, "BP")
-            _curve(ax, _group(rows, "dmar", "clusters"), n, BLUE, "DMAR")
-            ax.axvspan(8, 12, color="orange", alpha=0.12)
-            ax.set_title(f"{n}x{n}", fontsize=9)
-            ax.set_xlabel("k", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7)
-        written.append(_save(fig, out / "dmar_fig4.png"))
-
+        written.append(_fig2(plt, rows, sizes, out / "dmar_fig2.png"))
+        written.append(_fig3(rows, sizes, out / "dmar_fig3.png"))
+        written.append(_fig4(rows, sizes, out / "dmar_fig4.png"))
     gsizes = _sizes(rows, "dmar_gci")
     if gsizes and _sizes(rows, "bp_gci"):
-        fig, axes = _grid_axes(len(gsizes), "Fig. 5: DMAR-GCI (blue) vs BP-GCI (red)")
-        for ax, n in zip(axes, gsizes):
-            _cost_panel(ax, rows, n, "dmar_gci", "bp_gci", runtime=False)
-            ax2 = ax.twinx()
-            share = _group(rows, "bp_gci", lambda r: r["exploration_moves"] / max(1, r["cost"]))
-            _curve(ax2, share, n, GREEN, "exploration share", "--")
-            ax2.set_ylim(0, 1)
-            ax2.set_ylabel("exploration share", fontsize=8)
-            ax2.tick_params(labelsize=7)
-        written.append(_save(fig, out / "dmar_fig5.png"))
-
-        fig, axes = _grid_axes(len(gsizes), "Fig. 6: GCI cost without exploration moves")
-        for ax, n in zip(axes, gsizes):
-            _cost_panel(
-                ax, rows, n, "dmar_gci", "bp_gci", runtime=False,
-                key=lambda r: r["cost"] - r["exploration_moves"],
-            )  # fmt: skip
-        written.append(_save(fig, out / "dmar_fig6.png"))
-
+        written.append(_fig5(rows, gsizes, out / "dmar_fig5.png"))
+        written.append(_fig6(rows, gsizes, out / "dmar_fig6.png"))
     csizes = _sizes(rows, "central_rollout")
-    crow = _matched(rows)
     if csizes and sizes:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
-        for kk, ls in ((8, "-"), (12, "--")):
-            ns, ratio, cr, cd = [], [], [], []
-            for n in csizes:
-                c = _group(crow, "central_rollout", "compute").get((n, 0))
-                d = _group(crow, "dmar", "compute").get((n, kk))
-                if c and d and d[0] > 0:
-                    ns.append(n)
-                    ratio.append(c[0] / d[0])
-                    cr.append(_group(crow, "central_rollout", "cost")[(n, 0)][0])
-                    cd.append(_group(crow, "dmar", "cost")[(n, kk)][0])
-            if ns:
-                axes[0].plot(ns, ratio, ls + "o", color=BLUE, label=f"DMAR k={kk}")
-                axes[1].plot(ns, np.array(cd) / np.array(cr), ls + "o", color=BLUE,
-                             label=f"DMAR k={kk}")  # fmt: skip
-        axes[0].set_yscale("log")
-        axes[0].set_title("compute(central rollout) / compute(DMAR)", fontsize=9)
-        axes[1].set_title("cost(DMAR) / cost(central rollout)", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("n (n x n grid, n agents)", fontsize=8)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-            ax.tick_params(labelsize=7)
-        written.append(_save(fig, out / "dmar_compute.png"))
+        written.append(_fig_compute(plt, rows, csizes, out / "dmar_compute.png"))
     return written
+
+
+def _fig2(plt, rows: list[dict], sizes: list[int], path: Path) -> Path:
+    """Fig. 2: cost and clusters on the three largest grids, k*(N), the improvement."""
+    big = sizes[-3:]
+    fig, axes = plt.subplots(3, 3, figsize=(10, 8.4), squeeze=False)
+    fig.suptitle("Fig. 2: DMAR (blue) vs BP (red); shaded k = 8..12", fontsize=10)
+    for j, n in enumerate(big):
+        _cost_panel(axes[0, j], rows, n, "dmar", "bp")
+        ax = axes[1, j]
+        _curve(ax, _group(rows, "bp", "clusters"), n, RED, "BP")
+        _curve(ax, _group(rows, "dmar", "clusters"), n, BLUE, "DMAR")
+        ax.set_title(f"clusters per run, {n}x{n}", fontsize=9)
+        ax.set_xlabel("k", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for j in range(len(big), 3):
+        axes[0, j].axis("off")
+        axes[1, j].axis("off")
+    _critical_panel(axes[2, 0], rows, sizes)
+    ax = axes[2, 1]
+    for n in sizes:
+        imp = improvement(rows, n)
+        kk = sorted(imp)
+        ax.plot(kk, [imp[k] for k in kk], marker="o", ms=3, label=f"{n}x{n}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axvspan(8, 12, color="orange", alpha=0.12)
+    ax.set_title("cost(BP) / cost(DMAR)", fontsize=9)
+    ax.set_xlabel("k", fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
+    ax.tick_params(labelsize=7)
+    axes[2, 2].axis("off")
+    return _save(fig, path)
+
+
+def _critical_panel(ax, rows: list[dict], sizes: list[int]) -> None:
+    """Sampled critical radius k*(N) against log2*(N) and other slow functions."""
+    ns = [n for n in sizes if critical_radius(rows, n) is not None]
+    ks = [critical_radius(rows, n) for n in ns]
+    N = np.array([n * n for n in ns], dtype=float)
+    ax.plot(N, ks, "o-", color=BLUE, label="sampled k*(N)")
+    grid_n = np.array([n * n for n in sizes], dtype=float)
+    if len(grid_n):
+        ax.plot(grid_n, [log_star(x) for x in grid_n], "s--", color="k", label="log2*(N)")
+        ax.plot(grid_n, np.log2(np.log2(grid_n)), ":", color=GREEN, label="log2 log2 N")
+        ax.plot(grid_n, np.log2(grid_n) / 2, "-.", color=RED, label="log2(N)/2")
+    ax.set_xscale("log")
+    ax.set_xlabel("N = n*n", fontsize=8)
+    ax.set_title("critical radius k*(N)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
+
+
+def _fig3(rows: list[dict], sizes: list[int], path: Path) -> Path:
+    fig, axes = _grid_axes(len(sizes), "Fig. 3: cost (solid) and run time (dashed) vs k")
+    for ax, n in zip(axes, sizes):
+        _cost_panel(ax, rows, n, "dmar", "bp")
+    return _save(fig, path)
+
+
+def _fig4(rows: list[dict], sizes: list[int], path: Path) -> Path:
+    fig, axes = _grid_axes(len(sizes), "Fig. 4: clusters per run vs k")
+    for ax, n in zip(axes, sizes):
+        _curve(ax, _group(rows, "bp", "clusters"), n, RED, "BP")
+        _curve(ax, _group(rows, "dmar", "clusters"), n, BLUE, "DMAR")
+        ax.axvspan(8, 12, color="orange", alpha=0.12)
+        ax.set_title(f"{n}x{n}", fontsize=9)
+        ax.set_xlabel("k", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _fig5(rows: list[dict], gsizes: list[int], path: Path) -> Path:
+    fig, axes = _grid_axes(len(gsizes), "Fig. 5: DMAR-GCI (blue) vs BP-GCI (red)")
+    for ax, n in zip(axes, gsizes):
+        _cost_panel(ax, rows, n, "dmar_gci", "bp_gci", runtime=False)
+        ax2 = ax.twinx()
+        share = _group(rows, "bp_gci", lambda r: r["exploration_moves"] / max(1, r["cost"]))
+        _curve(ax2, share, n, GREEN, "exploration share", "--")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("exploration share", fontsize=8)
+        ax2.tick_params(labelsize=7)
+    return _save(fig, path)
+
+
+def _fig6(rows: list[dict], gsizes: list[int], path: Path) -> Path:
+    fig, axes = _grid_axes(len(gsizes), "Fig. 6: GCI cost without exploration moves")
+    for ax, n in zip(axes, gsizes):
+        _cost_panel(
+            ax, rows, n, "dmar_gci", "bp_gci", runtime=False,
+            key=lambda r: r["cost"] - r["exploration_moves"],
+        )  # fmt: skip
+    return _save(fig, path)
+
+
+def _fig_compute(plt, rows: list[dict], csizes: list[int], path: Path) -> Path:
+    """Compute and cost of DMAR against centralized rollout on matched instances."""
+    crow = _matched(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    for kk, ls in ((8, "-"), (12, "--")):
+        ns, ratio, cr, cd = [], [], [], []
+        for n in csizes:
+            c = _group(crow, "central_rollout", "compute").get((n, 0))
+            d = _group(crow, "dmar", "compute").get((n, kk))
+            if c and d and d[0] > 0:
+                ns.append(n)
+                ratio.append(c[0] / d[0])
+                cr.append(_group(crow, "central_rollout", "cost")[(n, 0)][0])
+                cd.append(_group(crow, "dmar", "cost")[(n, kk)][0])
+        if ns:
+            axes[0].plot(ns, ratio, ls + "o", color=BLUE, label=f"DMAR k={kk}")
+            axes[1].plot(ns, np.array(cd) / np.array(cr), ls + "o", color=BLUE,
+                         label=f"DMAR k={kk}")  # fmt: skip
+    axes[0].set_yscale("log")
+    axes[0].set_title("compute(central rollout) / compute(DMAR)", fontsize=9)
+    axes[1].set_title("cost(DMAR) / cost(central rollout)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("n (n x n grid, n agents)", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    return _save(fig, path)
 
 
 def summary(rows: list[dict]) -> str:
