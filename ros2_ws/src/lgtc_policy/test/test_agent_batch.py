@@ -92,8 +92,8 @@ def test_batched_tick_equals_each_robot_alone_bit_for_bit(kind, squash, r, m):
     rng = np.random.default_rng(r * 10 + m)
     agents = _swarm(kind, squash, r, m, seed=r + m)
     now = 10.0
+    obs = _inputs(agents, rng, now)
     for tick in range(3):  # recurrent state and neighbour tables carried across ticks
-        obs = _inputs(agents, rng, now) if tick == 0 else obs
         alone = _clone(agents)
         batched = step_batch(agents, obs, now)
         for a, o, got in zip(alone, obs, batched):
