@@ -57,8 +57,8 @@ import numpy as np
 from .errors import ConfigError, LocalityError
 from .executor import LocalMap, Memory, StepOps
 from .protocols import (
+    AgentParams,
     DmarConfig,
-    _Params,
     elect_step,
     em_init_step,
     lma_down_step,
@@ -251,7 +251,7 @@ class DmarAgent:
         self._future = None
         self.cfg = cfg
         self.shape = (int(shape[0]), int(shape[1]))
-        self.params = _Params(
+        self.params = AgentParams(
             cfg.k, cfg.psi, cfg.max_children, cfg.max_depth, cfg.explore, self.shape[0]
         )
         self.schedule = iteration_schedule(cfg, self.shape)

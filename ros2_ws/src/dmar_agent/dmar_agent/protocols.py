@@ -436,7 +436,10 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class _Params:
+class AgentParams:
+    """The protocol constants every agent knows (``api.params``): k, psi, tree bounds,
+    exploration mode and the grid height."""
+
     k: int
     psi: int
     max_children: int
@@ -521,7 +524,9 @@ def gci_token_cells(ex: Executor) -> frozenset:
 
 
 def make_executor(inst: Instance, cfg: DmarConfig) -> Executor:
-    params = _Params(cfg.k, cfg.psi, cfg.max_children, cfg.max_depth, cfg.explore, inst.grid.height)
+    params = AgentParams(
+        cfg.k, cfg.psi, cfg.max_children, cfg.max_depth, cfg.explore, inst.grid.height
+    )
     return Executor(
         inst.grid,
         inst.agents,
