@@ -8,13 +8,16 @@ only to draw the filtered velocity, and only while ``/swarm/policy_markers`` has
 Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and ``/<robot>/comm/out``
 (``[sender_index, stamp_s, payload...]``) at ``rate_hz``; diagnostics ``lgtc_policy: <robot>``
 on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours, and the
-counts ``stale_pose_ticks`` and ``nonfinite_outputs``);
+counts ``stale_pose_ticks``, ``nonfinite_outputs`` and ``ticks_missed``: periods a late tick
+skipped, also logged, never silent; ``batch_size``: robots in the last forward);
 markers on ``/swarm/policy_markers`` (cluster colour = attended consumer, nominal vs filtered
 velocity arrows).
 
 Parameters: ``robot`` (name in the config), ``config`` (swarm YAML), ``checkpoint`` (``""`` =
 the config's ``policy.checkpoint``), ``rate_hz`` (20), ``neighbour_timeout_s`` (0.5),
-``markers_hz`` (5), ``diagnostics_period_s`` (1), ``pose_timeout_s`` (0.5). A missing,
+``markers_hz`` (5), ``diagnostics_period_s`` (1), ``pose_timeout_s`` (0.5), ``batch`` (true:
+tick together with the other policy nodes of this process in one stacked forward,
+:mod:`lgtc_policy.ros.batcher`; false: the node's own timer). A missing,
 corrupted or mismatched checkpoint fails at start-up with one message naming the file and the
 fix.
 
@@ -43,6 +46,7 @@ from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy, replace_checkpoint
+from lgtc_policy.ros.batcher import TickBatcher
 from lgtc_policy.ros.tick_stats import TickStats
 
 
@@ -58,6 +62,7 @@ class PolicyNode(Node):
         timeout = float(self.declare_parameter("neighbour_timeout_s", 0.5).value)
         markers_hz = float(self.declare_parameter("markers_hz", 5.0).value)
         diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
+        batch = bool(self.declare_parameter("batch", True).value)
         self.pose_timeout = float(self.declare_parameter("pose_timeout_s", 0.5).value)
         if not (math.isfinite(self.pose_timeout) and self.pose_timeout > 0):
             raise MissionError(
@@ -82,6 +87,7 @@ class PolicyNode(Node):
         except FileNotFoundError as exc:
             raise MissionError(f"{exc}; train one with `lgtc train` or fix the path") from None
         self.spec = RobotSpec.from_config(cfg, robot)
+        self.policy_key = str(ckpt.resolve())
         self.agent = PolicyAgent(
             load_policy(ckpt, len(cfg.resource_types)), self.spec, neighbour_timeout_s=timeout
         )
@@ -112,7 +118,12 @@ class PolicyNode(Node):
         self.comm_pub = self.create_publisher(Float64MultiArray, topics.COMM_OUT, comm_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.marker_pub = self.create_publisher(MarkerArray, topics.POLICY_MARKERS, 1)
-        self.create_timer(self.period, self._tick)
+        self.batch_size = 0
+        self.batcher = None
+        if batch:
+            self.batcher = TickBatcher.join(self, self.period)
+        else:
+            self.create_timer(self.period, self._tick)
         self.create_timer(diag_period, self._publish_diagnostics)
         if markers_hz > 0:
             self.create_timer(1.0 / markers_hz, self._publish_markers)
@@ -168,9 +179,19 @@ class PolicyNode(Node):
     # ------------------------------------------------------------------ tick
 
     def _tick(self) -> None:
+        """The node's own timer (``batch:=false``): one robot, one forward."""
         start = time.perf_counter()
+        work = self.prepare_tick(start)
+        if work is not None:
+            obs, now = work
+            self.finish_tick(self.agent.step(obs, now), start, time.perf_counter(), 1)
+
+    def prepare_tick(self, start: float) -> tuple[object, float] | None:
+        """This robot's part of a tick before the forward: ``(observation, now)`` to step, or
+        None when the tick is already done here (no inputs yet, a stale pose: nothing sent;
+        on the ground or a bad input: the idle tick, published by :meth:`finish_tick`)."""
         if self.pose is None or self.supply is None or self.consumers is None:
-            return  # the world has not spoken yet: nothing to act on, nothing sent
+            return None  # the world has not spoken yet: nothing to act on, nothing sent
         now = self._now()
         if now - self.pose_rx > self.pose_timeout:
             # a frozen pose is no ground to command on: silence, the world holds then lands
@@ -180,19 +201,26 @@ class PolicyNode(Node):
                     f"no pose for {now - self.pose_rx:.2f} s: sending no command "
                     f"({self.stale_pose_ticks} ticks so far)"
                 )
-            return
+            return None
         if self.agent.is_active(self.pose):
             try:
-                obs = self.agent.observe(self.pose, self.vel, self.supply, self.consumers)
+                return self.agent.observe(self.pose, self.vel, self.supply, self.consumers), now
             except MissionError as exc:
                 self.input_errors += 1
                 if self.input_errors & (self.input_errors - 1) == 0:
                     self.get_logger().warning(f"bad input, holding still: {exc}")
-                result = self.agent.idle()
-            else:
-                result = self.agent.step(obs, now)
-        else:
-            result = self.agent.idle()
+        self.finish_tick(self.agent.idle(), start, time.perf_counter(), 0)
+        return None
+
+    def finish_tick(self, result, start: float, end: float, batch: int) -> None:
+        """Publish this robot's tick ``result`` (never a non-finite command) and record its
+        timing (``start``/``end``: the tick's, or its batch's, monotonic times [s];
+        ``batch``: how many robots shared the forward)."""
+        self.batch_size = batch
+        missed = self.stats.missed
+        self.stats.record(start, end)
+        if self.stats.missed > missed:
+            self._report_missed(self.stats.missed - missed)
         if not np.all(np.isfinite(result.velocity)):
             # e.g. a checkpoint that went non-finite: never send it, say so loudly
             self.nonfinite_outputs += 1
@@ -201,7 +229,6 @@ class PolicyNode(Node):
                     f"non-finite policy output {result.velocity.tolist()}: sending no command "
                     f"({self.nonfinite_outputs} so far)"
                 )
-            self.stats.record(start, time.perf_counter())
             return
         cmd = TwistStamped()
         cmd.header.stamp = self.get_clock().now().to_msg()
@@ -211,7 +238,22 @@ class PolicyNode(Node):
         self.nominal = result.velocity
         if result.message is not None:
             self.comm_pub.publish(Float64MultiArray(data=result.message.tolist()))
-        self.stats.record(start, time.perf_counter())
+
+    def _report_missed(self, now_missed: int) -> None:
+        """A late tick skipped ``now_missed`` periods: counted, and logged at 1, 2, 4, ..."""
+        total = self.stats.missed
+        if total.bit_length() > (total - now_missed).bit_length():  # passed a power of 2
+            self.get_logger().warning(
+                f"policy tick {self.stats.periods[-1] * 1e3:.0f} ms after the previous one "
+                f"(period {self.period * 1e3:.0f} ms): {now_missed} tick(s) missed, "
+                f"{total} so far (CPU overloaded?)"
+            )
+
+    def destroy_node(self) -> None:
+        if self.batcher is not None:
+            self.batcher.leave(self)
+            self.batcher = None
+        super().destroy_node()
 
     # ------------------------------------------------------------------ outputs
 
@@ -226,6 +268,7 @@ class PolicyNode(Node):
             "active": str(self.pose is not None and self.agent.is_active(self.pose)).lower(),
             "stale_pose_ticks": str(self.stale_pose_ticks),
             "nonfinite_outputs": str(self.nonfinite_outputs),
+            "batch_size": str(self.batch_size),
         }
         late = s["ticks"] > 0 and s["on_time_pct"] < 99.0
         if self.nonfinite_outputs:
@@ -233,7 +276,8 @@ class PolicyNode(Node):
         elif self.pose is not None and self._now() - self.pose_rx > self.pose_timeout:
             level, message = DiagnosticStatus.ERROR, "no fresh pose: not commanding"
         elif late:
-            level, message = DiagnosticStatus.WARN, "late ticks"
+            level = DiagnosticStatus.WARN
+            message = f"late ticks ({s['ticks_missed']} missed)"
         else:
             level, message = DiagnosticStatus.OK, "running"
         status = DiagnosticStatus(

@@ -30,6 +30,7 @@ class TickStats:
         self.computes: deque[float] = deque(maxlen=window)
         self.ticks = 0
         self.on_time = 0
+        self.missed = 0
 
     def record(self, start_s: float, end_s: float) -> None:
         """One tick that started at ``start_s`` and finished at ``end_s`` (monotonic [s])."""
@@ -40,11 +41,13 @@ class TickStats:
             period = start_s - self.prev
             self.periods.append(period)
             self.on_time += period <= LATE_FACTOR * self.period_s
+            self.missed += max(0, round(period / self.period_s) - 1)
         self.computes.append(end_s - start_s)
         self.prev = start_s
 
     def summary(self) -> dict[str, float | int]:
-        """``ticks``, ``ticks_on_time``, ``on_time_pct``, period and compute p50/p99 [ms]."""
+        """``ticks``, ``ticks_on_time``, ``on_time_pct``, ``ticks_missed``, period and compute
+        p50/p99 [ms]."""
 
         def pct(values: deque[float], q: float) -> float:
             return float(np.percentile(np.asarray(values), q) * 1e3) if values else float("nan")
@@ -53,6 +56,7 @@ class TickStats:
             "ticks": self.ticks,
             "ticks_on_time": self.on_time,
             "on_time_pct": 100.0 * self.on_time / self.ticks if self.ticks else float("nan"),
+            "ticks_missed": self.missed,
             "tick_period_p50_ms": pct(self.periods, 50),
             "tick_period_p99_ms": pct(self.periods, 99),
             "compute_p50_ms": pct(self.computes, 50),

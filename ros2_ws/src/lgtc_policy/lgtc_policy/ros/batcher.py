@@ -1,0 +1,107 @@
+"""One tick for every policy node of a process: co-located robots computed together.
+
+When several robots' :class:`~lgtc_policy.ros.node.PolicyNode` share a process (``swarm up``
+composed, or one group of ``swarm up --groups K``), each joins the process's
+:class:`TickBatcher` for its rate instead of owning a timer. The batcher's one timer drives
+the due ticks: each node prepares its own tick from its own inputs (pose freshness, activity,
+observation; a node with nothing to send is handled by itself exactly as alone), the robots
+that step go through one stacked forward per checkpoint
+(:func:`lgtc_policy.agent.step_batch`, equal bit for bit to each robot alone), and each node
+publishes its own command and message and records its own statistics and diagnostics.
+Nothing of one robot reaches another's rows: a robot hears others only through its own
+``comm/in`` (the relay keeps the range-C rule).
+
+A node alone in its process gets a batcher of one, and a robot alone in its group its own
+:meth:`~lgtc_policy.agent.PolicyAgent.step`: the same tick as before. The batcher's
+timer lives on one member node (the first to join; it moves to another member when that one
+leaves), so it runs in that node's executor and callback group. Under a multi-threaded
+executor a member's subscription callbacks may run while the batch reads its inputs, as they
+may between any two callbacks of different nodes; every input is replaced whole (one
+assignment), so a tick sees either the previous or the new value.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from lgtc_policy.agent import step_batch
+
+__all__ = ["TickBatcher"]
+
+
+class _Member(Protocol):
+    """What the batcher needs of a policy node (:class:`~lgtc_policy.ros.node.PolicyNode`)."""
+
+    context: object
+    policy_key: str
+
+    def prepare_tick(self, start: float) -> object | None: ...
+
+    def finish_tick(self, result, start: float, end: float, batch: int) -> None: ...
+
+
+class TickBatcher:
+    """The policy ticks of one process (one rclpy context) at one period [s]."""
+
+    _registry: dict[tuple[int, float], TickBatcher] = {}
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = float(period_s)
+        self.members: list = []
+        self._host = None
+        self._timer = None
+        self.last_batch = 0
+
+    @classmethod
+    def join(cls, node, period_s: float) -> TickBatcher:
+        """Add ``node`` to its process's batcher for ``period_s`` (made on first use)."""
+        key = (id(node.context), float(period_s))
+        batcher = cls._registry.get(key)
+        if batcher is None:
+            batcher = cls._registry[key] = cls(period_s)
+        batcher.members.append(node)
+        if batcher._host is None:
+            batcher._rehost()
+        return batcher
+
+    def leave(self, node) -> None:
+        """Remove ``node`` (it is being destroyed); the timer moves to another member."""
+        if node in self.members:
+            self.members.remove(node)
+        if node is self._host:
+            node.destroy_timer(self._timer)
+            self._host = self._timer = None
+            self._rehost()
+        if not self.members:
+            for key, value in list(self._registry.items()):
+                if value is self:
+                    del self._registry[key]
+
+    def _rehost(self) -> None:
+        if self.members:
+            self._host = self.members[0]
+            self._timer = self._host.create_timer(self.period_s, self.tick)
+
+    def tick(self) -> None:
+        """One due tick of every member: prepare each, one forward per checkpoint, finish each."""
+        start = time.perf_counter()
+        due: dict[str, list] = {}
+        for node in list(self.members):
+            work = node.prepare_tick(start)
+            if work is not None:
+                due.setdefault(node.policy_key, []).append((node, work))
+        results = []
+        for group in due.values():
+            nodes = [n for n, _ in group]
+            if len(group) == 1:  # one robot: its own step (the batch's reference, bit for bit)
+                ((node, (obs, now)),) = group
+                out = [node.agent.step(obs, now)]
+            else:
+                agents = [n.agent for n in nodes]
+                out = step_batch(agents, [w[0] for _, w in group], [w[1] for _, w in group])
+            results.extend(zip(nodes, out))
+        end = time.perf_counter()
+        self.last_batch = len(results)
+        for node, result in results:
+            node.finish_tick(result, start, end, len(results))
