@@ -79,6 +79,12 @@ def _train(ns: argparse.Namespace) -> int:
         from lgtc_policy.train.ppo import train_ppo
 
         cfg = dataclass_from_args(PPOConfig, ns, PPOConfig(algo=ns.algo)).validate()
+        if cfg.seeds:  # several seeds in one process, run_dir/s<seed>/ each
+            from lgtc_policy.train.stacked import train_ppo_seeds
+
+            runs = dict(zip(map(str, cfg.seeds), train_ppo_seeds(cfg)))
+            print(json.dumps({"run_dir": cfg.run_dir, "seeds": runs}, indent=2))
+            return 0
         summary = train_ppo(cfg)
     elif ns.algo in BC_ALGOS:
         from lgtc_policy.train.bc import train_bc

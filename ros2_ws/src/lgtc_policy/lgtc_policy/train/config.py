@@ -194,6 +194,16 @@ class PPOConfig(_Common):
     log-probability are the policy's unfiltered sample). Also used for the run's evaluations
     and recorded in the checkpoint, so ``lgtc eval`` evaluates the policy as it was trained."""
 
+    seeds: tuple[int, ...] = ()
+    """Train these seeds together in one process (overrides --seed): per-seed envs and
+    rollouts, the updates batched over the seeds (lgtc_policy.train.stacked); each seed
+    writes run_dir/s<seed>/ in the single-seed format. Empty = one run of --seed."""
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["seeds"] = list(self.seeds)
+        return d
+
     def rollout_steps(self) -> int:
         return max(1, self.rollout // self.num_envs)
 
@@ -225,6 +235,13 @@ class PPOConfig(_Common):
                 f"--safety-filter {self.safety_filter!r}: use 'none' (the env executes the "
                 "policy's action) or 'cbf' (every action through the CBF filter first)"
             )
+        if self.seeds and (self.resume or self.init_checkpoint):
+            raise ConfigError(
+                "--seeds trains new runs side by side: --resume / --init-checkpoint work per "
+                "seed; pass --seed <s> --run-dir <run_dir>/s<s> instead"
+            )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds {list(self.seeds)}: each seed once")
         if self.value_warmup < 0:
             raise ConfigError("--value-warmup must be >= 0 (PPO updates with a frozen policy)")
         if self.init_checkpoint and self.resume:

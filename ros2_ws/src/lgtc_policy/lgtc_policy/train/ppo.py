@@ -74,7 +74,8 @@ class ActorCritic(nn.Module):
         self.log_std = nn.Parameter(torch.full((2,), float(cfg.log_std_init)))
 
     def dist(self, mean: torch.Tensor) -> torch.distributions.Normal:
-        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+        std = self.log_std.exp().expand_as(mean)
+        return torch.distributions.Normal(mean, std, validate_args=False)  # no host sync
 
 
 @dataclass
@@ -547,7 +548,7 @@ def checkpoint_payload(
 def _cpu(obj):
     """``obj`` (nested dicts/lists of tensors) with every tensor on the CPU (portable files)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
+        return obj.detach().cpu().clone()  # a view would save its whole base storage
     if isinstance(obj, dict):
         return {k: _cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
