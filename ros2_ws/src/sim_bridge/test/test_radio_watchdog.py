@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_bridge.bridges.crazyflie_link import (
@@ -105,6 +106,31 @@ def test_takeoff_hover_fly_sequence_on_the_transport():
     kind, payload = s.transport.calls[-1]
     assert kind == "velocity" and payload[0] == 8
     assert payload[1] == struct.unpack("<f", struct.pack("<f", 0.1))[0]
+
+
+def test_new_command_right_after_a_resend_goes_out_at_once():
+    """A scheduled resend of the old command never holds a new one back (issue #17): the
+    rate limit (max_rate_hz) counts from the last send of a new command only."""
+    s = Scripted()
+    s.fly()
+    s.link.set_command(0.1, 0.0, 0.0, 0.0, stamp=s.now)
+    s.advance(0.001)  # sent at once; the stream's grid restarts here
+    s.advance(PERIOD)  # the scheduled resend of 0.1
+    resent = s.transport.calls[-1]
+    assert resent[0] == "velocity" and resent[1][1] == pytest.approx(0.1)
+    s.link.set_command(0.2, 0.0, 0.0, 0.0, stamp=s.now)
+    n_calls = len(s.transport.calls)
+    s.advance(0.001)  # 1 ms after the resend, well inside MIN_INTERVAL
+    sent = s.transport.calls[n_calls:]
+    assert [c[0] for c in sent] == ["velocity"]
+    assert sent[0][1] == (8, *struct.unpack("<fff", struct.pack("<fff", 0.2, 0.0, 0.0)), 0.0)
+    # new commands themselves stay limited to max_rate_hz
+    s.link.set_command(0.3, 0.0, 0.0, 0.0, stamp=s.now)
+    n_calls = len(s.transport.calls)
+    s.advance(0.001)
+    assert not s.transport.calls[n_calls:]
+    s.advance(MIN_INTERVAL)
+    assert s.transport.calls[-1][1][1] == pytest.approx(0.3)
 
 
 @settings(max_examples=120, deadline=None)

@@ -20,7 +20,8 @@ Behaviour, per link
   -> a fresh command -> ``flying``: the latest command is streamed as a world-frame
   velocity setpoint (commander generic, ``<Bffff`` type 8 ``velocityWorld``) at a fixed
   ``rate_hz`` whether or not a new command came, and each new command is sent at once
-  (at most ``max_rate_hz``).
+  (new commands at most ``max_rate_hz``; a scheduled resend of the previous command never
+  holds a new one back, so a command that arrives just after a resend is not delayed).
 * **Host watchdog** (``/<robot>/cmd_vel`` older than ``hold_after_s``, default
   ``topics.CMD_TIMEOUT_S`` = 0.3 s): stream zero velocity (``holding``: the drone hovers in
   place); older than ``land_after_s``: land. Without it the firmware alone would level the
@@ -229,7 +230,8 @@ class LinkParams:
 
     Attributes:
         rate_hz: fixed setpoint streaming rate [Hz] (>= 20).
-        max_rate_hz: new commands are sent at once, but at most this often [Hz].
+        max_rate_hz: new commands are sent at once, but at most this often [Hz] (the
+            interval counts from the last send of a new command, not from a resend).
         hold_after_s: command age after which zero velocity is streamed [s].
         land_after_s: command age after which the drone lands [s].
         link_timeout_s: no packet from the drone for this long -> ``lost`` [s].
@@ -625,7 +627,7 @@ class CrazyflieLink:
         self._cmd_new = False
         self._phase_start = -math.inf
         self._phase_end = -math.inf
-        self._last_send = -math.inf
+        self._last_cmd_send = -math.inf  # last send that carried a new command [s]
         self._next_send = -math.inf
         self._pending: list[tuple] = []
         self._gen = 0  # connection generation: callbacks of an abandoned one are ignored
@@ -1049,7 +1051,7 @@ class CrazyflieLink:
         if self._flight in (FlightState.FLYING, FlightState.HOLDING):
             wake = min(wake, self._next_send)
             if self._cmd_new:
-                wake = min(wake, self._last_send + min_interval)
+                wake = min(wake, self._last_cmd_send + min_interval)
         if self._flight == FlightState.HOVERING and self._cmd_new:
             wake = now
         if self._flight in (FlightState.TAKING_OFF, FlightState.LANDING):
@@ -1121,12 +1123,16 @@ class CrazyflieLink:
                 self._event("flight", "flying on /cmd_vel")
             setpoint = self._cmd
         scheduled = now >= self._next_send
-        if scheduled or (self._cmd_new and now - self._last_send >= min_interval):
+        # The rate limit counts from the last send of a new command: a resend of the old one
+        # just before a new command arrives must not hold the new one back (issue #17).
+        if scheduled or (self._cmd_new and now - self._last_cmd_send >= min_interval):
             (vx, vy, vz), yaw_rate = setpoint
             datagram = encode_velocity_world(
                 vx, vy, vz, math.degrees(yaw_rate), self._protocol if self._protocol else 0
             )
             actions.append(("velocity", datagram))
+            if self._cmd_new:
+                self._last_cmd_send = now
             self._cmd_new = False
             # Scheduled sends stay on a fixed grid (no drift); an immediate send for a new
             # command restarts the grid so the next resend is one period later.
@@ -1134,7 +1140,6 @@ class CrazyflieLink:
                 self._next_send += period
             else:
                 self._next_send = now + period
-            self._last_send = now
             self._setpoints_sent += 1
         return actions
 
