@@ -100,7 +100,8 @@ def ros_subset(envs: int, radii: list[float], tmp: Path) -> dict:
                 f"{run.tasks_visited}/{run.tasks_total} tasks, min sep "
                 f"{run.min_separation_m:.3f} m, {run.wall_s:.0f} s | core {c.cost_at_completion} "
                 f"moves to the last task ({c.cost} to the end of its EM), "
-                f"{c.clusters} clusters, completed {c.completed}",
+                f"{c.clusters} clusters, completed {c.completed}; watchdog landings "
+                f"{run.watchdog_landings}; load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
         out[f"ros_cost_k{lab}cm"] = float(np.mean(ros))

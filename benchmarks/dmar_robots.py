@@ -202,9 +202,14 @@ def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         run = run_mission(path, duration=300.0)
         runs.append(run)
+        d = run.node_diagnostics.values()
         print(f"  {Path(config).name} seed {seed}: {run.tasks_visited}/{run.tasks_total} tasks, "
               f"min sep {run.min_separation_m:.3f} m, {run.ps_step} steps, "
-              f"{run.wall_s:.0f} s", flush=True)  # fmt: skip
+              f"{run.wall_s:.0f} s; watchdog landings {run.watchdog_landings}, rounds timed "
+              f"out {sum(int(x['rounds_timed_out']) for x in d)}, back-offs "
+              f"{sum(int(x['backoffs']) for x in d)}, skipped steps "
+              f"{sum(int(x['agent_skipped_steps']) for x in d)}; load "
+              f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     visited = sum(r.tasks_visited for r in runs)
     total = sum(r.tasks_total for r in runs)
     return {
@@ -213,6 +218,7 @@ def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
         "mission_runs": len(runs),
         "min_separation_margin_m": min(r.min_separation_m - r.safety_distance_m for r in runs),
         "cbf_fallbacks": sum(r.cbf_fallbacks for r in runs),
+        "watchdog_landings": sum(r.watchdog_landings for r in runs),
     }, runs
 
 

@@ -66,6 +66,10 @@ class MissionRun:
         cbf_fallbacks: sum of the CBF filters' fallbacks (0 without CBF).
         sim_s: simulated time [s]; wall_s: wall time of the run [s].
         killed: robots whose DMAR node was removed mid-run.
+        watchdog_landings: robots the world landed because their commands stopped (a node
+            starved or gone: the failure ladder of the safety rules).
+        stall_report: lines describing who held the world's PS step, the first time one step
+            lasted more than ``STALL_S`` (also printed on stderr); empty when none did.
     """
 
     result: object
@@ -83,6 +87,8 @@ class MissionRun:
     sim_s: float = 0.0
     wall_s: float = 0.0
     killed: list = field(default_factory=list)
+    watchdog_landings: int = 0
+    stall_report: list = field(default_factory=list)
     tick_compute_ms: list = field(default_factory=list)
 
     def cost(self, upto: int | None = None) -> int:
@@ -158,6 +164,10 @@ def run_mission(
     return run
 
 
+#: a lockstep PS step held this long [s] (wall) is reported once (``MissionRun.stall_report``)
+STALL_S = 20.0
+
+
 class _Watch:
     """What :func:`run_mission` watches in the composed run: every robot's ``dmar/move`` (a
     node of its own in the swarm's executor), separations and path from the world's simulator,
@@ -171,6 +181,7 @@ class _Watch:
         self.ex = None
         self.node = None
         self.last = None
+        self.step_seen, self.step_t0, self.stall_reported = -1, time.perf_counter(), False
 
     def on_ready(self, nodes, context, ex) -> None:
         self.nodes, self.ex = nodes, ex
@@ -190,6 +201,33 @@ class _Watch:
         if len(d) == 4:
             self.run.reports.setdefault(int(d[0]), {})[i] = (int(d[1]), int(d[2]), int(d[3]))
 
+    def _stall_lines(self, world) -> list[str]:
+        """Who holds the world's step: each robot's report, distance to it, node state."""
+        ls, pos = world.lockstep, world.sim.pos
+        arrived = ls.arrived(pos[:, :2])
+        lines = [f"PS step {ls.step} held for {STALL_S:.0f} s; modes {world.sim.mode.tolist()}"]
+        for i, name in enumerate(self.cfg.robot_names):
+            node = self.nodes.get(f"/{name}/dmar")
+            target = ls.moves[i].get(ls.step)
+            dist = (
+                "-"
+                if target is None
+                else f"{np.linalg.norm(pos[i, :2] - ls.grid.centre(target)):.3f}"
+            )
+            state = (
+                "no node"
+                if node is None
+                else f"node step {node.step} round {node.rnd} pending {node.pending} "
+                f"target {node.target} origin {node.origin} backed_off {node.backed_off}"
+            )
+            cbf = self.nodes.get(f"/{name}/cbf_filter")
+            counts = {} if cbf is None else dict(getattr(cbf, "counts", {}))
+            lines.append(
+                f"{name}: report {target} dist {dist} arrived {bool(arrived[i])}; {state}; "
+                f"pos {np.round(pos[i], 3).tolist()}; cbf {counts}"
+            )
+        return lines
+
     def should_stop(self) -> bool:
         world = self.nodes.get("/world")
         if world is None:
@@ -203,6 +241,13 @@ class _Watch:
             run.path_m += float(np.linalg.norm(pos[:, :2] - self.last, axis=1).sum())
         self.last = pos[:, :2].copy()
         step = world.lockstep.step
+        if step != self.step_seen:
+            self.step_seen, self.step_t0 = step, time.perf_counter()
+        elif not self.stall_reported and time.perf_counter() - self.step_t0 > STALL_S:
+            self.stall_reported = True
+            run.stall_report = self._stall_lines(world)
+            for line in run.stall_report:
+                print(f"[dmar_watch] {line}", file=sys.stderr, flush=True)
         for name, at in list(self.kill.items()):
             if step >= at:
                 node = self.nodes.get(f"/{name}/dmar")
@@ -224,6 +269,7 @@ def _collect(run: MissionRun, cfg, nodes: dict) -> None:
         run.ps_step = int(world.lockstep.step)
         run.tasks_visited = int(world.sim.task_visited.sum())
         run.sim_s = float(world.sim.t)
+        run.watchdog_landings = int(world.sim.watchdog_landings.sum())
     schedule = None
     run.clusters = []
     for name in cfg.robot_names:
