@@ -35,6 +35,14 @@ dmar (/<r>)         dmar_agent.ros.node:DmarNode                     per robot, 
                                                                      ``policy`` and not ``goto``
 ==================  ===============================================  =========================
 
+Groups (:func:`split_robots`, :func:`group_plan`): ``swarm up --groups K`` splits the
+robots into K contiguous groups of near-equal size, one process each (its nodes composed);
+group 1 also runs the swarm-wide nodes, so there is exactly one world (or one bridge per
+robot) and one relay. ``swarm up --group I/K`` (``ros2 launch ... group:=I/K``) starts one
+group only: start the K groups on any hosts of one ROS 2 domain (same ``ROS_DOMAIN_ID``,
+``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` between hosts, ``LOCALHOST`` on one), with the same
+swarm file (see docs/groups.md).
+
 A routing config (DMAR) starts the DMAR agent nodes in place of the LGTC policy nodes; the
 plan names them by package, executable and plugin only (sim_bridge imports no mission
 package).
@@ -231,6 +239,62 @@ def plan(
     return specs
 
 
+# ----------------------------------------------------------------------------- groups
+
+
+def split_robots(robots: list[str], groups: int) -> list[list[str]]:
+    """``robots`` in ``groups`` contiguous groups of near-equal size, in config order (each
+    robot exactly once; the first groups take one more when it does not divide).
+
+    Raises:
+        BringupError: ``groups`` is not an integer from 1 to the number of robots.
+    """
+    n = len(robots)
+    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= max(n, 1):
+        raise BringupError(
+            f"groups={groups!r}: split the {n} robot(s) into 1 to {max(n, 1)} groups "
+            "(one process each; e.g. --groups 2)"
+        )
+    size, extra = divmod(n, groups)
+    out, start = [], 0
+    for g in range(groups):
+        stop = start + size + (g < extra)
+        out.append(list(robots[start:stop]))
+        start = stop
+    return out
+
+
+def parse_group(text: str) -> tuple[int, int]:
+    """``"I/K"`` (group I of K, counted from 1) -> ``(I, K)``; BringupError if malformed."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        index, groups = int(head), int(tail)
+    except ValueError:
+        index = groups = 0
+    if not sep or groups < 1 or not 1 <= index <= groups:
+        raise BringupError(
+            f"group {text!r}: write I/K, group I of K counted from 1 (e.g. 2/3); "
+            "group 1 runs the swarm-wide nodes (world, relay, services, bridges)"
+        )
+    return index, groups
+
+
+def group_plan(specs: list[NodeSpec], cfg: SwarmConfig, index: int, groups: int) -> list[NodeSpec]:
+    """The nodes of group ``index`` of ``groups`` (from 1): its robots' nodes
+    (:func:`split_robots`) and, in group 1 only, the swarm-wide nodes (world or bridges, comm
+    relay, services: one of each for the whole swarm). Every node of ``specs`` falls in
+    exactly one group."""
+    if not 1 <= index <= groups:
+        raise BringupError(f"group {index}/{groups}: the group must be between 1 and {groups}")
+    mine = set(split_robots(list(cfg.robot_names), groups)[index - 1])
+    return [
+        s
+        for s in specs
+        if (s.namespace.strip("/") in mine)
+        or (index == 1 and s.namespace.strip("/") not in cfg.robot_names)
+    ]
+
+
 _HINTS = {
     "cbf_filter": "run without it with --no-cbf",
     "lgtc_policy": "run without it with --no-policy",
@@ -324,6 +388,11 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     ),
     "cbf": ("true", "CBF filter nodes (false: unfiltered pass-through)"),
     "takeoff": ("false", "take off the sim robots at start"),
+    "group": (
+        "",
+        "I/K: start only group I of K (robots split as swarm up --groups K; group 1 also "
+        "runs the world, relay and services); '' = the whole swarm",
+    ),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -402,6 +471,8 @@ def launch_plan(
         autostart=flags["takeoff"],
         backend=value["backend"] or None,
     )
+    if value["group"]:
+        specs = group_plan(specs, cfg, *parse_group(value["group"]))
     warnings = []
     rviz = flags["rviz"] and has_package("rviz2")
     if flags["rviz"] and not rviz:

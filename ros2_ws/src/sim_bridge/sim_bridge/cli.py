@@ -20,7 +20,14 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
-from sim_bridge.bringup import BringupError, check_plugins, plan
+from sim_bridge.bringup import (
+    BringupError,
+    check_plugins,
+    group_plan,
+    parse_group,
+    plan,
+    split_robots,
+)
 from sim_bridge.config import ConfigError, Problem, SwarmConfig, check_files, load_config
 from sim_bridge.render import RenderError, render
 
@@ -106,6 +113,42 @@ def _load_or_report(path: str):
         return None
 
 
+def _plan_args(args: argparse.Namespace) -> list[str]:
+    """The ``swarm up`` options that shape the plan, to hand to each group's process."""
+    out = ["--executor", args.executor]
+    for flag in ("no_policy", "no_cbf", "takeoff", "goto"):
+        if getattr(args, flag):
+            out.append("--" + flag.replace("_", "-"))
+    if args.backend:
+        out += ["--backend", args.backend]
+    return [*out, "--latency", repr(args.latency), "--drop", repr(args.drop)]
+
+
+def _up_specs(args: argparse.Namespace, cfg: SwarmConfig):
+    """The nodes this ``swarm up`` starts (one group's with ``--group``); BringupError."""
+    if args.groups is not None and args.group is not None:
+        raise BringupError("--groups K starts every group, --group I/K one: pass one of them")
+    if args.groups is not None:
+        split_robots(list(cfg.robot_names), args.groups)  # a bad K fails here, clearly
+        if args.mode != "composed":
+            raise BringupError("--groups runs each group composed in one process; drop --mode")
+    specs = plan(
+        cfg,
+        args.config,
+        policy=not args.no_policy,
+        cbf=not args.no_cbf,
+        autostart=args.takeoff,
+        backend=args.backend,
+        relay_latency_s=args.latency,
+        relay_drop_prob=args.drop,
+        goto=args.goto,
+    )
+    if args.group is not None:
+        specs = group_plan(specs, cfg, *parse_group(args.group))
+    check_plugins(specs)  # both modes: an executable is a thin wrapper of its module
+    return specs
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config)
     if cfg is None:
@@ -116,46 +159,39 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print("error: --duration must be > 0 seconds", file=sys.stderr)
         return 1
     try:
-        specs = plan(
-            cfg,
-            args.config,
-            policy=not args.no_policy,
-            cbf=not args.no_cbf,
-            autostart=args.takeoff,
-            backend=args.backend,
-            relay_latency_s=args.latency,
-            relay_drop_prob=args.drop,
-            goto=args.goto,
-        )
-        check_plugins(specs)  # both modes: an executable is a thin wrapper of its module
+        specs = _up_specs(args, cfg)
     except BringupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"[swarm] {args.config}: {len(specs)} nodes ({args.mode})")
+    where = f"group {args.group}, " if args.group else ""
+    print(f"[swarm] {args.config}: {len(specs)} nodes ({where}{args.mode})")
     for spec in specs:
         print(f"  {spec.fqn:28s} {spec.package}/{spec.executable}")
     # rclpy only for the command that starts nodes (validate and render run without it)
-    from sim_bridge.ros.runner import run_composed, run_processes
+    from sim_bridge.ros.runner import run_composed, run_groups, run_processes
 
+    common = dict(duration=args.duration, record=args.record, status_every=args.status_every)
     try:
-        if args.mode == "composed":
-            res = run_composed(
-                specs,
+        if args.groups is not None and args.groups > 1:
+            argv = [sys.executable, "-m", "sim_bridge.cli", "up", args.config]
+            argv += [*_plan_args(args), "--status-every", "0"]
+            res = run_groups(
+                argv,
                 cfg,
-                duration=args.duration,
-                record=args.record,
-                executor=args.executor,
-                status_every=args.status_every,
+                args.groups,
+                log_dir=args.log_dir,
+                stop_on_group_exit=args.stop_on_node_exit,
+                **common,
             )
+        elif args.mode == "composed":
+            res = run_composed(specs, cfg, executor=args.executor, **common)
         else:
             res = run_processes(
                 specs,
                 cfg,
-                duration=args.duration,
-                record=args.record,
-                status_every=args.status_every,
                 log_dir=args.log_dir,
                 stop_on_node_exit=args.stop_on_node_exit,
+                **common,
             )
     except BringupError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -232,12 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0.0, help="comm relay latency [s]")
     p.add_argument("--drop", type=float, default=0.0, help="comm relay drop probability")
     p.add_argument("--status-every", type=float, default=5.0, help="status line period [s]")
-    p.add_argument("--log-dir", default=None, help="processes mode: node logs and params here")
+    p.add_argument(
+        "--groups",
+        type=int,
+        default=None,
+        metavar="K",
+        help="split the robots over K processes (contiguous groups, each composed; group 1 "
+        "also runs the world, relay and services); see docs/groups.md",
+    )
+    p.add_argument(
+        "--group",
+        default=None,
+        metavar="I/K",
+        help="start group I of K only (e.g. on another host of the same ROS 2 domain)",
+    )
+    p.add_argument(
+        "--log-dir", default=None, help="processes mode / --groups: logs and params here"
+    )
     p.add_argument(
         "--stop-on-node-exit",
         action="store_true",
-        help="processes mode: end the run when any node exits (default: a robot's node that "
-        "exits is reported, its robot lands, the others carry on)",
+        help="processes mode / --groups: end the run when any node or group exits (default: "
+        "a robot's node or group that exits is reported, its robots land, the others carry on)",
     )
     p.set_defaults(func=_cmd_up)
 

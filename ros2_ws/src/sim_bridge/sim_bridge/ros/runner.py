@@ -1,8 +1,10 @@
-"""Run a bringup plan here (``swarm up``): all nodes composed in one process, or one per node.
+"""Run a bringup plan here (``swarm up``): composed in one process, one per node, or K groups.
 
 :func:`run_composed` puts every node of the plan in one process and one executor
 (:func:`choose_executor`); :func:`run_processes` starts one OS process per node (their console
-scripts). Both add, in the calling process, the run's *observers*: the
+scripts); :func:`run_groups` (``swarm up --groups K``) starts K processes, each running one
+group of robots composed (``swarm up --group I/K``; :func:`sim_bridge.bringup.group_plan`),
+group 1 with the swarm-wide nodes. All three add, in the calling process, the run's *observers*: the
 :class:`SwarmMonitor` (prints sim time, real-time factor and remaining demand every few
 seconds, and collects the world's diagnostics), with ``record`` an MCAP recorder
 (:mod:`sim_bridge.ros.recorder`, the run's one recording), and the caller's ``observers``:
@@ -17,7 +19,8 @@ or when a swarm-wide node process (world, relay, services, bridge) exits;
 ``/<robot>``: its policy, CBF filter, agent) that exits is reported, its robot is told to land
 (``/<robot>/land``; the world's or bridge's watchdog would land it anyway once its commands
 stop) and the other robots carry on, unless ``stop_on_node_exit`` asks to end the run
-(``RunResult.node_exits`` lists them).
+(``RunResult.node_exits`` lists them). With groups the same holds for a group's process: its
+robots land, the other groups carry on; group 1 (the world) ending ends the run.
 
 Shutdown is clean in both modes: the executor stops and the callbacks it already started
 finish before any node is destroyed; child processes get SIGINT, then SIGTERM, then SIGKILL,
@@ -54,7 +57,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from sim_bridge import topics
-from sim_bridge.bringup import BringupError, NodeSpec, executable_path, load_plugin
+from sim_bridge.bringup import BringupError, NodeSpec, executable_path, load_plugin, split_robots
 from sim_bridge.config import SwarmConfig
 from sim_bridge.ros import qos
 from sim_bridge.ros.recorder import McapRecorder, make_recorder
@@ -68,7 +71,10 @@ __all__ = [
     "SwarmMonitor",
     "choose_executor",
     "die_with_parent",
+    "group_children",
+    "run_children",
     "run_composed",
+    "run_groups",
     "run_processes",
     "stop_executor",
     "terminate",
@@ -438,77 +444,166 @@ def run_composed(
 # ----------------------------------------------------------------------------- processes
 
 
-def _spawn(specs: list[NodeSpec], exes: list[str], workdir: Path, procs: list) -> None:
-    """Start one process per spec (executable ``exes[i]``) into ``procs`` (``(spec, Popen, log
-    file)``); parameters and logs in ``workdir``."""
+@dataclass
+class _Child:
+    """One child process of a run: a node (:func:`run_processes`) or a group of nodes
+    (:func:`run_groups`). ``robots``: the robots whose nodes it runs (they land when it exits);
+    ``fatal``: it runs swarm-wide nodes, so its exit ends the run."""
+
+    name: str
+    argv: list[str]
+    robots: tuple[str, ...]
+    fatal: bool
+    spec: NodeSpec | None = None
+    proc: subprocess.Popen | None = None
+    log: object = None
+
+    @property
+    def stem(self) -> str:
+        return self.name.strip("/").replace("/", "__")
+
+
+def _node_children(specs: list[NodeSpec], exes: list[str], robots: set[str]) -> list[_Child]:
+    """One child per node; a node in a robot's namespace is that robot's."""
+    out = []
     for spec, exe in zip(specs, exes):
-        stem = spec.fqn.strip("/").replace("/", "__")
-        params = workdir / f"{stem}.yaml"
-        params.write_text(yaml.safe_dump(spec.params_yaml()))
-        log = open(workdir / f"{stem}.log", "wb")  # noqa: SIM115 (closed by run_processes)
-        proc = subprocess.Popen(
-            [exe, *spec.ros_args(str(params))],
-            stdout=log,
+        robot = spec.namespace.strip("/")
+        mine = (robot,) if robot in robots else ()
+        out.append(_Child(spec.fqn, [exe], mine, not mine, spec))
+    return out
+
+
+def _spawn(children: list[_Child], workdir: Path, started: list[_Child]) -> None:
+    """Start each child into ``started`` (so a failure leaves the started ones to stop);
+    parameters and logs in ``workdir``."""
+    for child in children:
+        argv = list(child.argv)
+        if child.spec is not None:
+            params = workdir / f"{child.stem}.yaml"
+            params.write_text(yaml.safe_dump(child.spec.params_yaml()))
+            argv += child.spec.ros_args(str(params))
+        child.log = open(workdir / f"{child.stem}.log", "wb")  # noqa: SIM115 (closed by the run)
+        child.proc = subprocess.Popen(
+            argv,
+            stdout=child.log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
             preexec_fn=die_with_parent,
         )
-        procs.append((spec, proc, log))
+        started.append(child)
 
 
 def _reap(
-    procs: list, gone: set[str], res: RunResult, robots: set[str], workdir: Path, lander, out
+    children: list[_Child], gone: set[str], res: RunResult, workdir: Path, lander, out
 ) -> bool:
-    """Report the node processes that exited since the last call (``gone``: already reported).
-    A node of one of ``robots`` has its robot land (asked through node ``lander``) and the run
-    goes on; any other node's exit is fatal. Returns True when the run must end."""
+    """Report the children that exited since the last call (``gone``: already reported).
+    A robots' child has its robots land (asked through node ``lander``) and the run goes on;
+    a swarm-wide child's exit is fatal. Returns True when the run must end."""
     fatal = False
-    for spec, proc, _ in procs:
-        if proc.poll() is None or spec.fqn in gone:
+    for child in children:
+        proc = child.proc
+        if proc.poll() is None or child.name in gone:
             continue
-        gone.add(spec.fqn)
-        tail = (workdir / f"{spec.fqn.strip('/').replace('/', '__')}.log").read_text(
-            errors="replace"
-        )[-2000:]
-        res.errors.append(f"node {spec.fqn} exited with code {proc.returncode}:\n{tail}")
+        gone.add(child.name)
+        tail = (workdir / f"{child.stem}.log").read_text(errors="replace")[-2000:]
+        what = "node" if child.spec is not None else "group"
+        res.errors.append(f"{what} {child.name} exited with code {proc.returncode}:\n{tail}")
         res.exit_code = 1
-        robot = spec.namespace.strip("/")
-        if robot not in robots:
+        if child.fatal:
             fatal = True
             continue
-        res.node_exits.append((spec.fqn, int(proc.returncode), robot))
+        for robot in child.robots:
+            res.node_exits.append((child.name, int(proc.returncode), robot))
         print(
-            f"[swarm] node {spec.fqn} exited with code {proc.returncode}: {robot} "
-            f"lands, the other robots carry on (log: {workdir})",
+            f"[swarm] {what} {child.name} exited with code {proc.returncode}: "
+            f"{', '.join(child.robots)} land(s), the other robots carry on (log: {workdir})",
             file=out,
             flush=True,
         )
-        _request_land(lander, robot)
+        for robot in child.robots:
+            _request_land(lander, robot)
     return fatal
 
 
 def _spin_processes(
-    ex, procs, res, stop, t0, duration, should_stop, robots, workdir, lander, out
+    ex, children, res, stop, t0, duration, should_stop, workdir, lander, out
 ) -> dict[int, float]:
-    """Spin the observers until a stop reason (``res.stop_reason``; a fatal node exit:
-    ``node_exit``, see :func:`_reap`); returns each node process's CPU time [s]."""
-    cpu = {p.pid: 0.0 for _, p, _ in procs}
+    """Spin the observers until a stop reason (``res.stop_reason``; a fatal exit:
+    ``node_exit``, see :func:`_reap`); returns each child process's CPU time [s]."""
+    cpu = {c.proc.pid: 0.0 for c in children}
     gone: set[str] = set()
     while True:
         res.stop_reason = stop_reason(stop, t0, duration, should_stop)
         if res.stop_reason:
             return cpu
         ex.spin_once(timeout_sec=0.05)
-        for _, proc, _ in procs:
-            if proc.poll() is None:
-                cpu[proc.pid] = proc_cpu_s(proc.pid)
-        if _reap(procs, gone, res, robots, workdir, lander, out):
+        for c in children:
+            if c.proc.poll() is None:
+                cpu[c.proc.pid] = proc_cpu_s(c.proc.pid)
+        if _reap(children, gone, res, workdir, lander, out):
             res.stop_reason = "node_exit"
             return cpu
 
 
 def run_processes(
     specs: list[NodeSpec],
+    cfg: SwarmConfig,
+    *,
+    log_dir: str | None = None,
+    stop_on_node_exit: bool = False,
+    **kwargs,
+) -> RunResult:
+    """One OS process per node (their console scripts), the observers in this process.
+
+    Keyword arguments as :func:`run_children` (``duration``, ``record``,
+    ``record_diagnostics``, ``status_every``, ``out``, ``on_ready(context, executor)``,
+    ``should_stop``, ``observers``). A robot's node that exits is reported and its robot
+    lands while the run goes on (``stop_on_node_exit=True``: the run ends, as for a
+    swarm-wide node).
+    """
+    exes = [executable_path(s) for s in specs]  # a missing one fails before anything starts
+    robots = set() if stop_on_node_exit else set(cfg.robot_names)
+    children = _node_children(specs, exes, robots)
+    return run_children(children, cfg, log_dir=log_dir, what="nodes", **kwargs)
+
+
+def group_children(
+    argv: Sequence[str], cfg: SwarmConfig, groups: int, stop_on_group_exit: bool = False
+) -> list[_Child]:
+    """The K children of ``swarm up --groups K``: ``argv + ["--group", "I/K"]`` each (``argv``:
+    the ``swarm up`` command line of one group, without ``--group``). Group 1 runs the
+    swarm-wide nodes: its exit ends the run; another group's exit lands its robots (or ends
+    the run with ``stop_on_group_exit``)."""
+    split = split_robots(list(cfg.robot_names), groups)
+    return [
+        _Child(
+            f"group{i}",
+            [*argv, "--group", f"{i}/{groups}"],
+            tuple(robots),
+            i == 1 or stop_on_group_exit,
+        )
+        for i, robots in enumerate(split, start=1)
+    ]
+
+
+def run_groups(
+    argv: Sequence[str],
+    cfg: SwarmConfig,
+    groups: int,
+    *,
+    log_dir: str | None = None,
+    stop_on_group_exit: bool = False,
+    **kwargs,
+) -> RunResult:
+    """``swarm up --groups K``: K processes (:func:`group_children`), each one group's nodes
+    composed in one executor (its policy nodes tick in one batch), the observers here.
+    Keyword arguments as :func:`run_children`."""
+    children = group_children(argv, cfg, groups, stop_on_group_exit)
+    return run_children(children, cfg, log_dir=log_dir, what="groups", **kwargs)
+
+
+def run_children(
+    children: list[_Child],
     cfg: SwarmConfig,
     *,
     duration: float | None = None,
@@ -519,30 +614,27 @@ def run_processes(
     log_dir: str | None = None,
     on_ready=None,
     should_stop: Callable[[], bool] | None = None,
-    stop_on_node_exit: bool = False,
     observers: Sequence[ObserverFactory] = (),
+    what: str = "processes",
 ) -> RunResult:
-    """One OS process per node (their console scripts), the observers in this process.
+    """Start ``children`` (nodes or groups), spin the observers in this process, stop them.
 
     ``record`` / ``record_diagnostics`` / ``observers`` as :func:`run_composed`;
     ``on_ready(context, executor)`` may add nodes of the caller to this process's executor;
     ``should_stop()`` is called after every spin and ends the run when it returns True.
-    A robot's node that exits is reported and its robot lands while the run goes on
-    (``stop_on_node_exit=True``: the run ends, as for a swarm-wide node).
     """
     res = RunResult()
-    exes = [executable_path(s) for s in specs]  # a missing one fails before anything starts
     workdir = Path(log_dir or tempfile.mkdtemp(prefix="swarm_up_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    procs: list[tuple[NodeSpec, subprocess.Popen, object]] = []
+    started: list[_Child] = []
     stop = StopFlag()
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     watchers: list[Node] = []
     ex = None
     try:
-        _spawn(specs, exes, workdir, procs)
-        print(f"[swarm] processes: {len(procs)} nodes, logs in {workdir}", file=out)
+        _spawn(children, workdir, started)
+        print(f"[swarm] processes: {len(started)} {what}, logs in {workdir}", file=out)
         monitor = _add_observers(
             watchers,
             cfg,
@@ -560,9 +652,8 @@ def run_processes(
             on_ready(context, ex)
         t0 = time.perf_counter()
         c0 = time.process_time()
-        robots = set() if stop_on_node_exit else set(cfg.robot_names)
         cpu = _spin_processes(
-            ex, procs, res, stop, t0, duration, should_stop, robots, workdir, monitor, out
+            ex, started, res, stop, t0, duration, should_stop, workdir, monitor, out
         )
         wall = time.perf_counter() - t0
         _fill_result(res, monitor, wall)
@@ -573,8 +664,8 @@ def run_processes(
         if ex is not None:
             stop_executor(ex)
             ex = None
-        terminate([p for _, p, _ in procs])
-        for _, _, log in procs:
-            log.close()
+        terminate([c.proc for c in started])
+        for c in started:
+            c.log.close()
         _shutdown(res, ex, [], watchers, context)
     return res
