@@ -21,7 +21,10 @@ only a stop for a drone the firmware already put on the floor) reached the fake.
 then none: stream, hold at zero velocity, high-level land).
 
 Prints a table; ``--json FILE`` writes flat keys, among them ``setpoint_hz_per_link_n10``
-(median over links), ``cmd_to_wire_p99_ms_n10``, ``radio_recover_s_short``,
+(median over links), ``cmd_to_wire_p99_ms_n10`` (node) next to ``core_cmd_to_wire_p99_ms_n10``
+and their ratio ``cmd_to_wire_p99_node_over_core_n10``, the 1-minute load average at the
+start and end (``load1_start``, ``load1_end``: on a shared machine the p99 follows the load,
+compare node and core of one run), ``radio_recover_s_short``,
 ``radio_recover_s_long`` and ``motors_armed_on_ground`` (both outages together; goal 0).
 ``--quick`` keeps it under a minute; ``--outage-only`` runs only the outages (~30 s).
 """
@@ -101,8 +104,14 @@ def feed(send, n: int, cmd_hz: float, seconds: float) -> list[list[tuple[float, 
     return sent
 
 
+def start_position(i: int) -> tuple[float, float, float]:
+    """Where fake ``i`` starts [m]: a grid 0.5 m apart, as in the node path's config (each
+    drone has a few neighbours within the default 1 m sensing radius, not all N at one point)."""
+    return (-20.0 + 0.5 * (i % 80), -20.0 + 0.5 * (i // 80), 0.0)
+
+
 def run_core(n: int, seconds: float, cmd_hz: float, rate_hz: float, cache: str) -> dict:
-    fakes = [FakeCrazyflie() for _ in range(n)]
+    fakes = [FakeCrazyflie(position=start_position(i)) for i in range(n)]
     params = LinkParams(rate_hz=rate_hz, land_after_s=5.0, toc_cache_dir=cache)
     links = [CrazyflieLink(RobotLink(f"cf{i}", f.uri), params) for i, f in enumerate(fakes)]
     t_start = time.monotonic()
@@ -140,16 +149,17 @@ def run_ros(
     from rclpy.parameter import Parameter
     from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 
-    fakes = [FakeCrazyflie() for _ in range(n)]
+    starts = [start_position(i) for i in range(n)]
+    fakes = [FakeCrazyflie(position=p) for p in starts]
     robots = [
         {
             "name": f"cf{i}",
             "kind": "crazyflie",
             "backend": "cflib",
             "uri": f.uri,
-            "pose": [-20.0 + 0.5 * (i % 80), -20.0 + 0.5 * (i // 80), 0.0, 0.0],
+            "pose": [*p[:2], 0.0, 0.0],
         }
-        for i, f in enumerate(fakes)
+        for i, (f, p) in enumerate(zip(fakes, starts))
     ]
     config = {
         "fileversion": 1,
@@ -482,6 +492,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
     cache = tempfile.mkdtemp(prefix="radio_toc_")
+    load_start = os.getloadavg()[0]
     rows = []
     for n in [] if args.outage_only else args.sizes:
         rows.append(("core", run_core(n, args.seconds, args.cmd_hz, args.rate_hz, cache)))
@@ -493,10 +504,12 @@ def main(argv=None) -> int:
                 )
             )
 
+    load_end = os.getloadavg()[0]
     print(
         f"radio bridge over loopback fake, stream {args.rate_hz:g} Hz, commands "
         f"{args.cmd_hz:g} Hz/link, {args.seconds:g} s window, node path on the "
-        f"{args.executor} executor, {os.cpu_count()} CPUs"
+        f"{args.executor} executor, {os.cpu_count()} CPUs, 1-min load average "
+        f"{load_start:.1f} -> {load_end:.1f}"
     )
     if rows:
         head = f"{'path':5} {'N':>3} {'sp/s median':>12} {'sp/s min':>9} {'p50 ms':>8}"
@@ -508,6 +521,8 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count() or 0,
         "executor": args.executor,
         "python": platform.python_version(),
+        "load1_start": load_start,
+        "load1_end": load_end,
     }
     for path, r in rows:
         print(
@@ -526,6 +541,10 @@ def main(argv=None) -> int:
             out[f"{prefix}cmd_to_wire_p99_ms_{tag}"] = r["p99_ms"]
             out[f"{prefix}cmd_matched_frac_{tag}"] = r["matched"] / max(r["commands"], 1)
             out[f"{prefix}connect_all_s_{tag}"] = r["connect_all_s"]
+    core_p99 = {r["n"]: r["p99_ms"] for path, r in rows if path == "core"}
+    for path, r in rows:
+        if path == "node" and core_p99.get(r["n"], 0.0) > 0.0:
+            out[f"cmd_to_wire_p99_node_over_core_n{r['n']}"] = r["p99_ms"] / core_p99[r["n"]]
     outages = {name: outage_recovery(s, cache_dir=cache) for name, s in OUTAGES.items()}
     print(f"{'outage':6} {'silence s':>9} {'recover s':>9} {'link up s':>9} {'action':>11}", end="")
     print(f" {'armed on ground':>15} {'cut in air after':>16} {'landed':>6}")

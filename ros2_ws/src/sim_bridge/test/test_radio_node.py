@@ -307,3 +307,25 @@ def test_ground_bridge_over_dds(harness, tmp_path):
 def test_missing_config_is_a_clear_error(harness):
     with pytest.raises(BridgeSetupError, match="config"):
         CrazyflieBridgeNode("crazyflie_bridge", context=harness.context)
+
+
+def test_rejected_command_warnings_are_throttled_before_the_logger(monkeypatch):
+    """A burst of rejected cmd_vel costs one logger call a second per robot (rclpy's own
+    throttle looks up the caller's source file on every call, ~3 ms each)."""
+    from types import SimpleNamespace
+
+    from sim_bridge.ros import crazyflie_node
+
+    warnings: list[str] = []
+    logger = SimpleNamespace(warning=warnings.append)
+    fake_node = SimpleNamespace(_last_reject_warning={}, get_logger=lambda: logger)
+    now = [100.0]
+    monkeypatch.setattr(crazyflie_node.time, "monotonic", lambda: now[0])
+    for _ in range(50):
+        CrazyflieBridgeNode._warn_rejected(fake_node, "cfa", "cfa: cmd_vel stale")
+        CrazyflieBridgeNode._warn_rejected(fake_node, "cfb", "cfb: cmd_vel stale")
+        now[0] += 0.01
+    assert warnings == ["cfa: cmd_vel stale", "cfb: cmd_vel stale"]
+    now[0] += crazyflie_node.REJECT_WARNING_INTERVAL_S
+    CrazyflieBridgeNode._warn_rejected(fake_node, "cfa", "cfa: cmd_vel future")
+    assert warnings[-1] == "cfa: cmd_vel future"

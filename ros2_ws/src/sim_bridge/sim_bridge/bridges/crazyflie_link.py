@@ -674,6 +674,11 @@ class CrazyflieLink:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
+    @property
+    def link_state(self) -> LinkState:
+        """The radio link state alone (no lock, no snapshot: cheap enough to poll often)."""
+        return self._link
+
     def status(self) -> LinkStatus:
         with self._cond:
             battery = self.robot.battery
