@@ -6,6 +6,7 @@ Examples::
 
     lgtc train --algo lgtc_ippo --total-env-steps 3000000 --run-dir runs/lgtc_ippo_s0
     lgtc eval --checkpoint lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt --json eval.json
+    lgtc sweep --seeds 1 2 3 --total-env-steps 1000000 --run-dir runs/sweep --resume true
     lgtc export --checkpoint runs/lgtc_ippo_s0/best.pt --out lgtc_policy/checkpoints/x.pt
     lgtc figures fig3 --runs runs/sweep --out docs/img
     lgtc demo --config launch/demo.yaml --out runs/demo          # make demo
@@ -97,6 +98,52 @@ def _train(ns: argparse.Namespace) -> int:
         cfg = dataclass_from_args(SACConfig, ns, SACConfig(algo=ns.algo)).validate()
         summary = train_sac(cfg)
     print(json.dumps({"run_dir": cfg.run_dir, **summary}, indent=2))
+    return 0
+
+
+def _sweep_arguments(sw: argparse.ArgumentParser) -> None:
+    from lgtc_policy.train.common import _parse_bool, add_dataclass_args
+    from lgtc_policy.train.config import _Common
+    from lgtc_policy.train.sweep import FIG3_ALGOS, common_fields
+
+    sw.add_argument("--algos", nargs="+", default=list(FIG3_ALGOS), help="methods to train")
+    sw.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds per method")
+    sw.add_argument("--run-dir", default="runs/sweep", help="one <algo>_s<seed>/ per run")
+    sw.add_argument(
+        "--resume", type=_parse_bool, default=False, help="continue / skip existing runs"
+    )
+    for fam, cls in (("ppo", "PPOConfig"), ("sac", "SACConfig")):
+        sw.add_argument(
+            f"--{fam}-options",
+            default="",
+            help=f"JSON object of {cls} fields for the {fam.upper()} methods only, e.g. "
+            + ("'{\"rollout\": 3072}'" if fam == "ppo" else "'{\"num_envs\": 64}'"),
+        )
+    shared = argparse.ArgumentParser(add_help=False)
+    add_dataclass_args(shared, _Common)
+    grp = sw.add_argument_group("shared by every method (default: each trainer's own)")
+    for act in shared._actions:
+        if act.dest in common_fields():
+            grp._add_action(act)
+
+
+def _sweep(ns: argparse.Namespace) -> int:
+    from lgtc_policy.train.sweep import common_fields, run_sweep
+
+    common = {k: getattr(ns, k) for k in common_fields() if getattr(ns, k, None) is not None}
+    common = {k: tuple(v) if isinstance(v, list) else v for k, v in common.items()}
+    family = {}
+    for fam in ("ppo", "sac"):
+        text = getattr(ns, f"{fam}_options")
+        try:
+            family[fam] = json.loads(text) if text else {}
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--{fam}-options is not valid JSON ({e})") from e
+        if not isinstance(family[fam], dict):
+            raise ConfigError(f"--{fam}-options must be a JSON object of config fields")
+        family[fam] = {k: tuple(v) if isinstance(v, list) else v for k, v in family[fam].items()}
+    rows = run_sweep(common, ns.algos, ns.seeds, ns.run_dir, ns.resume, family)
+    print(json.dumps({"run_dir": ns.run_dir, "runs": rows}, indent=2))
     return 0
 
 
@@ -250,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
             seen.add(act.dest)
             grp._add_action(act)
     tr.set_defaults(fn=_train)
+
+    sw = sub.add_parser("sweep", help="Fig. 3's sweep: methods x seeds, resumable")
+    _sweep_arguments(sw)
+    sw.set_defaults(fn=_sweep)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint against the centralized expert")
     ev.add_argument("--checkpoint", default=SHIPPED, help=f"file or pkg path (default {SHIPPED})")

@@ -21,6 +21,7 @@ Device: the env, the networks, the rollout buffer and the random generator live 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -234,6 +235,33 @@ class PPORun:
     def _reset_episode_stats(self) -> None:
         self.ep = torch.zeros(3, device=self.device)  # sum of returns / N, of demand, count
 
+    def snapshot(self) -> dict:
+        """The run's state beyond the weights and optimisers (random generators, the env's
+        tensors, the recurrent carry, the current observation), stored in ``last.pt`` so that
+        ``--resume`` continues exactly as the uninterrupted run would (teacher caches of
+        ``--bc-coef`` and the safety filter hold no state that changes the result)."""
+        env = self.env
+        return {
+            "gen": self.gen.get_state(),
+            "env_gen": env.gen.get_state(),
+            "env": {k: v.clone() for k, v in vars(env).items() if isinstance(v, torch.Tensor)},
+            "carry": {"xp": self.carry.xp, "xv": self.carry.xv, "prev_res": self.carry.prev_res},
+            "obs": {f.name: getattr(self.obs, f.name) for f in dataclasses.fields(self.obs)},
+            "last_done": self.last_done,
+        }
+
+    def restore(self, snap: dict) -> None:
+        """Inverse of :meth:`snapshot` (tensors moved to this run's device)."""
+        dev = self.device
+        self.gen.set_state(snap["gen"])
+        self.env.gen.set_state(snap["env_gen"])
+        for k, v in snap["env"].items():
+            setattr(self.env, k, v.to(dev))
+        self.carry = _Carry(*(snap["carry"][k].to(dev) for k in ("xp", "xv", "prev_res")))
+        self.obs = type(self.obs)(**{k: v.to(dev) for k, v in snap["obs"].items()})
+        ld = snap.get("last_done")
+        self.last_done = None if ld is None else ld.to(dev)
+
     @torch.no_grad()
     def collect(self) -> Rollout:
         """Run ``T`` ticks of the ``B`` envs with the stochastic policy; GAE on the result."""
@@ -421,15 +449,17 @@ def train_ppo(cfg: PPOConfig) -> dict:
     step, best, start_wall = 0, -math.inf, 0.0
     warm_start = _init_from(cfg, ac) if cfg.init_checkpoint else None
     ac.to(device)
-    opt_state = None
+    last: dict = {}
     if cfg.resume:
-        step, best, start_wall, opt_state = _resume(run / "last.pt", cfg, ac)
+        step, best, start_wall, last = _resume(run / "last.pt", cfg, ac)
     else:
         write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
     pr = PPORun(cfg, ac, step, device)
-    if opt_state:
-        pr.opt_pi.load_state_dict(opt_state["pi"])
-        pr.opt_v.load_state_dict(opt_state["v"])
+    if last.get("optim"):
+        pr.opt_pi.load_state_dict(last["optim"]["pi"])
+        pr.opt_v.load_state_dict(last["optim"]["v"])
+    if last.get("resume_state"):
+        pr.restore(last["resume_state"])
     logger = RunLogger(run, tensorboard=cfg.tensorboard, append=cfg.resume)
     T, B = cfg.rollout_steps(), cfg.num_envs
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
@@ -439,11 +469,13 @@ def train_ppo(cfg: PPOConfig) -> dict:
     summary: dict = {}
 
     def payload(eval_summary: dict, with_optim: bool) -> dict:
-        optim = None
+        optim, snap = None, None
         if with_optim:
             optim = {"pi": pr.opt_pi.state_dict(), "v": pr.opt_v.state_dict()}
+            snap = pr.snapshot()
+        wall = time.time() - t_wall
         return checkpoint_payload(
-            ac, cfg, env_cfg, eval_summary, step, best, time.time() - t_wall, optim, warm_start
+            ac, cfg, env_cfg, eval_summary, step, best, wall, optim, warm_start, snap
         )
 
     while step < cfg.total_env_steps:
@@ -524,9 +556,10 @@ def checkpoint_payload(
     wall_s: float,
     optim: dict | None,
     warm_start: dict | None,
+    resume_state: dict | None = None,
 ) -> dict:
     """The checkpoint dict of :mod:`lgtc_policy.model.checkpoint` for an :class:`ActorCritic`
-    (written by the PPO and the BC trainers)."""
+    (written by the PPO and the BC trainers); ``resume_state`` = :meth:`PPORun.snapshot`."""
     return {
         "algo": cfg.algo,
         "nets": {"policy": ac.policy.cfg.to_dict(), "value": ac.value.cfg.to_dict()},
@@ -541,6 +574,7 @@ def checkpoint_payload(
         "progress": {"env_steps": step, "best": best, "wall_s": wall_s},
         "optim": _cpu(optim),
         "trainer_version": TRAINER_VERSION,
+        **({"resume_state": _cpu(resume_state)} if resume_state else {}),
         **({"warm_start": warm_start} if warm_start else {}),
     }
 
@@ -601,9 +635,9 @@ def _init_from(cfg: PPOConfig, ac: ActorCritic) -> dict:
     return record
 
 
-def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict | None]:
+def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict]:
     """Restore weights and progress from ``last.pt`` (config must match); returns the
-    optimiser states for :class:`PPORun` to load."""
+    checkpoint too, whose ``optim`` and ``resume_state`` :class:`PPORun` loads."""
     ck = load_checkpoint(path)
     old_d = dict(ck["train_config"])
     if int(ck.get("trainer_version", 1)) < 2:  # written before these fields existed
@@ -628,5 +662,5 @@ def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict | N
         int(prog.get("env_steps", 0)),
         float(prog.get("best", -math.inf)),
         float(prog.get("wall_s", 0.0)),
-        ck.get("optim"),
+        ck,
     )

@@ -11,8 +11,9 @@ over the stacked tensors (Adam is elementwise: each seed's slice moves as its ow
 would). A 2-seed run equals the two single-seed runs (``test_train_stacked.py``).
 
 Checkpoints, ``progress.csv`` and evaluations are per seed, under ``<run_dir>/s<seed>/``, in
-the single-seed format (optimiser states sliced per seed), so each seed's ``last.pt``
-resumes with ``lgtc train --seed <seed> --resume true``.
+the single-seed format (optimiser states sliced per seed, the run's generators, env and carry),
+so each seed's ``last.pt`` resumes with ``lgtc train --seed <seed> --run-dir <run_dir>/s<seed>
+--resume true`` (``lgtc sweep --resume true`` does).
 """
 
 from __future__ import annotations
@@ -100,12 +101,19 @@ def _as_dict(ro: Rollout) -> dict[str, torch.Tensor]:
 class StackedPPO:
     """``S`` seeds of ``cfg``: per-seed :class:`PPORun` for the rollouts, one batched update."""
 
-    def __init__(self, cfg: PPOConfig, seeds: list[int], device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        seeds: list[int],
+        device: torch.device,
+        dirs: list[Path] | None = None,
+    ) -> None:
         self.cfg, self.seeds, self.device = cfg, list(seeds), device
+        dirs = dirs or [Path(cfg.run_dir) / f"s{s}" for s in self.seeds]
         n_res = cfg.env_config().n_resources
         self.runs: list[PPORun] = []
-        for s in self.seeds:
-            c = dataclasses.replace(cfg, seed=s, seeds=(), run_dir=str(Path(cfg.run_dir) / f"s{s}"))
+        for s, d in zip(self.seeds, dirs):
+            c = dataclasses.replace(cfg, seed=s, seeds=(), run_dir=str(d))
             set_seed(s)  # the single-seed run's initial weights
             self.runs.append(PPORun(c, ActorCritic(c, n_res).to(device), 0, device))
         acs = [r.ac for r in self.runs]
@@ -191,8 +199,9 @@ def _slice_adam(opt: torch.optim.Adam, i: int) -> dict:
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
-def train_ppo_seeds(cfg: PPOConfig) -> list[dict]:
+def train_ppo_seeds(cfg: PPOConfig, dirs: list[Path] | None = None) -> list[dict]:
     """Train ``cfg.seeds`` together (module docstring); returns each seed's final evaluation.
+    ``dirs``: each seed's run folder (default ``<run_dir>/s<seed>``).
 
     One loop kept together so that it reads as :func:`lgtc_policy.train.ppo.train_ppo` does,
     per seed: rollout, update (batched), log row, evaluation, checkpoints.
@@ -202,7 +211,7 @@ def train_ppo_seeds(cfg: PPOConfig) -> list[dict]:
     cfg.validate()
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    st = StackedPPO(cfg, list(cfg.seeds), device)
+    st = StackedPPO(cfg, list(cfg.seeds), device, dirs)
     dirs = [Path(r.cfg.run_dir) for r in st.runs]
     logs = []
     for r, d in zip(st.runs, dirs):
@@ -242,7 +251,7 @@ def train_ppo_seeds(cfg: PPOConfig) -> list[dict]:
                 save_checkpoint(dirs[i] / "best.pt", ck)
             if do_ckpt:
                 ck = checkpoint_payload(r.ac, r.cfg, r.env_cfg, summaries[i], step, best[i],
-                                        wall, st.optim_state(i), None)  # fmt: skip
+                                        wall, st.optim_state(i), None, r.snapshot())  # fmt: skip
                 save_checkpoint(dirs[i] / "last.pt", ck)
         next_eval += cfg.eval_every if do_eval else 0
         next_ckpt += cfg.checkpoint_every if do_ckpt else 0
