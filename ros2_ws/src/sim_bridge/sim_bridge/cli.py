@@ -205,6 +205,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"{res.initial_demand:.2f}"
         + (f", recorded {res.recorded} messages to {args.record}" if args.record else "")
     )
+    if res.loop_ticks:
+        print(
+            f"[swarm] robot ticks: {res.loop_ticks}, "
+            f"{100.0 * res.loop_ticks_on_time / res.loop_ticks:.1f} % on time, "
+            f"{res.loop_ticks_missed} missed (a late tick skips periods; see each node's "
+            "diagnostics)"
+        )
     return res.exit_code
 
 

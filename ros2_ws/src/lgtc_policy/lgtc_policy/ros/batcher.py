@@ -52,6 +52,8 @@ class TickBatcher:
         self._host = None
         self._timer = None
         self.last_batch = 0
+        self._prev: float | None = None
+        self.missed = 0
 
     @classmethod
     def join(cls, node, period_s: float) -> TickBatcher:
@@ -78,6 +80,27 @@ class TickBatcher:
                 if value is self:
                     del self._registry[key]
 
+    @property
+    def solo(self) -> bool:
+        """One member: it reports its own missed ticks (as a node with its own timer)."""
+        return len(self.members) <= 1
+
+    def _count_missed(self, start: float) -> None:
+        """Count the periods the timer skipped before this tick and say so once for the batch
+        (each member also counts them in its own diagnostics, ``ticks_missed``)."""
+        if self._prev is not None:
+            now_missed = max(0, round((start - self._prev) / self.period_s) - 1)
+            before = self.missed
+            self.missed += now_missed
+            if not self.solo and self.missed.bit_length() > before.bit_length():
+                self._host.get_logger().warning(
+                    f"policy tick of {len(self.members)} robots "
+                    f"{(start - self._prev) * 1e3:.0f} ms after the previous one (period "
+                    f"{self.period_s * 1e3:.0f} ms): {now_missed} tick(s) missed, "
+                    f"{self.missed} so far (CPU overloaded?)"
+                )
+        self._prev = start
+
     def _rehost(self) -> None:
         if self.members:
             self._host = self.members[0]
@@ -86,6 +109,7 @@ class TickBatcher:
     def tick(self) -> None:
         """One due tick of every member: prepare each, one forward per checkpoint, finish each."""
         start = time.perf_counter()
+        self._count_missed(start)
         due: dict[str, list] = {}
         for node in list(self.members):
             work = node.prepare_tick(start)

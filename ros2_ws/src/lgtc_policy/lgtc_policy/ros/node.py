@@ -219,8 +219,8 @@ class PolicyNode(Node):
         self.batch_size = batch
         missed = self.stats.missed
         self.stats.record(start, end)
-        if self.stats.missed > missed:
-            self._report_missed(self.stats.missed - missed)
+        if self.stats.missed > missed and (self.batcher is None or self.batcher.solo):
+            self._report_missed(self.stats.missed - missed)  # a batch says it once for all
         if not np.all(np.isfinite(result.velocity)):
             # e.g. a checkpoint that went non-finite: never send it, say so loudly
             self.nonfinite_outputs += 1

@@ -125,6 +125,11 @@ class RunResult:
     exit_code: int = 0
     stop_reason: str = ""
     errors: list[str] = field(default_factory=list)
+    #: periodic robot loops (statuses with ``ticks_missed``, e.g. the policy nodes): ticks,
+    #: ticks on time and ticks missed, summed over the robots' last diagnostics
+    loop_ticks: int = 0
+    loop_ticks_on_time: int = 0
+    loop_ticks_missed: int = 0
     #: processes mode: robot nodes that exited while the run went on, ``(fqn, code, robot)``
     node_exits: list[tuple[str, int, str]] = field(default_factory=list)
 
@@ -205,6 +210,8 @@ class SwarmMonitor(Node):
         self.out = out
         self.sim_t = 0.0
         self.world: dict[str, str] = {}
+        #: status name -> (ticks, on time, missed) of each robot loop that reports them
+        self.loops: dict[str, tuple[int, int, int]] = {}
         self.demand0 = float(cfg.demand_matrix().sum())
         self.remaining = self.demand0
         self.active = len(cfg.consumers)
@@ -230,6 +237,15 @@ class SwarmMonitor(Node):
         for status in msg.status:
             if status.name.endswith("world"):
                 self.world = {kv.key: kv.value for kv in status.values}
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            if "ticks_missed" in values:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.loops[status.name] = (
+                        int(values["ticks"]),
+                        int(values["ticks_on_time"]),
+                        int(values["ticks_missed"]),
+                    )
 
     def _print(self) -> None:
         wall = time.perf_counter() - self.t0
@@ -281,6 +297,10 @@ def _fill_result(res: RunResult, monitor: SwarmMonitor, wall: float) -> None:
     res.sim_s = monitor.sim_t
     res.remaining_demand = monitor.remaining
     res.initial_demand = monitor.demand0
+    loops = list(monitor.loops.values())
+    res.loop_ticks = sum(t for t, _, _ in loops)
+    res.loop_ticks_on_time = sum(o for _, o, _ in loops)
+    res.loop_ticks_missed = sum(m for _, _, m in loops)
     world = monitor.world
     for key in ("rtf", "tick_p50_ms", "tick_p99_ms"):
         if key in world:
