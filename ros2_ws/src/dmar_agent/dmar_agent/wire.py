@@ -196,6 +196,11 @@ def encode(msg: Message) -> np.ndarray:
 
 
 # ====================================================================== decoding
+def _increasing(xs, what: str) -> None:
+    if any(a >= b for a, b in zip(xs, xs[1:])):
+        raise WireError(f"{what} values must be strictly increasing (a set, sorted), got {xs}")
+
+
 class _Reader:
     """Cursor over a payload; every read checks type, range and the end of the data."""
 
@@ -225,6 +230,12 @@ class _Reader:
         n = self.int(0, self.d.size - self.i - 1, f"count of {what}")
         return tuple(self.int(lo, hi, what) for _ in range(n))
 
+    def int_set(self, lo: int, hi: int, what: str) -> tuple:
+        """A set as :func:`encode` writes it: strictly increasing (one payload per set)."""
+        xs = self.ints(lo, hi, what)
+        _increasing(xs, what)
+        return xs
+
     def bits(self, n: int, what: str) -> np.ndarray:
         words = -(-n // BITS)
         if self.i + words > self.d.size:
@@ -243,18 +254,19 @@ class _Reader:
         n = self.int(1, MAX_CELLS, "n_cells")
         known = self.bits(n, "known")
         free = self.bits(n, "free")
-        tasks = self.ints(0, n - 1, "task cell")
+        tasks = self.int_set(0, n - 1, "task cell")
         npairs = self.int(0, (self.d.size - self.i) // 2, "count of agents")
         agents = [
             (self.int(0, MAX_ID, "agent id"), self.int(0, n - 1, "agent cell"))
             for _ in range(npairs)
         ]
-        members = self.ints(0, MAX_ID, "member id")
+        _increasing(agents, "agent (id, cell)")
+        members = self.int_set(0, MAX_ID, "member id")
         return LocalMap(known, free, frozenset(tasks), frozenset(agents), frozenset(members))
 
     def plan(self) -> TeamPlan:
         leader = self.int(0, MAX_ID, "plan leader")
-        tasks = self.ints(0, MAX_CELLS - 1, "plan task cell")
+        tasks = self.int_set(0, MAX_CELLS - 1, "plan task cell")
         n = self.int(0, self.d.size - self.i, "count of plan members")
         controls, idle = {}, set()
         for _ in range(n):
@@ -264,6 +276,7 @@ class _Reader:
             controls[a] = self.ints(0, 4, "control")
         if len(controls) != n:
             raise WireError("plan lists a member twice")
+        _increasing(list(controls), "plan member id")
         return TeamPlan(controls, frozenset(idle), frozenset(tasks), leader)
 
 
