@@ -249,7 +249,9 @@ TABLES: tuple[Table, ...] = (
         "dmar_agent",
         f"{SRC}/dmar_agent/README.md",
         (
-            Row("dmar", "bp_over_dmar_40x40_k8", "cost BP / DMAR, 40x40, k = 8", "", ".2f"),
+            Row(
+                "dmar", "bp_over_dmar_40x40_k8", "cost BP / DMAR, 40x40, k = 8", "", ".2f", ">= 2.0"
+            ),
             Row("dmar", "bp_over_dmar_40x40_k8_filtered", "same, isolated-task filter", "", ".2f"),
             Row(
                 "dmar_robots",
