@@ -133,7 +133,7 @@ its cell.
                        (:mod:`dmar_agent.wire` documents ``kind`` and ``body``).
 ``/swarm/markers``     adds the routing layers ``routing_grid``, ``routing_obstacles``,
                        ``routing_tasks``, ``routing_visited``; a DMAR node may publish
-                       ``dmar_cluster`` (:func:`sim_bridge.markers.cluster_markers`).
+                       ``dmar_cluster`` (:func:`sim_bridge.ros.markers.cluster_markers`).
 
 Swarm-wide
 ----------
@@ -143,7 +143,7 @@ Swarm-wide
 ``/clock``             rosgraph_msgs/Clock (sim time, rate-limited).
 ``/swarm/markers``     visualization_msgs/MarkerArray for rviz: the world's layers (``ns``
                        ``robots``, ``names``, ``safety``, ``consumers``, ``demand``,
-                       ``comm``; see :mod:`sim_bridge.markers`).
+                       ``comm``; see :mod:`sim_bridge.ros.markers`).
 ``/swarm/policy_markers``  visualization_msgs/MarkerArray: the policy nodes' layers, each
                        node publishing its own robot's markers (marker ``id`` = robot
                        index, frame ``world``): ``lgtc_cluster`` (SPHERE coloured by the

@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter
 from sim_bridge import topics
 from sim_bridge.bringup import load_plugin, plan
 from sim_bridge.config import load_config
-from sim_bridge.markers import cluster_markers, routing_markers
+from sim_bridge.ros.markers import cluster_markers, routing_markers
 from sim_bridge.routing import Grid, Lockstep, clip_motion, view_table
 from sim_bridge.sim import Simulator
 from std_msgs.msg import Float64MultiArray, UInt64MultiArray

@@ -12,9 +12,9 @@ import pytest
 from sim_bridge.bringup import plan
 from sim_bridge.cli import main as swarm_main
 from sim_bridge.config import load_config
-from sim_bridge.markers import swarm_markers
 from sim_bridge.recording import msgdef, swarm_topics
 from sim_bridge.render import RenderError, render
+from sim_bridge.ros.markers import swarm_markers
 from visualization_msgs.msg import Marker
 
 REPO = Path(__file__).resolve().parents[4]

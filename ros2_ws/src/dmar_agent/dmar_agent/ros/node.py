@@ -54,8 +54,8 @@ from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.config import ConfigError as SwarmConfigError
 from sim_bridge.config import load_config
-from sim_bridge.markers import cluster_markers
 from sim_bridge.ros import qos
+from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray

@@ -40,7 +40,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
-from sim_bridge.markers import cluster_markers
+from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray

@@ -40,7 +40,7 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   stands within ``routing.tolerance`` of the target cell's centre, and the views of step
   ``t + 1`` go out at once; in ``free`` timing the step stays 0 and moves are only counted.
   Rejected moves are counted (``rejected_moves`` on ``/diagnostics``). ``/swarm/markers`` adds
-  the grid, obstacles and tasks (:func:`sim_bridge.markers.routing_markers`).
+  the grid, obstacles and tasks (:func:`sim_bridge.ros.markers.routing_markers`).
 
 Headers are stamped with the node clock; ``/clock`` carries the simulator time.
 """
@@ -63,8 +63,8 @@ from visualization_msgs.msg import MarkerArray
 
 from sim_bridge import topics
 from sim_bridge.config import force_sim, load_config
-from sim_bridge.markers import routing_markers, swarm_markers
 from sim_bridge.ros import qos
+from sim_bridge.ros.markers import routing_markers, swarm_markers
 from sim_bridge.ros.params import SWARM_CONFIG, Param, Rule, config_error, declare_and_read
 from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
 from sim_bridge.ros.spin import spin_node
@@ -416,7 +416,7 @@ class WorldNode(Node):
         return msg
 
     def markers(self, stamp=None) -> MarkerArray:
-        """The world's marker layers (see :mod:`sim_bridge.markers`)."""
+        """The world's marker layers (see :mod:`sim_bridge.ros.markers`)."""
         sim, cfg = self.sim, self.cfg
         pos = sim.pos.copy()
         pos[sim.external & ~self.ext_seen] = np.nan
