@@ -1,22 +1,27 @@
-"""Mission benchmark: the LGTC swarm over ROS 2 (composed), N = 10 and N = 30.
+"""Mission benchmark: the LGTC swarm over ROS 2, N = 10, 30 and 50, loaded, and in groups.
 
-Runs ``launch/demo.yaml`` (N = 10, M = 4) and a 30-robot variant of it (same consumers,
-demands x3, robots on a 6 x 5 grid) through :func:`lgtc_policy.mission.demo.run_demo` for a
-fixed wall time each, side by side in one process, and reports:
+Runs ``launch/demo.yaml`` (N = 10, M = 4) and 30- and 50-robot variants of it (same
+consumers, demands x3 / x5, robots on a 6 x 5 / 10 x 5 grid) through
+:func:`lgtc_policy.mission.demo.run_demo` (composed: one process, the policy nodes ticking in
+one batch) for a fixed wall time each, one after the other in one process; then N = 10 again
+while a CPU hog busy-loops pinned to core 0 (``_n10_loaded``; the benchmark starts and stops
+it), and N = 30 split over two processes (``swarm up --groups 2``: ``_n30_groups2``). Keys:
 
-* ``ticks_on_time_pct_n10`` / ``_n30``: policy ticks that started within 1.5 periods of the
-  previous one (20 Hz), over all robots [%];
+* ``ticks_on_time_pct_n<N>``: policy ticks that started within 1.5 periods of the previous
+  one (20 Hz), over all robots [%]; ``ticks_missed_n<N>``: periods skipped by late ticks
+  (summed over the robots);
 * ``reward_ratio_ros_vs_core``: episode reward of the N = 10 ROS run (its 20 Hz positions
   replayed through the env's eq. 2) / the same policy on the same scenario in the core env;
   ``reward_ratio_ros_vs_core_cbf``: the same with the core env's actions through the
-  centralized CBF, like the ROS chain;
+  centralized CBF, like the ROS chain (``_n30``, ``_n30_groups2``: the same at N = 30);
 * ``min_separation_margin_m``: smallest distance between two airborne robots minus the CBF
   safety distance, over both runs [m];
 * world real-time factors and policy compute times;
 * ``load_avg_1min_start`` / ``_end``: the machine's 1-minute load average around the runs (the
   figures follow the load on a shared machine).
 
-``--quick`` runs 8 s per size (< 1 min); the default 40 s. ``--json FILE`` writes the keys.
+``--quick`` runs 8 s per run (about 3 min in all); the default 40 s. ``--only KEY,...``
+runs some of ``n10, n30, n50, n10_loaded, n30_groups2``. ``--json FILE`` writes the keys.
 
 ``--message-age`` measures instead how old the neighbours' messages are when a policy tick
 uses them (tick time minus the sender's stamp, every tick of every robot after the first third
@@ -28,10 +33,12 @@ publication per copy) at N = 10 and 30, composed; keys ``message_age_p50_ms_<mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,24 +50,32 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "launch" / "demo.yaml"
 
 
-def thirty_robot_config(src: Path, dst: Path, checkpoint: str | None) -> Path:
-    """demo.yaml scaled to 30 robots: 6 x 5 grid 0.4 m apart, demands x3 (supply <= demand)."""
+def scaled_config(src: Path, dst: Path, checkpoint: str | None, n: int) -> Path:
+    """demo.yaml scaled to ``n`` robots (a multiple of 5, at least 10): 5 rows of ``n / 5``
+    robots across 3.5 m (0.7 m apart at 30, 0.39 m at 50), rows 0.4 m apart, demands
+    x ``n / 10`` (supply <= demand)."""
     data = yaml.safe_load(src.read_text())
     base = data["robots"]
-    robots = []
-    xs = [-1.75, -1.05, -0.35, 0.35, 1.05, 1.75]
+    cols = n // 5
+    xs = [-1.75 + 3.5 * c / (cols - 1) for c in range(cols)]
     ys = [-1.8, -1.4, -1.0, -0.6, -0.2]
-    for k in range(30):
+    robots = []
+    for k in range(n):
         r = copy.deepcopy(base[k % len(base)])
         r["name"] = f"cf{k + 1}"
-        r["pose"] = [xs[k % 6], ys[k // 6], 0.0, 0.0]
+        r["pose"] = [round(xs[k % cols], 4), ys[k // cols], 0.0, 0.0]
         robots.append(r)
     data["robots"] = robots
     for c in data["consumers"]:
-        c["demand"] = {t: 3.0 * v for t, v in c["demand"].items()}
+        c["demand"] = {t: n / 10 * v for t, v in c["demand"].items()}
     data["policy"] = {"checkpoint": checkpoint or _abs_checkpoint(src, data)}
     dst.write_text(yaml.safe_dump(data, sort_keys=False))
     return dst
+
+
+def thirty_robot_config(src: Path, dst: Path, checkpoint: str | None) -> Path:
+    """demo.yaml scaled to 30 robots: 6 x 5 grid 0.7 m apart, demands x3 (supply <= demand)."""
+    return scaled_config(src, dst, checkpoint, 30)
 
 
 def _abs_checkpoint(src: Path, data: dict) -> str:
@@ -73,69 +88,192 @@ def _abs_checkpoint(src: Path, data: dict) -> str:
         return data["policy"]["checkpoint"]
 
 
-def run(duration: float, checkpoint: str | None) -> dict:
+class CpuHog:
+    """A busy loop pinned to core 0 for the ``with`` block (a loaded laptop's other job)."""
+
+    def __enter__(self):
+        code = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _demo(config: Path, out: Path, duration: float, checkpoint: str | None, compare: bool):
     from lgtc_policy.mission.demo import DemoOptions, run_demo
 
-    out: dict = {"load_avg_1min_start": os.getloadavg()[0]}
+    opts = DemoOptions(
+        config=str(config),
+        out=str(out),
+        duration=duration,
+        checkpoint=checkpoint,
+        stop_when_done=False,
+        gif=False,
+        expert=False,
+        compare=compare,
+        status_every=0,
+    )
+    with open(os.devnull, "w") as null:
+        return run_demo(opts, out=null)
+
+
+def _missed(mcap: Path, config: Path) -> int:
+    """Ticks missed by the policy nodes of a recorded run (their last diagnostics)."""
+    from sim_bridge.config import load_config
+    from sim_bridge.recording import read_run
+
+    last: dict[str, int] = {}
+    for _, name, values in read_run(mcap, load_config(config)).diagnostics:
+        if name.startswith("lgtc_policy:") and "ticks_missed" in values:
+            last[name] = int(values["ticks_missed"])
+    return sum(last.values())
+
+
+def _groups(config: Path, out: Path, duration: float, groups: int) -> dict:
+    """The demo's figures for ``swarm up --groups`` (each group composed in its process):
+    the run recorded here, then the report's metrics and the core comparison."""
+    from lgtc_policy.mission.demo import _ros_env, compare_with_core
+    from lgtc_policy.mission.report import node_metrics, ros_metrics
+    from lgtc_policy.mission.scenario import scenario_from_config
+    from lgtc_policy.model.checkpoint import build_net, load_checkpoint
+    from rclpy.node import Node
+    from rosgraph_msgs.msg import Clock
+    from sim_bridge import topics
+    from sim_bridge.config import load_config
+    from sim_bridge.recording import read_run
+    from sim_bridge.ros.runner import run_groups
+
+    class SimTime(Node):
+        """The world's sim time: the run lasts ``duration`` of it, as a composed run's wall
+        time after its nodes exist (the groups' processes take seconds to start)."""
+
+        t = 0.0
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__("bench_sim_time", **kwargs)
+            self.create_subscription(Clock, topics.CLOCK, self._on_clock, 10)
+
+        def _on_clock(self, msg) -> None:
+            SimTime.t = msg.clock.sec + msg.clock.nanosec * 1e-9
+
+    _ros_env()
+    cfg = load_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    mcap = out / "run.mcap"
+    argv = [sys.executable, "-m", "sim_bridge.cli", "up", str(config), "--takeoff"]
+    with open(os.devnull, "w") as null:
+        res = run_groups(
+            [*argv, "--status-every", "0"],
+            cfg,
+            groups,
+            duration=duration + 120.0,
+            should_stop=lambda: SimTime.t >= duration,
+            observers=[SimTime],
+            record=str(mcap),
+            record_diagnostics=True,
+            status_every=0,
+            out=null,
+            log_dir=str(out / "logs"),
+        )
+    run = read_run(mcap, cfg)
+    values = {"rtf": res.rtf, "errors": res.errors}
+    values.update(ros_metrics(cfg, run.times, run.positions, run.demands))
+    figures, notes = node_metrics(run.diagnostics)
+    values.update(figures)
+    ck = load_checkpoint(cfg.resolve_checkpoint())
+    scenario = scenario_from_config(cfg, cfg.rates.control_hz)
+    values.update(
+        compare_with_core(
+            cfg,
+            scenario,
+            dict(ck["env_config"]),
+            build_net(ck, "policy"),
+            run.times,
+            run.positions,
+            argparse.Namespace(seed=0, expert=False),
+            notes,
+        )
+    )
+    return values
+
+
+#: name -> (robots, compare with the core env, CPU hog, groups)
+RUNS = {
+    "n10": (10, True, False, 1),
+    "n30": (30, True, False, 1),
+    "n50": (50, False, False, 1),
+    "n10_loaded": (10, False, True, 1),
+    "n30_groups2": (30, True, False, 2),
+}
+
+
+def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
+    n, compare, hog, groups = RUNS[name]
+    config = DEMO if n == 10 else scaled_config(DEMO, tmp / f"demo{n}.yaml", checkpoint, n)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    if groups > 1:
+        if checkpoint:  # the groups read the file: write the override into it
+            config = scaled_config(DEMO, tmp / f"demo{n}.yaml", checkpoint, n)
+        v = _groups(config, tmp / name, duration, groups)
+    else:
+        with CpuHog() if hog else contextlib.nullcontext():
+            v = _demo(config, tmp / name, duration, checkpoint, compare)
+    v["bench_wall_s"] = time.perf_counter() - t0
+    v["missed"] = _missed(tmp / name / "run.mcap", config)
+    v["load0"], v["load1"] = load0, os.getloadavg()[0]
+    return v
+
+
+def run(duration: float, checkpoint: str | None, only: list[str] | None = None) -> dict:
+    out: dict = {"load_avg_1min_start": os.getloadavg()[0], "cores": os.cpu_count()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_mission_") as tmp:
-        tmp = Path(tmp)
-        cfg30 = thirty_robot_config(DEMO, tmp / "demo30.yaml", checkpoint)
-        for n, config, compare in ((10, DEMO, True), (30, cfg30, False)):
-            t0 = time.perf_counter()
-            v = run_demo(
-                DemoOptions(
-                    config=str(config),
-                    out=str(tmp / f"n{n}"),
-                    duration=duration,
-                    checkpoint=checkpoint,
-                    stop_when_done=False,
-                    gif=False,
-                    expert=False,
-                    status_every=0,
-                ),
-                out=open("/dev/null", "w"),  # noqa: SIM115 (closed with the process)
-            )
-            v["bench_wall_s"] = time.perf_counter() - t0
-            rows.append((n, v))
-            out[f"ticks_on_time_pct_n{n}"] = v["ticks_on_time_pct"]
-            out[f"rtf_n{n}"] = v["rtf"]
-            out[f"policy_compute_p50_ms_n{n}"] = v["policy_compute_p50_ms"]
-            out[f"policy_compute_p99_ms_n{n}"] = v["policy_compute_p99_ms"]
-            out[f"min_separation_margin_m_n{n}"] = v["min_separation_margin_m"]
-            if compare:
-                out["reward_ratio_ros_vs_core"] = v.get("reward_ratio_ros_vs_core", math.nan)
-                out["reward_ros_n10"] = v.get("reward_ros", math.nan)
-                out["reward_core_n10"] = v.get("reward_core", math.nan)
-                out["reward_core_cbf_n10"] = v.get("reward_core_cbf", math.nan)
-                out["reward_ratio_ros_vs_core_cbf"] = v.get(
+        for name in only or list(RUNS):
+            v = _one(name, Path(tmp), duration, checkpoint)
+            rows.append((name, v))
+            out[f"ticks_on_time_pct_{name}"] = v["ticks_on_time_pct"]
+            out[f"ticks_missed_{name}"] = v["missed"]
+            out[f"rtf_{name}"] = v["rtf"]
+            out[f"policy_compute_p50_ms_{name}"] = v["policy_compute_p50_ms"]
+            out[f"policy_compute_p99_ms_{name}"] = v["policy_compute_p99_ms"]
+            out[f"min_separation_margin_m_{name}"] = v["min_separation_margin_m"]
+            out[f"load_avg_1min_{name}"] = v["load0"]
+            if RUNS[name][1]:
+                sfx = "" if name == "n10" else f"_{name}"
+                out[f"reward_ratio_ros_vs_core{sfx}"] = v.get("reward_ratio_ros_vs_core", math.nan)
+                out[f"reward_ratio_ros_vs_core_cbf{sfx}"] = v.get(
                     "reward_ratio_ros_vs_core_cbf", math.nan
                 )
-    out["min_separation_margin_m"] = min(
-        out["min_separation_margin_m_n10"], out["min_separation_margin_m_n30"]
-    )
+                out[f"reward_ros_{name}"] = v.get("reward_ros", math.nan)
+                out[f"reward_core_cbf_{name}"] = v.get("reward_core_cbf", math.nan)
+    margins = [v for k, v in out.items() if k.startswith("min_separation_margin_m_")]
+    out["min_separation_margin_m"] = min(margins) if margins else math.nan
     out["duration_s"] = duration
     out["load_avg_1min_end"] = os.getloadavg()[0]
+    _print(rows, out)
+    return out
+
+
+def _print(rows, out: dict) -> None:
     print(
-        f"{'N':>3} {'wall s':>7} {'rtf':>5} {'on time %':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'margin m':>8}"
+        f"{'run':>12} {'wall s':>7} {'rtf':>5} {'on time %':>9} {'missed':>6} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'margin m':>8} {'cbf ratio':>9} {'load':>5}"
     )
-    for n, v in rows:
+    for name, v in rows:
         print(
-            f"{n:>3} {v['bench_wall_s']:7.1f} {v['rtf']:5.2f} {v['ticks_on_time_pct']:9.2f} "
-            f"{v['policy_compute_p50_ms']:7.2f} {v['policy_compute_p99_ms']:7.2f} "
-            f"{v['min_separation_margin_m']:8.3f}"
+            f"{name:>12} {v['bench_wall_s']:7.1f} {v['rtf']:5.2f} {v['ticks_on_time_pct']:9.2f} "
+            f"{out[f'ticks_missed_{name}']:6} {v['policy_compute_p50_ms']:7.2f} "
+            f"{v['policy_compute_p99_ms']:7.2f} {v['min_separation_margin_m']:8.3f} "
+            f"{v.get('reward_ratio_ros_vs_core_cbf', math.nan):9.3f} {v['load0']:5.2f}"
         )
     print(
         f"load average (1 min) {out['load_avg_1min_start']:.2f} at the start, "
-        f"{out['load_avg_1min_end']:.2f} at the end"
+        f"{out['load_avg_1min_end']:.2f} at the end, on {out['cores']} cores"
     )
-    print(
-        f"reward ROS {out['reward_ros_n10']:.3f} vs core {out['reward_core_n10']:.3f}: "
-        f"ratio {out['reward_ratio_ros_vs_core']:.3f}; vs core + CBF "
-        f"{out['reward_core_cbf_n10']:.3f}: ratio {out['reward_ratio_ros_vs_core_cbf']:.3f}"
-    )
-    return out
 
 
 #: relay delivery modes of ``--message-age``: (name, ``deliver``, ``bundle_period_s``)
@@ -224,7 +362,8 @@ def run_message_age(duration: float, checkpoint: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="8 s per size (< 1 min)")
+    p.add_argument("--quick", action="store_true", help="8 s per run (about 3 min in all)")
+    p.add_argument("--only", default=None, help=f"comma-separated runs of {list(RUNS)}")
     p.add_argument("--duration", type=float, default=None, help="wall seconds per size")
     p.add_argument("--checkpoint", default=None, help="override demo.yaml's policy.checkpoint")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -238,7 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     from lgtc_policy.agent import MissionError
 
     try:
-        out = (run_message_age if ns.message_age else run)(duration, ns.checkpoint)
+        if ns.message_age:
+            out = run_message_age(duration, ns.checkpoint)
+        else:
+            only = ns.only.split(",") if ns.only else None
+            unknown = sorted(set(only or ()) - set(RUNS))
+            if unknown:
+                print(f"error: --only {unknown}: use some of {list(RUNS)}", file=sys.stderr)
+                return 2
+            out = run(duration, ns.checkpoint, only)
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
