@@ -86,6 +86,20 @@ def delays_and_rates(fakes, sent, t0: float, t1: float) -> tuple[list[float], li
     return delays, rates
 
 
+def take_off_all(links: list[CrazyflieLink], timeout_s: float = 20.0) -> None:
+    """Take every link off and wait until all hover; says which did not and why."""
+    refused = [f"{lk.robot.name}: {msg}" for lk in links for ok, msg in [lk.takeoff()] if not ok]
+    if refused:
+        raise RuntimeError("takeoff refused: " + "; ".join(refused))
+    if not wait_all(lambda lk: lk.status().flight == FlightState.HOVERING, links, timeout_s):
+        late = [
+            f"{st.name} {st.flight.value} ({st.last_event})"
+            for st in (lk.status() for lk in links)
+            if st.flight != FlightState.HOVERING
+        ]
+        raise RuntimeError(f"takeoff did not finish within {timeout_s:.0f} s: " + "; ".join(late))
+
+
 def feed(send, n: int, cmd_hz: float, seconds: float) -> list[list[tuple[float, float]]]:
     """Call ``send(i, vx)`` for every link at ``cmd_hz``; returns (vx float32, t) per link."""
     sent: list[list[tuple[float, float]]] = [[] for _ in range(n)]
@@ -121,10 +135,7 @@ def run_core(n: int, seconds: float, cmd_hz: float, rate_hz: float, cache: str) 
         if not wait_all(lambda lk: lk.status().link == LinkState.UP, links, 60.0):
             raise RuntimeError("not every fake link came up")
         t_up = time.monotonic() - t_start
-        for link in links:
-            link.takeoff()
-        if not wait_all(lambda lk: lk.status().flight == FlightState.HOVERING, links, 10.0):
-            raise RuntimeError("takeoff did not finish")
+        take_off_all(links)
         t0 = time.monotonic() + 0.3  # skip the first commands (hovering -> flying)
         sent = feed(lambda i, vx: links[i].set_command(vx, 0.0, 0.0, 0.0), n, cmd_hz, seconds)
         t1 = time.monotonic()
@@ -213,10 +224,7 @@ def run_ros(
             if time.monotonic() > deadline:
                 raise RuntimeError("bridge did not subscribe to every cmd_vel")
             time.sleep(0.05)
-        for link in links:
-            link.takeoff()
-        if not wait_all(lambda lk: lk.status().flight == FlightState.HOVERING, links, 10.0):
-            raise RuntimeError("takeoff did not finish")
+        take_off_all(links)
 
         def send(i: int, vx: float) -> None:
             msg = TwistStamped()

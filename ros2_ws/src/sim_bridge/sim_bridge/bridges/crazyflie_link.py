@@ -668,11 +668,15 @@ class CrazyflieLink:
 
     def close(self) -> None:
         """Stop the link thread and close the connection (no landing; see :meth:`stop`)."""
+        self._signal_stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _signal_stop(self) -> None:
+        """Tell the link thread to end (it closes its connection on the way out)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
 
     @property
     def link_state(self) -> LinkState:
@@ -1235,11 +1239,14 @@ class CrazyflieLink:
 
 
 def stop_links(links: list[CrazyflieLink], land_timeout_s: float = 5.0) -> None:
-    """Land every airborne link at once, wait up to ``land_timeout_s``, then close all."""
+    """Land every airborne link at once, wait up to ``land_timeout_s``, then close all (the
+    links' threads close their connections in parallel: cflib's close may take a while)."""
     landing = [link for link in links if link.begin_shutdown()]
     deadline = time.monotonic() + land_timeout_s
     while landing and time.monotonic() < deadline:
         time.sleep(0.02)
         landing = [link for link in landing if link.begin_shutdown()]
+    for link in links:
+        link._signal_stop()
     for link in links:
         link.close()
