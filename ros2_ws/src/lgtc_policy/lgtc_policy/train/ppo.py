@@ -433,7 +433,12 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, cfg: PPO
 
 
 def train_ppo(cfg: PPOConfig) -> dict:
-    """Train one PPO-family agent; returns the final evaluation summary (also in best.pt)."""
+    """Train one PPO-family agent; returns the final evaluation summary (also in best.pt).
+
+    One function kept together (~80 lines) so that a run reads top to bottom: set-up or
+    resume, then per update :meth:`PPORun.collect`, :meth:`PPORun.update`, the log row, the
+    evaluation and the checkpoints.
+    """
     from tqdm import tqdm
 
     from lgtc_policy.evaluate import evaluate_net
