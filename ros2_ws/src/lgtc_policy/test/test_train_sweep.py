@@ -113,3 +113,13 @@ def test_cli_sweep_tiny(tmp_path, capsys) -> None:
     assert (tmp_path / "ippo_s5" / "progress.csv").is_file()
     assert main([*args[:-1], "not json"]) == 2
     assert "--ppo-options" in capsys.readouterr().err
+
+
+def test_resume_state_from_another_device_type_is_not_applied() -> None:
+    from lgtc_policy.train.ppo import ActorCritic, PPORun
+
+    cfg = dataclasses.replace(PPO, rollout=4, num_envs=2)
+    pr = PPORun(cfg, ActorCritic(cfg, 2), 0, torch.device("cpu"))
+    snap = pr.snapshot()
+    assert pr.restore(snap)
+    assert not pr.restore({**snap, "device": "cuda"})

@@ -242,6 +242,7 @@ class PPORun:
         ``--bc-coef`` and the safety filter hold no state that changes the result)."""
         env = self.env
         return {
+            "device": self.device.type,
             "gen": self.gen.get_state(),
             "env_gen": env.gen.get_state(),
             "env": {k: v.clone() for k, v in vars(env).items() if isinstance(v, torch.Tensor)},
@@ -250,9 +251,13 @@ class PPORun:
             "last_done": self.last_done,
         }
 
-    def restore(self, snap: dict) -> None:
-        """Inverse of :meth:`snapshot` (tensors moved to this run's device)."""
+    def restore(self, snap: dict) -> bool:
+        """Inverse of :meth:`snapshot`; False (nothing restored: the run goes on from a fresh
+        env, as a version-1 resume did) when it was taken on another device type, whose
+        generator states do not transfer."""
         dev = self.device
+        if snap.get("device", "cpu") != dev.type:
+            return False
         self.gen.set_state(snap["gen"])
         self.env.gen.set_state(snap["env_gen"])
         for k, v in snap["env"].items():
@@ -261,6 +266,7 @@ class PPORun:
         self.obs = type(self.obs)(**{k: v.to(dev) for k, v in snap["obs"].items()})
         ld = snap.get("last_done")
         self.last_done = None if ld is None else ld.to(dev)
+        return True
 
     @torch.no_grad()
     def collect(self) -> Rollout:
