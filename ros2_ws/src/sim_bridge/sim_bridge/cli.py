@@ -225,23 +225,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``swarm`` argument parser (subcommands)."""
-    parser = argparse.ArgumentParser(
-        prog="swarm",
-        description=__doc__.splitlines()[0],
-        epilog="The mission demos have their own commands: `lgtc demo` (make demo), `dmar demo`.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser(
-        "validate",
-        help="check a swarm file and the files it names (policy checkpoint); one line per problem",
-    )
-    p.add_argument("file", help="swarm YAML file")
-    p.add_argument("--strict", action="store_true", help="exit 2 when there are warnings")
-    p.set_defaults(func=_cmd_validate)
-
+def _add_up_parser(sub) -> None:
+    """The ``swarm up`` subcommand and its options."""
     p = sub.add_parser("up", help="start the swarm's nodes here (sim world, relay, CBF, policy)")
     p.add_argument("config", help="swarm YAML file")
     p.add_argument("--duration", type=float, default=None, help="stop after S wall seconds")
@@ -299,6 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
         "a robot's node or group that exits is reported, its robots land, the others carry on)",
     )
     p.set_defaults(func=_cmd_up)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``swarm`` argument parser (subcommands)."""
+    parser = argparse.ArgumentParser(
+        prog="swarm",
+        description=__doc__.splitlines()[0],
+        epilog="The mission demos have their own commands: `lgtc demo` (make demo), `dmar demo`.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "validate",
+        help="check a swarm file and the files it names (policy checkpoint); one line per problem",
+    )
+    p.add_argument("file", help="swarm YAML file")
+    p.add_argument("--strict", action="store_true", help="exit 2 when there are warnings")
+    p.set_defaults(func=_cmd_validate)
+
+    _add_up_parser(sub)
 
     p = sub.add_parser("render", help="draw a recorded run (trajectories, consumers, radii)")
     p.add_argument("file", help="recording (.mcap) from `swarm up --record`")
