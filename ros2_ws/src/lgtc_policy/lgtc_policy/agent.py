@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lgtc_policy.env.spec import ACTION_DIM, ObsDims
+from lgtc_policy.errors import LgtcError
 from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
 from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
 
@@ -58,7 +59,7 @@ CONSUMER_FIXED = 4  # x, y, radius, active
 COMM_HEADER = 2
 
 
-class MissionError(ValueError):
+class MissionError(LgtcError, ValueError):
     """A checkpoint, swarm config or input does not fit the policy; the message says the fix."""
 
 

@@ -35,12 +35,14 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from lgtc_policy.errors import LgtcError
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
 
 
-class EnvError(Exception):
+class EnvError(LgtcError):
     """Base class of every error raised by the environment package."""
 
 

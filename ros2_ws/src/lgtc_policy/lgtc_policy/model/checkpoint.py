@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from lgtc_policy.errors import LgtcError
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 
 __all__ = ["FORMAT", "CheckpointError", "build_net", "load_checkpoint", "save_checkpoint"]
@@ -39,7 +40,7 @@ FORMAT = "lgtc_policy.checkpoint/1"
 _REQUIRED = ("format", "algo", "nets", "state_dicts", "env_config", "train_config", "eval")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LgtcError, RuntimeError):
     """A checkpoint is missing, corrupted, or does not match the expected model/env."""
 
 

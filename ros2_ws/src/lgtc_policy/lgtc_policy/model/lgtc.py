@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F_nn
 from torch import nn
 
+from lgtc_policy.errors import LgtcError
+
 __all__ = [
     "ContractionError",
     "LGTCCell",
@@ -67,7 +69,7 @@ with ``c`` the rate of eq. (9) (:func:`contraction_rate`); ``margin`` = the prev
 ``softplus(-c_margin) + mean_q softplus(-tau_q)`` (:func:`contraction_margin`)."""
 
 
-class ContractionError(RuntimeError):
+class ContractionError(LgtcError, RuntimeError):
     """Raised (strict mode) when Theorem 1's conditions or the state bound are violated."""
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lgtc_policy.errors import LgtcError
+
 __all__ = [
     "DEVICES",
     "ConfigError",
@@ -36,7 +38,7 @@ __all__ = [
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ConfigError(ValueError):
+class ConfigError(LgtcError, ValueError):
     """A training/eval option is invalid; the message names the field and the fix."""
 
 
