@@ -198,10 +198,20 @@ class EnvConfig:
 
     def validate(self) -> EnvConfig:
         """Check every field; raise :class:`EnvConfigError` naming the field and the fix."""
+        self._validate_sizes()
+        self._validate_geometry()
+        self._validate_spawn()
+        self._validate_options()
+        self._validate_rewards()
+        return self
 
-        def bad(name: str, why: str) -> EnvConfigError:
-            return EnvConfigError(f"EnvConfig.{name}={getattr(self, name)!r}: {why}")
+    def _bad(self, name: str, why: str) -> EnvConfigError:
+        """The error for field ``name``: its value and ``why`` (what is wrong and the fix)."""
+        return EnvConfigError(f"EnvConfig.{name}={getattr(self, name)!r}: {why}")
 
+    def _validate_sizes(self) -> None:
+        """Counts: agents, consumers, resources, episode length, resources per party."""
+        bad = self._bad
         for name in ("n_agents", "n_consumers", "n_resources", "episode_length"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -221,6 +231,10 @@ class EnvConfig:
                 raise bad(name, f"must be an integer in [1, n_resources={hi}]")
         if self.resource_kinds not in ("mixed", "random", "persistent", "instantaneous"):
             raise bad("resource_kinds", "use 'mixed', 'random', 'persistent' or 'instantaneous'")
+
+    def _validate_geometry(self) -> None:
+        """Step, speed, ranges and radii: positive, finite, in the paper's order."""
+        bad = self._bad
         for name in ("dt", "v_max", "comm_radius", "epsilon", "supply_ratio"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
@@ -237,6 +251,10 @@ class EnvConfig:
                 raise bad(name, "must be a pair (low, high) with 0 < low <= high")
         if self.epsilon >= self.consumer_radius[0]:
             raise bad("epsilon", f"the paper needs epsilon < R: use < {self.consumer_radius[0]}")
+
+    def _validate_spawn(self) -> None:
+        """Spawn separations and margin, and that the spawn cells fit in the arena."""
+        bad = self._bad
         if self.agent_spawn_separation < self.epsilon:
             raise bad("agent_spawn_separation", f"must be >= epsilon={self.epsilon}")
         if self.consumer_spawn_separation < 2 * self.consumer_radius[1]:
@@ -257,6 +275,10 @@ class EnvConfig:
                     f"only {cells} spawn cells of this size fit in the arena for "
                     f"{count} objects: lower the separation or spawn_margin",
                 )
+
+    def _validate_options(self) -> None:
+        """Discharge, NaN handling, assignment and collision options."""
+        bad = self._bad
         if not math.isfinite(self.discharge_rate) or self.discharge_rate < 0:
             raise bad("discharge_rate", "must be a finite rate >= 0 [1/s]")
         if not 0 <= self.discharge_level <= 1:
@@ -275,6 +297,10 @@ class EnvConfig:
             raise bad("assign_restarts", "must be an integer >= 1")
         if not self.assign_demand_floor > 0:
             raise bad("assign_demand_floor", "must be > 0")
+
+    def _validate_rewards(self) -> None:
+        """Reward gains (finite, >= 0) and the float dtype."""
+        bad = self._bad
         for name in (
             "w_global",
             "w_all_served",
@@ -293,7 +319,6 @@ class EnvConfig:
                 )
         if self.dtype not in ("float32", "float64"):
             raise bad("dtype", "use 'float32' or 'float64'")
-        return self
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EnvConfig:
