@@ -31,6 +31,7 @@ setup(
     entry_points={
         "console_scripts": [
             "cbf_node = cbf_filter.ros.node:main",
+            "cbf_figures = cbf_filter.figures:main",
         ],
     },
 )

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m cbf_filter.figures --out docs/img
+    cbf_figures --out docs/img
 
 writes ``cbf_filter_swap.png``: N robots on a circle drive to the antipodal point (with a
 small right-hand detour in the nominal command) at up to 0.5 m/s (20 Hz, command held
@@ -109,7 +109,3 @@ def main(argv=None) -> int:
     plot_swap(out / "cbf_filter_swap.png")
     print(f"wrote {out / 'cbf_filter_swap.png'}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -236,6 +236,10 @@ def _figures(ns: argparse.Namespace) -> int:
         )
     if ns.which in ("fig56", "all"):
         made += figures.fig56(ck, out, seed=ns.seed)
+    if ns.which == "env":
+        from lgtc_policy.env import render  # lazy: matplotlib and imageio
+
+        render.main(["--out", str(out), "--seed", str(ns.seed)])
     if ns.which == "curve":
         expert = None
         if Path(ck).is_file():
@@ -246,10 +250,19 @@ def _figures(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _expert(ns) -> int:
+    """``lgtc expert``: the expert's figures (:func:`lgtc_policy.env.expert.evaluate`)."""
+    from lgtc_policy.env.expert import evaluate  # lazy: the MIQP solver stack is slow to import
+
+    for k, v in evaluate(ns.envs, ns.seed).items():
+        print(f"{k:20s} {v:.4f}" if isinstance(v, float) else f"{k:20s} {v}")
+    return 0
+
+
 def _add_mission_commands(sub) -> None:
     """``figures``, ``demo`` and ``discharge``: the paper's figures and the mission over ROS 2."""
     fg = sub.add_parser("figures", help="regenerate the paper's Figs. 3-6")
-    fg.add_argument("which", choices=["fig3", "fig4", "fig56", "curve", "all"])
+    fg.add_argument("which", choices=["fig3", "fig4", "fig56", "curve", "env", "all"])
     fg.add_argument("--runs", default="runs/sweep", help="fig3: folder of <algo>_s<seed> runs")
     fg.add_argument("--checkpoint", default=SHIPPED, help="fig4/fig56: LGTC-IPPO checkpoint")
     fg.add_argument(
@@ -266,6 +279,11 @@ def _add_mission_commands(sub) -> None:
     fg.add_argument("--seed", type=int, default=0, help="evaluation seed")
     fg.add_argument("--out", default="docs/img", help="output folder")
     fg.set_defaults(fn=_figures)
+
+    xp = sub.add_parser("expert", help="the centralized MIQP expert on N random environments")
+    xp.add_argument("--envs", type=int, default=16, help="environments")
+    xp.add_argument("--seed", type=int, default=123, help="seed of the environments")
+    xp.set_defaults(fn=_expert)
 
     dm = sub.add_parser("demo", help="fly the LGTC policy over ROS 2 and write its report")
     demo.add_arguments(dm)

@@ -188,19 +188,3 @@ def evaluate(envs: int = 16, seed: int = 123, cfg: ExpertConfig | None = None) -
         "agent_return_mean": float(ret.mean()),
         "agent_return_std": float(ret.std()),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lgtc_policy.env.expert [--envs 16] [--seed 123]``: print evaluate()."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--envs", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=123)
-    args = ap.parse_args(argv)
-    for k, v in evaluate(args.envs, args.seed).items():
-        print(f"{k:20s} {v:.4f}" if isinstance(v, float) else f"{k:20s} {v}")
-
-
-if __name__ == "__main__":
-    main()

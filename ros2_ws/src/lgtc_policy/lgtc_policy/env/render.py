@@ -116,7 +116,7 @@ def render_episode(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lgtc_policy.env.render --out docs/img``: the README's expert figures."""
+    """``lgtc figures env [--out docs/img] [--seed 2]``: the README's expert figures."""
     import argparse
 
     from lgtc_policy.env.expert import CentralizedExpert
@@ -144,7 +144,3 @@ def main(argv: list[str] | None = None) -> None:
     fig.savefig(out / "lgtc_env_expert.png")
     imageio.mimsave(out / "lgtc_env_expert.gif", frames[::2], duration=0.15, loop=0)
     print(f"wrote {out / 'lgtc_env_expert.png'} and {out / 'lgtc_env_expert.gif'}")
-
-
-if __name__ == "__main__":
-    main()
