@@ -89,20 +89,53 @@ def agent_observation(
     crad = crad.expand(*wlead, M)
     dem = dem.expand(*wlead, M, r)
     pos, vel, supply = pos.expand(*alead, 2), vel.expand(*alead, 2), supply.expand(*alead, r)
-    dt = {"dtype": pos.dtype, "device": pos.device}
-    F, C = 4 + r, 7 + 2 * r  # agent_res / consumer_res width, consumer_feat width
 
     # Each output is one preallocated tensor written in place: the columns that depend only on
     # the world (consumer positions, radii, demands, kinds, one-hots) are laid out once per
     # world (wlead, tiny) and broadcast-copied over the agents, then the per-agent columns are
     # written into their slices. Only elementwise IEEE ops (sub, mul, add, sqrt, <=) touch the
     # values, so the result is bit-identical for one robot and for any batch.
-    self_feat = torch.empty(*lead, 4 + 2 * r, **dt)  # SELF_FIELDS
+    consumer_feat, rel = _consumer_features(
+        pos, cpos, crad, dem, kind, alead, wlead, lead, geometry
+    )
+    return {
+        "self_feat": _self_features(pos, vel, supply, kind, v_max, lead),
+        "agent_res": _agent_resources(pos, supply, kind, wlead, lead),
+        "consumer_feat": consumer_feat,
+        "consumer_res": _consumer_resources(rel, dem, kind, wlead, lead),
+        "consumer_mask": (dem > 0).any(dim=-1).expand(*lead, M),
+    }
+
+
+def _self_features(
+    pos: torch.Tensor,
+    vel: torch.Tensor,
+    supply: torch.Tensor,
+    kind: torch.Tensor,
+    v_max: float,
+    lead: torch.Size,
+) -> torch.Tensor:
+    """``self_feat`` (lead, 4+2r), laid out as SELF_FIELDS."""
+    r = supply.shape[-1]
+    self_feat = torch.empty(*lead, 4 + 2 * r, dtype=pos.dtype, device=pos.device)
     self_feat[..., 0:2] = pos
     self_feat[..., 2:4] = vel / v_max
     self_feat[..., 4 : 4 + r] = supply
     self_feat[..., 4 + r :] = kind
+    return self_feat
 
+
+def _agent_resources(
+    pos: torch.Tensor,
+    supply: torch.Tensor,
+    kind: torch.Tensor,
+    wlead: torch.Size,
+    lead: torch.Size,
+) -> torch.Tensor:
+    """``agent_res`` (lead, r, 4+r), laid out as AGENT_RES_FIELDS."""
+    r = supply.shape[-1]
+    F = 4 + r
+    dt = {"dtype": pos.dtype, "device": pos.device}
     agent_world = torch.zeros(*wlead, r, F, **dt)  # (wlead, r, F) AGENT_RES_FIELDS
     agent_world[..., 3] = kind
     agent_world[..., 4:].diagonal(dim1=-2, dim2=-1).fill_(1.0)  # one-hot(l)
@@ -111,7 +144,26 @@ def agent_observation(
     for l in range(r):  # one strided copy per type beats one broadcast over the size-r dim
         agent_res[..., l, 0:2] = pos
     agent_res[..., 2] = supply
+    return agent_res
 
+
+def _consumer_features(
+    pos: torch.Tensor,
+    cpos: torch.Tensor,
+    crad: torch.Tensor,
+    dem: torch.Tensor,
+    kind: torch.Tensor,
+    alead: torch.Size,
+    wlead: torch.Size,
+    lead: torch.Size,
+    geometry: tuple[torch.Tensor, ...] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``consumer_feat`` (lead, M, 7+2r), laid out as CONSUMER_FIELDS, and the (lead, M, 2)
+    offsets d_m - p_i (a view) that ``consumer_res`` reuses."""
+    r = dem.shape[-1]
+    M = cpos.shape[-2]
+    C = 7 + 2 * r
+    dt = {"dtype": pos.dtype, "device": pos.device}
     consumer_world = torch.zeros(*wlead, M, C, **dt)  # (wlead, M, C) CONSUMER_FIELDS
     consumer_world[..., 2:4] = cpos
     consumer_world[..., 5] = crad
@@ -137,7 +189,20 @@ def agent_observation(
         torch.le(dist, crad.reshape(*pad, *wlead, M), out=consumer_feat[..., 6])
     else:
         consumer_feat[..., 6] = inside
+    return consumer_feat, rel
 
+
+def _consumer_resources(
+    rel: torch.Tensor,
+    dem: torch.Tensor,
+    kind: torch.Tensor,
+    wlead: torch.Size,
+    lead: torch.Size,
+) -> torch.Tensor:
+    """``consumer_res`` (lead, M, r, 4+r), laid out as CONSUMER_RES_FIELDS."""
+    M, r = dem.shape[-2:]
+    F = 4 + r
+    dt = {"dtype": dem.dtype, "device": dem.device}
     res_world = torch.zeros(*wlead, M, r, F, **dt)  # (wlead, M, r, F) CONSUMER_RES_FIELDS
     res_world[..., 2] = dem
     res_world[..., 3] = kind.unsqueeze(-2)
@@ -146,13 +211,7 @@ def agent_observation(
     consumer_res.copy_(res_world.expand(*lead, M, r, F))
     for l in range(r):
         consumer_res[..., l, 0:2] = rel
-    return {
-        "self_feat": self_feat,
-        "agent_res": agent_res,
-        "consumer_feat": consumer_feat,
-        "consumer_res": consumer_res,
-        "consumer_mask": (dem > 0).any(dim=-1).expand(*lead, M),
-    }
+    return consumer_res
 
 
 def pairwise_d2(pos: torch.Tensor) -> torch.Tensor:
