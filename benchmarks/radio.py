@@ -11,6 +11,11 @@ by side for each N:
   ``/<robot>/cmd_vel`` over DDS; delay = publish call -> datagram on the wire;
 * ``core`` (keys ``core_*``): ``CrazyflieLink.set_command`` -> wire, no ROS.
 
+The fakes start on the config's 0.5 m grid (:func:`start_position`), so the bridge's
+neighbour lists are those of a spread swarm. Fakes, cflib and the bridge share one Python
+process: on a shared machine the p99 follows the load (printed, and in the JSON), so compare
+node and core of one run.
+
 Radio outages (:func:`outage_recovery`, also imported by ``benchmarks/faults.py``): one
 drone flying on streamed setpoints loses its radio for 1.6 s (short: the same connection
 comes back) and for 5 s (long: the connection is re-opened); measured from the fake
@@ -498,7 +503,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.seconds = min(args.seconds, 2.0)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
+    # Domain ids up to 101 keep DDS's ports below Linux's ephemeral range (the fakes' ports).
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
     cache = tempfile.mkdtemp(prefix="radio_toc_")
     load_start = os.getloadavg()[0]
     rows = []

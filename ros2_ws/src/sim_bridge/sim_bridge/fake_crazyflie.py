@@ -31,7 +31,13 @@ but answers nothing, like a drone out of radio range) or by :meth:`FakeCrazyflie
 (the port goes away). A log block keeps running through a silence, as the firmware's does,
 so the first packets after it are log data for the block of the old connection.
 
-The socket is bound to 127.0.0.1 only. No rclpy here.
+The socket is bound to 127.0.0.1 only. No rclpy here. The fake answers whoever sent the
+last CRTP datagram (as a reconnecting cflib client uses a new socket), so anything else that
+arrives is dropped unrecorded and counted (:attr:`FakeCrazyflie.foreign`): datagrams longer
+than a CRTP packet or starting with ``RTPS``. The OS may give the fake a port inside a DDS
+domain's range (domain ids above 101 on Linux overlap the ephemeral ports), and DDS
+discovery on loopback sends its announcements there every few seconds; taken as the peer,
+they stole the fake's answers from its link, which then looked lost.
 """
 
 from __future__ import annotations
@@ -90,6 +96,10 @@ FIRMWARE_STABILIZE_TIMEOUT_S = 0.5
 FIRMWARE_SHUTDOWN_TIMEOUT_S = 2.0
 
 LINK_SOURCE_STRING = b"Bitcraze Crazyflie"
+#: Longest CRTP datagram: the header byte and cflib's 30 payload bytes (CRTPPacket).
+CRTP_MAX_DATAGRAM = 31
+#: First bytes of every RTPS (DDS) message.
+RTPS_MAGIC = b"RTPS"
 #: Altitude [m] at or below which the modelled drone is on the floor.
 ON_GROUND_Z = 0.01
 
@@ -261,6 +271,8 @@ class FakeCrazyflie:
         self._log_blocks: dict[int, _LogBlock] = {}
         self._motor_events: list[MotorEvent] = []
         self.malformed = 0
+        #: Datagrams that are not CRTP (too long, or RTPS), dropped without an answer.
+        self.foreign = 0
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", int(port)))
@@ -368,6 +380,9 @@ class FakeCrazyflie:
             except OSError:
                 return
             if not datagram:
+                continue
+            if len(datagram) > CRTP_MAX_DATAGRAM or datagram.startswith(RTPS_MAGIC):
+                self.foreign += 1  # never the peer: its sender would get the link's answers
                 continue
             with self._lock:
                 silent = not self._responding

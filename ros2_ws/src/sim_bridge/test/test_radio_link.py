@@ -479,3 +479,30 @@ def test_fake_survives_any_datagram(raw_fake, datagram):
             break
     else:
         pytest.fail("fake stopped answering")
+
+
+def test_dds_discovery_on_the_fakes_port_does_not_steal_its_answers(cache_dir):
+    """A DDS participant's discovery announcements (RTPS, ~500 bytes, every few seconds to
+    ports of its domain's range, which the OS may also give the fake) are dropped: the fake
+    keeps answering its link, which stays up while it sends nothing (grounded)."""
+    import socket
+
+    fake = FakeCrazyflie()
+    link = make_link(fake, cache_dir)
+    dds = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert wait_for(lambda: link.status().link == LinkState.UP, 10.0)
+        n_records = len(fake.records())
+        announcement = b"RTPS\x02\x03\x01\x0f" + bytes(492)
+        for _ in range(15):
+            dds.sendto(announcement, ("127.0.0.1", fake.port))
+            dds.sendto(b"RTPS" + bytes(8), ("127.0.0.1", fake.port))  # short, still not CRTP
+            time.sleep(0.1)
+        time.sleep(link.params.link_timeout_s)
+        assert link.status().link == LinkState.UP
+        assert fake.foreign == 30
+        assert len(fake.records()) == n_records  # the link sent nothing; nothing foreign recorded
+    finally:
+        dds.close()
+        link.close()
+        fake.close()
