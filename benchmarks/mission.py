@@ -17,8 +17,11 @@ it), and N = 30 split over two processes (``swarm up --groups 2``: ``_n30_groups
 * ``min_separation_margin_m``: smallest distance between two airborne robots minus the CBF
   safety distance, over both runs [m];
 * world real-time factors and policy compute times;
-* ``load_avg_1min_start`` / ``_end``: the machine's 1-minute load average around the runs (the
-  figures follow the load on a shared machine).
+* ``load_avg_1min_start`` / ``_end``: the machine's 1-minute load average around the runs, and
+  per run ``load_avg_1min_<run>`` (at its start), ``machine_busy_pct_<run>`` (all cores busy
+  during the run [%]) and ``others_busy_pct_<run>`` (the part not used by this benchmark, its
+  group processes or its CPU hog: other people's jobs): the figures follow the load on a
+  shared machine.
 
 ``--quick`` runs 8 s per run (about 3 min in all); the default 40 s. ``--only KEY,...``
 runs some of ``n10, n30, n50, n10_loaded, n30_groups2``. ``--json FILE`` writes the keys.
@@ -210,10 +213,19 @@ RUNS = {
 }
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """``(busy, total)`` jiffies of the whole machine (Linux ``/proc/stat``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
     n, compare, hog, groups = RUNS[name]
     config = DEMO if n == 10 else scaled_config(DEMO, tmp / f"demo{n}.yaml", checkpoint, n)
     load0 = os.getloadavg()[0]
+    busy0, total0 = _cpu_jiffies()
+    own0 = os.times()
     t0 = time.perf_counter()
     if groups > 1:
         if checkpoint:  # the groups read the file: write the override into it
@@ -225,6 +237,13 @@ def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
     v["bench_wall_s"] = time.perf_counter() - t0
     v["missed"] = _missed(tmp / name / "run.mcap", config)
     v["load0"], v["load1"] = load0, os.getloadavg()[0]
+    busy1, total1 = _cpu_jiffies()
+    own1 = os.times()
+    cores = os.cpu_count() or 1
+    v["machine_busy_pct"] = 100.0 * (busy1 - busy0) / max(total1 - total0, 1)
+    own = sum(own1[:4]) - sum(own0[:4])  # this process and its waited-for children [s]
+    wall = v["bench_wall_s"]
+    v["others_busy_pct"] = max(0.0, v["machine_busy_pct"] - 100.0 * own / (wall * cores))
     return v
 
 
@@ -242,6 +261,8 @@ def run(duration: float, checkpoint: str | None, only: list[str] | None = None) 
             out[f"policy_compute_p99_ms_{name}"] = v["policy_compute_p99_ms"]
             out[f"min_separation_margin_m_{name}"] = v["min_separation_margin_m"]
             out[f"load_avg_1min_{name}"] = v["load0"]
+            out[f"machine_busy_pct_{name}"] = v["machine_busy_pct"]
+            out[f"others_busy_pct_{name}"] = v["others_busy_pct"]
             if RUNS[name][1]:
                 sfx = "" if name == "n10" else f"_{name}"
                 out[f"reward_ratio_ros_vs_core{sfx}"] = v.get("reward_ratio_ros_vs_core", math.nan)
@@ -261,14 +282,15 @@ def run(duration: float, checkpoint: str | None, only: list[str] | None = None) 
 def _print(rows, out: dict) -> None:
     print(
         f"{'run':>12} {'wall s':>7} {'rtf':>5} {'on time %':>9} {'missed':>6} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'margin m':>8} {'cbf ratio':>9} {'load':>5}"
+        f"{'p99 ms':>7} {'margin m':>8} {'cbf ratio':>9} {'load':>5} {'others %':>8}"
     )
     for name, v in rows:
         print(
             f"{name:>12} {v['bench_wall_s']:7.1f} {v['rtf']:5.2f} {v['ticks_on_time_pct']:9.2f} "
             f"{out[f'ticks_missed_{name}']:6} {v['policy_compute_p50_ms']:7.2f} "
             f"{v['policy_compute_p99_ms']:7.2f} {v['min_separation_margin_m']:8.3f} "
-            f"{v.get('reward_ratio_ros_vs_core_cbf', math.nan):9.3f} {v['load0']:5.2f}"
+            f"{v.get('reward_ratio_ros_vs_core_cbf', math.nan):9.3f} {v['load0']:5.2f} "
+            f"{v['others_busy_pct']:8.1f}"
         )
     print(
         f"load average (1 min) {out['load_avg_1min_start']:.2f} at the start, "
