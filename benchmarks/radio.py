@@ -154,19 +154,10 @@ def run_core(n: int, seconds: float, cmd_hz: float, rate_hz: float, cache: str) 
     return summarise(n, delays, rates, t_up, sum(len(s) for s in sent))
 
 
-def run_ros(
-    n: int, seconds: float, cmd_hz: float, rate_hz: float, cache: str, executor_kind: str
-) -> dict:
-    import rclpy
+def write_config(fakes: list[FakeCrazyflie], starts: list[tuple[float, float, float]]) -> str:
+    """A swarm config with one cflib robot per fake at its start position; returns its path."""
     import yaml
-    from geometry_msgs.msg import TwistStamped
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
-    from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
 
-    starts = [start_position(i) for i in range(n)]
-    fakes = [FakeCrazyflie(position=p) for p in starts]
     robots = [
         {
             "name": f"cf{i}",
@@ -184,18 +175,38 @@ def run_ros(
         "robots": robots,
         "consumers": [],
     }
-    tmp = tempfile.mkdtemp(prefix="radio_bench_")
-    path = os.path.join(tmp, "swarm.yaml")
+    path = os.path.join(tempfile.mkdtemp(prefix="radio_bench_"), "swarm.yaml")
     with open(path, "w") as fh:
         yaml.safe_dump(config, fh)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    if executor_kind == "events":
+    return path
+
+
+def make_executor(kind: str, context):
+    """rclpy's EventsExecutor (``events``) or MultiThreadedExecutor (``multi``)."""
+    if kind == "events":
         from rclpy.experimental.events_executor import EventsExecutor
 
-        executor = EventsExecutor(context=context)
-    else:
-        executor = MultiThreadedExecutor(context=context)
+        return EventsExecutor(context=context)
+    from rclpy.executors import MultiThreadedExecutor
+
+    return MultiThreadedExecutor(context=context)
+
+
+def run_ros(
+    n: int, seconds: float, cmd_hz: float, rate_hz: float, cache: str, executor_kind: str
+) -> dict:
+    import rclpy
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
+
+    starts = [start_position(i) for i in range(n)]
+    fakes = [FakeCrazyflie(position=p) for p in starts]
+    path = write_config(fakes, starts)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = make_executor(executor_kind, context)
     client = Node("radio_bench_client", context=context)
     bridge = CrazyflieBridgeNode(
         "crazyflie_bridge",
@@ -482,6 +493,33 @@ def summarise(n: int, delays, rates, t_up: float, n_cmds: int) -> dict:
     }
 
 
+def latency_keys(rows: list[tuple[str, dict]], core_only: bool) -> dict[str, float]:
+    """Print one table row per (path, N) and return their flat JSON keys."""
+    out: dict[str, float] = {}
+    for path, r in rows:
+        print(
+            f"{path:5} {r['n']:>3} {r['setpoint_hz_median']:>12.1f} {r['setpoint_hz_min']:>9.1f} "
+            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['matched']:>4}/{r['commands']:<4} "
+            f"{r['connect_all_s']:>10.2f}"
+        )
+        prefixes = ["core_"] if path == "core" else [""]
+        if path == "core" and core_only:
+            prefixes.append("")  # no node path measured: the headline keys are the core's
+        for prefix in prefixes:
+            tag = f"n{r['n']}"
+            out[f"{prefix}setpoint_hz_per_link_{tag}"] = r["setpoint_hz_median"]
+            out[f"{prefix}setpoint_hz_min_link_{tag}"] = r["setpoint_hz_min"]
+            out[f"{prefix}cmd_to_wire_p50_ms_{tag}"] = r["p50_ms"]
+            out[f"{prefix}cmd_to_wire_p99_ms_{tag}"] = r["p99_ms"]
+            out[f"{prefix}cmd_matched_frac_{tag}"] = r["matched"] / max(r["commands"], 1)
+            out[f"{prefix}connect_all_s_{tag}"] = r["connect_all_s"]
+    core_p99 = {r["n"]: r["p99_ms"] for path, r in rows if path == "core"}
+    for path, r in rows:
+        if path == "node" and core_p99.get(r["n"], 0.0) > 0.0:
+            out[f"cmd_to_wire_p99_node_over_core_n{r['n']}"] = r["p99_ms"] / core_p99[r["n"]]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
@@ -538,27 +576,7 @@ def main(argv=None) -> int:
         "load1_start": load_start,
         "load1_end": load_end,
     }
-    for path, r in rows:
-        print(
-            f"{path:5} {r['n']:>3} {r['setpoint_hz_median']:>12.1f} {r['setpoint_hz_min']:>9.1f} "
-            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['matched']:>4}/{r['commands']:<4} "
-            f"{r['connect_all_s']:>10.2f}"
-        )
-        prefixes = ["core_"] if path == "core" else [""]
-        if path == "core" and args.core_only:
-            prefixes.append("")  # no node path measured: the headline keys are the core's
-        for prefix in prefixes:
-            tag = f"n{r['n']}"
-            out[f"{prefix}setpoint_hz_per_link_{tag}"] = r["setpoint_hz_median"]
-            out[f"{prefix}setpoint_hz_min_link_{tag}"] = r["setpoint_hz_min"]
-            out[f"{prefix}cmd_to_wire_p50_ms_{tag}"] = r["p50_ms"]
-            out[f"{prefix}cmd_to_wire_p99_ms_{tag}"] = r["p99_ms"]
-            out[f"{prefix}cmd_matched_frac_{tag}"] = r["matched"] / max(r["commands"], 1)
-            out[f"{prefix}connect_all_s_{tag}"] = r["connect_all_s"]
-    core_p99 = {r["n"]: r["p99_ms"] for path, r in rows if path == "core"}
-    for path, r in rows:
-        if path == "node" and core_p99.get(r["n"], 0.0) > 0.0:
-            out[f"cmd_to_wire_p99_node_over_core_n{r['n']}"] = r["p99_ms"] / core_p99[r["n"]]
+    out.update(latency_keys(rows, args.core_only))
     outages = {name: outage_recovery(s, cache_dir=cache) for name, s in OUTAGES.items()}
     print(f"{'outage':6} {'silence s':>9} {'recover s':>9} {'link up s':>9} {'action':>11}", end="")
     print(f" {'armed on ground':>15} {'cut in air after':>16} {'landed':>6}")
