@@ -408,19 +408,75 @@ class ResourceEnv:
         return adj, a / deg.clamp_min(1.0)
 
     def step(self, actions: torch.Tensor) -> tuple[Obs, torch.Tensor, torch.Tensor, dict]:
-        """Advance one dt (see spec.BatchedEnvProtocol.step and spec.INFO_KEYS)."""
+        """Advance one dt (see spec.BatchedEnvProtocol.step and spec.INFO_KEYS).
+
+        The phases are methods, called in this order: :meth:`_move` (motion and discharge
+        events), :meth:`_release` (delivery), the terms of the reward of eq. (2)
+        (:meth:`_served_terms`, :meth:`_collision_term`, :meth:`_complete_consumers`,
+        :meth:`_progress_term`), its per-consumer split (:meth:`_reward_vector`), then
+        :meth:`_advance_clock` and :meth:`_step_info`.
+        """
         cfg = self.cfg
         u, n_bad = self._check_actions(actions)
+        prev_pos = self.pos
+        prev_demand = self.demand
+        changed = self._move(u)
+        pos, act = self.pos, self.active
+        actf = act.to(self.dtype)
+        # ---- delivery: each agent releases to the nearest consumer whose area contains it ----
+        # agent-to-consumer offsets and distances, shared with rw_id and the observation
+        rel_c, dc2 = consumer_geometry(pos, self.consumer_pos)  # (2, B, N, M), (B, N, M)
+        dist = dc2.sqrt()
+        target, has_b, nearest, inside = self._nearest_inside(dist, act)
+        has_tgt = has_b.to(self.dtype)  # (B, N) 0/1
+        tgt_idx = nearest[..., None].expand(-1, -1, self.cfg.n_resources)
+        rel_i = self._release(target, has_tgt, tgt_idx)  # (B, N)
+        released_any = rel_i > 0
+        rel_rows = torch.nonzero(released_any.any(-1)).squeeze(-1)  # envs with a release
+        changed[rel_rows] = True
+        # ---- reward of eq. (2) ----
+        dec_m = (prev_demand - self.demand).sum(-1)  # (B, M)
+        rw_s, rw_is = self._served_terms(target, has_tgt, tgt_idx, released_any, actf)
+        d2p, close, rw_ij = self._collision_term(pos, act)
+        rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
+        newly = self._complete_consumers(target, released_any, rel_rows)
+        ac, rw_id = self._progress_term(prev_pos, dc2, act)
+        rw_g = cfg.w_global * dec_m.sum(-1)[:, None] * actf  # (B, N)
+        reward_vec, rw_rc = self._reward_vector(
+            dec_m, actf, nearest, ac, (rw_im + rw_is, rw_id, rw_s + rw_ij), newly, rel_rows
+        )
+        terms = {
+            "rw_g": rw_g,
+            "rw_s": rw_s,
+            "rw_ij": rw_ij,
+            "rw_im": rw_im,
+            "rw_rc": rw_rc,
+            "rw_is": rw_is,
+            "rw_id": rw_id,
+        }
+        reward = reward_vec.sum(-1)
+        # ---- bookkeeping ----
+        done = self._advance_clock(reward, changed)
+        info = self._step_info(terms, reward_vec, close, d2p, n_bad)
+        geometry = (rel_c, dist, inside, d2p)
+        if cfg.auto_reset and bool(done.any()):
+            info["final_obs"] = self._observe(geometry)
+            self._reset_ids(torch.nonzero(done).squeeze(-1))
+            geometry = None  # reset envs moved
+        return self._observe(geometry), reward, done, info
+
+    def _move(self, u: torch.Tensor) -> torch.Tensor:
+        """Single-integrator motion at 20 Hz, clamped to Q = [-1, 1]^2, then the random
+        discharge events (Fig. 5); updates pos, vel (supply, active); returns the (B,) envs
+        whose supplies changed."""
+        cfg = self.cfg
         act = self.active
         actf = act.to(self.dtype)
         prev_pos = self.pos
-        prev_demand = self.demand
-        # ---- single-integrator motion at 20 Hz, clamped to Q = [-1, 1]^2 ----
         vel = u * (cfg.v_max * actf[..., None])
         pos = (prev_pos + vel * cfg.dt).clamp(-1.0, 1.0)
         self.vel = (pos - prev_pos) / cfg.dt
         self.pos = pos
-        # ---- random discharge events (Fig. 5) ----
         changed = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
         if cfg.discharge_rate > 0:
             p = 1.0 - math.exp(-cfg.discharge_rate * cfg.dt)
@@ -429,15 +485,14 @@ class ResourceEnv:
             if bool(hit.any()):
                 self._apply_discharge(hit, cfg.discharge_level, cfg.deactivate_on_discharge)
                 changed |= hit.any(-1)
-                act = self.active
-                actf = act.to(self.dtype)
-        # ---- delivery: each agent releases to the nearest consumer whose area contains it ----
-        # agent-to-consumer offsets and distances, shared with rw_id and the observation
-        rel_c, dc2 = consumer_geometry(pos, self.consumer_pos)  # (2, B, N, M), (B, N, M)
-        dist = dc2.sqrt()
-        target, has_b, nearest, inside = self._nearest_inside(dist, act)
-        has_tgt = has_b.to(self.dtype)  # (B, N) 0/1
-        tgt_idx = nearest[..., None].expand(-1, -1, self.cfg.n_resources)
+        return changed
+
+    def _release(
+        self, target: torch.Tensor, has_tgt: torch.Tensor, tgt_idx: torch.Tensor
+    ) -> torch.Tensor:
+        """Each agent at a target releases its instantaneous supplies, shared out when the
+        consumer needs less than is offered; updates supply, base and demand; returns the
+        (B, N) amount each agent released."""
         pers = self.persistent  # (B, r)
         inst_f = (~pers).to(self.dtype)[:, None, :]  # (B, 1, r)
         offered = self.supply * inst_f * has_tgt[..., None]  # (B, N, r) instantaneous on offer
@@ -449,16 +504,22 @@ class ResourceEnv:
         self.supply = supply * _mask(torch.ge, supply, _EPS_Q)  # zero below _EPS_Q
         self.base = self.base - self._per_consumer(release, target)
         self.base = torch.where(self.base < _EPS_Q, 0.0, self.base)
-        rel_i = release.sum(-1)  # (B, N)
-        released_any = rel_i > 0
-        rel_rows = torch.nonzero(released_any.any(-1)).squeeze(-1)  # envs with a release
-        changed[rel_rows] = True
         self.demand = self._persistent_view(None, target)
-        # ---- reward of eq. (2) ----
-        M = cfg.n_consumers
-        dec_m = (prev_demand - self.demand).sum(-1)  # (B, M)
+        return release.sum(-1)
+
+    def _served_terms(
+        self,
+        target: torch.Tensor,
+        has_tgt: torch.Tensor,
+        tgt_idx: torch.Tensor,
+        released_any: torch.Tensor,
+        actf: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """rw_s (all consumers served this step) and rw_is (delivering a persistent
+        resource), both (B, N), after :meth:`_release`."""
+        cfg = self.cfg
         base_at = self.base.gather(1, tgt_idx)  # (B, N, r) requirement where the agent is
-        pers_f = pers.to(self.dtype)[:, None, :]  # (B, 1, r)
+        pers_f = self.persistent.to(self.dtype)[:, None, :]  # (B, 1, r)
         holds_p = _mask(torch.gt, self.supply, 0.0) * _mask(torch.gt, base_at, 0.0) * pers_f
         deliver_p = holds_p.amax(-1) * has_tgt  # (B, N) 0/1: delivering persistent
         releasing_i = released_any.to(self.dtype) + deliver_p
@@ -466,6 +527,15 @@ class ResourceEnv:
         served = releasing | (self.demand.sum(-1) <= 0)
         all_served = served.all(-1).to(self.dtype)  # (B,)
         rw_s = cfg.w_all_served * all_served[:, None] * actf  # (B, N)
+        rw_is = cfg.w_persistent * deliver_p  # (B, N)
+        return rw_s, rw_is
+
+    def _collision_term(
+        self, pos: torch.Tensor, act: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``d2p`` (B, N, N) of :meth:`_pair_d2`, ``close`` (B, N, N) 0/1 (closer than
+        epsilon) and rw_ij (B, N)."""
+        cfg = self.cfg
         d2p = self._pair_d2(pos, act)  # (B, N, N), +inf outside the active pairs i != j
         eps2 = cfg.epsilon**2
         close = _mask(torch.lt, d2p, eps2)  # (B, N, N) 0/1
@@ -474,7 +544,15 @@ class ResourceEnv:
         else:
             pen = torch.where(close.bool(), d2p, 0.0)
         rw_ij = -cfg.gamma_collision * pen.sum(-1)  # (B, N)
-        rw_im = cfg.w_instant * rel_i * has_tgt  # (B, N), released at the agent's target
+        return d2p, close, rw_ij
+
+    def _complete_consumers(
+        self, target: torch.Tensor, released_any: torch.Tensor, rel_rows: torch.Tensor
+    ) -> torch.Tensor:
+        """Record who contributed to which consumer and which consumers' instantaneous demands
+        became met this step; returns ``newly`` (k, M) for the k envs ``rel_rows``."""
+        M = self.cfg.n_consumers
+        pers = self.persistent
         # a consumer's instantaneous demand can only become met in an env where something was
         # released this step (elsewhere base is unchanged and completion was recorded before)
         ar_m = torch.arange(M, device=self.device)
@@ -486,7 +564,14 @@ class ResourceEnv:
         inst_left = ((self.base[rel_rows] > 0) & inst).any(-1)
         newly = inst_need & ~inst_left & ~self.completed[rel_rows]
         self.completed[rel_rows] |= newly
-        rw_is = cfg.w_persistent * deliver_p  # (B, N)
+        return newly
+
+    def _progress_term(
+        self, prev_pos: torch.Tensor, dc2: torch.Tensor, act: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clamped assignment ``ac`` (B, N) and rw_id (B, N): gamma_id inside R_{a_i},
+        else the progress towards d_{a_i}; 0 for agents without an assignment."""
+        cfg = self.cfg
         a = self.assignment
         has_a = (a >= 0) & act
         ac = a.clamp_min(0)
@@ -500,13 +585,31 @@ class ResourceEnv:
         inside_a = dnow2 <= ra * ra
         rw_id = torch.where(inside_a, cfg.gamma_id, cfg.w_progress * (dprev2 - dnow2))
         rw_id = rw_id * has_a
-        rw_g = cfg.w_global * dec_m.sum(-1)[:, None] * actf  # (B, N)
-        # per-consumer split (MAMOPPO): rw_g where demand dropped, rw_im/rw_is at the agent's
-        # target, rw_rc at the completed consumer, rw_id at a_i, the global terms equally
+        return ac, rw_id
+
+    def _reward_vector(
+        self,
+        dec_m: torch.Tensor,
+        actf: torch.Tensor,
+        nearest: torch.Tensor,
+        ac: torch.Tensor,
+        parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        newly: torch.Tensor,
+        rel_rows: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-consumer split (MAMOPPO) ``reward_vec`` (B, N, M) and rw_rc (B, N).
+
+        ``parts`` = (rw_im + rw_is, rw_id, rw_s + rw_ij): rw_g goes where demand dropped,
+        rw_im/rw_is to the agent's target, rw_rc to the completed consumer, rw_id to a_i, the
+        global terms equally."""
+        cfg = self.cfg
+        M = cfg.n_consumers
+        act = self.active
+        at_target, rw_id, shared = parts
         reward_vec = (cfg.w_global * dec_m)[:, None, :] * actf[..., None]
-        reward_vec.scatter_add_(2, nearest[..., None], (rw_im + rw_is)[..., None])
+        reward_vec.scatter_add_(2, nearest[..., None], at_target[..., None])
         # rw_rc: once, to the contributors, when a consumer's instantaneous demand is met
-        rw_rc = torch.zeros_like(rw_is)
+        rw_rc = torch.zeros_like(at_target)
         done_k = torch.nonzero(newly.any(-1)).squeeze(-1)  # the few envs where one completed
         if done_k.numel():
             rows = rel_rows[done_k]
@@ -514,31 +617,33 @@ class ResourceEnv:
             reward_vec[rows] += cfg.w_completion * rc_b.to(self.dtype)  # (k, N, M)
             rw_rc[rows] = cfg.w_completion * rc_b.sum(-1).to(self.dtype)
         reward_vec.scatter_add_(2, ac[..., None], rw_id[..., None])
-        reward_vec += ((rw_s + rw_ij) / M)[..., None]
-        terms = {
-            "rw_g": rw_g,
-            "rw_s": rw_s,
-            "rw_ij": rw_ij,
-            "rw_im": rw_im,
-            "rw_rc": rw_rc,
-            "rw_is": rw_is,
-            "rw_id": rw_id,
-        }
-        reward = reward_vec.sum(-1)
-        # ---- bookkeeping ----
+        reward_vec += (shared / M)[..., None]
+        return reward_vec, rw_rc
+
+    def _advance_clock(self, reward: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+        """Count the step and the return, reassign the envs whose supplies changed; returns
+        ``done`` (B,) (truncated or terminated)."""
         self.t = self.t + 1
         self.ep_return = self.ep_return + reward.sum(-1)
         if bool(changed.any()):
             self._reassign(torch.nonzero(changed).squeeze(-1))
-        truncated = self.t >= cfg.episode_length
-        terminated = ~self.active.any(-1)
-        done = truncated | terminated
+        return (self.t >= self.cfg.episode_length) | ~self.active.any(-1)
+
+    def _step_info(
+        self,
+        terms: dict[str, torch.Tensor],
+        reward_vec: torch.Tensor,
+        close: torch.Tensor,
+        d2p: torch.Tensor,
+        n_bad: torch.Tensor,
+    ) -> dict[str, Any]:
+        """The info dict of :meth:`step` (spec.INFO_KEYS), after :meth:`_advance_clock`."""
         d_pair = d2p.flatten(1).amin(-1).sqrt()
-        info: dict[str, Any] = {
+        return {
             "reward_terms": terms,
             "reward_vec": reward_vec,
-            "terminated": terminated,
-            "truncated": truncated,
+            "terminated": ~self.active.any(-1),
+            "truncated": self.t >= self.cfg.episode_length,
             "demand_satisfied": self.demand_satisfied(),
             "collisions": close.flatten(1).sum(-1).long() // 2,  # exact: sums of 0/1
             "min_distance": d_pair,
@@ -546,12 +651,6 @@ class ResourceEnv:
             "episode_return": self.ep_return.clone(),
             "episode_step": self.t.clone(),
         }
-        geometry = (rel_c, dist, inside, d2p)
-        if cfg.auto_reset and bool(done.any()):
-            info["final_obs"] = self._observe(geometry)
-            self._reset_ids(torch.nonzero(done).squeeze(-1))
-            geometry = None  # reset envs moved
-        return self._observe(geometry), reward, done, info
 
     # ----------------------------------------------------------------------------------------
     # events, queries
