@@ -205,7 +205,10 @@ class _Watch:
         """Who holds the world's step: each robot's report, distance to it, node state."""
         ls, pos = world.lockstep, world.sim.pos
         arrived = ls.arrived(pos[:, :2])
-        lines = [f"PS step {ls.step} held for {STALL_S:.0f} s; modes {world.sim.mode.tolist()}"]
+        lines = [
+            f"PS step {ls.step} held for {STALL_S:.0f} s; modes {world.sim.mode.tolist()} "
+            f"(0 grounded, 2 flying); watchdog landings {world.sim.watchdog_landings.tolist()}"
+        ]
         for i, name in enumerate(self.cfg.robot_names):
             node = self.nodes.get(f"/{name}/dmar")
             target = ls.moves[i].get(ls.step)
