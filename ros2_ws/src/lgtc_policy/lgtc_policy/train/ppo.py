@@ -26,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -441,9 +442,9 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, cfg: PPO
 def train_ppo(cfg: PPOConfig) -> dict:
     """Train one PPO-family agent; returns the final evaluation summary (also in best.pt).
 
-    One function kept together (~80 lines) so that a run reads top to bottom: set-up or
-    resume, then per update :meth:`PPORun.collect`, :meth:`PPORun.update`, the log row, the
-    evaluation and the checkpoints.
+    A run reads top to bottom: set-up or resume (:func:`_start_or_resume`), then per update
+    :meth:`PPORun.collect`, :meth:`PPORun.update`, the log row, the evaluation and the
+    checkpoints.
     """
     from tqdm import tqdm
 
@@ -457,20 +458,9 @@ def train_ppo(cfg: PPOConfig) -> dict:
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     ac = ActorCritic(cfg, env_cfg.n_resources)
-    step, best, start_wall = 0, -math.inf, 0.0
     warm_start = _init_from(cfg, ac) if cfg.init_checkpoint else None
     ac.to(device)
-    last: dict = {}
-    if cfg.resume:
-        step, best, start_wall, last = _resume(run / "last.pt", cfg, ac)
-    else:
-        write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
-    pr = PPORun(cfg, ac, step, device)
-    if last.get("optim"):
-        pr.opt_pi.load_state_dict(last["optim"]["pi"])
-        pr.opt_v.load_state_dict(last["optim"]["v"])
-    if last.get("resume_state"):
-        pr.restore(last["resume_state"])
+    pr, step, best, start_wall = _start_or_resume(cfg, ac, run, device)
     logger = RunLogger(run, tensorboard=cfg.tensorboard, append=cfg.resume)
     T, B = cfg.rollout_steps(), cfg.num_envs
     next_eval = (step // cfg.eval_every + 1) * cfg.eval_every
@@ -511,14 +501,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 best = summary["reward_mean"]
                 save_checkpoint(run / "best.pt", payload(summary, with_optim=False))
         logger.log(step, row)
-        bar.update(T * B)
-        bar.set_postfix(
-            {
-                k: f"{row[k]:.3g}"
-                for k in ("episode_reward", "eval_reward", "steps_per_s")
-                if k in row
-            }
-        )
+        _show_progress(bar, row, T * B)
         if step >= next_ckpt or step >= cfg.total_env_steps:
             next_ckpt += cfg.checkpoint_every
             save_checkpoint(run / "last.pt", payload(summary, with_optim=True))
@@ -526,6 +509,35 @@ def train_ppo(cfg: PPOConfig) -> dict:
     logger.close()
     write_json(run / "final_eval.json", {**summary, "best_eval_reward": best})
     return summary
+
+
+def _start_or_resume(
+    cfg: PPOConfig, ac: ActorCritic, run: Path, device: torch.device
+) -> tuple[PPORun, int, float, float]:
+    """A fresh run (writes config.json) or, with ``cfg.resume``, the state of ``last.pt``
+    (weights into ``ac``, optimisers, exact-resume state); returns the :class:`PPORun` and
+    the env steps done, the best evaluation reward and the wall time so far."""
+    step, best, start_wall = 0, -math.inf, 0.0
+    last: dict = {}
+    if cfg.resume:
+        step, best, start_wall, last = _resume(run / "last.pt", cfg, ac)
+    else:
+        write_json(run / "config.json", {"algo": cfg.algo, "train": cfg.to_dict()})
+    pr = PPORun(cfg, ac, step, device)
+    if last.get("optim"):
+        pr.opt_pi.load_state_dict(last["optim"]["pi"])
+        pr.opt_v.load_state_dict(last["optim"]["v"])
+    if last.get("resume_state"):
+        pr.restore(last["resume_state"])
+    return pr, step, best, start_wall
+
+
+def _show_progress(bar: Any, row: dict, n_steps: int) -> None:
+    """Advance the tqdm bar by ``n_steps`` and show the row's rewards and speed."""
+    bar.update(n_steps)
+    bar.set_postfix(
+        {k: f"{row[k]:.3g}" for k in ("episode_reward", "eval_reward", "steps_per_s") if k in row}
+    )
 
 
 def _bootstrap_truncated(
