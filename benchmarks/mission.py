@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -316,8 +317,9 @@ def message_ages(
     """Ages [ms] of the neighbour messages the policy ticks of one composed run used."""
     import numpy as np
     import yaml
-    from lgtc_policy.agent import replace_checkpoint
+    from lgtc_policy.agent import replace_checkpoint, step_batch
     from lgtc_policy.mission.demo import _ros_env
+    from lgtc_policy.ros import batcher
     from sim_bridge.bringup import plan
     from sim_bridge.config import load_config
     from sim_bridge.ros.runner import run_composed
@@ -351,7 +353,14 @@ def message_ages(
 
                 agent.step = timed
 
-        with open(os.devnull, "w") as null:
+        def batch_timed(agents, obs, now_s, stamp_s=None):
+            """The co-located robots' batched tick (lgtc_policy.ros.batcher) measured alike."""
+            for agent, now in zip(agents, np.broadcast_to(now_s, (len(agents),))):
+                ids = agent.neighbours.current(float(now))
+                ages.extend((now - agent.neighbours.stamp[ids]).tolist())
+            return step_batch(agents, obs, now_s, stamp_s)
+
+        with open(os.devnull, "w") as null, mock.patch.object(batcher, "step_batch", batch_timed):
             run_composed(specs, cfg, duration=duration, status_every=0, on_ready=on_ready, out=null)
     a = np.asarray(ages[len(ages) // 3 :]) * 1000.0
     return a if a.size else np.full(1, math.nan)
