@@ -274,15 +274,8 @@ class DecentralizedCBF:
             coincident neighbour brake, the others are still filtered.
         """
         t0 = time.perf_counter()
-        rp, d = self.rp, self.d
-        x = np.asarray(positions, dtype=float)
-        if x.ndim != 2 or x.shape[1] != d:
-            raise CBFInputError(f"positions: expected shape (N, {d}), got {x.shape}")
-        n = x.shape[0]
-        u_hat = as_array("u_nominal", u_nominal, (n, d))
-        w = _weights(weights, n)
-        bad_x = ~valid_rows(x)
-        bad = bad_x | ~valid_rows(u_hat)
+        x, u_hat, w, bad_x, bad = self._swarm_inputs(positions, u_nominal, weights)
+        n, d = x.shape
         if np.any(bad_x):
             # A robot with an unknown position cannot be avoided: everyone brakes.
             return self._done(
@@ -296,7 +289,7 @@ class DecentralizedCBF:
                 )
             )
         pairs, normals, bounds, pair_id, dist, dist2, starts = self._rows_by_owner(x, w)
-        lb, ub = box_bounds(x, rp)
+        lb, ub = box_bounds(x, self.rp)
         lb, ub = lb.tolist(), ub.tolist()
         u = np.zeros((n, d))
         fallback = np.zeros(n, dtype=bool)
@@ -328,11 +321,10 @@ class DecentralizedCBF:
             if act_speed:
                 speed.append(i)
         act = np.unique(np.concatenate(active_pair_ids)) if active_pair_ids else []
-        status = worst_status(statuses)
         result = CBFResult(
             u=u,
             found=not np.any(fallback),
-            status=status,
+            status=worst_status(statuses),
             fallback=fallback,
             active_pairs=pairs[np.asarray(act, dtype=np.int64)],
             active_boundary=np.asarray(faces, dtype=np.int64).reshape(-1, 2),
@@ -344,6 +336,20 @@ class DecentralizedCBF:
             message="; ".join(messages),
         )
         return self._done(result)
+
+    def _swarm_inputs(self, positions, u_nominal, weights):
+        """Checked ``(N, d)`` positions and nominal commands, ``(N,)`` weights, and the
+        ``(N,)`` masks of robots with a bad position and with a bad position or command."""
+        d = self.d
+        x = np.asarray(positions, dtype=float)
+        if x.ndim != 2 or x.shape[1] != d:
+            raise CBFInputError(f"positions: expected shape (N, {d}), got {x.shape}")
+        n = x.shape[0]
+        u_hat = as_array("u_nominal", u_nominal, (n, d))
+        w = _weights(weights, n)
+        bad_x = ~valid_rows(x)
+        bad = bad_x | ~valid_rows(u_hat)
+        return x, u_hat, w, bad_x, bad
 
     def split_constraints(self, positions, weights=None):
         """Every robot's half of every pair constraint (Wang et al. 2017, Sec. IV-B).
