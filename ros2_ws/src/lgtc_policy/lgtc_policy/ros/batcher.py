@@ -60,6 +60,8 @@ class TickBatcher:
         """Add ``node`` to its process's batcher for ``period_s`` (made on first use)."""
         key = (id(node.context), float(period_s))
         batcher = cls._registry.get(key)
+        if batcher is not None and not all(m.context is node.context for m in batcher.members):
+            batcher = None  # a context gone without destroying its nodes left this one behind
         if batcher is None:
             batcher = cls._registry[key] = cls(period_s)
         batcher.members.append(node)
