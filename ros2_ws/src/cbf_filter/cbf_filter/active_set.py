@@ -81,7 +81,7 @@ def solve_projection_lists(
 ) -> tuple[list[float], int, int, list[float]]:
     """:func:`solve_projection` on plain lists (no numpy conversion on the hot path).
 
-    Kept as one loop on purpose: it is the per-robot filter's inner loop (every tick of
+    Kept whole: one loop on purpose: it is the per-robot filter's inner loop (every tick of
     every node), written with unrolled 2-D / 3-D dot products in local variables; splitting
     the add / drop steps into functions would add calls on that path and hide the line-by-line
     correspondence with :func:`solve_projection`, whose numerics it must reproduce.

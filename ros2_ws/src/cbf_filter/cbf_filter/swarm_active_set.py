@@ -144,7 +144,7 @@ class SwarmProjection:
             ``OPTIMAL`` (KKT conditions checked), ``INFEASIBLE``, ``MAX_ITER``,
             ``DEPENDENT`` or ``INACCURATE``.
 
-        One add / drop loop kept together on purpose: the iterate ``u``, the active set, its
+        Kept whole: one add / drop loop on purpose: the iterate ``u``, the active set, its
         multipliers and the Gram matrix (grown or shrunk by one row and column per step) are
         updated in step with each other, and the loop reads as the primal active-set method
         step by step; split into functions it would pass that whole state back and forth.

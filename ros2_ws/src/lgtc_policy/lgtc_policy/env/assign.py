@@ -427,6 +427,10 @@ def solve_assignment(
     the time left; if that is not enough either, the Lagrangian-decomposition bound
     (``assign_bound.lagrangian_bound``, up to 85 % of the time left), pair re-optimisation,
     and the search again until the time limit.
+
+    Kept whole: the phases share the incumbent (``best_a``, ``best_f``), the bound, the
+    branching order, the node count and the deadline, and each phase's outcome decides whether
+    the next runs; split, every helper would take and return that whole state.
     """
     t0 = time.perf_counter()
     so, de, c = _check(supply, demand, cost)

@@ -136,6 +136,10 @@ def pricing(
     Returns:
         (lb (M,) valid lower bounds on P_m, exact (M,) bool: lb == P_m, value (M,) the best
         subset's f, subset (M, N) bool the best subsets, lam (M, r) the lambdas used).
+
+    Kept whole: the stages of the enumeration share the pool's six parallel arrays (consumer,
+    cost, load, weight, size, mask) and the per-consumer best values, bounds and masks, all
+    filtered and grown together at every stage; split, each helper would take a dozen of them.
     """
     N, M = w.shape
     lam, c_m = continuous_dual(supply, demand, w, lam)
@@ -360,6 +364,10 @@ def lagrangian_bound(
         warm_iters: subgradient steps before column generation (0: none, CG from the start).
         smoothing: Wentges factor s in [0, 1).
         primal_every: run ``polish`` every that many rounds.
+
+    Kept whole: each round updates the multipliers, the best bound and its mu, the step size
+    and stall count, the smoothing misses, the master LP and the incumbent together, and the
+    next round's step depends on all of them; split, each helper would pass that state back.
     """
     N, M = cost.shape
     mu = np.asarray(mu, dtype=np.float64).copy()

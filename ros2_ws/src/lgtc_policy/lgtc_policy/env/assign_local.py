@@ -82,6 +82,10 @@ def local_search(
 
     Returns:
         (K, N) int64 local optimum.
+
+    Kept whole: each iteration's move and swap deltas share the loads, the residuals, the
+    ``R . s`` products and the eight per-instance constants, which are compacted together as
+    instances stop improving; split, each helper would take and return most of them.
     """
     K, N, M = cost.shape
     dev = assign.device
