@@ -123,7 +123,7 @@ def resolve_moves(
 ) -> Resolution:
     """One EM step of Algorithm 2 for every agent (rules in the module docstring).
 
-    Kept as one function of about 95 lines on purpose: its blocks are Algorithm 2's steps 1-6 in
+    Kept whole: one function on purpose: its blocks are Algorithm 2's steps 1-6 in
     the paper's order, sharing the held / claimed / target sets, and reading them top to bottom
     against the appendix is the check that matters.
 
