@@ -183,3 +183,48 @@ def test_doors_exist():
     names = {m for _, m, _ in MODULES}
     missing = {d for d in DOORS if d not in names}
     assert not missing, f"DOORS names modules that are gone: {sorted(missing)}"
+
+
+#: a function longer than this (``def`` to its last line, docstring included) says why
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(path: Path) -> list[tuple[int, str, int, str]]:
+    """(line, name, length, docstring) of every function or method over MAX_FUNCTION_LINES."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append((node.lineno, node.name, length, ast.get_docstring(node) or ""))
+    return found
+
+
+def test_long_functions_say_why_they_are_kept_whole():
+    """A function over MAX_FUNCTION_LINES lines states in its docstring, after "Kept whole:",
+    why it is not split (issue #18)."""
+    bad = []
+    for _, _, path in MODULES:
+        for line, name, length, doc in _long_functions(path):
+            if "Kept whole:" not in doc:
+                bad.append(f"{path.relative_to(ROOT)}:{line} {name} ({length} lines)")
+    assert not bad, (
+        f"functions over {MAX_FUNCTION_LINES} lines: split them into well-named helpers, or say "
+        'why they stay whole in a docstring sentence starting with "Kept whole:":\n'
+        + "\n".join(bad)
+    )
+
+
+def test_the_length_check_counts_def_to_end_and_finds_methods(tmp_path):
+    """Lines count from ``def`` to the function's last line; methods and nested functions count."""
+    mod = tmp_path / "mod.py"
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES - 2))
+    mod.write_text(
+        f'@staticmethod\ndef short():\n    """Doc."""\n{body}\n\n\n'
+        f'class C:\n    def long(self):\n        """Kept whole: why."""\n'
+        + "\n".join(f"        x{i} = {i}" for i in range(MAX_FUNCTION_LINES - 1))
+        + "\n"
+    )
+    got = [(name, length, "Kept whole:" in doc) for _, name, length, doc in _long_functions(mod)]
+    assert got == [("long", MAX_FUNCTION_LINES + 1, True)]
