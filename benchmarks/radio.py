@@ -344,6 +344,33 @@ class _CountRecords(logging.Handler):
             self.count += 1
 
 
+def _delivered_action(fake: FakeCrazyflie, t_back: float) -> tuple[float, str] | None:
+    """The first land or stop setpoint the fake heard (answering) at ``t >= t_back``."""
+    for r in fake.records():
+        if r.t < t_back or r.silent or not r.data:
+            continue
+        if r.port == 8 and r.data[0] == HL_LAND:
+            return r.t, "land"
+        if r.port == 7 and r.channel == 0 and r.data[0] == SETPOINT_STOP:
+            return r.t, "stop_motors"
+    return None
+
+
+def _wait_recovery(
+    fake: FakeCrazyflie, link_up_times: list[float], t_back: float, timeout_s: float
+) -> tuple[tuple[float, str] | None, float | None]:
+    """Wait until the link is up again and a land or stop reached the fake (at most
+    ``timeout_s`` after ``t_back``); returns the action (time, kind) and the link-up time."""
+    deadline = t_back + timeout_s
+    action = None
+    while time.monotonic() < deadline:
+        action = _delivered_action(fake, t_back)
+        if action is not None and any(t >= t_back for t in link_up_times):
+            break
+        time.sleep(0.01)
+    return action, next((t for t in link_up_times if t >= t_back), None)
+
+
 def outage_recovery(
     silence_s: float,
     *,
@@ -380,6 +407,10 @@ def outage_recovery(
         ``z_at_back``: altitude when the fake answered again [m]; ``connects``: connections
         made; ``stale_log_packets``: log data of an old connection's block dropped by the
         transport; ``cflib_no_log_entry``: cflib's "Error no LogEntry to handle" records.
+
+    Kept whole: the scenario reads as one timeline (fly, silence, answer again, wait,
+    measure) inside the one ``try`` whose ``finally`` stops the commander, the link and the
+    fake; the waiting is in :func:`_wait_recovery`.
     """
     import cflib  # noqa: F401  (its loggers exist before the counter is attached)
 
@@ -411,11 +442,7 @@ def outage_recovery(
     try:
         if not wait_all(lambda lk: lk.status().link == LinkState.UP, [link], 20.0):
             raise RuntimeError("fake link did not come up")
-        ok, message = link.takeoff()
-        if not ok:
-            raise RuntimeError(message)
-        if not wait_all(lambda lk: lk.status().flight == FlightState.HOVERING, [link], 10.0):
-            raise RuntimeError("takeoff did not finish")
+        take_off_all([link], 10.0)
         cmd_thread.start()
         time.sleep(1.0)
         t_silent = time.monotonic()
@@ -424,25 +451,7 @@ def outage_recovery(
         z_back = fake.position[2]
         fake.set_responding(True)
         t_back = time.monotonic()
-
-        def delivered() -> tuple[float, str] | None:
-            for r in fake.records():
-                if r.t < t_back or r.silent or not r.data:
-                    continue
-                if r.port == 8 and r.data[0] == HL_LAND:
-                    return r.t, "land"
-                if r.port == 7 and r.channel == 0 and r.data[0] == SETPOINT_STOP:
-                    return r.t, "stop_motors"
-            return None
-
-        deadline = t_back + timeout_s
-        action = None
-        while time.monotonic() < deadline:
-            action = delivered()
-            if action is not None and any(t >= t_back for t in link_up_times):
-                break
-            time.sleep(0.01)
-        t_up = next((t for t in link_up_times if t >= t_back), None)
+        action, t_up = _wait_recovery(fake, link_up_times, t_back, timeout_s)
         recover = None
         if action is not None and t_up is not None:
             recover = max(t_up, action[0]) - t_back
