@@ -228,3 +228,77 @@ def test_the_length_check_counts_def_to_end_and_finds_methods(tmp_path):
     )
     got = [(name, length, "Kept whole:" in doc) for _, name, length, doc in _long_functions(mod)]
     assert got == [("long", MAX_FUNCTION_LINES + 1, True)]
+
+
+#: package -> its exception root (one per package, issue #18)
+ROOTS = {
+    "sim_bridge": "SwarmError",
+    "cbf_filter": "CBFError",
+    "lgtc_policy": "LgtcError",
+    "dmar_agent": "DmarError",
+}
+
+
+def _exception_classes(pkg: str) -> dict[str, tuple[str, list[str]]]:
+    """name -> (where, base names) of every class of ``pkg`` whose name ends in Error."""
+    out = {}
+    for p, _, path in MODULES:
+        if p != pkg:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                bases = [
+                    b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")
+                    for b in node.bases
+                ]
+                out[node.name] = (f"{path.relative_to(ROOT)}:{node.lineno}", bases)
+    return out
+
+
+@pytest.mark.parametrize("pkg", PACKAGES)
+def test_one_exception_root_per_package(pkg):
+    """Every ``...Error`` class of a package derives from the package's root, directly or
+    through another of its classes, so ``except <Root>`` catches all of them."""
+    classes = _exception_classes(pkg)
+    root = ROOTS[pkg]
+    assert root in classes, f"{pkg} defines no {root}"
+
+    def rooted(name: str, seen: frozenset = frozenset()) -> bool:
+        if name == root:
+            return True
+        if name not in classes or name in seen:
+            return False
+        return any(rooted(b, seen | {name}) for b in classes[name][1])
+
+    bad = [
+        f"{where} {name}{tuple(bases)}"
+        for name, (where, bases) in classes.items()
+        if not rooted(name)
+    ]
+    assert not bad, f"{pkg}: exceptions not derived from {root}:\n" + "\n".join(bad)
+
+
+def _console_targets() -> set[str]:
+    """Modules named by a ``console_scripts`` entry point of the four packages' setup.py."""
+    import re
+
+    found = set()
+    for pkg in PACKAGES:
+        text = (SRC / pkg / "setup.py").read_text()
+        found |= set(re.findall(r'"[\w-]+\s*=\s*([\w.]+):\w+"', text))
+    return found
+
+
+def test_python_m_only_where_a_console_script_exists():
+    """``if __name__ == "__main__"`` only in modules that a console script also runs (one door
+    per job, issue #18)."""
+    targets = _console_targets()
+    bad = []
+    for _, name, path in MODULES:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            test = getattr(node, "test", None)
+            if isinstance(node, ast.If) and "__main__" in ast.unparse(test) and name not in targets:
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} ({name})")
+    assert "sim_bridge.cli" in targets and "dmar_agent.ros.node" in targets
+    assert not bad, "python -m entry points without a console script:\n" + "\n".join(bad)
