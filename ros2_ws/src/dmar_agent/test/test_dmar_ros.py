@@ -30,6 +30,7 @@ from dmar_agent.mission.scenario import core_instance
 from dmar_agent.ros.mission_run import lockstep_equal, run_mission
 from dmar_agent.ros.node import DmarNode
 from dmar_agent.wire import StateMsg, decode, encode
+from dmar_agent.world import WAIT as WAIT_U
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -226,3 +227,50 @@ def test_bad_parameters_give_one_line(tmp_path, context):
         "dmar_node: parameter robot: must be non-empty, got '' "
         "(fix: pass -p robot:=<name in the config>)"
     ]
+
+
+def test_a_robot_held_short_backs_off_then_settles_on_the_nearest_free_cell(tmp_path, context):
+    """Liveness under the CBF: a robot that arrived only waits; one held short of its target
+    goes back to its origin, and if held short there too, reports WAIT on the nearest free
+    cell of its view around where it stands (the lockstep never waits for an unreachable cell).
+    """
+    path = str(routing_config(tmp_path / "swarm.yaml", seed=2))
+    node = DmarNode(
+        "dmar",
+        context=context,
+        parameter_overrides=[
+            Parameter("config", value=path),
+            Parameter("robot", value="cf1"),
+            Parameter("stuck_timeout_s", value=1.0),
+        ],
+    )
+    try:
+        sent = []
+        node._publish_move = lambda u, r, c: sent.append((u, r, c))
+        width = node.shape[1]
+        view = type("V", (), {})()
+        view.cells = np.array([r * width + c for r in range(3) for c in range(3)])
+        view.obstacle = np.zeros(9, dtype=bool)
+        view.obstacle[1 * width + 2 == view.cells] = True  # (1, 2) is an obstacle
+        view.robots = {0: 0, 1: 1 * width + 1}  # another robot on (1, 1)
+        node.view, node.rnd = view, None
+        centre = node.grid.centre
+        # arrived at the target: waiting for the others is not being stuck
+        node.origin, node.target, node.move_t0 = (0, 0), (0, 1), 0.0
+        node.pose = np.array([*centre((0, 1)), 0.4])
+        assert node._arrived()
+        # held short between (0, 1) and (1, 1): back off to the origin first
+        node.pose = np.array([*(centre((0, 1)) + [0.0, 0.09]), 0.4])
+        assert not node._arrived()
+        node._unstick(10.0)
+        assert node.target == (0, 0) and sent[-1] == (WAIT_U, 0, 0)
+        assert node.counts["backoffs"] == 1
+        # held short of the origin too: the nearest free cell in view, not the occupied (1, 1)
+        node._unstick(20.0)
+        assert node.target == (0, 1) and sent[-1] == (WAIT_U, 0, 1)
+        assert node.counts["settles"] == 1
+        # nothing nearer than the current target: no new report
+        node._unstick(30.0)
+        assert len(sent) == 2 and node.move_t0 == 30.0
+    finally:
+        node.destroy_node()

@@ -27,8 +27,10 @@ becomes WAIT (as in the core's world); with ``yield_occupied`` a control becomes
 cell holds another robot of the view, or a robot of the view that goes first stands next to it
 (precedence by index, rotated by the PS step), or, with a ground robot on either side, another
 robot stands in the 8 cells around it; so no two robots head for one cell or swap cells (this
-needs ``k >= 2`` to see every contender). A robot not arrived
-``stuck_timeout_s`` after its report re-reports WAIT back to its own cell (``backoffs``).
+needs ``k >= 2`` to see every contender). A robot not arrived ``stuck_timeout_s`` after its
+report re-reports WAIT back to the cell it came from (``backoffs``), and if it does not arrive
+there either, WAIT on the nearest free cell of its view (``settles``); a robot that arrived
+just waits for the world's next step.
 
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
 (else nothing, so the filter goes silent and the world holds then lands the robot).
@@ -79,6 +81,7 @@ COUNTERS = (
     "yields",
     "blocked_moves",
     "backoffs",
+    "settles",
     "moves",
     "stale_pose_ticks",
 )
@@ -184,6 +187,7 @@ class DmarNode(Node):
         rob = cfg.robots[self.index]
         self.grid = cfg.routing.grid
         self.shape = (self.grid.rows, self.grid.cols)
+        self.tolerance = float(cfg.routing.tolerance)
         self.max_speed = float(rob.max_speed)
         self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
         #: robot index -> ground robot (the CBF keeps its projection point Ds + 2 l from others)
@@ -405,16 +409,60 @@ class DmarNode(Node):
         now = self._now()
         if (
             self.rnd is None
-            and self.target not in (None, self.origin)
-            and not self.backed_off
+            and self.target is not None
             and now - self.move_t0 > self.stuck_timeout
+            and not self._arrived()
         ):
-            self.backed_off = True  # blocked (e.g. by the CBF): go back, report WAIT
-            self.counts["backoffs"] += 1
-            self.target = self.origin
-            self._publish_move(WAIT, *self.origin)
+            self._unstick(now)
         self._command(now)
         self.compute_ms.append(1e3 * (time.perf_counter() - t0))
+
+    def _arrived(self) -> bool:
+        """The robot stands within the world's arrival tolerance of its target's centre."""
+        if self.pose is None or self.target is None:
+            return False
+        d = self.grid.centre(self.target) - self.pose[:2]
+        return float(np.hypot(*d)) <= self.tolerance
+
+    def _unstick(self, now: float) -> None:
+        """Not arrived ``stuck_timeout_s`` after the last report (held short by the CBF, e.g.
+        a ground robot whose projection point keeps Ds + 2 l from a robot that moved next to
+        the target): first go back to the cell it came from (``backoffs``); if that does not
+        arrive either, settle on the nearest free cell of its view around where it stands
+        (``settles``), so the world's lockstep never waits for a cell the robot cannot reach.
+        Each is reported as WAIT on ``dmar/move``."""
+        if not self.backed_off and self.target != self.origin:
+            self.backed_off = True
+            self.counts["backoffs"] += 1
+            cell = self.origin
+        else:
+            cell = self._nearest_free_cell()
+            if cell is None or cell == self.target:
+                self.move_t0 = now  # nothing better in view: try again later
+                return
+            self.counts["settles"] += 1
+        self.target, self.move_t0 = cell, now
+        self._publish_move(WAIT, *cell)
+
+    def _nearest_free_cell(self) -> tuple[int, int] | None:
+        """The free, unoccupied cell of the view nearest to the robot, among the cell it
+        stands in and the 8 around it (None without a pose or such a cell)."""
+        if self.pose is None or self.view is None:
+            return None
+        rows, cols = self.shape
+        r0, c0 = (int(x) for x in self.grid.cell_of(self.pose[None, :2])[0])
+        free = {int(c) for c, blocked in zip(self.view.cells, self.view.obstacle) if not blocked}
+        taken = {cell for a, cell in self.view.robots.items() if a != self.index}
+        best, best_d = None, math.inf
+        for r in range(r0 - 1, r0 + 2):
+            for c in range(c0 - 1, c0 + 2):
+                flat = r * cols + c
+                if not (0 <= r < rows and 0 <= c < cols) or flat not in free or flat in taken:
+                    continue
+                d = float(np.hypot(*(self.grid.centre((r, c)) - self.pose[:2])))
+                if d < best_d:
+                    best, best_d = (r, c), d
+        return best
 
     def _command(self, now: float) -> None:
         if self.pose is None:
