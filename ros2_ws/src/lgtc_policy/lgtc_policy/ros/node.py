@@ -37,9 +37,9 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped, TwistStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
+from sim_bridge.ros import qos as named_qos
 from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
@@ -106,8 +106,7 @@ class PolicyNode(Node):
         self.filtered = np.zeros(3)
         self.input_errors = 0
 
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        comm_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        qos, comm_qos = named_qos.STATE, named_qos.QUEUE
         self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos)
         self.create_subscription(Float64MultiArray, topics.RESOURCES, self._on_resources, qos)
         self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos)
