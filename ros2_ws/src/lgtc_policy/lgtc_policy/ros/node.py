@@ -41,6 +41,7 @@ from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.ros import qos as named_qos
 from sim_bridge.ros.markers import cluster_markers
+from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
@@ -49,31 +50,58 @@ from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy,
 from lgtc_policy.ros.batcher import TickBatcher
 from lgtc_policy.ros.tick_stats import TickStats
 
+#: The node's parameters (``ros2 param describe`` shows each description and rule).
+PARAMETERS = (
+    Param(
+        "robot",
+        "",
+        "this robot's name in the swarm config",
+        not_empty("pass -p robot:=<name in the config>"),
+    ),
+    Param("config", "", "swarm YAML file", not_empty("pass -p config:=path/to/swarm.yaml")),
+    Param(
+        "checkpoint",
+        "",
+        "policy checkpoint overriding policy.checkpoint of the config ('' = the config's)",
+    ),
+    Param("rate_hz", 20.0, "policy tick rate [Hz]", positive("20 Hz in the paper")),
+    Param(
+        "neighbour_timeout_s",
+        0.5,
+        "a neighbour's message older than this is dropped [s]",
+        positive("e.g. 0.5"),
+    ),
+    Param(
+        "markers_hz",
+        5.0,
+        "cluster marker rate [Hz], 0 = off",
+        at_least(0.0, "e.g. 5, or 0 for none"),
+    ),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics [s]", positive("e.g. 1")),
+    Param(
+        "batch",
+        True,
+        "tick together with the other policy nodes of this process (one batched forward)",
+    ),
+    Param("pose_timeout_s", 0.5, "no command on a pose older than this [s]", positive("e.g. 0.5")),
+)
+
+
+def _param_error(name: str, problem: str, fix: str) -> MissionError:
+    return MissionError(f"parameter {name}: {problem} (fix: {fix})")
+
 
 class PolicyNode(Node):
     """The decentralized LGTC-IPPO policy of one robot at ``rate_hz``."""
 
     def __init__(self, node_name: str = "policy", **kwargs):
         super().__init__(node_name, **kwargs)
-        robot = self.declare_parameter("robot", "").value
-        path = self.declare_parameter("config", "").value
-        checkpoint = self.declare_parameter("checkpoint", "").value
-        rate = float(self.declare_parameter("rate_hz", 20.0).value)
-        timeout = float(self.declare_parameter("neighbour_timeout_s", 0.5).value)
-        markers_hz = float(self.declare_parameter("markers_hz", 5.0).value)
-        diag_period = float(self.declare_parameter("diagnostics_period_s", 1.0).value)
-        batch = bool(self.declare_parameter("batch", True).value)
-        self.pose_timeout = float(self.declare_parameter("pose_timeout_s", 0.5).value)
-        if not (math.isfinite(self.pose_timeout) and self.pose_timeout > 0):
-            raise MissionError(
-                f"parameter pose_timeout_s={self.pose_timeout}: must be > 0 s (e.g. 0.5)"
-            )
-        if not path:
-            raise MissionError("parameter config is empty; pass -p config:=path/to/swarm.yaml")
-        if not robot:
-            raise MissionError("parameter robot is empty; pass -p robot:=<name in the config>")
-        if not (math.isfinite(rate) and rate > 0):
-            raise MissionError(f"parameter rate_hz={rate}: must be > 0 (20 Hz in the paper)")
+        p = declare_and_read(self, PARAMETERS, _param_error)
+        robot, path, checkpoint = p["robot"], p["config"], p["checkpoint"]
+        rate, timeout = float(p["rate_hz"]), float(p["neighbour_timeout_s"])
+        markers_hz, diag_period = float(p["markers_hz"]), float(p["diagnostics_period_s"])
+        batch = bool(p["batch"])
+        self.pose_timeout = float(p["pose_timeout_s"])
         cfg = load_config(path)
         if checkpoint:
             cfg = replace_checkpoint(cfg, checkpoint)
