@@ -140,3 +140,44 @@ def test_a_storm_of_sigints_during_the_exit_leaves_no_traceback(small_demo, prob
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+def test_a_signal_handled_inside_the_handler_does_not_deadlock():
+    """A second SIGINT can be handled between any two lines of the first handler (Python runs
+    handlers between bytecodes of the main thread). Nest one handler call at every line
+    executed below the first one; with a lock inside (``threading.Event.set`` takes a plain
+    lock) the nested call waits for its own frame forever."""
+    import sys
+    import threading
+
+    from sim_bridge.ros.runner import StopFlag
+
+    stop = StopFlag()
+    try:
+        nested: list[str] = []
+        inside = [False]
+
+        def tracer(frame, event, arg):
+            if event == "line" and not inside[0] and len(nested) < 200:
+                nested.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+                inside[0] = True  # no nesting inside the nested call
+                try:
+                    stop._on_signal(signal.SIGINT, None)
+                finally:
+                    inside[0] = False
+            return tracer
+
+        def first_signal():
+            sys.settrace(tracer)
+            try:
+                stop._on_signal(signal.SIGINT, None)
+            finally:
+                sys.settrace(None)
+
+        worker = threading.Thread(target=first_signal, daemon=True)
+        worker.start()
+        worker.join(timeout=5.0)
+        assert not worker.is_alive(), f"the handler deadlocked, nested at {nested}"
+        assert stop.flag.is_set()
+    finally:
+        stop.restore()

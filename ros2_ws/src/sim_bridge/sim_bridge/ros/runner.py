@@ -134,15 +134,39 @@ class RunResult:
     node_exits: list[tuple[str, int, str]] = field(default_factory=list)
 
 
+class SignalFlag:
+    """A flag that a signal handler may set at any moment, also inside its own handler.
+
+    ``threading.Event.set`` takes a plain (non-reentrant) lock; a second SIGINT handled
+    while the first handler is inside ``Event.set`` (a terminal's Ctrl-C plus launch's
+    forwarded SIGINT, or a storm of them) re-enters it in the same thread and deadlocks the
+    process for good. Setting one attribute is atomic under the GIL and takes no lock.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class StopFlag:
     """SIGINT/SIGTERM -> a flag the spin loop checks (installed only in the main thread)."""
 
     def __init__(self) -> None:
-        self.flag = threading.Event()
+        self.flag = SignalFlag()
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, lambda *_: self.flag.set())
+                self._old[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002 - the handler's signature
+        self.flag.set()
 
     def restore(self) -> None:
         for sig, handler in self._old.items():
@@ -337,9 +361,18 @@ def stop_executor(ex) -> None:
     ex.shutdown()
 
 
+def _callers_nodes(ex, known: list[Node]) -> list[Node]:
+    """Nodes that ``on_ready`` added to the executor: they die with the run's context, so the
+    run destroys them too (else they stay in the ROS graph as long as the caller holds them)."""
+    if ex is None:
+        return []
+    return [n for n in ex.get_nodes() if all(n is not k for k in known)]
+
+
 def _shutdown(res: RunResult, ex, nodes: list[Node], observers: list[Node], context) -> None:
     """End a run: stop the executor, close the observers (the recorder finishes its file),
-    destroy every node, shut the context down."""
+    destroy every node (also those the caller added), shut the context down."""
+    nodes = [*nodes, *_callers_nodes(ex, [*nodes, *observers])]
     if ex is not None:
         stop_executor(ex)
     for node in observers:
@@ -681,11 +714,12 @@ def run_children(
         res.cpu_percent = 100.0 * (sum(cpu.values()) + own) / max(wall, 1e-9)
     finally:
         stop.restore()
+        theirs = _callers_nodes(ex, watchers)
         if ex is not None:
             stop_executor(ex)
             ex = None
         terminate([c.proc for c in started])
         for c in started:
             c.log.close()
-        _shutdown(res, ex, [], watchers, context)
+        _shutdown(res, ex, theirs, watchers, context)
     return res
