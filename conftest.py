@@ -3,6 +3,8 @@
 import os
 import random
 
+import pytest
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 if "SWARM_TEST_DOMAIN_FIXED" not in os.environ:
@@ -20,3 +22,47 @@ try:
     settings.load_profile("ci" if os.environ.get("CI") else "dev")
 except ImportError:  # hypothesis is a dev requirement; plain pytest runs still work
     pass
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+# rclpy is imported inside the fixtures, so the structure and core tests never load it.
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def context():
+    """A fresh rclpy context, shut down after the test (nodes of the test live in it)."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture
+def graph_probe():
+    """A node ``/graph_probe`` in its own context: it lists the live ROS graph of a run."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("graph_probe", context=ctx)
+    yield node
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    """launch/demo.yaml with its first 3 robots: world, relay, services, 3 CBF, 3 policies."""
+    from pathlib import Path
+
+    import yaml
+
+    data = yaml.safe_load((Path(REPO) / "launch" / "demo.yaml").read_text())
+    data["robots"] = data["robots"][:3]
+    path = tmp_path_factory.mktemp("small_demo") / "small_demo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -20,10 +20,9 @@ from lgtc_policy.agent import (
 from lgtc_policy.env import EnvConfig
 from lgtc_policy.mission.figures import cluster_colour
 from lgtc_policy.mission.scenario import make_env, scenario_from_config
-from lgtc_policy.model.checkpoint import build_net, load_checkpoint, save_checkpoint
+from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.decentralized import AgentObs
 from lgtc_policy.model.features import inputs_from_obs
-from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from lgtc_policy.ros.tick_stats import TickStats
 from sim_bridge.config import load_config
 
@@ -71,27 +70,6 @@ def swarm_mapping(n=6, m=3):
         "consumers": consumers,
         "events": [],
     }
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A random-weight LGTC policy checkpoint for r = 2 (layout of model.checkpoint)."""
-    torch.manual_seed(0)
-    cfg = NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2)
-    net = LGTCNet(cfg)
-    path = tmp_path_factory.mktemp("ck") / "policy.pt"
-    save_checkpoint(
-        path,
-        {
-            "algo": "lgtc_ippo",
-            "nets": {"policy": cfg.to_dict()},
-            "state_dicts": {"policy": net.state_dict()},
-            "env_config": dataclasses.asdict(EnvConfig()),
-            "train_config": {},
-            "eval": {},
-        },
-    )
-    return path
 
 
 # ----------------------------------------------------------------------------- frames

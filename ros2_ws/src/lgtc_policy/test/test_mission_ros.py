@@ -8,7 +8,6 @@ CBF package has no node) and one policy node per robot, composed by the sim_brid
   discharge scenario (Fig. 5) reallocates: another robot covers the landed robot's consumer.
 """
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from lgtc_policy.env import EnvConfig
 from lgtc_policy.mission.demo import DemoOptions, run_demo
 from lgtc_policy.mission.discharge import analyse
 from lgtc_policy.mission.report import parse_report
 from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
-from lgtc_policy.model.checkpoint import build_net, load_checkpoint, save_checkpoint
-from lgtc_policy.model.lgtc import LGTCNet, NetConfig
+from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from rclpy.node import Node
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
@@ -40,30 +36,6 @@ SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
 )
 REPO = Path(__file__).resolve().parents[4]
 ARENA = {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]}
-
-
-@pytest.fixture(scope="module")
-def north_checkpoint(tmp_path_factory):
-    """A policy whose action is always (0, 0.6): every robot flies north at 0.3 m/s."""
-    cfg = NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2)
-    torch.manual_seed(0)
-    net = LGTCNet(cfg)
-    with torch.no_grad():
-        net.head[-1].weight.zero_()
-        net.head[-1].bias.copy_(torch.tensor([0.0, 0.6]))
-    path = tmp_path_factory.mktemp("ck") / "north.pt"
-    save_checkpoint(
-        path,
-        {
-            "algo": "lgtc_ippo",
-            "nets": {"policy": cfg.to_dict()},
-            "state_dicts": {"policy": net.state_dict()},
-            "env_config": dataclasses.asdict(EnvConfig()),
-            "train_config": {},
-            "eval": {},
-        },
-    )
-    return path
 
 
 def three_robots(path, checkpoint, consumers=None):

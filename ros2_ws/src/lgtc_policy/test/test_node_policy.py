@@ -11,15 +11,10 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
-import torch
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy
-from lgtc_policy.env import EnvConfig
-from lgtc_policy.model.checkpoint import save_checkpoint
-from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from lgtc_policy.ros.node import PolicyNode
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -72,33 +67,6 @@ def write_config(path, checkpoint, resource_types=("energy", "payload")):
     }
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2)
-    path = tmp_path_factory.mktemp("ck") / "policy.pt"
-    save_checkpoint(
-        path,
-        {
-            "algo": "lgtc_ippo",
-            "nets": {"policy": cfg.to_dict()},
-            "state_dicts": {"policy": LGTCNet(cfg).state_dict()},
-            "env_config": dataclasses.asdict(EnvConfig()),
-            "train_config": {},
-            "eval": {},
-        },
-    )
-    return path
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def make_policy(context, config, robot="cf1", **extra):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import rclpy
-import yaml
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
 from sim_bridge.ros.graph import duplicates, node_fqns, wait_for_nodes
@@ -26,27 +25,7 @@ REPO = Path(__file__).resolve().parents[4]
 WORKER = "/swarm_services_worker"
 
 
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory) -> Path:
-    """launch/demo.yaml with its first 3 robots: world, relay, services, 3 CBF, 3 policies."""
-    data = yaml.safe_load((REPO / "launch" / "demo.yaml").read_text())
-    data["robots"] = data["robots"][:3]
-    path = tmp_path_factory.mktemp("names") / "small_demo.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def probe():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("names_probe", context=context)
-    yield node
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-
-
-def _graph_while_running(run, specs, cfg, probe, **kwargs) -> list[str]:
+def _graph_while_running(run, specs, cfg, graph_probe, **kwargs) -> list[str]:
     """Run ``run`` (run_composed / run_processes) until every node has been up for 1 s (so a
     late duplicate shows too); return the graph seen then."""
     expected = set([s.fqn for s in specs] + [WORKER, "/swarm_monitor"])
@@ -56,35 +35,35 @@ def _graph_while_running(run, specs, cfg, probe, **kwargs) -> list[str]:
     def should_stop() -> bool:
         now = time.monotonic()
         if state["up_at"] is None:
-            if expected <= set(node_fqns(probe)):
+            if expected <= set(node_fqns(graph_probe)):
                 state["up_at"] = now
         elif now - state["up_at"] > 1.0:
-            state["graph"] = node_fqns(probe)
+            state["graph"] = node_fqns(graph_probe)
             return True
         return now - t0 > 90.0
 
     res = run(specs, cfg, status_every=0.0, should_stop=should_stop, **kwargs)
     assert res.stop_reason == "should_stop" and not res.errors, res.errors
-    assert state["graph"], f"not all nodes came up within 90 s: {node_fqns(probe)}"
+    assert state["graph"], f"not all nodes came up within 90 s: {node_fqns(graph_probe)}"
     return state["graph"]
 
 
 @pytest.mark.parametrize("mode", ["composed", "processes"])
-def test_live_graph_has_no_duplicate_node_name(small_demo, probe, mode, tmp_path):
+def test_live_graph_has_no_duplicate_node_name(small_demo, graph_probe, mode, tmp_path):
     cfg = load_config(small_demo)
     specs = plan(cfg, small_demo)
     assert len(specs) == 9 and len({s.fqn for s in specs}) == len(specs)
     if mode == "composed":
-        seen = _graph_while_running(run_composed, specs, cfg, probe)
+        seen = _graph_while_running(run_composed, specs, cfg, graph_probe)
     else:
-        seen = _graph_while_running(run_processes, specs, cfg, probe, log_dir=str(tmp_path))
-    ours = [n for n in seen if n != "/names_probe"]
+        seen = _graph_while_running(run_processes, specs, cfg, graph_probe, log_dir=str(tmp_path))
+    ours = [n for n in seen if n != "/graph_probe"]
     assert duplicates(ours) == []
     # every planned node exactly once, plus the services worker and the run's monitor
     assert sorted(ours) == sorted([s.fqn for s in specs] + [WORKER, "/swarm_monitor"])
 
 
-def test_services_worker_keeps_its_name_under_a_process_wide_remap(small_demo, probe):
+def test_services_worker_keeps_its_name_under_a_process_wide_remap(small_demo, graph_probe):
     """``ros2 launch`` renames with a process-wide ``__node:=``; only the main node follows."""
     from sim_bridge.ros.services_node import SwarmServicesNode
 
@@ -105,13 +84,13 @@ def test_services_worker_keeps_its_name_under_a_process_wide_remap(small_demo, p
     try:
         assert node.get_fully_qualified_name() == "/team/svc"
         assert node.worker.get_fully_qualified_name() == "/team/svc_worker"
-        seen = wait_for_nodes(probe, ["/team/svc", "/team/svc_worker"], 20.0)
+        seen = wait_for_nodes(graph_probe, ["/team/svc", "/team/svc_worker"], 20.0)
         assert seen.count("/team/svc") == 1 and seen.count("/team/svc_worker") == 1
         # one parameter server under the node's name: the worker offers none
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:
-            services = dict(probe.get_service_names_and_types_by_node("svc", "/team"))
-            worker = dict(probe.get_service_names_and_types_by_node("svc_worker", "/team"))
+            services = dict(graph_probe.get_service_names_and_types_by_node("svc", "/team"))
+            worker = dict(graph_probe.get_service_names_and_types_by_node("svc_worker", "/team"))
             if "/team/svc/get_parameters" in services and "/all/land" in worker:
                 break
             time.sleep(0.1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sim_bridge.config import ConfigError
@@ -24,14 +22,6 @@ TABLE = (
     P.Param("count", 3, "count", P.between(1, 9, "1..9")),
     P.Param("arena", [math.nan], "bounds [m]"),
 )
-
-
-@pytest.fixture
-def context():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _node(ctx, **values):

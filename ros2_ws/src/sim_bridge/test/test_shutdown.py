@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import rclpy
-import yaml
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
 from sim_bridge.ros.graph import (
@@ -35,26 +33,7 @@ BOUND_S = 2.0
 ROUNDS = 3
 
 
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory) -> Path:
-    data = yaml.safe_load((REPO / "launch" / "demo.yaml").read_text())
-    data["robots"] = data["robots"][:3]
-    path = tmp_path_factory.mktemp("shutdown") / "small_demo.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def probe():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("shutdown_probe", context=context)
-    yield node
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-
-
-def test_every_node_exits_within_2s_of_sigint_under_load(small_demo, probe, tmp_path):
+def test_every_node_exits_within_2s_of_sigint_under_load(small_demo, graph_probe, tmp_path):
     cfg = load_config(small_demo)
     specs = plan(cfg, small_demo, autostart=True)
     assert {s.executable for s in specs} == {
@@ -69,7 +48,7 @@ def test_every_node_exits_within_2s_of_sigint_under_load(small_demo, probe, tmp_
         procs = start_processes(specs, tmp_path / f"round{rnd}")
         hog = []
         try:
-            seen = wait_for_nodes(probe, [s.fqn for s in specs], 120.0)
+            seen = wait_for_nodes(graph_probe, [s.fqn for s in specs], 120.0)
             assert {s.fqn for s in specs} <= set(seen), [p.log_text()[-500:] for p in procs]
             time.sleep(2.0)  # flying: timers, relay bundles and CBF solves in flight
             assert all(p.proc.poll() is None for p in procs)
@@ -95,13 +74,13 @@ def test_every_node_exits_within_2s_of_sigint_under_load(small_demo, probe, tmp_
     assert max(times) < BOUND_S, sorted(times)
 
 
-def test_a_second_signal_during_shutdown_changes_nothing(small_demo, probe, tmp_path):
+def test_a_second_signal_during_shutdown_changes_nothing(small_demo, graph_probe, tmp_path):
     """launch sends SIGTERM when SIGINT was not enough; it must not break a clean exit."""
     cfg = load_config(small_demo)
     specs = [s for s in plan(cfg, small_demo) if s.executable in ("swarm_services", "cbf_node")]
     procs = start_processes(specs, tmp_path)
     try:
-        seen = wait_for_nodes(probe, [s.fqn for s in specs], 60.0)
+        seen = wait_for_nodes(graph_probe, [s.fqn for s in specs], 60.0)
         assert {s.fqn for s in specs} <= set(seen)
         for p in procs:
             p.proc.send_signal(signal.SIGINT)
@@ -116,7 +95,7 @@ def test_a_second_signal_during_shutdown_changes_nothing(small_demo, probe, tmp_
                 p.proc.wait()
 
 
-def test_a_storm_of_sigints_during_the_exit_leaves_no_traceback(small_demo, probe, tmp_path):
+def test_a_storm_of_sigints_during_the_exit_leaves_no_traceback(small_demo, graph_probe, tmp_path):
     """Ctrl-C in a terminal reaches every node of its process group and ``ros2 launch``
     forwards its own SIGINT, so a node sees a second one while it is already exiting (with
     torch loaded, its atexit finalizers run then). That second SIGINT must change nothing:
@@ -126,7 +105,7 @@ def test_a_storm_of_sigints_during_the_exit_leaves_no_traceback(small_demo, prob
     procs = start_processes(specs, tmp_path)
     (p,) = procs
     try:
-        seen = wait_for_nodes(probe, [specs[0].fqn], 120.0)
+        seen = wait_for_nodes(graph_probe, [specs[0].fqn], 120.0)
         assert specs[0].fqn in seen, p.log_text()
         t0 = time.monotonic()
         while p.proc.poll() is None and time.monotonic() - t0 < 10.0:

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
@@ -37,14 +36,6 @@ def write_config(path):
     }
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 class Talkers(Node):
