@@ -66,3 +66,40 @@ def small_demo(tmp_path_factory):
     path = tmp_path_factory.mktemp("small_demo") / "small_demo.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+#: Three drones flying north to three consumers (the fault and group tests).
+THREE_DRONES = {
+    "fileversion": 1,
+    "seed": 1,
+    "arena": {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]},
+    "comm_radius": 1.5,
+    "sensing_radius": 1.0,
+    "rates": {"control_hz": 20, "sim_hz": 20, "clock_hz": 20, "markers_hz": 1},
+    "robot_types": {
+        "cf": {
+            "kind": "crazyflie",
+            "takeoff_height": 0.5,
+            "max_speed": 0.3,
+            "resources": {"energy": {"amount": 1.0, "depletion": "persistent"}},
+        }
+    },
+    "robots": [
+        {"name": f"cf{i + 1}", "type": "cf", "pose": [x, -1.5, 0.0, 0.0]}
+        for i, x in enumerate((-1.0, 0.0, 1.0))
+    ],
+    "consumers": [
+        {"name": f"c{i + 1}", "position": [x, 1.5], "radius": 0.2, "demand": {"energy": 1.0}}
+        for i, x in enumerate((-1.0, 0.0, 1.0))
+    ],
+}
+
+
+@pytest.fixture
+def three_drones(tmp_path):
+    """Path of a swarm file: cf1..cf3 at y = -1.5 and consumers c1..c3 at y = 1.5."""
+    import yaml
+
+    path = tmp_path / "three_drones.yaml"
+    path.write_text(yaml.safe_dump(THREE_DRONES))
+    return path

@@ -102,22 +102,6 @@ def nan_checkpoint(src: str, dst: Path) -> Path:
     return dst
 
 
-def _child_pid(ns: str, node: str) -> int | None:
-    """PID of this process's child node started with ``__ns:=<ns>`` and ``__node:=<node>``."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        if ppid == me and f"__ns:={ns}".encode() in argv and f"__node:={node}".encode() in argv:
-            return int(entry.name)
-    return None
-
-
 class FaultScript:
     """Observer and fault injector living in the runner's process (added by ``on_ready``)."""
 
@@ -193,7 +177,9 @@ class FaultScript:
         if n is None or self.t_nan is not None:
             return
         if self.nan_pid is None:
-            self.nan_pid = _child_pid(f"/{n}", "policy")
+            from sim_bridge.ros.graph import child_pid
+
+            self.nan_pid = child_pid(f"__ns:=/{n}", "__node:=policy")
             if self.nan_pid is None:
                 self.t_nan = now  # already gone (reaped by the runner)
             return
@@ -243,7 +229,9 @@ class FaultScript:
             ("sigstop_filter", signal.SIGSTOP, "cbf_filter"),
         ):
             if fault in f:
-                pid = _child_pid(f"/{f[fault]}", node)
+                from sim_bridge.ros.graph import child_pid
+
+                pid = child_pid(f"__ns:=/{f[fault]}", f"__node:={node}")
                 if pid is None:
                     raise SystemExit(f"faults: {node} process of {f[fault]} not found")
                 os.kill(pid, sig)

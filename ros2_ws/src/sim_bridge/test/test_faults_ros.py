@@ -10,107 +10,32 @@ goes on (issue #15: "one dead node stops every robot").
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from geometry_msgs.msg import PoseStamped
-from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
+from sim_bridge.ros.graph import SwarmWatch, child_pid
 from sim_bridge.ros.runner import run_processes
-from std_msgs.msg import String
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-SWARM = {
-    "fileversion": 1,
-    "seed": 1,
-    "arena": {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]},
-    "comm_radius": 1.5,
-    "sensing_radius": 1.0,
-    "rates": {"control_hz": 20, "sim_hz": 20, "clock_hz": 20, "markers_hz": 1},
-    "robot_types": {
-        "cf": {
-            "kind": "crazyflie",
-            "takeoff_height": 0.5,
-            "max_speed": 0.3,
-            "resources": {"energy": {"amount": 1.0, "depletion": "persistent"}},
-        }
-    },
-    "robots": [
-        {"name": "cf1", "type": "cf", "pose": [-1.0, -1.5, 0.0, 0.0]},
-        {"name": "cf2", "type": "cf", "pose": [0.0, -1.5, 0.0, 0.0]},
-        {"name": "cf3", "type": "cf", "pose": [1.0, -1.5, 0.0, 0.0]},
-    ],
-    "consumers": [
-        {"name": "c1", "position": [-1.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-        {"name": "c2", "position": [0.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-        {"name": "c3", "position": [1.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-    ],
-}
-
-
-def _node_pid(fqn_ns: str, node: str) -> int | None:
-    """PID of this process's child started with ``__ns:=<ns>`` and ``__node:=<node>``."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = stat.rsplit(")", 1)[1].split()[1]
-        if ppid == me and f"__ns:={fqn_ns}".encode() in argv and f"__node:={node}".encode() in argv:
-            return int(entry.name)
-    return None
-
-
-class _Watcher:
-    """Probe in the runner's process: robot poses and world events."""
-
-    def __init__(self, context, names):
-        self.node = Node("fault_probe", context=context)
-        self.lock = threading.Lock()
-        self.track: dict[str, list[tuple[float, np.ndarray]]] = {n: [] for n in names}
-        self.events: list[dict] = []
-        for n in names:
-            self.node.create_subscription(
-                PoseStamped, topics.robot_topic(n, topics.POSE), lambda m, n=n: self._pose(n, m), 1
-            )
-        self.node.create_subscription(
-            String, topics.EVENTS, lambda m: self.events.append(json.loads(m.data)), 50
-        )
-
-    def _pose(self, n, m):
-        p = m.pose.position
-        with self.lock:
-            self.track[n].append((time.monotonic(), np.array([p.x, p.y, p.z])))
-
-    def last(self, n):
-        with self.lock:
-            return self.track[n][-1][1].copy() if self.track[n] else None
-
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["sigkill", "sigstop"])
-def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(tmp_path, sig):
-    path = tmp_path / "swarm.yaml"
-    path.write_text(yaml.safe_dump(SWARM))
+def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
+    tmp_path, three_drones, sig
+):
+    path = three_drones
     cfg = load_config(path)
     specs = plan(cfg, path, policy=False, cbf=True, autostart=True, goto=True)
     state: dict = {}
 
     def on_ready(context, ex):
-        state["w"] = _Watcher(context, cfg.robot_names)
+        state["w"] = SwarmWatch(context, cfg.robot_names)
         ex.add_node(state["w"].node)
 
     def should_stop():
@@ -119,7 +44,7 @@ def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(tmp_p
             return False
         p = w.last("cf2")
         if "fault_t" not in state and p is not None and p[1] > -0.9:  # flying north
-            pid = _node_pid("/cf2", "cbf_filter")
+            pid = child_pid("__ns:=/cf2", "__node:=cbf_filter")
             assert pid is not None, "cf2's CBF filter process not found"
             os.kill(pid, sig)
             state.update(fault_t=time.monotonic(), fault_pos=p, pid=pid)

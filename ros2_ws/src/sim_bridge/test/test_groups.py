@@ -8,21 +8,14 @@ consumers.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
-from geometry_msgs.msg import PoseStamped
 from hypothesis import given
 from hypothesis import strategies as st
-from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.bringup import (
     BringupError,
@@ -34,61 +27,7 @@ from sim_bridge.bringup import (
 )
 from sim_bridge.cli import main as swarm_main
 from sim_bridge.config import load_config
-from std_msgs.msg import String
-
-#: Three drones flying north to three consumers (the swarm of test_faults_ros).
-SWARM = {
-    "fileversion": 1,
-    "seed": 1,
-    "arena": {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]},
-    "comm_radius": 1.5,
-    "sensing_radius": 1.0,
-    "rates": {"control_hz": 20, "sim_hz": 20, "clock_hz": 20, "markers_hz": 1},
-    "robot_types": {
-        "cf": {
-            "kind": "crazyflie",
-            "takeoff_height": 0.5,
-            "max_speed": 0.3,
-            "resources": {"energy": {"amount": 1.0, "depletion": "persistent"}},
-        }
-    },
-    "robots": [
-        {"name": "cf1", "type": "cf", "pose": [-1.0, -1.5, 0.0, 0.0]},
-        {"name": "cf2", "type": "cf", "pose": [0.0, -1.5, 0.0, 0.0]},
-        {"name": "cf3", "type": "cf", "pose": [1.0, -1.5, 0.0, 0.0]},
-    ],
-    "consumers": [
-        {"name": "c1", "position": [-1.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-        {"name": "c2", "position": [0.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-        {"name": "c3", "position": [1.0, 1.5], "radius": 0.2, "demand": {"energy": 1.0}},
-    ],
-}
-
-
-class _Watcher:
-    """Probe in the runner's process: robot poses and world events."""
-
-    def __init__(self, context, names):
-        self.node = Node("group_probe", context=context)
-        self.lock = threading.Lock()
-        self.track: dict[str, list[tuple[float, np.ndarray]]] = {n: [] for n in names}
-        self.events: list[dict] = []
-        for n in names:
-            self.node.create_subscription(
-                PoseStamped, topics.robot_topic(n, topics.POSE), lambda m, n=n: self._pose(n, m), 1
-            )
-        self.node.create_subscription(
-            String, topics.EVENTS, lambda m: self.events.append(json.loads(m.data)), 50
-        )
-
-    def _pose(self, n, m):
-        p = m.pose.position
-        with self.lock:
-            self.track[n].append((time.monotonic(), np.array([p.x, p.y, p.z])))
-
-    def last(self, n):
-        with self.lock:
-            return self.track[n][-1][1].copy() if self.track[n] else None
+from sim_bridge.ros.graph import SwarmWatch, child_pid
 
 
 @given(st.integers(1, 60), st.data())
@@ -119,9 +58,8 @@ def test_bad_group_names_are_refused_clearly(text):
     assert parse_group("2/3") == (2, 3)
 
 
-def test_every_node_of_the_plan_is_in_exactly_one_group(tmp_path):
-    path = tmp_path / "swarm.yaml"
-    path.write_text(yaml.safe_dump(SWARM))
+def test_every_node_of_the_plan_is_in_exactly_one_group(tmp_path, three_drones):
+    path = three_drones
     cfg = load_config(path)
     specs = plan(cfg, path, policy=False, cbf=True, goto=True)
     for k in (1, 2, 3):
@@ -145,9 +83,8 @@ def test_every_node_of_the_plan_is_in_exactly_one_group(tmp_path):
         launch_plan({"config": str(path), "group": "3/2"}, has_package=lambda _: False)
 
 
-def test_swarm_up_refuses_a_bad_split_in_one_line(tmp_path, capsys):
-    path = tmp_path / "swarm.yaml"
-    path.write_text(yaml.safe_dump(SWARM))
+def test_swarm_up_refuses_a_bad_split_in_one_line(tmp_path, three_drones, capsys):
+    path = three_drones
     assert swarm_main(["up", str(path), "--groups", "5", "--no-policy"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -160,36 +97,19 @@ def test_swarm_up_refuses_a_bad_split_in_one_line(tmp_path, capsys):
     assert "write I/K" in capsys.readouterr().err
 
 
-def _group_pid(label: str) -> int | None:
-    """PID of this process's child started with ``--group <label>``."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if ppid == me and b"--group" in argv and label.encode() in argv:
-            return int(entry.name)
-    return None
-
-
 @pytest.mark.ros
 @pytest.mark.slow
-def test_a_killed_group_lands_its_robots_and_the_other_group_carries_on(tmp_path):
+def test_a_killed_group_lands_its_robots_and_the_other_group_carries_on(tmp_path, three_drones):
     from sim_bridge.ros.runner import run_groups
 
-    path = tmp_path / "swarm.yaml"
-    path.write_text(yaml.safe_dump(SWARM))
+    path = three_drones
     cfg = load_config(path)
     argv = [sys.executable, "-m", "sim_bridge.cli", "up", str(path), "--goto", "--takeoff"]
     argv += ["--status-every", "0"]
     state: dict = {}
 
     def on_ready(context, ex):
-        state["w"] = _Watcher(context, cfg.robot_names)
+        state["w"] = SwarmWatch(context, cfg.robot_names)
         ex.add_node(state["w"].node)
 
     def should_stop():
@@ -198,7 +118,7 @@ def test_a_killed_group_lands_its_robots_and_the_other_group_carries_on(tmp_path
             return False
         p = w.last("cf3")
         if "fault_t" not in state and p is not None and p[1] > -0.9:  # flying north
-            pid = _group_pid("2/2")
+            pid = child_pid("--group", "2/2")
             assert pid is not None, "group 2's process not found"
             os.kill(pid, signal.SIGKILL)
             state.update(fault_t=time.monotonic(), fault_pos=p)

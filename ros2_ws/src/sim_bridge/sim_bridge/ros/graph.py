@@ -1,25 +1,33 @@
 """Checks of a running swarm from the outside: the live node graph and clean shutdown.
 
-Used by the tests and ``benchmarks/shutdown.py``: start a bringup plan one process per node
-(exactly as ``swarm up --mode processes`` and ``ros2 launch`` start them: the console script
-with ``--ros-args -r __node:=... -r __ns:=... --params-file ...``), list the graph from a
-probe node, interrupt every process with SIGINT and time its exit.
+Used by the tests and the fault and shutdown benchmarks: start a bringup plan one process per
+node (exactly as ``swarm up --mode processes`` and ``ros2 launch`` start them: the console
+script with ``--ros-args -r __node:=... -r __ns:=... --params-file ...``), list the graph from a
+probe node, find a child process to kill or freeze (:func:`child_pid`), watch the robots'
+poses and the world's events (:class:`SwarmWatch`), interrupt every process with SIGINT and
+time its exit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from std_msgs.msg import String
 
+from sim_bridge import topics
 from sim_bridge.bringup import NodeSpec, executable_path
 from sim_bridge.ros.runner import die_with_parent
 
@@ -55,6 +63,52 @@ def wait_for_nodes(node: Node, expected: list[str], timeout_s: float) -> list[st
         if set(expected) <= set(seen) or time.monotonic() >= deadline:
             return seen
         time.sleep(0.1)
+
+
+def child_pid(*argv: str) -> int | None:
+    """PID of a child of this process whose command line holds every one of ``argv`` as a
+    whole argument (e.g. ``"__ns:=/cf2", "__node:=cbf_filter"`` or ``"--group", "2/2"``)."""
+    me = str(os.getpid())
+    want = [a.encode() for a in argv]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue  # the process ended while being read
+        if ppid == me and all(a in args for a in want):
+            return int(entry.name)
+    return None
+
+
+class SwarmWatch:
+    """A node that records every robot's pose (with the monotonic time it arrived) and the
+    world's ``/swarm/events``; add ``.node`` to a run's executor (``on_ready``)."""
+
+    def __init__(self, context, names: list[str], name: str = "swarm_watch") -> None:
+        self.node = Node(name, context=context)
+        self.lock = threading.Lock()
+        self.track: dict[str, list[tuple[float, np.ndarray]]] = {n: [] for n in names}
+        self.events: list[dict] = []
+        for n in names:
+            self.node.create_subscription(
+                PoseStamped, topics.robot_topic(n, topics.POSE), lambda m, n=n: self._pose(n, m), 1
+            )
+        self.node.create_subscription(
+            String, topics.EVENTS, lambda m: self.events.append(json.loads(m.data)), 50
+        )
+
+    def _pose(self, n: str, m: PoseStamped) -> None:
+        p = m.pose.position
+        with self.lock:
+            self.track[n].append((time.monotonic(), np.array([p.x, p.y, p.z])))
+
+    def last(self, n: str) -> np.ndarray | None:
+        """Robot ``n``'s latest position ``[x, y, z]``, or None before its first pose."""
+        with self.lock:
+            return self.track[n][-1][1].copy() if self.track[n] else None
 
 
 @dataclass
