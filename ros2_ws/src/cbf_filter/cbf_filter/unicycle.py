@@ -16,11 +16,13 @@ keep ``Ds + 2 l`` apart and ``margin + l`` from the walls, so the *centres* keep
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
 
 from cbf_filter._checks import as_array
+from cbf_filter.barriers import H_ROUNDOFF, box_bounds_point, class_k
 from cbf_filter.centralized import CentralizedCBF
 from cbf_filter.decentralized import DecentralizedCBF
 from cbf_filter.errors import CBFConfigError
@@ -134,3 +136,89 @@ class UnicycleCBF:
         return dataclasses.replace(
             res, u=cmd, u_projection=u_p, solve_time_s=time.perf_counter() - t0
         )
+
+
+class AxleCBF:
+    """Per-robot safety filter that certifies a unicycle's *body centre* (axle point) with Ds.
+
+    The command ``u`` is still the world-frame velocity of the projection point (the contract
+    of the world and the ground bridge: ``v = e . u``, ``omega = e_perp . u / l`` with
+    ``e = (cos theta, sin theta)``), but the point kept safe is the axle ``p`` itself, whose
+    velocity is ``p' = v e = e e^T u``: linear in ``u``. For a neighbour at ``p_j`` the pair
+    barrier ``h = ||p - p_j||^2 - Ds^2`` (Wang, Ames, Egerstedt, T-RO 2017, eq. (12), the same
+    class-K function and sampled-data cap as :mod:`cbf_filter.barriers`) gives the row
+
+        -2 (p - p_j) . e  alpha_u  <=  share * alpha(h),        alpha_u = e . u,
+
+    and the walls give ``lb_k <= alpha_u e_k <= ub_k``: every row bounds the one scalar
+    ``alpha_u``, so the minimiser of ``||u - u_hat||^2`` is closed-form: ``alpha_u`` clipped to
+    the interval, the turning component ``e_perp . u`` unchanged (turning in place never moves
+    the axle). Since ``0`` is in the interval whenever every ``h >= 0``, the filter is feasible
+    wherever the robots are safe; with the nominal within ``max_speed`` the output is too.
+
+    Unlike the projection-point certificate (:class:`UnicycleCBF`, points ``Ds + 2 l`` apart),
+    nothing is inflated by ``l``: a ground robot keeps exactly ``Ds`` from its neighbours'
+    centres, like a drone, so it can stand on a cell centre next to another robot whenever the
+    cell size exceeds ``Ds``, whatever its heading. The price: a robot whose heading is
+    perpendicular to a neighbour cannot help that pair (its row is ``0 <= share * alpha(h)``),
+    the neighbour's own share then keeps it. Approximation: the sampled-data cap assumes a
+    straight displacement over ``sample_time``; the axle moves on an arc while it turns
+    (second order in ``omega * sample_time``).
+
+    Args:
+        params: :class:`CBFParams` for the body centres (planar: ``dim = 2``).
+    """
+
+    def __init__(self, params: CBFParams | None = None) -> None:
+        self.params = params if params is not None else CBFParams()
+        self.rp = self.params.resolve(2)
+
+    def filter_robot(self, pose, u_nominal, neighbor_positions, share: float = 0.5):
+        """Safe projection-point velocity ``(2,)`` [m/s] of one unicycle, or zeros when no
+        command satisfies every barrier (returns ``(u, found)``).
+
+        Args:
+            pose: ``(3,)`` ``(x, y, theta)`` of the axle [m, rad].
+            u_nominal: ``(2,)`` nominal projection-point velocity [m/s], world frame.
+            neighbor_positions: ``(k, 2)`` neighbours' centres [m]; farther than
+                ``sensing_radius`` are ignored.
+            share: responsibility for each pair in (0, 1].
+        """
+        rp = self.rp
+        pose = as_array("pose", pose, (3,))
+        u_hat = as_array("u_nominal", u_nominal, (2,))
+        nb = np.asarray(neighbor_positions, dtype=float).reshape(-1, 2)
+        p = pose[:2]
+        e = np.array([np.cos(pose[2]), np.sin(pose[2])])
+        n = np.array([-e[1], e[0]])
+        a_hat, b_hat = float(e @ u_hat), float(n @ u_hat)
+        lo, hi = -np.inf, np.inf
+        if nb.size:
+            diff = p[None, :] - nb
+            dist = np.hypot(diff[:, 0], diff[:, 1])
+            keep = dist <= (np.inf if rp.sensing_radius is None else rp.sensing_radius)
+            h = dist[keep] ** 2 - rp.safety_distance**2
+            bound = share * class_k(h, rp.gamma, rp.linear, rp.sample_time)
+            bound = np.where(h >= -H_ROUNDOFF, np.maximum(bound, 0.0), bound)
+            c = -2.0 * (diff[keep] @ e)
+            for ci, bi in zip(c.tolist(), bound.tolist()):
+                if ci > 1e-12:
+                    hi = min(hi, bi / ci)
+                elif ci < -1e-12:
+                    lo = max(lo, bi / ci)
+                elif bi < 0.0:  # unsafe and this robot cannot move along the pair's normal
+                    lo, hi = max(lo, 0.0), min(hi, 0.0)
+        lb, ub = box_bounds_point(p.tolist(), rp)
+        for k in range(2):
+            if abs(e[k]) > 1e-12:
+                a, b = lb[k] / e[k], ub[k] / e[k]
+                lo, hi = max(lo, min(a, b)), min(hi, max(a, b))
+        if lo > hi:
+            return np.zeros(2), False
+        a = min(max(a_hat, lo), hi)
+        vmax = rp.max_speed
+        if vmax is not None:
+            a = min(max(a, -vmax), vmax)
+            room = math.sqrt(max(vmax * vmax - a * a, 0.0))
+            b_hat = min(max(b_hat, -room), room)
+        return a * e + b_hat * n, True
