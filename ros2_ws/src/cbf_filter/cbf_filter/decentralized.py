@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -396,6 +397,142 @@ class DecentralizedCBF:
     def _done(self, result: CBFResult) -> CBFResult:
         self.stats.record(result)
         return result
+
+
+def filter_batch(
+    filters: Sequence[DecentralizedCBF],
+    positions: Sequence,
+    u_nominals: Sequence,
+    neighbor_positions: Sequence,
+    shares: Sequence | float = 0.5,
+) -> list[CBFResult]:
+    """Several robots' own filters in one call: ``filters[i].filter_robot(positions[i],
+    u_nominals[i], neighbor_positions[i], shares[i])`` for every ``i``, bit for bit.
+
+    The co-located filter nodes of one process (:mod:`cbf_filter.ros.batcher`) call this
+    with their due robots. Robot ``i``'s answer depends only on its own inputs, exactly as
+    alone (the per-robot QP of Wang, Ames, Egerstedt 2017, Sec. IV-B): what is shared is the
+    vectorised set-up (the pair barriers of every robot's neighbours in one
+    :func:`~cbf_filter.barriers.pair_terms` pass, every robot's wall bounds in one
+    :func:`~cbf_filter.barriers.box_bounds` pass, the sensing-radius cut in one mask); each
+    robot's QP is then solved alone by :meth:`DecentralizedCBF._solve`, and its result is
+    recorded in its own filter's statistics. A robot with a non-finite or absurd input gets
+    its own :meth:`~DecentralizedCBF.filter_robot` (the braking fallback).
+
+    Args:
+        filters: one filter per robot, all with the same dimension and parameters
+            (:func:`batch_key`); a filter may appear once only.
+        positions, u_nominals: per robot ``(d,)`` [m], ``(d,)`` [m/s].
+        neighbor_positions: per robot ``(k_i, d)`` [m].
+        shares: one ``s_ij`` for all, or per robot a float or ``(k_i,)``.
+
+    Returns:
+        One :class:`CBFResult` per robot, as :meth:`~DecentralizedCBF.filter_robot`;
+        ``solve_time_s`` is the robot's share of the set-up plus its own solve.
+    """
+    n = len(filters)
+    if not (len(positions) == len(u_nominals) == len(neighbor_positions) == n):
+        raise CBFInputError(
+            f"filter_batch: {n} filters, {len(positions)} positions, {len(u_nominals)} "
+            f"nominal commands and {len(neighbor_positions)} neighbour sets: give one each"
+        )
+    if n == 0:
+        return []
+    t0 = time.perf_counter()
+    key = batch_key(filters[0])
+    if any(batch_key(f) != key for f in filters):
+        raise CBFConfigError(
+            "filters", "differ in dimension or parameters", "batch only equal filters"
+        )
+    results: list[CBFResult | None] = [None] * n
+    rows = _batch_inputs(filters[0].d, positions, u_nominals, neighbor_positions, shares)
+    rows = _own_fallbacks(filters, rows, results)
+    if rows:
+        _solve_together(filters, rows, results, t0)
+    return results
+
+
+def _batch_inputs(d, positions, u_nominals, neighbor_positions, shares) -> list[tuple]:
+    """Per robot ``(index, x, u_hat, neighbours, share)``, checked as ``filter_robot`` does."""
+    same = not isinstance(shares, (list, tuple)) and np.ndim(shares) == 0
+    rows = []
+    for i in range(len(positions)):
+        x = as_array("position", positions[i], (d,))
+        u_hat = as_array("u_nominal", u_nominals[i], (d,))
+        nb = np.asarray(neighbor_positions[i], dtype=float)
+        if nb.size == 0:
+            nb = nb.reshape(0, d)
+        if nb.ndim != 2 or nb.shape[1] != d:
+            raise CBFInputError(f"neighbor_positions: expected shape (k, {d}), got {nb.shape}")
+        rows.append((i, x, u_hat, nb, _shares(shares if same else shares[i], nb.shape[0])))
+    return rows
+
+
+def _own_fallbacks(filters, rows: list[tuple], results: list) -> list[tuple]:
+    """Robots with a non-finite or absurd input get their own ``filter_robot`` (the braking
+    fallback, into ``results``); returns the rows of the others."""
+    sane = valid_rows(np.array([r[1] for r in rows])) & valid_rows(np.array([r[2] for r in rows]))
+    counts = [len(r[3]) for r in rows]
+    if sum(counts):
+        own = np.repeat(np.arange(len(rows)), counts)
+        bad_nb = ~valid_rows(np.concatenate([r[3] for r in rows]))
+        sane &= np.bincount(own, bad_nb, minlength=len(rows)) == 0
+    for k in np.flatnonzero(~sane).tolist():
+        i, x, u_hat, nb, share = rows[k]
+        results[i] = filters[i].filter_robot(x, u_hat, nb, share)
+    return [r for r, ok in zip(rows, sane.tolist()) if ok]
+
+
+def _solve_together(filters, rows: list[tuple], results: list, t0: float) -> None:
+    """The vectorised set-up of :func:`filter_batch`, then each robot's own QP."""
+    lead = filters[0]
+    rp = lead.rp
+    m = len(rows)
+    X = np.array([r[1] for r in rows])
+    counts = np.array([len(r[3]) for r in rows], dtype=np.int64)
+    own = np.repeat(np.arange(m), counts)
+    g, b, dist = pair_terms(X[own], np.concatenate([r[3] for r in rows]), rp)
+    share_rows = np.concatenate(
+        [np.broadcast_to(r[4], (c,)) for r, c in zip(rows, counts.tolist())]
+    )
+    local = np.arange(len(own)) - np.repeat(np.cumsum(counts) - counts, counts)
+    rs = rp.sensing_radius
+    if rs is not None and len(dist):  # filter_robot's cut, for every robot at once
+        inside = np.flatnonzero(dist <= rs)
+        g, b, dist = g[inside], b[inside], dist[inside]
+        share_rows, own, local = share_rows[inside], own[inside], local[inside]
+    normals = -g
+    bounds = share_rows * b
+    starts = np.searchsorted(own, np.arange(m + 1)).tolist()
+    lb, ub = box_bounds(X, rp)
+    lb, ub = lb.tolist(), ub.tolist()
+    setup = (time.perf_counter() - t0) / m
+    for k, (i, _, u_hat, _, _) in enumerate(rows):
+        t1 = time.perf_counter()
+        s, e = starts[k], starts[k + 1]
+        u, status, msg, act_nb, act_face, act_speed, iters = lead._solve(
+            u_hat, normals[s:e], bounds[s:e], dist[s:e], lb[k], ub[k]
+        )
+        result = CBFResult(
+            u=u,
+            found=status.ok,
+            status=status,
+            fallback=np.array([not status.ok]),
+            active_pairs=_robot_rows(local[s:e][act_nb]),
+            active_boundary=_robot_rows(act_face),
+            active_speed=np.zeros(1 if act_speed else 0, dtype=np.int64),
+            n_pairs=e - s,
+            min_distance=float(dist[s:e].min()) if e > s else float("inf"),
+            solve_time_s=setup + time.perf_counter() - t1,
+            iterations=iters,
+            message=msg,
+        )
+        results[i] = filters[i]._done(result)
+
+
+def batch_key(cbf: DecentralizedCBF) -> tuple:
+    """Filters with equal keys (dimension and parameters) can share a :func:`filter_batch`."""
+    return (cbf.d, cbf.params)
 
 
 def _shares(share, k: int):

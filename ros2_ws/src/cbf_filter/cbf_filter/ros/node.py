@@ -6,15 +6,18 @@ Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics f
 * subscribes ``pose`` (PoseStamped), ``neighbors`` (PoseArray: the other robots inside the
   sensing radius) and ``cmd_vel_nominal`` (TwistStamped, world frame);
 * publishes ``cmd_vel`` (TwistStamped, world frame) on every fresh nominal command and, while
-  that nominal stays fresh, at least at ``control_hz`` (neighbours move between policy
-  ticks). Freshness is the wire contract's rule (:func:`sim_bridge.topics.command_fresh`): a
-  nominal whose stamp lies outside ``[now - cmd_timeout, now + CMD_CLOCK_SKEW_S]`` is
-  rejected on receipt and counted (it never replaces the last good one), and a stored
-  nominal is re-filtered on the timer only while both its stamp and its receipt are younger
-  than ``cmd_timeout``. Every published command carries the nominal's stamp, so the
-  consumer's rule measures the age of the *policy's* decision: when the policy stops, the
-  filter goes silent too and the world or bridge runs the failure ladder (hold after
-  ``CMD_TIMEOUT_S``, land after ``LAND_AFTER_S``). A zero command (no fresh pose or
+  that nominal stays fresh, again whenever it has not published for a control period
+  (neighbours move between policy ticks). Co-located nodes (one process) filter together:
+  their due calls run as one batched call (:mod:`cbf_filter.ros.batcher`, parameter
+  ``batch``), each node with its own inputs, rules, outputs and diagnostics. Freshness is
+  the wire contract's rule (:func:`sim_bridge.topics.command_fresh`): a nominal whose stamp
+  lies outside ``[now - cmd_timeout, now + CMD_CLOCK_SKEW_S]`` is rejected on receipt and
+  counted (it never replaces the last good one), and a stored nominal is re-filtered only
+  while both its stamp and its receipt are younger than ``cmd_timeout``. Every published
+  command carries the nominal's stamp, so the consumer's rule measures the age of the
+  *policy's* decision: when the policy stops, the filter goes silent too and the world or
+  bridge runs the failure ladder (hold after ``CMD_TIMEOUT_S``, land after
+  ``LAND_AFTER_S``). A zero command (no fresh pose or
   neighbours, a filter fallback) also keeps the nominal's stamp. Never NaN/inf;
 * garbage nominals (not finite, or faster than ``CMD_REJECT_FACTOR * max_speed``) are
   rejected and counted, and nothing is published for them (silence, as for a stale
@@ -22,7 +25,9 @@ Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics f
   and counted as clipped;
 * publishes ``/diagnostics`` (DiagnosticArray) every ``diagnostics_period`` s: solve time
   (last, p95, max over the window), active constraints, neighbours, fallbacks, stale inputs,
-  and the counts ``rejected_future``, ``rejected_stale``, ``rejected_invalid``, ``clipped``.
+  the counts ``rejected_future``, ``rejected_stale``, ``rejected_invalid``, ``clipped``,
+  ``refilters`` (calls made with an already used nominal) and ``batch_size`` (robots in the
+  node's last batched call).
 
 Models: ``si3`` (Crazyflie: 3-D single integrator), ``si2`` (planar point), ``unicycle``
 (ground robot: the command is the velocity of the projection point ``l`` ahead of the axle,
@@ -34,7 +39,9 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -52,9 +59,10 @@ from sim_bridge.ros.params import (
     read,
 )
 
-from cbf_filter.decentralized import DecentralizedCBF
+from cbf_filter.decentralized import DecentralizedCBF, batch_key
 from cbf_filter.errors import CBFConfigError
 from cbf_filter.params import control_rate, from_config
+from cbf_filter.ros.batcher import FilterBatcher
 from cbf_filter.unicycle import projection_point_params
 
 MODELS = ("auto", "si2", "si3", "unicycle")
@@ -147,7 +155,24 @@ PARAMETERS = (
         dynamic=True,
     ),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", _DURATION),
+    Param(
+        "batch",
+        True,
+        "filter together with the other CBF nodes of this process (one batched call)",
+    ),
 )
+
+
+class FilterWork(NamedTuple):
+    """One due filter call of a node (:meth:`CbfNode.prepare_filter`): its own inputs."""
+
+    key: tuple  # filters with equal keys share a batched call
+    point: np.ndarray  # (d,) own filter point [m]
+    u_hat: np.ndarray  # (d,) nominal [m/s]
+    neighbors: np.ndarray  # (k, d) neighbours' filter points [m]
+    share: float
+    stamp: object  # the nominal's stamp (builtin_interfaces/Time)
+    refilter: bool  # the nominal was already filtered once
 
 
 def _yaw(q) -> float:
@@ -208,7 +233,10 @@ class CbfNode(Node):
         self.neighbors_rx = None
         self.nominal = None  # TwistStamped
         self.nominal_rx = -math.inf  # receipt time [s, node clock]
+        self.nominal_used = False  # the stored nominal was filtered at least once
         self.last_pub = -math.inf
+        self.last_step = -math.inf  # last filter step, published or not [s, time.monotonic]
+        self.batch_size = 0
         self.solve_ms = deque(maxlen=200)
         self.counts = dict(
             ticks=0,
@@ -220,9 +248,14 @@ class CbfNode(Node):
             rejected_stale=0,
             rejected_invalid=0,
             clipped=0,
+            refilters=0,
         )
         self.last = dict(status="none", message="", active=0, neighbors=0, min_distance=math.inf)
-        self.create_timer(1.0 / self.control_hz, self._on_timer)
+        self.batcher = None
+        if values["batch"]:
+            self.batcher = FilterBatcher.join(self, 1.0 / self.control_hz)
+        else:
+            self.create_timer(1.0 / self.control_hz, self._on_timer)
         self.create_timer(float(values["diagnostics_period"]), self._diagnose)
         self.get_logger().info(
             f"CBF filter for {robot}: model {self.model}, Ds {self.params.safety_distance} m, "
@@ -297,13 +330,22 @@ class CbfNode(Node):
                     f"{key.replace('_', ' ')} nominal command (stamp {stamp:.3f} s, "
                     f"now {now:.3f} s), {self.counts[key]} so far: holding"
                 )
-            self._step()
+            self._request()
             return
         self.nominal = msg
         self.nominal_rx = now
-        self._step()
+        self.nominal_used = False
+        self._request()
+
+    def _request(self) -> None:
+        """A filter step is due now: in this process's batch, or at once (``batch`` false)."""
+        if self.batcher is not None:
+            self.batcher.request(self)
+        else:
+            self._step()
 
     def _on_timer(self) -> None:
+        """Own timer (``batch`` false): re-filter at ``control_hz`` (0.9-period threshold)."""
         if self._now() - self.last_pub >= 0.9 / self.control_hz:
             self._step()
 
@@ -318,7 +360,18 @@ class CbfNode(Node):
         return states[:, :2] + self.l * np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
 
     def _step(self) -> None:
+        """One filter step of this node alone (its own call)."""
+        work = self.prepare_filter()
+        if work is not None:
+            res = self.cbf.filter_robot(work.point, work.u_hat, work.neighbors, share=work.share)
+            self.finish_filter(work, res, 1)
+
+    def prepare_filter(self) -> FilterWork | None:
+        """This node's due call from its own inputs, or ``None`` when there is nothing to
+        filter: no fresh nominal (silent), no fresh pose or neighbours (a zero command with
+        the nominal's stamp: hold) or a rejected nominal (silent), each handled here."""
         now = self._now()
+        self.last_step = time.monotonic()
         nominal = self.nominal
         reason = None
         if nominal is None or not topics.command_fresh(
@@ -329,7 +382,7 @@ class CbfNode(Node):
             self.counts["stale"] += 1
             self.counts["window_stale"] += 1
             self.last.update(status="silent", message="no fresh nominal command")
-            return
+            return None
         if self.pose is None or now - self.pose_rx > self.state_timeout:
             reason = "no fresh pose"
         elif self.neighbors_rx is None or now - self.neighbors_rx > self.state_timeout:
@@ -339,7 +392,7 @@ class CbfNode(Node):
             self.counts["window_stale"] += 1
             self.last.update(status="hold", message=reason)
             self._publish(np.zeros(3), nominal.header.stamp)
-            return
+            return None
         lin = nominal.twist.linear
         vx, vy, vz = lin.x, lin.y, lin.z
         if self.dim == 2:
@@ -355,13 +408,28 @@ class CbfNode(Node):
                 f"{topics.CMD_REJECT_FACTOR:g} x max_speed; nothing sent",
                 throttle_duration_sec=1.0,
             )
-            return
+            return None
+        refilter = self.nominal_used
+        self.nominal_used = True
         if vx * vx + vy * vy + vz * vz > vmax * vmax:
             self.counts["clipped"] += 1
-        u_hat = np.array([vx, vy, vz])[: self.dim]
-        own = self._points(np.array([self.pose]))[0]
-        res = self.cbf.filter_robot(own, u_hat, self._points(self.neighbors), share=self.share)
+        return FilterWork(
+            key=batch_key(self.cbf),
+            point=self._points(np.array([self.pose]))[0],
+            u_hat=np.array([vx, vy, vz])[: self.dim],
+            neighbors=self._points(self.neighbors),
+            share=self.share,
+            stamp=nominal.header.stamp,
+            refilter=refilter,
+        )
+
+    def finish_filter(self, work: FilterWork, res, batch: int) -> None:
+        """Record this node's result (its own statistics and diagnostics) and publish it;
+        ``batch``: robots in the call that computed it."""
         self.counts["ticks"] += 1
+        self.batch_size = batch
+        if work.refilter:
+            self.counts["refilters"] += 1
         self.solve_ms.append(res.solve_time_s * 1e3)
         if not res.found:
             self.counts["fallbacks"] += 1
@@ -378,7 +446,7 @@ class CbfNode(Node):
         )
         u = np.zeros(3)
         u[: self.dim] = res.u
-        self._publish(u, nominal.header.stamp)
+        self._publish(u, work.stamp)
 
     def _publish(self, u: np.ndarray, stamp) -> None:
         if not np.all(np.isfinite(u)):
@@ -421,6 +489,8 @@ class CbfNode(Node):
             "rejected_stale": self.counts["rejected_stale"],
             "rejected_invalid": self.counts["rejected_invalid"],
             "clipped": self.counts["clipped"],
+            "refilters": self.counts["refilters"],
+            "batch_size": self.batch_size,
             "last_status": self.last["status"],
         }
         st.values = [KeyValue(key=k, value=str(val)) for k, val in values.items()]
@@ -430,6 +500,12 @@ class CbfNode(Node):
         self.diag_pub.publish(arr)
         self.counts["window_fallbacks"] = 0
         self.counts["window_stale"] = 0
+
+    def destroy_node(self) -> None:
+        if self.batcher is not None:
+            self.batcher.leave(self)
+            self.batcher = None
+        super().destroy_node()
 
 
 def main(args=None) -> int:
