@@ -173,7 +173,7 @@ class AxleCBF:
         self.params = params if params is not None else CBFParams()
         self.rp = self.params.resolve(2)
 
-    def filter_robot(self, pose, u_nominal, neighbor_positions, share: float = 0.5):
+    def filter_robot(self, pose, u_nominal, neighbor_positions, share=0.5):
         """Safe projection-point velocity ``(2,)`` [m/s] of one unicycle, or zeros when no
         command satisfies every barrier (returns ``(u, found)``).
 
@@ -182,7 +182,7 @@ class AxleCBF:
             u_nominal: ``(2,)`` nominal projection-point velocity [m/s], world frame.
             neighbor_positions: ``(k, 2)`` neighbours' centres [m]; farther than
                 ``sensing_radius`` are ignored.
-            share: responsibility for each pair in (0, 1].
+            share: responsibility for each pair in (0, 1], scalar or ``(k,)``.
         """
         rp = self.rp
         pose = as_array("pose", pose, (3,))
@@ -198,6 +198,7 @@ class AxleCBF:
             dist = np.hypot(diff[:, 0], diff[:, 1])
             keep = dist <= (np.inf if rp.sensing_radius is None else rp.sensing_radius)
             h = dist[keep] ** 2 - rp.safety_distance**2
+            share = np.broadcast_to(np.asarray(share, dtype=float), dist.shape)[keep]
             bound = share * class_k(h, rp.gamma, rp.linear, rp.sample_time)
             bound = np.where(h >= -H_ROUNDOFF, np.maximum(bound, 0.0), bound)
             c = -2.0 * (diff[keep] @ e)
