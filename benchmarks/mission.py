@@ -17,6 +17,11 @@ it), and N = 30 split over two processes (``swarm up --groups 2``: ``_n30_groups
 * ``min_separation_margin_m``: smallest distance between two airborne robots minus the CBF
   safety distance, over both runs [m];
 * world real-time factors and policy compute times;
+* ``process_cpu_pct_<run>`` (composed runs): CPU time of the swarm's one process over its
+  spin phase, in % of one core (less sensitive to other people's jobs than the ticks on
+  time); ``cbf_calls_<run>`` / ``cbf_refilters_<run>``: CBF filter calls of all robots, and
+  those on a nominal already filtered once (the re-filter of moving neighbours), from the
+  filter nodes' last diagnostics;
 * ``load_avg_1min_start`` / ``_end``: the machine's 1-minute load average around the runs, and
   per run ``load_avg_1min_<run>`` (at its start), ``machine_busy_pct_<run>`` (all cores busy
   during the run [%]) and ``others_busy_pct_<run>`` (the part not used by this benchmark, its
@@ -108,7 +113,17 @@ class CpuHog:
 
 
 def _demo(config: Path, out: Path, duration: float, checkpoint: str | None, compare: bool):
+    """The demo's report values, with ``process_cpu_pct`` of the composed run added."""
     from lgtc_policy.mission.demo import DemoOptions, run_demo
+    from sim_bridge.ros import runner
+
+    composed = runner.run_composed
+    cpu: list[float] = []
+
+    def measured(*args, **kwargs):
+        res = composed(*args, **kwargs)
+        cpu.append(res.cpu_percent)
+        return res
 
     opts = DemoOptions(
         config=str(config),
@@ -121,8 +136,10 @@ def _demo(config: Path, out: Path, duration: float, checkpoint: str | None, comp
         compare=compare,
         status_every=0,
     )
-    with open(os.devnull, "w") as null:
-        return run_demo(opts, out=null)
+    with open(os.devnull, "w") as null, mock.patch.object(runner, "run_composed", measured):
+        values = run_demo(opts, out=null)
+    values["process_cpu_pct"] = cpu[0] if cpu else math.nan
+    return values
 
 
 def _missed(mcap: Path, config: Path) -> int:
@@ -135,6 +152,22 @@ def _missed(mcap: Path, config: Path) -> int:
         if name.startswith("lgtc_policy:") and "ticks_missed" in values:
             last[name] = int(values["ticks_missed"])
     return sum(last.values())
+
+
+def _cbf_counts(mcap: Path, config: Path) -> tuple[int, float]:
+    """``(calls, refilters)`` of the CBF filter nodes of a recorded run (their last
+    diagnostics; refilters NaN where the nodes do not report them)."""
+    from sim_bridge.config import load_config
+    from sim_bridge.recording import read_run
+
+    last: dict[str, dict] = {}
+    for _, name, values in read_run(mcap, load_config(config)).diagnostics:
+        if name.startswith("cbf_filter:") and "ticks" in values:
+            last[name] = values
+    calls = sum(int(v["ticks"]) for v in last.values())
+    if last and all("refilters" in v for v in last.values()):
+        return calls, float(sum(int(v["refilters"]) for v in last.values()))
+    return calls, math.nan
 
 
 def _groups(config: Path, out: Path, duration: float, groups: int, compare: bool) -> dict:
@@ -241,6 +274,7 @@ def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
             v = _demo(config, tmp / name, duration, checkpoint, compare)
     v["bench_wall_s"] = time.perf_counter() - t0
     v["missed"] = _missed(tmp / name / "run.mcap", config)
+    v["cbf_calls"], v["cbf_refilters"] = _cbf_counts(tmp / name / "run.mcap", config)
     v["load0"], v["load1"] = load0, os.getloadavg()[0]
     busy1, total1 = _cpu_jiffies()
     own1 = os.times()
@@ -268,6 +302,9 @@ def run(duration: float, checkpoint: str | None, only: list[str] | None = None) 
             out[f"load_avg_1min_{name}"] = v["load0"]
             out[f"machine_busy_pct_{name}"] = v["machine_busy_pct"]
             out[f"others_busy_pct_{name}"] = v["others_busy_pct"]
+            out[f"process_cpu_pct_{name}"] = v.get("process_cpu_pct", math.nan)
+            out[f"cbf_calls_{name}"] = v["cbf_calls"]
+            out[f"cbf_refilters_{name}"] = v["cbf_refilters"]
             if RUNS[name][1]:
                 sfx = "" if name == "n10" else f"_{name}"
                 out[f"reward_ratio_ros_vs_core{sfx}"] = v.get("reward_ratio_ros_vs_core", math.nan)
@@ -287,7 +324,8 @@ def run(duration: float, checkpoint: str | None, only: list[str] | None = None) 
 def _print(rows, out: dict) -> None:
     print(
         f"{'run':>12} {'wall s':>7} {'rtf':>5} {'on time %':>9} {'missed':>6} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'margin m':>8} {'cbf ratio':>9} {'load':>5} {'others %':>8}"
+        f"{'p99 ms':>7} {'margin m':>8} {'cbf ratio':>9} {'load':>5} {'others %':>8} "
+        f"{'cpu %':>6} {'cbf calls':>9} {'refilt':>6}"
     )
     for name, v in rows:
         print(
@@ -295,7 +333,8 @@ def _print(rows, out: dict) -> None:
             f"{out[f'ticks_missed_{name}']:6} {v['policy_compute_p50_ms']:7.2f} "
             f"{v['policy_compute_p99_ms']:7.2f} {v['min_separation_margin_m']:8.3f} "
             f"{v.get('reward_ratio_ros_vs_core_cbf', math.nan):9.3f} {v['load0']:5.2f} "
-            f"{v['others_busy_pct']:8.1f}"
+            f"{v['others_busy_pct']:8.1f} {v.get('process_cpu_pct', math.nan):6.1f} "
+            f"{v['cbf_calls']:9} {v['cbf_refilters']:6.0f}"
         )
     print(
         f"load average (1 min) {out['load_avg_1min_start']:.2f} at the start, "

@@ -188,3 +188,43 @@ def test_a_node_alone_or_unbatched_publishes_what_the_batch_does(context):
     assert nodes[0].batcher is None and sizes == (1, 2)
     assert got1 and all(cmd == _alone(nodes[0], probe, "r1")[0] for cmd in got1)
     assert got2 and all(cmd == _alone(nodes[1], probe, "r2")[0] for cmd in got2)
+
+
+def test_raw_inputs_give_the_points_of_the_message_objects(context):
+    """The raw ``neighbors`` / ``pose`` path (cbf_filter.ros.wire) gives the filter the
+    points the message objects gave, unicycle projection points included."""
+    import math
+
+    from rclpy.serialization import serialize_message
+
+    node = _node(context, "r1")
+    rng = np.random.default_rng(7)
+    arr = PoseArray()
+    for _ in range(6):
+        p = Pose()
+        p.position.x, p.position.y, p.position.z = rng.normal(size=3).tolist()
+        q = rng.normal(size=4)
+        p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (
+            q / np.linalg.norm(q)
+        ).tolist()
+        arr.poses.append(p)
+    node._on_neighbors(serialize_message(arr))
+    pose = PoseStamped()
+    pose.pose = arr.poses[0]
+    node._on_pose(serialize_message(pose))
+    try:
+        for model in ("si2", "unicycle"):
+            node.set_parameters([Parameter("model", value=model)])
+            o = [p.orientation for p in arr.poses]
+            yaw = [
+                math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+                for q in o
+            ]
+            states = np.array(
+                [(p.position.x, p.position.y, p.position.z, y) for p, y in zip(arr.poses, yaw)]
+            )
+            expected = node._points(states)
+            assert node._neighbor_points().tobytes() == np.ascontiguousarray(expected).tobytes()
+            assert node.pose == tuple(states[0])
+    finally:
+        node.destroy_node()

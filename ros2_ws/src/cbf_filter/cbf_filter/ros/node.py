@@ -62,6 +62,7 @@ from sim_bridge.ros.params import (
 from cbf_filter.decentralized import DecentralizedCBF, batch_key
 from cbf_filter.errors import CBFConfigError
 from cbf_filter.params import control_rate, from_config
+from cbf_filter.ros import wire
 from cbf_filter.ros.batcher import FilterBatcher
 from cbf_filter.unicycle import projection_point_params
 
@@ -171,16 +172,22 @@ class FilterWork(NamedTuple):
     u_hat: np.ndarray  # (d,) nominal [m/s]
     neighbors: np.ndarray  # (k, d) neighbours' filter points [m]
     share: float
-    stamp: object  # the nominal's stamp (builtin_interfaces/Time)
+    stamp: tuple[int, int]  # the nominal's stamp (sec, nanosec)
     refilter: bool  # the nominal was already filtered once
 
 
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+class Nominal(NamedTuple):
+    """The stored nominal command: its stamp and its linear velocity (world frame)."""
 
+    sec: int
+    nanosec: int
+    vx: float
+    vy: float
+    vz: float
 
-def _stamp_s(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
+    @property
+    def stamp_s(self) -> float:
+        return self.sec + 1e-9 * self.nanosec
 
 
 class CbfNode(Node):
@@ -215,23 +222,29 @@ class CbfNode(Node):
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
         inputs = qos.STATE_BEST_EFFORT
+        # Raw: decoded by cbf_filter.ros.wire (no per-pose message objects).
         self.create_subscription(
-            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, inputs
+            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, inputs, raw=True
         )
         self.create_subscription(
-            PoseArray, topics.robot_topic(robot, topics.NEIGHBORS), self._on_neighbors, inputs
+            PoseArray,
+            topics.robot_topic(robot, topics.NEIGHBORS),
+            self._on_neighbors,
+            inputs,
+            raw=True,
         )
         self.create_subscription(
             TwistStamped,
             topics.robot_topic(robot, topics.CMD_VEL_NOMINAL),
             self._on_nominal,
             inputs,
+            raw=True,
         )
         self.pose = None  # (x, y, z, yaw)
         self.pose_rx = None  # receipt time [s, node clock]
-        self.neighbors = np.zeros((0, 4))
+        self.neighbors = np.zeros((0, 7))  # rows (x, y, z, qx, qy, qz, qw)
         self.neighbors_rx = None
-        self.nominal = None  # TwistStamped
+        self.nominal: Nominal | None = None
         self.nominal_rx = -math.inf  # receipt time [s, node clock]
         self.nominal_used = False  # the stored nominal was filtered at least once
         self.last_pub = -math.inf
@@ -306,21 +319,19 @@ class CbfNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_pose(self, msg: PoseStamped) -> None:
-        p = msg.pose
-        self.pose = (p.position.x, p.position.y, p.position.z, _yaw(p.orientation))
+    def _on_pose(self, data: bytes) -> None:
+        x, y, z, qx, qy, qz, qw = wire.decode_pose_stamped(data)
+        self.pose = (x, y, z, wire.yaw_of(qx, qy, qz, qw))
         self.pose_rx = self._now()
 
-    def _on_neighbors(self, msg: PoseArray) -> None:
-        self.neighbors = np.array(
-            [(p.position.x, p.position.y, p.position.z, _yaw(p.orientation)) for p in msg.poses],
-            dtype=float,
-        ).reshape(-1, 4)
+    def _on_neighbors(self, data: bytes) -> None:
+        self.neighbors = wire.decode_pose_array(data)
         self.neighbors_rx = self._now()
 
-    def _on_nominal(self, msg: TwistStamped) -> None:
+    def _on_nominal(self, data: bytes) -> None:
         now = self._now()
-        stamp = _stamp_s(msg.header.stamp)
+        msg = Nominal(*wire.decode_twist_stamped(data))
+        stamp = msg.stamp_s
         if not topics.stamp_ok(stamp, now, self.cmd_timeout):
             key = "rejected_future" if stamp > now else "rejected_stale"
             self.counts[key] += 1
@@ -359,6 +370,15 @@ class CbfNode(Node):
         yaw = states[:, 3]
         return states[:, :2] + self.l * np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
 
+    def _neighbor_points(self) -> np.ndarray:
+        """:meth:`_points` of the neighbours (rows of :func:`wire.decode_pose_array`)."""
+        rows = self.neighbors
+        if self.model != "unicycle":
+            return self._points(rows)
+        yaw = [wire.yaw_of(*q) for q in rows[:, 3:].tolist()]
+        states = np.column_stack([rows[:, :3], np.array(yaw, dtype=float).reshape(-1)])
+        return self._points(states)
+
     def _step(self) -> None:
         """One filter step of this node alone (its own call)."""
         work = self.prepare_filter()
@@ -375,7 +395,7 @@ class CbfNode(Node):
         nominal = self.nominal
         reason = None
         if nominal is None or not topics.command_fresh(
-            _stamp_s(nominal.header.stamp), self.nominal_rx, now, self.cmd_timeout
+            nominal.stamp_s, self.nominal_rx, now, self.cmd_timeout
         ):
             # Nothing fresh to act on: publish nothing (never re-publish a stale input).
             self.nominal = None
@@ -391,10 +411,9 @@ class CbfNode(Node):
             self.counts["stale"] += 1
             self.counts["window_stale"] += 1
             self.last.update(status="hold", message=reason)
-            self._publish(np.zeros(3), nominal.header.stamp)
+            self._publish(np.zeros(3), (nominal.sec, nominal.nanosec))
             return None
-        lin = nominal.twist.linear
-        vx, vy, vz = lin.x, lin.y, lin.z
+        vx, vy, vz = nominal.vx, nominal.vy, nominal.vz
         if self.dim == 2:
             vz = 0.0
         vmax = self.params.max_speed if self.params.max_speed is not None else math.inf
@@ -417,9 +436,9 @@ class CbfNode(Node):
             key=batch_key(self.cbf),
             point=self._points(np.array([self.pose]))[0],
             u_hat=np.array([vx, vy, vz])[: self.dim],
-            neighbors=self._points(self.neighbors),
+            neighbors=self._neighbor_points(),
             share=self.share,
-            stamp=nominal.header.stamp,
+            stamp=(nominal.sec, nominal.nanosec),
             refilter=refilter,
         )
 
@@ -448,14 +467,20 @@ class CbfNode(Node):
         u[: self.dim] = res.u
         self._publish(u, work.stamp)
 
-    def _publish(self, u: np.ndarray, stamp) -> None:
+    def _publish(self, u: np.ndarray, stamp: tuple[int, int]) -> None:
+        """``cmd_vel`` = ``u`` with the nominal's ``stamp`` (bytes of :mod:`.wire` when the
+        middleware's layout was confirmed, else a message object)."""
         if not np.all(np.isfinite(u)):
             u = np.zeros(3)
-        msg = TwistStamped()
-        msg.header.frame_id = topics.WORLD_FRAME
-        msg.header.stamp = stamp
-        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(c) for c in u)
-        self.pub.publish(msg)
+        vx, vy, vz = (float(c) for c in u)
+        if wire.RAW_PUBLISH_OK:
+            self.pub.publish(wire.encode_twist_stamped(*stamp, topics.WORLD_FRAME, vx, vy, vz))
+        else:
+            msg = TwistStamped()
+            msg.header.frame_id = topics.WORLD_FRAME
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+            msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = vx, vy, vz
+            self.pub.publish(msg)
         self.last_pub = self._now()
 
     # ---------------------------------------------------------------------- diagnostics
