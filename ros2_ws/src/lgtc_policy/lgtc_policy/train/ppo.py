@@ -344,28 +344,59 @@ class PPORun:
         )
 
     def update(self, ro: Rollout, train_pi: bool) -> dict[str, torch.Tensor]:
-        """``epochs`` passes of sequence minibatches; statistics summed as tensors."""
+        """``epochs`` passes of sequence minibatches; statistics summed as tensors.
+
+        On the CPU with ``torch.get_num_threads() >= 2`` the value network's step of each
+        minibatch runs on a second thread beside the policy's, each with half of the
+        threads (:class:`_SideBySide`): the two networks share no parameter and no random
+        draw, so the result is the sequential one, bit for bit (tested), and the small
+        matrices of a minibatch keep one core busy each instead of splitting every
+        operation over all cores."""
         cfg = self.cfg
         L = cfg.bptt if self.ac.policy.cfg.kind == "lgtc" else 1
         seqs, valid = ro.sequences(L)
         n_seq, per_mb = valid.shape[1], -(-cfg.minibatch // L)
         keys = ("loss_pi", "loss_v", "clipfrac", "approx_kl", "pi_reg", "loss_bc", "n_mb")
         stats = {k: torch.zeros((), device=self.device) for k in keys}
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(n_seq, generator=self.gen, device=self.device)
-            for s in range(0, n_seq, per_mb):
-                idx = perm[s : s + per_mb]
-                mb_stats = self._minibatch(seqs.take(idx), valid[:, idx], train_pi)
-                for k, v in mb_stats.items():
-                    stats[k] += v
-                stats["n_mb"] += 1
+        with _SideBySide(self.device) as side:
+            for _ in range(cfg.epochs):
+                perm = torch.randperm(n_seq, generator=self.gen, device=self.device)
+                for s in range(0, n_seq, per_mb):
+                    idx = perm[s : s + per_mb]
+                    mb, mb_valid = seqs.take(idx), valid[:, idx]
+                    value = side.submit(self._value_step, mb, mb_valid)
+                    mb_stats = self._policy_step(mb, mb_valid, train_pi)
+                    mb_stats["loss_v"] = value.result()
+                    for k, v in mb_stats.items():
+                        stats[k] += v
+                    stats["n_mb"] += 1
         return stats
 
-    def _minibatch(self, mb: Rollout, valid: torch.Tensor, train_pi: bool) -> dict:
-        """One gradient step of each network on a minibatch of sequences (eqs. 12-15)."""
+    def _denominator(self, w: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Eq. (14)'s average over team transitions (``agent_loss='sum'``) or over agent
+        samples (``'mean'``, the version-1 trainer)."""
+        return (w.sum() if self.cfg.agent_loss == "mean" else valid.sum()).clamp(min=1.0)
+
+    def _value_step(self, mb: Rollout, valid: torch.Tensor) -> torch.Tensor:
+        """The value network's gradient step (eqs. 13-15); returns its loss (detached)."""
+        cfg, ac = self.cfg, self.ac
+        w = mb.w * valid[..., None]
+        vout, _, f_v = ac.value.forward_seq(mb.inp, mb.xv, mb.keep)
+        err = (_value_out(ac, vout) - mb.ret).pow(2)
+        if ac.vec_value:
+            err = err.sum(-1)
+        loss_v = (err * w).sum() / self._denominator(w, valid)
+        loss_v = loss_v + cfg.alpha * ac.value.regulariser(f_v, cfg.pi_form)
+        _step(self.opt_v, loss_v, list(ac.value.parameters()), cfg)
+        ac.value.project_()
+        return loss_v.detach()
+
+    def _policy_step(self, mb: Rollout, valid: torch.Tensor, train_pi: bool) -> dict:
+        """The policy's gradient step (eqs. 12, 14, 15; taken when ``train_pi``) and the
+        minibatch's statistics except ``loss_v``."""
         cfg, ac = self.cfg, self.ac
         w = mb.w * valid[..., None]  # (L, n, N): active agents on real ticks
-        denom = (w.sum() if cfg.agent_loss == "mean" else valid.sum()).clamp(min=1.0)
+        denom = self._denominator(w, valid)
         mean, _, f_pi = ac.policy.forward_seq(mb.inp, mb.xp, mb.keep)
         d = ac.dist(mean)
         ratio = (d.log_prob(mb.act).sum(-1) - mb.logp).exp()
@@ -381,19 +412,11 @@ class PPORun:
         if train_pi:
             _step(self.opt_pi, loss_pi, [*ac.policy.parameters(), ac.log_std], cfg)
             ac.policy.project_()
-        vout, _, f_v = ac.value.forward_seq(mb.inp, mb.xv, mb.keep)
-        err = (_value_out(ac, vout) - mb.ret).pow(2)
-        if ac.vec_value:
-            err = err.sum(-1)
-        loss_v = (err * w).sum() / denom + cfg.alpha * ac.value.regulariser(f_v, cfg.pi_form)
-        _step(self.opt_v, loss_v, list(ac.value.parameters()), cfg)
-        ac.value.project_()
         with torch.no_grad():
             nv = valid.sum().clamp(min=1.0) * ratio.shape[-1]
             vmask = valid[..., None]
             return {
                 "loss_pi": loss_pi.detach(),
-                "loss_v": loss_v.detach(),
                 "clipfrac": ((((ratio - 1).abs() > cfg.clip).float()) * vmask).sum() / nv,
                 "approx_kl": (((ratio - 1) - ratio.log()) * vmask).sum() / nv,
                 "pi_reg": reg_pi.detach(),
@@ -421,6 +444,49 @@ class PPORun:
                 contraction_c=rep.margin, tau_min=rep.tau_min, state_abs_max=rep.state_abs_max
             )
         return row
+
+
+class _Done:
+    """An already computed result with the ``Future.result()`` interface."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+class _SideBySide:
+    """Context of one PPO update: ``submit(fn, *args)`` runs ``fn`` on a second CPU thread
+    when this process has ``>= 2`` torch threads on the CPU (each side then gets half of
+    them for its own operations, restored on exit), else at once on the calling thread.
+
+    The rounding of an operation does not depend on which thread runs it, only on the
+    thread count it is split over, so a run gives the same numbers with ``--threads 2``
+    as with ``--threads 1`` (both one thread per network), bit for bit.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.get_num_threads()
+        self.on = device.type == "cpu" and self.total >= 2
+        self.pool = None
+
+    def __enter__(self) -> _SideBySide:
+        if self.on:
+            from concurrent.futures import ThreadPoolExecutor
+
+            half = self.total // 2
+            self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(half,))
+            torch.set_num_threads(half)
+        return self
+
+    def submit(self, fn, *args) -> Any:
+        return _Done(fn(*args)) if self.pool is None else self.pool.submit(fn, *args)
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            torch.set_num_threads(self.total)
 
 
 def _normalised(A: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
