@@ -17,8 +17,10 @@ would). sim_bridge imports no mission package; they plug in here.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from sim_bridge.bringup import (
     BringupError,
@@ -33,6 +35,57 @@ from sim_bridge.render import RenderError, render
 
 #: Entry point group of the config validators of installed packages.
 VALIDATORS_GROUP = "swarm.validators"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose bad-option answer is one line and exit status 2:
+    ``<prog>: error: <what is wrong> (see `<prog> --help`)`` (argparse's own prints the usage
+    block first). Subcommand parsers are of the same class. ``swarm``, ``lgtc`` and ``dmar``
+    build their parsers with it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def bounded_int(low: int, high: int):
+    """argparse ``type``: an integer in ``[low, high]``; anything else is the option's one-line
+    error (e.g. ``argument --episodes: must be an integer from 1 to 10000, got '1e9'``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, got {text[:40]!r}"
+            )
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def bounded_float(low: float, high: float = math.inf, open_low: bool = False):
+    """argparse ``type``: a finite number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``); NaN, infinities and out-of-range values are the option's one-line error."""
+    if math.isfinite(high):
+        want = f"a number in {'(' if open_low else '['}{low:g}, {high:g}]"
+    else:
+        want = f"a finite number {'>' if open_low else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (low < value if open_low else low <= value) and value <= high
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text[:40]!r}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
 def validator_problems(cfg: SwarmConfig) -> list[Problem]:
@@ -149,6 +202,28 @@ def _up_specs(args: argparse.Namespace, cfg: SwarmConfig):
     return specs
 
 
+def _check_out_paths(args: argparse.Namespace) -> None:
+    """``--record`` and ``--log-dir`` can be written (BringupError otherwise), checked before any
+    node starts: the recording's folder and the log folder are made here."""
+    if args.record:
+        record = Path(args.record)
+        if record.is_dir():
+            raise BringupError(f"--record {args.record}: is a directory; name an .mcap file")
+        _make_dir(record.parent, "--record", args.record)
+    if args.log_dir:
+        _make_dir(Path(args.log_dir), "--log-dir", args.log_dir)
+
+
+def _make_dir(path: Path, flag: str, given: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BringupError(
+            f"{flag} {given}: cannot make folder {str(path)!r} ({exc.strerror or exc}); "
+            "name a writable place"
+        ) from None
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config)
     if cfg is None:
@@ -160,6 +235,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 1
     try:
         specs = _up_specs(args, cfg)
+        _check_out_paths(args)
     except BringupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -259,7 +335,12 @@ def _add_up_parser(sub) -> None:
     )
     p.add_argument("--latency", type=float, default=0.0, help="comm relay latency [s]")
     p.add_argument("--drop", type=float, default=0.0, help="comm relay drop probability")
-    p.add_argument("--status-every", type=float, default=5.0, help="status line period [s]")
+    p.add_argument(
+        "--status-every",
+        type=bounded_float(0.0),
+        default=5.0,
+        help="status line period [s] (0: none)",
+    )
     p.add_argument(
         "--groups",
         type=int,
@@ -288,7 +369,7 @@ def _add_up_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``swarm`` argument parser (subcommands)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="swarm",
         description=__doc__.splitlines()[0],
         epilog="The mission demos have their own commands: `lgtc demo` (make demo), `dmar demo`.",
@@ -323,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the command had to use: one line, no traceback
+        print(f"swarm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -388,16 +388,24 @@ def parse_movingai_map(text: str, source: str = "<map>") -> np.ndarray:
     for key in ("height", "width"):
         if key not in header:
             raise MapError(f"{source}: the header has no '{key} <int>' line")
-        if not header[key].isdigit() or int(header[key]) < 1:
-            raise MapError(f"{source}: header '{key} {header[key][:20]}' is not an integer >= 1")
+        # ASCII digits only (str.isdigit() also accepts '²', which int() refuses), and few of
+        # them (int() refuses over 4300 digits; no map row is a billion characters long)
+        text = header[key]
+        if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:
+            raise MapError(
+                f"{source}: header '{key} {header[key][:20]}' is not an integer from 1 to 999999999"
+            )
     h, w = int(header["height"]), int(header["width"])
     body = [ln.rstrip("\r\n") for ln in lines[i:] if ln.strip()]
     if len(body) != h:
         raise MapError(f"{source}: the header says height {h} but {len(body)} map rows follow")
-    blocked = np.zeros((h, w), dtype=bool)
+    # every row is checked before the grid is allocated: memory follows the text's size, never
+    # a header's claim (``width 1000000000000`` over one short row)
     for r, row in enumerate(body):
         if len(row) != w:
             raise MapError(f"{source}: map row {r} has {len(row)} characters, the header says {w}")
+    blocked = np.zeros((h, w), dtype=bool)
+    for r, row in enumerate(body):
         bad = set(row) - set(MAP_FREE) - set(MAP_BLOCKED)
         if bad:
             ch = sorted(bad)[0]

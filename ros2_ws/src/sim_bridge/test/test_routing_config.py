@@ -268,6 +268,11 @@ MAPS = [
     ("type octile\nheight 9\nwidth 9\nmap\n" + "\n".join(["." * 9] * 8), "9 but 8 map rows"),
     ("type octile\nheight nine\nwidth 9\nmap\n", "not an integer"),
     ("type octile\nheight 9\nwidth 9\nmap\n" + "\n".join(["." * 9] * 8 + ["." * 8]), "8 chara"),
+    # fuzzed headers: a width no row has is refused before any grid is allocated (was a
+    # 931 GiB numpy allocation and a traceback), and so are digits int() cannot read
+    ("type octile\nheight 1\nwidth 1000000000000\nmap\n...\n", "from 1 to 999999999"),
+    ("type octile\nheight 2\nwidth " + "9" * 5000 + "\nmap\n...\n...\n", "from 1 to 999999999"),
+    ("type octile\nheight 1\nwidth 900000000\nmap\n...\n", "3 characters"),
 ]
 
 

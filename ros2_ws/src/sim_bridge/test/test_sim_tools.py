@@ -188,3 +188,31 @@ def test_rviz_config_shows_world_and_policy_marker_layers():
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == topics.WORLD_FRAME
     for ns in ("lgtc_cluster", "lgtc_nominal", "lgtc_filtered"):
         assert ns in topics.__doc__
+
+
+def test_swarm_bad_option_is_one_line_with_exit_2(capsys):
+    """Fuzzed options: argparse's answer is one line naming the option (no usage block), and
+    a non-finite --status-every is refused before anything starts."""
+    with pytest.raises(SystemExit) as exc:
+        swarm_main(["up", "launch/example.yaml", "--status-every", "nan"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "swarm up: error: argument --status-every: must be a finite number >= 0, got 'nan' "
+        "(see `swarm up --help`)"
+    ]
+
+
+@pytest.mark.parametrize("flag", ["--record", "--log-dir"])
+def test_swarm_up_unwritable_outputs_are_refused_before_any_node(tmp_path, capsys, flag):
+    """--record naming a folder and --log-dir naming a file were tracebacks after the nodes had
+    started; now one line and exit 1 before any node starts."""
+    blocker = tmp_path / "taken"
+    blocker.mkdir() if flag == "--record" else blocker.write_text("x")
+    config = str(Path(__file__).resolve().parents[4] / "launch/example.yaml")
+    code = swarm_main(["up", config, flag, str(blocker), "--mode", "processes"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "[swarm]" not in out.out  # nothing was planned to start
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag} {blocker}"), lines
