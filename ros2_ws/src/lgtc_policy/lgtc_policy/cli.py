@@ -30,13 +30,13 @@ import sys
 from pathlib import Path
 
 import torch
+from sim_bridge.cli import ArgumentParser, bounded_int
 from sim_bridge.config import resolve_package_path
 
-from lgtc_policy.env.spec import EnvError
+from lgtc_policy.errors import LgtcError
 from lgtc_policy.evaluate import evaluate_checkpoint
 from lgtc_policy.mission import demo, discharge_study, figures
 from lgtc_policy.model.checkpoint import (
-    CheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
@@ -45,6 +45,12 @@ from lgtc_policy.train.common import ConfigError, write_json
 __all__ = ["main", "resolve_checkpoint"]
 
 SHIPPED = "lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt"
+#: Episodes of one batched evaluation (``--episodes``, ``--trials``): far above the paper's 32
+#: and the memory of one env batch stays under a GiB.
+MAX_EPISODES = 10_000
+#: Seeds are NumPy's (unsigned 64-bit) kept in a signed int64, as a swarm file's ``seed``.
+SEED = bounded_int(0, 2**63 - 1)
+EPISODES = bounded_int(1, MAX_EPISODES)
 
 
 def resolve_checkpoint(path: str) -> Path:
@@ -148,8 +154,6 @@ def _sweep(ns: argparse.Namespace) -> int:
 
 
 def _eval(ns: argparse.Namespace) -> int:
-    if ns.threads < 1:
-        raise ConfigError("--threads must be >= 1")
     torch.set_num_threads(ns.threads)
 
     overrides = {}
@@ -268,7 +272,7 @@ def _add_mission_commands(sub) -> None:
     fg.add_argument(
         "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"
     )
-    fg.add_argument("--trials", type=int, default=10, help="fig4: episodes per point")
+    fg.add_argument("--trials", type=EPISODES, default=10, help="fig4: episodes per point")
     fg.add_argument("--expert-cache", default="", help="fig4: CSV caching the expert's rows")
     fg.add_argument(
         "--agents", type=int, nargs="+", default=[5, 10, 20, 30, 40, 50], help="fig4: N values"
@@ -276,13 +280,13 @@ def _add_mission_commands(sub) -> None:
     fg.add_argument(
         "--consumers", type=int, nargs="+", default=[2, 4, 6, 8, 10], help="fig4: M values"
     )
-    fg.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    fg.add_argument("--seed", type=SEED, default=0, help="evaluation seed")
     fg.add_argument("--out", default="docs/img", help="output folder")
     fg.set_defaults(fn=_figures)
 
     xp = sub.add_parser("expert", help="the centralized MIQP expert on N random environments")
-    xp.add_argument("--envs", type=int, default=16, help="environments")
-    xp.add_argument("--seed", type=int, default=123, help="seed of the environments")
+    xp.add_argument("--envs", type=EPISODES, default=16, help="environments")
+    xp.add_argument("--seed", type=SEED, default=123, help="seed of the environments")
     xp.set_defaults(fn=_expert)
 
     dm = sub.add_parser("demo", help="fly the LGTC policy over ROS 2 and write its report")
@@ -300,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lgtc_policy.train.common import add_dataclass_args
     from lgtc_policy.train.config import PPO_ALGOS, SAC_ALGOS, PPOConfig, SACConfig
 
-    p = argparse.ArgumentParser(prog="lgtc", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="lgtc", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="train LGTC-IPPO or a baseline")
     tr.add_argument("--algo", required=True, choices=[*PPO_ALGOS, *SAC_ALGOS, *BC_ALGOS])
@@ -322,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint against the centralized expert")
     ev.add_argument("--checkpoint", default=SHIPPED, help=f"file or pkg path (default {SHIPPED})")
-    ev.add_argument("--episodes", type=int, default=32, help="episodes (one batched env)")
-    ev.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    ev.add_argument("--episodes", type=EPISODES, default=32, help="episodes (one batched env)")
+    ev.add_argument("--seed", type=SEED, default=12345, help="evaluation seed")
     ev.add_argument("--n-agents", type=int, default=0, help="override N (0: checkpoint's)")
     ev.add_argument("--n-consumers", type=int, default=0, help="override M (0: checkpoint's)")
     ev.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
@@ -338,15 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
         "always reported",
     )
     ev.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)"
+        "--threads",
+        type=bounded_int(1, 256),
+        default=1,
+        help="torch threads (1: fastest on a shared machine)",
     )
     ev.set_defaults(fn=_eval)
 
     ex = sub.add_parser("export", help="strip optimiser state and store a full evaluation")
     ex.add_argument("--checkpoint", required=True, help="training checkpoint (best.pt)")
     ex.add_argument("--out", required=True, help="output .pt")
-    ex.add_argument("--episodes", type=int, default=32, help="evaluation episodes")
-    ex.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    ex.add_argument("--episodes", type=EPISODES, default=32, help="evaluation episodes")
+    ex.add_argument("--seed", type=SEED, default=12345, help="evaluation seed")
     ex.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     ex.set_defaults(fn=_export)
 
@@ -360,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         return int(ns.fn(ns))
-    except (ConfigError, CheckpointError, EnvError, FileNotFoundError, ValueError) as e:
+    except (LgtcError, OSError, ValueError) as e:
+        # LgtcError: every error of the package (config, checkpoint, env, mission); OSError: a
+        # file or folder named on the command line (missing, a folder, unwritable, too long)
         print(f"lgtc {ns.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,12 @@ from lgtc_policy.agent import MissionError, load_policy
 from lgtc_policy.cli import main as lgtc_main
 from lgtc_policy.cli import resolve_checkpoint
 from lgtc_policy.config_check import check_swarm_config
-from lgtc_policy.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lgtc_policy.model.checkpoint import (
+    CheckpointError,
+    build_net,
+    load_checkpoint,
+    save_checkpoint,
+)
 from sim_bridge.config import load_config
 
 REPO = Path(__file__).resolve().parents[4]
@@ -183,3 +188,60 @@ def test_validator_is_registered_and_the_demo_passes():
     assert check_swarm_config(load_config(DEMO)) == []
     proc = run("-m", "sim_bridge.cli", "validate", str(DEMO))
     assert proc.returncode == 0 and ": ok:" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- damaged layout
+
+
+def _edited(shipped, edit) -> dict:
+    ck = {k: (dict(v) if isinstance(v, dict) else v) for k, v in shipped.items()}
+    ck["nets"] = {k: dict(v) for k, v in shipped["nets"].items()}
+    edit(ck)
+    return ck
+
+
+DAMAGED = {
+    # fuzzed checkpoints that were tracebacks (TypeError, a 4 TB allocation, a negative tensor
+    # size, a matmul shape error mid-evaluation) or were evaluated as if sound
+    "nets_none": (lambda ck: ck.update(nets=None), "'nets' is a NoneType, not a mapping"),
+    "eval_str": (lambda ck: ck.update(eval="x"), "'eval' is a str, not a mapping"),
+    "algo_int": (lambda ck: ck.update(algo=3), "'algo' is 3, not an algorithm name"),
+    "log_std_str": (
+        lambda ck: ck["state_dicts"].update(log_std="x"),
+        "state_dicts['log_std'] is not a mapping of tensors",
+    ),
+    "r3_env": (
+        lambda ck: ck["env_config"].update(n_resources=3),
+        "takes items of 6/6 features but its env_config's r=3",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+def test_damaged_layout_is_refused_at_load(tmp_path, shipped, kind):
+    edit, words = DAMAGED[kind]
+    path = save_checkpoint(tmp_path / f"{kind}.pt", _edited(shipped, edit))
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("g", 10**6), ("hidden", [10**6, 10**6]), ("hidden", [-1])]
+)
+def test_net_config_sizes_are_checked_without_allocating(tmp_path, shipped, field, value):
+    """A config naming huge or negative sizes is refused from the shapes alone (the meta
+    device): it was a multi-TB allocation or a negative-size RuntimeError."""
+    path = save_checkpoint(
+        tmp_path / "sizes.pt",
+        _edited(shipped, lambda ck: ck["nets"]["policy"].update(**{field: value})),
+    )
+    ck = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="checkpoint network 'policy'"):
+        build_net(ck, "policy")
+
+
+def test_lgtc_eval_with_a_path_too_long_is_one_line(capsys):
+    assert lgtc_main(["eval", "--checkpoint", "a" * 5000, "--no-expert", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lgtc eval: error:"), err

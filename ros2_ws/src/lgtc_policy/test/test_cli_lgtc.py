@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from lgtc_policy.cli import main as lgtc_main
 from lgtc_policy.cli import resolve_checkpoint
 from lgtc_policy.mission.figures import fig3, train_curve
@@ -64,6 +65,39 @@ def test_cli_rejects_bad_options(tmp_path, capsys) -> None:
         lgtc_main(["train", "--algo", "ippo", "--n-agents", "0", "--run-dir", str(tmp_path)]) == 2
     )
     assert "n_agents" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["eval", "--episodes", "1000000000"], "argument --episodes: must be an integer from 1"),
+        (["eval", "--threads", "100000"], "argument --threads: must be an integer from 1 to 256"),
+        (["eval", "--seed", "9" * 30], "argument --seed: must be an integer from 0"),
+        (["expert", "--envs", "x"], "argument --envs: must be an integer from 1"),
+    ],
+)
+def test_cli_bad_numbers_are_one_line(capsys, argv, words) -> None:
+    """Fuzzed numbers: each is refused by its option in one line and exit 2 (they were a
+    torch allocation traceback, libgomp running out of memory, an unnamed overflow)."""
+    with pytest.raises(SystemExit) as exc:
+        lgtc_main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("x,y\n1,2\n", "no column env_steps"), ("a\n" + "x" * 200_000 + "\n", "not a readable CSV")],
+)
+def test_train_curve_of_a_wrong_csv_is_one_line(tmp_path, capsys, content, words) -> None:
+    """A CSV without the columns or beyond the csv module's field limit was a traceback."""
+    csv = tmp_path / "progress.csv"
+    csv.write_text(content)
+    out = tmp_path / "img"
+    assert lgtc_main(["figures", "curve", "--csv", str(csv), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
 
 
 def test_resolve_checkpoint_package_path() -> None:

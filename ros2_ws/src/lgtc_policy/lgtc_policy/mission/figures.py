@@ -62,9 +62,23 @@ def _plt():
     return plt
 
 
-def _read_rows(path: Path) -> list[dict]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+def _read_rows(path: Path, need: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of CSV ``path``; ``ValueError`` (one line naming the file) when it is not a
+    readable CSV or has none of the columns ``need``."""
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV ({str(e)[:120]})") from None
+    missing = [k for k in need if k not in fields]
+    if missing:
+        raise ValueError(
+            f"{path}: no column {', '.join(missing)} (has {fields[:8]}); pass the "
+            "progress.csv that `lgtc train` writes in its run folder"
+        )
+    return rows
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
@@ -151,7 +165,7 @@ def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward") -> Path
 
 def train_curve(csv_path: str | Path, out: str | Path, expert: float | None = None) -> Path:
     """Training curve of one run: training-episode and evaluation reward vs env steps."""
-    rows = _read_rows(Path(csv_path))
+    rows = _read_rows(Path(csv_path), need=("env_steps",))
     steps = np.array([_num(r["env_steps"]) for r in rows])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from lgtc_policy.errors import LgtcError
+from lgtc_policy.model.features import item_dims
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 
 __all__ = ["FORMAT", "CheckpointError", "build_net", "load_checkpoint", "save_checkpoint"]
@@ -68,7 +69,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             one line naming the file and what to do.
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long for the file system, ...
+        raise CheckpointError(f"checkpoint {str(path)[:200]!r}: {e.strerror or e}") from None
+    if not found:
         raise CheckpointError(f"checkpoint {path} does not exist; pass an existing .pt file")
     try:
         with warnings.catch_warnings():
@@ -108,10 +113,48 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in ck]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks keys {missing}; it is incomplete")
+    _check_layout(path, ck)
     if "policy" not in ck["nets"] or "policy" not in ck["state_dicts"]:
         raise CheckpointError(f"checkpoint {path} has no 'policy' network")
     _check_finite(path, ck["state_dicts"])
     return ck
+
+
+def _check_layout(path: Path, ck: dict[str, Any]) -> None:
+    """The types of the module docstring's layout: ``algo`` a string, ``nets`` a mapping of
+    mappings, ``state_dicts`` a mapping of mappings of tensors, the configs and ``eval``
+    mappings, and the ``policy`` network's item sizes those of ``env_config``'s ``r``."""
+    if not isinstance(ck["algo"], str) or not ck["algo"]:
+        raise CheckpointError(
+            f"checkpoint {path}: 'algo' is {ck['algo']!r}, not an algorithm name; it is damaged"
+        )
+    for key in ("nets", "state_dicts", "env_config", "train_config", "eval"):
+        if not isinstance(ck[key], dict):
+            raise CheckpointError(
+                f"checkpoint {path}: {key!r} is a {type(ck[key]).__name__}, not a mapping; "
+                "it is damaged (re-download or retrain it)"
+            )
+    for key in ("nets", "state_dicts"):
+        for name, value in ck[key].items():
+            ok = isinstance(value, dict)
+            if ok and key == "state_dicts":
+                ok = all(torch.is_tensor(t) for t in value.values())
+            if not ok:
+                what = "a mapping of tensors" if key == "state_dicts" else "a mapping"
+                raise CheckpointError(
+                    f"checkpoint {path}: {key}[{name!r}] is not {what}; it is damaged"
+                )
+    r = ck["env_config"].get("n_resources")
+    net = ck["nets"].get("policy")
+    if isinstance(r, int) and not isinstance(r, bool) and 0 < r <= 64 and net is not None:
+        want = item_dims(r)
+        got = (net.get("agent_item_dim"), net.get("consumer_item_dim"))
+        if got != want:
+            raise CheckpointError(
+                f"checkpoint {path}: its policy network takes items of {got[0]}/{got[1]} "
+                f"features but its env_config's r={r} resource types give {want[0]}/{want[1]}; "
+                "the file was edited or mixes two runs (use the checkpoint as trained)"
+            )
 
 
 def _corrupted(path: Path, e: BaseException) -> str:
@@ -151,11 +194,14 @@ def build_net(ck: dict[str, Any], name: str = "policy") -> LGTCNet:
     """
     try:
         cfg = NetConfig.from_dict(dict(ck["nets"][name]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint network {name!r}: invalid config ({e})") from e
-    net = LGTCNet(cfg)
+        # shapes first, on the meta device (no memory): a config naming huge or negative
+        # sizes is refused here, never allocated; the weights then bound the real build
+        with torch.device("meta"):
+            own = LGTCNet(cfg).state_dict()
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise CheckpointError(f"checkpoint network {name!r}: invalid config ({first})") from e
     sd = ck["state_dicts"][name]
-    own = net.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     bad_shape = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
@@ -165,6 +211,7 @@ def build_net(ck: dict[str, Any], name: str = "policy") -> LGTCNet:
             f"unexpected={unexpected[:5]} shape_mismatch={bad_shape[:5]}; the file was edited or "
             "written by an incompatible version"
         )
+    net = LGTCNet(cfg)
     net.load_state_dict(sd)
     net.eval()
     return net
