@@ -222,6 +222,10 @@ def _export(ns: argparse.Namespace) -> int:
 
 def _figures(ns: argparse.Namespace) -> int:
     out = Path(ns.out)
+    try:  # before minutes of rollouts
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {ns.out}: cannot make this folder ({e.strerror or e})") from None
     ck = str(resolve_checkpoint(ns.checkpoint))
     made = []
     if ns.which in ("fig3", "all"):

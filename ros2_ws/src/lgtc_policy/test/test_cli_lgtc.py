@@ -139,3 +139,13 @@ def test_demo_and_discharge_are_lgtc_subcommands(tmp_path, capsys) -> None:
     assert "none.yaml" in capsys.readouterr().err
     assert lgtc_main(["discharge", "--reanalyse", "--out", str(tmp_path / "empty")]) == 2
     assert "no seed*/run.mcap" in capsys.readouterr().err
+
+
+def test_figures_out_that_is_a_file_is_refused_first(tmp_path, capsys) -> None:
+    """--out naming a file failed only after the rollouts (fig56 ran past a minute, then a
+    traceback); now one line before any work."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert lgtc_main(["figures", "fig56", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lgtc figures: error: --out {taken}: cannot make this folder (File exists)"]

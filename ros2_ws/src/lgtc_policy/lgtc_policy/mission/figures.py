@@ -75,8 +75,8 @@ def _read_rows(path: Path, need: tuple[str, ...] = ()) -> list[dict]:
     missing = [k for k in need if k not in fields]
     if missing:
         raise ValueError(
-            f"{path}: no column {', '.join(missing)} (has {fields[:8]}); pass the "
-            "progress.csv that `lgtc train` writes in its run folder"
+            f"{path}: no column {', '.join(missing)} (has {fields[:8]}); pass a CSV this "
+            "command wrote (a run's progress.csv, fig4's expert cache) or a new path"
         )
     return rows
 
@@ -217,7 +217,8 @@ def fig4(
     cache: dict[tuple[str, int], dict] = {}
     cpath = Path(expert_cache) if expert_cache else None
     if cpath is not None and cpath.is_file():
-        for r in _read_rows(cpath):
+        need = ("sweep", "value", "trials", "seed", "expert_mean", "expert_std")
+        for r in _read_rows(cpath, need):
             if int(r["trials"]) == trials and int(r["seed"]) == seed:
                 cache[(r["sweep"], int(r["value"]))] = r
     rows = []
