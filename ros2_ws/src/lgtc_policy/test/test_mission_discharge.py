@@ -349,3 +349,13 @@ def test_summary_tells_subteam_re_covers_from_spares():
     s = summarise(runs, "core", None, 40.0)
     assert (s["successes"], s["successes_from_subteam"], s["abandoned"]) == (3, 1, 4)
     assert s["outcomes"] == {"re-covered": 3, "not re-covered": 1, "not abandoned": 1}
+
+
+def test_a_deeply_nested_study_config_is_one_problem_not_a_recursion(tmp_path):
+    """The study parsed the file with PyYAML's recursive composer before validating it: a
+    fuzzed file nested 100000 deep was a RecursionError traceback. The bounded loader goes
+    first."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(MissionError, match="nest deeper than 50 levels"):
+        discharge_study_core(config=deep, runs=1, out=tmp_path / "out")

@@ -88,8 +88,8 @@ def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
             base = json.loads(json.dumps(config))
             cfg = load_config(base)
         else:
+            cfg = load_config(config)  # first: bounded in size and nesting, one line if bad
             base = yaml.safe_load(Path(config).read_text())
-            cfg = load_config(config)
     except (OSError, ConfigError) as exc:
         raise MissionError(
             f"{config if not isinstance(config, dict) else 'config'}: {exc}"
