@@ -221,25 +221,7 @@ class CbfNode(Node):
             TwistStamped, topics.robot_topic(robot, topics.CMD_VEL), qos.STATE
         )
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
-        inputs = qos.STATE_BEST_EFFORT
-        # Raw: decoded by cbf_filter.ros.wire (no per-pose message objects).
-        self.create_subscription(
-            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, inputs, raw=True
-        )
-        self.create_subscription(
-            PoseArray,
-            topics.robot_topic(robot, topics.NEIGHBORS),
-            self._on_neighbors,
-            inputs,
-            raw=True,
-        )
-        self.create_subscription(
-            TwistStamped,
-            topics.robot_topic(robot, topics.CMD_VEL_NOMINAL),
-            self._on_nominal,
-            inputs,
-            raw=True,
-        )
+        self._subscribe(robot)
         self.pose = None  # (x, y, z, yaw)
         self.pose_rx = None  # receipt time [s, node clock]
         self.neighbors = np.zeros((0, 7))  # rows (x, y, z, qx, qy, qz, qw)
@@ -273,6 +255,28 @@ class CbfNode(Node):
         self.get_logger().info(
             f"CBF filter for {robot}: model {self.model}, Ds {self.params.safety_distance} m, "
             f"gamma {self.params.gamma} ({self.params.class_k}), vmax {self.params.max_speed}"
+        )
+
+    def _subscribe(self, robot: str) -> None:
+        """Best-effort, raw subscriptions to the robot's inputs (decoded by :mod:`.wire`:
+        no per-pose message objects)."""
+        inputs = qos.STATE_BEST_EFFORT
+        self.create_subscription(
+            PoseStamped, topics.robot_topic(robot, topics.POSE), self._on_pose, inputs, raw=True
+        )
+        self.create_subscription(
+            PoseArray,
+            topics.robot_topic(robot, topics.NEIGHBORS),
+            self._on_neighbors,
+            inputs,
+            raw=True,
+        )
+        self.create_subscription(
+            TwistStamped,
+            topics.robot_topic(robot, topics.CMD_VEL_NOMINAL),
+            self._on_nominal,
+            inputs,
+            raw=True,
         )
 
     # ----------------------------------------------------------------- configuration
