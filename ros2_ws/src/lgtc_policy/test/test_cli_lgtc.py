@@ -74,6 +74,11 @@ def test_cli_rejects_bad_options(tmp_path, capsys) -> None:
         (["eval", "--threads", "100000"], "argument --threads: must be an integer from 1 to 256"),
         (["eval", "--seed", "9" * 30], "argument --seed: must be an integer from 0"),
         (["expert", "--envs", "x"], "argument --envs: must be an integer from 1"),
+        # the demo ran with these: a negative --duration ended in an mcap EndOfFile traceback
+        (["demo", "--duration", "-1"], "argument --duration: must be a finite number > 0"),
+        (["demo", "--duration", "nan"], "argument --duration: must be a finite number > 0"),
+        (["demo", "--linger", "-5"], "argument --linger: must be a finite number >= 0"),
+        (["demo", "--status-every", "-1"], "argument --status-every: must be a finite number >= 0"),
     ],
 )
 def test_cli_bad_numbers_are_one_line(capsys, argv, words) -> None:
