@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+from sim_bridge.cli import ArgumentParser
+
 from dmar_agent.mission.sweep import (
     ALL_ALGOS,
     CENTRAL_ALGOS,
@@ -87,6 +89,10 @@ def _check_limits(args: argparse.Namespace) -> None:
 
 def _check_run_args(args: argparse.Namespace) -> None:
     """Validate ``dmar run`` flags before anything is built or allocated."""
+    if not args.algos:
+        raise ConfigError(
+            f"--algos: no algorithm given; name one or more of {', '.join(ALL_ALGOS)}"
+        )
     for a in args.algos:
         if a not in ALL_ALGOS:
             raise ConfigError(f"--algos entry {a!r} must be one of {', '.join(ALL_ALGOS)}")
@@ -127,7 +133,7 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="dmar", description="Distributed multiagent rollout (DMAR) on unmapped grids."
     )
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in draw_all(rows, args.out):
                 print(f"wrote {path}")
             print(summary(rows))
-    except DmarError as e:
+    except (DmarError, OSError) as e:  # OSError: a path named on the command line
         print(f"dmar: error: {e}", file=sys.stderr)
         return 2
     return 0

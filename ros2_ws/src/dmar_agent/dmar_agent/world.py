@@ -155,18 +155,26 @@ def parse_movingai_map(text: str, source: str = "<string>") -> Grid:
     for key in ("height", "width"):
         if key not in header:
             raise MapFormatError(f"{source}: header misses '{key} <int>'")
-        if not header[key].isdigit() or int(header[key]) < 1:
-            raise MapFormatError(f"{source}: header '{key} {header[key]}' must be an integer >= 1")
+        # ASCII digits only (str.isdigit() also accepts '²', which int() refuses), and few of
+        # them (int() refuses over 4300 digits; no map row is a billion characters long)
+        text = header[key]
+        if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:
+            raise MapFormatError(
+                f"{source}: header '{key} {text[:20]}' must be an integer from 1 to 999999999"
+            )
     h, w = int(header["height"]), int(header["width"])
     rows = [ln.rstrip("\r\n") for ln in lines[i:] if ln.strip()]
     if len(rows) != h:
         raise MapFormatError(f"{source}: header says height {h} but {len(rows)} map rows follow")
-    free = np.zeros((h, w), dtype=bool)
+    # every row is checked before the grid is allocated: memory follows the text's size, never
+    # a header's claim (``width 1000000000000`` over one short row)
     for r, row in enumerate(rows):
         if len(row) != w:
             raise MapFormatError(
                 f"{source}: map row {r} has {len(row)} characters, header says width {w}"
             )
+    free = np.zeros((h, w), dtype=bool)
+    for r, row in enumerate(rows):
         for c, ch in enumerate(row):
             if ch in _PASSABLE:
                 free[r, c] = True

@@ -75,6 +75,11 @@ def test_movingai_bundled_map():
         ("type octile\nheight 2\nwidth 2\nmap\n..\n.x\n", "unknown terrain"),
         ("type octile\nheight 2\nwidth 3\nmap\n..\n..\n", "width 3"),
         ("type octile\nheight 1\nwidth 2\nmap\n@@\n", "no passable"),
+        # fuzzed headers: refused before any grid is allocated (was a 931 GiB allocation), and
+        # digits int() cannot read ('²' passes str.isdigit)
+        ("type octile\nheight 1\nwidth 1000000000000\nmap\n...\n", "from 1 to 999999999"),
+        ("type octile\nheight 1\nwidth 900000000\nmap\n...\n", "header says width 900000000"),
+        ("type octile\nheight \u00b2\nwidth 3\nmap\n...\n...\n", "from 1 to 999999999"),
     ],
 )
 def test_movingai_malformed(text, match):
