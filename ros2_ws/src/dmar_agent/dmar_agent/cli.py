@@ -33,20 +33,33 @@ STOP_TEXT = {
 }
 
 
+#: Values one list flag (``--sizes``, ``--ks``) may expand to: each is a sweep cell.
+MAX_LIST = 1000
+
+
 def _ints(flag: str):
     def parse(text: str) -> list[int]:
+        too_many = f"{flag} {text[:40]!r} gives more than {MAX_LIST} values; sweep fewer"
         try:
             out = []
             for part in text.split(","):
                 if ".." in part:
-                    a, b = part.split("..")
-                    out.extend(range(int(a), int(b) + 1))
+                    a, b = map(int, part.split(".."))
+                    if len(out) + b - a + 1 > MAX_LIST:  # counted before it is expanded
+                        raise argparse.ArgumentTypeError(too_many)
+                    out.extend(range(a, b + 1))
                 elif part:
                     out.append(int(part))
+                if len(out) > MAX_LIST:
+                    raise argparse.ArgumentTypeError(too_many)
+            if not out:
+                raise argparse.ArgumentTypeError(
+                    f"{flag} {text[:40]!r} gives no value (a range a..b needs a <= b)"
+                )
             return out
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{flag} needs comma-separated integers or ranges like 2..12, got {text!r}"
+                f"{flag} needs comma-separated integers or ranges like 2..12, got {text[:40]!r}"
             ) from None
 
     return parse

@@ -246,3 +246,15 @@ def test_time_limit_stops_the_run_with_done_false_and_the_reason(capsys):
 )
 def test_limit_flags_reject_bad_values(argv, match, capsys):
     assert match in _err(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"), [("1..100000000", "more than 1000 values"), ("5..2", "gives no value")]
+)
+def test_list_flags_are_bounded_before_they_are_expanded(text, words, capsys):
+    """`--ks 1..100000000` was expanded to a list of 10^8 ints (4.8 GB) before anything ran."""
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--ks", text])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
