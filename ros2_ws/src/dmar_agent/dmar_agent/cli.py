@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DmarError, OSError) as e:  # OSError: a path named on the command line
         print(f"dmar: error: {e}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as e:  # a binary file where a CSV / map / README was named
+        named = getattr(args, "csv", None) or getattr(args, "map", None) or "a file named"
+        print(
+            f"dmar: error: {named}: not UTF-8 text ({e.reason} at byte {e.start})", file=sys.stderr
+        )
+        return 2
     return 0
 
 

@@ -258,3 +258,17 @@ def test_list_flags_are_bounded_before_they_are_expanded(text, words, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_binary_csv_and_folder_out_are_one_line(tmp_path, capsys):
+    """A binary --csv was a UnicodeDecodeError traceback, a folder as --out an
+    IsADirectoryError traceback."""
+    binary = tmp_path / "x.csv"
+    binary.write_bytes(b"\xf3\xff\x00garbage")
+    assert main(["figures", "--csv", str(binary)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dmar: error: {binary}: not UTF-8 text (invalid continuation byte at byte 0)"]
+    argv = ["sweep", "--no-ray", "--no-progress", "--sizes", "5", "--ks", "2", "--instances", "1"]
+    assert main([*argv, "--runs", "1", "--ratios", "1:1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Is a directory" in err[0], err
