@@ -137,6 +137,16 @@ def _teacher(env, cfg: PPOConfig):
     return teach
 
 
+@torch.no_grad()
+def _tick(net: LGTCNet, inp: NetInputs, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, x_next)`` of one tick through :meth:`LGTCNet.forward_seq` with ``L = 1``: the
+    arithmetic that the update re-runs on the stored inputs, so the PPO ratio starts at 1
+    (``forward`` is the same function up to float rounding)."""
+    seq = NetInputs(*(getattr(inp, k).unsqueeze(0) for k in NetInputs.__dataclass_fields__))
+    out, x_next, _ = net.forward_seq(seq, x)
+    return out[0], x_next
+
+
 def _cat_inputs(items: list[NetInputs]) -> NetInputs:
     return NetInputs(
         *(torch.stack([getattr(i, k) for i in items]) for k in NetInputs.__dataclass_fields__)
@@ -276,44 +286,48 @@ class PPORun:
         cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("inp", "xp", "xv", "a", "lp")}
         cols.update({k: [] for k in ("v", "r", "done", "w", "teach")})
         obs = self.obs
-        for _ in range(cfg.rollout_steps()):
-            inp = inputs_from_obs(obs, carry.prev_res)
-            mean, xp_next, _ = ac.policy(inp, carry.xp)
-            vout, xv_next, _ = ac.value(inp, carry.xv)
-            d = ac.dist(mean)
-            a = mean + d.stddev * torch.randn(mean.shape, generator=self.gen, device=self.device)
-            for k, v in zip(
-                ("inp", "xp", "xv", "a", "lp", "v"),
-                (inp, carry.xp, carry.xv, a, d.log_prob(a).sum(-1), _value_out(ac, vout)),
-            ):
-                cols[k].append(v)
-            cols["w"].append(obs.active)
-            if self.teacher is not None:
-                cols["teach"].append(self.teacher(self.last_done))
-            a_env = a.clamp(-1.0, 1.0)
-            obs2, rew, done, info = self.env.step(
-                a_env if self.safety is None else self.safety(a_env)
-            )
-            r = (info["reward_vec"] if ac.vec_value else rew) * cfg.reward_scale
-            if done.any():
-                r = _bootstrap_truncated(ac, cfg, r, done, info, obs, xv_next)
-            df = done.to(self.ep.dtype)
-            self.ep += torch.stack(
-                [
-                    (info["episode_return"] * df).sum() / N,
-                    (info["demand_satisfied"] * df).sum(),
-                    df.sum(),
-                ]
-            )
-            cols["r"].append(r)
-            cols["done"].append(done)
-            self.last_done = done
-            carry.prev_res = obs.agent_res.clone()
-            carry.xp, carry.xv = xp_next.clone(), xv_next.clone()
-            carry.reset(done, obs2)
-            obs = obs2
+        with _SideBySide(self.device) as side:
+            for _ in range(cfg.rollout_steps()):
+                inp = inputs_from_obs(obs, carry.prev_res)
+                value = side.submit(_tick, ac.value, inp, carry.xv)
+                mean, xp_next = _tick(ac.policy, inp, carry.xp)
+                vout, xv_next = value.result()
+                d = ac.dist(mean)
+                a = mean + d.stddev * torch.randn(
+                    mean.shape, generator=self.gen, device=self.device
+                )
+                for k, v in zip(
+                    ("inp", "xp", "xv", "a", "lp", "v"),
+                    (inp, carry.xp, carry.xv, a, d.log_prob(a).sum(-1), _value_out(ac, vout)),
+                ):
+                    cols[k].append(v)
+                cols["w"].append(obs.active)
+                if self.teacher is not None:
+                    cols["teach"].append(self.teacher(self.last_done))
+                a_env = a.clamp(-1.0, 1.0)
+                obs2, rew, done, info = self.env.step(
+                    a_env if self.safety is None else self.safety(a_env)
+                )
+                r = (info["reward_vec"] if ac.vec_value else rew) * cfg.reward_scale
+                if done.any():
+                    r = _bootstrap_truncated(ac, cfg, r, done, info, obs, xv_next)
+                df = done.to(self.ep.dtype)
+                self.ep += torch.stack(
+                    [
+                        (info["episode_return"] * df).sum() / N,
+                        (info["demand_satisfied"] * df).sum(),
+                        df.sum(),
+                    ]
+                )
+                cols["r"].append(r)
+                cols["done"].append(done)
+                self.last_done = done
+                carry.prev_res = obs.agent_res.clone()
+                carry.xp, carry.xv = xp_next.clone(), xv_next.clone()
+                carry.reset(done, obs2)
+                obs = obs2
         self.obs = obs
-        last_v = _value_out(ac, ac.value(inputs_from_obs(obs, carry.prev_res), carry.xv)[0])
+        last_v = _value_out(ac, _tick(ac.value, inputs_from_obs(obs, carry.prev_res), carry.xv)[0])
         return self._gae(cols, last_v)
 
     def _gae(self, cols: dict, last_v: torch.Tensor) -> Rollout:
@@ -627,7 +641,7 @@ def _bootstrap_truncated(
     ids = trunc.nonzero().flatten()
     fo = info["final_obs"].index(ids)
     inp = inputs_from_obs(fo, obs_t.agent_res[ids])
-    v = _value_out(ac, ac.value(inp, xv_next[ids])[0])
+    v = _value_out(ac, _tick(ac.value, inp, xv_next[ids])[0])
     r = r.clone()
     r[ids] = r[ids] + cfg.gamma * v * fo.active.float().view(
         *fo.active.shape, *([1] * (v.dim() - 2))
