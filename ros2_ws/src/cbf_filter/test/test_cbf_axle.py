@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from cbf_filter.decentralized import DecentralizedCBF
 from cbf_filter.params import CBFParams
-from cbf_filter.unicycle import AxleCBF, projection_point_params
+from cbf_filter.result import CBFStatus
+from cbf_filter.unicycle import AxleCBF, filter_batch_axle, projection_point_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_bridge.sim import SimParams
@@ -42,7 +43,7 @@ def _drive(start, yaw, neighbours, certify: str, seconds: float = 8.0):
             nominal = 4.0 * err if dist > 0.01 else np.zeros(2)
             nominal *= min(1.0, VMAX / max(float(np.hypot(*nominal)), 1e-12))
             if certify == "axle":
-                u, _ = axle.filter_robot([xy[0], xy[1], th], nominal, nb[:, :2])
+                u = axle.filter_robot([xy[0], xy[1], th], nominal, nb[:, :2]).u
             else:
                 z = xy + L * np.array([np.cos(th), np.sin(th)])
                 u = point.filter_robot(z, nominal, q).u
@@ -90,16 +91,69 @@ def test_projection_point_certificate_holds_the_robot_short():
     assert arrived <= TOL and closest >= DS
 
 
+def _axle(pose, u, nb):
+    res = AxleCBF(PARAMS).filter_robot(pose, u, nb)
+    return res.u, res.found
+
+
 def test_axle_filter_keeps_turning_and_blocks_only_the_axle_motion():
-    f = AxleCBF(PARAMS)
     # a neighbour straight ahead at Ds + 1 mm: driving on is cut, turning is kept
-    u, ok = f.filter_robot([0.0, 0.0, 0.0], [0.3, 0.0], [[DS + 1e-3, 0.0]])
+    u, ok = _axle([0.0, 0.0, 0.0], [0.3, 0.0], [[DS + 1e-3, 0.0]])
     assert ok and u[0] < 1e-3
-    u, ok = f.filter_robot([0.0, 0.0, 0.0], [0.0, 0.2], [[DS + 1e-3, 0.0]])
+    u, ok = _axle([0.0, 0.0, 0.0], [0.0, 0.2], [[DS + 1e-3, 0.0]])
     assert ok and u == pytest.approx([0.0, 0.2])
     # heading away from it: free
-    u, ok = f.filter_robot([0.0, 0.0, np.pi], [-0.3, 0.0], [[DS + 1e-3, 0.0]])
+    u, ok = _axle([0.0, 0.0, np.pi], [-0.3, 0.0], [[DS + 1e-3, 0.0]])
     assert ok and u == pytest.approx([-0.3, 0.0])
     # the speed limit holds on the output
-    u, ok = f.filter_robot([0.0, 0.0, 0.3], [0.25, 0.25], [])
+    u, ok = _axle([0.0, 0.0, 0.3], [0.25, 0.25], [])
     assert ok and np.hypot(*u) <= VMAX + 1e-12
+
+
+def test_axle_result_reports_status_pairs_and_fallbacks():
+    f = AxleCBF(PARAMS)
+    free = f.filter_robot([0.0, 0.0, 0.0], [0.1, 0.0], [[0.5, 0.0], [5.0, 0.0]])
+    assert free.status is CBFStatus.NOMINAL_SAFE and free.u.tolist() == [0.1, 0.0]
+    assert free.n_pairs == 1 and free.min_distance == pytest.approx(0.5)  # 5 m: out of range
+    held = f.filter_robot([0.0, 0.0, 0.0], [0.3, 0.1], [[5.0, 0.0], [DS + 1e-3, 0.0]])
+    assert held.status is CBFStatus.SOLVED and held.found and held.n_active >= 1
+    assert held.active_pairs.tolist() == [[0, 1]]  # the neighbour ahead, index in the input
+    # inside Ds with the neighbour abeam: the forward speed must stay 0 (no fallback needed)
+    abeam = f.filter_robot([0.0, 0.0, 0.0], [0.3, 0.0], [[0.0, DS / 2]])
+    assert abeam.found and abs(abeam.u[0]) < 1e-12
+    # inside Ds, neighbours ahead and behind: no forward speed is safe -> braking fallback
+    jam = f.filter_robot([0.0, 0.0, 0.0], [0.3, 0.0], [[DS / 2, 0.0], [-DS / 2, 0.0]])
+    assert jam.status is CBFStatus.INFEASIBLE and not jam.found and jam.u.tolist() == [0, 0]
+    bad = f.filter_robot([np.nan, 0.0, 0.0], [0.3, 0.0], [])
+    assert bad.status is CBFStatus.INVALID_INPUT and bad.u.tolist() == [0.0, 0.0]
+    same = f.filter_robot([0.0, 0.0, 0.0], [0.3, 0.0], [[0.0, 0.0]])
+    assert same.status is CBFStatus.DEGENERATE and not same.found
+    assert f.stats.calls == 6 and f.stats.fallback_calls == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-0.9, 0.9), st.floats(-0.9, 0.9), st.floats(-np.pi, np.pi),
+            st.floats(-0.4, 0.4), st.floats(-0.4, 0.4),
+        ),
+        min_size=1, max_size=5,
+    ),
+    st.lists(st.tuples(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0)), max_size=6),
+    st.floats(0.1, 1.0),
+)  # fmt: skip
+def test_filter_batch_axle_equals_each_robot_alone(robots, extra, share):
+    """The batched nodes' call is every robot's own call, bit for bit and in statistics."""
+    arena = dataclasses.replace(PARAMS, arena=((-1.0, 1.0), (-1.0, 1.0)))
+    poses = [r[:3] for r in robots]
+    nominal = [r[3:] for r in robots]
+    nbs = [[p[:2] for j, p in enumerate(poses) if j != i] + extra for i in range(len(poses))]
+    alone = [AxleCBF(arena) for _ in robots]
+    batched = [AxleCBF(arena) for _ in robots]
+    ref = [f.filter_robot(p, u, nb, share) for f, p, u, nb in zip(alone, poses, nominal, nbs)]
+    got = filter_batch_axle(batched, poses, nominal, nbs, share)
+    for a, b, fa, fb in zip(ref, got, alone, batched):
+        assert a.u.tobytes() == b.u.tobytes() and a.status is b.status
+        assert a.active_pairs.tolist() == b.active_pairs.tolist() and a.n_pairs == b.n_pairs
+        assert fa.stats.as_dict() == fb.stats.as_dict()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from cbf_filter.decentralized import DecentralizedCBF
 from cbf_filter.ros.node import CbfNode
+from cbf_filter.unicycle import AxleCBF
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -28,10 +29,10 @@ pytestmark = pytest.mark.ros
 ROBOTS = ("r1", "r2", "r3")
 
 
-def _node(ctx, robot, batch=True):
+def _node(ctx, robot, batch=True, model="si2"):
     params = dict(
         robot=robot,
-        model="si2",
+        model=model,
         safety_distance=0.15,
         sensing_radius=1.0,
         max_speed=0.5,
@@ -190,9 +191,57 @@ def test_a_node_alone_or_unbatched_publishes_what_the_batch_does(context):
     assert got2 and all(cmd == _alone(nodes[1], probe, "r2")[0] for cmd in got2)
 
 
+def _alone_axle(node, probe, robot):
+    """A ground robot's command from an :class:`AxleCBF` alone (the probe's yaw is 0)."""
+    nb = np.array(probe.neighbours(robot), dtype=float).reshape(-1, 2)
+    x, y = probe.pos[robot]
+    res = AxleCBF(node.cbf.params).filter_robot([x, y, 0.0], probe.nominal[robot], nb, 0.5)
+    return tuple(float(v) for v in res.u), res
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_ground_robots_filter_through_the_axle_certificate_batched_or_not(context, batch):
+    """Model ``unicycle`` (issue #14): r1 and r2 certify their axles with plain Ds; with the
+    batch they share one axle call (size 2) while the planar r3 has its own; every command
+    equals the robot's :class:`AxleCBF` alone on its inputs, batched or on its own timer."""
+    probe = _Probe(context)
+    nodes = [
+        _node(context, "r1", batch=batch, model="unicycle"),
+        _node(context, "r2", batch=batch, model="unicycle"),
+        _node(context, "r3", batch=batch),
+    ]
+    ex = _executor("events", context)
+    for n in [probe, *nodes]:
+        ex.add_node(n)
+    try:
+        _spin(ex, 1.0)
+        for r in ROBOTS:
+            probe.got[r].clear()
+        sizes = set()
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+            sizes.add((nodes[0].batch_size, nodes[2].batch_size))
+        got = {r: list(probe.got[r]) for r in ROBOTS}
+    finally:
+        ex.shutdown()
+        for n in [probe, *nodes]:
+            n.destroy_node()
+    (exp1, res1), (exp2, _) = _alone_axle(nodes[0], probe, "r1"), _alone_axle(nodes[1], probe, "r2")
+    assert res1.status.value == "solved" and res1.active_pairs.tolist() == [[0, 0]]  # r2 binds
+    assert exp1[0] < probe.nominal["r1"][0]  # forward speed cut ...
+    assert exp1[1] == probe.nominal["r1"][1]  # ... turning kept
+    assert got["r1"] and all(cmd == exp1 for cmd in got["r1"])
+    assert got["r2"] and all(cmd == exp2 for cmd in got["r2"])
+    assert got["r3"] and all(cmd == _alone(nodes[2], probe, "r3")[0] for cmd in got["r3"])
+    assert sizes == ({(2, 1)} if batch else {(1, 1)})
+
+
 def test_raw_inputs_give_the_points_of_the_message_objects(context):
     """The raw ``neighbors`` / ``pose`` path (cbf_filter.ros.wire) gives the filter the
-    points the message objects gave, unicycle projection points included."""
+    positions the message objects gave, unshifted for every model (issue #14: the unicycle
+    model shifted every neighbour, drones included, by l along its yaw); a unicycle's own
+    point is its axle with its yaw."""
     import math
 
     from rclpy.serialization import serialize_message
@@ -212,19 +261,16 @@ def test_raw_inputs_give_the_points_of_the_message_objects(context):
     pose = PoseStamped()
     pose.pose = arr.poses[0]
     node._on_pose(serialize_message(pose))
+    xyz = np.array([(p.position.x, p.position.y, p.position.z) for p in arr.poses])
+    q = arr.poses[0].orientation
+    yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
     try:
-        for model in ("si2", "unicycle"):
-            node.set_parameters([Parameter("model", value=model)])
-            o = [p.orientation for p in arr.poses]
-            yaw = [
-                math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-                for q in o
-            ]
-            states = np.array(
-                [(p.position.x, p.position.y, p.position.z, y) for p, y in zip(arr.poses, yaw)]
-            )
-            expected = node._points(states)
-            assert node._neighbor_points().tobytes() == np.ascontiguousarray(expected).tobytes()
-            assert node.pose == tuple(states[0])
+        for model, dim in (("si2", 2), ("unicycle", 2)):
+            assert node.set_parameters([Parameter("model", value=model)])[0].successful
+            got = node._neighbor_points()
+            assert got.tobytes() == np.ascontiguousarray(xyz[:, :dim]).tobytes()
+            assert node.pose == (*xyz[0], yaw)
+            own = [*xyz[0, :2], yaw] if model == "unicycle" else xyz[0, :dim]
+            assert node._own_point().tolist() == list(own)
     finally:
         node.destroy_node()

@@ -16,6 +16,7 @@ import pytest
 import rclpy
 from cbf_filter.errors import CBFConfigError
 from cbf_filter.ros.node import CbfNode
+from cbf_filter.unicycle import AxleCBF
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from rclpy.context import Context
@@ -395,8 +396,8 @@ def test_parameters_come_from_the_swarm_config(context, tmp_path):
         assert cf.cbf.rp.arena_lo[2] == 0.0  # drones may rest on the floor
         assert gr.model == "unicycle" and gr.dim == 2 and gr.params.gamma == 20.0
         assert gr.params.max_speed == 0.3
-        # Projection points keep Ds + 2 l so that the centres keep Ds.
-        assert gr.cbf.rp.safety_distance == pytest.approx(0.2 + 2 * gr.l)
+        # The axle certificate: the ground robot's centre keeps plain Ds, like a drone's.
+        assert isinstance(gr.cbf, AxleCBF) and gr.cbf.rp.safety_distance == 0.2
     finally:
         cf.destroy_node()
         gr.destroy_node()

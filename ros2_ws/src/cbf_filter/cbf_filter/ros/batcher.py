@@ -9,7 +9,9 @@ control period; the due calls run together: each node prepares its own call from
 inputs (freshness, hold and silence rules, validity: a node with nothing to filter is
 handled by itself exactly as alone), the robots with equal filter parameters go through one
 :func:`cbf_filter.decentralized.filter_batch` (equal bit for bit to each robot's own
-``filter_robot``), and each node publishes its own command and records its own statistics
+``filter_robot``; ground robots' :class:`~cbf_filter.unicycle.AxleCBF` filters, a closed form
+of a few microseconds, through :func:`~cbf_filter.unicycle.filter_batch_axle`, which makes
+each robot's own call), and each node publishes its own command and records its own statistics
 and diagnostics. Nothing of one robot reaches another's QP: each robot's rows come from its
 own pose and its own ``neighbors`` message, as alone.
 
@@ -47,6 +49,7 @@ from typing import Protocol
 from rclpy.executors import MultiThreadedExecutor
 
 from cbf_filter.decentralized import filter_batch
+from cbf_filter.unicycle import AxleCBF, filter_batch_axle
 
 __all__ = ["REFILTER_AFTER", "FilterBatcher"]
 
@@ -188,7 +191,8 @@ class FilterBatcher:
                 ((node, w),) = group
                 results = [node.cbf.filter_robot(w.point, w.u_hat, w.neighbors, w.share)]
             else:
-                results = filter_batch(
+                batch = filter_batch_axle if isinstance(group[0][0].cbf, AxleCBF) else filter_batch
+                results = batch(
                     [n.cbf for n, _ in group],
                     [w.point for _, w in group],
                     [w.u_hat for _, w in group],

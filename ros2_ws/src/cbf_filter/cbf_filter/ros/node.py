@@ -1,7 +1,8 @@
 """Per-robot CBF filter node: ``/<robot>/cmd_vel_nominal`` -> ``/<robot>/cmd_vel``.
 
-Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics from
-:mod:`sim_bridge.topics`):
+Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (drones, planar
+points) or :class:`cbf_filter.unicycle.AxleCBF` (ground robots); topics from
+:mod:`sim_bridge.topics`:
 
 * subscribes ``pose`` (PoseStamped), ``neighbors`` (PoseArray: the other robots inside the
   sensing radius) and ``cmd_vel_nominal`` (TwistStamped, world frame);
@@ -30,9 +31,13 @@ Thin adapter around :class:`cbf_filter.decentralized.DecentralizedCBF` (topics f
   node's last batched call).
 
 Models: ``si3`` (Crazyflie: 3-D single integrator), ``si2`` (planar point), ``unicycle``
-(ground robot: the command is the velocity of the projection point ``l`` ahead of the axle,
-which the world / ground bridge maps to (v, omega); the filter certifies projection points
-with ``Ds + 2 l``). ``auto`` picks ``si3`` for ``crazyflie`` and ``unicycle`` for ``ground``.
+(ground robot: the command is still the world-frame velocity of the projection point ahead
+of the axle, which the world / ground bridge maps to (v, omega); the filter certifies the
+*axle* (the pose's position) with plain ``Ds`` against the neighbours' positions as published,
+:class:`~cbf_filter.unicycle.AxleCBF`: only the forward speed is limited, turning never, and
+nothing depends on the projection distance). Every model reads the neighbours' positions
+unshifted (a drone is where its pose says). ``auto`` picks ``si3`` for ``crazyflie`` and
+``unicycle`` for ``ground``.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ from cbf_filter.errors import CBFConfigError
 from cbf_filter.params import control_rate, from_config
 from cbf_filter.ros import wire
 from cbf_filter.ros.batcher import FilterBatcher
-from cbf_filter.unicycle import projection_point_params
+from cbf_filter.unicycle import AxleCBF, axle_batch_key
 
 MODELS = ("auto", "si2", "si3", "unicycle")
 #: Parameters that :func:`cbf_filter.params.from_config` resolves against the swarm config.
@@ -136,12 +141,6 @@ PARAMETERS = (
         dynamic=True,
     ),
     Param(
-        "projection_distance",
-        0.1,
-        "unicycle projection-point distance l [m]",
-        dynamic=True,
-    ),
-    Param(
         "cmd_timeout",
         topics.CMD_TIMEOUT_S,
         "nominal older than this [s] -> zero",
@@ -168,9 +167,9 @@ class FilterWork(NamedTuple):
     """One due filter call of a node (:meth:`CbfNode.prepare_filter`): its own inputs."""
 
     key: tuple  # filters with equal keys share a batched call
-    point: np.ndarray  # (d,) own filter point [m]
+    point: np.ndarray  # (d,) own filter point [m]; unicycle: (x, y, yaw) of the axle
     u_hat: np.ndarray  # (d,) nominal [m/s]
-    neighbors: np.ndarray  # (k, d) neighbours' filter points [m]
+    neighbors: np.ndarray  # (k, d) neighbours' positions [m]
     share: float
     stamp: tuple[int, int]  # the nominal's stamp (sec, nanosec)
     refilter: bool  # the nominal was already filtered once
@@ -302,19 +301,16 @@ class CbfNode(Node):
             **{name: v[name] for name in _CONFIG_PARAMETERS},
             control_hz=control_hz,
         )
-        l = float(v["projection_distance"])
         if model == "unicycle":
-            if not l > 0:
-                raise CBFConfigError("projection_distance", "must be > 0 [m]", "e.g. 0.1")
-            solver_params = projection_point_params(params, l)
+            self.cbf = AxleCBF(params)  # validates everything else
+            self._key = axle_batch_key(self.cbf)
         else:
-            solver_params = params
-        self.cbf = DecentralizedCBF(dim, solver_params)  # validates everything else
+            self.cbf = DecentralizedCBF(dim, params)
+            self._key = batch_key(self.cbf)
         self.params = params
         self.model = model
         self.dim = dim
         self.share = float(v["share"])
-        self.l = l
         self.control_hz = control_hz
         self.cmd_timeout = float(v["cmd_timeout"])
         self.state_timeout = float(v["state_timeout"])
@@ -365,29 +361,28 @@ class CbfNode(Node):
             self._step()
 
     # ------------------------------------------------------------------------ filtering
-    def _points(self, states: np.ndarray) -> np.ndarray:
-        """Positions the filter sees: (x, y, z), (x, y) or unicycle projection points."""
+    def _own_point(self) -> np.ndarray:
+        """What the filter certifies of this robot: (x, y, z), (x, y), or for a unicycle the
+        axle's (x, y, yaw) (its heading sets which velocities move the axle)."""
+        x, y, z, yaw = self.pose
         if self.model == "si3":
-            return states[:, :3]
+            return np.array([x, y, z])
         if self.model == "si2":
-            return states[:, :2]
-        yaw = states[:, 3]
-        return states[:, :2] + self.l * np.stack([np.cos(yaw), np.sin(yaw)], axis=1)
+            return np.array([x, y])
+        return np.array([x, y, yaw])
 
     def _neighbor_points(self) -> np.ndarray:
-        """:meth:`_points` of the neighbours (rows of :func:`wire.decode_pose_array`)."""
-        rows = self.neighbors
-        if self.model != "unicycle":
-            return self._points(rows)
-        yaw = [wire.yaw_of(*q) for q in rows[:, 3:].tolist()]
-        states = np.column_stack([rows[:, :3], np.array(yaw, dtype=float).reshape(-1)])
-        return self._points(states)
+        """The neighbours' positions as published (rows of :func:`wire.decode_pose_array`):
+        (x, y, z) for ``si3``, else (x, y). Nothing is shifted: a neighbour's heading is not
+        part of any certificate (a drone has no projection point, and the axle certificate of
+        a ground robot keeps its centre, not a point ahead of it, ``Ds`` from others)."""
+        return self.neighbors[:, : 3 if self.model == "si3" else 2]
 
     def _step(self) -> None:
         """One filter step of this node alone (its own call)."""
         work = self.prepare_filter()
         if work is not None:
-            res = self.cbf.filter_robot(work.point, work.u_hat, work.neighbors, share=work.share)
+            res = self.cbf.filter_robot(work.point, work.u_hat, work.neighbors, work.share)
             self.finish_filter(work, res, 1)
 
     def prepare_filter(self) -> FilterWork | None:
@@ -437,8 +432,8 @@ class CbfNode(Node):
         if vx * vx + vy * vy + vz * vz > vmax * vmax:
             self.counts["clipped"] += 1
         return FilterWork(
-            key=batch_key(self.cbf),
-            point=self._points(np.array([self.pose]))[0],
+            key=self._key,
+            point=self._own_point(),
             u_hat=np.array([vx, vy, vz])[: self.dim],
             neighbors=self._neighbor_points(),
             share=self.share,
