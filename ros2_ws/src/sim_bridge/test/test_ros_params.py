@@ -63,6 +63,17 @@ def test_declare_read_and_descriptors(context):
         ("mode", "c", "mode: must be one of a, b, got 'c'"),
         ("gain", math.inf, "gain: must be >= 0, got inf"),
         ("count", 0, "count: must be in [1, 9], got 0"),
+        # fuzzed types (-p name:=value of another type than the default's) were rclpy's
+        # InvalidParameterTypeException tracebacks
+        (
+            "period_s",
+            2,
+            "period_s: must be a floating-point number, got '2' (integer) (fix: "
+            "write e.g. 20.0 (with the decimal point))",
+        ),
+        ("count", 1.5, "count: must be an integer, got '1.5' (double)"),
+        ("config", 5, "config: must be a string, got '5' (integer)"),
+        ("arena", "abc", "arena: must be a list of floating-point numbers, got 'abc' (string)"),
     ],
 )
 def test_bad_start_value_is_one_clear_line(context, name, value, words):
@@ -112,3 +123,23 @@ def test_custom_error_factory_and_describe():
     assert P.check(TABLE, {"share": 1.0, "unknown": 3}, error) == {"share": 1.0, "unknown": 3}
     text = P.describe(TABLE)
     assert "period_s (0.5): period [s] [must be > 0]" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("ros_args", "words"),
+    [
+        (["-p", "config"], "Couldn't parse parameter override rule: '-p config'"),
+        (["--log-level", "bogus"], "Couldn't parse log level"),
+    ],
+)
+def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
+    """rclpy.init's RCLError on a malformed --ros-args was a traceback from every node."""
+    from sim_bridge.ros.spin import run_node
+
+    def never():
+        raise AssertionError("no node is built when the arguments are bad")
+
+    code = run_node(never, "test_node", ["test_node", "--ros-args", *ros_args], exit_process=False)
+    assert code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("test_node:")]
+    assert len(lines) == 1 and words in lines[0] and "ros2 run --help" in lines[0], lines

@@ -20,6 +20,7 @@ the callback that checks the changed values against the same rules and hands the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 
 #: Builds a package's exception from ``(parameter, problem, fix)``.
@@ -156,10 +158,41 @@ def _has_range(param: Param) -> bool:
     return bool(d.floating_point_range or d.integer_range)
 
 
-def declare(node: Node, table: Sequence[Param]) -> None:
-    """Declare every parameter of ``table`` on ``node`` (ranges go on in :func:`finish`)."""
+#: (what, example) of a parameter of each default's type, as written on the command line.
+_TYPE_WORDS = {
+    bool: ("a boolean", "true"),
+    int: ("an integer", "3"),
+    float: ("a floating-point number", "20.0"),
+    str: ("a string", "'text'"),
+}
+
+
+def _type_words(default: Any) -> tuple[str, str]:
+    """(what, how to write it) for a parameter with this default."""
+    if isinstance(default, list | tuple):
+        what, ex = _TYPE_WORDS.get(type(default[0]) if default else float, ("a value", "x"))
+        return f"a list of {what.split(' ', 1)[1]}s", f"a list such as [{ex}, {ex}]"
+    what, ex = _TYPE_WORDS.get(type(default), ("a value", "the default's type"))
+    return what, f"e.g. {ex}" + (" (with the decimal point)" if type(default) is float else "")
+
+
+def declare(node: Node, table: Sequence[Param], error: ErrorFactory | None = None) -> None:
+    """Declare every parameter of ``table`` on ``node`` (ranges go on in :func:`finish`).
+
+    A command-line value of another type than the default's (``-p rate_hz:=20`` for a float,
+    ``-p autostart:=maybe``) raises ``error`` with one line naming the parameter and how to
+    write it (rclpy's ``InvalidParameterTypeException`` otherwise, a traceback).
+    """
     for param in table:
-        node.declare_parameter(param.name, param.default, descriptor(param, with_range=False))
+        try:
+            node.declare_parameter(param.name, param.default, descriptor(param, with_range=False))
+        except InvalidParameterTypeException as exc:
+            if error is None:
+                raise
+            what, how = _type_words(param.default)
+            m = re.search(r"to '(.*)' of type '(\w+)'", str(exc))
+            got = f", got {m[1][:40]!r} ({m[2].lower()})" if m else ""
+            raise error(param.name, f"must be {what}{got}", f"write {how}") from None
 
 
 def finish(node: Node, table: Sequence[Param]) -> None:
@@ -201,7 +234,7 @@ def read(
 
 def declare_and_read(node: Node, table: Sequence[Param], error: ErrorFactory) -> dict[str, Any]:
     """:func:`declare`, :func:`read` (raises ``error`` on a bad value), :func:`finish`."""
-    declare(node, table)
+    declare(node, table, error)
     values = read(node, table, error)
     finish(node, table)
     return values

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -33,6 +34,10 @@ from sim_bridge.ros.runner import StopFlag
 
 #: Longest wait of the spin loop before it looks at the signal flag [s].
 POLL_S = 0.1
+
+
+class _RosArgsError(Exception):
+    """rclpy refused the command line's ``--ros-args``; the message is one line."""
 
 
 def run_node(
@@ -57,13 +62,17 @@ def run_node(
     code = 0
     node = executor = None
     try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except RCLError as exc:  # bad --ros-args (a -p without :=, an unreadable params file)
+            reason = str(exc).removeprefix("failed to initialize rcl: ").split(", at /")[0]
+            raise _RosArgsError(f"--ros-args: {reason} (fix: see `ros2 run --help`)") from None
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.flag.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=POLL_S)
-    except errors as exc:
+    except (*errors, _RosArgsError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
