@@ -2,7 +2,12 @@
 
 import pytest
 from dmar_agent.errors import ConfigError
-from dmar_agent.mission.continuous import ContinuousConfig, routing_swarm, run_continuous
+from dmar_agent.mission.continuous import (
+    ContinuousConfig,
+    routing_swarm,
+    run_continuous,
+    world_k,
+)
 from dmar_agent.protocols import DmarConfig
 from dmar_agent.world import make_instance
 
@@ -50,3 +55,19 @@ def test_waypoint_exploration_is_refused():
     inst = make_instance(9, "1:1", 0, n_agents=7)
     with pytest.raises(ConfigError):
         run_continuous(inst, DmarConfig(k=3, psi=2, explore="waypoint"))
+
+
+def test_a_view_radius_above_the_configs_limit_runs_as_the_whole_grid():
+    """k = 100 (above the swarm config's MAX_K = 64) was a ConfigError traceback from the
+    arena's config; the arena's k is clamped (the agents still see with k = 100, which on a
+    5 x 5 grid is the whole grid: the same run as k = 8, the grid's diameter)."""
+    inst = make_instance(5, "1:1", 3, n_agents=3)
+    assert world_k(inst, 100) == 8 and world_k(inst, 3) == 3
+    assert world_k(make_instance(40, "1:1", 0, n_agents=4), 1000) == 64
+    far = run_continuous(inst, DmarConfig(k=100, psi=2, seed=3))
+    whole = run_continuous(inst, DmarConfig(k=8, psi=2, seed=3))
+    assert far.completed and (far.cost, far.iterations, far.clusters) == (
+        whole.cost,
+        whole.iterations,
+        whole.clusters,
+    )

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from cbf_filter.centralized import CentralizedCBF
 from cbf_filter.params import from_config
-from sim_bridge.config import SwarmConfig, load_config
+from sim_bridge.config import MAX_K, SwarmConfig, load_config
 from sim_bridge.sim import Mode, SimParams, Simulator
 
 from dmar_agent.collision import Intent, SequenceFollower, resolve_moves
@@ -347,6 +347,19 @@ def _em_phase(ex: Executor, arena: Arena, cfg: DmarConfig, cc: ContinuousConfig,
     acc["dropped_moves"] += sum(follower.dropped.values())
 
 
+def world_k(inst: Instance, k: int) -> int:
+    """``routing.k`` of the arena's swarm config for a run at the core's ``k``.
+
+    The agents see with ``cfg.k`` through the core's executor; the arena's ``routing.k`` only
+    sizes the simulated world's own views and radii, which this run never reads. It is clamped
+    to the grid's diameter ``width + height - 2`` (a view of that radius already holds the whole
+    grid, as ``dmar run --k`` clamps it) and to the config's limit :data:`MAX_K` (above it the
+    swarm config refuses the value: ``k`` = 100 was a ConfigError traceback).
+    """
+    h, w = inst.grid.height, inst.grid.width
+    return max(1, min(int(k), h + w - 2, MAX_K))
+
+
 def run_continuous(
     inst: Instance, cfg: DmarConfig, cc: ContinuousConfig | None = None
 ) -> ContinuousResult:
@@ -357,7 +370,7 @@ def run_continuous(
         raise ConfigError("continuous space runs the random-walk exploration without GCI")
     t0 = time.perf_counter()
     ex = make_executor(inst, cfg)
-    arena = Arena(inst, cc, min(cfg.k, 1000), cfg.psi, cfg.seed)
+    arena = Arena(inst, cc, world_k(inst, cfg.k), cfg.psi, cfg.seed)
     keys = (
         "cost",
         "exploration_moves",
