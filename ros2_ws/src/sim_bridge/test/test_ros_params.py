@@ -143,3 +143,26 @@ def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
     assert code == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("test_node:")]
     assert len(lines) == 1 and words in lines[0] and "ros2 run --help" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "value", "words"),
+    [
+        ("goto_node", "gain", math.nan, "gain: must be >= 0, got nan"),
+        ("ground_node", "hold_after_s", math.nan, "hold_after_s: must be finite and > 0"),
+        ("ground_node", "projection_distance", -1.0, "projection_distance: must be > 0"),
+    ],
+)
+def test_node_tables_refuse_fuzzed_values(context, module, name, value, words):
+    """These parameters had no rule: NaN gains / ages and a negative projection distance
+    started the node."""
+    import importlib
+
+    table = importlib.import_module(f"sim_bridge.ros.{module}").PARAMETERS
+    node = _node(context, **{name: value})
+    try:
+        with pytest.raises(ConfigError) as err:
+            P.declare_and_read(node, table, P.config_error)
+        assert words in str(err.value)
+    finally:
+        node.destroy_node()

@@ -19,12 +19,17 @@ from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.config import load_config
 from sim_bridge.ros import qos
-from sim_bridge.ros.params import SWARM_CONFIG, Param, config_error, declare_and_read
+from sim_bridge.ros.params import SWARM_CONFIG, Param, at_least, config_error, declare_and_read
 from sim_bridge.ros.spin import spin_node
 
 PARAMETERS = (
     SWARM_CONFIG,
-    Param("gain", 1.0, "proportional gain [1/s] of v = sat(gain * (target - p), max_speed)"),
+    Param(
+        "gain",
+        1.0,
+        "proportional gain [1/s] of v = sat(gain * (target - p), max_speed)",
+        at_least(0.0, "e.g. 1.0"),
+    ),
 )
 
 
