@@ -30,13 +30,14 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from sim_bridge.config import ConfigError
+from sim_bridge.errors import SwarmError
 from sim_bridge.ros.runner import StopFlag
 
 #: Longest wait of the spin loop before it looks at the signal flag [s].
 POLL_S = 0.1
 
 
-class _RosArgsError(Exception):
+class _RosArgsError(SwarmError, ValueError):
     """rclpy refused the command line's ``--ros-args``; the message is one line."""
 
 
