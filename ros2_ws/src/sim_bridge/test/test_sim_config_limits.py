@@ -348,3 +348,13 @@ def test_validate_cli_still_in_process(tmp_path, capsys):
     path.write_text(yaml.safe_dump(SMALL))
     assert swarm_main(["validate", str(path)]) == 0
     assert ": ok: 2 robots" in capsys.readouterr().out
+
+
+def test_huge_radii_overlap_without_numpy_overflow_warnings(recwarn):
+    """A fuzzed radius of 1e308 printed numpy overflow RuntimeWarnings on stderr before the
+    overlap problems; the overlap is still found."""
+    data = yaml.safe_load((REPO / "launch/example.yaml").read_text())
+    data["robot_types"]["cf"]["radius"] = 1e308
+    problems, _ = validate(data)
+    assert any("overlaps" in p.message for p in problems)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

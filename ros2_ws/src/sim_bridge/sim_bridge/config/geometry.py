@@ -70,7 +70,8 @@ def overlapping_pairs(
                     d2 = np.zeros((len(a), len(b)))
                     for k in range(dim):
                         d2 += (pts[a, k][:, None] - pts[b, k][None, :]) ** 2
-                    hit = d2 < (rad[a][:, None] + rad[b][None, :]) ** 2
+                    with np.errstate(over="ignore"):  # radii near 1e308: inf, still a hit
+                        hit = d2 < (rad[a][:, None] + rad[b][None, :]) ** 2
                     if same:
                         hit &= a[:, None] < b[None, :]
                     ii, jj = np.nonzero(hit)
