@@ -45,6 +45,7 @@ __all__ = [
     "encode_pose_array",
     "encode_pose_stamped",
     "encode_twist_stamped",
+    "float64_aligned",
     "float64_multi_array_prefix",
     "header_prefix",
     "pose_array_bytes",
@@ -197,6 +198,12 @@ def _pad8(prefix_len: int) -> bytes:
     return _ZEROS[: _align8(prefix_len) - prefix_len]
 
 
+def float64_aligned(head: bytes) -> bytes:
+    """``head`` (e.g. a :func:`header_prefix`) padded to a ``float64`` boundary: followed by
+    the 56 bytes of a pose, it is a ``PoseStamped`` (:func:`encode_pose_stamped`)."""
+    return head + _pad8(len(head))
+
+
 def encode_twist_stamped(sec: int, nanosec: int, frame_id: str, vx, vy, vz) -> bytes:
     """A serialized ``TwistStamped`` (angular velocity zero), as the middleware writes it."""
     head = header_prefix(sec, nanosec, frame_id)
@@ -205,8 +212,7 @@ def encode_twist_stamped(sec: int, nanosec: int, frame_id: str, vx, vy, vz) -> b
 
 def encode_pose_stamped(sec: int, nanosec: int, frame_id: str, pose: Sequence[float]) -> bytes:
     """A serialized ``PoseStamped``; ``pose`` = ``(x, y, z, qx, qy, qz, qw)``."""
-    head = header_prefix(sec, nanosec, frame_id)
-    return b"".join((head, _pad8(len(head)), _POSE.pack(*pose)))
+    return float64_aligned(header_prefix(sec, nanosec, frame_id)) + _POSE.pack(*pose)
 
 
 def pose_array_bytes(head: bytes, rows: bytes, count: int) -> bytes:

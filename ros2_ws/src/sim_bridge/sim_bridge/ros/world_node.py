@@ -63,7 +63,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sim_bridge import topics
 from sim_bridge.config import force_sim, load_config
-from sim_bridge.ros import qos
+from sim_bridge.ros import qos, wire
 from sim_bridge.ros.markers import routing_markers, swarm_markers
 from sim_bridge.ros.params import SWARM_CONFIG, Param, Rule, config_error, declare_and_read
 from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
@@ -160,6 +160,7 @@ class WorldNode(Node):
             lambda m, i=i: self._on_cmd(i, m),
             qos.STATE,
             callback_group=self.cmd_group,
+            raw=True,  # decoded by sim_bridge.ros.wire: no message objects per command
         )
         for srv, fn in (
             (topics.TAKEOFF, sim.takeoff),
@@ -192,6 +193,7 @@ class WorldNode(Node):
         self.markers_every = max(1, round(rates.sim_hz / rates.markers_hz))
         self.tick_wall: list[float] = []
         self._t0_wall: float | None = None
+        self.res_prefix = wire.float64_multi_array_prefix([("resources", sim.r, sim.r)])
         if self.autostart:
             for i in self.sim_idx:
                 sim.takeoff(int(i))
@@ -236,11 +238,15 @@ class WorldNode(Node):
                 f"{self.names[i]}: dmar/move rejected: {reason}; {count} so far"
             )
 
-    def _on_cmd(self, i: int, msg: TwistStamped) -> None:
-        v = msg.twist.linear
+    def _on_cmd(self, i: int, msg: bytes | TwistStamped) -> None:
+        """Robot ``i``'s ``cmd_vel``: the subscription's raw bytes, or a message."""
+        if isinstance(msg, bytes):
+            sec, nanosec, vx, vy, vz = wire.decode_twist_stamped(msg)
+        else:
+            st, v = msg.header.stamp, msg.twist.linear
+            sec, nanosec, vx, vy, vz = st.sec, st.nanosec, v.x, v.y, v.z
         now_ns = self.get_clock().now().nanoseconds
-        st = msg.header.stamp
-        stamp_ns = st.sec * 1_000_000_000 + st.nanosec
+        stamp_ns = sec * 1_000_000_000 + nanosec
         if not topics.stamp_ok(stamp_ns * 1e-9, now_ns * 1e-9):
             # Not fresh: never executed. The last accepted command keeps its own deadline.
             counts = self.rejected_future if stamp_ns > now_ns else self.rejected_stale
@@ -252,13 +258,13 @@ class WorldNode(Node):
                     f"now {now_ns * 1e-9:.3f} s), {counts[i]} so far"
                 )
             return
-        if not topics.command_valid(v.x, v.y, v.z, self.max_speed[i]):
+        if not topics.command_valid(vx, vy, vz, self.max_speed[i]):
             self.rejected[i] += 1
             # hold at once; garbage is no command, so the last good one's deadline stays and
             # a stream of garbage ends in the watchdog's landing like silence does
             self.cmd[i] = 0.0
             if self.rejected[i] & (self.rejected[i] - 1) == 0:  # log at 1, 2, 4, 8, ...
-                text = f"{self.names[i]}: rejected command ({v.x}, {v.y}, {v.z})"
+                text = f"{self.names[i]}: rejected command ({vx}, {vy}, {vz})"
                 self.get_logger().warning(f"{text}, {self.rejected[i]} so far")
                 self._event(
                     {
@@ -268,7 +274,7 @@ class WorldNode(Node):
                     }
                 )
             return
-        self.cmd[i, 0], self.cmd[i, 1], self.cmd[i, 2] = v.x, v.y, v.z
+        self.cmd[i, 0], self.cmd[i, 1], self.cmd[i, 2] = vx, vy, vz
         self.cmd_stamp_ns[i] = stamp_ns
         self.cmd_rx_ns[i] = now_ns
 
@@ -340,6 +346,49 @@ class WorldNode(Node):
             self.markers_pub.publish(self.markers(stamp))
 
     def _publish_state(self, stamp) -> None:
+        """Poses, resources, neighbours of the sim robots, ``/consumers`` (and the routing
+        topics): as bytes of :mod:`sim_bridge.ros.wire`, built once per tick, where the
+        middleware's layout is confirmed (``wire.RAW_PUBLISH_OK``), else as messages."""
+        if wire.RAW_PUBLISH_OK:
+            self._publish_state_raw(stamp)
+        else:
+            self._publish_state_msgs(stamp)
+        if self.lockstep is not None:
+            self._publish_routing()
+
+    def _pose_rows(self) -> np.ndarray:
+        """``(N, 7)`` every robot's ``(x, y, z, qx, qy, qz, qw)`` as the messages carry it."""
+        sim = self.sim
+        rows = np.zeros((sim.n, 7))
+        rows[:, :3] = sim.pos
+        rows[:, 5:] = [_yaw_to_quat(y) for y in sim.yaw.tolist()]
+        return rows
+
+    def _publish_state_raw(self, stamp) -> None:
+        """:meth:`_publish_state` as bytes: one header, one pose table for every message;
+        the same content as :meth:`_publish_state_msgs`, bit for bit (tests)."""
+        sim = self.sim
+        head = wire.header_prefix(stamp.sec, stamp.nanosec, topics.WORLD_FRAME)
+        rows = self._pose_rows()
+        blob = rows.tobytes()
+        pose_head = wire.float64_aligned(head)
+        for i in self.sim_idx.tolist():
+            self.pose_pub[i].publish(pose_head + blob[56 * i : 56 * i + 56])
+        supply = np.ascontiguousarray(sim.supply, dtype=np.float64)
+        for i in self.sim_idx.tolist():
+            self.res_pub[i].publish(
+                wire.encode_float64_multi_array(supply[i], prefix=self.res_prefix)
+            )
+        known = self._known()
+        near = sim.within(self.cfg.sensing_radius) & known[None, :] & known[:, None]
+        counts = near.sum(axis=1).tolist()
+        for i in self.sim_idx.tolist():
+            self.nbr_pub[i].publish(wire.pose_array_bytes(head, rows[near[i]].tobytes(), counts[i]))
+        table, dims = self._consumer_table()
+        self.consumers_pub.publish(wire.encode_float64_multi_array(table.reshape(-1), dims))
+
+    def _publish_state_msgs(self, stamp) -> None:
+        """:meth:`_publish_state` as message objects (a middleware of another layout)."""
         sim = self.sim
         pos, yaw = sim.pos, sim.yaw
         known = ~sim.external | self.ext_seen
@@ -374,8 +423,6 @@ class WorldNode(Node):
             arr.poses = [poses[j] for j in np.nonzero(near[i])[0].tolist()]
             self.nbr_pub[i].publish(arr)
         self.consumers_pub.publish(self.consumers_msg())
-        if self.lockstep is not None:
-            self._publish_routing()
 
     def _known(self) -> np.ndarray:
         """``(N,)`` True where the robot's pose is known (sim, or an external pose received)."""
@@ -397,9 +444,9 @@ class WorldNode(Node):
         self.tasks_pub.publish(tasks_msg(sim.tasks()))
         self.ps_pub.publish(ps_step_msg(step, self.lockstep.moves_done))
 
-    def consumers_msg(self) -> Float64MultiArray:
-        """``/consumers`` layout of :mod:`sim_bridge.topics`: rows ``[x, y, radius, active,
-        remaining_demand...]``."""
+    def _consumer_table(self) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+        """``(M, 4 + r)`` rows ``[x, y, radius, active, remaining_demand...]`` and their
+        layout ``(label, size, stride)`` (:mod:`sim_bridge.topics`)."""
         sim = self.sim
         cols = len(topics.CONSUMER_FIXED_FIELDS) + sim.r
         table = np.zeros((sim.m, cols))
@@ -407,11 +454,14 @@ class WorldNode(Node):
         table[:, 2] = sim.consumer_radius
         table[:, 3] = sim.consumer_active
         table[:, 4:] = sim.demand
+        return table, [("consumers", sim.m, sim.m * cols), ("fields", cols, cols)]
+
+    def consumers_msg(self) -> Float64MultiArray:
+        """``/consumers`` layout of :mod:`sim_bridge.topics`: rows ``[x, y, radius, active,
+        remaining_demand...]``."""
+        table, dims = self._consumer_table()
         msg = Float64MultiArray()
-        msg.layout.dim = [
-            MultiArrayDimension(label="consumers", size=sim.m, stride=sim.m * cols),
-            MultiArrayDimension(label="fields", size=cols, stride=cols),
-        ]
+        msg.layout.dim = [MultiArrayDimension(label=a, size=b, stride=c) for a, b, c in dims]
         msg.data = table.reshape(-1).tolist()
         return msg
 
