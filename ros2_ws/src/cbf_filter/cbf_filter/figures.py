@@ -13,7 +13,7 @@ distance over time, also for the unfiltered commands.
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +101,23 @@ def plot_swap(path: Path, n: int = 12) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Draw the cbf_filter README figures.")
+    from sim_bridge.cli import ArgumentParser
+
+    ap = ArgumentParser(prog="cbf_figures", description="Draw the cbf_filter README figures.")
     ap.add_argument("--out", default="docs/img", help="output folder")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if not args.out.strip():
+            raise NotADirectoryError(0, "empty name")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"cbf_figures: error: --out {args.out!r}: cannot make this folder "
+            f"({exc.strerror or exc}); name a writable folder",
+            file=sys.stderr,
+        )
+        return 2
     plot_swap(out / "cbf_filter_swap.png")
     print(f"wrote {out / 'cbf_filter_swap.png'}")
     return 0
