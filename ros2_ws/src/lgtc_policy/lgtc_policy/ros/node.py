@@ -3,10 +3,12 @@
 
 Inputs (topics of :mod:`sim_bridge.topics`): ``/<robot>/pose``, ``/<robot>/resources``,
 ``/consumers`` and ``/<robot>/comm/in`` (neighbours' LGTC messages, delivered by the comm
-relay only from robots within ``C``, one bundle per relay flush); ``/<robot>/cmd_vel`` is read
+relay only from robots within ``C``, one bundle per relay flush), subscribed raw and decoded by
+:mod:`sim_bridge.ros.wire` (no message objects per pose or bundle); ``/<robot>/cmd_vel`` is read
 only to draw the filtered velocity, and only while ``/swarm/policy_markers`` has a subscriber.
 Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and ``/<robot>/comm/out``
-(``[sender_index, stamp_s, payload...]``) at ``rate_hz``; diagnostics ``lgtc_policy: <robot>``
+(``[sender_index, stamp_s, payload...]``) at ``rate_hz``, as CDR bytes of the same codec (message
+objects where the middleware's layout differs); diagnostics ``lgtc_policy: <robot>``
 on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours, and the
 counts ``stale_pose_ticks``, ``nonfinite_outputs`` and ``ticks_missed``: periods a late tick
 skipped, also logged, never silent; ``batch_size``: robots in the last forward);
@@ -40,6 +42,7 @@ from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.ros import qos as named_qos
+from sim_bridge.ros import wire
 from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.spin import spin_node
@@ -85,6 +88,10 @@ PARAMETERS = (
     ),
     Param("pose_timeout_s", 0.5, "no command on a pose older than this [s]", positive("e.g. 0.5")),
 )
+
+
+#: ``comm/out``'s layout: none (one flat ``[sender_index, stamp_s, payload...]``)
+_NO_LAYOUT = wire.float64_multi_array_prefix(())
 
 
 def _param_error(name: str, problem: str, fix: str) -> MissionError:
@@ -135,10 +142,14 @@ class PolicyNode(Node):
         self.input_errors = 0
 
         qos, comm_qos = named_qos.STATE, named_qos.QUEUE
-        self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos)
-        self.create_subscription(Float64MultiArray, topics.RESOURCES, self._on_resources, qos)
-        self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos)
-        self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, comm_qos)
+        # raw: decoded by sim_bridge.ros.wire, no message objects per pose or bundle
+        for kind, topic, callback, profile in (
+            (PoseStamped, topics.POSE, self._on_pose, qos),
+            (Float64MultiArray, topics.RESOURCES, self._on_resources, qos),
+            (Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos),
+            (Float64MultiArray, topics.COMM_IN, self._on_comm, comm_qos),
+        ):
+            self.create_subscription(kind, topic, callback, profile, raw=True)
         self._qos = qos
         self._filtered_sub = None  # cmd_vel, only while someone draws the markers
         self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos)
@@ -177,27 +188,27 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_pose(self, msg: PoseStamped) -> None:
-        p = msg.pose.position
-        pos = np.array([p.x, p.y, p.z])
-        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    def _on_pose(self, data: bytes) -> None:
+        sec, nanosec, x, y, z = wire.decode_stamped_pose(data)[:5]
+        pos = np.array([x, y, z])
+        t = sec + nanosec * 1e-9
         if self.pose is not None and self.pose_t is not None and t > self.pose_t:
             self.vel = (pos - self.pose) / (t - self.pose_t)
         self.pose, self.pose_t = pos, t
         self.pose_rx = self._now()
 
-    def _on_resources(self, msg: Float64MultiArray) -> None:
-        self.supply = np.asarray(msg.data, dtype=float)
+    def _on_resources(self, data: bytes) -> None:
+        self.supply = wire.decode_float64_multi_array(data)[2].copy()
 
-    def _on_consumers(self, msg: Float64MultiArray) -> None:
+    def _on_consumers(self, data: bytes) -> None:
         cols = 4 + len(self.spec.resource_types)
-        data = np.asarray(msg.data, dtype=float)
-        self.consumers = data.reshape(-1, cols) if data.size % cols == 0 else None
+        values = wire.decode_float64_multi_array(data)[2].copy()
+        self.consumers = values.reshape(-1, cols) if values.size % cols == 0 else None
 
-    def _on_comm(self, msg: Float64MultiArray) -> None:
-        dims = msg.layout.dim
-        row_len = dims[1].size if len(dims) == 2 else None  # the relay's bundle layout
-        self.agent.neighbours.receive(msg.data, self._now(), row_len)
+    def _on_comm(self, data: bytes) -> None:
+        dims, _, values = wire.decode_float64_multi_array(data)
+        row_len = dims[1][1] if len(dims) == 2 else None  # the relay's bundle layout
+        self.agent.neighbours.receive(values, self._now(), row_len)
 
     def _on_filtered(self, msg: TwistStamped) -> None:
         v = msg.twist.linear
@@ -257,13 +268,32 @@ class PolicyNode(Node):
                     f"({self.nonfinite_outputs} so far)"
                 )
             return
-        cmd = TwistStamped()
-        cmd.header.stamp = self.get_clock().now().to_msg()
-        cmd.header.frame_id = topics.WORLD_FRAME
-        cmd.twist.linear.x, cmd.twist.linear.y, cmd.twist.linear.z = map(float, result.velocity)
-        self.cmd_pub.publish(cmd)
+        self._publish(result)
+
+    def _publish(self, result) -> None:
+        """``cmd_vel_nominal`` and ``comm/out`` of a tick: CDR bytes of
+        :mod:`sim_bridge.ros.wire` where the middleware's layout is confirmed, else messages
+        (the same content either way)."""
+        sec, nanosec = divmod(self.get_clock().now().nanoseconds, 1_000_000_000)
+        vx, vy, vz = map(float, result.velocity)
+        if wire.RAW_PUBLISH_OK:
+            self.cmd_pub.publish(
+                wire.encode_twist_stamped(sec, nanosec, topics.WORLD_FRAME, vx, vy, vz)
+            )
+        else:
+            cmd = TwistStamped()
+            cmd.header.stamp.sec, cmd.header.stamp.nanosec = sec, nanosec
+            cmd.header.frame_id = topics.WORLD_FRAME
+            cmd.twist.linear.x, cmd.twist.linear.y, cmd.twist.linear.z = vx, vy, vz
+            self.cmd_pub.publish(cmd)
         self.nominal = result.velocity
-        if result.message is not None:
+        if result.message is None:
+            return
+        if wire.RAW_PUBLISH_OK:
+            self.comm_pub.publish(
+                wire.encode_float64_multi_array(result.message, prefix=_NO_LAYOUT)
+            )
+        else:
             self.comm_pub.publish(Float64MultiArray(data=result.message.tolist()))
 
     def _report_missed(self, now_missed: int) -> None:
