@@ -12,9 +12,20 @@ Measured side by side in one run, on this machine, single process:
   the rollout vs. the PPO epochs: forward, backward, Adam);
 * ``train_flop_per_env_step``: matrix FLOPs of the two networks per env step (rollout forward
   + 4 epochs of forward and backward), counted by ``torch.utils.flop_counter.FlopCounterMode``
-  on the real trainer code; ``train_flop_per_s`` = that x ``train_env_steps_per_s``;
+  on the real trainer code (run on one thread for the count, so that the value network's
+  half, which steps on a second thread with ``--threads >= 2``, is counted too);
+  ``train_flop_per_s`` = that x ``train_env_steps_per_s``;
 * ``matmul_flop_per_s``: a dense 1024 x 1024 float32 matmul on the same device and threads, in
-  the same run; ``flop_efficiency`` = ``train_flop_per_s / matmul_flop_per_s``;
+  the same run (best of ten 0.1 s windows); ``flop_efficiency`` =
+  ``train_flop_per_s / matmul_flop_per_s``;
+* ``update_matmul_flop_per_s``: the update's own matrix products (the shapes and counts of one
+  minibatch, both networks, forward and backward) timed back to back with the trainer's split
+  of the threads; ``flop_efficiency_matmul_bound`` = that / ``matmul_flop_per_s``, the
+  efficiency of a trainer whose only cost were its matrix products (the ceiling for these
+  network sizes); ``matmul_time_fraction`` = ``train_flop_per_s / update_matmul_flop_per_s``,
+  the share of the training wall time that its matrix products would take at that speed (the
+  rest goes to element-wise operations, gathers, softmax, autograd and Python dispatch, Adam
+  and the env);
 * ``train_env_steps_per_s_cuda``: the same Table I run on CUDA, when a GPU is present;
 * ``ippo_train_env_steps_per_s``: the reduced IPPO network (full run only);
 * ``train_cbf_env_steps_per_s``: LGTC-IPPO with every action through the expert's CBF filter
@@ -43,7 +54,7 @@ from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
 from lgtc_policy.model.features import inputs_from_obs, item_dims
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
-from lgtc_policy.train.common import resolve_device, set_seed, set_threads
+from lgtc_policy.train.common import ConfigError, resolve_device, set_seed, set_threads
 from lgtc_policy.train.config import PPOConfig
 from lgtc_policy.train.ppo import ActorCritic, PPORun
 
@@ -85,34 +96,100 @@ def train_speed(
     return {"env_steps_per_s": 6144 / (roll + upd), "rollout_s": roll, "update_s": upd}
 
 
+class _OneThread:
+    """Torch threads set to 1 inside (restored on exit): the trainer then runs the policy and
+    the value on the calling thread, where a dispatch mode (FLOP counter, shape recorder)
+    sees both; with >= 2 threads the value's half would run on a second thread, unseen."""
+
+    def __enter__(self) -> None:
+        self.n = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.n)
+
+
 def train_flops_per_env_step(algo: str, device: torch.device) -> float:
     """Matrix FLOPs per env step of the trainer's rollout and update (Table I networks,
     minibatch, epochs and BPTT; a 10-tick rollout of 64 envs, counted on the real code)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    pr = _run(algo, 64, 640, device)
-    with FlopCounterMode(display=False) as fc:
-        ro = pr.collect()
-        pr.update(ro, True)
+    with _OneThread():
+        pr = _run(algo, 64, 640, device)
+        with FlopCounterMode(display=False) as fc:
+            ro = pr.collect()
+            pr.update(ro, True)
     return fc.get_total_flops() / 640
 
 
+def update_matmul_bound(device: torch.device, threads: int, seconds: float = 0.05) -> float:
+    """FLOP/s of the update's own matrix products (every ``mm`` / ``addmm`` / ``bmm`` of one
+    LGTC-IPPO minibatch, forward and backward, both networks, with their shapes and counts)
+    run back to back on contiguous random inputs: what the update would reach if nothing but
+    its matrix products took time. With the trainer's split of ``threads``: on the CPU with
+    >= 2 threads the two networks step side by side with half of them each, so the products
+    are timed with ``threads // 2`` threads and the rate doubled (perfect overlap)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls: dict[tuple, int] = {}
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in ("mm", "addmm", "bmm"):
+                key = (name, *(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))
+                calls[key] = calls.get(key, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with _OneThread():
+        pr = _run("lgtc_ippo", 64, 640, device)
+        seqs, valid = pr.collect().sequences(pr.cfg.bptt)
+        idx = torch.arange(-(-pr.cfg.minibatch // pr.cfg.bptt), device=device)
+        with Record():
+            pr._policy_step(seqs.take(idx), valid[:, idx], True)
+            pr._value_step(seqs.take(idx), valid[:, idx])
+    sides = 2 if device.type == "cpu" and threads >= 2 else 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads // sides)
+    flops = secs = 0.0
+    for (name, *shapes), count in calls.items():
+        args = [torch.randn(sh, device=device) for sh in shapes]
+        op = {"mm": torch.mm, "addmm": torch.addmm, "bmm": torch.bmm}[name]
+        m, k = shapes[-2][-2:]
+        flops += count * 2 * m * k * shapes[-1][-1] * (shapes[-1][0] if name == "bmm" else 1)
+        op(*args)
+        _sync(device)
+        reps, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            op(*args)
+            reps += 1
+        _sync(device)
+        secs += count * (time.perf_counter() - t) / reps
+    torch.set_num_threads(before)
+    return sides * flops / secs
+
+
 def matmul_flops(device: torch.device, n: int = 1024, seconds: float = 1.0) -> float:
-    """Dense float32 ``n x n`` matmul FLOP/s on ``device`` (the machine's own peak)."""
+    """Dense float32 ``n x n`` matmul FLOP/s on ``device`` (the machine's own peak): the best
+    of ten windows of ``seconds / 10``, so that a moment of another job's load on a shared
+    machine does not pass for the peak."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     for _ in range(3):
         a @ b
     _sync(device)
-    reps, t = 0, time.perf_counter()
-    while time.perf_counter() - t < seconds:
-        a @ b
-        reps += 1
-        if device.type == "cuda" and reps % 50:
-            continue
+    best = 0.0
+    for _ in range(10):
+        reps, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds / 10:
+            a @ b
+            reps += 1
+            if device.type == "cuda" and reps % 50:
+                continue
+            _sync(device)
         _sync(device)
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
+    return best
 
 
 def profile_update(device: torch.device) -> str:
@@ -169,7 +246,10 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print the update's top operators")
     a = ap.parse_args()
     threads = set_threads(a.threads)
-    device = resolve_device(a.device)
+    try:
+        device = resolve_device(a.device)
+    except ConfigError as e:
+        raise SystemExit(f"benchmarks/train.py: {e}") from None
     updates, reps = (1, 300) if a.quick else (3, 2000)
     res: dict = infer_latency(reps)
     sp = train_speed("lgtc_ippo", updates, device)
@@ -180,6 +260,9 @@ def main() -> None:
     res["train_flop_per_s"] = res["train_flop_per_env_step"] * res["train_env_steps_per_s"]
     res["matmul_flop_per_s"] = matmul_flops(device)
     res["flop_efficiency"] = res["train_flop_per_s"] / res["matmul_flop_per_s"]
+    res["update_matmul_flop_per_s"] = update_matmul_bound(device, threads)
+    res["flop_efficiency_matmul_bound"] = res["update_matmul_flop_per_s"] / res["matmul_flop_per_s"]
+    res["matmul_time_fraction"] = res["train_flop_per_s"] / res["update_matmul_flop_per_s"]
     if device.type == "cuda":
         res["train_env_steps_per_s_cuda"] = res["train_env_steps_per_s"]
     elif torch.cuda.is_available():

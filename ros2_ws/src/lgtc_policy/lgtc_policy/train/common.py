@@ -100,8 +100,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int) -> int:
-    """``torch.set_num_threads``; 0 = every core of the machine. Returns the count set."""
-    n = threads if threads > 0 else (os.cpu_count() or 1)
+    """``torch.set_num_threads``; 0 = every core this process may run on (its CPU affinity,
+    which a container or ``taskset`` may restrict below ``os.cpu_count()``). Returns the
+    count set. The PPO trainers split it: with >= 2 threads on the CPU the policy and the
+    value network step side by side with half of them each (``train/ppo.py``)."""
+    if threads > 0:
+        n = threads
+    elif hasattr(os, "sched_getaffinity"):
+        n = len(os.sched_getaffinity(0)) or 1
+    else:
+        n = os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
 

@@ -63,8 +63,8 @@ class _Common:
     run_dir: str = "runs/lgtc"
     """Output folder: progress.csv, tb/, config.json, last.pt, best.pt."""
     threads: int = 0
-    """torch.set_num_threads; 0 = every core of the machine (1 on a machine shared with other
-    jobs)."""
+    """torch threads; 0 = every core this process may use. PPO family: with >= 2 on the CPU the
+    policy and the value step side by side, half of the threads each (same results as 1)."""
     device: str = "auto"
     """auto | cpu | cuda: where the env, the networks, the buffers and the random generators
     live (auto = cuda when available). Checkpoints are written with CPU tensors either way."""
