@@ -31,6 +31,10 @@ unchanged. ``deliver`` says when:
 the same layout). The range rule is the same in every mode: within ``C`` at send time and
 again at delivery time.
 
+Poses and ``comm/out`` are subscribed raw and bundles published as CDR bytes
+(:mod:`sim_bridge.ros.wire`; message objects where the middleware's layout differs): the
+relay copies every message's values bit for bit.
+
 Parameters: ``config`` (swarm file), ``latency_s`` (0), ``drop_prob`` (0), ``seed`` (-1: the
 config's seed), ``bundle_period_s`` (0.01 s), ``deliver`` (``before_tick`` | ``periodic``).
 """
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import math
 import sys
+from array import array
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -48,7 +53,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 from sim_bridge import topics
 from sim_bridge.config import load_config
 from sim_bridge.relay import CommRelay, pack_bundle
-from sim_bridge.ros import qos
+from sim_bridge.ros import qos, wire
 from sim_bridge.ros.params import (
     SWARM_CONFIG,
     Param,
@@ -98,6 +103,20 @@ def bundle_msg(row_len: int, data) -> Float64MultiArray:
     return Float64MultiArray(layout=layout, data=data)
 
 
+def bundle_bytes(row_len: int, data: array) -> bytes:
+    """:func:`bundle_msg` as CDR bytes (:mod:`sim_bridge.ros.wire`), the same content."""
+    rows = len(data) // row_len
+    dims = (("messages", rows, rows * row_len), ("message", row_len, row_len))
+    return wire.encode_float64_multi_array(data, dims)
+
+
+def _f64_row(values: np.ndarray) -> array:
+    """A decoded ``float64`` array as the ``array('d')`` the relay keeps and bundles."""
+    row = array("d")
+    row.frombytes(values.astype(np.float64, copy=False).tobytes())
+    return row
+
+
 class RelayNode(Node):
     """Neighbour-range radio between the robots of one swarm config."""
 
@@ -122,17 +141,20 @@ class RelayNode(Node):
         self.malformed = 0
         self.out_pub = []
         for i, name in enumerate(self.cfg.robot_names):
+            # raw: decoded by sim_bridge.ros.wire, no message objects per pose or message
             self.create_subscription(
                 PoseStamped,
                 topics.robot_topic(name, topics.POSE),
                 lambda m, i=i: self._on_pose(i, m),
                 qos.STATE,
+                raw=True,
             )
             self.create_subscription(
                 Float64MultiArray,
                 topics.robot_topic(name, topics.COMM_OUT),
                 lambda m, i=i: self._on_out(i, m),
                 qos.QUEUE,
+                raw=True,
             )
             self.out_pub.append(
                 self.create_publisher(
@@ -152,14 +174,22 @@ class RelayNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_pose(self, i: int, msg: PoseStamped) -> None:
-        p = msg.pose.position
-        if math.isfinite(p.x) and math.isfinite(p.y) and math.isfinite(p.z):
-            self.positions[i] = (p.x, p.y, p.z)
+    def _on_pose(self, i: int, msg: bytes | PoseStamped) -> None:
+        """Robot ``i``'s pose: the subscription's raw bytes, or a message."""
+        if isinstance(msg, bytes):
+            x, y, z = wire.decode_stamped_pose(msg)[2:5]
+        else:
+            x, y, z = msg.pose.position.x, msg.pose.position.y, msg.pose.position.z
+        if math.isfinite(x) and math.isfinite(y) and math.isfinite(z):
+            self.positions[i] = (x, y, z)
             self.known[i] = True
 
-    def _on_out(self, i: int, msg: Float64MultiArray) -> None:
-        data = msg.data
+    def _on_out(self, i: int, msg: bytes | Float64MultiArray) -> None:
+        """Robot ``i``'s ``comm/out``: the subscription's raw bytes, or a message."""
+        if isinstance(msg, bytes):
+            data = _f64_row(wire.decode_float64_multi_array(msg)[2])
+        else:
+            data = msg.data
         if len(data) < topics.COMM_HEADER_LEN or data[0] != float(i):
             self.malformed += 1
             if self.malformed & (self.malformed - 1) == 0:
@@ -200,7 +230,7 @@ class RelayNode(Node):
         if self.bundle_period_s == 0.0:
             if self.relay.pending:
                 for j, data in self.relay.due(now, self.positions):
-                    self.out_pub[j].publish(bundle_msg(len(data), data))
+                    self._publish(j, len(data), data)
             return
         self.relay.collect(now)
         for j in range(self.relay.n):
@@ -208,7 +238,15 @@ class RelayNode(Node):
                 continue
             self.flushed_at[j] = now
             for row_len, data in pack_bundle(self.relay.take(j, self.positions)):
-                self.out_pub[j].publish(bundle_msg(row_len, data))
+                self._publish(j, row_len, data)
+
+    def _publish(self, j: int, row_len: int, data) -> None:
+        """A ``comm/in`` bundle to robot ``j``: CDR bytes where the middleware's layout is
+        confirmed (``wire.RAW_PUBLISH_OK``), else the message."""
+        if wire.RAW_PUBLISH_OK:
+            self.out_pub[j].publish(bundle_bytes(row_len, data))
+        else:
+            self.out_pub[j].publish(bundle_msg(row_len, data))
 
 
 def main(args=None) -> int:
