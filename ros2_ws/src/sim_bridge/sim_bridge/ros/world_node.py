@@ -42,7 +42,11 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   Rejected moves are counted (``rejected_moves`` on ``/diagnostics``). ``/swarm/markers`` adds
   the grid, obstacles and tasks (:func:`sim_bridge.ros.markers.routing_markers`).
 
-Headers are stamped with the node clock; ``/clock`` carries the simulator time.
+Headers are stamped with the node clock; ``/clock`` carries the simulator time. The 20 Hz
+state (poses, neighbours, resources, ``/consumers``) is built once per publication and
+published as CDR bytes of :mod:`sim_bridge.ros.wire` (one header and one pose table for every
+message; message objects where the middleware's layout differs), and ``cmd_vel`` is
+subscribed raw: no Python message objects per robot on the hot path.
 """
 
 from __future__ import annotations
@@ -369,7 +373,7 @@ class WorldNode(Node):
         the same content as :meth:`_publish_state_msgs`, bit for bit (tests)."""
         sim = self.sim
         head = wire.header_prefix(stamp.sec, stamp.nanosec, topics.WORLD_FRAME)
-        rows = self._pose_rows()
+        rows = self._pose_rows().astype("<f8", copy=False)  # CDR little endian
         blob = rows.tobytes()
         pose_head = wire.float64_aligned(head)
         for i in self.sim_idx.tolist():
