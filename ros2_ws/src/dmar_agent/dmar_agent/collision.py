@@ -294,16 +294,21 @@ def must_yield(
     robots: dict[int, int],
     width: int,
     step: int,
-    ground: Sequence[bool],
+    n_robots: int,
 ) -> bool:
     """The DMAR node's one-round form of Algorithm 2's steps 1-3 (no move ahead): robot ``me``
     waits instead of moving to ``target`` (row, col) when
 
     * another robot of its view stands on the target (step 1: every robot's cell is held), or
-    * a robot of its view that goes first (:func:`goes_first`, step 3) stands next to the
-      target: it may claim the cell this step too (step 2), or
-    * either robot is a ground robot and the other stands in the 8 cells around the target
-      (the CBF keeps a ground robot's projection point Ds + 2 l from others, more than a cell).
+    * a robot of its view that goes first (:func:`goes_first` among ``n_robots``, step 3)
+      stands next to the target: it may claim the cell this step too (step 2).
+
+    Ground robots follow the same rule as drones: their CBF certifies the axle with plain Ds
+    (:class:`cbf_filter.unicycle.AxleCBF`), so a robot in one of the 8 cells around the target
+    does not hold them off it. (A former extra rule, "with a ground robot on either side, wait
+    while the other stands in the 8 cells around the target", served the projection-point
+    certificate's Ds + 2 l; it had no precedence, so two ground robots could hold each other
+    for good, and it needed a view of 3 cells, more than k = 2 gives.)
 
     ``robots``: index -> flat cell of every robot in the view (``me`` included or not). Every
     robot that can reach ``target`` in one move stands next to it, so with a view of at least
@@ -312,7 +317,7 @@ def must_yield(
     that a robot yields to a neighbour of its target that does not claim it (a wait), where
     Algorithm 2 with its intent rounds would let it go.
     """
-    n = len(ground)
+    n = int(n_robots)
     row, col = target
     for a, cell in robots.items():
         if a == me:
@@ -322,7 +327,5 @@ def must_yield(
         if d1 == 0:
             return True
         if d1 == 1 and goes_first(a, me, step, n):
-            return True
-        if max(abs(ar - row), abs(ac - col)) <= 1 and (ground[me] or ground[a]):
             return True
     return False

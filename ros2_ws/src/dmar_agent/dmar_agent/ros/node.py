@@ -25,9 +25,10 @@ also hold their take-off height). Collision avoidance is Algorithm 2's one-round
 (:func:`dmar_agent.collision.must_yield`): a control towards an obstacle or off the grid
 becomes WAIT (as in the core's world); with ``yield_occupied`` a control becomes WAIT when its
 cell holds another robot of the view, or a robot of the view that goes first stands next to it
-(precedence by index, rotated by the PS step), or, with a ground robot on either side, another
-robot stands in the 8 cells around it; so no two robots head for one cell or swap cells (this
-needs ``k >= 2`` to see every contender). A robot not arrived ``stuck_timeout_s`` after its
+(precedence by index, rotated by the PS step); so no two robots head for one cell or swap cells
+(this needs ``k >= 2`` to see every contender). Ground robots follow the same rule as drones
+(their CBF certifies the axle with plain Ds, so a neighbour next to the target cell does not
+hold them off it). A robot not arrived ``stuck_timeout_s`` after its
 report re-reports WAIT back to the cell it came from (``backoffs``), and if it does not arrive
 there either, WAIT on the nearest free cell of its view (``settles``); a robot that arrived
 just waits for the world's next step.
@@ -190,8 +191,7 @@ class DmarNode(Node):
         self.tolerance = float(cfg.routing.tolerance)
         self.max_speed = float(rob.max_speed)
         self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
-        #: robot index -> ground robot (the CBF keeps its projection point Ds + 2 l from others)
-        self.ground = [r.kind == "ground" for r in cfg.robots]
+        self.n_robots = len(cfg.robots)
         _, dcfg = core_instance(cfg)
         self.agent = DmarAgent(self.index, dcfg, self.shape, background_plan)
         names = [getattr(fn, "__name__", "") for fn in self.agent.schedule]
@@ -381,7 +381,7 @@ class DmarNode(Node):
                 self.counts["blocked_moves"] += 1
                 u, tr, tc = WAIT, r, c
             elif self.yield_occupied and must_yield(
-                self.index, (tr, tc), v.robots, self.shape[1], self.step, self.ground
+                self.index, (tr, tc), v.robots, self.shape[1], self.step, self.n_robots
             ):
                 self.counts["yields"] += 1
                 u, tr, tc = WAIT, r, c
@@ -426,11 +426,10 @@ class DmarNode(Node):
 
     def _unstick(self, now: float) -> None:
         """Not arrived ``stuck_timeout_s`` after the last report (held short by the CBF, e.g.
-        a ground robot whose projection point keeps Ds + 2 l from a robot that moved next to
-        the target): first go back to the cell it came from (``backoffs``); if that does not
-        arrive either, settle on the nearest free cell of its view around where it stands
-        (``settles``), so the world's lockstep never waits for a cell the robot cannot reach.
-        Each is reported as WAIT on ``dmar/move``."""
+        by a robot its view did not show): first go back to the cell it came from
+        (``backoffs``); if that does not arrive either, settle on the nearest free cell of its
+        view around where it stands (``settles``), so the world's lockstep never waits for a
+        cell the robot cannot reach. Each is reported as WAIT on ``dmar/move``."""
         if not self.backed_off and self.target != self.origin:
             self.backed_off = True
             self.counts["backoffs"] += 1
