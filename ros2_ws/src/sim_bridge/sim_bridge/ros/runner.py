@@ -406,14 +406,26 @@ def _create_nodes(specs: list[NodeSpec], context, nodes: dict[str, Node]) -> Non
             raise BringupError(f"node {spec.fqn} ({spec.plugin}) failed to start: {exc}") from exc
 
 
+#: Longest time between two looks at the stop reasons of a composed run [s].
+STOP_CHECK_S = 0.01
+
+
 def _spin_composed(ex, context, res: RunResult, stop: StopFlag, t0: float, duration, should_stop):
-    """Spin until a stop reason (``res.stop_reason``); a callback that raises ends the run."""
+    """Spin until a stop reason (``res.stop_reason``); a callback that raises ends the run.
+
+    The reasons are looked at no more often than every :data:`STOP_CHECK_S` and no later than
+    one spin (50 ms) after that: a swarm of 50 robots runs thousands of callbacks a second,
+    and asking after each one cost about 4 % of the process."""
+    next_check = 0.0
     while True:
-        res.stop_reason = (
-            stop_reason(stop, t0, duration, should_stop) if context.ok() else "shutdown"
-        )
-        if res.stop_reason:
-            return
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + STOP_CHECK_S
+            res.stop_reason = (
+                stop_reason(stop, t0, duration, should_stop) if context.ok() else "shutdown"
+            )
+            if res.stop_reason:
+                return
         try:
             ex.spin_once(timeout_sec=0.05)
         except Exception as exc:  # a node's callback failed: stop the run cleanly
@@ -446,8 +458,8 @@ def run_composed(
     ``record``: MCAP file of the run (``record_diagnostics``: with ``/diagnostics``).
     ``observers``: factories of nodes spun in the same executor (module docstring).
     ``on_ready(nodes: dict[fqn, Node], context, executor)`` runs once every node exists
-    (tests use it to add their own nodes to the run). ``should_stop()`` is called after every
-    spin (at least every 50 ms) and ends the run when it returns True. Returns the run's
+    (tests use it to add their own nodes to the run). ``should_stop()`` is called at most every
+    10 ms and at least every 60 ms, and ends the run when it returns True. Returns the run's
     :class:`RunResult`.
     """
     res = RunResult()
