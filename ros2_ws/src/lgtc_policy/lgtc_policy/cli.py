@@ -145,9 +145,15 @@ def _sweep(ns: argparse.Namespace) -> int:
             family[fam] = json.loads(text) if text else {}
         except json.JSONDecodeError as e:
             raise ConfigError(f"--{fam}-options is not valid JSON ({e})") from e
+        except RecursionError:
+            raise ConfigError(
+                f"--{fam}-options is nested too deep; give a flat JSON object"
+            ) from None
         if not isinstance(family[fam], dict):
             raise ConfigError(f"--{fam}-options must be a JSON object of config fields")
         family[fam] = {k: tuple(v) if isinstance(v, list) else v for k, v in family[fam].items()}
+    if len(set(ns.seeds)) != len(ns.seeds):
+        raise ConfigError(f"--seeds {ns.seeds}: each seed once")
     rows = run_sweep(common, ns.algos, ns.seeds, ns.run_dir, ns.resume, family)
     print(json.dumps({"run_dir": ns.run_dir, "runs": rows}, indent=2))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -70,6 +71,37 @@ def test_config_cli_roundtrip_and_validation() -> None:
         PPOConfig(algo="vdn").validate()
     with pytest.raises(ConfigError, match="gamma"):
         SACConfig(gamma=1.5).validate()
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        # `lgtc train --seed -5 --total-env-steps 10` collected a whole 6144-step rollout
+        # (over 60 s on a loaded machine) for a budget of 10
+        ({"total_env_steps": 10}, "--total-env-steps 10 is below one PPO update (96 steps x 64"),
+        ({"seed": -5}, "--seed -5: must be an integer from 0 to"),
+        ({"seeds": (1, -2)}, "--seeds -2: each must be an integer from 0"),
+        ({"threads": 100_000}, "--threads 100000: must be 0 (every core) to 256"),
+        # values of the wrong type or not finite (JSON options, NaN from the command line)
+        ({"rollout": "x"}, "--rollout: must be an integer, got 'x'"),
+        ({"rollout": math.inf}, "--rollout: must be an integer, got inf"),
+        ({"rollout": True}, "--rollout: must be an integer, got True"),
+        ({"clip": math.nan}, "--clip: must be a finite number, got nan"),
+        ({"bc_coef": math.nan}, "--bc-coef: must be a finite number, got nan"),
+        ({"hidden": (16, "a")}, "--hidden: must be a list of integers, got (16, 'a')"),
+        ({"progress": "yes"}, "--progress: must be true or false, got 'yes'"),
+    ],
+)
+def test_fuzzed_config_values_are_refused_with_the_field(fields, words) -> None:
+    with pytest.raises(ConfigError) as err:
+        PPOConfig(**fields).validate()
+    assert words in str(err.value)
+
+
+def test_budget_of_one_update_and_int_for_float_pass() -> None:
+    PPOConfig(total_env_steps=6144).validate()
+    PPOConfig(total_env_steps=64, rollout=64, lr=1, max_grad_norm=2).validate()
+    SACConfig(total_env_steps=10, seed=2**63 - 1).validate()  # SAC steps num_envs at a time
 
 
 @pytest.mark.parametrize("algo", ["lgtc_ippo", "ippo", "mamoppo"])

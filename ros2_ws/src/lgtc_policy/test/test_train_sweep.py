@@ -114,6 +114,39 @@ def test_cli_sweep_tiny(tmp_path, capsys) -> None:
     assert "--ppo-options" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ('{"rollout": "x"}', "--ppo-options 'rollout': must be an integer, got 'x'"),  # TypeError
+        ('{"rollout": 1e999}', "--ppo-options 'rollout': must be an integer, got inf"),  # trained
+        ('{"clip": NaN}', "--ppo-options 'clip': must be a finite number, got nan"),
+        ('{"rollout": 2}', "--rollout >= --num-envs (set by --ppo-options 'rollout')"),
+        ('{"bogus": 1}', "--ppo-options 'bogus': not a PPOConfig field"),
+        ('{"seed": 3}', "--ppo-options 'seed': the sweep sets it for each run; use --seeds"),
+        ("[" * 100_000 + "]" * 100_000, "--ppo-options is nested too deep"),
+    ],
+)
+def test_sweep_options_are_checked_by_the_field_rules(tmp_path, capsys, options, words) -> None:
+    """``--ppo-options`` values go through the train config's field rules: one line naming
+    the key and exit 2, before anything trains (no run folder)."""
+    from lgtc_policy.cli import main
+
+    args = ["sweep", "--algos", "ippo", "--seeds", "1", "--run-dir", str(tmp_path / "sw")]
+    assert main([*args, "--ppo-options", options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_checks_every_method_before_the_first_trains(tmp_path) -> None:
+    """A bad SAC option used to surface only after the PPO methods had trained."""
+    common = {**SMALL, "total_env_steps": 32}
+    fam = {"ppo": {"rollout": 32, "minibatch": 8}, "sac": {"polyak": 2.0}}
+    with pytest.raises(ConfigError, match=r"vdn: .*--polyak in \(0, 1\] \(set by --sac-options"):
+        run_sweep(common, ["ippo", "vdn"], [1], str(tmp_path), False, fam)
+    assert not (tmp_path / "ippo_s1").exists()
+
+
 def test_resume_state_from_another_device_type_is_not_applied() -> None:
     from lgtc_policy.train.ppo import ActorCritic, PPORun
 

@@ -9,16 +9,70 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from lgtc_policy.env.spec import EnvConfig
 from lgtc_policy.model.lgtc import PI_FORMS
-from lgtc_policy.train.common import DEVICES, ConfigError
+from lgtc_policy.train.common import DEVICES, ConfigError, _field_type
 
-__all__ = ["PPO_ALGOS", "SAC_ALGOS", "PPOConfig", "SACConfig", "env_config_of"]
+__all__ = [
+    "MAX_SEED",
+    "PPO_ALGOS",
+    "SAC_ALGOS",
+    "PPOConfig",
+    "SACConfig",
+    "check_field_types",
+    "env_config_of",
+]
 
 PPO_ALGOS = ("lgtc_ippo", "ippo", "mamoppo")
 SAC_ALGOS = ("vdn", "qmix")
+#: Seeds are NumPy's and torch's (unsigned 64-bit) kept in a signed int64, as ``lgtc eval``'s.
+MAX_SEED = 2**63 - 1
+#: ``--threads`` above this is a typo (``lgtc eval`` takes 1..256 too).
+MAX_THREADS = 256
+_WANT = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def flag(name: str) -> str:
+    """The command-line option of config field ``name`` (``--total-env-steps``)."""
+    return "--" + name.replace("_", "-")
+
+
+def _fits(tp: type, value) -> bool:
+    """``value`` is of the field type ``tp`` (ints for floats too; bools only for bools;
+    floats finite)."""
+    if tp is bool or isinstance(value, bool):
+        return tp is bool and isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, tp)
+
+
+def check_field_types(
+    cls: type, values: Mapping[str, object], label: Callable[[str], str] = flag
+) -> None:
+    """Each of ``values`` has its ``cls`` field's type (an integer, a finite number, true or
+    false, a string, a list of integers); raises :class:`ConfigError` naming the first that
+    has not (``label(field)``, by default the option ``--field-name``) and what it must be.
+
+    The CLI's options are typed by argparse, but NaN and infinities pass ``float()``, and a
+    JSON value (``lgtc sweep --ppo-options``, ``config.json``) may be anything.
+    """
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        tp, is_tuple = _field_type(hints[name])
+        if is_tuple:
+            ok = isinstance(value, tuple | list) and all(_fits(tp, v) for v in value)
+            want = f"a list of {_WANT.get(tp, tp.__name__).split()[-1]}s"
+        else:
+            ok, want = _fits(tp, value), _WANT.get(tp, tp.__name__)
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise ConfigError(f"{label(name)}: must be {want}, got {shown}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +137,10 @@ class _Common:
             extra = json.loads(self.env_overrides) if self.env_overrides else {}
         except json.JSONDecodeError as e:
             raise ConfigError(f"--env-overrides is not valid JSON ({e})") from e
+        except RecursionError:
+            raise ConfigError(
+                "--env-overrides is nested too deep; give a flat JSON object"
+            ) from None
         if not isinstance(extra, dict):
             raise ConfigError("--env-overrides must be a JSON object of EnvConfig fields")
         own = ("n_agents", "n_consumers", "n_resources", "resources_per_consumer")
@@ -111,11 +169,16 @@ class _Common:
         return d
 
     def _check_common(self) -> None:
+        check_field_types(
+            type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
         for name in ("total_env_steps", "num_envs", "eval_episodes", "eval_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
-        if self.threads < 0:
-            raise ConfigError("--threads must be >= 0 (0 = every core)")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"--threads {self.threads}: must be 0 (every core) to {MAX_THREADS}")
         if self.device not in DEVICES:
             raise ConfigError(f"--device {self.device!r}: choose one of {DEVICES}")
         if not 0.0 < self.gamma < 1.0:
@@ -213,6 +276,17 @@ class PPOConfig(_Common):
             raise ConfigError(f"--algo {self.algo!r} is not a PPO algorithm {PPO_ALGOS}")
         if self.minibatch <= 0 or self.epochs <= 0 or self.rollout < self.num_envs:
             raise ConfigError("--minibatch/--epochs must be > 0 and --rollout >= --num-envs")
+        per_update = self.rollout_steps() * self.num_envs
+        if self.total_env_steps < per_update:  # the first update would run past the budget
+            raise ConfigError(
+                f"--total-env-steps {self.total_env_steps} is below one PPO update "
+                f"({self.rollout_steps()} steps x {self.num_envs} envs = {per_update} team "
+                f"transitions, --rollout {self.rollout}): pass --total-env-steps >= "
+                f"{per_update} or a smaller --rollout / --num-envs"
+            )
+        bad_seed = next((s for s in self.seeds if not 0 <= s <= MAX_SEED), None)
+        if bad_seed is not None:
+            raise ConfigError(f"--seeds {bad_seed}: each must be an integer from 0 to {MAX_SEED}")
         if not 0.0 <= self.gae_lambda <= 1.0 or self.clip <= 0:
             raise ConfigError("--gae-lambda must be in [0, 1] and --clip > 0")
         if self.bc_coef < 0:

@@ -20,15 +20,27 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from lgtc_policy.model.checkpoint import load_checkpoint
 from lgtc_policy.train.common import ConfigError
-from lgtc_policy.train.config import PPO_ALGOS, SAC_ALGOS, PPOConfig, SACConfig, _Common
+from lgtc_policy.train.config import (
+    PPO_ALGOS,
+    SAC_ALGOS,
+    PPOConfig,
+    SACConfig,
+    _Common,
+    check_field_types,
+    flag,
+)
 
 __all__ = ["FIG3_ALGOS", "run_sweep"]
 
 FIG3_ALGOS = ("lgtc_ippo", "ippo", "mamoppo", "vdn", "qmix")
+#: Fields the sweep sets itself, per run (the option that sets each).
+SWEEP_SET = {"algo": "--algos", "seed": "--seeds", "seeds": "--seeds", "run_dir": "--run-dir",
+             "resume": "--resume"}  # fmt: skip
 
 
 def _state(d: Path, budget: int) -> str:
@@ -58,10 +70,53 @@ def run_sweep(
     bad = [a for a in algos if a not in (*PPO_ALGOS, *SAC_ALGOS)]
     if bad:
         raise ConfigError(f"--algos {bad}: choose among {FIG3_ALGOS}")
+    family = family or {}
+    for fam, opts in family.items():
+        check_family_options(fam, opts)
+    for algo in algos:  # every run's config checked before the first one trains
+        fam = "ppo" if algo in PPO_ALGOS else "sac"
+        for s in seeds:
+            _config(algo, common, fam, family.get(fam, {}), s, root)
     for algo in algos:
-        fam = (family or {}).get("ppo" if algo in PPO_ALGOS else "sac", {})
+        fam = family.get("ppo" if algo in PPO_ALGOS else "sac", {})
         _sweep_method(algo, {**common, **fam}, seeds, root, resume)
     return _summarise(root, algos, seeds)
+
+
+def check_family_options(fam: str, opts: dict) -> None:
+    """``--ppo-options`` / ``--sac-options``: every key a field of the family's config that the
+    sweep does not set itself, every value of the field's type (:func:`check_field_types`);
+    raises :class:`ConfigError` naming the key and the fix."""
+    cls = PPOConfig if fam == "ppo" else SACConfig
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in opts:
+        if key in SWEEP_SET:
+            raise ConfigError(
+                f"--{fam}-options {key!r}: the sweep sets it for each run; use "
+                f"{SWEEP_SET[key]} instead"
+            )
+        if key not in names:
+            raise ConfigError(
+                f"--{fam}-options {key!r}: not a {cls.__name__} field; the fields are the "
+                f"options of `lgtc train --algo {cls().algo}` (see --help), in snake_case"
+            )
+    check_field_types(cls, opts, label=lambda key: f"--{fam}-options {key!r}")
+
+
+def _config(
+    algo: str, common: dict, fam: str, opts: dict, seed: int, root: Path
+) -> PPOConfig | SACConfig:
+    """The validated config of one run (``common`` then the family's ``opts``); an error
+    names the ``--<fam>-options`` keys among the options it names."""
+    cls = PPOConfig if algo in PPO_ALGOS else SACConfig
+    try:
+        return dataclasses.replace(
+            cls(algo=algo), **{**common, **opts}, seed=seed, run_dir=str(root / f"{algo}_s{seed}")
+        ).validate()
+    except ConfigError as e:
+        keys = [k for k in opts if re.search(re.escape(flag(k)) + r"(?![\w-])", str(e))]
+        where = f" (set by --{fam}-options {', '.join(map(repr, keys))})" if keys else ""
+        raise ConfigError(f"{algo}: {e}{where}") from None
 
 
 def _sweep_method(algo: str, common: dict, seeds: list[int], root: Path, resume: bool) -> None:
@@ -73,10 +128,7 @@ def _sweep_method(algo: str, common: dict, seeds: list[int], root: Path, resume:
 
     cls = PPOConfig if algo in PPO_ALGOS else SACConfig
     train = train_ppo if cls is PPOConfig else train_sac
-    try:
-        base = dataclasses.replace(cls(algo=algo), **common)
-    except TypeError as e:
-        raise ConfigError(f"lgtc sweep: an option does not apply to {algo}: {e}") from e
+    base = dataclasses.replace(cls(algo=algo), **common)  # fields checked by run_sweep
 
     def cfg_of(seed: int, **kw) -> PPOConfig | SACConfig:
         d = str(root / f"{algo}_s{seed}")
