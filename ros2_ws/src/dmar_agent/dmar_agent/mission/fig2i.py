@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmar_agent.errors import ConfigError
 from dmar_agent.mission.continuous import ContinuousConfig, ContinuousResult, run_continuous
 from dmar_agent.protocols import DmarConfig
 from dmar_agent.world import grid_diameter, make_instance
@@ -46,6 +47,13 @@ FIELDS = [
     "seed",
     *(f for f in ContinuousResult.__dataclass_fields__ if f != "cost_at_completion"),
 ]
+#: Columns :func:`summary` reads: the row's key and these numbers.
+NUMBERS = ("cost", "clusters", "min_separation", "wall_s")
+#: Environments and runs per environment of one sweep (run ``r`` of environment ``e`` has
+#: seed ``100 e + r``, so more than 100 runs would repeat the next environment's seeds).
+MAX_ENVS, MAX_RUNS = 1000, 100
+#: The README lines between which ``dmar fig2i readme`` writes the table.
+README_MARKERS = ("<!-- fig2i-table -->", "<!-- /fig2i-table -->")
 
 
 @dataclass(frozen=True)
@@ -100,17 +108,51 @@ def jobs(envs: int = 30, runs: int = 10, radii: Iterable[float] = RADII_CM) -> l
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a sweep CSV (numbers parsed), [] if the file does not exist."""
-    if not Path(path).exists():
+    """Rows of a sweep CSV (numbers parsed), [] if the file does not exist or is empty.
+
+    Raises :class:`ConfigError` naming the file and the fix when it is not a sweep CSV: the
+    key columns or :data:`NUMBERS` missing, a row whose key or numbers do not parse, a line
+    the csv module cannot read (a field beyond its limit, a NUL byte).
+    """
+    path = Path(path)
+    if not path.exists():
         return []
     out = []
     with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            out.append({k: _parse(v) for k, v in row.items()})
+        reader = csv.DictReader(fh)
+        try:
+            header = reader.fieldnames or []
+            missing = [c for c in (*KEY, *NUMBERS, "completed") if c not in header]
+            if header and missing:
+                raise ConfigError(
+                    f"{path}: not a fig2i sweep CSV: no column {', '.join(missing)} (it has "
+                    f"{', '.join(header[:6])}{', ...' if len(header) > 6 else ''}); give the "
+                    "CSV `dmar fig2i run` writes"
+                )
+            for row in reader:
+                out.append(_row(path, reader.line_num, row))
+        except csv.Error as e:
+            raise ConfigError(f"{path} line {reader.line_num}: not a readable CSV ({e})") from None
     return out
 
 
-def _parse(v: str):
+def _row(path: Path, line: int, row: dict) -> dict:
+    """One parsed row; its key and :data:`NUMBERS` must be numbers (``k_cm`` may be inf)."""
+    rec = {k: _parse(v) for k, v in row.items() if k is not None}
+    for col in ("env", "run", "k_cm", *NUMBERS):
+        v = rec.get(col)
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        if not (number or (col == "k_cm" and v == "inf")):
+            raise ConfigError(
+                f"{path} line {line}: {col} is {v!r}, not a number; rerun that job (delete "
+                "the line, then `dmar fig2i run` adds it again)"
+            )
+    return rec
+
+
+def _parse(v: str | None):
+    if v is None:  # a short row
+        return None
     if v in ("True", "False"):
         return v == "True"
     for cast in (int, float):
@@ -121,10 +163,26 @@ def _parse(v: str):
     return v
 
 
+def _check_header(path: Path) -> None:
+    """A CSV ``run`` appends to must have :data:`FIELDS` as its header (rows of another
+    layout would land under the wrong columns)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if header != FIELDS:
+        raise ConfigError(
+            f"--csv {path}: its columns are not those `dmar fig2i run` writes "
+            f"({', '.join(header[:4])}{', ...' if len(header) > 4 else ''}); give a new "
+            "--csv or the one an earlier run wrote"
+        )
+
+
 def run_fig2i(path: Path, todo: list[Fig2iJob], workers: int = 2) -> int:
     """Run the jobs not yet in the CSV at ``path`` on ``workers`` processes, appending each row
     as it finishes. Returns the number of rows written."""
     path = Path(path)
+    _check_header(path)
     done = {(r["env"], r["run"], str(r["k_cm"]), r["algo"]) for r in read_rows(path)}
     left = [j for j in todo if (j.env, j.run, _k_label(j.k_cm), j.algo) not in done]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +297,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 def add_arguments(p) -> None:
     """Flags of ``dmar fig2i`` (an argparse parser)."""
+    from sim_bridge.cli import bounded_int
+
     p.add_argument(
         "action",
         choices=["run", "table", "figure", "readme"],
@@ -247,17 +307,36 @@ def add_arguments(p) -> None:
     p.add_argument("--readme", default=str(RESULTS.parent / "README.md"), help="README to update")
     p.add_argument("--csv", default=str(RESULTS / "fig2i_continuous.csv"), help="sweep CSV")
     p.add_argument("--out", default=str(RESULTS / "fig2i_continuous.png"), help="figure path")
-    p.add_argument("--envs", type=int, default=30, help="random environments (paper: 30)")
-    p.add_argument("--runs", type=int, default=10, help="runs per environment (paper: 10)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument(
+        "--envs",
+        type=bounded_int(1, MAX_ENVS),
+        default=30,
+        help="random environments (paper: 30)",
+    )
+    p.add_argument(
+        "--runs",
+        type=bounded_int(1, MAX_RUNS),
+        default=10,
+        help=f"runs per environment (paper: 10; at most {MAX_RUNS}: seed 100 env + run)",
+    )
+    p.add_argument("--workers", type=bounded_int(1, 256), default=2, help="worker processes")
 
 
 def main(args) -> int:
-    """``dmar fig2i run|table|figure`` (parsed ``args`` of :func:`add_arguments`)."""
+    """``dmar fig2i run|table|figure|readme`` (parsed ``args`` of :func:`add_arguments`)."""
     if args.action == "run":
         n = run_fig2i(Path(args.csv), jobs(args.envs, args.runs), args.workers)
         print(f"wrote {n} rows to {args.csv}")
-    summ = summary(read_rows(Path(args.csv)))
+    rows = read_rows(Path(args.csv))
+    if not rows:
+        state = "does not exist" if not Path(args.csv).exists() else "has no rows"
+        raise ConfigError(
+            f"--csv {args.csv} {state}; run `dmar fig2i run --csv {args.csv}` first (or give "
+            "the CSV it wrote)"
+        )
+    if args.action == "figure":
+        _check_figure_path(Path(args.out))
+    summ = summary(rows)
     if args.action == "figure":
         print(f"wrote {plot(summ, Path(args.out))}")
     if args.action == "readme":
@@ -267,9 +346,45 @@ def main(args) -> int:
     return 0
 
 
+def _check_figure_path(out: Path) -> None:
+    """``--out`` must name an image file matplotlib writes (a folder or a name without a
+    suffix was saved as ``<name>.png`` beside it, an unknown suffix was a traceback)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if out.is_dir() or out.suffix.lower().lstrip(".") not in kinds:
+        what = (
+            "is a folder"
+            if out.is_dir()
+            else f"ends {out.suffix!r}, not an image type matplotlib writes"
+            if out.suffix
+            else "has no suffix"
+        )
+        raise ConfigError(
+            f"--out {out} {what}; give a file name ending .png (or .{', .'.join(sorted(kinds))})"
+        )
+
+
 def write_readme_table(readme: Path, summ: list[dict]) -> None:
-    """Replace the text between the README's ``<!-- fig2i-table -->`` markers by the table."""
+    """Replace the text between the README's :data:`README_MARKERS` lines by the table;
+    raises :class:`ConfigError` naming a missing (or misplaced) marker and how to add it."""
     text = readme.read_text()
-    head, tail = "<!-- fig2i-table -->\n", "<!-- /fig2i-table -->"
-    a, b = text.index(head) + len(head), text.index(tail)
+    head, tail = README_MARKERS
+    a, b = text.find(head + "\n"), text.find(tail)
+    if a < 0 or b < 0 or b < a:
+        what = (
+            f"no line {head!r}"
+            if a < 0
+            else f"no line {tail!r}"
+            if b < 0
+            else f"{tail!r} comes before {head!r}"
+        )
+        raise ConfigError(
+            f"--readme {readme}: {what}; add the two lines {head} and {tail} (in this order) "
+            "where the table goes"
+        )
+    a += len(head) + 1
     readme.write_text(text[:a] + markdown_table(summ) + "\n" + text[b:])
