@@ -318,6 +318,27 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
         assert f"error: {opt} = " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("d", "d is a folder; give an image file name such as"),  # was d.png beside it, exit 0
+        ("fig.txt", "ends '.txt', not an image type"),
+        ("fig", "has no suffix"),
+        ("f/fig.png", "cannot be written: "),
+    ],
+)
+def test_figure_that_cannot_be_an_image_file_is_refused_before_any_run(
+    tmp_path, capsys, name, words
+):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("a file")
+    argv = ["--backend", "core", "--config", str(tmp_path / "none.yaml"), "--runs", "1"]
+    assert main([*argv, "--figure", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --figure ") and words in err[0], err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d.png").exists()
+
+
 def test_expert_yardstick_reallocates_as_in_fig5():
     """The scenario and the analysis are sound: with eq. 3's allocation cf3 serves c3 alone,
     and after it lands a drone of another subteam moves over (no checkpoint needed)."""

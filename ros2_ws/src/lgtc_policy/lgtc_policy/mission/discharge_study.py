@@ -81,6 +81,29 @@ def _check_options(runs: int, jitter: float, window: float, after: float) -> Non
             raise MissionError(f"{name} = {value}: must be {need}")
 
 
+def _check_figure(figure: str) -> None:
+    """MissionError (``figure ...: problem; fix``) unless ``--figure`` can be written as an
+    image file: checked before the first run (a folder was written as ``<folder>.png`` beside
+    it and the study exited 0; an unknown suffix or a file in the way failed after the runs)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(figure)
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    above = next((p for p in path.parents if p.exists()), Path("."))
+    if path.is_dir():
+        problem = "is a folder"
+    elif path.suffix.lower().lstrip(".") not in kinds:
+        problem = f"ends {path.suffix!r}, not an image type" if path.suffix else "has no suffix"
+    elif not above.is_dir():
+        problem = f"cannot be written: {above} is not a folder"
+    else:
+        return
+    raise MissionError(
+        f"figure {figure} {problem}; give an image file name such as "
+        f"{(path if path.is_dir() else path.parent) / 'fig5.png'} (.png, .pdf, .svg, ...)"
+    )
+
+
 def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
     """(raw mapping, validated SwarmConfig) of a discharge study config; MissionError if bad."""
     try:
@@ -440,6 +463,8 @@ def run_cli(ns: argparse.Namespace) -> int:
     """``lgtc discharge``: 0 when the study ran, 2 on bad input (one line, no traceback)."""
     try:
         _check_options(ns.runs, ns.jitter, ns.window, ns.after)
+        if ns.figure is not None:
+            _check_figure(ns.figure)
     except MissionError as exc:
         print(f"error: --{exc}", file=sys.stderr)
         return 2
