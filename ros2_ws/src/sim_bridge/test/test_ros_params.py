@@ -151,6 +151,19 @@ def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
         ("goto_node", "gain", math.nan, "gain: must be >= 0, got nan"),
         ("ground_node", "hold_after_s", math.nan, "hold_after_s: must be finite and > 0"),
         ("ground_node", "projection_distance", -1.0, "projection_distance: must be > 0"),
+        # the Crazyflie bridge started with these (LinkParams checks only how they relate)
+        ("crazyflie_node", "battery_full_v", math.nan, "battery_full_v: must be finite and > 0"),
+        ("crazyflie_node", "battery_full_v", -4.0, "battery_full_v: must be finite and > 0 V"),
+        ("crazyflie_node", "reconnect_after_s", math.nan, "reconnect_after_s: must be finite"),
+        ("crazyflie_node", "connect_timeout_s", math.inf, "connect_timeout_s: must be finite"),
+        ("crazyflie_node", "estimate_wait_s", math.nan, "estimate_wait_s: must be finite and > 0"),
+        ("crazyflie_node", "retry_backoff_max_s", math.inf, "retry_backoff_max_s: must be finite"),
+        ("crazyflie_node", "land_after_s", math.inf, "land_after_s: must be finite and > 0 s"),
+        ("crazyflie_node", "max_rate_hz", math.inf, "max_rate_hz: must be finite and > 0 Hz"),
+        ("crazyflie_node", "rate_hz", math.inf, "rate_hz: must be >= 20 Hz"),
+        ("crazyflie_node", "geofence_margin", math.nan, "geofence_margin: must be >= 0 m"),
+        ("crazyflie_node", "log_period_ms", 5, "log_period_ms: must be in [10, 2540]"),
+        ("crazyflie_node", "resources_hz", math.inf, "resources_hz: must be finite and > 0"),
     ],
 )
 def test_node_tables_refuse_fuzzed_values(context, module, name, value, words):
@@ -166,3 +179,17 @@ def test_node_tables_refuse_fuzzed_values(context, module, name, value, words):
         assert words in str(err.value)
     finally:
         node.destroy_node()
+
+
+def test_crazyflie_defaults_pass_their_rules(context):
+    """Every default of the bridge's table passes its own rule and LinkParams."""
+    from sim_bridge.bridges.crazyflie_link import LinkParams
+    from sim_bridge.ros.crazyflie_node import _LINK_FIELDS, PARAMETERS
+
+    node = _node(context)
+    try:
+        values = P.declare_and_read(node, PARAMETERS, P.config_error)
+    finally:
+        node.destroy_node()
+    LinkParams(**{name: values[name] for name in _LINK_FIELDS})
+    assert all(p.rule is not None for p in PARAMETERS if p.name in _LINK_FIELDS)

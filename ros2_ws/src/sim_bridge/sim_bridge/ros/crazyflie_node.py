@@ -66,7 +66,14 @@ from sim_bridge.ros.bridge_node import (
     bridge_error,
     quaternion_to_yaw,
 )
-from sim_bridge.ros.params import Param, declare_and_read, positive
+from sim_bridge.ros.params import (
+    Param,
+    Rule,
+    at_least,
+    between,
+    declare_and_read,
+    finite_positive,
+)
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import CMD_TIMEOUT_S, CMD_VEL, EMERGENCY_STOP, LAND, TAKEOFF, robot_topic
 
@@ -100,30 +107,66 @@ def _route_cflib_log(ros_logger) -> None:
 
 
 _DEFAULTS = LinkParams()
-#: :class:`LinkParams` fields that are node parameters, with their meaning.
+
+
+def _time(default: float) -> Rule:
+    return finite_positive(f"a duration such as {default:g}", "s")
+
+
+#: :class:`LinkParams` fields that are node parameters: (meaning, rule). The rules check each
+#: value alone (NaN and infinities included); :class:`LinkParams` checks how they relate.
 _LINK_FIELDS = {
-    "rate_hz": "fixed setpoint streaming rate [Hz] (>= 20)",
-    "max_rate_hz": "new commands go out at once, but at most this often [Hz]",
-    "hold_after_s": "command age after which zero velocity is streamed [s]",
-    "land_after_s": "command age after which the drone lands [s]",
-    "link_timeout_s": "no packet from the drone for this long: link lost [s]",
-    "reconnect_after_s": "silence after which the connection is re-opened [s]",
-    "connect_timeout_s": "limit of one connection attempt while the drone answers [s]",
-    "answer_timeout_s": "an attempt that hears no answer this long is retried [s]",
-    "retry_backoff_s": "first delay between attempts, doubled up to retry_backoff_max_s [s]",
-    "retry_backoff_max_s": "longest delay between connection attempts [s]",
-    "ground_z_m": "an estimate at or below this altitude means on the ground [m]",
-    "estimate_wait_s": "wait for a fresh estimate after a link loss in the air [s]",
-    "geofence_margin": "land when the estimate leaves the arena by more than this [m]",
-    "log_period_ms": "state estimate / battery log period [ms] (10..2540)",
+    "rate_hz": (
+        "fixed setpoint streaming rate [Hz] (>= 20)",
+        at_least(20.0, "e.g. 20.0 (the firmware expects a steady stream)", "Hz"),
+    ),
+    "max_rate_hz": (
+        "new commands go out at once, but at most this often [Hz]",
+        finite_positive("a rate >= rate_hz such as 100.0", "Hz"),
+    ),
+    "hold_after_s": ("command age after which zero velocity is streamed [s]", _time(0.3)),
+    "land_after_s": ("command age after which the drone lands [s]", _time(2.0)),
+    "link_timeout_s": ("no packet from the drone for this long: link lost [s]", _time(1.0)),
+    "reconnect_after_s": ("silence after which the connection is re-opened [s]", _time(3.0)),
+    "connect_timeout_s": (
+        "limit of one connection attempt while the drone answers [s]",
+        _time(15.0),
+    ),
+    "answer_timeout_s": ("an attempt that hears no answer this long is retried [s]", _time(1.0)),
+    "retry_backoff_s": (
+        "first delay between attempts, doubled up to retry_backoff_max_s [s]",
+        _time(0.5),
+    ),
+    "retry_backoff_max_s": ("longest delay between connection attempts [s]", _time(1.0)),
+    "ground_z_m": (
+        "an estimate at or below this altitude means on the ground [m]",
+        at_least(0.0, "e.g. 0.1", "m"),
+    ),
+    "estimate_wait_s": ("wait for a fresh estimate after a link loss in the air [s]", _time(0.5)),
+    "geofence_margin": (
+        "land when the estimate leaves the arena by more than this [m]",
+        at_least(0.0, "e.g. 0.3", "m"),
+    ),
+    "log_period_ms": (
+        "state estimate / battery log period [ms] (10..2540)",
+        between(10, 2540, "e.g. 50 (the firmware's log periods are 10 ms steps up to 2540)"),
+    ),
 }
 #: Node parameters of the Crazyflie bridge (cross-field checks: :class:`LinkParams`).
 PARAMETERS = (
-    *(Param(name, getattr(_DEFAULTS, name), text) for name, text in _LINK_FIELDS.items()),
-    Param("battery_full_v", 4.2, "battery voltage of a full charge [V]"),
+    *(
+        Param(name, getattr(_DEFAULTS, name), text, rule)
+        for name, (text, rule) in _LINK_FIELDS.items()
+    ),
+    Param(
+        "battery_full_v",
+        4.2,
+        "battery voltage of a full charge [V]",
+        finite_positive("e.g. 4.2 (a 1S LiPo)", "V"),
+    ),
     Param("battery_resource", "", "resource fed by the battery ('': battery, else energy)"),
     Param("toc_cache_dir", DEFAULT_TOC_CACHE, "cflib TOC cache directory ('': no cache)"),
-    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", positive("e.g. 5.0")),
+    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", finite_positive("e.g. 5.0")),
 )
 
 

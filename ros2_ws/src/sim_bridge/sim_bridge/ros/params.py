@@ -77,6 +77,12 @@ def positive(fix: str) -> Rule:
     return Rule(lambda v: float(v) > 0.0, "> 0", fix)
 
 
+def finite_positive(fix: str, unit: str = "") -> Rule:
+    """Finite and ``value > 0`` (NaN and infinities fail): a duration, a rate, a voltage."""
+    text = f"finite and > 0{' ' + unit if unit else ''}"
+    return Rule(lambda v: 0.0 < float(v) < math.inf, text, fix)
+
+
 def at_least(low: float, fix: str, unit: str = "") -> Rule:
     """Finite and ``value >= low``."""
     text = f">= {low:g}{' ' + unit if unit else ''}"
