@@ -9,6 +9,12 @@ carry: a resumed run continues exactly as the uninterrupted one), ``best.pt``,
 (:mod:`lgtc_policy.train.stacked`); SAC runs one seed after the other. ``<run_dir>/sweep.csv``
 collects the final evaluations.
 
+Every run's config is checked before the first one trains: ``--ppo-options`` /
+``--sac-options`` keys must be fields of the family's config that the sweep does not set
+itself (``algo``, ``seed``, ``seeds``, ``run_dir``, ``resume``), values pass the train
+config's field rules (:func:`lgtc_policy.train.config.check_field_types`, then ``validate``);
+an error names the key.
+
 ``--resume true`` (after an interruption, or on another machine with the folder copied):
 finished runs (``final_eval.json`` at the budget) are skipped, interrupted ones continue from
 their ``last.pt`` (the budget may grow), missing ones start. Without it an existing run folder
