@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from sim_bridge.cli import ArgumentParser
+from sim_bridge.cli import ArgumentParser, bounded_int
 
 from dmar_agent.mission.sweep import (
     ALL_ALGOS,
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     _limit_flags(s)
     s.add_argument("--out", default="dmar_sweep.csv", help="CSV to write")
     s.add_argument("--address", default=None, help="Ray cluster address (default: local)")
-    s.add_argument("--num-cpus", type=int, default=2, help="local Ray CPUs")
+    s.add_argument("--num-cpus", type=bounded_int(1, 4096), default=2, help="local Ray CPUs")
     s.add_argument("--no-ray", action="store_true", help="run serially in this process")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

@@ -248,6 +248,16 @@ def test_limit_flags_reject_bad_values(argv, match, capsys):
     assert match in _err(argv, capsys)
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_sweep_num_cpus_is_bounded(value, capsys):
+    """--num-cpus 0 / -1 were accepted (a Ray pool of no CPU runs nothing)."""
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--no-ray", "--num-cpus", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "argument --num-cpus: must be an integer from 1 to 4096" in err[0]
+
+
 @pytest.mark.parametrize(
     ("text", "words"), [("1..100000000", "more than 1000 values"), ("5..2", "gives no value")]
 )

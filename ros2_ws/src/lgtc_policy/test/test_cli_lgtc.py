@@ -154,3 +154,27 @@ def test_figures_out_that_is_a_file_is_refused_first(tmp_path, capsys) -> None:
     assert lgtc_main(["figures", "fig56", "--out", str(taken)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"lgtc figures: error: --out {taken}: cannot make this folder (File exists)"]
+
+
+def test_fig3_runs_that_is_not_a_folder_is_refused(tmp_path, capsys) -> None:
+    """A file as fig3's --runs drew an empty figure and exited 0."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("")
+    assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--runs {runs} is not a folder; give the folder" in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_run_dir_under_a_file_is_one_line_naming_the_option(tmp_path, capsys) -> None:
+    """Was the logger's raw '[Errno 17] File exists' (train) / '[Errno 20] Not a directory'
+    (sweep, after the checkpoints of the first method were looked up)."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    argv = ["train", "--algo", "ippo", "--run-dir", str(taken)]
+    assert lgtc_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lgtc train: error: --run-dir {taken}: {taken} is a file; give a folder"]
+    assert lgtc_main(["sweep", "--algos", "ippo", "--seeds", "1", "--run-dir", str(taken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{taken} is a file; give a folder" in err[0], err

@@ -13,6 +13,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from lgtc_policy.env.spec import EnvConfig
 from lgtc_policy.model.lgtc import PI_FORMS
@@ -175,6 +176,10 @@ class _Common:
         for name in ("total_env_steps", "num_envs", "eval_episodes", "eval_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
+        run_dir = Path(self.run_dir)
+        above = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)
+        if above is not None and not above.is_dir():  # the logger's mkdir: a raw Errno line
+            raise ConfigError(f"--run-dir {self.run_dir}: {above} is a file; give a folder")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
         if not 0 <= self.threads <= MAX_THREADS:

@@ -110,7 +110,7 @@ _DEFAULTS = LinkParams()
 
 
 def _time(default: float) -> Rule:
-    return finite_positive(f"a duration such as {default:g}", "s")
+    return finite_positive(f"a duration such as {float(default)!r}", "s")
 
 
 #: :class:`LinkParams` fields that are node parameters: (meaning, rule). The rules check each
