@@ -136,7 +136,10 @@ def test_run_counts_are_bounded(tmp_path, capsys, flag, value, words):
     assert not (tmp_path / "f.csv").exists()
 
 
-@pytest.mark.parametrize(("name", "words"), [("d", "is a folder"), ("f.txt", "ends '.txt'")])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("d", "is a folder"), ("f.txt", "ends '.txt'"), ("f.csv/x.png", "its folder cannot be made")],
+)
 def test_figure_out_must_be_an_image_file(tmp_path, capsys, name, words):
     """A folder as --out was written as <folder>.png beside it."""
     (tmp_path / "d").mkdir()

@@ -325,6 +325,7 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
         ("fig.txt", "ends '.txt', not an image type"),
         ("fig", "has no suffix"),
         ("f/fig.png", "cannot be written: "),
+        ("", "is empty"),
     ],
 )
 def test_figure_that_cannot_be_an_image_file_is_refused_before_any_run(
@@ -333,7 +334,8 @@ def test_figure_that_cannot_be_an_image_file_is_refused_before_any_run(
     (tmp_path / "d").mkdir()
     (tmp_path / "f").write_text("a file")
     argv = ["--backend", "core", "--config", str(tmp_path / "none.yaml"), "--runs", "1"]
-    assert main([*argv, "--figure", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
+    figure = str(tmp_path / name) if name else ""
+    assert main([*argv, "--figure", figure, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --figure ") and words in err[0], err
     assert not (tmp_path / "o").exists() and not (tmp_path / "d.png").exists()

@@ -90,11 +90,34 @@ def test_config_cli_roundtrip_and_validation() -> None:
         ({"bc_coef": math.nan}, "--bc-coef: must be a finite number, got nan"),
         ({"hidden": (16, "a")}, "--hidden: must be a list of integers, got (16, 'a')"),
         ({"progress": "yes"}, "--progress: must be true or false, got 'yes'"),
+        # sizes and counts that trained nonsense, hung or were allocation tracebacks
+        ({"hidden": (0,)}, "--hidden 0: each layer size must be an integer from 1 to 8192"),
+        ({"hidden": (-5,)}, "--hidden -5: each layer size"),
+        ({"g": 100_000_000}, "--g 100000000: each layer size"),
+        ({"eval_episodes": 10**8}, "--eval-episodes 100000000: must be 1 to 10000"),
+        ({"rollout": 10**11, "total_env_steps": 10**11}, "--rollout 100000000000: must be at"),
     ],
 )
 def test_fuzzed_config_values_are_refused_with_the_field(fields, words) -> None:
     with pytest.raises(ConfigError) as err:
         PPOConfig(**fields).validate()
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"learning_starts": -1}, "need --learning-starts >= 0"),
+        ({"updates_per_step": 0}, "--updates-per-step >= 1"),
+        ({"entropy_coef": -0.1}, "--entropy-coef >= 0"),
+        ({"mix_hidden": (0,)}, "--mix-hidden 0: each layer size"),
+        ({"buffer": 10**12}, "--buffer 1000000000000: must be at most 1000000"),
+    ],
+)
+def test_fuzzed_sac_values_are_refused_with_the_field(fields, words) -> None:
+    """These trained (nothing learnt with no gradient step, a zero-width mixer) or hung."""
+    with pytest.raises(ConfigError) as err:
+        SACConfig(**fields).validate()
     assert words in str(err.value)
 
 

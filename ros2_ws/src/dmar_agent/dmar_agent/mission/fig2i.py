@@ -366,6 +366,13 @@ def _check_figure_path(out: Path) -> None:
         raise ConfigError(
             f"--out {out} {what}; give a file name ending .png (or .{', .'.join(sorted(kinds))})"
         )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out}: its folder cannot be made ({exc.strerror or exc}); give a path "
+            "under a folder"
+        ) from None
 
 
 def write_readme_table(readme: Path, summ: list[dict]) -> None:

@@ -90,14 +90,20 @@ def _check_figure(figure: str) -> None:
     path = Path(figure)
     kinds = FigureCanvasBase.get_supported_filetypes()
     above = next((p for p in path.parents if p.exists()), Path("."))
-    if path.is_dir():
+    if not figure:
+        problem = "is empty"
+    elif path.is_dir():
         problem = "is a folder"
     elif path.suffix.lower().lstrip(".") not in kinds:
         problem = f"ends {path.suffix!r}, not an image type" if path.suffix else "has no suffix"
     elif not above.is_dir():
         problem = f"cannot be written: {above} is not a folder"
     else:
-        return
+        try:  # its folder now, not after the runs
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        except OSError as exc:
+            problem = f"cannot be written: its folder cannot be made ({exc.strerror or exc})"
     raise MissionError(
         f"figure {figure} {problem}; give an image file name such as "
         f"{(path if path.is_dir() else path.parent) / 'fig5.png'} (.png, .pdf, .svg, ...)"

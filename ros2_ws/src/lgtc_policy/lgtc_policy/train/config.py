@@ -35,6 +35,14 @@ SAC_ALGOS = ("vdn", "qmix")
 MAX_SEED = 2**63 - 1
 #: ``--threads`` above this is a typo (``lgtc eval`` takes 1..256 too).
 MAX_THREADS = 256
+#: Widest layer (``--g``, ``--f``, each ``--hidden`` / ``--mix-hidden``): 32 x Table I's 256;
+#: a square layer of it is 256 MiB of float32 (wider ones were multi-TB allocations).
+MAX_WIDTH = 8192
+#: Episodes of one evaluation (``--eval-episodes``; ``lgtc eval --episodes``' limit).
+MAX_EVAL_EPISODES = 10_000
+#: Team transitions of one PPO rollout / the SAC replay (``--rollout``, ``--buffer``): 160 x
+#: Table I's 6144 (its buffers are gigabytes at N = 10; 10^11 hung in the allocator).
+MAX_TRANSITIONS = 1_000_000
 _WANT = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
 
 
@@ -182,6 +190,19 @@ class _Common:
             raise ConfigError(f"--run-dir {self.run_dir}: {above} is a file; give a folder")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
+        for name in ("g", "f", "hidden", "mix_hidden"):  # mix_hidden: SAC only
+            sizes = getattr(self, name, ())
+            for size in sizes if isinstance(sizes, tuple | list) else (sizes,):
+                if not 1 <= size <= MAX_WIDTH:
+                    raise ConfigError(
+                        f"{flag(name)} {size}: each layer size must be an integer from 1 to "
+                        f"{MAX_WIDTH} (Table I: 64 for --g/--f, 256 256 for --hidden)"
+                    )
+        if self.eval_episodes > MAX_EVAL_EPISODES:
+            raise ConfigError(
+                f"--eval-episodes {self.eval_episodes}: must be 1 to {MAX_EVAL_EPISODES} "
+                "(one batched env; the paper uses 32)"
+            )
         if not 0 <= self.threads <= MAX_THREADS:
             raise ConfigError(f"--threads {self.threads}: must be 0 (every core) to {MAX_THREADS}")
         if self.device not in DEVICES:
@@ -281,6 +302,11 @@ class PPOConfig(_Common):
             raise ConfigError(f"--algo {self.algo!r} is not a PPO algorithm {PPO_ALGOS}")
         if self.minibatch <= 0 or self.epochs <= 0 or self.rollout < self.num_envs:
             raise ConfigError("--minibatch/--epochs must be > 0 and --rollout >= --num-envs")
+        if self.rollout > MAX_TRANSITIONS:
+            raise ConfigError(
+                f"--rollout {self.rollout}: must be at most {MAX_TRANSITIONS} team transitions "
+                "(Table I: 6144)"
+            )
         per_update = self.rollout_steps() * self.num_envs
         if self.total_env_steps < per_update:  # the first update would run past the budget
             raise ConfigError(
@@ -364,6 +390,16 @@ class SACConfig(_Common):
             raise ConfigError(f"--algo {self.algo!r} is not a SAC algorithm {SAC_ALGOS}")
         if self.batch <= 0 or self.buffer < self.batch or not 0 < self.polyak <= 1:
             raise ConfigError("need --batch > 0, --buffer >= --batch, --polyak in (0, 1]")
+        if self.buffer > MAX_TRANSITIONS:
+            raise ConfigError(
+                f"--buffer {self.buffer}: must be at most {MAX_TRANSITIONS} team transitions "
+                "(Table I: 20000)"
+            )
+        if self.learning_starts < 0 or self.updates_per_step < 1 or self.entropy_coef < 0:
+            raise ConfigError(
+                "need --learning-starts >= 0 (random-action transitions), --updates-per-step "
+                ">= 1 (gradient steps per env step) and --entropy-coef >= 0"
+            )
         return self
 
     def to_dict(self) -> dict:
