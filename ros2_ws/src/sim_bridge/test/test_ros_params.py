@@ -38,7 +38,7 @@ def test_declare_read_and_descriptors(context):
         assert math.isnan(values["arena"][0])
         desc = node.describe_parameter("period_s")
         assert desc.description == "period [s]" and desc.read_only
-        assert desc.additional_constraints == "must be > 0"
+        assert desc.additional_constraints == "must be finite and > 0"
         drop = node.describe_parameter("drop")
         assert drop.read_only and drop.floating_point_range[0].to_value == 1.0
         assert node.describe_parameter("count").integer_range[0].from_value == 1
@@ -56,8 +56,8 @@ def test_declare_read_and_descriptors(context):
     ("name", "value", "words"),
     [
         ("config", "", "config: must be non-empty, got '' (fix: pass -p config:=swarm.yaml)"),
-        ("period_s", 0.0, "period_s: must be > 0, got 0.0 (fix: a duration [s])"),
-        ("period_s", math.nan, "period_s: must be > 0, got nan"),
+        ("period_s", 0.0, "period_s: must be finite and > 0, got 0.0 (fix: a duration [s])"),
+        ("period_s", math.nan, "period_s: must be finite and > 0, got nan"),
         ("share", 0.0, "share: must be in (0, 1], got 0.0 (fix: use 0.5)"),
         ("drop", 1.5, "drop: must be in [0, 1], got 1.5 (fix: a probability)"),
         ("mode", "c", "mode: must be one of a, b, got 'c'"),
@@ -122,7 +122,7 @@ def test_custom_error_factory_and_describe():
         P.check(TABLE, {"share": 2}, error)
     assert P.check(TABLE, {"share": 1.0, "unknown": 3}, error) == {"share": 1.0, "unknown": 3}
     text = P.describe(TABLE)
-    assert "period_s (0.5): period [s] [must be > 0]" in text.splitlines()
+    assert "period_s (0.5): period [s] [must be finite and > 0]" in text.splitlines()
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,11 @@ def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
     [
         ("goto_node", "gain", math.nan, "gain: must be >= 0, got nan"),
         ("ground_node", "hold_after_s", math.nan, "hold_after_s: must be finite and > 0"),
-        ("ground_node", "projection_distance", -1.0, "projection_distance: must be > 0"),
+        ("ground_node", "projection_distance", -1.0, "projection_distance: must be finite and > 0"),
+        # positive rules took infinity (a timer of inf s overflowed, a wait never ended)
+        ("ground_node", "resources_hz", math.inf, "resources_hz: must be finite and > 0"),
+        ("services_node", "timeout_s", math.inf, "timeout_s: must be finite and > 0"),
+        ("relay_node", "seed", -5, "seed: must be -1 or 0 .. 2**63 - 1"),
         # the Crazyflie bridge started with these (LinkParams checks only how they relate)
         ("crazyflie_node", "battery_full_v", math.nan, "battery_full_v: must be finite and > 0"),
         ("crazyflie_node", "battery_full_v", -4.0, "battery_full_v: must be finite and > 0 V"),

@@ -73,8 +73,9 @@ class Rule:
 
 
 def positive(fix: str) -> Rule:
-    """``value > 0`` (NaN fails)."""
-    return Rule(lambda v: float(v) > 0.0, "> 0", fix)
+    """Finite and ``value > 0`` (NaN and infinities fail: every positive parameter is a rate, a
+    duration, a gain or a size, and an infinite one overflows a timer or never ends a wait)."""
+    return Rule(lambda v: 0.0 < float(v) < math.inf, "finite and > 0", fix)
 
 
 def finite_positive(fix: str, unit: str = "") -> Rule:

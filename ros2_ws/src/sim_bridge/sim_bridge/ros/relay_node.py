@@ -80,7 +80,16 @@ PARAMETERS = (
         "probability that a copy is lost",
         Rule(lambda v: 0.0 <= v < 1.0, "in [0, 1)", "pass 0 or a probability such as 0.1"),
     ),
-    Param("seed", -1, "seed of the drop draws (-1: the config's seed)"),
+    Param(
+        "seed",
+        -1,
+        "seed of the drop draws (-1: the config's seed)",
+        Rule(
+            lambda v: v == -1 or 0 <= v < 2**63,
+            "-1 or 0 .. 2**63 - 1",
+            "pass -1 (the config's seed) or a seed such as 7",
+        ),
+    ),
     Param(
         "bundle_period_s",
         0.01,
