@@ -31,9 +31,20 @@ Over ROS 2 (real DDS, everything composed in one process through the bringup,
 * ``rtf_n20``: the world's real-time factor with 20 robots on a 4 m x 4 m arena of 20 x 20
   cells (psi = 2, k = 2, 10 tasks) over ``rtf_window_s`` of wall time (60 s, ``--quick`` 10 s).
 
-``--no-ros`` runs the core part only; ``--seeds N`` sets the seeds of the full ROS part (10).
+Per team the mission figures also carry the suffix ``_drones`` (dmar.yaml) or ``_mixed``
+(dmar_mixed.yaml), with the raw counts ``tasks_visited_<team>`` / ``tasks_total_<team>``, so
+that a rerun of one part can be merged into an earlier full JSON.
 
-Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--seeds N] [--json FILE]
+``--no-ros`` runs the core part only (``--parts core``); ``--parts`` picks any of ``core``,
+``lockstep``, ``drones``, ``mixed``, ``rtf`` (comma separated; default all), e.g. ``--parts
+mixed`` reruns the mixed team's missions only; ``--merge`` updates the ``--json`` file in place
+(keys of the parts not rerun are kept, the combined mission keys recomputed from the per-team
+ones; ``load_avg_1min_<part>`` / ``bench_wall_s_<part>``: the load at the start and the
+wall time of the invocation that reran the part); ``--seeds N`` sets the
+seeds of the full ROS part (10).
+
+Usage: python benchmarks/dmar_robots.py [--quick] [--no-ros] [--parts P,..] [--seeds N]
+                                        [--json FILE [--merge]]
        python benchmarks/dmar_robots.py --table FILE.json   (the README's ROS table)
 """
 
@@ -56,6 +67,8 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 200)))
 REPO = Path(__file__).resolve().parents[1]
 EQUALITY = {"yield_occupied": False, "stuck_timeout_s": 1e6}
+PARTS = ("core", "lockstep", "drones", "mixed", "rtf")
+TEAMS = {"drones": "dmar.yaml", "mixed": "dmar_mixed.yaml"}
 
 SETTINGS = {
     "9x9": (9, 7, 2, (1, 2, 3, 4, 16)),
@@ -97,20 +110,100 @@ def main() -> None:
     ap.add_argument("--no-ros", action="store_true", help="core message simulator only")
     ap.add_argument("--seeds", type=int, default=10, help="seeds per team and lockstep (full)")
     ap.add_argument("--table", default=None, help="print the README's ROS table of a JSON, exit")
+    ap.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated parts to run, of {PARTS}"
+    )
+    ap.add_argument("--merge", action="store_true", help="update the --json file in place")
     args = ap.parse_args()
     if args.table:
         with open(args.table) as fh:
             print(ros_table(json.load(fh)))
         return
-    seeds = 1 if args.quick else 4
-    out: dict[str, float] = {"load_avg_1min": os.getloadavg()[0]}
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    bad = sorted(set(parts) - set(PARTS))
+    if bad or not parts:
+        ap.error(f"--parts: unknown part(s) {bad or parts}; use a comma list of {PARTS}")
+    if args.seeds < 1:
+        ap.error("--seeds: must be >= 1")
+    if args.merge and not args.json:
+        ap.error("--merge: needs --json FILE (the file to update)")
+    if args.no_ros:
+        parts = ["core"]
+    t_start = time.perf_counter()
+    out: dict = {"load_avg_1min": os.getloadavg()[0]}
+    if "core" in parts:
+        out.update(core_part(args.quick))
+    ros = [x for x in parts if x != "core"]
+    if ros:
+        out.update(ros_part(args.quick, args.seeds, ros))
+    out["bench_wall_s"] = time.perf_counter() - t_start
+    if args.merge:
+        out = merge(Path(args.json), out, parts)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1, sort_keys=True)
+
+
+def merge(path: Path, new: dict, parts: list) -> dict:
+    """``path``'s figures updated with ``new`` (the parts just run); the combined mission keys
+    recomputed from the per-team keys when both teams' are known."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    load = new.pop("load_avg_1min")
+    wall = new.pop("bench_wall_s")
+    for key in (*_combined_keys(), "mission_runs_config"):  # over the teams just run only
+        new.pop(key, None)
+    old.update(new)
+    for part in parts:
+        old[f"load_avg_1min_{part}"] = load
+        old[f"bench_wall_s_{part}"] = wall
+    if all(f"tasks_total_{t}" in old for t in TEAMS):
+        old.update(_combined(old, list(TEAMS)))
+        old["mission_runs_config"] = " + ".join(old[f"mission_runs_config_{t}"] for t in TEAMS)
+    elif any(t in parts for t in TEAMS):
+        print(
+            f"note: {path} has no per-team figures of every team; its combined mission keys "
+            "were left as they were (rerun both teams: --parts drones,mixed)",
+            flush=True,
+        )
+    return old
+
+
+def _combined_keys() -> tuple:
+    return (
+        "tasks_visited_pct",
+        "tasks_all_visited_runs",
+        "mission_runs",
+        "min_separation_margin_m",
+        "cbf_fallbacks",
+        "watchdog_landings",
+    )
+
+
+def _combined(d: dict, teams: list) -> dict:
+    """The mission keys over ``teams`` from their per-team keys."""
+    visited = sum(d[f"tasks_visited_{t}"] for t in teams)
+    total = sum(d[f"tasks_total_{t}"] for t in teams)
+    return {
+        "tasks_visited_pct": 100.0 * visited / max(total, 1),
+        "tasks_all_visited_runs": sum(d[f"tasks_all_visited_runs_{t}"] for t in teams),
+        "mission_runs": sum(d[f"mission_runs_{t}"] for t in teams),
+        "min_separation_margin_m": min(d[f"min_separation_margin_m_{t}"] for t in teams),
+        "cbf_fallbacks": sum(d[f"cbf_fallbacks_{t}"] for t in teams),
+        "watchdog_landings": sum(d[f"watchdog_landings_{t}"] for t in teams),
+    }
+
+
+def core_part(quick: bool) -> dict:
+    """The core message simulator's figures (module docstring)."""
+    seeds = 1 if quick else 4
+    out: dict[str, float] = {}
     rows = []
     all_ticks: list = []
     all_plan: list = []
     n_equal = n_cases = 0
     t_start = time.perf_counter()
     for name in SETTINGS:
-        cases = _cases(name, seeds, args.quick)
+        cases = _cases(name, seeds, quick)
         ticks, plan_bg, plan_sync = [], [], []
         eq = 0
         for inst, cfg in cases:
@@ -147,7 +240,7 @@ def main() -> None:
     out["core_tick_compute_max_ms"] = _pct(all_ticks, 100)
     out["plan_round_sync_p99_ms"] = _pct(all_plan, 99)
     out["plan_round_sync_max_ms"] = _pct(all_plan, 100)
-    out["bench_wall_s"] = time.perf_counter() - t_start
+    wall = time.perf_counter() - t_start
 
     head = ("setting", "runs", "equal %", "tick p50", "tick p99", "tick max", "plan p99*", "max*")
     print("{:12s} {:>5s} {:>8s} {:>9s} {:>9s} {:>9s} {:>10s} {:>8s}".format(*head))
@@ -157,14 +250,9 @@ def main() -> None:
     print(
         f"core: lockstep_equal_pct {out['core_lockstep_equal_pct']:.1f} on {n_cases} instances; "
         f"tick_compute_p99_ms {out['core_tick_compute_p99_ms']:.3f}; "
-        f"load {out['load_avg_1min']:.1f}; {out['bench_wall_s']:.0f} s"
+        f"load {os.getloadavg()[0]:.1f}; {wall:.0f} s"
     )
-    if not args.no_ros:
-        out.update(ros_part(args.quick, args.seeds))
-        out["bench_wall_s"] = time.perf_counter() - t_start
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1, sort_keys=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- over ROS 2
@@ -190,7 +278,8 @@ def _ros_lockstep(seeds: range, tmp: Path) -> dict:
 
 
 def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
-    """Runs of the given (config, seed) pairs with the CBF; returns figures and the runs."""
+    """Runs of the given (config, seed) pairs with the CBF; returns figures (the keys of
+    :func:`_combined` and the raw task counts) and the runs."""
     import yaml
     from dmar_agent.ros.mission_run import run_mission
 
@@ -213,6 +302,8 @@ def _missions(configs: list, tmp: Path) -> tuple[dict, list]:
     visited = sum(r.tasks_visited for r in runs)
     total = sum(r.tasks_total for r in runs)
     return {
+        "tasks_visited": visited,
+        "tasks_total": total,
         "tasks_visited_pct": 100.0 * visited / max(total, 1),
         "tasks_all_visited_runs": sum(r.tasks_visited == r.tasks_total for r in runs),
         "mission_runs": len(runs),
@@ -259,42 +350,48 @@ def ros_table(d: dict) -> str:
     return "\n".join(lines + [f"| `{k}` | {g} | {v} |" for k, g, v in rows])
 
 
-def ros_part(quick: bool, seeds: int = 10) -> dict:
-    """The issue's goals over ROS 2 (module docstring)."""
+def ros_part(quick: bool, seeds: int = 10, parts=PARTS[1:]) -> dict:
+    """The issue's goals over ROS 2 (module docstring), for the ``parts`` asked."""
     from dmar_agent.mission.configs import routing_config
 
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="dmar_bench_") as d:
         tmp = Path(d)
-        out.update(_ros_lockstep(range(1 if quick else seeds), tmp))
-        if quick:
-            configs = [
-                (routing_config(tmp / "q_cf.yaml", seed=2), 2),
-                (routing_config(tmp / "q_mixed.yaml", seed=3, ground=1), 3),
-            ]
-            out["mission_runs_config"] = "5x5 quick (3 robots; mixed: 2 drones + 1 ground)"
-        else:
-            configs = [(REPO / "launch" / f, s) for f in ("dmar.yaml", "dmar_mixed.yaml")
-                       for s in range(seeds)]  # fmt: skip
-            out["mission_runs_config"] = (
-                f"launch/dmar.yaml + launch/dmar_mixed.yaml, seeds 0..{seeds - 1}"
+        if "lockstep" in parts:
+            out.update(_ros_lockstep(range(1 if quick else seeds), tmp))
+        teams = [t for t in TEAMS if t in parts]
+        for team in teams:
+            if quick:
+                ground = 1 if team == "mixed" else 0
+                path = routing_config(tmp / f"q_{team}.yaml", seed=2 + ground, ground=ground)
+                configs = [(path, 2 + ground)]
+            else:
+                configs = [(REPO / "launch" / TEAMS[team], s) for s in range(seeds)]
+            figures, runs = _missions(configs, tmp)
+            out.update({f"{k}_{team}": v for k, v in figures.items()})
+            out[f"mission_runs_config_{team}"] = (
+                f"quick 5x5 {team}" if quick else f"launch/{TEAMS[team]} seeds 0..{seeds - 1}"
             )
-        figures, runs = _missions(configs, tmp)
-        out.update(figures)
-        on_time, p99 = _node_timing(runs if quick else runs[:seeds])
-        out["ticks_on_time_pct" if quick else "ticks_on_time_pct_n7"] = on_time
-        out["tick_compute_p99_ms"] = p99
-        out["rtf_window_s"] = 10.0 if quick else 60.0
-        out["rtf_n20"] = _rtf_n20(out["rtf_window_s"], tmp)
-    print(
-        f"ROS: lockstep_equal_pct {out['lockstep_equal_pct']:.1f} on "
-        f"{out['lockstep_ros_instances']} instances (goal 100); tasks_visited_pct "
-        f"{out['tasks_visited_pct']:.1f} (goal 100); min_separation_margin_m "
-        f"{out['min_separation_margin_m']:.3f} (goal >= 0); ticks on time {on_time:.2f} % "
-        f"(goal >= 99); tick_compute_p99_ms {p99:.2f} (goal <= 25); rtf_n20 "
-        f"{out['rtf_n20']:.3f} (goal >= 1)",
-        flush=True,
-    )
+            if team == "drones":  # the node timing goals: the 7 drones of dmar.yaml
+                on_time, p99 = _node_timing(runs)
+                out["ticks_on_time_pct" if quick else "ticks_on_time_pct_n7"] = on_time
+                out["tick_compute_p99_ms"] = p99
+        if teams:
+            out.update(_combined(out, teams))
+            if quick:
+                out["mission_runs_config"] = "5x5 quick (3 robots; mixed: 2 drones + 1 ground)"
+            else:
+                names = " + ".join(f"launch/{TEAMS[t]}" for t in teams)
+                out["mission_runs_config"] = f"{names}, seeds 0..{seeds - 1}"
+        if "rtf" in parts:
+            out["rtf_window_s"] = 10.0 if quick else 60.0
+            out["rtf_n20"] = _rtf_n20(out["rtf_window_s"], tmp)
+    print(f"ROS ({', '.join(parts)}): " + "; ".join(
+        f"{k} {out[k]:.3f}" for k in (
+            "lockstep_equal_pct", "tasks_visited_pct", "min_separation_margin_m",
+            "ticks_on_time_pct", "ticks_on_time_pct_n7", "tick_compute_p99_ms", "rtf_n20",
+        ) if k in out
+    ) + f"; load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     return out
 
 

@@ -57,6 +57,20 @@ def test_whole_chain_with_cbf_visits_every_task_and_keeps_ds(tmp_path):
     assert int(diag["backoffs"]) == 0
 
 
+def test_ground_robots_through_the_axle_cbf_visit_every_task_and_keep_ds(tmp_path):
+    """Issue #14's mixed team, small: one drone and two ground robots whose CBF nodes certify
+    their axles (cbf_filter.unicycle.AxleCBF) and who follow the drones' yield rule; the
+    lockstep world advances only when every robot reached its cell, so a ground robot held
+    short (the projection-point certificate's failure) would stall the run."""
+    cfg = routing_config(tmp_path / "swarm.yaml", seed=3, ground=2)
+    run = run_mission(cfg, duration=240.0)
+    assert run.result.stop_reason == "should_stop", (run.result.errors, run.stall_report)
+    assert run.tasks_visited == run.tasks_total == 3
+    assert run.min_separation_m >= run.safety_distance_m
+    assert run.cbf_fallbacks == 0
+    assert not run.stall_report
+
+
 @pytest.mark.parametrize("seed", [2, 3, 5])
 def test_lockstep_ros_run_equals_the_core_simulator(tmp_path, seed):
     path = routing_config(tmp_path / "swarm.yaml", seed=seed)

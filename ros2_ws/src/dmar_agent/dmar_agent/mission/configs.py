@@ -55,6 +55,8 @@ def routing_config(
         name = f"gr{i + 1}" if kind == "rover" else f"cf{i + 1}"
         team.append({"name": name, "type": kind, "pose": [ox + c * cell, oy + r * cell, 0.0, 0.0]})
     doc = _swarm_doc(seed, team, rows, cols, cell, margin=2 if ground else 1)
+    if ground:  # launch/dmar_mixed.yaml's gain: a ground robot cannot sidestep a neighbour
+        doc["safety"]["gamma"] = 1000.0
     doc["routing"].update(
         random_obstacles={"fraction": obstacle_fraction},
         tasks={"random": {"count": tasks}},
