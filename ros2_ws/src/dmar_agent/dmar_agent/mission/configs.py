@@ -102,8 +102,8 @@ def instance_config(
 def _swarm_doc(seed: int, team: list, rows: int, cols: int, cell: float, margin: int) -> dict:
     """The common part of a routing swarm file: arena, rates, safety, robot types, grid."""
     ox, oy = -(cols - 1) * cell / 2.0, -(rows - 1) * cell / 2.0
-    # ground robots steer a projection point 0.1 m ahead, which the CBF keeps off the walls:
-    # give them two cells of room around the grid, drones one
+    # two cells of room around the grid with ground robots (their projection point, 0.1 m ahead
+    # of the axle, stays inside the arena; the CBF keeps the axle Ds/2 off the walls), drones one
     half_x, half_y = (cols - 1 + 2 * margin) * cell / 2.0, (rows - 1 + 2 * margin) * cell / 2.0
     doc = {
         "fileversion": 1,
