@@ -65,7 +65,7 @@ PARAMETERS = (
     Param(
         "projection_distance",
         0.1,
-        "projection-point distance l [m] (the CBF's l)",
+        "projection-point distance l [m] of the world-frame velocity to (v, w) map",
         positive("e.g. 0.1"),
     ),
     Param("hold_after_s", CMD_TIMEOUT_S, "command age after which a zero Twist is sent [s]", _AGE),

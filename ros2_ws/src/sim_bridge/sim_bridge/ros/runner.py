@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -68,6 +69,7 @@ __all__ = [
     "ObserverFactory",
     "RunResult",
     "StopFlag",
+    "freeze_heap",
     "SwarmMonitor",
     "choose_executor",
     "die_with_parent",
@@ -406,6 +408,14 @@ def _create_nodes(specs: list[NodeSpec], context, nodes: dict[str, Node]) -> Non
             raise BringupError(f"node {spec.fqn} ({spec.plugin}) failed to start: {exc}") from exc
 
 
+def freeze_heap() -> None:
+    """Move every object made so far (nodes, networks, imported modules) out of the garbage
+    collector's reach: a full collection then walks only what the run allocates, instead of
+    stalling every robot's tick for ~0.1 s at 30 robots (``gc.freeze``, Python >= 3.7)."""
+    gc.collect()
+    gc.freeze()
+
+
 #: Longest time between two looks at the stop reasons of a composed run [s].
 STOP_CHECK_S = 0.01
 
@@ -487,6 +497,7 @@ def run_composed(
             ex.add_node(node)
         if on_ready is not None:
             on_ready(nodes, context, ex)
+        freeze_heap()
         t0 = time.perf_counter()
         c0 = time.process_time()
         print(f"[swarm] composed: {len(nodes)} nodes in one {executor} executor", file=out)

@@ -31,7 +31,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from sim_bridge.config import ConfigError
 from sim_bridge.errors import SwarmError
-from sim_bridge.ros.runner import StopFlag
+from sim_bridge.ros.runner import StopFlag, freeze_heap
 
 #: Longest wait of the spin loop before it looks at the signal flag [s].
 POLL_S = 0.1
@@ -71,6 +71,7 @@ def run_node(
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        freeze_heap()  # a full GC pass would stall the node's ticks (runner.freeze_heap)
         while not stop.flag.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=POLL_S)
     except (*errors, _RosArgsError) as exc:
