@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from dmar_agent.distributed import run_distributed
 from dmar_agent.errors import ConfigError
 from dmar_agent.executor import Memory
@@ -108,14 +107,6 @@ def test_a_robot_dropped_mid_run_and_lost_messages_still_visit_every_task(tmp_pa
 
 
 # ----------------------------------------------------------------------------- locality
-
-
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _spin(ex, until, timeout=10.0):

@@ -47,6 +47,7 @@ import time
 from typing import Protocol
 
 from rclpy.executors import MultiThreadedExecutor
+from sim_bridge.ros.batching import ProcessBatcher
 
 from cbf_filter.decentralized import filter_batch
 from cbf_filter.unicycle import AxleCBF, filter_batch_axle
@@ -69,15 +70,11 @@ class _Member(Protocol):
     def finish_filter(self, work, result, batch: int) -> None: ...
 
 
-class FilterBatcher:
+class FilterBatcher(ProcessBatcher):
     """The CBF filter calls of one process (one rclpy context) at one control period [s]."""
 
-    _registry: dict[tuple[int, float], FilterBatcher] = {}
-
     def __init__(self, period_s: float) -> None:
-        self.period_s = float(period_s)
-        self.members: list = []
-        self._host = None
+        super().__init__(period_s)
         self._check = None  # re-filter check, every half period
         self._soon = None  # one-shot: the due calls, after the queued callbacks
         self._due: dict = {}  # node -> None, in request order
@@ -87,44 +84,19 @@ class FilterBatcher:
         self.batches = 0
         self.calls = 0
 
-    @classmethod
-    def join(cls, node, period_s: float) -> FilterBatcher:
-        """Add ``node`` to its process's batcher for ``period_s`` (made on first use)."""
-        key = (id(node.context), float(period_s))
-        batcher = cls._registry.get(key)
-        if batcher is not None and not all(m.context is node.context for m in batcher.members):
-            batcher = None  # a context gone without destroying its nodes left this one behind
-        if batcher is None:
-            batcher = cls._registry[key] = cls(period_s)
-        batcher.members.append(node)
-        if batcher._host is None:
-            batcher._rehost()
-        return batcher
-
-    def leave(self, node) -> None:
-        """Remove ``node`` (it is being destroyed); the timers move to another member."""
-        if node in self.members:
-            self.members.remove(node)
+    def _forget(self, node) -> None:
         with self._lock:
             self._due.pop(node, None)
-        if node is self._host:
-            node.destroy_timer(self._check)
-            node.destroy_timer(self._soon)
-            self._host = self._check = self._soon = None
-            with self._lock:
-                armed, self._armed = self._armed, False
-            self._rehost()
-            if armed and self._soon is not None:
-                self._arm()
-        if not self.members:
-            for key, value in list(self._registry.items()):
-                if value is self:
-                    del self._registry[key]
 
-    @property
-    def solo(self) -> bool:
-        """One member: it filters a new nominal at once, as a node with its own timer."""
-        return len(self.members) <= 1
+    def _unhost(self, node) -> None:
+        node.destroy_timer(self._check)
+        node.destroy_timer(self._soon)
+        self._host = self._check = self._soon = None
+        with self._lock:
+            armed, self._armed = self._armed, False
+        self._rehost()
+        if armed and self._soon is not None:
+            self._arm()
 
     def _rehost(self) -> None:
         if self.members:

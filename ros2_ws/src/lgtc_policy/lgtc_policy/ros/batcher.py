@@ -25,6 +25,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from sim_bridge.ros.batching import ProcessBatcher
+
 from lgtc_policy.agent import step_batch
 
 __all__ = ["TickBatcher"]
@@ -41,51 +43,20 @@ class _Member(Protocol):
     def finish_tick(self, result, start: float, end: float, batch: int) -> None: ...
 
 
-class TickBatcher:
+class TickBatcher(ProcessBatcher):
     """The policy ticks of one process (one rclpy context) at one period [s]."""
 
-    _registry: dict[tuple[int, float], TickBatcher] = {}
-
     def __init__(self, period_s: float) -> None:
-        self.period_s = float(period_s)
-        self.members: list = []
-        self._host = None
+        super().__init__(period_s)
         self._timer = None
         self.last_batch = 0
         self._prev: float | None = None
         self.missed = 0
 
-    @classmethod
-    def join(cls, node, period_s: float) -> TickBatcher:
-        """Add ``node`` to its process's batcher for ``period_s`` (made on first use)."""
-        key = (id(node.context), float(period_s))
-        batcher = cls._registry.get(key)
-        if batcher is not None and not all(m.context is node.context for m in batcher.members):
-            batcher = None  # a context gone without destroying its nodes left this one behind
-        if batcher is None:
-            batcher = cls._registry[key] = cls(period_s)
-        batcher.members.append(node)
-        if batcher._host is None:
-            batcher._rehost()
-        return batcher
-
-    def leave(self, node) -> None:
-        """Remove ``node`` (it is being destroyed); the timer moves to another member."""
-        if node in self.members:
-            self.members.remove(node)
-        if node is self._host:
-            node.destroy_timer(self._timer)
-            self._host = self._timer = None
-            self._rehost()
-        if not self.members:
-            for key, value in list(self._registry.items()):
-                if value is self:
-                    del self._registry[key]
-
-    @property
-    def solo(self) -> bool:
-        """One member: it reports its own missed ticks (as a node with its own timer)."""
-        return len(self.members) <= 1
+    def _unhost(self, node) -> None:
+        node.destroy_timer(self._timer)
+        self._host = self._timer = None
+        self._rehost()
 
     def _count_missed(self, start: float) -> None:
         """Count the periods the timer skipped before this tick and say so once for the batch
