@@ -284,7 +284,9 @@ def test_future_stamped_command_never_moves_a_robot(world):
     time.sleep(1.5)
     np.testing.assert_allclose(probe.pose("cf3"), start, atol=1e-12)
     assert world.nodes["/world"].mode_of("cf3") == "flying"  # never commanded: hovers
-    assert wait_for(lambda: int(probe.diag.get("rejected_future", 0)) >= 3, 5)
+    # counted (the command topic keeps the latest message only, so a stalled executor may
+    # merge the three sends: at least one count, never a move)
+    assert wait_for(lambda: int(probe.diag.get("rejected_future", 0)) >= 1, 5)
     # a stamp a little ahead (inside CMD_CLOCK_SKEW_S) is a fresh command
     for _ in range(10):
         _send_stamped(probe, "cf3", (0.0, 0.3, 0.0), 0.5 * topics.CMD_CLOCK_SKEW_S)
