@@ -463,6 +463,12 @@ def test_swarm_up_processes_with_commander_and_clean_shutdown(swarm_file, tmp_pa
     th.start()
     try:
         assert wait_for(lambda: "cf1" in probe.poses, 30), "no pose from the world process"
+
+        def recorder_listens():  # the supervisor's recorder may join the graph after the world
+            subs = probe.node.get_subscriptions_info_by_topic("/cf1/pose")
+            return any(s.node_name == "mcap_recorder" for s in subs)
+
+        assert wait_for(recorder_listens, 30), "the recorder never subscribed to /cf1/pose"
         assert probe.call("/all/takeoff", timeout=15).success
         assert wait_for(lambda: abs(probe.pose("cf1")[2] - 0.4) < 1e-6, 15)
         start = probe.pose("cf1")
