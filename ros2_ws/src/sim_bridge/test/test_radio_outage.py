@@ -203,6 +203,8 @@ def test_long_outage_reconnects_within_3s_and_never_rearms(cache_dir, no_log_ent
         assert link.status().connects == 2
         assert wait_for(lambda: link.status().flight == FlightState.GROUNDED, 6.0)
         assert wait_for(lambda: not fake.motors_on, 1.0)
+        if flying_on == "setpoints":  # GROUNDED is set when the stop is queued, not yet heard
+            assert wait_for(lambda: any(is_stop(r) for r in answered(fake, t_back)), 1.0)
         after = answered(fake, t_back)
         hl = [r.data[0] for r in after if r.port == PORT_SETPOINT_HL]
         if flying_on == "setpoints":
