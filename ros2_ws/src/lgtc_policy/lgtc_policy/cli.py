@@ -227,12 +227,8 @@ def _export(ns: argparse.Namespace) -> int:
 
 
 def _figures(ns: argparse.Namespace) -> int:
-    if ns.which in ("fig3", "all") and not Path(ns.runs).is_dir():  # a file drew an empty plot
-        state = "is not a folder" if Path(ns.runs).exists() else "does not exist"
-        raise ConfigError(
-            f"--runs {ns.runs} {state}; give the folder of <algo>_s<seed>/progress.csv runs "
-            "that `lgtc sweep --run-dir` wrote"
-        )
+    if ns.which in ("fig3", "all"):
+        figures.check_fig3_source(ns.runs)  # before minutes of rollouts; never an empty plot
     out = Path(ns.out)
     try:  # before minutes of rollouts
         out.mkdir(parents=True, exist_ok=True)

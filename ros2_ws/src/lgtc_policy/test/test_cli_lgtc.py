@@ -156,14 +156,38 @@ def test_figures_out_that_is_a_file_is_refused_first(tmp_path, capsys) -> None:
     assert err == [f"lgtc figures: error: --out {taken}: cannot make this folder (File exists)"]
 
 
-def test_fig3_runs_that_is_not_a_folder_is_refused(tmp_path, capsys) -> None:
-    """A file as fig3's --runs drew an empty figure and exited 0."""
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("", "is not a folder or a fig3 CSV"),
+        ("a,b\n1,2\n", "no column algo, seed, env_steps, episode_reward"),
+        ("algo,seed,env_steps,episode_reward\n", "the CSV has no rows"),
+    ],
+)
+def test_fig3_runs_that_is_no_runs_folder_or_fig3_csv_is_refused(
+    tmp_path, capsys, text, says
+) -> None:
+    """A file that is not fig3's combined CSV drew an empty figure and exited 0."""
     runs = tmp_path / "runs.csv"
-    runs.write_text("")
+    runs.write_text(text)
     assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"--runs {runs} is not a folder; give the folder" in err[0], err
+    assert len(err) == 1 and f"--runs {runs}" in err[0] and says in err[0], err
+    assert "lgtc sweep --run-dir" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_fig3_redrawn_from_its_own_csv_through_the_cli(tmp_path, capsys) -> None:
+    """The combined CSV that fig3 writes next to its figure draws the figure again."""
+    runs = tmp_path / "fig3.csv"
+    rows = [("ippo", s, n, 1.0 + 0.1 * n / 1000 + s) for s in (0, 1) for n in (0, 1000, 2000)]
+    runs.write_text(
+        "algo,seed,env_steps,episode_reward\n"
+        + "".join(f"{a},{s},{n},{r}\n" for a, s, n, r in rows)
+    )
+    out = tmp_path / "o"
+    assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(out)]) == 0
+    assert (out / "lgtc_fig3_training.png").stat().st_size > 1000
 
 
 def test_train_run_dir_under_a_file_is_one_line_naming_the_option(tmp_path, capsys) -> None:

@@ -119,6 +119,32 @@ def collect_runs(runs: str | Path, out_csv: str | Path) -> Path:
     return out_csv
 
 
+#: Columns of the combined CSV that :func:`fig3` writes next to its figure and reads back.
+FIG3_COLUMNS = ("algo", "seed", "env_steps")
+
+
+def check_fig3_source(runs: str | Path, key: str = "episode_reward") -> None:
+    """``ValueError`` (one line naming ``--runs`` and the fix) unless ``runs`` is a folder of
+    ``<algo>_s<seed>`` runs or a combined CSV of :func:`fig3` with at least one row."""
+    src = Path(runs)
+    if src.is_dir():
+        return
+    fix = (
+        "give the folder of <algo>_s<seed>/progress.csv runs that `lgtc sweep --run-dir` "
+        "wrote, or the .csv that `lgtc figures fig3` wrote next to its figure"
+    )
+    if not src.exists():
+        raise ValueError(f"--runs {runs} does not exist; {fix}")
+    if not src.is_file():
+        raise ValueError(f"--runs {runs} is not a folder or a file; {fix}")
+    try:
+        rows = _read_rows(src, (*FIG3_COLUMNS, key))
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--runs {runs} is not a folder or a fig3 CSV ({e}); {fix}") from None
+    if not rows:
+        raise ValueError(f"--runs {runs}: the CSV has no rows; {fix}")
+
+
 def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward") -> Path:
     """Fig. 3: mean +- std over seeds of ``key`` vs env steps for each method.
 
