@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter
 from sim_bridge import topics
 from sim_bridge.bringup import load_plugin, plan
 from sim_bridge.config import load_config
-from sim_bridge.ros.markers import cluster_markers, routing_markers
+from sim_bridge.ros.markers import arrow_markers, cluster_markers, routing_markers
 from sim_bridge.routing import Grid, Lockstep, clip_motion, view_table
 from sim_bridge.sim import Simulator
 from std_msgs.msg import Float64MultiArray, UInt64MultiArray
@@ -554,3 +554,19 @@ def test_render_draws_obstacles_and_task_states():
             assert colors.count((1.0, 0.55, 0.0)) == 2 - grey
     finally:
         plt.close(fig)
+
+
+def test_arrow_markers_one_arrow_per_robot_from_its_position():
+    pos = np.array([[0.0, 0.0, 0.5], [1.0, 2.0, 0.4]])
+    vel = np.array([[0.1, 0.0, 0.0], [0.0, -0.2, 0.05]])
+    out = arrow_markers(
+        starts=pos, vectors=vel, robot_ids=np.array([3, 7]), ns="cmd", rgba=(1, 0, 0, 0.5)
+    ).markers
+    assert [(m.ns, m.id, m.type) for m in out] == [
+        ("cmd", 3, Marker.ARROW),
+        ("cmd", 7, Marker.ARROW),
+    ]
+    for m, p, v in zip(out, pos, vel):
+        assert [(q.x, q.y, q.z) for q in m.points] == [tuple(p), tuple(p + v)]
+        assert (m.scale.x, m.scale.y, m.scale.z) == (0.02, 0.05, 0.05)
+        assert (m.color.r, m.color.a) == (1.0, 0.5) and m.header.frame_id == "world"

@@ -16,7 +16,8 @@ Routing missions (:func:`routing_markers`, published by the world next to those 
 cell), ``routing_tasks`` (SPHERE_LIST of the open tasks, orange) and
 ``routing_visited`` (the visited tasks, greyed). :func:`cluster_markers` is the layer a DMAR
 agent node publishes for its robot (``dmar_cluster``: a SPHERE coloured by cluster id, marker
-``id`` = robot index, as the policy nodes' ``lgtc_cluster``).
+``id`` = robot index, as the policy nodes' ``lgtc_cluster``). :func:`arrow_markers` draws one
+arrow per robot (the policy nodes' ``lgtc_nominal`` / ``lgtc_filtered`` commands).
 """
 
 from __future__ import annotations
@@ -304,5 +305,43 @@ def cluster_markers(
             if cid >= 0
             else _rgba(0.6, 0.6, 0.6, 0.3)
         )
+        out.markers.append(m)
+    return out
+
+
+def arrow_markers(
+    *,
+    starts: np.ndarray,
+    vectors: np.ndarray,
+    robot_ids: np.ndarray,
+    ns: str,
+    rgba: tuple[float, float, float, float],
+    stamp: Time | None = None,
+    frame: str = WORLD_FRAME,
+    shaft: float = 0.02,
+) -> MarkerArray:
+    """One ARROW per robot from ``starts`` to ``starts + vectors`` (e.g. a velocity command
+    [m/s] drawn as a 1 s displacement).
+
+    Args:
+        starts: ``(K, 3)`` [m] arrow tails (the robots' positions).
+        vectors: ``(K, 3)`` tail-to-tip vectors [m].
+        robot_ids: ``(K,)`` marker ids (the robots' indices: one node's arrow never replaces
+            another robot's).
+        ns: marker namespace (one layer in rviz).
+        rgba: colour of the layer.
+        stamp: header stamp (zero time if omitted).
+        frame: fixed frame.
+        shaft: shaft diameter [m]; the head is 2.5 times wider.
+    """
+    stamp = stamp if stamp is not None else Time()
+    tails = np.asarray(starts, dtype=float).reshape(-1, 3)
+    tips = tails + np.asarray(vectors, dtype=float).reshape(-1, 3)
+    out = MarkerArray()
+    for tail, tip, rid in zip(tails, tips, np.asarray(robot_ids).reshape(-1).tolist()):
+        m = _marker(ns, int(rid), Marker.ARROW, stamp, frame)
+        m.points = _points(np.stack([tail, tip]))
+        m.scale.x, m.scale.y, m.scale.z = float(shaft), 2.5 * float(shaft), 2.5 * float(shaft)
+        m.color = _rgba(*rgba)
         out.markers.append(m)
     return out
