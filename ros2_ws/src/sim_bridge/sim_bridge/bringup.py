@@ -43,6 +43,13 @@ group only: start the K groups on any hosts of one ROS 2 domain (same ``ROS_DOMA
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` between hosts, ``LOCALHOST`` on one), with the same
 swarm file (see docs/groups.md).
 
+Sim time (``sim_time=True``: ``swarm up --sim-time``, launch argument
+``use_sim_time:=true``): every node of the plan gets the standard ROS parameter
+``use_sim_time: true``, so its clock follows the world's ``/clock`` (stamps, freshness, timers);
+the world itself publishes that clock. Real robots live on wall time: a plan with a cflib or
+external robot refuses sim time unless ``backend=sim`` simulates every robot
+(:func:`sim_time_problem`). Without it no node gets the parameter (wall time, as before).
+
 A routing config (DMAR) starts the DMAR agent nodes in place of the LGTC policy nodes; the
 plan names them by package, executable and plugin only (sim_bridge imports no mission
 package).
@@ -64,7 +71,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +81,10 @@ from sim_bridge.errors import SwarmError
 
 class BringupError(SwarmError, RuntimeError):
     """The swarm cannot be started as planned; the message names the node and the fix."""
+
+
+#: The standard ROS parameter that puts a node's clock on ``/clock`` (sim time).
+USE_SIM_TIME = "use_sim_time"
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,22 @@ def _backends(cfg: SwarmConfig, backend: str | None, path: str) -> set[str]:
     return {r.backend for r in cfg.robots} if backend != "sim" else {"sim"}
 
 
+def sim_time_problem(cfg: SwarmConfig, backend: str | None, option: str) -> str | None:
+    """Why ``option`` (sim time) cannot run ``cfg`` with ``backend``, or ``None``: real robots
+    (``backend: cflib`` / ``external``) fly on wall time, and so must every node they talk to."""
+    if backend == "sim":
+        return None
+    real = [r for r in cfg.robots if r.backend != "sim"]
+    if not real:
+        return None
+    names = ", ".join(r.name for r in real[:5]) + (", ..." if len(real) > 5 else "")
+    kinds = "/".join(sorted({r.backend for r in real}))
+    return (
+        f"{option}: robots {names} are real robots (backend {kinds}), which live on wall time; "
+        "drop it, or simulate every robot with --backend sim (backend:=sim)"
+    )
+
+
 def plan(
     cfg: SwarmConfig,
     config_path: str | os.PathLike,
@@ -187,6 +214,7 @@ def plan(
     relay_latency_s: float = 0.0,
     relay_drop_prob: float = 0.0,
     goto: bool = False,
+    sim_time: bool = False,
 ) -> list[NodeSpec]:
     """Node specs for ``cfg`` (loaded from ``config_path``, which every node re-reads).
 
@@ -201,9 +229,14 @@ def plan(
         relay_latency_s, relay_drop_prob: comm relay impairments.
         goto: add the scripted ``swarm_goto`` commander (robot i -> consumer i mod M) in
             place of the policy nodes.
+        sim_time: every node gets ``use_sim_time: true`` (its clock follows ``/clock``);
+            refused for real robots (:func:`sim_time_problem`).
     """
     path = str(Path(config_path).resolve())
     backends = _backends(cfg, backend, path)
+    problem = sim_time_problem(cfg, backend, "sim_time") if sim_time else None
+    if problem:
+        raise BringupError(problem)
     common = {"config": path}
     world = {**common, "autostart": bool(autostart)}
     if backend == "sim":
@@ -236,6 +269,8 @@ def plan(
         specs += _robot_nodes("policy", cfg.robots, common)
     if with_dmar:
         specs += _robot_nodes("dmar", cfg.robots, common)
+    if sim_time:
+        specs = [replace(s, parameters={**s.parameters, USE_SIM_TIME: True}) for s in specs]
     return specs
 
 
@@ -393,6 +428,11 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
         "I/K: start only group I of K (robots split as swarm up --groups K; group 1 also "
         "runs the world, relay and services); '' = the whole swarm",
     ),
+    USE_SIM_TIME: (
+        "false",
+        "every node's clock follows the world's /clock (simulation only; refused for real "
+        "robots unless backend:=sim)",
+    ),
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -458,18 +498,26 @@ def launch_plan(
     if not config:
         raise BringupError("pass config:=/path/to/swarm.yaml (or set SWARM_CONFIG)")
     config = str(Path(config).expanduser().resolve())
-    flags = {name: launch_flag(name, value[name]) for name in ("rviz", "policy", "cbf", "takeoff")}
+    flags = {
+        name: launch_flag(name, value[name])
+        for name in ("rviz", "policy", "cbf", "takeoff", USE_SIM_TIME)
+    }
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         raise BringupError(str(exc)) from None
+    backend = value["backend"] or None
+    problem = flags[USE_SIM_TIME] and sim_time_problem(cfg, backend, f"{USE_SIM_TIME}:=true")
+    if problem:
+        raise BringupError(problem)
     specs = plan(
         cfg,
         config,
         policy=flags["policy"],
         cbf=flags["cbf"],
         autostart=flags["takeoff"],
-        backend=value["backend"] or None,
+        backend=backend,
+        sim_time=flags[USE_SIM_TIME],
     )
     if value["group"]:
         specs = group_plan(specs, cfg, *parse_group(value["group"]))

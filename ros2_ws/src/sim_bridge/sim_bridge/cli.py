@@ -28,6 +28,7 @@ from sim_bridge.bringup import (
     group_plan,
     parse_group,
     plan,
+    sim_time_problem,
     split_robots,
 )
 from sim_bridge.config import ConfigError, Problem, SwarmConfig, check_files, load_config
@@ -169,7 +170,7 @@ def _load_or_report(path: str):
 def _plan_args(args: argparse.Namespace) -> list[str]:
     """The ``swarm up`` options that shape the plan, to hand to each group's process."""
     out = ["--executor", args.executor]
-    for flag in ("no_policy", "no_cbf", "takeoff", "goto"):
+    for flag in ("no_policy", "no_cbf", "takeoff", "goto", "sim_time"):
         if getattr(args, flag):
             out.append("--" + flag.replace("_", "-"))
     if args.backend:
@@ -195,6 +196,7 @@ def _up_specs(args: argparse.Namespace, cfg: SwarmConfig):
         relay_latency_s=args.latency,
         relay_drop_prob=args.drop,
         goto=args.goto,
+        sim_time=args.sim_time,
     )
     if args.group is not None:
         specs = group_plan(specs, cfg, *parse_group(args.group))
@@ -233,6 +235,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         print("error: --duration must be > 0 seconds", file=sys.stderr)
         return 1
+    problem = args.sim_time and sim_time_problem(cfg, args.backend, "--sim-time")
+    if problem:  # a combination of options that cannot work: a usage error
+        print(f"swarm up: error: {problem}", file=sys.stderr)
+        return 2
     try:
         specs = _up_specs(args, cfg)
         _check_out_paths(args)
@@ -332,6 +338,13 @@ def _add_up_parser(sub) -> None:
         choices=("sim", "cflib"),
         default=None,
         help="sim: simulate every robot whatever its backend",
+    )
+    p.add_argument(
+        "--sim-time",
+        action="store_true",
+        help="every node's clock follows the world's /clock (use_sim_time): a world slower "
+        "than real time slows the whole swarm instead of making its commands stale "
+        "(simulation only)",
     )
     p.add_argument("--latency", type=float, default=0.0, help="comm relay latency [s]")
     p.add_argument("--drop", type=float, default=0.0, help="comm relay drop probability")

@@ -58,7 +58,14 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from sim_bridge import topics
-from sim_bridge.bringup import BringupError, NodeSpec, executable_path, load_plugin, split_robots
+from sim_bridge.bringup import (
+    USE_SIM_TIME,
+    BringupError,
+    NodeSpec,
+    executable_path,
+    load_plugin,
+    split_robots,
+)
 from sim_bridge.config import SwarmConfig
 from sim_bridge.ros import qos
 from sim_bridge.ros.recorder import McapRecorder, make_recorder
@@ -105,10 +112,16 @@ EVENTS_SAFE = {
 
 def choose_executor(kind: str, specs: list[NodeSpec]) -> str:
     """``auto``: rclpy's EventsExecutor (C++, several times less overhead per callback) when
-    every node is known to work with it, else the MultiThreadedExecutor of the contract."""
+    every node is known to work with it, else the MultiThreadedExecutor of the contract; on
+    sim time (a node with ``use_sim_time``) the SingleThreadedExecutor instead: in rclpy
+    Jazzy the multi-threaded one, spinning nodes that follow ``/clock``, stalls for up to
+    seconds at a time (its wall-clock timers, the world's step among them, fire late), while
+    the events and single-threaded executors fire wall and sim-time timers on time."""
     if kind != "auto":
         return kind
-    return "events" if all(s.plugin in EVENTS_SAFE for s in specs) else "multi"
+    if all(s.plugin in EVENTS_SAFE for s in specs):
+        return "events"
+    return "single" if any(s.parameters.get(USE_SIM_TIME) for s in specs) else "multi"
 
 
 @dataclass

@@ -4,10 +4,11 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
 
 * timer at ``rates.sim_hz``: one simulator step per tick; a late tick catches up with wall
   time (at most ``MAX_CATCHUP`` steps), so the world falls behind real time only when the
-  CPU is saturated (real-time factor and tick periods on ``/diagnostics``);
+  CPU is saturated (real-time factor and tick periods on ``/diagnostics``); on sim time one
+  step per tick, no catch-up (see *Sim time* below);
 * every ``1 / rates.control_hz``: ``/<robot>/pose``, ``/<robot>/resources`` and
   ``/<robot>/neighbors`` (poses within ``sensing_radius``) of the sim robots, ``/consumers``;
-  ``/clock`` at ``clock_hz``;
+  ``/clock`` at ``clock_hz`` (on sim time: every step);
   ``/swarm/markers`` at ``markers_hz``; ``/swarm/events`` when a scripted event fires or a
   command is rejected;
 * ``/<robot>/cmd_vel`` (TwistStamped, world frame) for sim robots, under the wire contract's
@@ -42,10 +43,27 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   Rejected moves are counted (``rejected_moves`` on ``/diagnostics``). ``/swarm/markers`` adds
   the grid, obstacles and tasks (:func:`sim_bridge.ros.markers.routing_markers`).
 
-Headers are stamped with the node clock; ``/clock`` carries the simulator time. The 20 Hz
-state (poses, neighbours, resources, ``/consumers``) is built once per publication and
-published as CDR bytes of :mod:`sim_bridge.ros.wire` (one header and one pose table for every
-message; message objects where the middleware's layout differs), and ``cmd_vel`` is
+Headers are stamped with the node clock; ``/clock`` carries the simulator time.
+
+Sim time (parameter ``use_sim_time`` true, ``swarm up --sim-time``): the world is the clock
+source. Every time it reads (:meth:`WorldNode._now_ns`: header stamps, the freshness rule of
+``cmd_vel``, the command ages the watchdog lands on) is the simulator time it publishes on
+``/clock``, so the stamps it sends and the stamps it accepts read the same clock as the other
+nodes, whose ROS clocks follow ``/clock``; ``LAND_AFTER_S`` and ``CMD_TIMEOUT_S`` are then sim
+seconds. Its step and diagnostics timers run on a steady clock (a timer on the node's ROS clock
+would wait for a ``/clock`` that only the world itself makes). rclpy's ``TimeSource`` still
+subscribes this node to ``/clock`` and moves its ROS clock (not driving that clock needs
+rclpy's private ``Node._time_source``), but nothing here reads it: the world reads the
+simulator directly, which is never behind its own publication. ``/clock`` goes out after
+every step, after that step's state: a node's sim-time timer can only fire on a ``/clock``
+message, so a coarser ``/clock`` would quantise every node's ticks to ``clock_hz``. A late tick
+takes one step, as any other (no catch-up): the whole swarm's clock slows with the world, so
+no node reads the world's delay as stale commands or missed ticks; the real-time factor on
+``/diagnostics`` says how far sim time lags the wall.
+
+The 20 Hz state (poses, neighbours, resources, ``/consumers``) is built once per publication
+and published as CDR bytes of :mod:`sim_bridge.ros.wire` (one header and one pose table for
+every message; message objects where the middleware's layout differs), and ``cmd_vel`` is
 subscribed raw: no Python message objects per robot on the hot path.
 """
 
@@ -56,6 +74,7 @@ import math
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -71,6 +90,7 @@ from sim_bridge.ros import qos, wire
 from sim_bridge.ros.markers import routing_markers, swarm_markers
 from sim_bridge.ros.params import SWARM_CONFIG, Param, Rule, config_error, declare_and_read
 from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
+from sim_bridge.ros.sim_time import USE_SIM_TIME, wall_clock
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.routing import Lockstep
 from sim_bridge.sim import Mode, Simulator
@@ -100,6 +120,8 @@ class WorldNode(Node):
     def __init__(self, node_name: str = "world", **kwargs):
         super().__init__(node_name, **kwargs)
         values = declare_and_read(self, PARAMETERS, config_error)
+        # declared by rclpy's TimeSource; read once: the world is the clock source of a run
+        self.sim_time = bool(self.get_parameter(USE_SIM_TIME).value)
         self.autostart = bool(values["autostart"])
         self.cfg = load_config(values["config"])
         if values["backend_override"] == "sim":
@@ -111,7 +133,7 @@ class WorldNode(Node):
         self.ext_idx = np.nonzero(sim.external)[0]
         self.max_speed = sim.max_speed.tolist()
 
-        # command buffers (world-frame velocity, stamp [ns] on the node clock)
+        # command buffers (world-frame velocity, stamp [ns] on the world's clock, _now_ns)
         self.cmd = np.zeros((sim.n, 3))
         self.cmd_stamp_ns = np.zeros(sim.n, dtype=np.int64)
         self.cmd_rx_ns = np.zeros(sim.n, dtype=np.int64)
@@ -202,13 +224,15 @@ class WorldNode(Node):
             for i in self.sim_idx:
                 sim.takeoff(int(i))
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=self.sim_group)
+        wall = wall_clock(self)  # on sim time a steady clock: the world makes the sim time
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=self.sim_group, clock=wall)
         self.timer = self.create_timer(
-            1.0 / rates.sim_hz, self._tick, callback_group=self.sim_group
+            1.0 / rates.sim_hz, self._tick, callback_group=self.sim_group, clock=wall
         )
         self.get_logger().info(
             f"world: {sim.n} robots ({len(self.sim_idx)} simulated), {sim.m} consumers, "
             f"{rates.sim_hz:g} Hz sim, publishing at {rates.sim_hz / self.publish_every:g} Hz"
+            + (", sim time: /clock every step" if self.sim_time else "")
         )
 
     def _setup_routing(self) -> None:
@@ -249,7 +273,7 @@ class WorldNode(Node):
         else:
             st, v = msg.header.stamp, msg.twist.linear
             sec, nanosec, vx, vy, vz = st.sec, st.nanosec, v.x, v.y, v.z
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns = self._now_ns()
         stamp_ns = sec * 1_000_000_000 + nanosec
         if not topics.stamp_ok(stamp_ns * 1e-9, now_ns * 1e-9):
             # Not fresh: never executed. The last accepted command keeps its own deadline.
@@ -301,10 +325,28 @@ class WorldNode(Node):
     def _event(self, record: dict) -> None:
         self.events_pub.publish(String(data=json.dumps({"t": self.sim.t, **record})))
 
+    # ------------------------------------------------------------------ clock
+
+    def _now_ns(self) -> int:
+        """The world's time [ns]: the node clock, or on sim time the simulator's time (what
+        ``/clock`` carries; stamps, freshness and command ages all read this)."""
+        if self.sim_time:
+            return round(self.sim.t * 1e9)
+        return self.get_clock().now().nanoseconds
+
+    def _sim_stamp(self) -> TimeMsg:
+        """The simulator time as a message time (``/clock``)."""
+        sec, nanosec = divmod(round(self.sim.t * 1e9), 1_000_000_000)
+        return TimeMsg(sec=sec, nanosec=nanosec)
+
+    def _stamp(self) -> TimeMsg:
+        """A header stamp: the node clock, or on sim time the simulator time."""
+        return self._sim_stamp() if self.sim_time else self.get_clock().now().to_msg()
+
     # ------------------------------------------------------------------ tick
 
     def _tick(self) -> None:
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns = self._now_ns()
         wall = time.perf_counter()
         if self._t0_wall is None:
             self._t0_wall = wall
@@ -313,9 +355,10 @@ class WorldNode(Node):
             del self.tick_wall[:10000]
         sim = self.sim
         # Real-time pacing: a late tick catches up (at most MAX_CATCHUP steps), so sim time
-        # follows wall time under jitter and falls behind only when the CPU is saturated.
+        # follows wall time under jitter and falls behind only when the CPU is saturated. On
+        # sim time one step: the swarm's clock slows with the world instead.
         behind = int((wall - self._t0_wall) / sim.dt) + 1 - sim.steps
-        n_steps = min(max(behind, 1), MAX_CATCHUP)
+        n_steps = 1 if self.sim_time else min(max(behind, 1), MAX_CATCHUP)
         # Age under the freshness rule: the older of stamp and receipt (a stamp up to
         # CMD_CLOCK_SKEW_S in the future counts from its receipt).
         ages = (now_ns - np.minimum(self.cmd_stamp_ns, self.cmd_rx_ns)) * 1e-9
@@ -330,7 +373,7 @@ class WorldNode(Node):
             for record in sim.step():
                 self._event(record)
         k1 = sim.steps
-        stamp = self.get_clock().now().to_msg()
+        stamp = self._stamp()
         advanced = self.lockstep is not None and self.lockstep.update(
             sim.pos[:, :2], self._present()
         )
@@ -338,11 +381,8 @@ class WorldNode(Node):
             self._publish_state(stamp)
         elif advanced:  # the views of step t + 1 go out at once
             self._publish_routing()
-        if k1 // self.clock_every != k0 // self.clock_every:
-            clock = Clock()
-            sec = int(sim.t)
-            clock.clock.sec, clock.clock.nanosec = sec, int(round((sim.t - sec) * 1e9))
-            self.clock_pub.publish(clock)
+        if self.sim_time or k1 // self.clock_every != k0 // self.clock_every:
+            self.clock_pub.publish(Clock(clock=self._sim_stamp()))
         if (
             k1 // self.markers_every != k0 // self.markers_every
             and self.markers_pub.get_subscription_count() > 0
@@ -554,7 +594,7 @@ class WorldNode(Node):
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
         msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = self._stamp()
         self.diag_pub.publish(msg)
 
     def mode_of(self, robot: str) -> str:
