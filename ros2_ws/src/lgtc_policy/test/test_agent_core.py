@@ -364,6 +364,21 @@ def test_tick_stats_counts_late_ticks():
     assert out["tick_period_p50_ms"] == pytest.approx(50.0)
 
 
+def test_tick_stats_on_sim_time_reads_periods_on_the_timers_clock():
+    """Sim time: the timer fires one sim period apart while a slow world stretches the wall
+    time between ticks (0.12 s here); the ticks are on time, compute times stay monotonic."""
+    s = TickStats(period_s=0.05)
+    for k in range(6):
+        start = 100.0 + 0.12 * k  # monotonic [s]
+        s.record(start, start + 0.002, at_s=0.05 * k)
+    out = s.summary()
+    assert (out["ticks_on_time"], out["ticks_missed"]) == (6, 0)
+    assert out["tick_period_p50_ms"] == pytest.approx(50.0)
+    assert out["compute_p50_ms"] == pytest.approx(2.0)
+    s.record(200.0, 200.001, at_s=0.40)  # the timer itself skipped: 0.25 -> 0.40 s
+    assert s.summary()["ticks_missed"] == 2
+
+
 def test_cluster_colours_are_distinct_and_unassigned_is_grey():
     colours = {cluster_colour(m) for m in range(10)}
     assert len(colours) == 10

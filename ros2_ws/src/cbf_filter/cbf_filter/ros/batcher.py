@@ -28,6 +28,15 @@ When the due calls run:
   the period with a 0.9-period threshold, as before, allowed 1.9. A nominal arriving on time
   (within the period) makes the re-filter unnecessary, and none runs.
 
+On sim time (``use_sim_time``: the nodes' clocks follow ``/clock``) the re-filter check runs
+on sim time, on the host's clock, and reads the steps on that clock
+(:func:`sim_bridge.ros.sim_time.loop_time`): neighbours move only when the world steps, however
+slowly it runs. Sim time advances in the world's steps, and a node's next nominal comes at the
+step one period after its last one, the step at which the check then finds it one whole period
+old; so on sim time the check re-filters a node after ``REFILTER_AFTER_SIM`` periods, i.e. only
+when its nominal is late. The one-shot is no matter of time ("after the queued callbacks"): it
+runs on a steady clock.
+
 A node alone in its batcher filters a new nominal at once (no deferral), as a node with its
 own timer does. The batcher's timers live on one member node (the first to join; they move
 to another member when that one leaves), so they run in that node's executor and callback
@@ -48,15 +57,19 @@ from typing import Protocol
 
 from rclpy.executors import MultiThreadedExecutor
 from sim_bridge.ros.batching import ProcessBatcher
+from sim_bridge.ros.sim_time import loop_time, on_sim_time, wall_clock
 
 from cbf_filter.decentralized import filter_batch
 from cbf_filter.unicycle import AxleCBF, filter_batch_axle
 
-__all__ = ["REFILTER_AFTER", "FilterBatcher"]
+__all__ = ["REFILTER_AFTER", "REFILTER_AFTER_SIM", "FilterBatcher"]
 
 #: A node that has not stepped for this many periods is re-filtered (checked every half
 #: period). Slightly below 1 so that the check, itself a timer with jitter, does not miss it.
 REFILTER_AFTER = 0.98
+#: The same on sim time, where the check finds every node one period old at the step its next
+#: nominal is due (module docstring): re-filter only a node whose nominal is late.
+REFILTER_AFTER_SIM = 1.5
 
 
 class _Member(Protocol):
@@ -65,7 +78,7 @@ class _Member(Protocol):
     context: object
     last_step: float
 
-    def prepare_filter(self) -> object | None: ...
+    def prepare_filter(self, at: float | None = None) -> object | None: ...
 
     def finish_filter(self, work, result, batch: int) -> None: ...
 
@@ -102,7 +115,9 @@ class FilterBatcher(ProcessBatcher):
         if self.members:
             host = self._host = self.members[0]
             self._check = host.create_timer(0.5 * self.period_s, self._on_check)
-            self._soon = host.create_timer(0.0, self._on_soon, autostart=False)
+            self._soon = host.create_timer(
+                0.0, self._on_soon, autostart=False, clock=wall_clock(host)
+            )
 
     # ---------------------------------------------------------------------- due calls
     def request(self, node) -> None:
@@ -138,8 +153,9 @@ class FilterBatcher(ProcessBatcher):
     def _on_check(self) -> None:
         """The re-filter check: nodes that have not stepped for ``REFILTER_AFTER`` periods,
         with the due nominals (if any wait) in the same batch."""
-        now = time.monotonic()
-        limit = REFILTER_AFTER * self.period_s
+        now = self._loop_now()
+        after = REFILTER_AFTER_SIM if on_sim_time(self._host) else REFILTER_AFTER
+        limit = after * self.period_s
         stale = [m for m in self.members if now - m.last_step >= limit]
         due = self._take_due()  # the armed one-shot then finds nothing left: harmless
         if due:
@@ -150,11 +166,16 @@ class FilterBatcher(ProcessBatcher):
         if due:
             self.run(due)
 
+    def _loop_now(self) -> float:
+        """Now on the check timer's clock [s]: monotonic, or the host's sim time."""
+        return loop_time(self._host, time.monotonic())
+
     def run(self, nodes: list) -> None:
         """Prepare each node's call, one :func:`filter_batch` per parameter set, finish each."""
         groups: dict[tuple, list] = {}
+        at = self._loop_now() if on_sim_time(self._host) else None  # None: each node's own
         for node in nodes:
-            work = node.prepare_filter()
+            work = node.prepare_filter(at)
             if work is not None:
                 groups.setdefault(work.key, []).append((node, work))
         count = 0

@@ -229,7 +229,8 @@ class CbfNode(Node):
         self.nominal_rx = -math.inf  # receipt time [s, node clock]
         self.nominal_used = False  # the stored nominal was filtered at least once
         self.last_pub = -math.inf
-        self.last_step = -math.inf  # last filter step, published or not [s, time.monotonic]
+        # last filter step, published or not [s, the batcher's clock: monotonic or sim time]
+        self.last_step = -math.inf
         self.batch_size = 0
         self.solve_ms = deque(maxlen=200)
         self.counts = dict(
@@ -385,12 +386,13 @@ class CbfNode(Node):
             res = self.cbf.filter_robot(work.point, work.u_hat, work.neighbors, work.share)
             self.finish_filter(work, res, 1)
 
-    def prepare_filter(self) -> FilterWork | None:
+    def prepare_filter(self, at: float | None = None) -> FilterWork | None:
         """This node's due call from its own inputs, or ``None`` when there is nothing to
         filter: no fresh nominal (silent), no fresh pose or neighbours (a zero command with
-        the nominal's stamp: hold) or a rejected nominal (silent), each handled here."""
+        the nominal's stamp: hold) or a rejected nominal (silent), each handled here.
+        ``at``: the step's time on the batcher's clock (default: monotonic now)."""
         now = self._now()
-        self.last_step = time.monotonic()
+        self.last_step = time.monotonic() if at is None else at
         nominal = self.nominal
         reason = None
         if nominal is None or not topics.command_fresh(

@@ -60,6 +60,7 @@ from sim_bridge.config import load_config
 from sim_bridge.ros import qos
 from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
+from sim_bridge.ros.sim_time import loop_time
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
@@ -399,12 +400,13 @@ class DmarNode(Node):
 
     def _tick(self) -> None:
         t0 = time.perf_counter()
+        at = loop_time(self, t0)  # periods on the timer's clock: sim time on sim time
         if self._last_tick is not None:
-            dt = t0 - self._last_tick
+            dt = at - self._last_tick
             self.periods.append(dt)
             self.ticks += 1
             self.on_time += dt <= 1.5 * self.period
-        self._last_tick = t0
+        self._last_tick = at
         self._advance()  # background plan done, round timeouts
         now = self._now()
         if (

@@ -11,6 +11,10 @@ publishes its own command and message and records its own statistics and diagnos
 Nothing of one robot reaches another's rows: a robot hears others only through its own
 ``comm/in`` (the relay keeps the range-C rule).
 
+The batch's tick time for the tick statistics is read on the host's clock, the one that
+drives the timer (:func:`sim_bridge.ros.sim_time.loop_time`: sim time when the nodes follow
+``/clock``), so a world slower than real time is not read as late ticks.
+
 A node alone in its process gets a batcher of one, and a robot alone in its group its own
 :meth:`~lgtc_policy.agent.PolicyAgent.step`: the same tick as before. The batcher's
 timer lives on one member node (the first to join; it moves to another member when that one
@@ -26,6 +30,7 @@ import time
 from typing import Protocol
 
 from sim_bridge.ros.batching import ProcessBatcher
+from sim_bridge.ros.sim_time import loop_time
 
 from lgtc_policy.agent import step_batch
 
@@ -38,9 +43,11 @@ class _Member(Protocol):
     context: object
     policy_key: str
 
-    def prepare_tick(self, start: float) -> object | None: ...
+    def prepare_tick(self, start: float, at: float | None = None) -> object | None: ...
 
-    def finish_tick(self, result, start: float, end: float, batch: int) -> None: ...
+    def finish_tick(
+        self, result, start: float, end: float, batch: int, at: float | None = None
+    ) -> None: ...
 
 
 class TickBatcher(ProcessBatcher):
@@ -58,21 +65,22 @@ class TickBatcher(ProcessBatcher):
         self._host = self._timer = None
         self._rehost()
 
-    def _count_missed(self, start: float) -> None:
-        """Count the periods the timer skipped before this tick and say so once for the batch
-        (each member also counts them in its own diagnostics, ``ticks_missed``)."""
+    def _count_missed(self, at: float) -> None:
+        """Count the periods the timer skipped before this tick (``at``: its time on the
+        timer's clock) and say so once for the batch (each member also counts them in its own
+        diagnostics, ``ticks_missed``)."""
         if self._prev is not None:
-            now_missed = max(0, round((start - self._prev) / self.period_s) - 1)
+            now_missed = max(0, round((at - self._prev) / self.period_s) - 1)
             before = self.missed
             self.missed += now_missed
             if not self.solo and self.missed.bit_length() > before.bit_length():
                 self._host.get_logger().warning(
                     f"policy tick of {len(self.members)} robots "
-                    f"{(start - self._prev) * 1e3:.0f} ms after the previous one (period "
+                    f"{(at - self._prev) * 1e3:.0f} ms after the previous one (period "
                     f"{self.period_s * 1e3:.0f} ms): {now_missed} tick(s) missed, "
                     f"{self.missed} so far (CPU overloaded?)"
                 )
-        self._prev = start
+        self._prev = at
 
     def _rehost(self) -> None:
         if self.members:
@@ -82,10 +90,11 @@ class TickBatcher(ProcessBatcher):
     def tick(self) -> None:
         """One due tick of every member: prepare each, one forward per checkpoint, finish each."""
         start = time.perf_counter()
-        self._count_missed(start)
+        at = loop_time(self._host, start)  # the timer's clock: sim time on sim time
+        self._count_missed(at)
         due: dict[str, list] = {}
         for node in list(self.members):
-            work = node.prepare_tick(start)
+            work = node.prepare_tick(start, at)
             if work is not None:
                 due.setdefault(node.policy_key, []).append((node, work))
         results = []
@@ -101,4 +110,4 @@ class TickBatcher(ProcessBatcher):
         end = time.perf_counter()
         self.last_batch = len(results)
         for node, result in results:
-            node.finish_tick(result, start, end, len(results))
+            node.finish_tick(result, start, end, len(results), at)

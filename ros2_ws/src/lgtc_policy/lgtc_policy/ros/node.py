@@ -11,7 +11,8 @@ Outputs: ``/<robot>/cmd_vel_nominal`` (TwistStamped, world frame) and ``/<robot>
 objects where the middleware's layout differs); diagnostics ``lgtc_policy: <robot>``
 on ``/diagnostics`` (tick period, compute time, ticks on time, cluster id, neighbours, and the
 counts ``stale_pose_ticks``, ``nonfinite_outputs`` and ``ticks_missed``: periods a late tick
-skipped, also logged, never silent; ``batch_size``: robots in the last forward);
+skipped, also logged, never silent; ``batch_size``: robots in the last forward; periods are
+read on the clock that drives the tick timer: sim time with ``use_sim_time``);
 markers on ``/swarm/policy_markers`` (cluster colour = attended consumer, nominal vs filtered
 velocity arrows).
 
@@ -45,6 +46,7 @@ from sim_bridge.ros import qos as named_qos
 from sim_bridge.ros import wire
 from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
+from sim_bridge.ros.sim_time import loop_time
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import ColorRGBA, Float64MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
@@ -219,15 +221,17 @@ class PolicyNode(Node):
     def _tick(self) -> None:
         """The node's own timer (``batch:=false``): one robot, one forward."""
         start = time.perf_counter()
-        work = self.prepare_tick(start)
+        at = loop_time(self, start)  # the timer's clock: sim time on sim time
+        work = self.prepare_tick(start, at)
         if work is not None:
             obs, now = work
-            self.finish_tick(self.agent.step(obs, now), start, time.perf_counter(), 1)
+            self.finish_tick(self.agent.step(obs, now), start, time.perf_counter(), 1, at)
 
-    def prepare_tick(self, start: float) -> tuple[object, float] | None:
+    def prepare_tick(self, start: float, at: float | None = None) -> tuple[object, float] | None:
         """This robot's part of a tick before the forward: ``(observation, now)`` to step, or
         None when the tick is already done here (no inputs yet, a stale pose: nothing sent;
-        on the ground or a bad input: the idle tick, published by :meth:`finish_tick`)."""
+        on the ground or a bad input: the idle tick, published by :meth:`finish_tick`).
+        ``start`` / ``at``: as :meth:`finish_tick`."""
         if self.pose is None or self.supply is None or self.consumers is None:
             return None  # the world has not spoken yet: nothing to act on, nothing sent
         now = self._now()
@@ -247,16 +251,19 @@ class PolicyNode(Node):
                 self.input_errors += 1
                 if self.input_errors & (self.input_errors - 1) == 0:
                     self.get_logger().warning(f"bad input, holding still: {exc}")
-        self.finish_tick(self.agent.idle(), start, time.perf_counter(), 0)
+        self.finish_tick(self.agent.idle(), start, time.perf_counter(), 0, at)
         return None
 
-    def finish_tick(self, result, start: float, end: float, batch: int) -> None:
+    def finish_tick(
+        self, result, start: float, end: float, batch: int, at: float | None = None
+    ) -> None:
         """Publish this robot's tick ``result`` (never a non-finite command) and record its
-        timing (``start``/``end``: the tick's, or its batch's, monotonic times [s];
+        timing (``start``/``end``: the tick's, or its batch's, monotonic times [s]; ``at``: its
+        start on the clock of the timer that drove it, when that is another: sim time;
         ``batch``: how many robots shared the forward)."""
         self.batch_size = batch
         missed = self.stats.missed
-        self.stats.record(start, end)
+        self.stats.record(start, end, at)
         if self.stats.missed > missed and (self.batcher is None or self.batcher.solo):
             self._report_missed(self.stats.missed - missed)  # a batch says it once for all
         if not np.all(np.isfinite(result.velocity)):

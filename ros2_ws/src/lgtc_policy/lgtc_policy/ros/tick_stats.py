@@ -3,7 +3,9 @@
 :class:`TickStats`: period and compute time of a periodic control loop, and the share of
 ticks on time. A tick is *on time* when it starts no later than ``LATE_FACTOR`` periods after
 the previous one (at 20 Hz: within 75 ms), i.e. the loop neither skipped a tick nor ran half a
-period late. The first tick is on time by definition.
+period late. The first tick is on time by definition. Periods are read on the clock that drives
+the loop's timer (``at_s`` of :meth:`TickStats.record`: sim time on sim time), compute times on
+a monotonic clock.
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ class TickStats:
         self.on_time = 0
         self.missed = 0
 
-    def record(self, start_s: float, end_s: float) -> None:
-        """One tick that started at ``start_s`` and finished at ``end_s`` (monotonic [s])."""
+    def record(self, start_s: float, end_s: float, at_s: float | None = None) -> None:
+        """One tick that started at ``start_s`` and finished at ``end_s`` (monotonic [s]);
+        ``at_s``: its start on the clock of the loop's timer when that is another (sim time)."""
+        at = start_s if at_s is None else at_s
         self.ticks += 1
         if self.prev is None:
             self.on_time += 1
         else:
-            period = start_s - self.prev
+            period = at - self.prev
             self.periods.append(period)
             self.on_time += period <= LATE_FACTOR * self.period_s
             self.missed += max(0, round(period / self.period_s) - 1)
         self.computes.append(end_s - start_s)
-        self.prev = start_s
+        self.prev = at
 
     def summary(self) -> dict[str, float | int]:
         """``ticks``, ``ticks_on_time``, ``on_time_pct``, ``ticks_missed``, period and compute

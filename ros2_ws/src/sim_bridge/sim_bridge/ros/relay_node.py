@@ -31,6 +31,13 @@ unchanged. ``deliver`` says when:
 the same layout). The range rule is the same in every mode: within ``C`` at send time and
 again at delivery time.
 
+On sim time (``use_sim_time``) latency and the messages' times are sim time, but the delivery
+timer and the ``before_tick`` rhythm (each robot's period, when its next tick comes) run on a
+steady clock: sim time moves in the world's steps, and every robot ticks at the ``/clock``
+step that makes its period due, so a flush timed on sim time would go out at that same step,
+beside the ticks it should precede. On the wall clock the relay sees each robot's messages
+arrive one tick apart (however slowly the world runs) and flushes before the next arrival.
+
 Poses and ``comm/out`` are subscribed raw and bundles published as CDR bytes
 (:mod:`sim_bridge.ros.wire`; message objects where the middleware's layout differs): the
 relay copies every message's values bit for bit.
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from array import array
 
 import numpy as np
@@ -63,6 +71,7 @@ from sim_bridge.ros.params import (
     declare_and_read,
     one_of,
 )
+from sim_bridge.ros.sim_time import on_sim_time, wall_clock
 from sim_bridge.ros.spin import run_node
 
 #: Delivery modes of the bundling relay (parameter ``deliver``).
@@ -142,7 +151,9 @@ class RelayNode(Node):
         )
         self.bundle_period_s = bundle
         self.before_tick = deliver == "before_tick"
-        self.last_send = np.full(n, -math.inf)  # relay clock [s] of each robot's last comm/out
+        self.sim_time = on_sim_time(self)
+        # the delivery rhythm, on the rhythm clock (_beat: the relay's clock, steady on sim time)
+        self.last_send = np.full(n, -math.inf)  # each robot's last comm/out [s]
         self.send_period = np.full(n, math.nan)  # its measured period [s] (moving average)
         self.flushed_at = np.full(n, -math.inf)  # when its inbox was last flushed [s]
         self.positions = np.full((n, 3), np.nan)
@@ -171,9 +182,9 @@ class RelayNode(Node):
                 )
             )
         if bundle > 0.0:
-            self.create_timer(bundle, self._deliver)
+            self.create_timer(bundle, self._deliver, clock=wall_clock(self))
         elif latency > 0.0:
-            self.create_timer(min(latency / 2.0, 0.01), self._deliver)
+            self.create_timer(min(latency / 2.0, 0.01), self._deliver, clock=wall_clock(self))
         self.get_logger().info(
             f"comm relay: {n} robots, C = {self.cfg.comm_radius} m, latency {latency} s, "
             f"drop {drop}, "
@@ -182,6 +193,10 @@ class RelayNode(Node):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _beat(self, now: float) -> float:
+        """The rhythm clock [s] (``now``: the relay's clock): ``now``, or steady on sim time."""
+        return time.monotonic() if self.sim_time else now
 
     def _on_pose(self, i: int, msg: bytes | PoseStamped) -> None:
         """Robot ``i``'s pose: the subscription's raw bytes, or a message."""
@@ -208,9 +223,10 @@ class RelayNode(Node):
                 )
             return
         now = self._now()
-        # the sender's tick: its stamp when that reads our clock (same machine or sim time; the
+        beat = self._beat(now)
+        # the sender's tick: its stamp when that reads our rhythm clock (same machine; the
         # callback itself may run late on a busy executor), else the time we got it
-        sent = data[1] if 0.0 <= now - data[1] < 0.5 else now
+        sent = data[1] if not self.sim_time and 0.0 <= now - data[1] < 0.5 else beat
         dt = sent - self.last_send[i]
         if 0.0 < dt < 1.0:  # the sender's tick period, smoothed (a gap > 1 s is a pause)
             p = self.send_period[i]
@@ -242,10 +258,11 @@ class RelayNode(Node):
                     self._publish(j, len(data), data)
             return
         self.relay.collect(now)
+        beat = self._beat(now)
         for j in range(self.relay.n):
-            if not self.relay.held(j) or not self._due_now(j, now):
+            if not self.relay.held(j) or not self._due_now(j, beat):
                 continue
-            self.flushed_at[j] = now
+            self.flushed_at[j] = beat
             for row_len, data in pack_bundle(self.relay.take(j, self.positions)):
                 self._publish(j, row_len, data)
 
