@@ -1,11 +1,12 @@
 """The LGTC demo (launch/demo.yaml: 10 Crazyflies, 4 consumers) on a full ROS 2 install.
 
     ros2 launch launch/demo.launch.py [config:=launch/demo.yaml] [takeoff:=true] \
-        [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] [cbf:=true]
+        [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] [cbf:=true] \
+        [use_sim_time:=true]
 
 Includes lgtc_policy's swarm.launch.py with this scenario's defaults; every argument the
-user passes is handed on (``backend``, ``rviz``, ``record``, ``policy`` and ``cbf`` are
-declared by swarm.launch.py itself).
+user passes is handed on (``backend``, ``rviz``, ``record``, ``policy``, ``cbf`` and
+``use_sim_time`` are declared by swarm.launch.py itself).
 """
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription

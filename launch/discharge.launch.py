@@ -1,11 +1,12 @@
 """Battery-discharge scenario (launch/discharge.yaml: 5 Crazyflies) on a full ROS 2 install.
 
     ros2 launch launch/discharge.launch.py [config:=launch/discharge.yaml] [takeoff:=true] \
-        [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] [cbf:=true]
+        [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] [cbf:=true] \
+        [use_sim_time:=true]
 
 Includes lgtc_policy's swarm.launch.py with this scenario's defaults; every argument the
-user passes is handed on (``backend``, ``rviz``, ``record``, ``policy`` and ``cbf`` are
-declared by swarm.launch.py itself).
+user passes is handed on (``backend``, ``rviz``, ``record``, ``policy``, ``cbf`` and
+``use_sim_time`` are declared by swarm.launch.py itself).
 """
 
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription

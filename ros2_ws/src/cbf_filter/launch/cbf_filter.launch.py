@@ -1,9 +1,11 @@
 """Start one robot's CBF filter.
 
-    ros2 launch cbf_filter cbf_filter.launch.py robot:=cf1 config:=/path/swarm.yaml
+    ros2 launch cbf_filter cbf_filter.launch.py robot:=cf1 config:=/path/swarm.yaml \
+        [use_sim_time:=true]
 
 The swarm bringup (``sim_bridge.bringup``) starts one of these per robot; this file is for
 running a filter by hand, e.g. in front of a robot driven by another stack.
+``use_sim_time:=true`` puts the filter's clock on ``/clock`` (a simulated robot on sim time).
 """
 
 from launch.actions import DeclareLaunchArgument
@@ -19,12 +21,23 @@ def generate_launch_description():
         [
             DeclareLaunchArgument("robot", description="robot name = namespace"),
             DeclareLaunchArgument("config", default_value="", description="swarm YAML"),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                description="the filter's clock follows /clock (simulation only)",
+            ),
             Node(
                 package="cbf_filter",
                 executable="cbf_node",
                 name="cbf_filter",
                 namespace=robot,
-                parameters=[{"robot": robot, "config": LaunchConfiguration("config")}],
+                parameters=[
+                    {
+                        "robot": robot,
+                        "config": LaunchConfiguration("config"),
+                        "use_sim_time": LaunchConfiguration("use_sim_time"),
+                    }
+                ],
                 output="screen",
             ),
         ]

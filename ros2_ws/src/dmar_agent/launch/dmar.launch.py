@@ -2,7 +2,7 @@
 
     ros2 launch dmar_agent dmar.launch.py config:=/path/to/swarm.yaml \
         [takeoff:=true] [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] \
-        [cbf:=true]
+        [cbf:=true] [use_sim_time:=true]
 
 What starts comes from ``sim_bridge.bringup.launch_plan`` (its ``plan`` is the one
 ``swarm up`` and ``dmar demo`` use), so every face starts the same nodes: world, comm relay,

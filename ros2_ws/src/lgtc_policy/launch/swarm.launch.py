@@ -2,13 +2,15 @@
 
     ros2 launch lgtc_policy swarm.launch.py config:=/path/to/swarm.yaml \
         [backend:=sim|cflib] [rviz:=true] [record:=bag_dir] [policy:=true] [cbf:=true] \
-        [takeoff:=false]
+        [takeoff:=false] [group:=I/K] [use_sim_time:=true]
 
 What starts comes from ``sim_bridge.bringup.launch_plan`` (its ``plan`` is the one
 ``swarm up`` uses), so both faces start exactly the same nodes: world, comm relay, ``/all``
 services, radio bridges for cflib robots, a CBF filter per robot and, when the config names
 a checkpoint, an LGTC policy per robot. ``backend:=sim`` simulates every robot of a
-real-robot config; ``record:=DIR`` runs ``ros2 bag record -s mcap`` on the swarm's topics.
+real-robot config; ``record:=DIR`` runs ``ros2 bag record -s mcap`` on the swarm's topics;
+``use_sim_time:=true`` puts every node's clock on the world's ``/clock`` (simulation only: a
+config with real robots refuses it unless ``backend:=sim``).
 rviz2 and ``ros2 bag`` are optional: when one is asked for but not installed, the launch
 logs one warning and starts the swarm without it. A bad config or argument stops the launch
 before any process starts (:func:`sim_bridge.ros.launch_actions.swarm_actions`).
