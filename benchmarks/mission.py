@@ -31,6 +31,9 @@ it), and N = 30 split over two processes (``swarm up --groups 2``: ``_n30_groups
 ``--quick`` runs the one-process runs ``n10, n30, n50, n10_loaded`` for 5 s each (under a
 minute in all); the default runs all six for 40 s each. ``--only KEY,...`` runs some of
 ``n10, n30, n50, n10_loaded, n30_groups2, n50_groups2``. ``--json FILE`` writes the keys.
+``--sim-time`` runs them with every node on the world's ``/clock`` (``swarm up --sim-time``);
+the runs are then named ``<run>_simtime`` (keys ``ticks_on_time_pct_n10_simtime``,
+``reward_ratio_ros_vs_core_n10_simtime``, ...), and ``duration`` stays wall time.
 
 ``--message-age`` measures instead how old the neighbours' messages are when a policy tick
 uses them (tick time minus the sender's stamp, every tick of every robot after the first third
@@ -112,7 +115,14 @@ class CpuHog:
         self.proc.wait()
 
 
-def _demo(config: Path, out: Path, duration: float, checkpoint: str | None, compare: bool):
+def _demo(
+    config: Path,
+    out: Path,
+    duration: float,
+    checkpoint: str | None,
+    compare: bool,
+    sim_time: bool = False,
+):
     """The demo's report values, with ``process_cpu_pct`` of the composed run added."""
     from lgtc_policy.mission.demo import DemoOptions, run_demo
     from sim_bridge.ros import runner
@@ -135,6 +145,7 @@ def _demo(config: Path, out: Path, duration: float, checkpoint: str | None, comp
         expert=False,
         compare=compare,
         status_every=0,
+        sim_time=sim_time,
     )
     with open(os.devnull, "w") as null, mock.patch.object(runner, "run_composed", measured):
         values = run_demo(opts, out=null)
@@ -170,7 +181,9 @@ def _cbf_counts(mcap: Path, config: Path) -> tuple[int, float]:
     return calls, math.nan
 
 
-def _groups(config: Path, out: Path, duration: float, groups: int, compare: bool) -> dict:
+def _groups(
+    config: Path, out: Path, duration: float, groups: int, compare: bool, sim_time: bool = False
+) -> dict:
     """The demo's figures for ``swarm up --groups`` (each group composed in its process):
     the run recorded here, then the report's metrics and the core comparison."""
     from lgtc_policy.mission.demo import _ros_env, compare_with_core
@@ -202,6 +215,7 @@ def _groups(config: Path, out: Path, duration: float, groups: int, compare: bool
     out.mkdir(parents=True, exist_ok=True)
     mcap = out / "run.mcap"
     argv = [sys.executable, "-m", "sim_bridge.cli", "up", str(config), "--takeoff"]
+    argv += ["--sim-time"] if sim_time else []
     with open(os.devnull, "w") as null:
         res = run_groups(
             [*argv, "--status-every", "0"],
@@ -260,7 +274,9 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
+def _one(
+    name: str, tmp: Path, duration: float, checkpoint: str | None, sim_time: bool = False
+) -> dict:
     n, compare, hog, groups = RUNS[name]
     config = DEMO if n == 10 else scaled_config(DEMO, tmp / f"demo{n}.yaml", checkpoint, n)
     load0 = os.getloadavg()[0]
@@ -270,10 +286,10 @@ def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
     if groups > 1:
         if checkpoint:  # the groups read the file: write the override into it
             config = scaled_config(DEMO, tmp / f"demo{n}.yaml", checkpoint, n)
-        v = _groups(config, tmp / name, duration, groups, compare)
+        v = _groups(config, tmp / name, duration, groups, compare, sim_time)
     else:
         with CpuHog() if hog else contextlib.nullcontext():
-            v = _demo(config, tmp / name, duration, checkpoint, compare)
+            v = _demo(config, tmp / name, duration, checkpoint, compare, sim_time)
     v["bench_wall_s"] = time.perf_counter() - t0
     v["missed"] = _missed(tmp / name / "run.mcap", config)
     v["cbf_calls"], v["cbf_refilters"] = _cbf_counts(tmp / name / "run.mcap", config)
@@ -288,12 +304,15 @@ def _one(name: str, tmp: Path, duration: float, checkpoint: str | None) -> dict:
     return v
 
 
-def run(duration: float, checkpoint: str | None, only: list[str] | None = None) -> dict:
+def run(
+    duration: float, checkpoint: str | None, only: list[str] | None = None, sim_time: bool = False
+) -> dict:
     out: dict = {"load_avg_1min_start": os.getloadavg()[0], "cores": os.cpu_count()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_mission_") as tmp:
-        for name in only or list(RUNS):
-            v = _one(name, Path(tmp), duration, checkpoint)
+        for run_name in only or list(RUNS):
+            v = _one(run_name, Path(tmp), duration, checkpoint, sim_time)
+            name = run_name + ("_simtime" if sim_time else "")
             rows.append((name, v))
             out[f"ticks_on_time_pct_{name}"] = v["ticks_on_time_pct"]
             out[f"ticks_missed_{name}"] = v["missed"]
@@ -307,7 +326,7 @@ def run(duration: float, checkpoint: str | None, only: list[str] | None = None) 
             out[f"process_cpu_pct_{name}"] = v.get("process_cpu_pct", math.nan)
             out[f"cbf_calls_{name}"] = v["cbf_calls"]
             out[f"cbf_refilters_{name}"] = v["cbf_refilters"]
-            if RUNS[name][1]:
+            if RUNS[run_name][1]:
                 sfx = "" if name == "n10" else f"_{name}"
                 out[f"reward_ratio_ros_vs_core{sfx}"] = v.get("reward_ratio_ros_vs_core", math.nan)
                 out[f"reward_ratio_ros_vs_core_cbf{sfx}"] = v.get(
@@ -446,11 +465,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="override demo.yaml's policy.checkpoint")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
     p.add_argument(
+        "--sim-time",
+        action="store_true",
+        help="every node on the world's /clock (swarm up --sim-time); runs named <run>_simtime",
+    )
+    p.add_argument(
         "--message-age",
         action="store_true",
         help="measure the age of the messages the policy uses, per relay delivery mode",
     )
     ns = p.parse_args(argv)
+    if ns.sim_time and ns.message_age:
+        p.error("--sim-time: the message-age runs are on wall time; drop one of the two")
     duration = ns.duration or (5.0 if ns.quick else 40.0)
     from lgtc_policy.agent import MissionError
 
@@ -463,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 print(f"error: --only {unknown}: use some of {list(RUNS)}", file=sys.stderr)
                 return 2
-            out = run(duration, ns.checkpoint, only)
+            out = run(duration, ns.checkpoint, only, ns.sim_time)
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

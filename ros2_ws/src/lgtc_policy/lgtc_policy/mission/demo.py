@@ -91,6 +91,9 @@ class DemoOptions:
     """Seed of the core env comparison."""
     status_every: float = 5.0
     """Status line period during the run [s] (0: silent)."""
+    sim_time: bool = False
+    """Every node on the world's ``/clock`` (``swarm up --sim-time``): a slow world slows the
+    swarm instead of making its commands stale; ``duration`` stays wall time."""
 
 
 def _ros_env() -> None:
@@ -181,7 +184,7 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
     ckpt, env_config, net = _checkpoint_info(cfg)
     scenario = scenario_from_config(cfg, cfg.rates.control_hz)
     try:
-        specs = plan(cfg, run_cfg_path, cbf=opts.cbf, autostart=True)
+        specs = plan(cfg, run_cfg_path, cbf=opts.cbf, autostart=True, sim_time=opts.sim_time)
         if opts.mode == "composed":
             check_plugins(specs)
     except BringupError as exc:
@@ -317,6 +320,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--status-every", type=bounded_float(0.0), default=d.status_every, help="[s], 0: silent"
     )
+    p.add_argument(
+        "--sim-time", action="store_true", help="every node on the world's /clock (use_sim_time)"
+    )
 
 
 def options_from_args(ns: argparse.Namespace) -> DemoOptions:
@@ -336,6 +342,7 @@ def options_from_args(ns: argparse.Namespace) -> DemoOptions:
         expert=not ns.no_expert,
         seed=ns.seed,
         status_every=ns.status_every,
+        sim_time=ns.sim_time,
     )
 
 
