@@ -38,18 +38,18 @@ import time
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.ros import qos as named_qos
 from sim_bridge.ros import wire
-from sim_bridge.ros.markers import cluster_markers
+from sim_bridge.ros.markers import arrow_markers, cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.sim_time import loop_time
 from sim_bridge.ros.spin import spin_node
-from std_msgs.msg import ColorRGBA, Float64MultiArray
-from visualization_msgs.msg import Marker, MarkerArray
+from std_msgs.msg import Float64MultiArray
+from visualization_msgs.msg import MarkerArray
 
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy, replace_checkpoint
 from lgtc_policy.ros.batcher import TickBatcher
@@ -370,12 +370,11 @@ class PolicyNode(Node):
         if self.pose is None:
             return
         stamp = self.get_clock().now().to_msg()
-        i = self.spec.index
-        p = Point(x=float(self.pose[0]), y=float(self.pose[1]), z=float(self.pose[2]))
+        here, ids = self.pose[None, :3], np.array([self.spec.index])
         out = cluster_markers(
-            positions=self.pose[None, :3],
+            positions=here,
             cluster_ids=np.array([self.agent.cluster]),
-            robot_ids=np.array([i]),
+            robot_ids=ids,
             stamp=stamp,
             ns="lgtc_cluster",
             diameter=0.12,
@@ -384,15 +383,9 @@ class PolicyNode(Node):
             ("lgtc_nominal", self.nominal, (1.0, 0.6, 0.0, 0.9)),
             ("lgtc_filtered", self.filtered, (0.1, 0.5, 1.0, 0.9)),
         ):
-            arrow = Marker(ns=ns, id=i, type=Marker.ARROW, action=Marker.ADD)
-            tip = Point(x=p.x + float(v[0]), y=p.y + float(v[1]), z=p.z + float(v[2]))
-            arrow.points = [p, tip]
-            arrow.scale.x, arrow.scale.y, arrow.scale.z = 0.02, 0.05, 0.05
-            arrow.color = ColorRGBA(r=rgba[0], g=rgba[1], b=rgba[2], a=rgba[3])
-            out.append(arrow)
-        for m in out:
-            m.header.frame_id = topics.WORLD_FRAME
-            m.header.stamp = stamp
+            out += arrow_markers(
+                starts=here, vectors=v[None, :3], robot_ids=ids, ns=ns, rgba=rgba, stamp=stamp
+            ).markers
         self.marker_pub.publish(MarkerArray(markers=out))
 
 
