@@ -225,8 +225,8 @@ def test_discharge_scenario_reallocates(tmp_path):
 
 
 def test_demo_stops_once_every_demand_is_met(tmp_path, north_checkpoint):
-    """The mission monitor, an observer in the swarm's executor, ends the run `linger` sim
-    seconds after the demand is met (here at take-off: the consumer is around cf2's start)."""
+    """The runner's monitor (`linger_after_demand_met`) ends the run `linger` sim seconds
+    after the demand is met (here at take-off: the consumer is around cf2's start)."""
     consumers = [{"name": "c1", "position": [0.0, -1.5], "radius": 0.5, "demand": {"energy": 0.3}}]
     config = three_robots(tmp_path / "done.yaml", north_checkpoint, consumers)
     values = run_demo(

@@ -614,6 +614,43 @@ def test_run_composed_should_stop_ends_the_run(swarm_file):
     assert 1.0 <= res.sim_s < 3.0 and res.wall_s < 10.0
 
 
+def test_swarm_monitor_demand_met_time_and_foreign_tables(swarm_file, context):
+    """The run's one observer: the sim time at which every demand was met (first crossing of
+    DEMAND_MET_TOL), the linger rule, and a /consumers table of another swarm ignored and
+    counted (it raised in the callback and stopped the run)."""
+    import io
+
+    from rosgraph_msgs.msg import Clock
+    from sim_bridge.ros.runner import SwarmMonitor
+
+    mon = SwarmMonitor(load_config(swarm_file), 0, io.StringIO(), context=context)
+    try:
+
+        def table(remaining):  # x, y, radius, active, remaining energy
+            return Float64MultiArray(data=[1.0, 0.0, 0.3, 1.0, remaining])
+
+        def clock(t):
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = int(t), int(round((t % 1) * 1e9))
+            mon._on_clock(msg)
+
+        clock(1.0)
+        mon._on_consumers(table(0.5))
+        assert mon.remaining == 0.5 and mon.demand_met_t is None
+        mon._on_consumers(Float64MultiArray(data=[1.0, 2.0, 3.0]))  # another swarm's table
+        assert mon.malformed == 1 and mon.remaining == 0.5
+        clock(2.5)
+        mon._on_consumers(table(0.0009))  # <= 1e-3 of the initial demand 1.0
+        assert mon.demand_met_t == 2.5 and not mon.demand_met_for(1.0)
+        clock(3.0)
+        mon._on_consumers(table(0.2))  # demand back (a robot left): the first crossing stays
+        assert mon.demand_met_t == 2.5
+        clock(3.5)
+        assert mon.demand_met_for(1.0) and not mon.demand_met_for(1.5)
+    finally:
+        mon.destroy_node()
+
+
 SLOW_CALLBACK_RUN = """
 import io, sys, threading, time
 from sim_bridge.bringup import plan

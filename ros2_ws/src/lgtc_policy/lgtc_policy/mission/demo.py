@@ -13,8 +13,8 @@ time limit, and writes to ``--out``:
   centralized expert (:mod:`lgtc_policy.mission.scenario`);
 * ``swarm.gif`` (rendered from the recording).
 
-The run ends early when the mission monitor (:mod:`lgtc_policy.ros.monitor`, an observer in
-the swarm's executor) sees every demand met. DDS stays on this machine
+The run ends ``--linger`` sim seconds after the runner's monitor
+(:class:`sim_bridge.ros.runner.SwarmMonitor`) sees every demand met. DDS stays on this machine
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the run gets its own ``ROS_DOMAIN_ID``
 (random in 1..200 unless already set). Errors (bad config, missing or mismatched checkpoint,
 missing node package) print one line and exit with status 2.
@@ -150,21 +150,18 @@ def _load(opts: DemoOptions, outdir: Path):
 
 def _fly(opts: DemoOptions, cfg, specs, mcap: Path, out):
     """The ROS run: the bringup runner with the run recorded to ``mcap`` (diagnostics
-    included) and the mission monitor as an observer that stops it once the mission is done."""
+    included), stopped ``linger`` sim seconds after the runner's monitor saw every demand met
+    (``stop_when_done``)."""
     # rclpy only when the demo flies: the mission room imports without ROS
     from sim_bridge.ros.runner import run_composed, run_processes
 
-    from lgtc_policy.ros.monitor import MissionObserver
-
-    observer = MissionObserver(cfg, opts.stop_when_done, opts.linger)
     kwargs = {
         "duration": opts.duration,
         "record": str(mcap),
         "record_diagnostics": True,
         "status_every": opts.status_every,
         "out": out,
-        "observers": [observer],
-        "should_stop": observer.should_stop,
+        "linger_after_demand_met": opts.linger if opts.stop_when_done else None,
     }
     try:
         if opts.mode == "composed":

@@ -147,6 +147,8 @@ class RunResult:
     loop_ticks_missed: int = 0
     #: processes mode: robot nodes that exited while the run went on, ``(fqn, code, robot)``
     node_exits: list[tuple[str, int, str]] = field(default_factory=list)
+    #: sim time [s] at which every demand was met (``SwarmMonitor.demand_met_t``), or None
+    demand_met_s: float | None = None
 
 
 class SignalFlag:
@@ -201,6 +203,22 @@ def stop_reason(
     return ""
 
 
+def _stop_rules(
+    should_stop: Callable[[], bool] | None, monitor: SwarmMonitor, linger: float | None
+) -> Callable[[], bool] | None:
+    """The caller's ``should_stop`` and, with ``linger``, "every demand met ``linger`` sim
+    seconds ago" (:meth:`SwarmMonitor.demand_met_for`)."""
+    if linger is None:
+        return should_stop
+    return lambda: monitor.demand_met_for(linger) or (should_stop is not None and should_stop())
+
+
+def _name_demand_stop(res: RunResult, monitor: SwarmMonitor, linger: float | None) -> None:
+    res.demand_met_s = monitor.demand_met_t
+    if res.stop_reason == "should_stop" and linger is not None and monitor.demand_met_for(linger):
+        res.stop_reason = "demand_met"
+
+
 def die_with_parent() -> None:
     """Child-side: get SIGTERM when the parent dies (Linux), start a new process group."""
     os.setpgid(0, 0)
@@ -241,13 +259,22 @@ def terminate(procs: list[subprocess.Popen], grace_s: float = 5.0) -> None:
 
 class SwarmMonitor(Node):
     """Prints the run's progress every ``status_every`` s (0: silent); keeps the last world
-    diagnostics, the sim time and the remaining demand (for the :class:`RunResult`)."""
+    diagnostics, the sim time and the remaining demand (for the :class:`RunResult`), and the
+    sim time ``demand_met_t`` at which the remaining demand first fell to ``DEMAND_MET_TOL`` of
+    the initial demand (the run's one observer of the mission's progress: a mission stops its
+    run on it through ``linger_after_demand_met``). A ``/consumers`` table of another shape
+    (another swarm on the domain) is counted in ``malformed`` and ignored."""
+
+    #: remaining / initial demand at or below which every demand counts as met
+    DEMAND_MET_TOL = 1e-3
 
     def __init__(self, cfg: SwarmConfig, status_every: float, out, **kwargs) -> None:
         super().__init__("swarm_monitor", **kwargs)
         self.cfg = cfg
         self.out = out
         self.sim_t = 0.0
+        self.demand_met_t: float | None = None
+        self.malformed = 0
         self.world: dict[str, str] = {}
         #: status name -> (ticks, on time, missed) of each robot loop that reports them
         self.loops: dict[str, tuple[int, int, int]] = {}
@@ -268,9 +295,19 @@ class SwarmMonitor(Node):
 
     def _on_consumers(self, msg: Float64MultiArray) -> None:
         cols = len(topics.CONSUMER_FIXED_FIELDS) + len(self.cfg.resource_types)
-        table = np.asarray(msg.data).reshape(-1, cols) if cols else np.zeros((0, 0))
+        data = np.asarray(msg.data, dtype=float)
+        if data.size != len(self.cfg.consumers) * cols:
+            self.malformed += 1
+            return
+        table = data.reshape(-1, cols)
         self.remaining = float(table[:, len(topics.CONSUMER_FIXED_FIELDS) :].sum())
         self.active = int(table[:, 3].sum()) if len(table) else 0
+        if self.demand_met_t is None and self.remaining <= self.DEMAND_MET_TOL * self.demand0:
+            self.demand_met_t = self.sim_t
+
+    def demand_met_for(self, linger: float) -> bool:
+        """Every demand has been met for ``linger`` sim seconds."""
+        return self.demand_met_t is not None and self.sim_t >= self.demand_met_t + linger
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -475,6 +512,7 @@ def run_composed(
     on_ready=None,
     should_stop: Callable[[], bool] | None = None,
     observers: Sequence[ObserverFactory] = (),
+    linger_after_demand_met: float | None = None,
 ) -> RunResult:
     """All nodes of ``specs`` in one process and one executor (see :func:`choose_executor`).
 
@@ -482,8 +520,9 @@ def run_composed(
     ``observers``: factories of nodes spun in the same executor (module docstring).
     ``on_ready(nodes: dict[fqn, Node], context, executor)`` runs once every node exists
     (tests use it to add their own nodes to the run). ``should_stop()`` is called at most every
-    10 ms and at least every 60 ms, and ends the run when it returns True. Returns the run's
-    :class:`RunResult`.
+    10 ms and at least every 60 ms, and ends the run when it returns True;
+    ``linger_after_demand_met`` [s]: end the run that many sim seconds after every demand was
+    met (``stop_reason`` "demand_met"). Returns the run's :class:`RunResult`.
     """
     res = RunResult()
     context = rclpy.Context()
@@ -514,7 +553,9 @@ def run_composed(
         t0 = time.perf_counter()
         c0 = time.process_time()
         print(f"[swarm] composed: {len(nodes)} nodes in one {executor} executor", file=out)
-        _spin_composed(ex, context, res, stop, t0, duration, should_stop)
+        rules = _stop_rules(should_stop, monitor, linger_after_demand_met)
+        _spin_composed(ex, context, res, stop, t0, duration, rules)
+        _name_demand_stop(res, monitor, linger_after_demand_met)
         wall = time.perf_counter() - t0
         res.cpu_percent = 100.0 * (time.process_time() - c0) / max(wall, 1e-9)
         _fill_result(res, monitor, wall)
@@ -705,10 +746,12 @@ def run_children(
     should_stop: Callable[[], bool] | None = None,
     observers: Sequence[ObserverFactory] = (),
     what: str = "processes",
+    linger_after_demand_met: float | None = None,
 ) -> RunResult:
     """Start ``children`` (nodes or groups), spin the observers in this process, stop them.
 
-    ``record`` / ``record_diagnostics`` / ``observers`` as :func:`run_composed`;
+    ``record`` / ``record_diagnostics`` / ``observers`` / ``linger_after_demand_met`` as
+    :func:`run_composed`;
     ``on_ready(context, executor)`` may add nodes of the caller to this process's executor;
     ``should_stop()`` is called after every spin and ends the run when it returns True.
     """
@@ -741,9 +784,9 @@ def run_children(
             on_ready(context, ex)
         t0 = time.perf_counter()
         c0 = time.process_time()
-        cpu = _spin_processes(
-            ex, started, res, stop, t0, duration, should_stop, workdir, monitor, out
-        )
+        rules = _stop_rules(should_stop, monitor, linger_after_demand_met)
+        cpu = _spin_processes(ex, started, res, stop, t0, duration, rules, workdir, monitor, out)
+        _name_demand_stop(res, monitor, linger_after_demand_met)
         wall = time.perf_counter() - t0
         _fill_result(res, monitor, wall)
         own = time.process_time() - c0
