@@ -63,6 +63,7 @@ from sim_bridge.ros.params import (
     positive,
     read,
 )
+from sim_bridge.ros.sim_time import wall_clock
 
 from cbf_filter.decentralized import DecentralizedCBF, batch_key
 from cbf_filter.errors import CBFConfigError
@@ -251,7 +252,10 @@ class CbfNode(Node):
             self.batcher = FilterBatcher.join(self, 1.0 / self.control_hz)
         else:
             self.create_timer(1.0 / self.control_hz, self._on_timer)
-        self.create_timer(float(values["diagnostics_period"]), self._diagnose)
+        # status for people: on wall time always (sim_time.wall_clock), never in bursts
+        self.create_timer(
+            float(values["diagnostics_period"]), self._diagnose, clock=wall_clock(self)
+        )
         self.get_logger().info(
             f"CBF filter for {robot}: model {self.model}, Ds {self.params.safety_distance} m, "
             f"gamma {self.params.gamma} ({self.params.class_k}), vmax {self.params.max_speed}"

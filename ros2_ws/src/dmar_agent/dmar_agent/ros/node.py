@@ -60,7 +60,7 @@ from sim_bridge.config import load_config
 from sim_bridge.ros import qos
 from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
-from sim_bridge.ros.sim_time import loop_time
+from sim_bridge.ros.sim_time import loop_time, wall_clock
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
@@ -236,9 +236,11 @@ class DmarNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.DIAGNOSTICS)
         self.marker_pub = self.create_publisher(MarkerArray, topics.POLICY_MARKERS, qos.MARKERS)
         self.create_timer(self.period, self._tick)
-        self.create_timer(diagnostics_period, self._publish_diagnostics)
+        # status for people: on wall time always (sim_time.wall_clock), never in bursts
+        wall = wall_clock(self)
+        self.create_timer(diagnostics_period, self._publish_diagnostics, clock=wall)
         if markers_hz > 0:
-            self.create_timer(1.0 / markers_hz, self._publish_markers)
+            self.create_timer(1.0 / markers_hz, self._publish_markers, clock=wall)
 
     # ------------------------------------------------------------------ inputs
 

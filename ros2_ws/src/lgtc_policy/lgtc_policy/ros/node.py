@@ -46,7 +46,7 @@ from sim_bridge.ros import qos as named_qos
 from sim_bridge.ros import wire
 from sim_bridge.ros.markers import arrow_markers, cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
-from sim_bridge.ros.sim_time import loop_time
+from sim_bridge.ros.sim_time import loop_time, wall_clock
 from sim_bridge.ros.spin import spin_node
 from std_msgs.msg import Float64MultiArray
 from visualization_msgs.msg import MarkerArray
@@ -164,9 +164,11 @@ class PolicyNode(Node):
             self.batcher = TickBatcher.join(self, self.period)
         else:
             self.create_timer(self.period, self._tick)
-        self.create_timer(diag_period, self._publish_diagnostics)
+        # status for people: on wall time always (sim_time.wall_clock), never in bursts
+        wall = wall_clock(self)
+        self.create_timer(diag_period, self._publish_diagnostics, clock=wall)
         if markers_hz > 0:
-            self.create_timer(1.0 / markers_hz, self._publish_markers)
+            self.create_timer(1.0 / markers_hz, self._publish_markers, clock=wall)
         self.get_logger().info(
             f"{robot}: LGTC policy {ckpt.name} at {rate:g} Hz, r={len(cfg.resource_types)}, "
             f"M={self.spec.n_consumers}, neighbour timeout {timeout:g} s"

@@ -24,7 +24,8 @@ name                      depth  reliability  durability       used for
 ``BACKLOG``               50     reliable     volatile         bursts a slow reader must not lose
                                                                (DMAR views and comm)
 ``MONITOR``               100    reliable     volatile         a run observer reading diagnostics
-                                                               and events of many nodes
+                                                               and events of many nodes; the MCAP
+                                                               recorder (every topic)
 ========================  =====  ===========  ===============  =====================================
 
 Profiles are immutable by convention: pass them as they are; build a new ``QoSProfile`` for a

@@ -19,6 +19,7 @@ from rclpy.node import Node
 
 from sim_bridge.config import SwarmConfig
 from sim_bridge.recording import QOS_YAML, msgdef, swarm_topics
+from sim_bridge.ros import qos
 
 __all__ = ["McapRecorder", "make_recorder"]
 
@@ -63,7 +64,7 @@ class McapRecorder(Node):
                 _msg_class(tname),
                 topic,
                 lambda data, c=channel: self._write(c, data),
-                50,
+                qos.MONITOR,
                 raw=True,
             )
 

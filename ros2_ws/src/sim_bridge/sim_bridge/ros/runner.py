@@ -285,7 +285,7 @@ class SwarmMonitor(Node):
         self.create_subscription(Clock, topics.CLOCK, self._on_clock, qos.QUEUE)
         self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos.STATE)
         self.create_subscription(
-            DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.DIAGNOSTICS
+            DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.MONITOR
         )
         if status_every > 0:
             self.create_timer(status_every, self._print)
