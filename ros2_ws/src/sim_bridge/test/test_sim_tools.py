@@ -137,7 +137,8 @@ def test_swarm_launch_file_builds_the_bringup_nodes(monkeypatch):
     assert {"config", "backend", "rviz", "record"} <= set(declared)
     config = str(REPO / "launch" / "demo.yaml")
     context = {"config": config, "backend": "", "rviz": "true", "record": "bag",
-               "policy": "true", "cbf": "true", "takeoff": "false", "group": ""}  # fmt: skip
+               "policy": "true", "cbf": "true", "takeoff": "false", "group": "",
+               "use_sim_time": "false"}  # fmt: skip
     (opaque,) = [a for a in desc.args[0] if type(a).__name__ == "OpaqueFunction"]
     run = opaque.kwargs["function"]  # sim_bridge.ros.launch_actions.swarm_actions
     actions = run(context)
