@@ -20,7 +20,6 @@ from dmar_agent.protocols import (
     make_executor,
     run_dmar,
     sense_step,
-    soac,
     soac_steps,
     tmar,
     tmar_steps,
@@ -143,22 +142,32 @@ def test_bounded_children_lowest_ids_win():
     seed=st.integers(0, 10_000),
     ratio=st.sampled_from(["1:2", "1:1", "2:1"]),
 )
+# an elected centroid (agent 15) recruited by a cluster-join, then dropped by the depth bound
+@example(n=17, k=5, psi=2, max_children=2, seed=4, ratio="2:1")
 def test_lemmas_3_1_to_3_3(n, k, psi, max_children, seed, ratio):
     inst = make_instance(n, ratio, seed)
     cfg = DmarConfig(k=k, psi=psi, max_children=max_children, seed=seed)
     ex = make_executor(inst, cfg)
     ex.reinit()
-    soac(ex, cfg)
+    steps = soac_steps(cfg)
+    assert steps[:2] == [sense_step, elect_step]
+    for fn in steps[:2]:
+        ex.step(fn)
+    # Alg. 3 lines 3-9: exactly the agents that see a task and no larger task-seeing agent in
+    # view are elected centroids. Not kept to the end of SOAC: a centroid recruited by a
+    # cluster-join whose new parent has no free child pointer (or sits at max_depth) drops out
+    # and may end in no cluster ("possibly some agents that belong to no clusters", Sec. 3.1)
+    for m in ex.mem:
+        elected = m.sees_task and not any(
+            ex.mem[x].sees_task for x in ex.agents_in_view(m.id) if x > m.id
+        )
+        assert (m.cluster == m.id and m.parent is None) == elected
+    for fn in steps[2:]:
+        ex.step(fn)
     # Lemma 3.1 (i) trees rooted at centroids, height <= max_depth = O(2^psi), links in view;
     # (ii) all members agree on the centroid ID; (iii) a constant number of PS steps
     assert cluster_problems(ex, cfg) == []
     assert ex.ps_steps == 2 + psi * (cfg.W + 1) + cfg.max_depth
-    # every agent that sees a task and no larger task-seeing agent is a centroid
-    for m in ex.mem:
-        if m.sees_task and not any(
-            ex.mem[x].sees_task for x in ex.agents_in_view(m.id) if x > m.id
-        ):
-            assert m.cluster is not None
     lma(ex, cfg)
     roots = [m for m in ex.mem if m.cluster is not None and m.parent is None]
     for root in roots:
