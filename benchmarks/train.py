@@ -27,6 +27,10 @@ Measured side by side in one run, on this machine, single process:
   rest goes to element-wise operations, gathers, softmax, autograd and Python dispatch, Adam
   and the env);
 * ``train_env_steps_per_s_cuda``: the same Table I run on CUDA, when a GPU is present;
+* with ``--compile on``: ``train_env_steps_per_s_compiled``, ``update_s_per_update_compiled``
+  and ``flop_efficiency_compiled``, the same Table I run with ``PPOConfig.compile = "on"``
+  (``torch.compile`` of each network's minibatch forward + loss) after one warm-up update, and
+  ``compile_s``, the one-off compile time (that warm-up update's time minus a compiled one's);
 * ``ippo_train_env_steps_per_s``: the reduced IPPO network (full run only);
 * ``train_cbf_env_steps_per_s``: LGTC-IPPO with every action through the expert's CBF filter
   (``--safety-filter cbf``), and ``cbf_overhead_ratio`` (full run only);
@@ -35,7 +39,8 @@ Measured side by side in one run, on this machine, single process:
   G = F = 64, MLP [256, 256]; ``infer_torch_ms_per_robot_median``: the batched torch forward
   of a whole team of 10 divided by 10.
 
-Usage: ``python benchmarks/train.py [--quick] [--json FILE] [--threads 0] [--device auto]``;
+Usage: ``python benchmarks/train.py [--quick] [--json FILE] [--threads 0] [--device auto]
+[--compile off]``;
 ``--quick`` (< 1 min on a free 2-core CPU) runs one Table I update of LGTC-IPPO only;
 ``--profile`` also prints the aten operators that take the update's time.
 """
@@ -76,11 +81,12 @@ def _run(algo: str, num_envs: int, rollout: int, device: torch.device, **kw) -> 
 
 
 def train_speed(
-    algo: str, updates: int, device: torch.device, safety_filter: str = "none"
+    algo: str, updates: int, device: torch.device, safety_filter: str = "none", compile="off"
 ) -> dict[str, float]:
     """Env steps/s of ``updates`` Table I PPO updates (collect + update), the first one a
-    warm-up when ``updates > 1``; and the seconds of each phase per update."""
-    pr = _run(algo, 64, 6144, device, safety_filter=safety_filter)
+    warm-up when ``updates > 1``; the seconds of each phase per update, and of the first
+    update (``first_s``)."""
+    pr = _run(algo, 64, 6144, device, safety_filter=safety_filter, compile=compile)
     times = []
     for _ in range(updates):
         t0 = time.perf_counter()
@@ -90,10 +96,12 @@ def train_speed(
         pr.update(ro, True)
         _sync(device)
         times.append((t1 - t0, time.perf_counter() - t1))
+    first = sum(times[0])
     times = times[1:] if len(times) > 1 else times
     roll = sum(t[0] for t in times) / len(times)
     upd = sum(t[1] for t in times) / len(times)
-    return {"env_steps_per_s": 6144 / (roll + upd), "rollout_s": roll, "update_s": upd}
+    sp = {"env_steps_per_s": 6144 / (roll + upd), "rollout_s": roll, "update_s": upd}
+    return {**sp, "first_s": first}
 
 
 class _OneThread:
@@ -244,6 +252,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--profile", action="store_true", help="print the update's top operators")
+    ap.add_argument(
+        "--compile", default="off", choices=["off", "on"],
+        help="also time the update with torch.compile (PPOConfig.compile; minutes to compile)",
+    )  # fmt: skip
     a = ap.parse_args()
     threads = set_threads(a.threads)
     try:
@@ -263,6 +275,14 @@ def main() -> None:
     res["update_matmul_flop_per_s"] = update_matmul_bound(device, threads)
     res["flop_efficiency_matmul_bound"] = res["update_matmul_flop_per_s"] / res["matmul_flop_per_s"]
     res["matmul_time_fraction"] = res["train_flop_per_s"] / res["update_matmul_flop_per_s"]
+    if a.compile == "on":
+        spc = train_speed("lgtc_ippo", updates + 1, device, compile="on")
+        res["train_env_steps_per_s_compiled"] = spc["env_steps_per_s"]
+        res["update_s_per_update_compiled"] = spc["update_s"]
+        res["flop_efficiency_compiled"] = (
+            res["train_flop_per_env_step"] * spc["env_steps_per_s"] / res["matmul_flop_per_s"]
+        )
+        res["compile_s"] = spc["first_s"] - spc["rollout_s"] - spc["update_s"]
     if device.type == "cuda":
         res["train_env_steps_per_s_cuda"] = res["train_env_steps_per_s"]
     elif torch.cuda.is_available():

@@ -23,10 +23,12 @@ import torch
 from lgtc_policy.errors import LgtcError
 
 __all__ = [
+    "COMPILE_MODES",
     "DEVICES",
     "ConfigError",
     "RunLogger",
     "add_dataclass_args",
+    "compile_loss",
     "dataclass_from_args",
     "gae",
     "make_adam",
@@ -36,6 +38,10 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("off", "on")
+COMPILE_BACKEND = "inductor"
+"""``torch.compile`` backend of ``--compile on``; the tests set ``"aot_eager"`` (the same graph
+capture and autograd split, run by eager kernels: no C++ compiler needed)."""
 
 
 class ConfigError(LgtcError, ValueError):
@@ -112,6 +118,18 @@ def set_threads(threads: int) -> int:
         n = os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
+
+
+def compile_loss(fn, mode: str):
+    """``fn`` itself (``--compile off``) or ``torch.compile(fn)`` with static shapes
+    (``--compile on``): the graph of a minibatch's forward and loss is captured once, and its
+    backward is the compiled one when ``loss.backward()`` runs. Callers pass full-size
+    minibatches only (a ragged last one runs ``fn`` eagerly), so each function compiles once."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"--compile {mode!r}: choose one of {COMPILE_MODES}")
+    if mode == "off":
+        return fn
+    return torch.compile(fn, backend=COMPILE_BACKEND, dynamic=False)
 
 
 def make_adam(params, lr: float) -> torch.optim.Adam:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lgtc_policy.env.spec import EnvConfig
 from lgtc_policy.model.lgtc import PI_FORMS
-from lgtc_policy.train.common import DEVICES, ConfigError, _field_type
+from lgtc_policy.train.common import COMPILE_MODES, DEVICES, ConfigError, _field_type
 
 __all__ = [
     "MAX_SEED",
@@ -283,6 +283,10 @@ class PPOConfig(_Common):
     log-probability are the policy's unfiltered sample). Also used for the run's evaluations
     and recorded in the checkpoint, so ``lgtc eval`` evaluates the policy as it was trained."""
 
+    compile: str = "off"
+    """off | on: torch.compile of each network's minibatch forward + loss (and so its backward)
+    in the PPO update, compiled once per run (minutes on a CPU); the same results up to float
+    rounding. See TRAINING.md for where it pays."""
     seeds: tuple[int, ...] = ()
     """Train these seeds together in one process (overrides --seed): per-seed envs and
     rollouts, the updates batched over the seeds (lgtc_policy.train.stacked); each seed
@@ -334,6 +338,11 @@ class PPOConfig(_Common):
             raise ConfigError(
                 f"--bc-teacher {self.bc_teacher!r}: use 'greedy' (the decentralized greedy "
                 "rule) or 'expert' (the centralized eq. 3 expert's nominal command)"
+            )
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(
+                f"--compile {self.compile!r}: use 'off' (eager PyTorch) or 'on' (torch.compile "
+                "of the update's forward + loss)"
             )
         if self.safety_filter not in ("none", "cbf"):
             raise ConfigError(

@@ -39,6 +39,7 @@ from lgtc_policy.model.lgtc import LGTCNet, NetConfig, NetInputs
 from lgtc_policy.train.common import (
     ConfigError,
     RunLogger,
+    compile_loss,
     config_from_dict,
     gae,
     make_adam,
@@ -241,6 +242,11 @@ class PPORun:
         )
         self.opt_pi = make_adam([*ac.policy.parameters(), ac.log_std], cfg.lr)
         self.opt_v = make_adam(ac.value.parameters(), cfg.lr)
+        # --compile on: the full-size minibatches' losses (the ragged last one runs eagerly)
+        self.compiled = {
+            "pi": compile_loss(self._policy_loss, cfg.compile),
+            "v": compile_loss(self._value_loss, cfg.compile),
+        }
         self._reset_episode_stats()
 
     def _reset_episode_stats(self) -> None:
@@ -378,8 +384,9 @@ class PPORun:
                 for s in range(0, n_seq, per_mb):
                     idx = perm[s : s + per_mb]
                     mb, mb_valid = seqs.take(idx), valid[:, idx]
-                    value = side.submit(self._value_step, mb, mb_valid)
-                    mb_stats = self._policy_step(mb, mb_valid, train_pi)
+                    full = len(idx) == per_mb
+                    value = side.submit(self._value_step, mb, mb_valid, full)
+                    mb_stats = self._policy_step(mb, mb_valid, train_pi, full)
                     mb_stats["loss_v"] = value.result()
                     for k, v in mb_stats.items():
                         stats[k] += v
@@ -391,8 +398,8 @@ class PPORun:
         samples (``'mean'``, the version-1 trainer)."""
         return (w.sum() if self.cfg.agent_loss == "mean" else valid.sum()).clamp(min=1.0)
 
-    def _value_step(self, mb: Rollout, valid: torch.Tensor) -> torch.Tensor:
-        """The value network's gradient step (eqs. 13-15); returns its loss (detached)."""
+    def _value_loss(self, mb: Rollout, valid: torch.Tensor) -> torch.Tensor:
+        """The value network's loss (eqs. 13-15) on a minibatch."""
         cfg, ac = self.cfg, self.ac
         w = mb.w * valid[..., None]
         vout, _, f_v = ac.value.forward_seq(mb.inp, mb.xv, mb.keep)
@@ -400,14 +407,19 @@ class PPORun:
         if ac.vec_value:
             err = err.sum(-1)
         loss_v = (err * w).sum() / self._denominator(w, valid)
-        loss_v = loss_v + cfg.alpha * ac.value.regulariser(f_v, cfg.pi_form)
-        _step(self.opt_v, loss_v, list(ac.value.parameters()), cfg)
-        ac.value.project_()
+        return loss_v + cfg.alpha * ac.value.regulariser(f_v, cfg.pi_form)
+
+    def _value_step(self, mb: Rollout, valid: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """The value network's gradient step; returns its loss (detached). ``full``: a
+        full-size minibatch, whose loss is the compiled one under ``--compile on``."""
+        loss_v = (self.compiled["v"] if full else self._value_loss)(mb, valid)
+        _step(self.opt_v, loss_v, list(self.ac.value.parameters()), self.cfg)
+        self.ac.value.project_()
         return loss_v.detach()
 
-    def _policy_step(self, mb: Rollout, valid: torch.Tensor, train_pi: bool) -> dict:
-        """The policy's gradient step (eqs. 12, 14, 15; taken when ``train_pi``) and the
-        minibatch's statistics except ``loss_v``."""
+    def _policy_loss(self, mb: Rollout, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The policy's loss (eqs. 12, 14, 15, plus ``bc_coef`` times the imitation term) and
+        the minibatch's statistics except ``loss_v`` (detached)."""
         cfg, ac = self.cfg, self.ac
         w = mb.w * valid[..., None]  # (L, n, N): active agents on real ticks
         denom = self._denominator(w, valid)
@@ -423,19 +435,27 @@ class PPORun:
         if mb.teach is not None:
             loss_bc = ((mean - mb.teach).pow(2).sum(-1) * w).sum() / denom
             loss_pi = loss_pi + cfg.bc_coef * loss_bc
-        if train_pi:
-            _step(self.opt_pi, loss_pi, [*ac.policy.parameters(), ac.log_std], cfg)
-            ac.policy.project_()
         with torch.no_grad():
             nv = valid.sum().clamp(min=1.0) * ratio.shape[-1]
             vmask = valid[..., None]
-            return {
+            return loss_pi, {
                 "loss_pi": loss_pi.detach(),
                 "clipfrac": ((((ratio - 1).abs() > cfg.clip).float()) * vmask).sum() / nv,
                 "approx_kl": (((ratio - 1) - ratio.log()) * vmask).sum() / nv,
                 "pi_reg": reg_pi.detach(),
                 "loss_bc": loss_bc.detach(),
             }
+
+    def _policy_step(
+        self, mb: Rollout, valid: torch.Tensor, train_pi: bool, full: bool = False
+    ) -> dict:
+        """The policy's gradient step (taken when ``train_pi``) and the minibatch's
+        statistics except ``loss_v``; ``full`` as in :meth:`_value_step`."""
+        loss_pi, stats = (self.compiled["pi"] if full else self._policy_loss)(mb, valid)
+        if train_pi:
+            _step(self.opt_pi, loss_pi, [*self.ac.policy.parameters(), self.ac.log_std], self.cfg)
+            self.ac.policy.project_()
+        return stats
 
     def stats_row(self, stats: dict[str, torch.Tensor], dt: float, train_pi: bool) -> dict:
         """The progress.csv row of one update: the one read of the device's statistics."""
@@ -747,7 +767,7 @@ def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict]:
         old_d = {**LEGACY_PPO, **old_d}
     old = config_from_dict(PPOConfig, old_d)
     keep = ("total_env_steps", "resume", "progress", "eval_every", "checkpoint_every", "threads")
-    keep += ("init_checkpoint", "device")
+    keep += ("init_checkpoint", "device", "compile")
     diff = [k for k in cfg.to_dict() if k not in keep and cfg.to_dict()[k] != old.to_dict()[k]]
     if diff:
         raise ConfigError(

@@ -31,6 +31,7 @@ from lgtc_policy.model.checkpoint import save_checkpoint
 from lgtc_policy.model.lgtc import NetInputs
 from lgtc_policy.train.common import (
     RunLogger,
+    compile_loss,
     make_adam,
     resolve_device,
     set_seed,
@@ -134,6 +135,7 @@ class StackedPPO:
         self.opt_pi = make_adam([self.stacked[n] for n in self.pi_names], cfg.lr)
         self.opt_v = make_adam([self.stacked[n] for n in self.v_names], cfg.lr)
         self._losses = vmap(self._one_seed, in_dims=(0, 0, 0))
+        self._losses_full = compile_loss(self._losses, cfg.compile)  # full-size minibatches
 
     def _one_seed(self, params: dict, mb: dict, valid: torch.Tensor) -> torch.Tensor:
         p = {"ac." + n: v for n, v in params.items()}
@@ -153,7 +155,8 @@ class StackedPPO:
                 mbs = [_as_dict(sq.take(pm[s : s + per_mb])) for (sq, _), pm in zip(cut, perms)]
                 mb = {k: torch.stack([m[k] for m in mbs]) for k in mbs[0]}
                 valid = torch.stack([v[:, pm[s : s + per_mb]] for (_, v), pm in zip(cut, perms)])
-                out = self._losses(self.stacked, mb, valid)  # (S, 6)
+                losses = self._losses_full if valid.shape[2] == per_mb else self._losses
+                out = losses(self.stacked, mb, valid)  # (S, 6)
                 self._step(out, train_pi)
                 stats[:, :6] += out.detach()
                 stats[:, 6] += 1
