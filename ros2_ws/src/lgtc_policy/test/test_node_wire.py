@@ -184,3 +184,34 @@ def test_outputs_are_the_messages_bit_for_bit(policy, velocity, message):
         else:
             assert back.layout == msg.layout
             assert back.data.tobytes() == np.asarray(msg.data, float).tobytes()
+
+
+def test_a_pose_before_the_first_clock_is_not_taken_on_sim_time(policy):
+    """On sim time a node that starts after the world may hear a pose before its first
+    /clock: its clock reads 0, so that pose had no receipt time and aged ~the world's time at
+    the first tick ("no pose for 3.65 s", one tick without a command). It is not taken; the
+    first pose after /clock is."""
+    from rclpy.time import Time
+
+    node = PolicyNode(
+        "policy_sim",
+        namespace="/cf2",
+        context=policy.context,
+        parameter_overrides=[
+            Parameter(p.name, value=p.value)
+            for p in (policy.get_parameter(k) for k in ("robot", "config", "batch", "markers_hz"))
+        ]
+        + [Parameter("use_sim_time", value=True)],
+    )
+    try:
+        assert node.get_clock().ros_time_is_active and node.get_clock().now().nanoseconds == 0
+        msg = PoseStamped()
+        msg.header.stamp.sec = 3
+        msg.pose.position.x = 0.5
+        node._on_pose(serialize_message(msg))
+        assert node.pose is None
+        node.get_clock().set_ros_time_override(Time(seconds=3.0))  # what /clock does
+        node._on_pose(serialize_message(msg))
+        assert node.pose[0] == 0.5 and node.pose_rx == 3.0
+    finally:
+        node.destroy_node()

@@ -193,13 +193,18 @@ class PolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_pose(self, data: bytes) -> None:
+        now = self._now()
+        if now <= 0.0:
+            # on sim time before this node's first /clock (a node started after the world):
+            # no receipt time to age the pose by; the next pose, after /clock, counts
+            return
         sec, nanosec, x, y, z = wire.decode_stamped_pose(data)[:5]
         pos = np.array([x, y, z])
         t = sec + nanosec * 1e-9
         if self.pose is not None and self.pose_t is not None and t > self.pose_t:
             self.vel = (pos - self.pose) / (t - self.pose_t)
         self.pose, self.pose_t = pos, t
-        self.pose_rx = self._now()
+        self.pose_rx = now
 
     def _on_resources(self, data: bytes) -> None:
         self.supply = wire.decode_float64_multi_array(data)[2].copy()
