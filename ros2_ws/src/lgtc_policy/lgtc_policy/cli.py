@@ -18,7 +18,8 @@ Errors in options, configs or checkpoints print one line naming the problem and 
 ``eval --json`` writes ``reward_mean``, ``reward_std``, ``expert_reward_mean``,
 ``ratio_to_expert``, ``greedy_reward_mean``, ``demand_satisfied_mean``,
 ``collisions_per_episode``, ``episodes``, ``seed``, ``cluster_spread_ratio`` (Definition III.1,
-:mod:`lgtc_policy.model.clusters`; null for a network without a cluster state).
+:mod:`lgtc_policy.model.clusters`; null for a network without a cluster state) and
+``reward_cluster_ratio`` (the same ratio on each agent's reward, Fig. 2).
 """
 
 from __future__ import annotations
@@ -204,6 +205,13 @@ def _eval(ns: argparse.Namespace) -> int:
             else ""
         )
     )
+    cs = out["cluster_spread_ratio"]
+    print(
+        "clusters (within / between, Definition III.1): state x "
+        + ("-" if cs is None else f"{cs:.3f}")
+        + f" | input Delta {out['cluster_spread_ratio_delta']:.3f}"
+        + f" | reward (Fig. 2) {out['reward_cluster_ratio']:.3f}"
+    )
     if ns.json:
         write_json(ns.json, out)
     return 0
@@ -236,6 +244,8 @@ def _figures(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--out {ns.out}: cannot make this folder ({e.strerror or e})") from None
     ck = str(resolve_checkpoint(ns.checkpoint))
     made = []
+    if ns.which in ("fig2", "all"):
+        made.append(figures.fig2(ck, out / "lgtc_fig2_reward_clusters.png", seed=ns.seed))
     if ns.which in ("fig3", "all"):
         made.append(figures.fig3(ns.runs, out / "lgtc_fig3_training.png"))
     if ns.which in ("fig4", "all"):
@@ -277,10 +287,10 @@ def _expert(ns) -> int:
 
 def _add_mission_commands(sub) -> None:
     """``figures``, ``demo`` and ``discharge``: the paper's figures and the mission over ROS 2."""
-    fg = sub.add_parser("figures", help="regenerate the paper's Figs. 3-6")
-    fg.add_argument("which", choices=["fig3", "fig4", "fig56", "curve", "env", "all"])
+    fg = sub.add_parser("figures", help="regenerate the paper's Figs. 2-6")
+    fg.add_argument("which", choices=["fig2", "fig3", "fig4", "fig56", "curve", "env", "all"])
     fg.add_argument("--runs", default="runs/sweep", help="fig3: folder of <algo>_s<seed> runs")
-    fg.add_argument("--checkpoint", default=SHIPPED, help="fig4/fig56: LGTC-IPPO checkpoint")
+    fg.add_argument("--checkpoint", default=SHIPPED, help="fig2/fig4/fig56: LGTC-IPPO checkpoint")
     fg.add_argument(
         "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"
     )

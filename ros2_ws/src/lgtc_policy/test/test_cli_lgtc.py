@@ -202,3 +202,25 @@ def test_train_run_dir_under_a_file_is_one_line_naming_the_option(tmp_path, caps
     assert lgtc_main(["sweep", "--algos", "ippo", "--seeds", "1", "--run-dir", str(taken)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{taken} is a file; give a folder" in err[0], err
+
+
+def test_fig2_draws_one_episode_and_writes_its_rewards_and_clusters(tmp_path) -> None:
+    """Fig. 2 of the shipped policy: one row per agent and tick, each reward labelled with the
+    consumer the agent served; the rewards of agents serving one consumer are closer to each
+    other than to another sub-team's (the ratio of lgtc_policy.model.clusters < 1)."""
+    import torch
+    from lgtc_policy.model.clusters import cluster_spread_ratio
+
+    out = tmp_path / "o"
+    assert lgtc_main(["figures", "fig2", "--out", str(out), "--seed", "0"]) == 0
+    assert (out / "lgtc_fig2_reward_clusters.png").stat().st_size > 1000
+    with (out / "lgtc_fig2_reward_clusters.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    n = 1 + max(int(r["agent"]) for r in rows)
+    assert n == 10 and len(rows) % n == 0 and len(rows) // n >= 20
+    assert {int(r["consumer"]) for r in rows} <= {-1, 0, 1, 2, 3}
+    assert all(-1 <= float(r["x"]) <= 1 and -1 <= float(r["y"]) <= 1 for r in rows)
+    T = len(rows) // n
+    reward = torch.tensor([float(r["reward"]) for r in rows]).view(T, n, 1)
+    labels = torch.tensor([int(r["consumer"]) for r in rows]).view(T, n)
+    assert cluster_spread_ratio(reward, labels) < 1.0

@@ -52,5 +52,7 @@ def test_shipped_policy_reports_its_clusters() -> None:
         "cluster_within",
         "cluster_between",
         "cluster_spread_ratio_delta",
+        "reward_cluster_ratio",
     }
     assert 0 <= out["cluster_spread_ratio"] < 10 and out["cluster_between"] > 0
+    assert 0 <= out["reward_cluster_ratio"] < 10

@@ -233,6 +233,34 @@ def test_paper_pi_by_hand_and_it_bounds_the_rate() -> None:
         cell.regulariser(form="hinge")
 
 
+def test_constraint_pi_is_zero_inside_theorem1_and_a_hinge_outside() -> None:
+    """form='constraint': relu(-c_margin) + mean_q relu(-tau_q), by hand on F = 2. Inside the
+    region (margin >= 0, tau >= 0) it is 0 with no gradient on A or tau; outside, its gradient
+    lowers the coupling and raises tau, as much as the violation and no further."""
+    cell = LGTCCell(g=2, f=2, dt=0.05, tau_init=1.0, a_init_std=0.0)
+    with torch.no_grad():
+        cell.A.copy_(torch.tensor([[0.5, 0.0], [0.0, 0.5]]))  # K = diag(0.25, 0.25)
+        cell.tau.copy_(torch.tensor([1.0, 2.0]))
+    reg = cell.regulariser(form="constraint")
+    assert float(reg.detach()) == 0.0
+    reg.backward()
+    assert float(cell.A.grad.abs().sum()) == 0.0 and float(cell.tau.grad.abs().sum()) == 0.0
+    cell.zero_grad()
+    with torch.no_grad():
+        cell.A.copy_(torch.tensor([[1.0, 2.0], [0.0, -1.0]]))  # K = [[1, 2], [2, 5]]
+        cell.tau.copy_(torch.tensor([-0.5, 1.5]))
+    # margin = min_q (tau_q - sum_q' |K_qq'|) = min(-0.5 - 3, 1.5 - 7) = -5.5
+    reg = cell.regulariser(form="constraint")
+    assert abs(float(reg.detach()) - (5.5 + 0.5 / 2)) < 1e-6
+    reg.backward()
+    # only the violating row q = 1 of the margin and the negative tau_0 pull
+    assert float(cell.tau.grad[0]) == pytest.approx(-0.5) and float(cell.tau.grad[1]) == -1.0
+    assert cell.A.grad.abs().sum() > 0
+    with torch.no_grad():
+        cell.A -= 0.01 * cell.A.grad
+    assert float(cell.K.detach().abs().sum(1)[1]) < 7.0
+
+
 # ----------------------------------------------------------------------------- sequences (BPTT)
 def _seq_inputs(L: int, Bs: int, n: int, seed: int, dtype=torch.float32) -> NetInputs:
     g = torch.Generator().manual_seed(seed)

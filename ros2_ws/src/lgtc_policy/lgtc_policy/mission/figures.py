@@ -1,5 +1,8 @@
 """Regenerate the paper's Figs. 3-6 (and the training curve of a run) as small PNGs.
 
+* :func:`fig2`: one episode of a checkpoint's policy: the arena (agents, consumers, their
+  interaction zones shaded by the remaining demand) and each agent's reward of eq. (2) over
+  time coloured by the consumer it serves (eq. 3): the reward clusters of Fig. 2.
 * :func:`fig3`: reward curves (mean +- std over seeds) of the five methods from their
   ``progress.csv`` files (``<runs>/<algo>_s<seed>/progress.csv``) or from the combined CSV
   this function writes (``algo, seed, env_steps, episode_reward, eval_reward``).
@@ -29,7 +32,7 @@ from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
-__all__ = ["cluster_colour", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
+__all__ = ["cluster_colour", "fig2", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
 
 ALGOS = ("lgtc_ippo", "mamoppo", "ippo", "vdn", "qmix")
 LABELS = {
@@ -143,6 +146,112 @@ def check_fig3_source(runs: str | Path, key: str = "episode_reward") -> None:
         raise ValueError(f"--runs {runs} is not a folder or a fig3 CSV ({e}); {fix}") from None
     if not rows:
         raise ValueError(f"--runs {runs}: the CSV has no rows; {fix}")
+
+
+@torch.inference_mode()
+def _fig2_rollout(ck: dict, seed: int) -> dict:
+    """One episode of the checkpoint's policy on its env (its CBF filter when trained with
+    it): positions ``(T + 1, N, 2)``, rewards ``(T, N)``, assignments ``(T, N)`` (-1 = none),
+    consumer positions and radii, remaining demand fraction ``(T + 1, M)``."""
+    pol = build_net(ck, "policy")
+    cfg = dataclasses.replace(
+        EnvConfig.from_dict(dict(ck["env_config"])), auto_reset=False, seed=seed
+    ).validate()
+    env = ResourceEnv(cfg, 1, seed=seed)
+    obs = env.reset()
+    safety = SafetyFilter(env) if trained_safety_filter(ck) == "cbf" else None
+    x = torch.zeros(1, cfg.n_agents, pol.state_dim)
+    prev = obs.agent_res.clone()
+    d0 = env.demand0[0].sum(-1).clamp_min(1e-9)
+    pos, rew, lab, dem = [obs.pos[0].clone()], [], [], [env.demand[0].sum(-1) / d0]
+    for _ in range(cfg.episode_length):
+        out, x, _ = pol(inputs_from_obs(obs, prev), x)
+        lab.append(torch.where(env.active, env.assignment, -1)[0].clone())
+        prev = obs.agent_res.clone()
+        act = pol.action(out)
+        obs, r, done, _ = env.step(act if safety is None else safety.filter(act))
+        pos.append(obs.pos[0].clone())
+        rew.append(r[0].clone())
+        dem.append(env.demand[0].sum(-1) / d0)
+        if bool(done.all()):
+            break
+    return {
+        "pos": torch.stack(pos).numpy(),
+        "reward": torch.stack(rew).numpy(),
+        "labels": torch.stack(lab).numpy(),
+        "demand": torch.stack(dem).numpy(),
+        "cpos": obs.consumer_pos[0].numpy(),
+        "radii": env.radius[0].numpy(),
+        "dt": cfg.dt,
+    }
+
+
+def fig2(checkpoint: str, out: str | Path, seed: int = 0, smooth_s: float = 1.0) -> Path:
+    """Fig. 2: the agents' rewards cluster as the agents cluster around the consumers.
+
+    Left: the arena at the tick where the most agents stand inside the interaction zone of
+    the consumer they serve (zones ``R_m`` shaded by the remaining demand, agents ringed in
+    the colour of the consumer they serve under the eq. 3 assignment, their paths so far).
+    Right: each agent's reward of eq. (2) minus the team's mean reward at that tick (the
+    shared terms, e.g. ``rw_g``, cancel; moving average over ``smooth_s``), coloured the same
+    way. Writes ``out`` and its data (``.csv``: ``t_s, agent, x, y, reward, consumer``). The
+    ratio behind the picture, over many episodes, is ``reward_cluster_ratio`` of
+    ``lgtc eval --json`` (:mod:`lgtc_policy.model.clusters`; it is blind to shared terms too).
+    """
+    ro = _fig2_rollout(load_checkpoint(checkpoint), seed)
+    P, R, L = ro["pos"], ro["reward"], ro["labels"]
+    T, N = R.shape
+    k = max(1, round(smooth_s / ro["dt"]))
+    Rd = R - R.mean(1, keepdims=True)
+    Rs = np.stack([np.convolve(Rd[:, i], np.ones(k) / k, mode="same") for i in range(N)], 1)
+    cp, rad = ro["cpos"][np.maximum(L, 0)], ro["radii"][np.maximum(L, 0)]  # (T, N, 2), (T, N)
+    inside = (np.linalg.norm(P[1:] - cp, axis=-1) <= rad) & (L >= 0)
+    snap = int(np.argmax(inside.sum(1)))
+    plt = _plt()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=90)
+    for m, (cx, cy) in enumerate(ro["cpos"]):
+        left = float(ro["demand"][snap + 1, m])
+        ax.add_patch(
+            plt.Circle((cx, cy), float(ro["radii"][m]), color="magenta", alpha=0.08 + 0.3 * left)
+        )
+        ax.plot(cx, cy, "o", color="red", ms=8)
+        ax.text(cx, cy + float(ro["radii"][m]) + 0.04, f"c{m} ({left:.0%} left)", fontsize=7)
+    for i in range(N):
+        col = cluster_colour(int(L[snap, i]))
+        ax.plot(P[: snap + 2, i, 0], P[: snap + 2, i, 1], "-", color=col, lw=0.7, alpha=0.6)
+        ax.plot(P[snap + 1, i, 0], P[snap + 1, i, 1], "o", color="green", ms=6, mec=col, mew=2)
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    ax.set_aspect("equal")
+    ax.set_title(f"t = {(snap + 1) * ro['dt']:.1f} s (ring = served consumer)", fontsize=9)
+    ts = np.arange(1, T + 1) * ro["dt"]
+    for i in range(N):
+        for t0 in range(0, T, 2):  # 2-tick segments coloured by the assignment at t0
+            seg = slice(t0, min(t0 + 3, T))
+            bx.plot(ts[seg], Rs[seg, i], color=cluster_colour(int(L[t0, i])), lw=1)
+    bx.axvline((snap + 1) * ro["dt"], color="k", ls=":", lw=0.8)
+    bx.set_xlabel("time [s]")
+    bx.set_ylabel(f"reward, eq. (2), minus team mean ({smooth_s:g} s mean)", fontsize=8)
+    bx.set_title("rewards coloured by the served consumer (grey: none)", fontsize=9)
+    fig.suptitle("Fig. 2: the agents' rewards cluster as the agents cluster", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    rows = [
+        {
+            "t_s": f"{(t + 1) * ro['dt']:.2f}",
+            "agent": i,
+            "x": f"{P[t + 1, i, 0]:.4f}",
+            "y": f"{P[t + 1, i, 1]:.4f}",
+            "reward": f"{R[t, i]:.5f}",
+            "consumer": int(L[t, i]),
+        }
+        for t in range(T)
+        for i in range(N)
+    ]
+    _write_rows(out.with_suffix(".csv"), rows)
+    return out
 
 
 def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward") -> Path:

@@ -14,6 +14,10 @@ ratio, over an episode:
 * ``cluster_spread_ratio`` = (mean of the within-cluster spreads over every cluster and tick) /
   (mean of the between-cluster distances over every pair and tick). 0 is Definition III.1
   exactly; 1 means the sub-teams are as far apart inside as from each other.
+
+The reward clusters of Fig. 2 ("the agents' rewards cluster as the agents spatially cluster")
+are measured the same way on each agent's reward of eq. (2) at each tick, a 1-D feature:
+``reward_cluster_ratio`` (any network, the reduced IPPO one included).
 """
 
 from __future__ import annotations
@@ -83,8 +87,9 @@ def episode_clusters(
     network, of its input ``Delta`` (eq. 5, the feature the reduced IPPO network has too).
 
     Returns ``cluster_spread_ratio`` (``x``; None for the reduced network, which has no
-    state), ``cluster_within``, ``cluster_between`` (the two means) and
-    ``cluster_spread_ratio_delta``.
+    state), ``cluster_within``, ``cluster_between`` (the two means),
+    ``cluster_spread_ratio_delta`` and ``reward_cluster_ratio`` (Fig. 2: each agent's reward
+    of eq. 2 at each tick, clustered by the assignment it acted under).
     """
     from lgtc_policy.env import ResourceEnv
 
@@ -100,6 +105,7 @@ def episode_clusters(
     prev = obs.agent_res.clone()
     acc_x = torch.zeros(4, dtype=torch.float64)
     acc_d = torch.zeros(4, dtype=torch.float64)
+    acc_r = torch.zeros(4, dtype=torch.float64)
     for _ in range(cfg.episode_length):
         inp = inputs_from_obs(obs, prev)
         out, x, _ = net(inp, x)
@@ -109,7 +115,8 @@ def episode_clusters(
         acc_d += cluster_spread(net.encode(inp)[1], labels)
         prev = obs.agent_res.clone()
         act = net.action(out)
-        obs, _, done, _ = env.step(act if safety is None else safety(act))
+        obs, reward, done, _ = env.step(act if safety is None else safety(act))
+        acc_r += cluster_spread(reward[..., None], labels)  # the agents of this tick's labels
         if bool(done.all()):
             break
 
@@ -125,6 +132,7 @@ def episode_clusters(
         "cluster_within": within if net.state_dim else None,
         "cluster_between": between if net.state_dim else None,
         "cluster_spread_ratio_delta": ratio(acc_d)[0],
+        "reward_cluster_ratio": ratio(acc_r)[0],
     }
 
 

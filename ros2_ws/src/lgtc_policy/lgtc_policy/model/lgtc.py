@@ -63,10 +63,13 @@ __all__ = [
 ]
 
 
-PI_FORMS = ("paper", "margin")
+PI_FORMS = ("paper", "margin", "constraint")
 """Forms of the regulariser Pi (eq. 15): ``paper`` = ``softplus(c) + mean_q softplus(tau_q)``
 with ``c`` the rate of eq. (9) (:func:`contraction_rate`); ``margin`` = the previous trainer's
-``softplus(-c_margin) + mean_q softplus(-tau_q)`` (:func:`contraction_margin`)."""
+``softplus(-c_margin) + mean_q softplus(-tau_q)`` (:func:`contraction_margin`); ``constraint``
+= ``relu(-c_margin) + mean_q relu(-tau_q)``, zero while the cell keeps its contraction margin
+(not in the paper: a penalty on leaving Theorem 1's region only, so it never pulls on ``A``
+inside it)."""
 
 
 class ContractionError(LgtcError, RuntimeError):
@@ -424,9 +427,18 @@ class LGTCCell(nn.Module):
         ``form='margin'``: the previous trainer's ``softplus(-c_margin) + mean_q
         softplus(-tau_q)`` (:func:`contraction_margin`), which decreases without bound as
         ``tau`` grows; kept to reproduce runs made with it.
+
+        ``form='constraint'`` (not in the paper): ``relu(-c_margin) + mean_q relu(-tau_q)``,
+        a penalty on leaving the region where the discrete cell provably contracts and keeps
+        ``|x| <= 1`` (``c_margin >= 0``, ``tau >= 0``) and zero inside it. Both paper terms
+        grow with ``tau`` and with ``A^T A`` everywhere, so under ``form='paper'`` alpha Pi
+        drives the leak and the coupling to 0 (TRAINING.md, "The learned cell's coupling");
+        this form lets the policy and value losses alone set them inside the region.
         """
         if form == "margin":
             return F_nn.softplus(-self.margin()) + F_nn.softplus(-self.tau).mean()
+        if form == "constraint":
+            return F_nn.relu(-self.margin()) + F_nn.relu(-self.tau).mean()
         if form != "paper":
             raise ValueError(f"Pi form must be one of {PI_FORMS}, got {form!r}")
         return F_nn.softplus(self.rate(f)) + F_nn.softplus(self.tau).mean()

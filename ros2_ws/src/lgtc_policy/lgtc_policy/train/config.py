@@ -239,7 +239,9 @@ class PPOConfig(_Common):
     pi_form: str = "paper"
     """Pi of eq. (15): 'paper' = softplus(c) + mean softplus(tau) with c the rate of eq. (9)
     under Remark 1's A^T A (bounds the rate); 'margin' = the previous trainer's
-    softplus(-c_margin) + mean softplus(-tau), which rewards a larger rate without bound."""
+    softplus(-c_margin) + mean softplus(-tau), which rewards a larger rate without bound;
+    'constraint' (not in the paper) = relu(-c_margin) + mean relu(-tau): zero while the cell
+    keeps its contraction margin, so it never pulls on the coupling inside that region."""
     agent_loss: str = "sum"
     """How eq. (14) combines the agents: 'sum' (the paper: sum over agents of J_i, averaged
     over team transitions) or 'mean' (the previous trainer: averaged over agents too, which
