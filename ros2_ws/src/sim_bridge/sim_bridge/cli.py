@@ -245,6 +245,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except BringupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # a policy node needs its checkpoint: say so before any node starts
+    problems = check_files(cfg) if any(s.package == "lgtc_policy" for s in specs) else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     where = f"group {args.group}, " if args.group else ""
     print(f"[swarm] {args.config}: {len(specs)} nodes ({where}{args.mode})")
     for spec in specs:

@@ -217,3 +217,21 @@ def test_swarm_up_unwritable_outputs_are_refused_before_any_node(tmp_path, capsy
     assert "[swarm]" not in out.out  # nothing was planned to start
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {flag} {blocker}"), lines
+
+
+def test_swarm_up_with_a_missing_checkpoint_is_one_line_before_any_node(tmp_path, capsys):
+    """A swarm file whose policy checkpoint does not exist printed the plan, started the world
+    and the filters, then failed on the first policy node; now one line, exit 1, nothing
+    planned. Without policy nodes (--no-policy) the checkpoint is not needed."""
+    demo = Path(__file__).resolve().parents[4] / "launch/demo.yaml"
+    text = demo.read_text().replace("lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt", "nope.pt")
+    assert "nope.pt" in text
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(text)
+    assert swarm_main(["up", str(bad), "--duration", "1"]) == 1
+    out = capsys.readouterr()
+    assert "[swarm]" not in out.out
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: policy.checkpoint:") and "nope.pt" in lines[0], lines
+    assert "(fix: name an existing file" in lines[0]
