@@ -284,9 +284,7 @@ class SwarmMonitor(Node):
         self.t0 = time.perf_counter()
         self.create_subscription(Clock, topics.CLOCK, self._on_clock, qos.QUEUE)
         self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos.STATE)
-        self.create_subscription(
-            DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.MONITOR
-        )
+        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.MONITOR)
         if status_every > 0:
             self.create_timer(status_every, self._print)
 
