@@ -224,3 +224,27 @@ def test_fig2_draws_one_episode_and_writes_its_rewards_and_clusters(tmp_path) ->
     reward = torch.tensor([float(r["reward"]) for r in rows]).view(T, n, 1)
     labels = torch.tensor([int(r["consumer"]) for r in rows]).view(T, n)
     assert cluster_spread_ratio(reward, labels) < 1.0
+
+
+def test_lgtc_run_logs_its_coupling_and_takes_the_constraint_pi(tmp_path) -> None:
+    """progress.csv holds the largest row sum of |A^T A| of the policy and the value at each
+    update: at the last update, the networks the run saved."""
+    import torch
+    from lgtc_policy.model.checkpoint import build_net, load_checkpoint
+
+    run = tmp_path / "run"
+    small = ["--n-agents", "3", "--n-consumers", "2", "--episode-length", "10", "--g", "8"]
+    small += ["--f", "8", "--hidden", "16", "--tensorboard", "false", "--progress", "false"]
+    argv = ["train", "--algo", "lgtc_ippo", "--pi-form", "constraint", "--total-env-steps"]
+    argv += ["64", "--num-envs", "4", "--rollout", "32", "--minibatch", "16", "--eval-every"]
+    argv += ["64", "--eval-episodes", "2", "--checkpoint-every", "32", "--run-dir", str(run)]
+    assert lgtc_main(argv + small) == 0
+    with (run / "progress.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    ck = load_checkpoint(str(run / "last.pt"))
+    assert json.loads((run / "config.json").read_text())["train"]["pi_form"] == "constraint"
+    for key, which in (("coupling", "policy"), ("coupling_v", "value")):
+        with torch.no_grad():
+            want = float(build_net(ck, which).cell.K.abs().sum(1).max())
+        assert float(rows[-1][key]) == pytest.approx(want, rel=1e-6) and want > 0

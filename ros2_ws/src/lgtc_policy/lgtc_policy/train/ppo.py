@@ -477,6 +477,9 @@ class PPORun:
             row.update(
                 contraction_c=rep.margin, tau_min=rep.tau_min, state_abs_max=rep.state_abs_max
             )
+            with torch.no_grad():  # largest row sum of |A^T A|: the coupling eq. (6) keeps
+                for key, net in (("coupling", ac.policy), ("coupling_v", ac.value)):
+                    row[key] = float(net.cell.K.abs().sum(1).max())
         return row
 
 
