@@ -242,6 +242,9 @@ def _figures(ns: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {ns.out}: cannot make this folder ({e.strerror or e})") from None
+    if ns.which == "cell":
+        print(figures.cell_curves(ns.runs, out / "lgtc_cell_training.png"))
+        return 0
     ck = str(resolve_checkpoint(ns.checkpoint))
     made = []
     if ns.which in ("fig2", "all"):
@@ -288,8 +291,14 @@ def _expert(ns) -> int:
 def _add_mission_commands(sub) -> None:
     """``figures``, ``demo`` and ``discharge``: the paper's figures and the mission over ROS 2."""
     fg = sub.add_parser("figures", help="regenerate the paper's Figs. 2-6")
-    fg.add_argument("which", choices=["fig2", "fig3", "fig4", "fig56", "curve", "env", "all"])
-    fg.add_argument("--runs", default="runs/sweep", help="fig3: folder of <algo>_s<seed> runs")
+    fg.add_argument(
+        "which", choices=["fig2", "fig3", "fig4", "fig56", "cell", "curve", "env", "all"]
+    )
+    fg.add_argument(
+        "--runs",
+        default="runs/sweep",
+        help="fig3: folder of <algo>_s<seed> runs; cell: folder of lgtc_ippo runs",
+    )
     fg.add_argument("--checkpoint", default=SHIPPED, help="fig2/fig4/fig56: LGTC-IPPO checkpoint")
     fg.add_argument(
         "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"

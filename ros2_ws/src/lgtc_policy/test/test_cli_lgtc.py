@@ -248,3 +248,34 @@ def test_lgtc_run_logs_its_coupling_and_takes_the_constraint_pi(tmp_path) -> Non
         with torch.no_grad():
             want = float(build_net(ck, which).cell.K.abs().sum(1).max())
         assert float(rows[-1][key]) == pytest.approx(want, rel=1e-6) and want > 0
+
+
+def test_cell_curves_from_run_folders_and_from_their_csv(tmp_path, capsys) -> None:
+    """`lgtc figures cell`: one line per LGTC run (runs without tau_min, e.g. IPPO, are left
+    out), the combined CSV redraws the figure, and a folder with no LGTC run is one line."""
+    runs = tmp_path / "runs"
+    head = "env_steps,wall_s,episode_reward,tau_min,contraction_c,state_abs_max"
+    for name, c in (("lgtc_ippo_a_s1", -1.0), ("lgtc_ippo_b_s1", 0.5)):
+        (runs / name).mkdir(parents=True)
+        body = "".join(f"{n},1,{n / 1e4},2,{c},0.4\n" for n in (100, 200, 300))
+        (runs / name / "progress.csv").write_text(head + "\n" + body)
+    (runs / "ippo_s1").mkdir()
+    (runs / "ippo_s1" / "progress.csv").write_text("env_steps,episode_reward\n100,1\n")
+    out = tmp_path / "o"
+    assert lgtc_main(["figures", "cell", "--runs", str(runs), "--out", str(out)]) == 0
+    assert (out / "lgtc_cell_training.png").stat().st_size > 1000
+    with (out / "lgtc_cell_training.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["run"] for r in rows] == ["lgtc_ippo_a_s1"] * 3 + ["lgtc_ippo_b_s1"] * 3
+    assert [float(r["contraction_c"]) for r in rows] == [-1.0] * 3 + [0.5] * 3
+    assert {r["coupling"] for r in rows} == {""}  # not logged by these runs
+    again = tmp_path / "again"
+    argv = ["figures", "cell", "--runs", str(out / "lgtc_cell_training.csv"), "--out", str(again)]
+    assert lgtc_main(argv) == 0
+    assert (again / "lgtc_cell_training.csv").read_text() == (
+        out / "lgtc_cell_training.csv"
+    ).read_text()
+    capsys.readouterr()
+    assert lgtc_main(["figures", "cell", "--runs", str(runs / "ippo_s1"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no LGTC-IPPO progress.csv" in err[0], err

@@ -6,6 +6,8 @@
 * :func:`fig3`: reward curves (mean +- std over seeds) of the five methods from their
   ``progress.csv`` files (``<runs>/<algo>_s<seed>/progress.csv``) or from the combined CSV
   this function writes (``algo, seed, env_steps, episode_reward, eval_reward``).
+* :func:`cell_curves`: the LGTC cell over training (leak ``tau``, Theorem 1 margin, state
+  bound, coupling) next to the reward, one line per run: how a form of Pi shapes the cell.
 * :func:`fig4`: LGTC-IPPO vs the centralized expert as N and M vary (10 trials per point).
 * :func:`fig56`: 5 agents, 3 consumers, persistent (battery-like) resources; the agent serving
   a consumer alone discharges and lands at 50 s; positions over time (Fig. 5) and normalised
@@ -32,7 +34,7 @@ from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
-__all__ = ["cluster_colour", "fig2", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
+__all__ = ["cell_curves", "cluster_colour", "fig2", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
 
 ALGOS = ("lgtc_ippo", "mamoppo", "ippo", "vdn", "qmix")
 LABELS = {
@@ -146,6 +148,79 @@ def check_fig3_source(runs: str | Path, key: str = "episode_reward") -> None:
         raise ValueError(f"--runs {runs} is not a folder or a fig3 CSV ({e}); {fix}") from None
     if not rows:
         raise ValueError(f"--runs {runs}: the CSV has no rows; {fix}")
+
+
+#: Columns of :func:`cell_curves`' CSV (``coupling`` is empty for runs that did not log it).
+CELL_COLUMNS = ("run", "env_steps", "episode_reward", "tau_min", "contraction_c")
+_CELL_EXTRA = ("state_abs_max", "coupling")
+
+
+def cell_curves(runs: str | Path, out: str | Path) -> Path:
+    """The LGTC cell over training, one line per run: episode reward, smallest leak
+    ``tau_min``, Theorem 1 margin ``contraction_c`` (``min_q tau_q - sum_q' |(A^T A)_qq'|``;
+    < 0: the coupling outgrew the leak and ``|x| <= 1`` is no longer guaranteed), the largest
+    state ``|x|`` and, where logged, the coupling (largest row sum of ``|A^T A|``).
+
+    ``runs``: a folder of LGTC-IPPO run folders (each with ``progress.csv``; the folder name
+    labels the line) or the CSV this function writes next to ``out`` (columns
+    :data:`CELL_COLUMNS` and ``state_abs_max``, ``coupling``). ``ValueError`` (one line) when
+    neither holds a logged LGTC run.
+    """
+    src = Path(runs)
+    if src.is_file():
+        rows = _read_rows(src, CELL_COLUMNS)
+    elif src.is_dir():
+        rows = [
+            {"run": d.name, **{k: r.get(k, "") for k in (*CELL_COLUMNS[1:], *_CELL_EXTRA)}}
+            for d in sorted(p.parent for p in src.glob("*/progress.csv"))
+            for r in _read_rows(d / "progress.csv")
+            if r.get("tau_min")
+        ]
+    else:
+        rows = []
+    if not rows:
+        raise ValueError(
+            f"--runs {runs}: no LGTC-IPPO progress.csv (with tau_min) found; give a folder of "
+            "lgtc_ippo runs or the .csv `lgtc figures cell` wrote"
+        )
+    by_run: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_run[r["run"]].append(r)
+    plt = _plt()
+    keys = ("episode_reward", "tau_min", "contraction_c", "state_abs_max", "coupling")
+    titles = (
+        "episode reward (5-update mean)",
+        "tau_min (smallest leak)",
+        "Theorem 1 margin c",
+        "max |x| (state)",
+        "coupling: max row sum |AᵀA|",
+    )
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.3), dpi=90)
+    for name, rr in by_run.items():
+        x = np.array([_num(r["env_steps"]) for r in rr]) / 1e3
+        for ax, key in zip(axes, keys):
+            y = np.array([_num(r.get(key)) for r in rr])
+            if key == "episode_reward":
+                ok = ~np.isnan(y)
+                x_k, y = x[ok], y[ok]
+                y = np.array([y[max(0, i - 4) : i + 1].mean() for i in range(len(y))])
+            else:
+                x_k = x
+            if not np.isnan(y).all():
+                ax.plot(x_k, y, lw=1, label=name)
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("env steps [k]")
+    for k in (3, 4):
+        axes[k].set_yscale("log")
+    axes[2].axhline(0, color="k", lw=0.6)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    _write_rows(out.with_suffix(".csv"), rows)
+    return out
 
 
 @torch.inference_mode()
