@@ -34,7 +34,16 @@ from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
-__all__ = ["cell_curves", "cluster_colour", "fig2", "fig3", "fig4", "fig56", "plot_run", "train_curve"]
+__all__ = [
+    "cell_curves",
+    "cluster_colour",
+    "fig2",
+    "fig3",
+    "fig4",
+    "fig56",
+    "plot_run",
+    "train_curve",
+]
 
 ALGOS = ("lgtc_ippo", "mamoppo", "ippo", "vdn", "qmix")
 LABELS = {
