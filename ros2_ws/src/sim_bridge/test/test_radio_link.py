@@ -30,18 +30,10 @@ from sim_bridge.fake_crazyflie import (
     FakeCrazyflie,
     decode_velocity_setpoint,
 )
+from sim_bridge.ros.graph import wait_for
 from sim_bridge.topics import command_valid
 
 HL_TAKEOFF, HL_LAND = 7, 8
-
-
-def wait_for(predicate, timeout: float = 5.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture

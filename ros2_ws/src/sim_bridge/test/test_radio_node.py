@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from sim_bridge.fake_crazyflie import FakeCrazyflie, decode_velocity_setpoint
 from sim_bridge.ros.bridge_node import BridgeSetupError
 from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
+from sim_bridge.ros.graph import wait_for
 from sim_bridge.ros.ground_node import GroundBridgeNode
 from sim_bridge.ros.qos import LATCHED
 from sim_bridge.topics import DIAGNOSTICS
@@ -26,15 +27,6 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 pytestmark = pytest.mark.ros
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def base_config(robots: list[dict]) -> dict:

@@ -37,21 +37,13 @@ from sim_bridge.fake_crazyflie import (
     decode_velocity_setpoint,
 )
 from sim_bridge.ros.crazyflie_node import CrazyflieBridgeNode
+from sim_bridge.ros.graph import wait_for
 from sim_bridge.ros.ground_node import GroundBridgeNode
 from sim_bridge.topics import DIAGNOSTICS
 from std_srvs.srv import Trigger
 
 HL_TAKEOFF, HL_LAND = 7, 8
 SETPOINT_STOP = 0
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from rclpy.parameter import Parameter
 from sim_bridge import topics
 from sim_bridge.bringup import load_plugin, plan
 from sim_bridge.config import load_config
+from sim_bridge.ros.graph import wait_for as _wait_for
 from sim_bridge.ros.markers import arrow_markers, cluster_markers, routing_markers
 from sim_bridge.routing import Grid, Lockstep, clip_motion, view_table
 from sim_bridge.sim import Simulator
@@ -296,12 +297,7 @@ def test_routing_and_cluster_markers():
 
 
 def wait_for(pred, timeout=20.0, period=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return False
+    return _wait_for(pred, timeout, period)  # the routing world steps slowly: 20 s
 
 
 class RoutingProbe:

@@ -31,6 +31,7 @@ from sim_bridge.bringup import (
 from sim_bridge.cli import _plan_args, build_parser
 from sim_bridge.cli import main as swarm_main
 from sim_bridge.config import load_config
+from sim_bridge.ros.graph import wait_for
 
 #: Two drones on a 20 Hz world (one step per policy period, as in launch/demo.yaml).
 SWARM = {
@@ -160,15 +161,6 @@ class _Spin:
         self.stop = True
         self.thread.join(timeout=5)
         self.ex.shutdown()
-
-
-def wait_for(pred, timeout, period=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return False
 
 
 def _command(pub, stamp_ns: int, v) -> None:

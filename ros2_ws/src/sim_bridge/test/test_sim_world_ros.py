@@ -22,6 +22,7 @@ from rclpy.parameter import Parameter
 from sim_bridge import topics
 from sim_bridge.bringup import BringupError, check_plugins, load_plugin, plan
 from sim_bridge.config import load_config
+from sim_bridge.ros.graph import wait_for
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
@@ -137,15 +138,6 @@ class Probe:
         wait_for(fut.done, timeout)
         self.node.destroy_client(client)
         return fut.result()
-
-
-def wait_for(pred, timeout=10.0, period=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return False
 
 
 class Spinner:

@@ -51,6 +51,17 @@ def duplicates(fqns: list[str]) -> list[str]:
     return sorted(name for name, n in Counter(fqns).items() if n > 1)
 
 
+def wait_for(predicate, timeout: float = 10.0, period: float = 0.02) -> bool:
+    """Poll ``predicate()`` every ``period`` s until it is true or ``timeout`` s have passed;
+    its value at the deadline (one last look) otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
 def wait_for_nodes(node: Node, expected: list[str], timeout_s: float) -> list[str]:
     """Poll the graph until every name of ``expected`` is there (or ``timeout_s``).
 
