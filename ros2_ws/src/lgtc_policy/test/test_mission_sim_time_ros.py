@@ -63,3 +63,26 @@ def test_composed_swarm_on_sim_time_runs_on_the_worlds_clock(small_demo):
     assert np.all(np.linalg.norm(world.sim.pos[:, :2] - start, axis=1) > 0.5)
     assert world.mode_of("cf1") == world.mode_of("cf2") == world.mode_of("cf3") == "flying"
     assert res.loop_ticks > 3 * 100
+
+
+def test_unbatched_filters_on_sim_time_filter_once_per_tick(small_demo):
+    """CBF nodes with their own timers (``batch: false``) on sim time: a nominal arriving on
+    time is filtered once; the timer re-filters only a late one. With the wall-time rule
+    (0.9 periods) the timer found the last output one whole sim period old at the step the
+    next nominal came and filtered every tick twice."""
+    cfg = load_config(small_demo)
+    specs = plan(cfg, small_demo, autostart=True, sim_time=True)
+    for spec in specs:
+        if spec.package == "cbf_filter":
+            spec.parameters["batch"] = False
+    held = {}
+    res = run_composed(
+        specs, cfg, duration=6.0, on_ready=lambda n, c, e: held.update(n), status_every=0
+    )
+    assert res.errors == [] and res.stop_reason == "duration"
+    for robot in cfg.robot_names:
+        cbf, policy = held[f"/{robot}/cbf_filter"], held[f"/{robot}/policy"]
+        assert cbf.batcher is None and policy.stats.ticks > 60
+        ticks, refilters = cbf.counts["ticks"], cbf.counts["refilters"]
+        assert ticks >= 0.9 * policy.stats.ticks, (robot, ticks, policy.stats.ticks)
+        assert refilters <= 0.05 * ticks, (robot, refilters, ticks)
