@@ -279,3 +279,40 @@ def test_cell_curves_from_run_folders_and_from_their_csv(tmp_path, capsys) -> No
     assert lgtc_main(["figures", "cell", "--runs", str(runs / "ippo_s1"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no LGTC-IPPO progress.csv" in err[0], err
+
+
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "1", "2"]])
+def test_a_diverged_update_stops_the_run_in_one_line(tmp_path, capsys, seeds) -> None:
+    """Non-finite losses end the run at that update (the row is logged) with one line saying
+    why, instead of the env's 'actions are not finite' at the next rollout."""
+    run = tmp_path / "run"
+    small = ["--n-agents", "3", "--n-consumers", "2", "--episode-length", "10", "--g", "8"]
+    small += ["--f", "8", "--hidden", "16", "--tensorboard", "false", "--progress", "false"]
+    argv = ["train", "--algo", "lgtc_ippo", "--alpha", "0", "--lr", "1000"]
+    argv += ["--total-env-steps", "256", "--num-envs", "4", "--rollout", "32"]
+    argv += ["--minibatch", "16", "--eval-every", "256", "--eval-episodes", "2"]
+    assert lgtc_main(argv + small + seeds + ["--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    first = "lgtc train: error: " + ("seed 1: " if seeds else "") + "training diverged: "
+    assert err[0].startswith(first), err
+    assert "update ending at 32 env steps" in err[0] and "lower --lr" in err[0]
+    prog = (run / "s1" if seeds else run) / "progress.csv"
+    with prog.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["env_steps"] for r in rows] == ["32"] and rows[0]["loss_pi"] == "nan"
+
+
+def test_diverged_message_names_the_cell_when_the_state_left_theorem_1() -> None:
+    from lgtc_policy.train.ppo import _diverged
+
+    row = {"loss_pi": float("nan"), "loss_v": 0.5, "state_abs_max": 117.0}
+    msg = _diverged(row, 184320, 150000)
+    assert msg == (
+        "training diverged: the losses of the update ending at 184320 env steps are not "
+        "finite (loss_pi nan, loss_v 0.5); the LGTC state reached max |x| = 117, outside "
+        "Theorem 1's [-1, 1] (the coupling outgrew the leak: contraction_c < 0 in "
+        "progress.csv); keep Pi (--alpha > 0) or use --pi-form constraint, which holds the "
+        "margin at 0; the last finite weights are last.pt's (150000 env steps)"
+    )
+    assert "lower --lr" in _diverged({"loss_pi": 1.0, "loss_v": float("inf")}, 64, 0)

@@ -35,7 +35,7 @@ from lgtc_policy.env import EnvConfig, Obs
 from lgtc_policy.greedy import greedy_action
 from lgtc_policy.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lgtc_policy.model.features import inputs_from_obs, item_dims
-from lgtc_policy.model.lgtc import LGTCNet, NetConfig, NetInputs
+from lgtc_policy.model.lgtc import ContractionError, LGTCNet, NetConfig, NetInputs
 from lgtc_policy.train.common import (
     ConfigError,
     RunLogger,
@@ -589,6 +589,10 @@ def train_ppo(cfg: PPOConfig) -> dict:
         train_pi = step // (T * B) > cfg.value_warmup  # `step` already counts this rollout
         stats = pr.update(ro, train_pi)
         row = pr.stats_row(stats, time.time() - t0, train_pi)
+        if not (math.isfinite(row["loss_pi"]) and math.isfinite(row["loss_v"])):
+            logger.log(step, row)
+            logger.close()
+            raise ContractionError(_diverged(row, step, next_ckpt - cfg.checkpoint_every))
         if step >= next_eval or step >= cfg.total_env_steps:
             next_eval += cfg.eval_every
             summary = evaluate_net(
@@ -612,6 +616,30 @@ def train_ppo(cfg: PPOConfig) -> dict:
     logger.close()
     write_json(run / "final_eval.json", {**summary, "best_eval_reward": best})
     return summary
+
+
+def _diverged(row: dict, step: int, saved: int) -> str:
+    """One line: the update ending at ``step`` made the losses non-finite (so its weights);
+    the LGTC state's size says whether the cell left Theorem 1's region."""
+    parts = [
+        f"training diverged: the losses of the update ending at {step} env steps are not "
+        f"finite (loss_pi {row['loss_pi']}, loss_v {row['loss_v']})"
+    ]
+    state = row.get("state_abs_max", 0.0)
+    if not state <= 1.0:  # also nan
+        parts.append(
+            f"the LGTC state reached max |x| = {state:.3g}, outside Theorem 1's [-1, 1] (the "
+            "coupling outgrew the leak: contraction_c < 0 in progress.csv); keep Pi "
+            "(--alpha > 0) or use --pi-form constraint, which holds the margin at 0"
+        )
+    else:
+        parts.append("lower --lr")
+    parts.append(
+        f"the last finite weights are last.pt's ({saved} env steps)"
+        if saved > 0
+        else "no last.pt was written yet"
+    )
+    return "; ".join(parts)
 
 
 def _start_or_resume(

@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lgtc_policy.model.checkpoint import save_checkpoint
-from lgtc_policy.model.lgtc import NetInputs
+from lgtc_policy.model.lgtc import ContractionError, NetInputs
 from lgtc_policy.train.common import (
     RunLogger,
     compile_loss,
@@ -43,6 +43,7 @@ from lgtc_policy.train.ppo import (
     ActorCritic,
     PPORun,
     Rollout,
+    _diverged,
     _normalised,
     _value_out,
     checkpoint_payload,
@@ -238,6 +239,12 @@ def train_ppo_seeds(cfg: PPOConfig, dirs: list[Path] | None = None) -> list[dict
         do_ckpt = step >= next_ckpt or step >= cfg.total_env_steps
         for i, r in enumerate(st.runs):
             row = r.stats_row(dict(zip(keys, stats[i])), dt, train_pi)
+            if not (math.isfinite(row["loss_pi"]) and math.isfinite(row["loss_v"])):
+                logs[i].log(step, row)
+                for log in logs:
+                    log.close()
+                saved = next_ckpt - cfg.checkpoint_every
+                raise ContractionError(f"seed {r.cfg.seed}: " + _diverged(row, step, saved))
             if do_eval:
                 summaries[i] = evaluate_net(
                     cpu_copy(r.ac.policy), r.env_cfg, cfg.eval_episodes, r.cfg.seed + 10_000,
