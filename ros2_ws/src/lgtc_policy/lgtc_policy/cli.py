@@ -19,7 +19,8 @@ Errors in options, configs or checkpoints print one line naming the problem and 
 ``ratio_to_expert``, ``greedy_reward_mean``, ``demand_satisfied_mean``,
 ``collisions_per_episode``, ``episodes``, ``seed``, ``cluster_spread_ratio`` (Definition III.1,
 :mod:`lgtc_policy.model.clusters`; null for a network without a cluster state) and
-``reward_cluster_ratio`` (the same ratio on each agent's reward, Fig. 2).
+``reward_cluster_ratio`` (the same ratio on each agent's reward, Fig. 2), and the policy cell's
+``tau_min``, ``coupling`` and ``contraction_c`` (null without a cell).
 """
 
 from __future__ import annotations
@@ -211,6 +212,12 @@ def _eval(ns: argparse.Namespace) -> int:
         + ("-" if cs is None else f"{cs:.3f}")
         + f" | input Delta {out['cluster_spread_ratio_delta']:.3f}"
         + f" | reward (Fig. 2) {out['reward_cluster_ratio']:.3f}"
+        + (
+            ""
+            if out["coupling"] is None
+            else f" | cell: tau_min {out['tau_min']:.3g}, coupling {out['coupling']:.3g}, "
+            f"margin {out['contraction_c']:.3g}"
+        )
     )
     if ns.json:
         write_json(ns.json, out)

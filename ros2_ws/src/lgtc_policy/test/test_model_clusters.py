@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 from lgtc_policy.model.clusters import checkpoint_clusters, cluster_spread, cluster_spread_ratio
 
@@ -53,6 +54,13 @@ def test_shipped_policy_reports_its_clusters() -> None:
         "cluster_between",
         "cluster_spread_ratio_delta",
         "reward_cluster_ratio",
+        "tau_min",
+        "coupling",
+        "contraction_c",
     }
     assert 0 <= out["cluster_spread_ratio"] < 10 and out["cluster_between"] > 0
     assert 0 <= out["reward_cluster_ratio"] < 10
+    # the shipped cell (TRAINING.md, "The learned cell's coupling"): tau 3.86, coupling 4e-4
+    assert out["tau_min"] == pytest.approx(3.857, abs=1e-3)
+    assert out["coupling"] == pytest.approx(3.94e-4, rel=1e-2)
+    assert out["contraction_c"] == pytest.approx(out["tau_min"] - out["coupling"], abs=1e-3)

@@ -30,7 +30,13 @@ import torch
 from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet
 
-__all__ = ["checkpoint_clusters", "cluster_spread", "cluster_spread_ratio", "episode_clusters"]
+__all__ = [
+    "cell_summary",
+    "checkpoint_clusters",
+    "cluster_spread",
+    "cluster_spread_ratio",
+    "episode_clusters",
+]
 
 
 def cluster_spread(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -139,10 +145,28 @@ def episode_clusters(
 def checkpoint_clusters(
     path: str, episodes: int, seed: int, env_overrides: dict | None, safety_filter: str
 ) -> dict:
-    """:func:`episode_clusters` of a checkpoint's policy on its env (``lgtc eval --json``)."""
+    """:func:`episode_clusters` of a checkpoint's policy on its env and its
+    :func:`cell_summary` (``lgtc eval --json``)."""
     from lgtc_policy.env import EnvConfig
     from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 
     ck = load_checkpoint(path)
     env_cfg = EnvConfig.from_dict({**dict(ck["env_config"]), **(env_overrides or {})})
-    return episode_clusters(build_net(ck, "policy"), env_cfg, episodes, seed, safety_filter)
+    net = build_net(ck, "policy")
+    out = episode_clusters(net, env_cfg, episodes, seed, safety_filter)
+    return {**out, **cell_summary(net)}
+
+
+@torch.no_grad()
+def cell_summary(net: LGTCNet) -> dict:
+    """The policy cell's consensus terms, the columns ``lgtc train`` logs: ``tau_min``,
+    ``coupling`` (largest row sum of ``|A^T A|``) and ``contraction_c`` (Theorem 1 margin
+    ``min_q tau_q - sum_q' |(A^T A)_qq'|``); None for the reduced network (no cell)."""
+    if not net.state_dim:
+        return {"tau_min": None, "coupling": None, "contraction_c": None}
+    cell = net.cell
+    return {
+        "tau_min": float(cell.tau.min()),
+        "coupling": float(cell.K.abs().sum(1).max()),
+        "contraction_c": float(cell.margin()),
+    }
