@@ -362,6 +362,45 @@ TABLES: tuple[Table, ...] = (
     ),
 )
 
+SCRATCH = f"{SRC}/lgtc_policy/results/scratch_1m"
+#: ``lgtc eval --json`` of the from-scratch runs at Table I's budget (TRAINING.md): the run,
+#: its label, whether it has a cell.
+_SCRATCH_RUNS = (
+    ("lgtc_ippo_paper_s1", "LGTC-IPPO, Pi of eq. 15 (alpha 0.01)", True),
+    ("lgtc_ippo_constraint_s1", "LGTC-IPPO, --pi-form constraint", True),
+    ("lgtc_ippo_alpha0_s1", "LGTC-IPPO, no Pi (--alpha 0; diverged at 184k)", True),
+    ("ippo_s1", "IPPO", False),
+)
+
+
+def _scratch_rows() -> tuple[Row, ...]:
+    rows = []
+    for run, label, cell in _SCRATCH_RUNS:
+        rows += [
+            Row(run, "ratio_to_expert_filter_none", f"{label}: ratio to the expert, alone",
+                "", ".3f", ">= 0.75"),
+            Row(run, "ratio_to_expert_filter_cbf", f"{label}: ratio to the expert, CBF",
+                "", ".3f", ">= 0.95"),
+            Row(run, "reward_cluster_ratio", f"{label}: reward clusters (Fig. 2)", "", ".3f"),
+        ]  # fmt: skip
+        if cell:
+            rows += [
+                Row(run, "cluster_spread_ratio", f"{label}: state clusters (Def. III.1)",
+                    "", ".3f", "<= 0.2"),
+                Row(run, "tau_min", f"{label}: smallest leak tau", "1/s", ".3g"),
+                Row(run, "coupling", f"{label}: coupling, max row sum of AᵀA", "1/s", ".3g"),
+            ]  # fmt: skip
+    return tuple(rows)
+
+
+TABLES += (
+    Table(
+        "lgtc_scratch",
+        f"{SRC}/lgtc_policy/TRAINING.md",
+        _scratch_rows(),
+        sources=tuple((run, f"{SCRATCH}/{run}.json") for run, _, _ in _SCRATCH_RUNS),
+    ),
+)
 
 # ---------------------------------------------------------------------------- rendering
 

@@ -210,6 +210,11 @@ def _eval(ns: argparse.Namespace) -> int:
     print(
         "clusters (within / between, Definition III.1): state x "
         + ("-" if cs is None else f"{cs:.3f}")
+        + (
+            ""
+            if cs is None
+            else f" (by attended consumer {out['cluster_spread_ratio_attended']:.3f})"
+        )
         + f" | input Delta {out['cluster_spread_ratio_delta']:.3f}"
         + f" | reward (Fig. 2) {out['reward_cluster_ratio']:.3f}"
         + (

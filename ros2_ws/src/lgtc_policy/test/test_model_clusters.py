@@ -52,6 +52,7 @@ def test_shipped_policy_reports_its_clusters() -> None:
         "cluster_spread_ratio",
         "cluster_within",
         "cluster_between",
+        "cluster_spread_ratio_attended",
         "cluster_spread_ratio_delta",
         "reward_cluster_ratio",
         "tau_min",
@@ -59,7 +60,7 @@ def test_shipped_policy_reports_its_clusters() -> None:
         "contraction_c",
     }
     assert 0 <= out["cluster_spread_ratio"] < 10 and out["cluster_between"] > 0
-    assert 0 <= out["reward_cluster_ratio"] < 10
+    assert 0 <= out["reward_cluster_ratio"] < 10 and 0 <= out["cluster_spread_ratio_attended"] < 10
     # the shipped cell (TRAINING.md, "The learned cell's coupling"): tau 3.86, coupling 4e-4
     assert out["tau_min"] == pytest.approx(3.857, abs=1e-3)
     assert out["coupling"] == pytest.approx(3.94e-4, rel=1e-2)

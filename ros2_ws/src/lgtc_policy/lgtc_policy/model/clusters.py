@@ -14,6 +14,9 @@ ratio, over an episode:
 * ``cluster_spread_ratio`` = (mean of the within-cluster spreads over every cluster and tick) /
   (mean of the between-cluster distances over every pair and tick). 0 is Definition III.1
   exactly; 1 means the sub-teams are as far apart inside as from each other.
+* ``cluster_spread_ratio_attended``: the same with the sub-teams of Theorem 2's proof, the
+  agents whose attention selects the same consumer (``argmax Xi``, so the same dynamics
+  ``f_m``), whether or not the expert's assignment agrees.
 
 The reward clusters of Fig. 2 ("the agents' rewards cluster as the agents spatially cluster")
 are measured the same way on each agent's reward of eq. (2) at each tick, a 1-D feature:
@@ -94,6 +97,9 @@ def episode_clusters(
 
     Returns ``cluster_spread_ratio`` (``x``; None for the reduced network, which has no
     state), ``cluster_within``, ``cluster_between`` (the two means),
+    ``cluster_spread_ratio_attended`` (``x`` again, the clusters being the agents that attend
+    the same consumer, ``argmax Xi``: the sub-teams of Theorem 2, which select the same
+    dynamics ``f_m``; None without a state),
     ``cluster_spread_ratio_delta`` and ``reward_cluster_ratio`` (Fig. 2: each agent's reward
     of eq. 2 at each tick, clustered by the assignment it acted under).
     """
@@ -112,12 +118,14 @@ def episode_clusters(
     acc_x = torch.zeros(4, dtype=torch.float64)
     acc_d = torch.zeros(4, dtype=torch.float64)
     acc_r = torch.zeros(4, dtype=torch.float64)
+    acc_a = torch.zeros(4, dtype=torch.float64)
     for _ in range(cfg.episode_length):
         inp = inputs_from_obs(obs, prev)
-        out, x, _ = net(inp, x)
+        out, x, xi = net(inp, x)
         labels = torch.where(env.active, env.assignment, -1)
         if net.state_dim:
             acc_x += cluster_spread(x, labels)
+            acc_a += cluster_spread(x, torch.where(env.active, xi.argmax(-1), -1))
         acc_d += cluster_spread(net.encode(inp)[1], labels)
         prev = obs.agent_res.clone()
         act = net.action(out)
@@ -137,6 +145,7 @@ def episode_clusters(
         "cluster_spread_ratio": r_x if net.state_dim else None,
         "cluster_within": within if net.state_dim else None,
         "cluster_between": between if net.state_dim else None,
+        "cluster_spread_ratio_attended": ratio(acc_a)[0] if net.state_dim else None,
         "cluster_spread_ratio_delta": ratio(acc_d)[0],
         "reward_cluster_ratio": ratio(acc_r)[0],
     }
