@@ -204,7 +204,9 @@ def cell_curves(runs: str | Path, out: str | Path) -> Path:
         "max |x| (state)",
         "coupling: max row sum |AᵀA|",
     )
-    fig, axes = plt.subplots(1, 5, figsize=(16, 3.3), dpi=90)
+    if not any(r.get("coupling") for r in rows):  # runs from before the column: no panel
+        keys, titles = keys[:4], titles[:4]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.3), dpi=90)
     for name, rr in by_run.items():
         x = np.array([_num(r["env_steps"]) for r in rr]) / 1e3
         for ax, key in zip(axes, keys):
@@ -220,8 +222,8 @@ def cell_curves(runs: str | Path, out: str | Path) -> Path:
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("env steps [k]")
-    for k in (3, 4):
-        axes[k].set_yscale("log")
+    for ax in axes[3:]:
+        ax.set_yscale("log")
     axes[2].axhline(0, color="k", lw=0.6)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
