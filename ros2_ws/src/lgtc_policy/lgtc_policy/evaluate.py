@@ -28,7 +28,9 @@ __all__ = [
     "evaluate_expert",
     "evaluate_greedy",
     "evaluate_net",
+    "policy_ticks",
     "rollout_policy",
+    "Tick",
     "trained_safety_filter",
 ]
 
@@ -65,27 +67,58 @@ def _safety(env, safety_filter: str):
     return SafetyFilter(env).filter
 
 
-@torch.inference_mode()
-def rollout_policy(net: LGTCNet, env, steps: int, safety_filter: str = "none") -> dict[str, Any]:
-    """Run ``net`` deterministically on a batched ``env`` for ``steps`` ticks from a reset.
+@dataclasses.dataclass
+class Tick:
+    """One tick of :func:`policy_ticks`: the observation acted on ``prev_obs``, the network's
+    input ``inp``, its new state ``x`` and attention ``xi``; ``active`` the agents that acted
+    and ``labels`` the eq. 3 assignment they acted under (-1: inactive or none); then the
+    env's ``reward``, ``obs``, ``done`` and ``info`` after the step."""
+
+    prev_obs: Any
+    inp: Any
+    x: torch.Tensor
+    xi: torch.Tensor
+    active: torch.Tensor
+    labels: torch.Tensor
+    reward: torch.Tensor
+    obs: Any
+    done: torch.Tensor
+    info: dict
+
+
+def policy_ticks(net: LGTCNet, env, steps: int, safety_filter: str = "none"):
+    """Run ``net`` deterministically on a batched ``env`` for ``steps`` ticks from a reset,
+    yielding a :class:`Tick` per tick (stops early when every env is done).
 
     The recurrent cluster states and the previous tick's items (the neighbours' messages) are
     carried exactly as in training. With ``safety_filter='cbf'`` every action passes the
-    centralized CBF filter first (the deployed chain). Returns the last step's ``info``.
+    centralized CBF filter first (the deployed chain).
     """
     safety = _safety(env, safety_filter)
     obs = env.reset()
     B, N = obs.pos.shape[:2]
     x = torch.zeros(B, N, net.state_dim)
     prev = obs.agent_res.clone()
-    info: dict[str, Any] = {}
     for _ in range(steps):
-        out, x, _ = net(inputs_from_obs(obs, prev), x)
+        prev_obs = obs
+        inp = inputs_from_obs(obs, prev)
+        out, x, xi = net(inp, x)
+        active = env.active.clone()
+        labels = torch.where(active, env.assignment, -1)
         prev = obs.agent_res.clone()
         act = net.action(out)
-        obs, _, done, info = env.step(act if safety is None else safety(act))
+        obs, reward, done, info = env.step(act if safety is None else safety(act))
+        yield Tick(prev_obs, inp, x, xi, active, labels, reward, obs, done, info)
         if bool(done.all()):
-            break
+            return
+
+
+@torch.inference_mode()
+def rollout_policy(net: LGTCNet, env, steps: int, safety_filter: str = "none") -> dict[str, Any]:
+    """:func:`policy_ticks` to the end; returns the last step's ``info``."""
+    info: dict[str, Any] = {}
+    for tick in policy_ticks(net, env, steps, safety_filter):
+        info = tick.info
     return info
 
 

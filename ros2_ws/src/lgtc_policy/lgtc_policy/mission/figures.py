@@ -1,4 +1,4 @@
-"""Regenerate the paper's Figs. 3-6 (and the training curve of a run) as small PNGs.
+"""Regenerate the paper's Figs. 2-6 (and the training curve of a run) as small PNGs.
 
 * :func:`fig2`: one episode of a checkpoint's policy: the arena (agents, consumers, their
   interaction zones shaded by the remaining demand) and each agent's reward of eq. (2) over
@@ -29,7 +29,12 @@ from sim_bridge.recording import read_run
 
 from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.env.safety import SafetyFilter
-from lgtc_policy.evaluate import evaluate_expert, evaluate_net, trained_safety_filter
+from lgtc_policy.evaluate import (
+    evaluate_expert,
+    evaluate_net,
+    policy_ticks,
+    trained_safety_filter,
+)
 from lgtc_policy.mission.report import cluster_log
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
@@ -244,23 +249,17 @@ def _fig2_rollout(ck: dict, seed: int) -> dict:
         EnvConfig.from_dict(dict(ck["env_config"])), auto_reset=False, seed=seed
     ).validate()
     env = ResourceEnv(cfg, 1, seed=seed)
-    obs = env.reset()
-    safety = SafetyFilter(env) if trained_safety_filter(ck) == "cbf" else None
-    x = torch.zeros(1, cfg.n_agents, pol.state_dim)
-    prev = obs.agent_res.clone()
-    d0 = env.demand0[0].sum(-1).clamp_min(1e-9)
-    pos, rew, lab, dem = [obs.pos[0].clone()], [], [], [env.demand[0].sum(-1) / d0]
-    for _ in range(cfg.episode_length):
-        out, x, _ = pol(inputs_from_obs(obs, prev), x)
-        lab.append(torch.where(env.active, env.assignment, -1)[0].clone())
-        prev = obs.agent_res.clone()
-        act = pol.action(out)
-        obs, r, done, _ = env.step(act if safety is None else safety.filter(act))
-        pos.append(obs.pos[0].clone())
-        rew.append(r[0].clone())
-        dem.append(env.demand[0].sum(-1) / d0)
-        if bool(done.all()):
-            break
+    pos, rew, lab, dem = [], [], [], []
+    for tick in policy_ticks(pol, env, cfg.episode_length, trained_safety_filter(ck)):
+        if not pos:  # the reset state, before the first step
+            d0 = env.demand0[0].sum(-1).clamp_min(1e-9)
+            pos.append(tick.prev_obs.pos[0].clone())
+            dem.append(tick.prev_obs.demand[0].sum(-1) / d0)
+        pos.append(tick.obs.pos[0].clone())
+        rew.append(tick.reward[0].clone())
+        lab.append(tick.labels[0].clone())
+        dem.append(tick.obs.demand[0].sum(-1) / d0)
+    obs = tick.obs
     return {
         "pos": torch.stack(pos).numpy(),
         "reward": torch.stack(rew).numpy(),

@@ -30,7 +30,6 @@ import math
 
 import torch
 
-from lgtc_policy.model.features import inputs_from_obs
 from lgtc_policy.model.lgtc import LGTCNet
 
 __all__ = [
@@ -104,35 +103,21 @@ def episode_clusters(
     of eq. 2 at each tick, clustered by the assignment it acted under).
     """
     from lgtc_policy.env import ResourceEnv
+    from lgtc_policy.evaluate import policy_ticks
 
     cfg = dataclasses.replace(env_cfg, auto_reset=False, seed=seed)
     env = ResourceEnv(cfg, episodes, device="cpu", seed=seed)
-    safety = None
-    if safety_filter == "cbf":
-        from lgtc_policy.env.safety import SafetyFilter
-
-        safety = SafetyFilter(env).filter
-    obs = env.reset()
-    x = torch.zeros(episodes, cfg.n_agents, net.state_dim)
-    prev = obs.agent_res.clone()
     acc_x = torch.zeros(4, dtype=torch.float64)
     acc_d = torch.zeros(4, dtype=torch.float64)
     acc_r = torch.zeros(4, dtype=torch.float64)
     acc_a = torch.zeros(4, dtype=torch.float64)
-    for _ in range(cfg.episode_length):
-        inp = inputs_from_obs(obs, prev)
-        out, x, xi = net(inp, x)
-        labels = torch.where(env.active, env.assignment, -1)
+    for tick in policy_ticks(net, env, cfg.episode_length, safety_filter):
         if net.state_dim:
-            acc_x += cluster_spread(x, labels)
-            acc_a += cluster_spread(x, torch.where(env.active, xi.argmax(-1), -1))
-        acc_d += cluster_spread(net.encode(inp)[1], labels)
-        prev = obs.agent_res.clone()
-        act = net.action(out)
-        obs, reward, done, _ = env.step(act if safety is None else safety(act))
-        acc_r += cluster_spread(reward[..., None], labels)  # the agents of this tick's labels
-        if bool(done.all()):
-            break
+            acc_x += cluster_spread(tick.x, tick.labels)
+            attended = torch.where(tick.active, tick.xi.argmax(-1), -1)
+            acc_a += cluster_spread(tick.x, attended)
+        acc_d += cluster_spread(net.encode(tick.inp)[1], tick.labels)
+        acc_r += cluster_spread(tick.reward[..., None], tick.labels)
 
     def ratio(acc: torch.Tensor) -> tuple[float, float, float]:
         w, nw, b, nb = acc.tolist()
