@@ -195,8 +195,10 @@ def _eval(ns: argparse.Namespace) -> int:
             f"{out['reward_mean_filter_cbf']:.3f} (headline below: "
             f"safety filter '{out['safety_filter']}'; '{other}' is the other row)"
         )
+    variant = " +relpos (neighbours' relative positions, not the paper's observation)"
     print(
-        f"{out['algo']} [{out['safety_filter']}]: reward {out['reward_mean']:.3f} "
+        f"{out['algo']}{variant if out.get('comm') == 'relpos' else ''} "
+        f"[{out['safety_filter']}]: reward {out['reward_mean']:.3f} "
         f"+- {out['reward_std']:.3f} "
         f"demand satisfied {out['demand_satisfied_mean']:.3f}"
         + (

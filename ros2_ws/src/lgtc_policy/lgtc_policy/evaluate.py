@@ -205,7 +205,8 @@ def evaluate_checkpoint(
     ``reward_std``, ``demand_satisfied_mean``, ``collisions_per_episode``,
     ``expert_reward_mean``, ``expert_reward_std``, ``ratio_to_expert`` (= reward_mean /
     expert_reward_mean), ``greedy_reward_mean`` and ``greedy_demand_satisfied_mean`` (the
-    decentralized greedy rule, a no-learning yardstick), ``episodes``, ``seed``, ``algo``; with
+    decentralized greedy rule, a no-learning yardstick), ``episodes``, ``seed``, ``algo``,
+    ``comm`` (the network's :data:`~lgtc_policy.model.lgtc.COMM_FORMS` entry); with
     ``both_filters`` also ``reward_mean_filter_<mode>``, ``demand_satisfied_mean_filter_<mode>``,
     ``collisions_per_episode_filter_<mode>`` and ``ratio_to_expert_filter_<mode>`` for both
     modes, so one evaluation shows the policy alone and filtered side by side.
@@ -217,6 +218,7 @@ def evaluate_checkpoint(
     if mode not in SAFETY_FILTERS:
         raise ValueError(f"safety_filter={safety_filter!r}: use 'auto' or one of {SAFETY_FILTERS}")
     out: dict[str, Any] = {"algo": ck["algo"], "checkpoint": str(path), "safety_filter": mode}
+    out["comm"] = net.cfg.comm  # 'relpos': not the paper's observation, report separately
     runs = {mode: evaluate_net(net, env_cfg, episodes, seed, mode)}
     if both_filters:
         for other in SAFETY_FILTERS:

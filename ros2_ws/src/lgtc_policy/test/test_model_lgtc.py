@@ -47,9 +47,12 @@ def _inputs(seed: int = 0) -> NetInputs:
 
 
 # ----------------------------------------------------------------------------- shapes / grads
-@pytest.mark.parametrize("kind", ["lgtc", "ippo"])
-def test_net_shapes_and_gradients_reach_every_parameter(kind: str) -> None:
-    net = LGTCNet(NetConfig(agent_item_dim=DA, consumer_item_dim=DC, out_dim=2, kind=kind))
+KIND_COMM = [("lgtc", "paper"), ("ippo", "paper"), ("lgtc", "relpos"), ("ippo", "relpos")]
+
+
+@pytest.mark.parametrize("kind,comm", KIND_COMM)
+def test_net_shapes_and_gradients_reach_every_parameter(kind: str, comm: str) -> None:
+    net = LGTCNet(NetConfig(DA, DC, out_dim=2, kind=kind, comm=comm))
     inp = _inputs()
     x = torch.rand(B, N, net.state_dim) * 2 - 1
     out, x_next, xi = net(inp, x)
@@ -275,19 +278,19 @@ def _seq_inputs(L: int, Bs: int, n: int, seed: int, dtype=torch.float32) -> NetI
     )
 
 
-def _tiny_net(kind: str = "lgtc", dtype=torch.float32) -> LGTCNet:
+def _tiny_net(kind: str = "lgtc", dtype=torch.float32, comm: str = "paper") -> LGTCNet:
     torch.manual_seed(1)
-    cfg = NetConfig(DA, DC, out_dim=2, kind=kind, g=4, f=3, hidden=(5,), a_init_std=0.3)
+    cfg = NetConfig(DA, DC, 2, kind=kind, g=4, f=3, hidden=(5,), a_init_std=0.3, comm=comm)
     net = LGTCNet(cfg).to(dtype)
     with torch.no_grad():
         net.head[-1].weight.mul_(100.0)  # outputs sensitive to the state
     return net
 
 
-@pytest.mark.parametrize("kind", ["lgtc", "ippo"])
-def test_forward_seq_equals_tick_by_tick_forward_with_resets(kind: str) -> None:
+@pytest.mark.parametrize("kind,comm", KIND_COMM)
+def test_forward_seq_equals_tick_by_tick_forward_with_resets(kind: str, comm: str) -> None:
     L, Bs, n = 4, 3, 2
-    net = _tiny_net(kind)
+    net = _tiny_net(kind, comm=comm)
     inp = _seq_inputs(L, Bs, n, 0)
     x0 = torch.rand(Bs, n, net.state_dim) * 2 - 1
     keep = torch.ones(L, Bs)
@@ -375,15 +378,74 @@ def test_sequence_backprop_matches_manual_unroll_and_gradcheck() -> None:
     assert torch.autograd.gradcheck(last_out, args, eps=1e-6, atol=1e-5)
 
 
+# ----------------------------------------------------------------------------- relpos variant
+def test_relpos_neighbour_term_by_hand() -> None:
+    """Rho_i = sum over S_ij > 0 of rho([p_j(t-1) - p_i(t), distance]), rho applied directly."""
+    net = LGTCNet(NetConfig(DA, DC, out_dim=2, comm="relpos", g=8))
+    inp = _inputs(3)
+    got = net.neighbour_term(inp)
+    nb = inp.prev_agent_items[..., 0, :2]
+    want = torch.zeros_like(got)
+    for b in range(B):
+        for i in range(N):
+            for j in range(N):
+                if inp.S[b, i, j] > 0:
+                    d = nb[b, j] - inp.pos[b, i]
+                    want[b, i] += net.rho(torch.cat([d, d.norm().reshape(1)]))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    isolated = inp.S.sum(-1) == 0
+    assert torch.all(got[isolated] == 0)
+    # the paper's network has no such term and no rho parameters
+    assert not hasattr(LGTCNet(NetConfig(DA, DC, out_dim=2)), "rho")
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 2**16),
+    shift=st.tuples(st.floats(-3, 3), st.floats(-3, 3)),
+)
+def test_relpos_term_is_translation_invariant_and_permutation_equivariant(seed, shift) -> None:
+    net = LGTCNet(NetConfig(DA, DC, out_dim=2, comm="relpos", g=8))
+    inp = _inputs(seed)
+    base = net.neighbour_term(inp)
+    moved = NetInputs(**{k: getattr(inp, k) for k in NetInputs.__dataclass_fields__})
+    s = torch.tensor(shift)
+    moved.pos = inp.pos + s
+    moved.prev_agent_items = inp.prev_agent_items.clone()
+    moved.prev_agent_items[..., :2] += s
+    torch.testing.assert_close(net.neighbour_term(moved), base, atol=1e-4, rtol=1e-4)
+    perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed))
+    permuted = NetInputs(
+        agent_items=inp.agent_items[:, perm],
+        prev_agent_items=inp.prev_agent_items[:, perm],
+        consumer_items=inp.consumer_items[:, perm],
+        consumer_mask=inp.consumer_mask[:, perm],
+        pos=inp.pos[:, perm],
+        S=inp.S[:, perm][:, :, perm],
+    )
+    torch.testing.assert_close(net.neighbour_term(permuted), base[:, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_netconfig_comm_is_checked_and_old_configs_load_as_paper() -> None:
+    with pytest.raises(ValueError, match="NetConfig.comm"):
+        NetConfig(DA, DC, out_dim=2, comm="gossip")
+    d = NetConfig(DA, DC, out_dim=2).to_dict()
+    del d["comm"]  # a checkpoint written before the field existed
+    assert NetConfig.from_dict(d).comm == "paper"
+    assert NetConfig.from_dict(NetConfig(DA, DC, 2, comm="relpos").to_dict()).comm == "relpos"
+
+
 # ----------------------------------------------------------------------------- decentralized
-@pytest.mark.parametrize("kind", ["lgtc", "ippo"])
-def test_decentralized_step_equals_batched_forward(kind: str) -> None:
+@pytest.mark.parametrize("kind,comm", KIND_COMM)
+def test_decentralized_step_equals_batched_forward(kind: str, comm: str) -> None:
     torch.manual_seed(0)
     cfg = EnvConfig(n_agents=6, n_consumers=3, episode_length=50, comm_radius=1.0)
     env = ResourceEnv(cfg, 2, seed=4)
-    net = LGTCNet(NetConfig(agent_item_dim=DA, consumer_item_dim=DC, out_dim=2, kind=kind))
+    net = LGTCNet(NetConfig(DA, DC, out_dim=2, kind=kind, comm=comm))
     with torch.no_grad():  # larger outputs so the clipping paths are exercised too
         net.head[-1].weight.mul_(300.0)
+        if comm == "relpos":  # and a neighbour term that moves the outputs
+            net.rho[-1].weight.mul_(30.0)
     dec = DecentralizedPolicy(net, cfg.n_resources)
     obs = env.reset()
     Bn, Nn = 2, cfg.n_agents

@@ -128,6 +128,8 @@ def test_device_option_and_threads() -> None:
         PPOConfig(bptt=0).validate()
     with pytest.raises(ConfigError, match="--pi-form"):
         PPOConfig(pi_form="hinge").validate()
+    with pytest.raises(ConfigError, match="--comm 'gossip': choose one of"):
+        PPOConfig(comm="gossip").validate()
     with pytest.raises(ConfigError, match="--agent-loss"):
         PPOConfig(agent_loss="max").validate()
     before = torch.get_num_threads()

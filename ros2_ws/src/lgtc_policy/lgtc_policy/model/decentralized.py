@@ -13,7 +13,9 @@ Message layout (a flat float vector, sent once per tick to the neighbours within
 ``message_dim = F + r * (4 + r)`` (76 for F = 64, r = 2). At tick ``t`` robot ``i`` uses the
 messages its neighbours sent at tick ``t-1``: ``S x(t)`` is the mean of their ``x`` parts and
 ``S Psi(t-1)`` the mean of ``Psi`` of their item parts (``S`` is the left-normalised adjacency,
-so ``S_ij = 1 / |N_i|``). No message -> isolated robot (zero row of ``S``).
+so ``S_ij = 1 / |N_i|``). No message -> isolated robot (zero row of ``S``). A ``comm =
+"relpos"`` network (not in the paper) also sums ``rho`` over the senders' positions (the
+``p_x, p_y`` of their first item) relative to its own; the layout is the same.
 
 Robot state: ``x_i`` (``F`` floats, start at zeros). Action: the Gaussian mean (``tanh`` of it
 for SAC actors), clipped like the env does (components to [-1, 1], then norm <= 1); multiply by
@@ -117,6 +119,7 @@ class DecentralizedPolicy:
         self.B0w, self.B0b = _np(net.B0.weight.t()), _np(net.B0.bias)
         self.B1w = _np(net.B1.weight.t())
         self.head = _NpMLP(net.head)
+        self.rho = _NpMLP(net.rho) if cfg.comm == "relpos" else None
         if cfg.kind == "lgtc":
             c = net.cell
             self.A0, self.A1, self.bx = _np(c.A0), _np(c.A1), _np(c.b_x)
@@ -161,6 +164,10 @@ class DecentralizedPolicy:
         if k:
             items = msgs[:, self.F :].reshape(k, self.r, self.item_dim)
             delta = delta + self._deepset(items, self.psi1, self.psi2).mean(axis=0) @ self.B1w
+            if self.rho is not None:  # sum_j rho(p_j(t-1) - p_i(t), distance)
+                d = items[:, 0, :2] - np.asarray(obs.pos, np.float32)
+                e = np.concatenate([d, np.sqrt((d * d).sum(-1, keepdims=True))], axis=-1)
+                delta = delta + self.rho(e).sum(axis=0)
         mask = np.asarray(obs.consumer_mask, bool)
         if not mask.any():
             mask = np.ones_like(mask)

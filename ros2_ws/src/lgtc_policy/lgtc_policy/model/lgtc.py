@@ -10,6 +10,10 @@ Notation follows the paper (eqs. 4-6, 15):
 * ``Psi``: the same DeepSets form for an agent's own resources, ``Psi_i(p_i, so_i, kappa_i)``
   -> ``(B, N, G)``.
 * ``Delta`` (eq. 5): ``Delta = Psi B_0 + S Psi' B_1 + sum_m Phi_m + b_u`` (1-hop graph filter).
+  With ``NetConfig.comm = "relpos"`` (not in the paper, an explicit variant) ``Delta`` also gets
+  ``Rho_i = sum_{j in N_i} rho(p_j(t-1) - p_i(t), ||p_j(t-1) - p_i(t)||)`` (see
+  :meth:`LGTCNet.neighbour_term`): the neighbours' positions relative to the robot, from the
+  positions their messages already carry.
 * LGTC cell (eq. 6), with ``A`` replaced by ``A^T A`` (Remark 1)::
 
       Xi   = softmax(tanh(Delta + x A_0 + S x A_1 + b_x) Phi^T)           (B, N, M)
@@ -56,6 +60,7 @@ __all__ = [
     "NetConfig",
     "NetInputs",
     "Theorem1Report",
+    "COMM_FORMS",
     "PI_FORMS",
     "contraction_margin",
     "contraction_rate",
@@ -70,6 +75,15 @@ with ``c`` the rate of eq. (9) (:func:`contraction_rate`); ``margin`` = the prev
 = ``relu(-c_margin) + mean_q relu(-tau_q)``, zero while the cell keeps its contraction margin
 (not in the paper: a penalty on leaving Theorem 1's region only, so it never pulls on ``A``
 inside it)."""
+
+
+COMM_FORMS = ("paper", "relpos")
+"""What a robot makes of its neighbours' messages: ``paper`` = the paper's observation (own
+position, own resources, every consumer; neighbours only through ``S x`` and ``S Psi'`` of
+eq. 5); ``relpos`` (not in the paper, reported separately) = also the sum over neighbours of a
+learned encoding ``rho`` of each neighbour's position relative to the robot
+(:meth:`LGTCNet.neighbour_term`). The message layout is the same: it already carries the sender's
+position."""
 
 
 class ContractionError(LgtcError, RuntimeError):
@@ -99,6 +113,8 @@ class NetConfig:
             ``Q(z_i, a_i)``; 0 for policies and values).
         squash: the deterministic action is ``tanh`` of the mean output (SAC actors) instead of
             the mean itself (PPO policies; the env clips to the unit disc either way).
+        comm: ``"paper"`` or ``"relpos"`` (:data:`COMM_FORMS`): whether ``Delta`` also gets the
+            neighbours' relative positions (not in the paper).
     """
 
     agent_item_dim: int
@@ -114,10 +130,13 @@ class NetConfig:
     pos_dim: int = 2
     extra_dim: int = 0
     squash: bool = False
+    comm: str = "paper"
 
     def __post_init__(self) -> None:
         if self.kind not in ("lgtc", "ippo"):
             raise ValueError(f"NetConfig.kind must be 'lgtc' or 'ippo', got {self.kind!r}")
+        if self.comm not in COMM_FORMS:
+            raise ValueError(f"NetConfig.comm must be one of {COMM_FORMS}, got {self.comm!r}")
         for name in ("agent_item_dim", "consumer_item_dim", "out_dim", "g", "f", "pos_dim"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"NetConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -170,6 +189,17 @@ class NetInputs:
     def index(self, idx: torch.Tensor) -> NetInputs:
         """Select batch rows ``idx`` of every field."""
         return NetInputs(*(getattr(self, k)[idx] for k in self.__dataclass_fields__))
+
+
+REL_DIM = 3
+"""Features of one neighbour in the ``relpos`` term: ``[dx, dy, ||(dx, dy)||]``."""
+
+
+def relative_positions(nb_pos: torch.Tensor, own_pos: torch.Tensor) -> torch.Tensor:
+    """``(..., N, 2), (..., N, 2) -> (..., N, N, 3)``: row ``[i, j]`` is
+    ``[nb_pos_j - own_pos_i, ||nb_pos_j - own_pos_i||]``."""
+    d = nb_pos.unsqueeze(-3) - own_pos.unsqueeze(-2)
+    return torch.cat([d, torch.linalg.vector_norm(d, dim=-1, keepdim=True)], dim=-1)
 
 
 def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
@@ -476,6 +506,9 @@ class LGTCNet(nn.Module):
         self.psi = DeepSet(cfg.agent_item_dim, g)
         self.B0 = nn.Linear(g, g, bias=True)  # bias = b_u of eq. (5)
         self.B1 = nn.Linear(g, g, bias=False)
+        if cfg.comm == "relpos":
+            # small output gain: the term starts near 0 and does not saturate tanh(Delta + ...)
+            self.rho = mlp([REL_DIM, g, g], out_gain=0.1)
         if cfg.kind == "lgtc":
             self.cell = LGTCCell(g, cfg.f, cfg.dt, cfg.tau_init, cfg.a_init_std)
             y_dim = cfg.f + 2 * g + cfg.pos_dim
@@ -496,7 +529,26 @@ class LGTCNet(nn.Module):
         psi = self.psi(inp.agent_items)
         psi_prev = self.psi(inp.prev_agent_items)
         delta = self.B0(psi) + self.B1(inp.S @ psi_prev) + phi.sum(dim=2)
+        if self.cfg.comm == "relpos":
+            delta = delta + self.neighbour_term(inp)
         return phi, delta
+
+    def neighbour_term(self, inp: NetInputs) -> torch.Tensor:
+        """``Rho_i = sum_{j: S_ij > 0} rho(e_ij)``, ``(B, N, G)`` (``comm = "relpos"``, not in
+        the paper): ``e_ij = [p_j(t-1) - p_i(t), ||p_j(t-1) - p_i(t)||]`` with ``p_j(t-1)`` the
+        position in neighbour ``j``'s message (``prev_agent_items[..., 0, :2]``) and ``p_i(t)``
+        the robot's own. A sum, not a mean, so that one close neighbour is not diluted by far
+        ones; zero for an isolated robot. Invariant to translating every position and to
+        permuting the neighbours. ``rho``'s last layer is linear, so it is applied once to the
+        summed hidden layer (with its bias times the neighbour count)."""
+        rel = relative_positions(inp.prev_agent_items[..., 0, :2], inp.pos)  # (B, N, N, 3)
+        *hidden, last = self.rho
+        h = rel
+        for layer in hidden:
+            h = layer(h)
+        adj = (inp.S > 0).to(h.dtype)
+        summed = torch.einsum("...ij,...ijg->...ig", adj, h)
+        return F_nn.linear(summed, last.weight) + adj.sum(-1, keepdim=True) * last.bias
 
     def forward(
         self, inp: NetInputs, x: torch.Tensor, extra: torch.Tensor | None = None
@@ -565,6 +617,8 @@ class LGTCNet(nn.Module):
         phi = self.phi.forward_sum_first(inp.consumer_items)
         psi2 = self.psi.forward_sum_first(torch.stack([inp.agent_items, inp.prev_agent_items]))
         delta = self.B0(psi2[0]) + self.B1(inp.S @ psi2[1]) + phi.sum(dim=2)
+        if self.cfg.comm == "relpos":
+            delta = delta + self.neighbour_term(inp)
         return phi, delta
 
     def action(self, out: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lgtc_policy.env.spec import EnvConfig
-from lgtc_policy.model.lgtc import PI_FORMS
+from lgtc_policy.model.lgtc import COMM_FORMS, PI_FORMS
 from lgtc_policy.train.common import COMPILE_MODES, DEVICES, ConfigError, _field_type
 
 __all__ = [
@@ -113,6 +113,10 @@ class _Common:
     """F, LGTC state size (Table I: 64)."""
     hidden: tuple[int, ...] = (256, 256)
     """Final MLP (Table I: [256, 256])."""
+    comm: str = "paper"
+    """'paper' = the paper's observation (neighbours only through the messages' S x and S Psi');
+    'relpos' (NOT in the paper, report it separately) = every network also sums a learned
+    encoding of each neighbour's position relative to the robot (same message layout)."""
     lr: float = 2e-4
     """Adam learning rate (Table I: 2e-4)."""
     gamma: float = 0.99
@@ -188,6 +192,8 @@ class _Common:
         above = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)
         if above is not None and not above.is_dir():  # the logger's mkdir: a raw Errno line
             raise ConfigError(f"--run-dir {self.run_dir}: {above} is a file; give a folder")
+        if self.comm not in COMM_FORMS:
+            raise ConfigError(f"--comm {self.comm!r}: choose one of {COMM_FORMS}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed {self.seed}: must be an integer from 0 to {MAX_SEED}")
         for name in ("g", "f", "hidden", "mix_hidden"):  # mix_hidden: SAC only

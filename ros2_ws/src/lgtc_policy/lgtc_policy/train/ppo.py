@@ -70,7 +70,7 @@ class ActorCritic(nn.Module):
         da, dc = item_dims(n_resources)
         kind = "lgtc" if cfg.algo == "lgtc_ippo" else "ippo"
         common = dict(agent_item_dim=da, consumer_item_dim=dc, kind=kind, g=cfg.g, f=cfg.f)
-        common["hidden"] = tuple(cfg.hidden)
+        common.update(hidden=tuple(cfg.hidden), comm=cfg.comm)
         self.vec_value = cfg.algo == "mamoppo"
         self.policy = LGTCNet(NetConfig(out_dim=2, **common))
         self.value = LGTCNet(NetConfig(out_dim=cfg.n_consumers if self.vec_value else 1, **common))

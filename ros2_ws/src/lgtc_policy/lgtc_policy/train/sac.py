@@ -150,7 +150,7 @@ class SACRun:
         state_dim = self.env.global_state().shape[-1]
         da, dc = item_dims(self.env_cfg.n_resources)
         base = dict(agent_item_dim=da, consumer_item_dim=dc, kind="ippo", g=cfg.g, f=cfg.f)
-        base["hidden"] = tuple(cfg.hidden)
+        base.update(hidden=tuple(cfg.hidden), comm=cfg.comm)
         self.actor = SquashedActor(NetConfig(out_dim=4, squash=True, **base))
         self.qcfg = NetConfig(out_dim=1, extra_dim=2, **base)
         self.critics = nn.ModuleList(
