@@ -68,6 +68,17 @@ def resolve_checkpoint(path: str) -> Path:
     return Path(path)
 
 
+def _file_stem(text: str) -> str:
+    """``--stem``: a plain file name without folder or suffix (it goes under ``--out``)."""
+    ok = text and len(text) <= 100 and text not in (".", "..") and "/" not in text
+    if not ok or "\\" in text or "\0" in text or text.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"{text[:100]!r} is not a file name: give a name such as lgtc_relpos_training "
+            "(no folder, at most 100 characters; the figure goes under --out)"
+        )
+    return text
+
+
 def _train(ns: argparse.Namespace) -> int:
     from lgtc_policy.train.bc import BC_ALGOS, BCConfig
     from lgtc_policy.train.common import ConfigError, dataclass_from_args
@@ -264,7 +275,7 @@ def _figures(ns: argparse.Namespace) -> int:
     if ns.which in ("fig2", "all"):
         made.append(figures.fig2(ck, out / "lgtc_fig2_reward_clusters.png", seed=ns.seed))
     if ns.which in ("fig3", "all"):
-        made.append(figures.fig3(ns.runs, out / "lgtc_fig3_training.png"))
+        made.append(figures.fig3(ns.runs, out / f"{ns.stem}.png", key=ns.key, title=ns.title))
     if ns.which in ("fig4", "all"):
         made.append(
             figures.fig4(
@@ -313,6 +324,19 @@ def _add_mission_commands(sub) -> None:
         default="runs/sweep",
         help="fig3: folder of <algo>_s<seed> runs; cell: folder of lgtc_ippo runs",
     )
+    fg.add_argument(
+        "--key",
+        choices=figures.FIG3_KEYS,
+        default="episode_reward",
+        help="fig3: the training episodes' reward or the deterministic evaluation's",
+    )
+    fg.add_argument(
+        "--stem",
+        type=_file_stem,
+        default="lgtc_fig3_training",
+        help="fig3: name of the PNG and CSV written under --out (without suffix)",
+    )
+    fg.add_argument("--title", default="", help="fig3: figure title (default: the paper's Fig. 3)")
     fg.add_argument("--checkpoint", default=SHIPPED, help="fig2/fig4/fig56: LGTC-IPPO checkpoint")
     fg.add_argument(
         "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"

@@ -188,6 +188,31 @@ def test_fig3_redrawn_from_its_own_csv_through_the_cli(tmp_path, capsys) -> None
     out = tmp_path / "o"
     assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(out)]) == 0
     assert (out / "lgtc_fig3_training.png").stat().st_size > 1000
+    # the deterministic evaluation's reward under another name and title (variants that are
+    # not the paper's Fig. 3); a run with no evaluation row is drawn from nothing: one line
+    runs2 = tmp_path / "runs"
+    for name, evals in (("ippo_s1", [1.0, 2.0]), ("ippo_relpos_s1", [3.0, 5.0])):
+        (runs2 / name).mkdir(parents=True)
+        (runs2 / name / "progress.csv").write_text(
+            "env_steps,episode_reward,eval_reward\n100,0.5,\n"
+            f"200,0.6,{evals[0]}\n300,0.7,{evals[1]}\n"
+        )
+    argv = ["figures", "fig3", "--runs", str(runs2), "--out", str(out), "--key", "eval_reward"]
+    argv += ["--stem", "cmp", "--title", "relpos vs paper"]
+    assert lgtc_main(argv) == 0
+    assert (out / "cmp.png").stat().st_size > 1000
+    got = list(csv.DictReader((out / "cmp.csv").open()))
+    assert {r["algo"] for r in got} == {"ippo", "ippo_relpos"} and len(got) == 6
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        lgtc_main(argv[:-4] + ["--stem", "a/b"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--stem" in err and "not a file name" in err and len(err.splitlines()) == 1
+    assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(out)] + [
+        "--key", "eval_reward"]) != 0  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "no run has a eval_reward value" in err and len(err.splitlines()) == 1
 
 
 def test_train_run_dir_under_a_file_is_one_line_naming_the_option(tmp_path, capsys) -> None:

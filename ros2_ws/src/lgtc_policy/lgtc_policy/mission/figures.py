@@ -339,21 +339,31 @@ def fig2(checkpoint: str, out: str | Path, seed: int = 0, smooth_s: float = 1.0)
     return out
 
 
-def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward") -> Path:
-    """Fig. 3: mean +- std over seeds of ``key`` vs env steps for each method.
+FIG3_KEYS = ("episode_reward", "eval_reward")
+"""What :func:`fig3` can draw: the training episodes' reward (stochastic policy, every update)
+or the deterministic evaluation's (every ``--eval-every`` steps)."""
+
+
+def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward", title: str = "") -> Path:
+    """Fig. 3: mean +- std over seeds of ``key`` (:data:`FIG3_KEYS`) vs env steps for each
+    method (``title``: the figure's title, default the paper's Fig. 3).
 
     ``runs`` is a folder of runs (then ``<out stem>.csv`` is written next to the PNG) or a
     combined CSV from :func:`collect_runs`.
     """
+    if key not in FIG3_KEYS:
+        raise ValueError(f"key {key!r}: draw one of {FIG3_KEYS}")
     out = Path(out)
     src = Path(runs)
     if src.is_dir():
         src = collect_runs(src, out.with_suffix(".csv"))
     curves: dict[str, dict[int, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in _read_rows(src):
-        v = _num(r[key])
+        v = _num(r.get(key))
         if np.isfinite(v):
             curves[r["algo"]][int(r["seed"])].append((int(r["env_steps"]), v))
+    if not curves:
+        raise ValueError(f"{runs}: no run has a {key} value to draw; pick another --key")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for algo in [a for a in ALGOS if a in curves] + [a for a in curves if a not in ALGOS]:
@@ -373,8 +383,9 @@ def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward") -> Path
         ax.fill_between(grid, m - sd, m + sd, color=COLORS.get(algo), alpha=0.2)
     ax.set_yscale("symlog", linthresh=1.0)  # collapsing SAC runs reach -100s; keep PPO readable
     ax.set_xlabel("env steps (team transitions)")
-    ax.set_ylabel("accumulated reward per agent (symlog)")
-    ax.set_title("Fig. 3: training reward, mean $\\pm$ std over seeds")
+    what = "evaluation reward per agent" if key == "eval_reward" else "reward per agent"
+    ax.set_ylabel(f"accumulated {what} (symlog)")
+    ax.set_title(title or "Fig. 3: training reward, mean $\\pm$ std over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
