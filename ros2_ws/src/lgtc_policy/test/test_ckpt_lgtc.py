@@ -113,12 +113,20 @@ def test_cli_eval_json(tmp_path, trained) -> None:
     assert d["ratio_to_expert"] == pytest.approx(d["reward_mean"] / d["expert_reward_mean"])
 
 
-def test_shipped_checkpoint_loads_and_reproduces_its_evaluation() -> None:
-    from lgtc_policy.cli import SHIPPED, resolve_checkpoint
+@pytest.mark.parametrize(
+    "shipped",
+    [
+        "lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt",
+        "lgtc_policy:checkpoints/lgtc_ippo_relpos_n10_m4.pt",
+    ],
+    ids=["paper_obs", "relpos"],
+)
+def test_shipped_checkpoint_loads_and_reproduces_its_evaluation(shipped) -> None:
+    from lgtc_policy.cli import resolve_checkpoint
     from lgtc_policy.env import EnvConfig
     from lgtc_policy.evaluate import evaluate_net, trained_safety_filter
 
-    path = resolve_checkpoint(SHIPPED)
+    path = resolve_checkpoint(shipped)
     assert path.stat().st_size < 3 * 2**20
     ck = load_checkpoint(path)
     assert ck["algo"] == "lgtc_ippo" and ck["optim"] is None
@@ -128,7 +136,7 @@ def test_shipped_checkpoint_loads_and_reproduces_its_evaluation() -> None:
     assert net.cell.theorem1().ok, "shipped weights must satisfy Theorem 1's conditions"
     stored = ck["eval"]
     assert {"reward_mean", "expert_reward_mean", "ratio_to_expert"} <= set(stored)
-    # the headline row is in the mode the checkpoint was trained with (stage 3: through the CBF)
+    # the headline row is in the mode the checkpoint was trained with (cbf for the paper-obs one)
     mode = trained_safety_filter(ck)
     assert stored["safety_filter"] == mode
     # Closed-loop episodes amplify last-bit differences between CPUs (torch and OSQP pick

@@ -34,6 +34,8 @@ HAS_CBF = importlib.util.find_spec("cbf_filter.ros.node") is not None
 SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
     "checkpoints/lgtc_ippo_n10_m4.pt"
 )
+#: the --comm relpos policy (not the paper's observation; TRAINING.md), shipped beside it
+RELPOS = SHIPPED.with_name("lgtc_ippo_relpos_n10_m4.pt")
 REPO = Path(__file__).resolve().parents[4]
 ARENA = {"x": [-2.0, 2.0], "y": [-2.0, 2.0], "z": [0.0, 2.0]}
 
@@ -177,9 +179,11 @@ def _shipped():
 # TRAINING.md; docs/mission.md records which checkpoints pass them).
 
 
-def test_three_robot_mission_reaches_its_consumers(tmp_path):
-    ck = load_checkpoint(_shipped())
-    config = three_robots(tmp_path / "three.yaml", SHIPPED)
+@pytest.mark.parametrize("shipped", [SHIPPED, RELPOS], ids=["paper_obs", "relpos"])
+def test_three_robot_mission_reaches_its_consumers(tmp_path, shipped):
+    assert shipped.is_file(), f"shipped checkpoint {shipped} is missing (TRAINING.md)"
+    ck = load_checkpoint(shipped)
+    config = three_robots(tmp_path / "three.yaml", shipped)
     cfg = load_config(config)
     sc = scenario_from_config(cfg)
     # the same policy on the same scenario in the core env: tells a ROS fault from a policy
