@@ -501,11 +501,17 @@ class _BatchForward:
     def __init__(self, policy: DecentralizedPolicy) -> None:
         self.p = policy
 
-    def messages(self, msgs: list[np.ndarray], B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(S Psi(t-1) B_1 (B, G), S x (B, F), heard (B,))`` of each robot's
-        ``(k_b, message_dim)`` messages (zeros and False for ``k_b = 0``: isolated robot)."""
+    def messages(
+        self, msgs: list[np.ndarray], pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(S Psi(t-1) B_1 (B, G), S x (B, F), heard (B,), Rho (B, G))`` of each robot's
+        ``(k_b, message_dim)`` messages (zeros and False for ``k_b = 0``: isolated robot);
+        ``Rho`` is the ``comm = "relpos"`` sum over the senders of ``rho`` of their positions
+        relative to the robot's own ``pos (B, 2)`` (zeros for the paper's networks)."""
         p = self.p
+        B = len(msgs)
         d_msg = np.zeros((B, p.B1w.shape[1]), np.float32)
+        rho = np.zeros_like(d_msg)
         sx = np.zeros((B, p.F), np.float32)
         has = np.zeros(B, bool)
         ks = np.array([m.shape[0] for m in msgs])
@@ -517,7 +523,11 @@ class _BatchForward:
             d_msg[rows] = _mm(psi[:, None], p.B1w)[:, 0]
             sx[rows] = stack[:, :, : p.F].mean(axis=1)
             has[rows] = True
-        return d_msg, sx, has
+            if p.rho is not None:  # as DecentralizedPolicy.step, robot by robot
+                d = items[:, :, 0, :2] - pos[rows][:, None]  # (Bk, k, 2)
+                e = np.concatenate([d, np.sqrt((d * d).sum(-1, keepdims=True))], axis=-1)
+                rho[rows] = _mlp(p.rho, e).sum(axis=1)
+        return d_msg, sx, has, rho
 
     def __call__(
         self, obs: Sequence[AgentObs], msgs: list[np.ndarray], states: np.ndarray
@@ -533,8 +543,8 @@ class _BatchForward:
         phi = _deepset(consumer_res, p.phi1, p.phi2)  # (B, M, G)
         psi = _deepset(agent_res[:, None], p.psi1, p.psi2)  # (B, 1, G)
         delta = _mm(psi, p.B0w)[:, 0] + p.B0b + phi.sum(axis=1)
-        d_msg, sx, has = self.messages(msgs, B)
-        delta = np.where(has[:, None], delta + d_msg, delta)
+        d_msg, sx, has, rho = self.messages(msgs, pos)
+        delta = np.where(has[:, None], delta + d_msg + rho, delta)
         if p.cfg.kind == "lgtc":
             x = np.asarray(states, np.float32)
             h = np.tanh(delta + _mm(x[:, None], p.A0)[:, 0] + _mm(sx[:, None], p.A1)[:, 0] + p.bx)

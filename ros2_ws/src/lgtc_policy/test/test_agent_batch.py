@@ -30,11 +30,11 @@ def _spec(i: int, r: int, m: int) -> RobotSpec:
     )
 
 
-def _swarm(kind: str, squash: bool, r: int, m: int, seed: int):
+def _swarm(kind: str, squash: bool, r: int, m: int, seed: int, comm: str = "paper"):
     """N agents with one random net (weights scaled up so attention and clipping vary)."""
     torch.manual_seed(seed)
     item = 4 + r
-    net = LGTCNet(NetConfig(item, item, 2, kind=kind, squash=squash))
+    net = LGTCNet(NetConfig(item, item, 2, kind=kind, squash=squash, comm=comm))
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(3.0)
@@ -86,11 +86,20 @@ def _same(x, y) -> bool:
     )
 
 
-@pytest.mark.parametrize("kind,squash", [("lgtc", False), ("lgtc", True), ("ippo", False)])
+@pytest.mark.parametrize(
+    "kind,squash,comm",
+    [
+        ("lgtc", False, "paper"),
+        ("lgtc", True, "paper"),
+        ("ippo", False, "paper"),
+        ("lgtc", False, "relpos"),  # the neighbour term (was left out of the batch: issue 16)
+        ("ippo", False, "relpos"),
+    ],
+)
 @pytest.mark.parametrize("r,m", [(1, 1), (2, 4), (3, 2)])
-def test_batched_tick_equals_each_robot_alone_bit_for_bit(kind, squash, r, m):
+def test_batched_tick_equals_each_robot_alone_bit_for_bit(kind, squash, comm, r, m):
     rng = np.random.default_rng(r * 10 + m)
-    agents = _swarm(kind, squash, r, m, seed=r + m)
+    agents = _swarm(kind, squash, r, m, seed=r + m, comm=comm)
     now = 10.0
     obs = _inputs(agents, rng, now)
     for tick in range(3):  # recurrent state and neighbour tables carried across ticks
