@@ -373,14 +373,27 @@ _SCRATCH_RUNS = (
 )
 
 
-def _scratch_rows() -> tuple[Row, ...]:
+#: ``lgtc eval --json`` of the ``--comm relpos`` runs (not the paper's observation; TRAINING.md
+#: "Neighbours' relative positions"), reported apart from the paper's.
+RELPOS = f"{SRC}/lgtc_policy/results/relpos"
+_RELPOS_RUNS = (
+    ("lgtc_ippo_relpos_constraint_s1", "relpos LGTC-IPPO from scratch, 1M (constraint Pi)", True),
+    ("ippo_relpos_s1", "relpos IPPO from scratch, 1M", False),
+    ("bc_greedy_relpos", "relpos BC of the greedy rule, 160k", True),
+    ("ppo_bc05_relpos", "relpos BC + LGTC-IPPO, no filter (shipped relpos checkpoint)", True),
+)
+
+
+def _scratch_rows(runs=_SCRATCH_RUNS) -> tuple[Row, ...]:
     rows = []
-    for run, label, cell in _SCRATCH_RUNS:
+    for run, label, cell in runs:
         rows += [
             Row(run, "ratio_to_expert_filter_none", f"{label}: ratio to the expert, alone",
                 "", ".3f", ">= 0.75"),
             Row(run, "ratio_to_expert_filter_cbf", f"{label}: ratio to the expert, CBF",
                 "", ".3f", ">= 0.95"),
+            Row(run, "collisions_per_episode_filter_none", f"{label}: collisions / episode, alone",
+                "", ".2f"),
             Row(run, "reward_cluster_ratio", f"{label}: reward clusters (Fig. 2)", "", ".3f"),
         ]  # fmt: skip
         if cell:
@@ -394,6 +407,12 @@ def _scratch_rows() -> tuple[Row, ...]:
 
 
 TABLES += (
+    Table(
+        "lgtc_relpos",
+        f"{SRC}/lgtc_policy/TRAINING.md",
+        _scratch_rows(_RELPOS_RUNS),
+        sources=tuple((run, f"{RELPOS}/{run}.json") for run, _, _ in _RELPOS_RUNS),
+    ),
     Table(
         "lgtc_scratch",
         f"{SRC}/lgtc_policy/TRAINING.md",

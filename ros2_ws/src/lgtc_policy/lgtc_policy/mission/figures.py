@@ -59,6 +59,9 @@ LABELS = {
     "qmix": "QMIX-SAC",
     "expert": "centralized expert",
     "lgtc_cbf": "LGTC-IPPO + CBF filter",
+    "lgtc_ippo_constraint": "LGTC-IPPO, --pi-form constraint",
+    "lgtc_ippo_relpos": "LGTC-IPPO + relpos (not the paper's obs.)",
+    "ippo_relpos": "IPPO + relpos (not the paper's obs.)",
 }
 COLORS = {
     "lgtc_ippo": "tab:red",
@@ -68,6 +71,9 @@ COLORS = {
     "qmix": "tab:orange",
     "expert": "black",
     "lgtc_cbf": "tab:brown",
+    "lgtc_ippo_constraint": "salmon",
+    "lgtc_ippo_relpos": "darkred",
+    "ippo_relpos": "navy",
 }
 
 
