@@ -179,11 +179,9 @@ def _shipped():
 # TRAINING.md; docs/mission.md records which checkpoints pass them).
 
 
-@pytest.mark.parametrize("shipped", [SHIPPED, RELPOS], ids=["paper_obs", "relpos"])
-def test_three_robot_mission_reaches_its_consumers(tmp_path, shipped):
-    assert shipped.is_file(), f"shipped checkpoint {shipped} is missing (TRAINING.md)"
-    ck = load_checkpoint(shipped)
-    config = three_robots(tmp_path / "three.yaml", shipped)
+def test_three_robot_mission_reaches_its_consumers(tmp_path):
+    ck = load_checkpoint(_shipped())
+    config = three_robots(tmp_path / "three.yaml", SHIPPED)
     cfg = load_config(config)
     sc = scenario_from_config(cfg)
     # the same policy on the same scenario in the core env: tells a ROS fault from a policy
@@ -203,6 +201,31 @@ def test_three_robot_mission_reaches_its_consumers(tmp_path, shipped):
         f"policy in the core env reaches {np.nonzero(core_visited)[0].tolist()} of them"
     )
     assert world.sim.demand.sum() < 0.5 * world.sim.initial_demand.sum()
+
+
+@pytest.mark.skipif(not HAS_CBF, reason="compares with the core env through the CBF")
+def test_relpos_policy_flies_over_ros_as_in_the_core_env(tmp_path):
+    """The second shipped policy (``--comm relpos``: its neighbours' relative positions from
+    their messages) scores over ROS what it scores in the core env with the same per-robot CBF.
+    The co-located batch once left the neighbour term out: 0.46 of the core env here (and
+    no demand met); with it 1.01. (On this 3-robot, 2-consumer scenario, out of its N = 10
+    training distribution, the relpos policy reaches one consumer only, in the core env too.)"""
+    assert RELPOS.is_file(), f"shipped checkpoint {RELPOS} is missing (TRAINING.md)"
+    config = three_robots(tmp_path / "three.yaml", RELPOS)
+    values = run_demo(
+        DemoOptions(
+            config=str(config),
+            out=str(tmp_path / "run"),
+            duration=20.0,
+            stop_when_done=False,
+            expert=False,
+            gif=False,
+            status_every=0,
+        )
+    )
+    assert values["reward_core_cbf"] > 1.0  # the policy does something in this scenario
+    assert values["reward_ratio_ros_vs_core_cbf"] == pytest.approx(1.0, abs=0.1)
+    assert values["pairs_below_safety"] == 0
 
 
 def test_discharge_scenario_reallocates(tmp_path):
