@@ -79,6 +79,16 @@ def _file_stem(text: str) -> str:
     return text
 
 
+def _title(text: str) -> str:
+    """``--title``: one line of at most 200 characters (it is drawn above the figure)."""
+    if len(text) > 200 or "\n" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters{' with a line break' if chr(10) in text else ''}: give "
+            "one line of at most 200 characters"
+        )
+    return text
+
+
 def _train(ns: argparse.Namespace) -> int:
     from lgtc_policy.train.bc import BC_ALGOS, BCConfig
     from lgtc_policy.train.common import ConfigError, dataclass_from_args
@@ -336,7 +346,12 @@ def _add_mission_commands(sub) -> None:
         default="lgtc_fig3_training",
         help="fig3: name of the PNG and CSV written under --out (without suffix)",
     )
-    fg.add_argument("--title", default="", help="fig3: figure title (default: the paper's Fig. 3)")
+    fg.add_argument(
+        "--title",
+        type=_title,
+        default="",
+        help="fig3: figure title, at most 200 characters (default: the paper's Fig. 3)",
+    )
     fg.add_argument("--checkpoint", default=SHIPPED, help="fig2/fig4/fig56: LGTC-IPPO checkpoint")
     fg.add_argument(
         "--csv", default="", help="curve: a progress.csv (expert line from --checkpoint's eval)"

@@ -209,6 +209,11 @@ def test_fig3_redrawn_from_its_own_csv_through_the_cli(tmp_path, capsys) -> None
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "--stem" in err and "not a file name" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        lgtc_main(argv[:-2] + ["--title", "x" * 100_000])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--title" in err and "at most 200" in err and len(err.splitlines()) == 1
     assert lgtc_main(["figures", "fig3", "--runs", str(runs), "--out", str(out)] + [
         "--key", "eval_reward"]) != 0  # fmt: skip
     err = capsys.readouterr().err.strip()
