@@ -39,7 +39,7 @@ import numpy as np
 from lgtc_policy.env.spec import ACTION_DIM, ObsDims
 from lgtc_policy.errors import LgtcError
 from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
-from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
+from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy, relative_features
 
 __all__ = [
     "ArenaFrame",
@@ -524,8 +524,7 @@ class _BatchForward:
             sx[rows] = stack[:, :, : p.F].mean(axis=1)
             has[rows] = True
             if p.rho is not None:  # as DecentralizedPolicy.step, robot by robot
-                d = items[:, :, 0, :2] - pos[rows][:, None]  # (Bk, k, 2)
-                e = np.concatenate([d, np.sqrt((d * d).sum(-1, keepdims=True))], axis=-1)
+                e = relative_features(items[:, :, 0, :2], pos[rows][:, None])  # (Bk, k, 3)
                 rho[rows] = _mlp(p.rho, e).sum(axis=1)
         return d_msg, sx, has, rho
 

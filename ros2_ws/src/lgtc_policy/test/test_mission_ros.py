@@ -203,7 +203,6 @@ def test_three_robot_mission_reaches_its_consumers(tmp_path):
     assert world.sim.demand.sum() < 0.5 * world.sim.initial_demand.sum()
 
 
-@pytest.mark.skipif(not HAS_CBF, reason="compares with the core env through the CBF")
 def test_relpos_policy_flies_over_ros_as_in_the_core_env(tmp_path):
     """The second shipped policy (``--comm relpos``: its neighbours' relative positions from
     their messages) scores over ROS what it scores in the core env with the same per-robot CBF.

@@ -81,6 +81,14 @@ class AgentObs:
         )
 
 
+def relative_features(nb_pos: np.ndarray, own_pos: np.ndarray) -> np.ndarray:
+    """``relpos`` features ``[dx, dy, ||(dx, dy)||]`` (float32) of senders at ``nb_pos
+    (..., k, 2)`` seen from ``own_pos`` (broadcast against ``nb_pos``, e.g. ``(..., 1, 2)``):
+    the numpy counterpart of :func:`lgtc_policy.model.lgtc.relative_positions`."""
+    d = nb_pos - own_pos
+    return np.concatenate([d, np.sqrt((d * d).sum(-1, keepdims=True))], axis=-1)
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
 
@@ -165,8 +173,7 @@ class DecentralizedPolicy:
             items = msgs[:, self.F :].reshape(k, self.r, self.item_dim)
             delta = delta + self._deepset(items, self.psi1, self.psi2).mean(axis=0) @ self.B1w
             if self.rho is not None:  # sum_j rho(p_j(t-1) - p_i(t), distance)
-                d = items[:, 0, :2] - np.asarray(obs.pos, np.float32)
-                e = np.concatenate([d, np.sqrt((d * d).sum(-1, keepdims=True))], axis=-1)
+                e = relative_features(items[:, 0, :2], np.asarray(obs.pos, np.float32))
                 delta = delta + self.rho(e).sum(axis=0)
         mask = np.asarray(obs.consumer_mask, bool)
         if not mask.any():
