@@ -22,7 +22,7 @@ module does the rest, so it is tested without DDS:
 * :func:`step_batch` is the same tick for several robots that share one process and one
   checkpoint: one stacked forward, each robot with its own observation, neighbour table,
   recurrent state and result, equal bit for bit to :meth:`PolicyAgent.step` robot by robot
-  (tested; see :class:`_BatchForward` for how).
+  (both run :meth:`DecentralizedPolicy.step_many`; tested).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from lgtc_policy.env.spec import ACTION_DIM, ObsDims
 from lgtc_policy.errors import LgtcError
 from lgtc_policy.model.checkpoint import CheckpointError, build_net, load_checkpoint
-from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy, relative_features
+from lgtc_policy.model.decentralized import AgentObs, DecentralizedPolicy
 
 __all__ = [
     "ArenaFrame",
@@ -467,113 +467,6 @@ class PolicyAgent:
 # --------------------------------------------------------------------------------------------
 
 
-def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` on stacked matrices: numpy runs one BLAS call per trailing matrix, so each
-    robot's rows go through the very kernel its own :meth:`DecentralizedPolicy.step` uses."""
-    return np.matmul(x, w)
-
-
-def _mlp(mlp, x: np.ndarray) -> np.ndarray:
-    """:class:`lgtc_policy.model.decentralized._NpMLP` on stacked inputs (same operations)."""
-    n = len(mlp.w)
-    for k in range(n):
-        x = _mm(x, mlp.w[k]) + mlp.b[k]
-        if k < n - 1:
-            np.maximum(x, 0.0, out=x)
-    return x
-
-
-def _deepset(items: np.ndarray, p1, p2) -> np.ndarray:
-    return _mlp(p2, np.maximum(_mlp(p1, items).sum(axis=-2), 0.0))
-
-
-class _BatchForward:
-    """:meth:`DecentralizedPolicy.step` for ``B`` robots at once (weights of one policy).
-
-    Bit-for-bit equality with the one-robot step (tested) follows from two facts: every
-    matrix product keeps the robot's own trailing shape (a robot's ``(r, 4 + r)`` items, its
-    ``(M, G)`` table, a row vector ``(1, n)`` where the one-robot step multiplies a vector),
-    and numpy's ``matmul`` runs one BLAS call per trailing matrix of a stack; reductions run
-    along the same axis in the same order. Neighbour messages differ in count ``k`` per
-    robot, so they are stacked per distinct ``k`` (a handful of groups, not one per robot).
-    """
-
-    def __init__(self, policy: DecentralizedPolicy) -> None:
-        self.p = policy
-
-    def messages(
-        self, msgs: list[np.ndarray], pos: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(S Psi(t-1) B_1 (B, G), S x (B, F), heard (B,), Rho (B, G))`` of each robot's
-        ``(k_b, message_dim)`` messages (zeros and False for ``k_b = 0``: isolated robot);
-        ``Rho`` is the ``comm = "relpos"`` sum over the senders of ``rho`` of their positions
-        relative to the robot's own ``pos (B, 2)`` (zeros for the paper's networks)."""
-        p = self.p
-        B = len(msgs)
-        d_msg = np.zeros((B, p.B1w.shape[1]), np.float32)
-        rho = np.zeros_like(d_msg)
-        sx = np.zeros((B, p.F), np.float32)
-        has = np.zeros(B, bool)
-        ks = np.array([m.shape[0] for m in msgs])
-        for k in np.unique(ks[ks > 0]):
-            rows = np.nonzero(ks == k)[0]
-            stack = np.stack([msgs[b] for b in rows])  # (Bk, k, message_dim)
-            items = stack[:, :, p.F :].reshape(len(rows), k, p.r, p.item_dim)
-            psi = _deepset(items, p.psi1, p.psi2).mean(axis=1)  # (Bk, G)
-            d_msg[rows] = _mm(psi[:, None], p.B1w)[:, 0]
-            sx[rows] = stack[:, :, : p.F].mean(axis=1)
-            has[rows] = True
-            if p.rho is not None:  # as DecentralizedPolicy.step, robot by robot
-                e = relative_features(items[:, :, 0, :2], pos[rows][:, None])  # (Bk, k, 3)
-                rho[rows] = _mlp(p.rho, e).sum(axis=1)
-        return d_msg, sx, has, rho
-
-    def __call__(
-        self, obs: Sequence[AgentObs], msgs: list[np.ndarray], states: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(actions (B, 2), messages (B, message_dim), new states (B, F), Xi (B, M))``."""
-        p = self.p
-        B = len(obs)
-        consumer_res = np.stack([o.consumer_res for o in obs]).astype(np.float32)
-        agent_res = np.stack([o.agent_res for o in obs]).astype(np.float32)  # (B, r, 4 + r)
-        pos = np.stack([o.pos for o in obs]).astype(np.float32)
-        mask = np.stack([np.asarray(o.consumer_mask, bool) for o in obs])  # (B, M)
-        mask[~mask.any(axis=1)] = True
-        phi = _deepset(consumer_res, p.phi1, p.phi2)  # (B, M, G)
-        psi = _deepset(agent_res[:, None], p.psi1, p.psi2)  # (B, 1, G)
-        delta = _mm(psi, p.B0w)[:, 0] + p.B0b + phi.sum(axis=1)
-        d_msg, sx, has, rho = self.messages(msgs, pos)
-        delta = np.where(has[:, None], delta + d_msg + rho, delta)
-        if p.cfg.kind == "lgtc":
-            x = np.asarray(states, np.float32)
-            h = np.tanh(delta + _mm(x[:, None], p.A0)[:, 0] + _mm(sx[:, None], p.A1)[:, 0] + p.bx)
-            xi = self._softmax(h, phi, mask)
-            att = phi[np.arange(B), np.argmax(xi, axis=1)]  # (B, G)
-            f = np.maximum(_mm(att[:, None], p.Ww)[:, 0] + p.Wb, 0.0)
-            sxk = _mm(sx[:, None], p.K)[:, 0]
-            x_new = (x + p.dt * (f * p.Bf - sxk)) / (1.0 + p.dt * (p.tau + f))
-            x_new = x_new.astype(np.float32)
-            y = np.concatenate([x_new, _mm(xi[:, None], phi)[:, 0], delta, pos], axis=1)
-        else:
-            x_new = np.zeros((B, 0), np.float32)
-            xi = self._softmax(np.tanh(delta + p.bx), phi, mask)
-            m = np.argmax(xi, axis=1)
-            rows = np.arange(B)
-            y = np.concatenate([xi[rows, m, None] * phi[rows, m], delta, pos], axis=1)
-        mean = _mlp(p.head, y.astype(np.float32)[:, None])[:, 0, :2]
-        action = np.tanh(mean) if p.cfg.squash else np.clip(mean, -1.0, 1.0)
-        n = np.hypot(action[:, 0], action[:, 1])[:, None]
-        action = np.where(n > 1.0, action / np.where(n > 1.0, n, 1.0), action)
-        out = np.concatenate([x_new, agent_res.reshape(B, -1)], axis=1)
-        return action.astype(np.float32), out, x_new, xi
-
-    @staticmethod
-    def _softmax(h: np.ndarray, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        logits = np.where(mask, _mm(phi, h[:, :, None])[:, :, 0], -np.inf)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 def step_batch(
     agents: Sequence[PolicyAgent],
     obs: Sequence[AgentObs],
@@ -610,7 +503,7 @@ def step_batch(
     heard = [a.neighbours.messages(float(t)) for a, t in zip(agents, now)]
     msgs = [np.asarray(m, np.float32).reshape(-1, policy.message_dim) for _, m in heard]
     states = np.stack([a.state for a in agents]) if policy.F else np.zeros((B, 0), np.float32)
-    actions, payloads, new_states, xi = _BatchForward(policy)(obs, msgs, states)
+    actions, payloads, new_states, xi = policy.step_many(obs, msgs, states)
     out = []
     for b, a in enumerate(agents):
         a.state = new_states[b].copy()

@@ -1,8 +1,10 @@
 """One-robot execution of a trained policy: ``step(obs, messages, state) -> (action, msg, state)``.
 
-This is the function the 20 Hz ROS policy node calls, one robot at a time. It is a numpy
-re-implementation of :class:`lgtc_policy.model.lgtc.LGTCNet` (float32, no autograd, no torch
-dispatch), equal to the batched forward to 1e-5 under synchronous messages (tested).
+This is the function the 20 Hz ROS policy node calls, one robot at a time
+(:meth:`DecentralizedPolicy.step`), or for the robots that share one process in one stacked
+call (:meth:`DecentralizedPolicy.step_many`, the same code). It is a numpy re-implementation of
+:class:`lgtc_policy.model.lgtc.LGTCNet` (float32, no autograd, no torch dispatch), equal to the
+batched forward to 1e-5 under synchronous messages (tested).
 
 Message layout (a flat float vector, sent once per tick to the neighbours within C)::
 
@@ -24,6 +26,7 @@ for SAC actors), clipped like the env does (components to [-1, 1], then norm <= 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +96,14 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
 
 
+def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` on stacked matrices: numpy runs one BLAS call per trailing matrix, so a robot's
+    rows go through the same kernel whether it is alone or one of ``B`` robots in a stack."""
+    return np.matmul(x, w)
+
+
 class _NpMLP:
-    """ReLU MLP from an ``nn.Sequential`` of Linear/ReLU layers."""
+    """ReLU MLP from an ``nn.Sequential`` of Linear/ReLU layers, on stacked inputs."""
 
     def __init__(self, seq: torch.nn.Sequential) -> None:
         lins = [m for m in seq if isinstance(m, torch.nn.Linear)]
@@ -104,14 +113,28 @@ class _NpMLP:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = len(self.w)
         for k in range(n):
-            x = x @ self.w[k] + self.b[k]
+            x = _mm(x, self.w[k]) + self.b[k]
             if k < n - 1:
                 np.maximum(x, 0.0, out=x)
         return x
 
 
+def _deepset(items: np.ndarray, p1: _NpMLP, p2: _NpMLP) -> np.ndarray:
+    """DeepSets ``p2(relu(sum_items p1(item)))`` over axis -2 of ``items (..., n, d)``."""
+    return p2(np.maximum(p1(items).sum(axis=-2), 0.0))
+
+
 class DecentralizedPolicy:
-    """Per-robot executor of a policy :class:`LGTCNet` (weights copied at construction)."""
+    """Per-robot executor of a policy :class:`LGTCNet` (weights copied at construction).
+
+    There is one forward, :meth:`step_many`, for ``B`` robots that each bring their own
+    observation, messages and state; :meth:`step` is it with ``B = 1``. A robot's result does
+    not depend on the others in the stack, bit for bit (tested): every matrix product keeps
+    the robot's own trailing shape (its ``(r, 4 + r)`` items, its ``(M, G)`` table, a row
+    ``(1, n)``), numpy's ``matmul`` runs one BLAS call per trailing matrix of a stack, and
+    reductions run along the same axis in the same order. Neighbour messages differ in count
+    ``k`` per robot, so they are stacked per distinct ``k`` (a handful of groups).
+    """
 
     def __init__(self, net: LGTCNet, n_resources: int) -> None:
         cfg = net.cfg
@@ -147,13 +170,10 @@ class DecentralizedPolicy:
         """Zero cluster state ``x_i(0)`` (inside ``[-1, 1]^F``, Theorem 1)."""
         return np.zeros(self.F, np.float32)
 
-    def _deepset(self, items: np.ndarray, p1: _NpMLP, p2: _NpMLP) -> np.ndarray:
-        return p2(np.maximum(p1(items).sum(axis=-2), 0.0))
-
     def step(
         self, obs: AgentObs, messages: np.ndarray | list, state: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One 20 Hz tick of robot ``i``.
+        """One 20 Hz tick of robot ``i`` (:meth:`step_many` with one robot).
 
         Args:
             obs: own observation at ``t``.
@@ -162,46 +182,91 @@ class DecentralizedPolicy:
             state: own ``x_i(t)`` (``(F,)``).
 
         Returns:
-            ``(action (2,), message (message_dim,), new_state (F,))``.
+            ``(action (2,), message (message_dim,), new_state (F,))``; the attention ``Xi_i``
+            is left in :attr:`last_attention`.
         """
         msgs = np.asarray(messages, np.float32).reshape(-1, self.message_dim)
-        phi = self._deepset(obs.consumer_res, self.phi1, self.phi2)  # (M, G)
-        psi = self._deepset(obs.agent_res[None], self.psi1, self.psi2)[0]  # (G,)
-        delta = psi @ self.B0w + self.B0b + phi.sum(axis=0)
-        k = msgs.shape[0]
-        if k:
-            items = msgs[:, self.F :].reshape(k, self.r, self.item_dim)
-            delta = delta + self._deepset(items, self.psi1, self.psi2).mean(axis=0) @ self.B1w
-            if self.rho is not None:  # sum_j rho(p_j(t-1) - p_i(t), distance)
-                e = relative_features(items[:, 0, :2], np.asarray(obs.pos, np.float32))
-                delta = delta + self.rho(e).sum(axis=0)
-        mask = np.asarray(obs.consumer_mask, bool)
-        if not mask.any():
-            mask = np.ones_like(mask)
+        x = np.asarray(state, np.float32).reshape(1, self.F)
+        action, msg, x_new, xi = self.step_many([obs], [msgs], x)
+        self.last_attention = xi[0]
+        return action[0], msg[0], x_new[0]
+
+    def messages(
+        self, msgs: list[np.ndarray], pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(S Psi(t-1) B_1 (B, G), S x (B, F), heard (B,), Rho (B, G))`` of each robot's
+        ``(k_b, message_dim)`` messages (zeros and False for ``k_b = 0``: isolated robot).
+        ``S`` is the mean over the senders (eq. 5's left-normalised adjacency); ``Rho`` is the
+        ``comm = "relpos"`` sum over the senders of ``rho([p_j(t-1) - p_i(t), ||.||])`` with
+        ``p_i(t) = pos (B, 2)`` (zeros for the paper's networks)."""
+        B = len(msgs)
+        d_msg = np.zeros((B, self.B1w.shape[1]), np.float32)
+        rho = np.zeros_like(d_msg)
+        sx = np.zeros((B, self.F), np.float32)
+        has = np.zeros(B, bool)
+        ks = np.array([m.shape[0] for m in msgs])
+        for k in np.unique(ks[ks > 0]):
+            rows = np.nonzero(ks == k)[0]
+            stack = np.stack([msgs[b] for b in rows])  # (Bk, k, message_dim)
+            items = stack[:, :, self.F :].reshape(len(rows), k, self.r, self.item_dim)
+            psi = _deepset(items, self.psi1, self.psi2).mean(axis=1)  # (Bk, G)
+            d_msg[rows] = _mm(psi[:, None], self.B1w)[:, 0]
+            sx[rows] = stack[:, :, : self.F].mean(axis=1)
+            has[rows] = True
+            if self.rho is not None:  # the sender's position: p_x, p_y of its first item
+                e = relative_features(items[:, :, 0, :2], pos[rows][:, None])  # (Bk, k, 3)
+                rho[rows] = self.rho(e).sum(axis=1)
+        return d_msg, sx, has, rho
+
+    def step_many(
+        self, obs: Sequence[AgentObs], msgs: list[np.ndarray], states: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One tick of ``B`` robots: eqs. (4)-(6) (reduced network: Sec. IV's IPPO) and the head.
+
+        Args:
+            obs: each robot's observation; msgs: each robot's ``(k_b, message_dim)`` messages;
+            states: ``(B, F)`` their ``x_i(t)``.
+
+        Returns:
+            ``(actions (B, 2), messages (B, message_dim), new states (B, F), Xi (B, M))``.
+        """
+        B = len(obs)
+        consumer_res = np.stack([o.consumer_res for o in obs]).astype(np.float32)
+        agent_res = np.stack([o.agent_res for o in obs]).astype(np.float32)  # (B, r, 4 + r)
+        pos = np.stack([o.pos for o in obs]).astype(np.float32)
+        mask = np.stack([np.asarray(o.consumer_mask, bool) for o in obs])  # (B, M)
+        mask[~mask.any(axis=1)] = True
+        phi = _deepset(consumer_res, self.phi1, self.phi2)  # (B, M, G) eq. (4)
+        psi = _deepset(agent_res[:, None], self.psi1, self.psi2)  # (B, 1, G)
+        delta = _mm(psi, self.B0w)[:, 0] + self.B0b + phi.sum(axis=1)  # eq. (5)
+        d_msg, sx, has, rho = self.messages(msgs, pos)
+        delta = np.where(has[:, None], delta + d_msg + rho, delta)
         if self.cfg.kind == "lgtc":
-            x = np.asarray(state, np.float32)
-            sx = msgs[:, : self.F].mean(axis=0) if k else np.zeros(self.F, np.float32)
-            xi = self._softmax(np.tanh(delta + x @ self.A0 + sx @ self.A1 + self.bx), phi, mask)
-            f = np.maximum(phi[int(np.argmax(xi))] @ self.Ww + self.Wb, 0.0)
-            x_new = (x + self.dt * (f * self.Bf - sx @ self.K)) / (1.0 + self.dt * (self.tau + f))
+            x = np.asarray(states, np.float32)
+            h = _mm(x[:, None], self.A0)[:, 0] + _mm(sx[:, None], self.A1)[:, 0]
+            xi = self._softmax(np.tanh(delta + h + self.bx), phi, mask)
+            att = phi[np.arange(B), np.argmax(xi, axis=1)]  # (B, G)
+            f = np.maximum(_mm(att[:, None], self.Ww)[:, 0] + self.Wb, 0.0)
+            sxk = _mm(sx[:, None], self.K)[:, 0]
+            # eq. (6), one semi-implicit Euler step
+            x_new = (x + self.dt * (f * self.Bf - sxk)) / (1.0 + self.dt * (self.tau + f))
             x_new = x_new.astype(np.float32)
-            y = np.concatenate([x_new, xi @ phi, delta, obs.pos])
+            y = np.concatenate([x_new, _mm(xi[:, None], phi)[:, 0], delta, pos], axis=1)
         else:
-            x_new = np.zeros(0, np.float32)
+            x_new = np.zeros((B, 0), np.float32)
             xi = self._softmax(np.tanh(delta + self.bx), phi, mask)
-            m = int(np.argmax(xi))
-            y = np.concatenate([xi[m] * phi[m], delta, obs.pos])
-        self.last_attention = xi
-        mean = self.head(y.astype(np.float32))[:2]
+            m = np.argmax(xi, axis=1)
+            rows = np.arange(B)
+            y = np.concatenate([xi[rows, m, None] * phi[rows, m], delta, pos], axis=1)
+        mean = self.head(y.astype(np.float32)[:, None])[:, 0, :2]
         action = np.tanh(mean) if self.cfg.squash else np.clip(mean, -1.0, 1.0)
-        n = float(np.hypot(action[0], action[1]))
-        if n > 1.0:
-            action = action / n
-        msg = np.concatenate([x_new, np.asarray(obs.agent_res, np.float32).reshape(-1)])
-        return action.astype(np.float32), msg, x_new
+        n = np.hypot(action[:, 0], action[:, 1])[:, None]
+        action = np.where(n > 1.0, action / np.where(n > 1.0, n, 1.0), action)
+        out = np.concatenate([x_new, agent_res.reshape(B, -1)], axis=1)
+        return action.astype(np.float32), out, x_new, xi
 
     @staticmethod
     def _softmax(h: np.ndarray, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        logits = np.where(mask, phi @ h, -np.inf)
-        e = np.exp(logits - logits.max())
-        return (e / e.sum()).astype(np.float32)
+        logits = np.where(mask, _mm(phi, h[:, :, None])[:, :, 0], -np.inf)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
