@@ -11,16 +11,29 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from lgtc_policy.agent import MissionError
 from lgtc_policy.env import EnvConfig
-from lgtc_policy.mission.discharge import analyse, core_trajectory, summarise, variant
+from lgtc_policy.mission.discharge import (
+    analyse,
+    core_trajectory,
+    event_victim,
+    select_alone,
+    summarise,
+    variant,
+)
 from lgtc_policy.mission.discharge_study import discharge_study_core, main, reanalyse
-from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
+from lgtc_policy.mission.scenario import (
+    core_rollout,
+    env_serving,
+    make_env,
+    scenario_from_config,
+)
 from lgtc_policy.model.lgtc import LGTCNet, NetConfig
 from sim_bridge.config import load_config
 from sim_bridge.recording import read_run
+from sim_bridge.sim import Simulator, robot_serving_alone
 
 REPO = Path(__file__).resolve().parents[4]
 SHIPPED = Path(importlib.util.find_spec("lgtc_policy").origin).parent / (
@@ -226,7 +239,11 @@ def test_core_trajectory_samples_at_20hz_with_the_simulators_heights():
     torch.manual_seed(0)
     net = LGTCNet(NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2))
     env_config = dataclasses.asdict(EnvConfig())
-    times, pos, clusters = core_trajectory(cfg, net, env_config, duration=5.0)
+    times, pos, clusters, events = core_trajectory(cfg, net, env_config, duration=5.0)
+    assert events == [
+        {"t": 3.0, "type": "discharge", "robot": "cf3"},
+        {"t": 3.0, "type": "deactivate", "robot": "cf3"},
+    ]
     assert times.shape == (101,) and pos.shape == (101, 5, 3)
     np.testing.assert_allclose(times[:3], [0.0, 0.05, 0.1])
     np.testing.assert_allclose(pos[0, :, :2], [r.pose[:2] for r in cfg.robots], atol=1e-6)
@@ -248,7 +265,7 @@ def test_core_trajectory_samples_at_20hz_with_the_simulators_heights():
     sc = scenario_from_config(cfg)
     ref = core_rollout(net, sc, env_config, 100, cbf=True)
     np.testing.assert_allclose(pos[..., :2], sc.frame.to_world(ref.pos))
-    _, raw, _ = core_trajectory(cfg, net, env_config, duration=5.0, cbf=False)
+    _, raw, _, _ = core_trajectory(cfg, net, env_config, duration=5.0, cbf=False)
     ref = core_rollout(net, sc, env_config, 100, cbf=False)
     np.testing.assert_allclose(raw[..., :2], sc.frame.to_world(ref.pos))
     with pytest.raises(MissionError, match="at least one control tick"):
@@ -382,3 +399,187 @@ def test_a_deeply_nested_study_config_is_one_problem_not_a_recursion(tmp_path):
     deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(MissionError, match="nest deeper than 50 levels"):
         discharge_study_core(config=deep, runs=1, out=tmp_path / "out")
+
+
+# ---------------------------------------------------------------- --victim alone (select)
+
+
+def alone_mapping(spots, t_event=2.0):
+    """discharge.yaml with the drones starting below ``spots`` and its discharge + land turned
+    into ``select: alone`` at ``t_event``."""
+    data = select_alone(base_mapping(t_event))
+    for r, (x, y) in zip(data["robots"], spots, strict=True):
+        r["pose"] = [x, y, 0.0, 0.0]
+    return data
+
+
+#: cf1, cf2 in c1; cf3, cf4 in c2; cf5 in c3 alone.
+PAIRS_AND_ONE = [(-1.25, 1.0), (-1.15, 1.0), (1.15, 1.0), (1.25, 1.0), (0.0, -0.3)]
+
+
+def test_select_alone_rewrites_the_victims_discharge_and_land_only():
+    data = base_mapping(50.0)
+    data["events"].append({"t": 60.0, "type": "land", "robot": "cf3"})
+    data["events"].append({"t": 50.0, "type": "land", "robot": "cf1"})
+    out = select_alone(data)
+    assert out["events"][:2] == [
+        {"t": 50.0, "type": "discharge", "select": "alone", "resource": "battery", "amount": 0.0},
+        {"t": 50.0, "type": "land", "select": "alone"},
+    ]
+    assert out["events"][2:] == data["events"][2:]  # another t, another robot: as written
+    assert data["events"][0]["robot"] == "cf3"  # the input is not modified
+    cfg = load_config(out)
+    assert [e.select for e in cfg.events] == ["alone", "alone", None, None]
+
+
+@pytest.mark.parametrize(
+    "serving, want",
+    [
+        ([0, 0, 1, 1, 2], 4),
+        ([0, 0, 1, 1, -1], None),
+        ([2, 0, 0, 1, 1], 0),
+        ([-1, -1, -1], None),
+        ([1, 0, 1, 2, 0], 3),
+        ([], None),
+    ],
+)
+def test_robot_serving_alone_by_hand(serving, want):
+    assert robot_serving_alone(np.array(serving, dtype=np.int64)) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-1, 4), max_size=12))
+def test_robot_serving_alone_is_the_lowest_sole_occupant(serving):
+    pick = robot_serving_alone(np.array(serving, dtype=np.int64))
+    sole = [i for i, m in enumerate(serving) if m >= 0 and serving.count(m) == 1]
+    assert pick == (sole[0] if sole else None)
+
+
+def _hovering_sim(mapping, until):
+    """The simulator of ``mapping`` with every drone taken off, stepped to ``until`` [s]
+    (no commands: they hover where they took off)."""
+    sim = Simulator(load_config(mapping))
+    for name in sim.names:
+        sim.takeoff(name)
+    fired = []
+    while sim.t < until - 1e-9:
+        fired += sim.step()
+    return sim, fired
+
+
+def test_the_simulator_discharges_and_lands_the_robot_serving_alone():
+    sim, fired = _hovering_sim(alone_mapping(PAIRS_AND_ONE), 2.5)
+    assert [(e["type"], e["robot"], e["select"]) for e in fired] == [
+        ("discharge", "cf5", "alone"),
+        ("land", "cf5", "alone"),
+    ]
+    assert fired[0]["t"] == pytest.approx(2.0)
+    k = sim.cfg.resource_index("battery")
+    assert sim.supply[4, k] == 0.0 and (sim.supply[:4, k] == 1.0).all()
+    assert sim.names[4] == "cf5" and sim.pos[4, 2] < 0.5 and (sim.pos[:4, 2] == 0.5).all()
+    # nobody alone (cf5 outside every area): the events do nothing and say so
+    spots = PAIRS_AND_ONE[:4] + [(0.0, -1.5)]
+    sim, fired = _hovering_sim(alone_mapping(spots), 2.5)
+    assert [(e["type"], e["robot"], e.get("skipped")) for e in fired] == [
+        ("discharge", None, "no robot serves a consumer alone"),
+        ("land", None, "no robot serves a consumer alone"),
+    ]
+    assert (sim.supply[:, k] == 1.0).all() and (sim.pos[:, 2] == 0.5).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([C1, C2, C3, (0.0, -1.5)]), st.floats(0.0, 0.4), st.floats(0, 7)),
+        min_size=5,
+        max_size=5,
+    )
+)
+def test_the_core_env_picks_what_the_simulator_picks(draws):
+    """``env_serving`` (normalised frame, active agents) is the simulator's ``serving`` (world
+    frame, flying robots), so both backends discharge the same robot."""
+    spots = [(c[0] + r * math.cos(a), c[1] + r * math.sin(a)) for c, r, a in draws]
+    xy = np.array(spots)
+    gap = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + 9.0 * np.eye(5)
+    assume(gap.min() > 0.11)  # the config refuses drones that overlap at start
+    cfg = load_config(alone_mapping(spots))
+    cp = np.array([c.position for c in cfg.consumers])
+    d = np.linalg.norm(xy[:, None] - cp[None], axis=-1)
+    assume(np.abs(d - 0.3).min() > 1e-6)  # not on a rim (float rounding of the two frames)
+    sim, _ = _hovering_sim(alone_mapping(spots), 1.5)
+    sc = scenario_from_config(cfg)
+    env = make_env(sc, dataclasses.asdict(EnvConfig()), 10)
+    np.testing.assert_array_equal(env_serving(env), sim.serving)
+    want = robot_serving_alone(sim.serving)
+    _, fired = _hovering_sim(alone_mapping(spots), 2.5)
+    assert fired[0]["robot"] == (None if want is None else cfg.robots[want].name)
+
+
+def test_analyse_takes_the_victim_from_the_event_record():
+    cfg = load_config(alone_mapping(PAIRS_AND_ONE, t_event=50.0))
+    times, pos = hover()
+    land(times, pos, 2, 50.0)
+    pos[times >= 52.0, 0, :2] = (0.05, -0.3)  # cf1 leaves c1 to cf2 and re-covers c3
+    rec = [{"t": 50.0, "type": "discharge", "robot": "cf3", "select": "alone"}]
+    res = analyse(cfg, times, pos, 40.0, rec)
+    assert res["victim"] == "cf3" and res["outcome"] == "re-covered"
+    assert res["recover_s"] == pytest.approx(2.0) and res["recovered_from"] == "c1"
+    assert event_victim(cfg, rec) == "cf3"
+    for records in (
+        None,
+        [],
+        [{"t": 50.0, "type": "discharge", "robot": None}],
+        [{"t": 50.0, "type": "discharge", "robot": "cf9"}],
+    ):
+        res = analyse(cfg, times, pos, 40.0, records)
+        assert res["outcome"] == "nobody alone" and res["success"] is False
+    # a named event ignores the records
+    named = load_config(base_mapping(50.0))
+    assert analyse(named, times, pos, 40.0, rec)["victim"] == "cf3"
+    assert event_victim(named, [{"type": "discharge", "robot": "cf1"}]) == "cf3"
+
+
+def test_core_study_with_victim_alone_records_and_reanalyses_the_pick(tmp_path):
+    summary = discharge_study_core(
+        None,
+        base_mapping(t_event=12.0),
+        runs=2,
+        after=3.0,
+        window=2.0,
+        controller="greedy",
+        victim="alone",
+        out=tmp_path,
+    )
+    assert summary["victim"] == "alone"
+    for r in summary["results"]:
+        run_dir = tmp_path / f"seed{r['seed']}"
+        cfg = load_config(run_dir / "swarm.yaml")
+        assert [e.select for e in cfg.events] == ["alone", "alone"]
+        run = read_run(run_dir / "run.mcap", cfg)
+        assert [e["type"] for e in run.events] == ["discharge", "deactivate"]
+        assert run.events[0]["robot"] == run.events[1]["robot"] == r["victim"]
+        assert r["victim"] is not None and r["outcome"] != "nobody alone"
+        # the victim served its consumer alone at the event, and it landed
+        assert r["abandoned"] is True and r["landed"] is True
+    again = reanalyse(tmp_path, window=2.0, backend="core")
+    assert [a["victim"] for a in again["results"]] == [r["victim"] for r in summary["results"]]
+    with pytest.raises(MissionError, match="victim 'lonely'"):
+        discharge_study_core(None, base_mapping(), runs=1, controller="greedy", victim="lonely")
+
+
+def test_checkpoint_option_takes_a_package_path_or_a_path_from_the_working_directory(
+    tmp_path, monkeypatch
+):
+    """``lgtc discharge --checkpoint lgtc_policy:checkpoints/...`` was "does not exist" on the
+    core backend (the form a config's policy.checkpoint takes), and a relative path would be
+    resolved against the run's own directory on the ros backend."""
+    mapping = base_mapping(t_event=1.0)
+    pkg = "lgtc_policy:checkpoints/lgtc_ippo_n10_m4.pt"
+    s = discharge_study_core(pkg, mapping, runs=1, after=0.5)
+    assert s["checkpoint"] == str(SHIPPED.resolve())
+    (tmp_path / "ck.pt").write_bytes(SHIPPED.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    s = discharge_study_core("ck.pt", mapping, runs=1, after=0.5)
+    assert s["checkpoint"] == str(tmp_path / "ck.pt")
+    with pytest.raises(MissionError, match="--checkpoint"):
+        discharge_study_core("lgtc_policy:checkpoints/nope.pt", mapping, runs=1, after=0.5)

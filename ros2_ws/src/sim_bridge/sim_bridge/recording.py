@@ -16,12 +16,13 @@ diagnostics), and :func:`write_run` writes the same topics for a run that did no
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -158,12 +159,15 @@ class RecordedRun:
             :func:`write_run` without demands holds the initial one).
         diagnostics: ``(sim t, status name, {key: value})`` of every ``/diagnostics`` status
             (empty when the run did not record them).
+        events: the ``/swarm/events`` records (the world's JSON dicts: ``t``, ``type``,
+            ``robot``, ...), in order; a message that is not a JSON object is skipped.
     """
 
     times: np.ndarray
     positions: np.ndarray
     demands: np.ndarray
     diagnostics: list[tuple[float, str, dict[str, str]]]
+    events: list[dict] = field(default_factory=list)
 
 
 def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
@@ -180,7 +184,8 @@ def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
     positions: list[np.ndarray] = []
     demands: list[np.ndarray] = []
     diags: list[tuple[float, str, dict[str, str]]] = []
-    wanted = [topics.CLOCK, topics.CONSUMERS, topics.DIAGNOSTICS, *pose_topic]
+    events: list[dict] = []
+    wanted = [topics.CLOCK, topics.CONSUMERS, topics.DIAGNOSTICS, topics.EVENTS, *pose_topic]
     for topic, _, msg in read_messages(path, wanted):
         if topic == topics.CLOCK:
             sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
@@ -194,12 +199,19 @@ def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
             times.append(sim_t)
             positions.append(pos.copy())
             demands.append(data.reshape(m, fixed + r)[:, fixed:])
+        elif topic == topics.EVENTS:
+            try:
+                record = json.loads(msg.data)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                events.append(record)
         else:
             for st in msg.status:
                 diags.append((sim_t, st.name, {kv.key: kv.value for kv in st.values}))
     if not times:
-        return RecordedRun(np.zeros(0), np.zeros((0, n, 3)), np.zeros((0, m, r)), diags)
-    return RecordedRun(np.asarray(times), np.stack(positions), np.stack(demands), diags)
+        return RecordedRun(np.zeros(0), np.zeros((0, n, 3)), np.zeros((0, m, r)), diags, events)
+    return RecordedRun(np.asarray(times), np.stack(positions), np.stack(demands), diags, events)
 
 
 def _stamp(t: float) -> dict:
@@ -236,6 +248,7 @@ _WRITTEN = (
     "geometry_msgs/msg/PoseStamped",
     "std_msgs/msg/Float64MultiArray",
     "diagnostic_msgs/msg/DiagnosticArray",
+    "std_msgs/msg/String",
 )
 
 
@@ -246,13 +259,16 @@ def write_run(
     positions: np.ndarray,
     demands: np.ndarray | None = None,
     diagnostics: Iterable[tuple[float, str, dict[str, str]]] = (),
+    events: Iterable[dict] = (),
 ) -> Path:
     """Write a run that did not fly over ROS (e.g. a core-env rollout) as a recording
     :func:`read_run` reads like a ROS one: per sample ``k`` the ``/clock`` at ``times[k]`` [s],
     every robot's ``/<robot>/pose`` at ``positions[k]`` ``(K, N, 3)`` [m] and the
     ``/consumers`` table with ``demands[k]`` ``(K, M, r)`` (``None``: the initial demand
     throughout, for a writer that does not track it); then each ``(sim t, status name, {key:
-    value})`` of ``diagnostics`` on ``/diagnostics`` at its time. Log times are the sim times
+    value})`` of ``diagnostics`` on ``/diagnostics`` and each record of ``events`` (a dict with
+    its sim time ``t``, as the world's) as JSON on ``/swarm/events``, at its time. Log times are
+    the sim times
     [ns], the messages of one sample 1 ns apart in that order. No rclpy needed (CDR from the
     message definitions)."""
     times = np.asarray(times, dtype=float)
@@ -263,14 +279,15 @@ def write_run(
     table = np.array([[*c.position, c.radius, 1.0] for c in cfg.consumers], dtype=float)
     table = table.reshape(m, len(topics.CONSUMER_FIXED_FIELDS))
     diags = sorted(diagnostics, key=lambda d: d[0])
+    records = sorted(events, key=lambda e: float(e["t"]))
     pose_topics = [topics.robot_topic(name, topics.POSE) for name in cfg.robot_names]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         writer = Ros2Writer(fh)
         writer.add_metadata("swarm_config", {"yaml": yaml.safe_dump(cfg.to_mapping())})
-        clock, pose, array, diag = (writer.register_msgdef(n, msgdef(n)) for n in _WRITTEN)
-        d = 0
+        clock, pose, array, diag, text = (writer.register_msgdef(n, msgdef(n)) for n in _WRITTEN)
+        d = e = 0
         for k, t in enumerate(times):
             log = int(round(t * 1e9))
             stamp = _stamp(float(t))
@@ -290,5 +307,10 @@ def write_run(
                     topics.DIAGNOSTICS, diag, _diagnostic(stamp, *diags[d][1:]), log_time=log
                 )
                 d += 1
+            while e < len(records) and float(records[e]["t"]) < end:
+                log += 1
+                body = {"data": json.dumps(records[e])}
+                writer.write_message(topics.EVENTS, text, body, log_time=log)
+                e += 1
         writer.finish()
     return path

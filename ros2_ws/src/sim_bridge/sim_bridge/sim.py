@@ -34,8 +34,10 @@ types every unit released is a unit delivered: ``released.sum(0) == delivered.su
 step (conservation). Persistent supplies change only through ``discharge`` events.
 
 Scripted events (``discharge``, ``fail``, ``demand``, ``takeoff``, ``land``) fire at the
-first step whose start time is ``>= t``. The simulator is deterministic: the only random
-draw (optional velocity noise) comes from ``numpy.random.default_rng(seed)``.
+first step whose start time is ``>= t``; one with ``select: alone`` takes the robot
+:func:`robot_serving_alone` picks from ``serving`` as the last step left it. The simulator is
+deterministic: the only random draw (optional velocity noise) comes from
+``numpy.random.default_rng(seed)``.
 
 Routing missions (a config with a ``routing`` section, :mod:`sim_bridge.routing`): obstacle
 cells are solid for every robot at any height: each step's floor displacement goes through
@@ -61,7 +63,7 @@ received a command after take-off hovers, as the Crazyflie's high-level commande
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
@@ -69,6 +71,21 @@ import numpy as np
 from sim_bridge.config import Event, SwarmConfig
 from sim_bridge.routing import clip_motion, open_task_grid, task_table, view_table
 from sim_bridge.topics import CMD_REJECT_FACTOR, CMD_TIMEOUT_S, LAND_AFTER_S
+
+
+def robot_serving_alone(serving: np.ndarray) -> int | None:
+    """The robot that serves a consumer alone: the lowest index ``i`` with ``serving[i] =
+    m >= 0`` and no other ``j`` with ``serving[j] = m`` (``serving``: ``(N,)`` consumer each
+    robot is inside, nearest on overlap, or -1, as :attr:`Simulator.serving`); ``None`` when
+    every served consumer holds two or more robots, or none is served. An event with
+    ``select: alone`` (``sim_bridge.config.Event``) acts on it."""
+    serving = np.asarray(serving, dtype=np.int64).reshape(-1)
+    inside = serving >= 0
+    if not inside.any():
+        return None
+    count = np.bincount(serving[inside])
+    alone = np.flatnonzero(inside & (count[np.where(inside, serving, 0)] == 1))
+    return int(alone[0]) if alone.size else None
 
 
 class Mode(IntEnum):
@@ -363,6 +380,16 @@ class Simulator:
 
     def _apply_event(self, ev: Event) -> dict:
         record = {"t": self.t, "type": ev.type}
+        robot = ev.robot
+        if ev.select is not None:  # "alone": picked now, from the last step's serving
+            pick = robot_serving_alone(self.serving)
+            record["select"] = ev.select
+            if pick is None:
+                record.update(robot=None, skipped="no robot serves a consumer alone")
+                self.event_log.append(record)
+                return record
+            robot = self.cfg.robots[pick].name
+            ev = replace(ev, robot=robot, select=None)
         if ev.type == "discharge":
             i, k = self.index(ev.robot), self.cfg.resource_index(ev.resource)
             self.supply_adjust[i, k] += ev.amount - self.supply[i, k]

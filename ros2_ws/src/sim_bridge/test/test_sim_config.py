@@ -153,6 +153,36 @@ def test_consumer_and_event_problems():
     ]
 
 
+def test_an_event_names_its_robot_or_selects_it_never_both_nor_neither():
+    data = cfg_with()
+    data["events"] = [
+        {"t": 1.0, "type": "discharge", "select": "alone", "resource": "energy", "amount": 0.0},
+        {"t": 1.0, "type": "land", "select": "alone"},
+        {"t": 2.0, "type": "fail", "select": "alone"},
+    ]
+    cfg = load_config(data)
+    assert [(e.robot, e.select) for e in cfg.events] == [(None, "alone")] * 3
+    assert load_config(cfg.to_mapping()).events == cfg.events
+    data["events"] = [
+        {"t": 1.0, "type": "land"},
+        {"t": 1.0, "type": "land", "robot": "cf1", "select": "alone"},
+        {"t": 1.0, "type": "fail", "select": "lonely"},
+        {"t": 1.0, "type": "takeoff", "select": "alone"},
+    ]
+    got = {(p.path, p.message, p.fix) for p in problems_of(data)}
+    assert got == {
+        ("events[0].robot", "missing", "a land event needs `robot: NAME` or `select: alone`"),
+        ("events[1].select", "given with `robot`", "keep one of `robot` and `select`"),
+        (
+            "events[2].select",
+            "'lonely' is not one of ['alone']",
+            "use one of them (did you mean 'alone'?)",
+        ),
+        ("events[3].select", "unknown key", "remove it (allowed: t, type, robot)"),
+        ("events[3].robot", "missing", "a takeoff event needs `robot`"),
+    }
+
+
 def test_inconsistent_depletion_and_bare_amount():
     data = cfg_with()
     data["robots"][2]["resources"] = {"energy": {"amount": 0.1, "depletion": "instantaneous"}}

@@ -4,6 +4,12 @@ The study that flies the runs is :mod:`lgtc_policy.mission.discharge_study` (``l
 discharge``). Each run flies a config whose ``discharge`` event empties one robot's battery at
 ``t`` and whose ``land`` event lands it; :func:`analyse` then reads the sampled trajectory:
 
+* the *victim* is the event's ``robot``; for an event with ``select: alone`` (the robot that
+  serves a consumer alone when it fires: every run then leaves a consumer uncovered, as in
+  Fig. 5, ``lgtc discharge --victim alone``) it is the robot the world's event record names
+  (``/swarm/events``, recorded in the run; the core backend's
+  :attr:`~lgtc_policy.mission.scenario.EpisodeScore.fired`); outcome ``nobody alone`` when
+  the event found no such robot;
 * the victim's *consumer* is the one whose interaction area held it (floor distance
   ``<= R_m``, airborne; the nearest on overlap, the simulator's coverage rule) at the last
   sample before its battery emptied;
@@ -26,7 +32,8 @@ discharge``). Each run flies a config whose ``discharge`` event empties one robo
   (``re-covered``, ``not re-covered``, ``not landed``, ``not abandoned``: another robot was
   already inside the victim's consumer, ``incomplete allocation``: some consumer held no
   robot at the event, so there was no allocation to repair, ``victim in no area``: the
-  victim was serving no consumer, ``no event``: the run ended first).
+  victim was serving no consumer, ``no event``: the run ended first, ``nobody alone``: a
+  ``select: alone`` event found no robot serving a consumer alone, or no record of it).
 
 :func:`core_trajectory` flies a config in the batched core env instead of ROS
 (:func:`lgtc_policy.mission.scenario.core_rollout` with the ROS chain's CBF filters, the
@@ -51,7 +58,16 @@ from lgtc_policy.mission.scenario import (
     scenario_from_config,
 )
 
-__all__ = ["CONTROLLERS", "analyse", "core_trajectory", "summarise", "variant"]
+__all__ = [
+    "CONTROLLERS",
+    "VICTIMS",
+    "analyse",
+    "core_trajectory",
+    "event_victim",
+    "select_alone",
+    "summarise",
+    "variant",
+]
 
 
 def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> dict:
@@ -64,6 +80,35 @@ def variant(mapping: dict, seed: int, jitter: float, checkpoint: str | None) -> 
         r["pose"] = [r["pose"][0] + float(dx), r["pose"][1] + float(dy), *r["pose"][2:]]
     if checkpoint:
         data.setdefault("policy", {})["checkpoint"] = checkpoint
+    return data
+
+
+#: Who a study discharges: the config's named robot, or the robot that serves a consumer
+#: alone when the event fires (:func:`select_alone`).
+VICTIMS = ("config", "alone")
+
+
+def select_alone(mapping: dict) -> dict:
+    """The config ``mapping`` with each ``discharge`` event, and every ``land`` / ``fail``
+    event of the same robot at the same ``t``, turned into ``select: alone`` (the robot that
+    serves a consumer alone when it fires; ``sim_bridge.config.Event``): every run then
+    leaves a consumer uncovered, as the paper's Fig. 5 ("the task left uncovered")."""
+    data = json.loads(json.dumps(mapping))
+    events = data.get("events") or []
+    picked = set()
+    for e in events:
+        if isinstance(e, dict) and e.get("type") == "discharge" and "robot" in e:
+            picked.add((e.get("t"), e["robot"]))
+            del e["robot"]
+            e["select"] = "alone"
+    for e in events:
+        if (
+            isinstance(e, dict)
+            and e.get("type") in ("land", "fail")
+            and (e.get("t"), e.get("robot")) in picked
+        ):
+            del e["robot"]
+            e["select"] = "alone"
     return data
 
 
@@ -100,21 +145,50 @@ def _fail(out: dict, outcome: str, reason: str) -> dict:
     return out
 
 
-def analyse(cfg, times: np.ndarray, positions: np.ndarray, window: float = 40.0) -> dict:
+def event_victim(cfg, records: list[dict] | None) -> str | None:
+    """The robot the first ``discharge`` event of ``cfg`` acted on: its ``robot``, or for a
+    ``select`` event the ``robot`` of the first ``discharge`` record in ``records`` (the
+    world's ``/swarm/events`` dicts; ``None`` when there is none or it found no robot)."""
+    ev = next((e for e in cfg.events if e.type == "discharge"), None)
+    if ev is None:
+        raise MissionError(f"{cfg.source}: no discharge event to analyse")
+    if ev.select is None:
+        return ev.robot
+    rec = next((r for r in records or () if r.get("type") == "discharge"), None)
+    name = None if rec is None else rec.get("robot")
+    return name if isinstance(name, str) and name in cfg.robot_names else None
+
+
+def analyse(
+    cfg,
+    times: np.ndarray,
+    positions: np.ndarray,
+    window: float = 40.0,
+    events: list[dict] | None = None,
+) -> dict:
     """Re-cover figures of one run (see the module docstring): ``times (T,)`` [s] and
     ``positions (T, N, 3)`` [m, world frame] of the robots of ``cfg`` (its first ``discharge``
-    event is the one analysed)."""
+    event is the one analysed); ``events``: the run's event records (``/swarm/events``
+    dicts), needed when that event selects its robot (:func:`event_victim`)."""
     ev = next((e for e in cfg.events if e.type == "discharge"), None)
     if ev is None:
         raise MissionError(f"{cfg.source}: no discharge event to analyse")
     times, positions = _check_trajectory(cfg, times, positions)
-    victim = cfg.robot_index(ev.robot)
-    others = np.array([i for i in range(len(cfg.robots)) if i != victim])
-    area = _Areas(cfg)
-    out: dict[str, Any] = {"victim": ev.robot, "t_event": ev.t}
+    out: dict[str, Any] = {"victim": None, "t_event": ev.t}
     before = np.nonzero(times < ev.t)[0]
     if before.size == 0 or times[-1] < ev.t:
         return _fail(out, "no event", "run ended before the event")
+    name = event_victim(cfg, events)
+    if name is None:
+        return _fail(
+            out,
+            "nobody alone",
+            "the event found no robot serving a consumer alone (or left no record)",
+        )
+    out["victim"] = name
+    victim = cfg.robot_index(name)
+    others = np.array([i for i in range(len(cfg.robots)) if i != victim])
+    area = _Areas(cfg)
     at = area(positions[before[-1]])
     out["landed"] = bool(positions[-1, victim, 2] < cfg.arena.z[0] + 0.1)
     if at[victim] < 0:
@@ -206,11 +280,14 @@ def core_trajectory(
     seed: int = 0,
     controller: str = "policy",
     cbf: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """``controller`` (:data:`CONTROLLERS`; ``net`` is the policy's ``LGTCNet``, unused by
     the others) on swarm config ``cfg`` in the core env, sampled like the ROS monitor:
     ``(times (T + 1,) [s], positions (T + 1, N, 3) [m, world frame], clusters (K, 3) rows
-    (t, robot, cluster))``, ``T = ceil(duration * control_hz)``; the cluster is the policy's
+    (t, robot, cluster), events)``, ``T = ceil(duration * control_hz)``; ``events`` are the
+    records of what each scripted event did (``t``, ``type``: ``discharge`` or ``deactivate``
+    (a ``land`` or ``fail``), ``robot``: the world's ``/swarm/events`` fields; ``robot`` is
+    ``None`` for a ``select`` event that found no robot); the cluster is the policy's
     argmax attention, for the expert what
     :func:`~lgtc_policy.mission.scenario.expert_rollout` records
     (the env's eq. 3 ``ResourceEnv.assignment``, not the expert's own), none for greedy.
@@ -242,11 +319,15 @@ def core_trajectory(
     z0 = cfg.arena.z[0]
     z = np.full((steps + 1, len(cfg.robots)), z0)
     att = score.attended.copy()  # (T, N): cluster chosen at tick t, from tick hold_ticks on
+    records = [
+        {"t": tick / hz, "type": kind, "robot": cfg.robots[j].name if j >= 0 else None}
+        for tick, kind, j in score.fired
+    ]
     for i, r in enumerate(cfg.robots):
         drone = r.kind == "crazyflie"
         if drone:
             z[:, i] = z0 + np.minimum(sim.takeoff_speed * times, r.takeoff_height)
-        off = [tick for tick, kind, j, _ in sc.events if kind == "deactivate" and j == i]
+        off = [tick for tick, kind, j in score.fired if kind == "deactivate" and j == i]
         if off and min(off) <= steps:
             k = min(off)
             att[k:, i] = -1  # an inactive robot attends nothing (the policy node's -1)
@@ -255,4 +336,4 @@ def core_trajectory(
                 z[k:, i] = np.maximum(z[k, i] - drop, z0)
     tt, ii = np.nonzero(att >= 0)
     clusters = np.stack([times[tt], ii, att[tt, ii]], axis=1).astype(float).reshape(-1, 3)
-    return times, np.concatenate([xy, z[..., None]], axis=-1), clusters
+    return times, np.concatenate([xy, z[..., None]], axis=-1), clusters, records

@@ -6,7 +6,9 @@ Each run flies the config through :func:`lgtc_policy.mission.demo.run_demo` (wor
 filters, policy nodes over DDS) with the config's seed set to the run's seed and every start
 position jittered by up to ``--jitter`` metres (seeded), so runs differ
 (:func:`~lgtc_policy.mission.discharge.variant`). The config's ``discharge`` event empties one
-robot's battery at ``t`` and its ``land`` event lands it;
+robot's battery at ``t`` and its ``land`` event lands it (``--victim alone``: whichever robot
+serves a consumer alone at ``t``, :func:`~lgtc_policy.mission.discharge.select_alone`, so
+every run leaves a consumer uncovered);
 :func:`~lgtc_policy.mission.discharge.analyse` then judges the run (re-covered within
 ``--window`` seconds or why not: see :mod:`lgtc_policy.mission.discharge`).
 
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from sim_bridge.config import ConfigError, load_config
+from sim_bridge.config import ConfigError, load_config, resolve_package_path
 from sim_bridge.recording import read_run, write_run
 
 from lgtc_policy.agent import MissionError, load_policy
@@ -47,8 +49,10 @@ from lgtc_policy.env import EnvConfig
 from lgtc_policy.mission.demo import DemoOptions, run_demo
 from lgtc_policy.mission.discharge import (
     CONTROLLERS,
+    VICTIMS,
     analyse,
     core_trajectory,
+    select_alone,
     summarise,
     variant,
 )
@@ -110,8 +114,11 @@ def _check_figure(figure: str) -> None:
     )
 
 
-def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
-    """(raw mapping, validated SwarmConfig) of a discharge study config; MissionError if bad."""
+def _study_config(config: str | Path | dict, victim: str = "config") -> tuple[dict, Any]:
+    """(raw mapping, validated SwarmConfig) of a discharge study config, its discharge
+    turned into ``select: alone`` for ``victim = "alone"``; MissionError if bad."""
+    if victim not in VICTIMS:
+        raise MissionError(f"victim {victim!r}: use one of {', '.join(VICTIMS)}")
     try:
         if isinstance(config, dict):
             base = json.loads(json.dumps(config))
@@ -125,6 +132,12 @@ def _study_config(config: str | Path | dict) -> tuple[dict, Any]:
         ) from None
     if not any(e.type == "discharge" for e in cfg.events):
         raise MissionError(f"{cfg.source}: no discharge event; the study needs one")
+    if victim == "alone":
+        base = select_alone(base)
+        try:
+            cfg = load_config(json.loads(json.dumps(base)))
+        except ConfigError as exc:
+            raise MissionError(f"config with --victim alone: {exc}") from None
     return base, cfg
 
 
@@ -139,7 +152,18 @@ def _analyse_run(run_dir: Path, window: float) -> tuple[dict, Any]:
     except ConfigError as exc:
         raise MissionError(str(exc)) from None
     run = read_run(run_dir / RUN_MCAP, cfg)
-    return analyse(cfg, run.times, run.positions, window), cfg
+    return analyse(cfg, run.times, run.positions, window, run.events), cfg
+
+
+def _cli_checkpoint(checkpoint: str | Path) -> str:
+    """An absolute path for a ``--checkpoint`` given as ``"package:rel/path"`` (inside the
+    package, as a config's ``policy.checkpoint``) or as a path from the working directory
+    (the run configs are written elsewhere, so a relative path would not resolve there)."""
+    try:
+        found = resolve_package_path(str(checkpoint), "--checkpoint")
+    except FileNotFoundError as exc:
+        raise MissionError(str(exc)) from None
+    return str(found if found is not None else Path(checkpoint).absolute())
 
 
 def _core_policy(checkpoint, base: dict, base_cfg, controller: str):
@@ -155,7 +179,7 @@ def _core_policy(checkpoint, base: dict, base_cfg, controller: str):
             checkpoint = base_cfg.resolve_checkpoint()
         except FileNotFoundError as exc:
             raise MissionError(str(exc)) from None
-    checkpoint = str(checkpoint)
+    checkpoint = _cli_checkpoint(checkpoint)
     try:
         load_policy(checkpoint, len(base["resource_types"]))  # the policy node's checks
         ck = load_checkpoint(checkpoint)
@@ -173,7 +197,7 @@ def _core_run(mapping: dict, seed: int, flight: dict, window: float, out) -> dic
         cfg = load_config(mapping)
     except ConfigError as exc:
         raise MissionError(f"seed {seed}: {exc}") from None
-    times, pos, clusters = core_trajectory(
+    times, pos, clusters, events = core_trajectory(
         cfg,
         flight["net"],
         flight["env_config"],
@@ -182,7 +206,7 @@ def _core_run(mapping: dict, seed: int, flight: dict, window: float, out) -> dic
         flight["controller"],
         flight["cbf"],
     )
-    res = analyse(cfg, times, pos, window)
+    res = analyse(cfg, times, pos, window, events)
     lift = np.array([cfg.arena.z[0] + 0.5 * r.takeoff_height for r in cfg.robots])
     dmin, _ = pair_separation(pos, pos[..., 2] >= lift)  # airborne pairs, as ros_metrics
     res.update(seed=seed, min_separation_margin_m=float(dmin - cfg.safety.distance))
@@ -196,7 +220,7 @@ def _core_run(mapping: dict, seed: int, flight: dict, window: float, out) -> dic
             (t, f"{POLICY_STATUS} {names[int(i)]}", {"cluster": str(int(c))})
             for t, i, c in clusters
         ]
-        write_run(run_dir / RUN_MCAP, cfg, times, pos, diagnostics=diagnostics)
+        write_run(run_dir / RUN_MCAP, cfg, times, pos, diagnostics=diagnostics, events=events)
     return res
 
 
@@ -215,6 +239,7 @@ def discharge_study_core(
     controller: str = "policy",
     cbf: bool = True,
     threads: int | None = 1,
+    victim: str = "config",
 ) -> dict:
     """The discharge study in the core env (no ROS): the seeded variants of the ROS study
     (:func:`variant`, seeds ``first_seed ..``) through :func:`core_trajectory`, each read by
@@ -236,6 +261,7 @@ def discharge_study_core(
         threads: torch threads during the study (restored after; ``None``: leave as is).
             One is fastest for these B = 1 rollouts: on the shared 2-core machine two threads
             made the test study about 8x slower.
+        victim: ``config`` (the event's robot) or ``alone`` (:func:`select_alone`).
 
     Returns:
         :func:`summarise`'s layout (``backend`` ``"core"``, ``runs``, ``successes``,
@@ -251,7 +277,7 @@ def discharge_study_core(
         raise MissionError(f"threads = {threads}: must be >= 1 (or None)")
     if controller not in CONTROLLERS:
         raise MissionError(f"controller {controller!r}: use one of {', '.join(CONTROLLERS)}")
-    base, base_cfg = _study_config(config)
+    base, base_cfg = _study_config(config, victim)
     if resource_types:
         base["resource_types"] = list(resource_types)
     checkpoint, net, env_config = _core_policy(checkpoint, base, base_cfg, controller)
@@ -276,7 +302,7 @@ def discharge_study_core(
     finally:
         torch.set_num_threads(prev_threads)
     summary = summarise(results, "core", checkpoint, window)
-    summary.update(controller=controller, cbf=bool(cbf or controller == "expert"))
+    summary.update(controller=controller, cbf=bool(cbf or controller == "expert"), victim=victim)
     return summary
 
 
@@ -317,6 +343,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-cbf",
         action="store_true",
         help="core backend only: the policy / greedy rule without the centralized CBF",
+    )
+    p.add_argument(
+        "--victim",
+        choices=VICTIMS,
+        default="config",
+        help="config: the discharge event's robot; alone: whichever robot serves a consumer "
+        "alone when the event fires (every run then leaves a consumer uncovered, Fig. 5)",
     )
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0)
@@ -384,6 +417,7 @@ def _main_core(ns: argparse.Namespace) -> int:
             progress=lambda res: print(json.dumps(res), flush=True),
             controller=ns.controller,
             cbf=not ns.no_cbf,
+            victim=ns.victim,
         )
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -398,8 +432,10 @@ def _main_core(ns: argparse.Namespace) -> int:
 def _ros_checkpoint(ns: argparse.Namespace, base_cfg) -> str | None:
     """The checkpoint the ROS runs fly: ``--checkpoint``, else the config's made absolute
     (the run configs live elsewhere)."""
-    if ns.checkpoint is not None or base_cfg.policy.checkpoint is None:
-        return ns.checkpoint
+    if ns.checkpoint is not None:
+        return _cli_checkpoint(ns.checkpoint)
+    if base_cfg.policy.checkpoint is None:
+        return None
     try:
         return str(base_cfg.resolve_checkpoint())
     except FileNotFoundError as exc:
@@ -446,7 +482,7 @@ def _main_ros(ns: argparse.Namespace) -> int:
         )
         return 2
     try:
-        base, base_cfg = _study_config(ns.config)
+        base, base_cfg = _study_config(ns.config, ns.victim)
         ckpt = _ros_checkpoint(ns, base_cfg)
         t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
         results = []
@@ -461,7 +497,9 @@ def _main_ros(ns: argparse.Namespace) -> int:
     except MissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    _finish(summarise(results, "ros", ckpt, ns.window), Path(ns.out), ns.window)
+    summary = summarise(results, "ros", ckpt, ns.window)
+    summary["victim"] = ns.victim
+    _finish(summary, Path(ns.out), ns.window)
     return 0
 
 

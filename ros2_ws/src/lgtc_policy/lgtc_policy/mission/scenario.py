@@ -24,7 +24,11 @@ hold still for the same ticks before the policy starts.
 
 Scripted events map onto the env: ``discharge`` -> ``ResourceEnv.discharge`` (keeps
 ``amount / supply`` of the persistent supplies), ``land`` / ``fail`` -> the agent becomes
-inactive. ``demand`` and ``takeoff`` events have no env counterpart and are rejected.
+inactive. An event with ``select: alone`` takes, when it fires, the agent that
+:func:`sim_bridge.sim.robot_serving_alone` picks from the env's state (:func:`env_serving`:
+the consumer area each active agent is inside, as the simulator's ``serving``), or does
+nothing when no agent serves a consumer alone; :attr:`EpisodeScore.fired` lists what each
+event did. ``demand`` and ``takeoff`` events have no env counterpart and are rejected.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from cbf_filter import DecentralizedCBF
 from cbf_filter.params import from_config
 from cbf_filter.unicycle import projection_point_params
-from sim_bridge.sim import SimParams
+from sim_bridge.sim import SimParams, robot_serving_alone
 
 from lgtc_policy.agent import ArenaFrame, MissionError
 from lgtc_policy.env import EnvConfig, ResourceEnv
@@ -52,6 +56,7 @@ __all__ = [
     "RosChainFilter",
     "Scenario",
     "core_rollout",
+    "env_serving",
     "expert_rollout",
     "filter_spec",
     "greedy_rollout",
@@ -75,7 +80,9 @@ class Scenario:
         v_max: policy speed limit [normalised units / s]; comm_radius: C [normalised];
         epsilon: collision threshold = the CBF safety distance [normalised].
         events: ``(tick, kind, agent, level)`` sorted by tick; kind ``discharge`` (keep
-            ``level`` of persistent supplies) or ``deactivate``.
+            ``level`` of persistent supplies) or ``deactivate``; ``agent = -1``: picked when
+            it fires (``select: alone``), and a ``discharge``'s ``level`` is then a tuple of
+            one level per agent.
         hold_ticks: ticks before the drones are airborne (take-off at 0.5 m/s).
         safety: the ROS chain's per-robot CBF filters (:class:`FilterSpec`), used by
             ``core_rollout(cbf=True)``; ``None``: no filter known (``cbf=True`` then raises).
@@ -91,7 +98,7 @@ class Scenario:
     v_max: float
     comm_radius: float
     epsilon: float
-    events: tuple[tuple[int, str, int, float], ...]
+    events: tuple[tuple[int, str, int, float | tuple[float, ...]], ...]
     hold_ticks: int
     safety: FilterSpec | None = None
 
@@ -146,9 +153,11 @@ def filter_spec(cfg) -> FilterSpec:
     descent = np.zeros(len(cfg.robots))
     for ev in cfg.events:
         if ev.type in ("land", "fail"):
-            descent[cfg.robot_index(ev.robot)] = (
-                sim.landing_speed if ev.type == "land" else math.inf
-            )
+            speed = sim.landing_speed if ev.type == "land" else math.inf
+            if ev.select is None:
+                descent[cfg.robot_index(ev.robot)] = speed
+            else:  # any robot may be the one picked; no other event deactivates one
+                descent[descent == 0] = speed
     return FilterSpec(
         params=tuple(params),
         dims=tuple(dims),
@@ -170,18 +179,24 @@ def scenario_from_config(cfg, control_hz: float = 20.0) -> Scenario:
     events = []
     for ev in cfg.events:
         tick = int(math.ceil(ev.t / dt - 1e-9))
+        i = -1 if ev.select is not None else None
         if ev.type == "discharge":
-            i, k = cfg.robot_index(ev.robot), cfg.resource_index(ev.resource)
+            k = cfg.resource_index(ev.resource)
             if kinds[ev.resource] != "persistent":
                 raise MissionError(
                     f"event at t={ev.t}: the env discharges persistent resources only "
                     f"({ev.resource} is instantaneous)"
                 )
-            have = supply[i, k]
-            level = min(1.0, ev.amount / have) if have > 0 else 0.0
-            events.append((tick, "discharge", i, float(level)))
+            have = supply[:, k]
+            levels = tuple(min(1.0, ev.amount / h) if h > 0 else 0.0 for h in have)
+            if i is None:
+                i = cfg.robot_index(ev.robot)
+                events.append((tick, "discharge", i, float(levels[i])))
+            else:
+                events.append((tick, "discharge", i, levels))
         elif ev.type in ("land", "fail"):
-            events.append((tick, "deactivate", cfg.robot_index(ev.robot), 1.0))
+            i = cfg.robot_index(ev.robot) if i is None else i
+            events.append((tick, "deactivate", i, 1.0))
         else:
             raise MissionError(
                 f"event {ev.type!r} at t={ev.t} has no counterpart in the core env; the "
@@ -200,7 +215,7 @@ def scenario_from_config(cfg, control_hz: float = 20.0) -> Scenario:
         v_max=min(r.max_speed for r in cfg.robots) / frame.scale,
         comm_radius=cfg.comm_radius / frame.scale,
         epsilon=cfg.safety.distance / frame.scale,
-        events=tuple(sorted(events)),
+        events=tuple(sorted(events, key=lambda e: e[0])),
         hold_ticks=int(math.ceil(lift / TAKEOFF_SPEED / dt)) + 1,
         safety=filter_spec(cfg),
     )
@@ -273,6 +288,8 @@ class EpisodeScore:
         pos: ``(T + 1, N, 2)`` normalised positions; attended: ``(T, N)`` cluster per tick
             (-1 where unknown).
         reward_terms: the seven terms of eq. (2) summed over the episode, / N.
+        fired: ``(tick, kind, agent)`` of each scenario event as it acted (``agent = -1``: a
+            ``select`` event that found no agent and did nothing).
     """
 
     reward: float
@@ -282,6 +299,7 @@ class EpisodeScore:
     pos: np.ndarray
     attended: np.ndarray
     reward_terms: dict[str, float]
+    fired: tuple[tuple[int, str, int], ...] = ()
 
 
 class _Tracker:
@@ -295,6 +313,7 @@ class _Tracker:
         self.coll = 0
         self.dmin = math.inf
         self.info: dict = {}
+        self.fired: list[tuple[int, str, int]] = []
 
     def add(self, info: dict, attended: np.ndarray | None = None) -> None:
         self.info = info
@@ -317,12 +336,37 @@ class _Tracker:
             pos=np.stack(self.pos),
             attended=np.stack(self.att) if self.att else np.zeros((0, n), np.int64),
             reward_terms={k: v / n for k, v in self.terms.items()},
+            fired=tuple(self.fired),
         )
 
 
-def _apply_events(env, sc: Scenario, tick: int) -> None:
+def env_serving(env) -> np.ndarray:
+    """``(N,)`` consumer whose area each active agent of env 0 is inside (``||p_i - d_m|| <=
+    R_m``, the nearest on overlap), or -1: the simulator's ``serving`` in the env."""
+    pos = env.pos[0].double().cpu().numpy()
+    cp = env.consumer_pos[0].double().cpu().numpy()
+    rad = env.radius[0].double().cpu().numpy()
+    d = np.linalg.norm(pos[:, None] - cp[None], axis=-1)  # (N, M)
+    inside = (d <= rad[None]) & env.active[0].cpu().numpy()[:, None]
+    return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
+
+
+def _apply_events(env, sc: Scenario, tick: int, fired: list | None = None) -> None:
+    """The scenario's events of ``tick`` (a ``select`` one picks its agent on the state before
+    this tick's events, as the simulator does); each appended to ``fired``."""
+    serving = None
     for t, kind, i, level in sc.events:
         if t != tick:
+            continue
+        if i < 0:
+            serving = env_serving(env) if serving is None else serving
+            pick = robot_serving_alone(serving)
+            i = -1 if pick is None else pick
+            if i >= 0 and kind == "discharge":
+                level = level[i]
+        if fired is not None:
+            fired.append((tick, kind, i))
+        if i < 0:
             continue
         if kind == "discharge":
             env.discharge(torch.tensor([0]), torch.tensor([i]), level=level, deactivate=False)
@@ -436,7 +480,7 @@ def core_rollout(
     obs = env.observe()
     prev = None
     for t in range(steps):
-        _apply_events(env, sc, t)
+        _apply_events(env, sc, t, tr.fired)
         obs = env.observe()
         if t < sc.hold_ticks:
             obs, _, _, info = env.step(zero)
@@ -464,7 +508,7 @@ def expert_rollout(sc: Scenario, env_config: dict, steps: int, seed: int = 0) ->
     tr = _Tracker(env)
     zero = torch.zeros(1, env.cfg.n_agents, 2)
     for t in range(steps):
-        _apply_events(env, sc, t)
+        _apply_events(env, sc, t, tr.fired)
         act = zero if t < sc.hold_ticks else expert.act()
         _, _, _, info = env.step(act)
         tr.add(info, expert.assignment[0].copy())  # the expert's own eq. 3 assignment
@@ -483,7 +527,7 @@ def greedy_rollout(
     tr = _Tracker(env)
     zero = torch.zeros(1, env.cfg.n_agents, 2)
     for t in range(steps):
-        _apply_events(env, sc, t)
+        _apply_events(env, sc, t, tr.fired)
         act = zero if t < sc.hold_ticks else greedy_action(env)
         if safety is not None and t >= sc.hold_ticks:
             act = safety(act)
@@ -512,7 +556,7 @@ def score_trajectory(
     tr.pos[0] = norm[0]
     step_len = env.cfg.v_max * env.cfg.dt
     for t in range(steps):
-        _apply_events(env, sc, t)
+        _apply_events(env, sc, t, tr.fired)
         a = (norm[t + 1] - env.pos[0].double().numpy()) / step_len
         _, _, _, info = env.step(torch.as_tensor(a[None], dtype=env.dtype))
         tr.add(info)

@@ -11,12 +11,14 @@ from sim_bridge.config.schema import Arena, ConsumerConfig, Event, RobotConfig
 
 #: Keys of each event type.
 EVENT_KEYS = {
-    "discharge": ("t", "type", "robot", "resource", "amount"),
-    "fail": ("t", "type", "robot"),
+    "discharge": ("t", "type", "robot", "select", "resource", "amount"),
+    "fail": ("t", "type", "robot", "select"),
     "takeoff": ("t", "type", "robot"),
-    "land": ("t", "type", "robot"),
+    "land": ("t", "type", "robot", "select"),
     "demand": ("t", "type", "consumer", "resource", "amount"),
 }
+#: Event types that may pick their robot when they fire (``select``) instead of naming it.
+SELECTABLE = ("discharge", "fail", "land")
 
 
 def consumers(c: Checker, value: Any, arena: Arena | None) -> list[ConsumerConfig]:
@@ -146,8 +148,22 @@ def _event(
     n_before = len(c.problems)
     kwargs: dict[str, Any] = {"type": etype}
     for key in EVENT_KEYS[etype]:
-        if key != "type" and key not in m:
-            c.err(f"{path}.{key}", "missing", f"a {etype} event needs `{key}`")
+        if key in ("type", "select") or key in m:
+            continue
+        if key == "robot" and etype in SELECTABLE:
+            if "select" not in m:
+                c.err(
+                    f"{path}.robot",
+                    "missing",
+                    f"a {etype} event needs `robot: NAME` or `select: "
+                    f"{'|'.join(rules['select'].choices)}`",
+                )
+            continue
+        c.err(f"{path}.{key}", "missing", f"a {etype} event needs `{key}`")
+    if "robot" in m and "select" in m:
+        c.err(f"{path}.select", "given with `robot`", "keep one of `robot` and `select`")
+    elif "select" in m:
+        kwargs["select"] = c.value(m["select"], f"{path}.select", rules["select"])
     if "t" in m:
         kwargs["t"] = c.value(m["t"], f"{path}.t", rules["t"])
     for key, names in (("robot", "robots"), ("consumer", "consumers")):

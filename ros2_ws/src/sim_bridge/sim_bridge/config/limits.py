@@ -12,6 +12,8 @@ BACKENDS = {"crazyflie": ("sim", "cflib"), "ground": ("sim", "external")}
 DEPLETIONS = ("persistent", "instantaneous")
 CLASS_K = ("linear", "cubic")
 EVENT_TYPES = ("discharge", "fail", "demand", "takeoff", "land")
+#: ``select`` values of an event that picks its robot when it fires (instead of ``robot``).
+EVENT_SELECTORS = ("alone",)
 TIMINGS = ("lockstep", "free")
 RESERVED_NAMES = ("all", "swarm", "consumers", "clock")
 # Matched whole (``fullmatch``; ``\Z``, not ``$``, which also matches before a final newline).

@@ -12,6 +12,7 @@ from sim_bridge.config.checks import POSITIVE, rule
 from sim_bridge.config.limits import (
     CLASS_K,
     DEPLETIONS,
+    EVENT_SELECTORS,
     EVENT_TYPES,
     KINDS,
     MAX_TOPIC_LEN,
@@ -176,11 +177,21 @@ class Event:
     stops for good; ``takeoff`` / ``land``: as the services; ``demand``: set ``consumer``'s
     requirement of ``resource`` to ``amount`` (persistent: the amount to be covered;
     instantaneous: the amount still missing).
+
+    ``discharge``, ``fail`` and ``land`` name their robot with ``robot`` or, instead, pick it
+    when they fire with ``select``: ``alone`` is the robot that serves a consumer alone (the
+    only flying robot inside that consumer's area; the lowest index when several do; see
+    :func:`sim_bridge.sim.robot_serving_alone`), so a discharge always leaves a consumer
+    uncovered (LGTC paper, Fig. 5). Events at the same ``t`` select on the same state, so a
+    ``discharge`` and a ``land`` with ``select: alone`` at one ``t`` take the same robot. When
+    no robot serves a consumer alone the event does nothing (its ``/swarm/events`` record says
+    so).
     """
 
     t: float = field(metadata=rule(low=0.0, units="s"))
     type: str = field(metadata=rule(kind="choice", choices=EVENT_TYPES))
     robot: str | None = None
+    select: str | None = field(default=None, metadata=rule(kind="choice", choices=EVENT_SELECTORS))
     consumer: str | None = None
     resource: str | None = None
     amount: float | None = field(default=None, metadata=rule(low=0.0))

@@ -236,7 +236,7 @@ class SwarmConfig:
         events = []
         for e in self.events:
             item = {"t": e.t, "type": e.type}
-            for key in ("robot", "consumer", "resource", "amount"):
+            for key in ("robot", "select", "consumer", "resource", "amount"):
                 if getattr(e, key) is not None:
                     item[key] = getattr(e, key)
             events.append(item)
