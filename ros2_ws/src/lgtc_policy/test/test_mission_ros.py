@@ -19,12 +19,15 @@ import pytest
 import yaml
 from lgtc_policy.mission.demo import DemoOptions, run_demo
 from lgtc_policy.mission.discharge import analyse
+from lgtc_policy.mission.discharge_study import main as study_main
+from lgtc_policy.mission.discharge_study import reanalyse
 from lgtc_policy.mission.report import parse_report
 from lgtc_policy.mission.scenario import core_rollout, scenario_from_config
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from rclpy.node import Node
 from sim_bridge.bringup import plan
 from sim_bridge.config import load_config
+from sim_bridge.recording import read_run
 from sim_bridge.ros.runner import run_composed
 from sim_bridge.topics import LAND_AFTER_S
 
@@ -248,6 +251,34 @@ def test_discharge_scenario_reallocates(tmp_path):
     res = analyse(cfg, times, positions, window=25.0)
     assert world.mode_of(cfg.robots[victim].name) == "grounded"
     assert res["outcome"] == "re-covered", f"{res['outcome']}: {res.get('reason')}"
+
+
+def test_discharge_study_over_ros_discharges_the_robot_serving_alone(tmp_path):
+    """``lgtc discharge --backend ros --victim alone``: the world picks the robot that serves
+    a consumer alone when the event fires, names it on /swarm/events, the recording keeps the
+    record and the analysis takes its victim from it (a run that abandons nothing is
+    impossible by construction)."""
+    data = yaml.safe_load((REPO / "launch" / "discharge.yaml").read_text())
+    for ev in data["events"]:
+        ev["t"] = 15.0
+    config = tmp_path / "discharge.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "study"
+    argv = ["--backend", "ros", "--config", str(config), "--runs", "1", "--victim", "alone"]
+    argv += ["--checkpoint", str(_shipped()), "--after", "8", "--window", "8", "--out", str(out)]
+    assert study_main(argv) == 0
+    summary = json.loads((out / "discharge.json").read_text())
+    assert summary["victim"] == "alone" and summary["backend"] == "ros"
+    (res,) = summary["results"]
+    assert res["victim"] in [r["name"] for r in data["robots"]], res
+    assert res["abandoned"] is True and res["landed"] is True, res
+    cfg = load_config(out / "seed0" / "swarm.yaml")
+    assert [e.select for e in cfg.events] == ["alone", "alone"]
+    run = read_run(out / "seed0" / "run.mcap", cfg)
+    picked = [(e["type"], e["robot"]) for e in run.events if e.get("select") == "alone"]
+    assert picked == [("discharge", res["victim"]), ("land", res["victim"])]
+    (again,) = reanalyse(out, window=8.0)["results"]
+    assert again["victim"] == res["victim"] and again["outcome"] == res["outcome"]
 
 
 def test_demo_stops_once_every_demand_is_met(tmp_path, north_checkpoint):
