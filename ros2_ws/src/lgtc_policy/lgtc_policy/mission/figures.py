@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sim_bridge.recording import read_run
+from sim_bridge.sim import robot_serving_alone
 
 from lgtc_policy.env import EnvConfig, ResourceEnv
 from lgtc_policy.env.safety import SafetyFilter
@@ -36,6 +37,7 @@ from lgtc_policy.evaluate import (
     trained_safety_filter,
 )
 from lgtc_policy.mission.report import cluster_log
+from lgtc_policy.mission.scenario import env_serving
 from lgtc_policy.model.checkpoint import build_net, load_checkpoint
 from lgtc_policy.model.features import inputs_from_obs
 
@@ -531,8 +533,10 @@ class _DischargeRollout:
 @torch.inference_mode()
 def _discharge_rollout(ck: dict, seed: int, duration_s: float, discharge_s: float):
     """Fly the checkpoint's policy (and its value network alongside) on 5 agents and 3
-    persistent consumers; at ``discharge_s`` the agent serving its consumer alone (the first
-    such, else agent 0) discharges and lands."""
+    persistent consumers; at ``discharge_s`` the agent serving its consumer alone discharges
+    and lands: the rule of a ``select: alone`` event (:func:`sim_bridge.sim.robot_serving_alone`
+    on :func:`~lgtc_policy.mission.scenario.env_serving`, as ``lgtc discharge --victim
+    alone``), else agent 0."""
     pol = build_net(ck, "policy")
     val = build_net(ck, "value") if "value" in ck["nets"] else None
     base = EnvConfig.from_dict(dict(ck["env_config"]))
@@ -557,10 +561,8 @@ def _discharge_rollout(ck: dict, seed: int, duration_s: float, discharge_s: floa
     victim = -1
     for t in range(T):
         if t == t_dis:
-            a_now = att[-1] if att else torch.zeros(N, dtype=torch.long)
-            counts = torch.bincount(a_now, minlength=cfg.n_consumers)
-            alone = [i for i in range(N) if counts[a_now[i]] == 1]
-            victim = alone[0] if alone else 0
+            pick = robot_serving_alone(env_serving(env))
+            victim = 0 if pick is None else pick
             env.discharge(torch.tensor([0]), torch.tensor([victim]), level=0.0, deactivate=True)
             obs = env.observe()
         inp = inputs_from_obs(obs, prev)
