@@ -283,3 +283,74 @@ def test_large_cpu_env_keeps_freed_memory():
     wanted = glibc and os.environ.get("LGTC_ENV_MALLOC_TUNING", "1") != "0"
     assert core._malloc_tuned == wanted
     assert core.keep_freed_memory() == wanted  # idempotent
+
+
+def _placed(discharge_rate, spots, seed=0):
+    """N = 5, M = 3 persistent env (B = 2) with the agents at ``spots`` (normalised) in both
+    envs and the consumers at (-0.6, 0.5), (0.6, 0.5), (0, -0.2), R = 0.15."""
+    cfg = EnvConfig(
+        n_agents=5,
+        n_consumers=3,
+        resource_kinds="persistent",
+        discharge_rate=discharge_rate,
+        discharge_target="alone",
+        dtype="float64",
+    )
+    env = ResourceEnv(cfg, batch_size=2, seed=seed)
+    cp = torch.tensor([[-0.6, 0.5], [0.6, 0.5], [0.0, -0.2]], dtype=torch.float64)
+    env.set_state(
+        [0, 1],
+        pos=torch.tensor(spots, dtype=torch.float64).expand(2, 5, 2),
+        consumer_pos=cp.expand(2, 3, 2),
+        radius=torch.full((2, 3), 0.15, dtype=torch.float64),
+    )
+    return env
+
+
+def test_alone_discharge_hits_the_agent_that_serves_a_consumer_alone():
+    # agents 0, 1 in consumer 0; 2, 3 in consumer 1; 4 alone in consumer 2
+    spots = [[-0.65, 0.5], [-0.55, 0.5], [0.55, 0.5], [0.65, 0.5], [0.0, -0.2]]
+    env = _placed(1e6, spots)
+    env.step(torch.zeros(2, 5, 2))
+    assert env.active.tolist() == [[True, True, True, True, False]] * 2
+    assert float(env.supply[:, 4].sum()) == 0.0 and bool((env.supply[:, :4].sum(-1) > 0).all())
+    # agent 4 outside every area: nobody serves alone, nothing happens however high the rate
+    spots[4] = [0.0, -0.9]
+    env = _placed(1e6, spots)
+    before = env.supply.clone()
+    env.step(torch.zeros(2, 5, 2))
+    assert bool(env.active.all()) and torch.equal(env.supply, before)
+    with pytest.raises(EnvConfigError, match="discharge_target"):
+        EnvConfig(discharge_target="random").validate()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_alone_discharges_only_ever_hit_a_sole_occupant(seed):
+    """At most one event per env and step, and its agent was the only active agent inside its
+    consumer's area when it was hit (random positions, agents moving randomly)."""
+    cfg = EnvConfig(
+        n_agents=6,
+        n_consumers=3,
+        resource_kinds="persistent",
+        discharge_rate=2.0,
+        discharge_target="alone",
+        consumer_radius=(0.2, 0.2),
+        episode_length=60,
+    )
+    env = ResourceEnv(cfg, batch_size=4, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(40):
+        u = torch.rand(4, 6, 2, generator=gen) * 2 - 1
+        before = env.active.clone()
+        env.step(u)  # motion first, then the events: judge on the moved positions
+        hit = before & ~env.active
+        assert (hit.sum(-1) <= 1).all()
+        if hit.any():
+            target = env._targets()  # the hit agent is inactive now: count the others
+            b, i = torch.nonzero(hit)[0].tolist()
+            d = torch.linalg.norm(env.pos[b, i] - env.consumer_pos[b], dim=-1)
+            m = int(torch.where(d <= env.radius[b], d, torch.inf).argmin())
+            assert bool(d[m] <= env.radius[b, m]) and not bool((target[b] == m).any())
+        if not env.active.any(-1).all():
+            break

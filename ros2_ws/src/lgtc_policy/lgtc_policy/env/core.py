@@ -481,11 +481,30 @@ class ResourceEnv:
         if cfg.discharge_rate > 0:
             p = 1.0 - math.exp(-cfg.discharge_rate * cfg.dt)
             holds = ((self.supply > 0) & self.persistent[:, None, :]).any(-1) & act
-            hit = holds & (self._rand(*act.shape) < p)
+            if cfg.discharge_target == "alone":
+                hit = self._alone_hits(holds, p)
+            else:
+                hit = holds & (self._rand(*act.shape) < p)
             if bool(hit.any()):
                 self._apply_discharge(hit, cfg.discharge_level, cfg.deactivate_on_discharge)
                 changed |= hit.any(-1)
         return changed
+
+    def _alone_hits(self, holds: torch.Tensor, p: float) -> torch.Tensor:
+        """(B, N) bool: ``discharge_target = "alone"``'s events of this step. With probability
+        ``p`` per env, one agent (uniformly) among the ``holds`` agents that are the only
+        active agent inside their consumer's area (:meth:`_targets`)."""
+        M = self.cfg.n_consumers
+        target = self._targets()  # (B, N), M where none
+        count = torch.zeros(target.shape[0], M + 1, dtype=torch.long, device=self.device)
+        count.scatter_add_(1, target, torch.ones_like(target))
+        sole = holds & (target < M) & (count.gather(1, target) == 1)
+        score = torch.where(sole, self._rand(*sole.shape), -1.0)
+        pick = score.argmax(-1, keepdim=True)  # (B, 1)
+        fire = sole.any(-1, keepdim=True) & (self._rand(sole.shape[0], 1) < p)
+        hit = torch.zeros_like(sole)
+        hit.scatter_(1, pick, fire)
+        return hit
 
     def _release(
         self, target: torch.Tensor, has_tgt: torch.Tensor, tgt_idx: torch.Tensor

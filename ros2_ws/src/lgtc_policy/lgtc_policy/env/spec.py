@@ -139,6 +139,13 @@ class EnvConfig:
     """Fraction of its persistent supplies an agent keeps after a discharge event."""
     deactivate_on_discharge: bool = True
     """If True a discharged agent lands: it becomes inactive for the rest of the episode."""
+    discharge_target: str = "any"
+    """Who a random discharge hits. ``any``: every active agent holding a persistent resource,
+    independently at ``discharge_rate``. ``alone``: events per *env* at ``discharge_rate``,
+    each hitting one agent (uniformly) among those that are the only active agent inside their
+    consumer's area and hold a persistent resource (no such agent: no event), so every event
+    leaves a consumer uncovered (Fig. 5's case, ``select: alone`` of a swarm config). Not in
+    the paper: a training curriculum for the re-cover."""
 
     # ---- assignment (eq. 3) --------------------------------------------------------------
     assignment: AssignmentMode = "local"
@@ -283,6 +290,8 @@ class EnvConfig:
             raise bad("discharge_rate", "must be a finite rate >= 0 [1/s]")
         if not 0 <= self.discharge_level <= 1:
             raise bad("discharge_level", "must be a fraction in [0, 1]")
+        if self.discharge_target not in ("any", "alone"):
+            raise bad("discharge_target", "use 'any' or 'alone'")
         if self.nan_actions not in ("raise", "zero"):
             raise bad("nan_actions", "use 'raise' or 'zero'")
         if self.assignment not in ("exact", "local", "none"):
