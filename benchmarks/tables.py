@@ -384,6 +384,33 @@ _RELPOS_RUNS = (
 )
 
 
+#: ``lgtc discharge ... --out DIR`` summaries (``DIR/discharge.json``) of the discharge
+#: studies in TRAINING.md "Figs. 5/6": the study, its label.
+DISCHARGE = f"{SRC}/lgtc_policy/results/discharge"
+_DISCHARGE_RUNS = (
+    ("ros_default_alone", "shipped checkpoint, over ROS, --victim alone"),
+    ("core_default_alone", "shipped checkpoint, core, --victim alone"),
+    ("core_default_config", "shipped checkpoint, core, --victim config (cf3)"),
+    ("core_relpos_alone", "relpos checkpoint, core, --victim alone"),
+    ("core_relpos_config", "relpos checkpoint, core, --victim config (cf3)"),
+    ("core_bc_relpos_alone", "relpos BC stage (not shipped), core, --victim alone"),
+    ("core_expert_alone", "centralized expert (eq. 3), core, --victim alone"),
+)
+
+
+def _discharge_rows(runs=_DISCHARGE_RUNS) -> tuple[Row, ...]:
+    rows = []
+    for run, label in runs:
+        goal = ">= 9" if run.startswith("ros_") else ""
+        rows += [
+            Row(run, "successes", f"{label}: re-covered within 40 s, of 10", "", "d", goal),
+            Row(run, "successes_from_subteam", f"{label}: of which from another subteam",
+                "", "d"),
+            Row(run, "abandoned", f"{label}: runs that left a consumer uncovered", "", "d"),
+        ]  # fmt: skip
+    return tuple(rows)
+
+
 def _scratch_rows(runs=_SCRATCH_RUNS) -> tuple[Row, ...]:
     rows = []
     for run, label, cell in runs:
@@ -412,6 +439,12 @@ TABLES += (
         f"{SRC}/lgtc_policy/TRAINING.md",
         _scratch_rows(_RELPOS_RUNS),
         sources=tuple((run, f"{RELPOS}/{run}.json") for run, _, _ in _RELPOS_RUNS),
+    ),
+    Table(
+        "lgtc_discharge",
+        f"{SRC}/lgtc_policy/TRAINING.md",
+        _discharge_rows(),
+        sources=tuple((run, f"{DISCHARGE}/{run}.json") for run, _ in _DISCHARGE_RUNS),
     ),
     Table(
         "lgtc_scratch",
