@@ -43,6 +43,7 @@ from lgtc_policy.model.checkpoint import (
     save_checkpoint,
 )
 from lgtc_policy.train.common import ConfigError, write_json
+from lgtc_policy.train.config import parse_env_overrides
 
 __all__ = ["main", "resolve_checkpoint"]
 
@@ -185,7 +186,13 @@ def _sweep(ns: argparse.Namespace) -> int:
 def _eval(ns: argparse.Namespace) -> int:
     torch.set_num_threads(ns.threads)
 
-    overrides = {}
+    overrides = parse_env_overrides(ns.env_overrides)
+    for key in ("n_resources", "resources_per_consumer", "max_resources_per_agent"):
+        if key in overrides:
+            raise ConfigError(
+                f"--env-overrides sets {key!r}: the network's item layout is the checkpoint's; "
+                "evaluate with its value (leave it out)"
+            )
     if ns.n_agents:
         overrides["n_agents"] = ns.n_agents
     if ns.n_consumers:
@@ -198,6 +205,7 @@ def _eval(ns: argparse.Namespace) -> int:
         with_expert=not ns.no_expert,
         safety_filter=ns.safety_filter,
     )
+    out["env_overrides"] = json.dumps(overrides, sort_keys=True)  # over the checkpoint's env
     from lgtc_policy.model.clusters import checkpoint_clusters
 
     out.update(
@@ -414,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=SEED, default=12345, help="evaluation seed")
     ev.add_argument("--n-agents", type=int, default=0, help="override N (0: checkpoint's)")
     ev.add_argument("--n-consumers", type=int, default=0, help="override M (0: checkpoint's)")
+    ev.add_argument(
+        "--env-overrides",
+        default="",
+        help="JSON object of EnvConfig fields over the checkpoint's env, e.g. "
+        '\'{"discharge_rate": 0, "episode_length": 300}\' (an env other than the one it was '
+        "trained in); the item layout (n_resources ...) stays the checkpoint's",
+    )
     ev.add_argument("--no-expert", action="store_true", help="skip the expert baseline")
     ev.add_argument("--json", help="write the evaluation summary here")
     ev.add_argument(

@@ -113,6 +113,33 @@ def test_cli_eval_json(tmp_path, trained) -> None:
     assert d["ratio_to_expert"] == pytest.approx(d["reward_mean"] / d["expert_reward_mean"])
 
 
+def test_cli_eval_on_another_env_than_the_checkpoints(tmp_path, trained, capsys) -> None:
+    """``--env-overrides`` evaluates on a changed env (here: with discharges, which the
+    checkpoint never saw) and records what it changed; a bad object is one line."""
+    out = tmp_path / "eval.json"
+    base = ["eval", "--checkpoint", str(trained), "--episodes", "2", "--no-expert"]
+    over = '{"discharge_rate": 5.0, "discharge_target": "any"}'
+    assert lgtc_main([*base, "--env-overrides", over, "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert json.loads(d["env_overrides"]) == json.loads(over)
+    plain = evaluate_checkpoint(str(trained), episodes=2, with_expert=False)
+    assert d["reward_mean"] != plain["reward_mean"]  # the discharges changed the episodes
+    again = evaluate_checkpoint(
+        str(trained), episodes=2, with_expert=False, env_overrides=json.loads(over)
+    )
+    assert d["reward_mean"] == again["reward_mean"]
+    capsys.readouterr()
+    for bad, words in (
+        ("[1]", "must be a JSON object"),
+        ('{"n_resources": 3}', "item layout is the checkpoint's"),
+        ('{"discharge_target": "x"}', "discharge_target"),
+        ("{", "not valid JSON"),
+    ):
+        assert lgtc_main([*base, "--env-overrides", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+
+
 @pytest.mark.parametrize(
     "shipped",
     [

@@ -27,6 +27,7 @@ __all__ = [
     "SACConfig",
     "check_field_types",
     "env_config_of",
+    "parse_env_overrides",
 ]
 
 PPO_ALGOS = ("lgtc_ippo", "ippo", "mamoppo")
@@ -82,6 +83,21 @@ def check_field_types(
         if not ok:
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             raise ConfigError(f"{label(name)}: must be {want}, got {shown}")
+
+
+def parse_env_overrides(text: str, flag: str = "--env-overrides") -> dict:
+    """The ``EnvConfig`` fields a ``--env-overrides`` JSON object sets (``{}`` for ""); one
+    :class:`ConfigError` line naming ``flag`` for text that is not a flat JSON object (the
+    fields themselves are checked by ``EnvConfig``)."""
+    try:
+        extra = json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag} is not valid JSON ({e})") from e
+    except RecursionError:
+        raise ConfigError(f"{flag} is nested too deep; give a flat JSON object") from None
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{flag} must be a JSON object of EnvConfig fields")
+    return extra
 
 
 @dataclass(frozen=True)
@@ -146,16 +162,7 @@ class _Common:
 
     def env_config(self) -> EnvConfig:
         """The training env (defaults of ``EnvConfig`` = paper Sec. IV, sizes from here)."""
-        try:
-            extra = json.loads(self.env_overrides) if self.env_overrides else {}
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"--env-overrides is not valid JSON ({e})") from e
-        except RecursionError:
-            raise ConfigError(
-                "--env-overrides is nested too deep; give a flat JSON object"
-            ) from None
-        if not isinstance(extra, dict):
-            raise ConfigError("--env-overrides must be a JSON object of EnvConfig fields")
+        extra = parse_env_overrides(self.env_overrides)
         own = ("n_agents", "n_consumers", "n_resources", "resources_per_consumer")
         own += ("episode_length", "seed")
         for key in own:
