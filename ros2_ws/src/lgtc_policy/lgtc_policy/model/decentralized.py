@@ -96,12 +96,6 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
 
 
-def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` on stacked matrices: numpy runs one BLAS call per trailing matrix, so a robot's
-    rows go through the same kernel whether it is alone or one of ``B`` robots in a stack."""
-    return np.matmul(x, w)
-
-
 class _NpMLP:
     """ReLU MLP from an ``nn.Sequential`` of Linear/ReLU layers, on stacked inputs."""
 
@@ -113,7 +107,7 @@ class _NpMLP:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = len(self.w)
         for k in range(n):
-            x = _mm(x, self.w[k]) + self.b[k]
+            x = x @ self.w[k] + self.b[k]
             if k < n - 1:
                 np.maximum(x, 0.0, out=x)
         return x
@@ -131,7 +125,7 @@ class DecentralizedPolicy:
     observation, messages and state; :meth:`step` is it with ``B = 1``. A robot's result does
     not depend on the others in the stack, bit for bit (tested): every matrix product keeps
     the robot's own trailing shape (its ``(r, 4 + r)`` items, its ``(M, G)`` table, a row
-    ``(1, n)``), numpy's ``matmul`` runs one BLAS call per trailing matrix of a stack, and
+    ``(1, n)``), numpy's ``matmul`` (``@``) runs one BLAS call per trailing matrix of a stack, and
     reductions run along the same axis in the same order. Neighbour messages differ in count
     ``k`` per robot, so they are stacked per distinct ``k`` (a handful of groups).
     """
@@ -204,13 +198,13 @@ class DecentralizedPolicy:
         rho = np.zeros_like(d_msg)
         sx = np.zeros((B, self.F), np.float32)
         has = np.zeros(B, bool)
-        ks = np.array([m.shape[0] for m in msgs])
-        for k in np.unique(ks[ks > 0]):
-            rows = np.nonzero(ks == k)[0]
+        ks = [m.shape[0] for m in msgs]
+        for k in sorted(set(ks) - {0}):
+            rows = np.array([b for b, kb in enumerate(ks) if kb == k])
             stack = np.stack([msgs[b] for b in rows])  # (Bk, k, message_dim)
             items = stack[:, :, self.F :].reshape(len(rows), k, self.r, self.item_dim)
             psi = _deepset(items, self.psi1, self.psi2).mean(axis=1)  # (Bk, G)
-            d_msg[rows] = _mm(psi[:, None], self.B1w)[:, 0]
+            d_msg[rows] = (psi[:, None] @ self.B1w)[:, 0]
             sx[rows] = stack[:, :, : self.F].mean(axis=1)
             has[rows] = True
             if self.rho is not None:  # the sender's position: p_x, p_y of its first item
@@ -238,20 +232,20 @@ class DecentralizedPolicy:
         mask[~mask.any(axis=1)] = True
         phi = _deepset(consumer_res, self.phi1, self.phi2)  # (B, M, G) eq. (4)
         psi = _deepset(agent_res[:, None], self.psi1, self.psi2)  # (B, 1, G)
-        delta = _mm(psi, self.B0w)[:, 0] + self.B0b + phi.sum(axis=1)  # eq. (5)
+        delta = (psi @ self.B0w)[:, 0] + self.B0b + phi.sum(axis=1)  # eq. (5)
         d_msg, sx, has, rho = self.messages(msgs, pos)
         delta = np.where(has[:, None], delta + d_msg + rho, delta)
         if self.cfg.kind == "lgtc":
             x = np.asarray(states, np.float32)
-            h = _mm(x[:, None], self.A0)[:, 0] + _mm(sx[:, None], self.A1)[:, 0]
+            h = (x[:, None] @ self.A0)[:, 0] + (sx[:, None] @ self.A1)[:, 0]
             xi = self._softmax(np.tanh(delta + h + self.bx), phi, mask)
             att = phi[np.arange(B), np.argmax(xi, axis=1)]  # (B, G)
-            f = np.maximum(_mm(att[:, None], self.Ww)[:, 0] + self.Wb, 0.0)
-            sxk = _mm(sx[:, None], self.K)[:, 0]
+            f = np.maximum((att[:, None] @ self.Ww)[:, 0] + self.Wb, 0.0)
+            sxk = (sx[:, None] @ self.K)[:, 0]
             # eq. (6), one semi-implicit Euler step
             x_new = (x + self.dt * (f * self.Bf - sxk)) / (1.0 + self.dt * (self.tau + f))
             x_new = x_new.astype(np.float32)
-            y = np.concatenate([x_new, _mm(xi[:, None], phi)[:, 0], delta, pos], axis=1)
+            y = np.concatenate([x_new, (xi[:, None] @ phi)[:, 0], delta, pos], axis=1)
         else:
             x_new = np.zeros((B, 0), np.float32)
             xi = self._softmax(np.tanh(delta + self.bx), phi, mask)
@@ -267,6 +261,6 @@ class DecentralizedPolicy:
 
     @staticmethod
     def _softmax(h: np.ndarray, phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        logits = np.where(mask, _mm(phi, h[:, :, None])[:, :, 0], -np.inf)
+        logits = np.where(mask, (phi @ h[:, :, None])[:, :, 0], -np.inf)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
