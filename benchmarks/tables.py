@@ -378,7 +378,10 @@ _SCRATCH_RUNS = (
 RELPOS = f"{SRC}/lgtc_policy/results/relpos"
 _RELPOS_RUNS = (
     ("lgtc_ippo_relpos_constraint_s1", "relpos LGTC-IPPO from scratch, 1M (constraint Pi)", True),
+    ("lgtc_ippo_relpos_constraint_s2", "relpos LGTC-IPPO, seed 2, 1M", True),
+    ("lgtc_ippo_relpos_constraint_s3", "relpos LGTC-IPPO, seed 3, 1M", True),
     ("ippo_relpos_s1", "relpos IPPO from scratch, 1M", False),
+    ("ippo_relpos_s2", "relpos IPPO, seed 2, 1M", False),
     ("bc_greedy_relpos", "relpos BC of the greedy rule, 160k", True),
     ("ppo_bc05_relpos", "relpos BC + LGTC-IPPO, no filter (shipped relpos checkpoint)", True),
 )
