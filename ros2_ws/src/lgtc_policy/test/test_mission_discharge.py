@@ -316,9 +316,16 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
     config.write_text(yaml.safe_dump(base_mapping(t_event=2.0), sort_keys=False))
     argv = ["--backend", "core", "--config", str(config), "--runs", "1", "--after", "1"]
     assert main([*argv, "--checkpoint", str(SHIPPED), "--out", str(tmp_path / "o")]) == 0
-    summary = json.loads((tmp_path / "o" / "discharge.json").read_text())
+
+    def strict(text):  # NaN / Infinity are not JSON: a strict parser (jq, JS) refuses them
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text[:80]}"))
+
+    summary = strict((tmp_path / "o" / "discharge.json").read_text())
     assert summary["backend"] == "core" and summary["runs"] == 1
-    assert "[core] re-covered within 40 s in" in capsys.readouterr().out
+    (run,) = summary["results"]
+    out = capsys.readouterr().out
+    assert "[core] re-covered within 40 s in" in out
+    assert strict(next(line for line in out.splitlines() if line.startswith("{"))) == run
     # no checkpoint in the config and none given; a corrupted file; a missing config
     assert main([*argv, "--out", str(tmp_path / "p")]) == 2
     assert "policy.checkpoint is null" in capsys.readouterr().err
@@ -583,3 +590,24 @@ def test_checkpoint_option_takes_a_package_path_or_a_path_from_the_working_direc
     assert s["checkpoint"] == str(tmp_path / "ck.pt")
     with pytest.raises(MissionError, match="--checkpoint"):
         discharge_study_core("lgtc_policy:checkpoints/nope.pt", mapping, runs=1, after=0.5)
+
+
+def test_summary_and_run_lines_are_strict_json(tmp_path, capsys):
+    """A run that was not re-covered has ``recover_s`` NaN in Python; discharge.json wrote it
+    as ``NaN``, which strict JSON parsers refuse. It is ``null`` now, nested or not."""
+    from lgtc_policy.mission.discharge_study import _dumps, _finish
+
+    runs = [
+        {"outcome": "not re-covered", "success": False, "abandoned": True, "recover_s": math.nan},
+        {"outcome": "re-covered", "success": True, "abandoned": True, "recover_s": 2.5},
+    ]
+    summary = summarise(runs, "core", None, 40.0)
+    summary["extra"] = {"inf": [math.inf, -math.inf, 1.0]}
+    _finish(summary, tmp_path, 40.0)
+    text = (tmp_path / "discharge.json").read_text()
+    got = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in discharge.json"))
+    assert [r["recover_s"] for r in got["results"]] == [None, 2.5]
+    assert got["extra"] == {"inf": [None, None, 1.0]}
+    assert json.loads(_dumps(runs[0]))["recover_s"] is None
+    assert math.isnan(runs[0]["recover_s"])  # the caller's dict is not changed
+    assert "re-covered within 40 s in 1 of 2 runs" in capsys.readouterr().out

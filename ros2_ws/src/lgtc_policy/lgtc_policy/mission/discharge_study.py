@@ -378,9 +378,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float (``recover_s`` of a run that was not re-covered)
+    as ``None``, so the JSON written is strict JSON (``null``, never ``NaN``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _dumps(value: Any, **kw) -> str:
+    return json.dumps(_strict(value), allow_nan=False, **kw)
+
+
 def _finish(summary: dict, out: Path, window: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "discharge.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "discharge.json").write_text(_dumps(summary, indent=2) + "\n")
     cases = ", ".join(f"{v} {k}" for k, v in sorted(summary["outcomes"].items()))
     line = (
         f"[{summary['backend']}] re-covered within {window:g} s in {summary['successes']} of "
@@ -414,7 +430,7 @@ def _main_core(ns: argparse.Namespace) -> int:
             after=ns.after,
             resource_types=ns.resource_types.split(",") if ns.resource_types else None,
             out=out,
-            progress=lambda res: print(json.dumps(res), flush=True),
+            progress=lambda res: print(_dumps(res), flush=True),
             controller=ns.controller,
             cbf=not ns.no_cbf,
             victim=ns.victim,
@@ -491,7 +507,7 @@ def _main_ros(ns: argparse.Namespace) -> int:
             if ns.resource_types:
                 mapping["resource_types"] = ns.resource_types.split(",")
             results.append(_ros_run(ns, mapping, seed, (t_event + ns.after) * 1.15 + 10.0))
-            print(json.dumps(results[-1]), flush=True)
+            print(_dumps(results[-1]), flush=True)
             if ns.figure and seed == ns.first_seed:
                 _figure(ns, seed, f"{ns.config}, seed {seed}")
     except MissionError as exc:
@@ -519,7 +535,7 @@ def run_cli(ns: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         for res in summary["results"]:
-            print(json.dumps(res))
+            print(_dumps(res))
         _finish(summary, Path(ns.out), ns.window)
         return 0
     if ns.backend == "core":
