@@ -818,6 +818,12 @@ class ResourceEnv:
             active=active,
         )
 
+    def serving(self) -> torch.Tensor:
+        """(B, N) int64: the consumer whose interaction area holds each active agent (the
+        nearest on overlap, as the delivery rule), -1 for none (the simulator's ``serving``)."""
+        target = self._targets()
+        return torch.where(target < self.cfg.n_consumers, target, -1)
+
     def demand_satisfied(self) -> torch.Tensor:
         """(B,) 1 - sum(de(t)) / sum(de(0))."""
         tot0 = self.demand0.flatten(1).sum(-1)

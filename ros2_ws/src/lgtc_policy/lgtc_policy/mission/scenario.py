@@ -341,14 +341,9 @@ class _Tracker:
 
 
 def env_serving(env) -> np.ndarray:
-    """``(N,)`` consumer whose area each active agent of env 0 is inside (``||p_i - d_m|| <=
-    R_m``, the nearest on overlap), or -1: the simulator's ``serving`` in the env."""
-    pos = env.pos[0].double().cpu().numpy()
-    cp = env.consumer_pos[0].double().cpu().numpy()
-    rad = env.radius[0].double().cpu().numpy()
-    d = np.linalg.norm(pos[:, None] - cp[None], axis=-1)  # (N, M)
-    inside = (d <= rad[None]) & env.active[0].cpu().numpy()[:, None]
-    return np.where(inside.any(axis=1), np.where(inside, d, np.inf).argmin(axis=1), -1)
+    """``(N,)`` consumer whose area each active agent of env 0 is inside (the nearest on
+    overlap), or -1: the simulator's ``serving`` in the env (``ResourceEnv.serving``)."""
+    return env.serving()[0].cpu().numpy()
 
 
 def _apply_events(env, sc: Scenario, tick: int, fired: list | None = None) -> None:
