@@ -72,6 +72,35 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(tmp_path) -> None:
     assert int(rows[-1]["env_steps"]) == budget
 
 
+def test_keep_checkpoints_writes_every_checkpoint_as_a_policy_file(tmp_path) -> None:
+    """``keep_checkpoints``: besides last.pt, each checkpoint stays as
+    checkpoints/step_<env steps>.pt without optimiser or resume state, also across a resume,
+    and per seed for a stacked run; the last kept file holds last.pt's weights."""
+    from lgtc_policy.train.stacked import train_ppo_seeds
+
+    run = tmp_path / "one"
+    cfg = dataclasses.replace(PPO, keep_checkpoints=True, run_dir=str(run), total_env_steps=64)
+    train_ppo(cfg)
+    train_ppo(dataclasses.replace(cfg, total_env_steps=96, resume=True))
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step_000000032.pt", "step_000000064.pt", "step_000000096.pt"]
+    for name in kept:
+        ck = load_checkpoint(run / "checkpoints" / name)
+        assert ck["optim"] is None and "resume_state" not in ck
+        assert ck["progress"]["env_steps"] == int(name[5:14])
+    assert "resume_state" in load_checkpoint(run / "last.pt")
+    wl, wk = _weights(run / "last.pt"), _weights(run / "checkpoints" / kept[-1])
+    assert all(torch.equal(v, wk[n][k]) for n, sd in wl.items() for k, v in sd.items())
+    assert not (tmp_path / "off").exists()
+    train_ppo(dataclasses.replace(PPO, run_dir=str(tmp_path / "off"), total_env_steps=32))
+    assert not (tmp_path / "off" / "checkpoints").exists()
+    dirs = [tmp_path / "s1", tmp_path / "s2"]
+    train_ppo_seeds(dataclasses.replace(cfg, seeds=(1, 2), total_env_steps=64), dirs)
+    for d in dirs:
+        names = sorted(p.name for p in (d / "checkpoints").iterdir())
+        assert names == ["step_000000032.pt", "step_000000064.pt"]
+
+
 def test_sweep_skips_resumes_and_refuses_to_overwrite(tmp_path) -> None:
     common = {**SMALL, "total_env_steps": 32, "eval_every": 10**9, "checkpoint_every": 32}
     fam = {"ppo": {"rollout": 32, "minibatch": 8, "epochs": 2}, "sac": {"batch": 8}}

@@ -55,6 +55,7 @@ from lgtc_policy.train.common import (
     RunLogger,
     make_adam,
     resolve_device,
+    save_last,
     set_seed,
     set_threads,
     write_json,
@@ -339,7 +340,7 @@ def train_bc(cfg: BCConfig) -> dict:
         bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_mse", "eval_reward") if k in row})
         if step >= next_ckpt or step >= cfg.total_env_steps:
             next_ckpt += cfg.checkpoint_every
-            save_checkpoint(run / "last.pt", payload(summary))
+            save_last(run, payload(summary), step, cfg.keep_checkpoints)
     bar.close()
     logger.close()
     write_json(run / "final_eval.json", {**summary, "best_eval_reward": best})

@@ -33,6 +33,7 @@ __all__ = [
     "gae",
     "make_adam",
     "resolve_device",
+    "save_last",
     "set_seed",
     "set_threads",
 ]
@@ -46,6 +47,25 @@ capture and autograd split, run by eager kernels: no C++ compiler needed)."""
 
 class ConfigError(LgtcError, ValueError):
     """A training/eval option is invalid; the message names the field and the fix."""
+
+
+KEPT_DIR = "checkpoints"
+"""Folder of a run's kept checkpoints (``keep_checkpoints``)."""
+
+
+def save_last(run_dir: str | Path, payload: dict, step: int, keep: bool) -> None:
+    """Write ``run_dir/last.pt``; with ``keep`` (config ``keep_checkpoints``) also
+    ``run_dir/checkpoints/step_<step>.pt``: the same payload without the optimiser and the
+    exact-resume state (what ``best.pt`` holds), which ``lgtc eval``, ``lgtc discharge`` and
+    the policy node load like any checkpoint."""
+    from lgtc_policy.model.checkpoint import save_checkpoint
+
+    run_dir = Path(run_dir)
+    save_checkpoint(run_dir / "last.pt", payload)
+    if keep:
+        kept = {k: (None if k == "optim" else v) for k, v in payload.items()
+                if k != "resume_state"}  # fmt: skip
+        save_checkpoint(run_dir / KEPT_DIR / f"step_{step:09d}.pt", kept)
 
 
 # ----------------------------------------------------------------------------- algorithm

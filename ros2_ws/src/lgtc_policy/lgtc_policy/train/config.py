@@ -159,6 +159,10 @@ class _Common:
     """Continue from run_dir/last.pt (same config required except the budget)."""
     checkpoint_every: int = 100_000
     """Write run_dir/last.pt every this many env steps."""
+    keep_checkpoints: bool = False
+    """Also keep every checkpoint as run_dir/checkpoints/step_<env steps>.pt (the policy, its
+    config and the latest evaluation; no optimiser or resume state), to screen or evaluate a
+    run's intermediate policies; by default only last.pt and best.pt."""
 
     def env_config(self) -> EnvConfig:
         """The training env (defaults of ``EnvConfig`` = paper Sec. IV, sizes from here)."""

@@ -44,6 +44,7 @@ from lgtc_policy.train.common import (
     gae,
     make_adam,
     resolve_device,
+    save_last,
     set_seed,
     set_threads,
     write_json,
@@ -611,7 +612,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
         _show_progress(bar, row, T * B)
         if step >= next_ckpt or step >= cfg.total_env_steps:
             next_ckpt += cfg.checkpoint_every
-            save_checkpoint(run / "last.pt", payload(summary, with_optim=True))
+            save_last(run, payload(summary, with_optim=True), step, cfg.keep_checkpoints)
     bar.close()
     logger.close()
     write_json(run / "final_eval.json", {**summary, "best_eval_reward": best})
@@ -798,6 +799,7 @@ def _resume(path: Path, cfg: PPOConfig, ac) -> tuple[int, float, float, dict]:
         old_d = {**LEGACY_PPO, **old_d}
     old = config_from_dict(PPOConfig, old_d)
     keep = ("total_env_steps", "resume", "progress", "eval_every", "checkpoint_every", "threads")
+    keep += ("keep_checkpoints",)  # logging, like checkpoint_every
     keep += ("init_checkpoint", "device", "compile")
     diff = [k for k in cfg.to_dict() if k not in keep and cfg.to_dict()[k] != old.to_dict()[k]]
     if diff:

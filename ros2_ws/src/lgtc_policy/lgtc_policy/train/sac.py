@@ -33,6 +33,7 @@ from lgtc_policy.train.common import (
     config_from_dict,
     make_adam,
     resolve_device,
+    save_last,
     set_seed,
     set_threads,
     write_json,
@@ -316,7 +317,7 @@ def train_sac(cfg: SACConfig) -> dict:
             )
         if step >= next_ckpt or step >= cfg.total_env_steps:
             next_ckpt += cfg.checkpoint_every
-            save_checkpoint(run / "last.pt", sr.payload(summary, step, best, True))
+            save_last(run, sr.payload(summary, step, best, True), step, cfg.keep_checkpoints)
     bar.close()
     logger.close()
     write_json(run / "final_eval.json", {**summary, "best_eval_reward": best})
@@ -353,6 +354,7 @@ def _resume(path: Path, cfg: SACConfig, sr: SACRun) -> tuple[int, float]:
     ck = load_checkpoint(path)
     old = config_from_dict(SACConfig, dict(ck["train_config"]))
     keep = ("total_env_steps", "resume", "progress", "eval_every", "checkpoint_every", "threads")
+    keep += ("keep_checkpoints",)  # logging, like checkpoint_every
     keep += ("device",)
     diff = [k for k, v in cfg.to_dict().items() if k not in keep and v != old.to_dict()[k]]
     if diff:

@@ -34,6 +34,7 @@ from lgtc_policy.train.common import (
     compile_loss,
     make_adam,
     resolve_device,
+    save_last,
     set_seed,
     set_threads,
     write_json,
@@ -262,7 +263,7 @@ def train_ppo_seeds(cfg: PPOConfig, dirs: list[Path] | None = None) -> list[dict
             if do_ckpt:
                 ck = checkpoint_payload(r.ac, r.cfg, r.env_cfg, summaries[i], step, best[i],
                                         wall, st.optim_state(i), None, r.snapshot())  # fmt: skip
-                save_checkpoint(dirs[i] / "last.pt", ck)
+                save_last(dirs[i], ck, step, cfg.keep_checkpoints)
         next_eval += cfg.eval_every if do_eval else 0
         next_ckpt += cfg.checkpoint_every if do_ckpt else 0
     for i, lg in enumerate(logs):
