@@ -11,6 +11,9 @@ import numpy as np
 from cbf_filter.errors import CBFConfigError
 
 CLASS_K_FUNCTIONS = ("linear", "cubic")
+#: Fastest filter rate [Hz]: a node's re-filter timer at a faster rate rounds to a period of
+#: 0 ns in rclpy, a busy loop (``control_hz:=1e300``).
+MAX_CONTROL_HZ = 1e4
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,11 @@ def _arena_box(p: CBFParams, dim: int, ds: float) -> tuple[np.ndarray | None, np
         )
     arena = arena[:dim]
     if not np.all(np.isfinite(arena)) or np.any(arena[:, 1] <= arena[:, 0]):
-        raise CBFConfigError("arena", f"every axis needs min < max, got {arena.tolist()}", "")
+        raise CBFConfigError(
+            "arena",
+            f"every axis needs finite min < max, got {arena.tolist()}",
+            "e.g. ((-2, 2), (-2, 2)); as the node parameter [-2.0, 2.0, -2.0, 2.0]",
+        )
     margin_raw = ds / 2 if p.boundary_margin is None else p.boundary_margin
     try:
         margin = np.broadcast_to(
@@ -305,12 +312,17 @@ def _pick(value, from_config, default):
     return from_config if from_config is not None else default
 
 
-def control_rate(swarm=None, control_hz=None) -> float:
+def control_rate(swarm=None, control_hz=None, min_hz: float = 0.0) -> float:
     """Command rate [Hz] of a robot's filter: ``control_hz`` > the swarm config's
-    ``rates.control_hz`` > 20 (raises :class:`CBFConfigError` unless > 0)."""
+    ``rates.control_hz`` > 20 (raises :class:`CBFConfigError` unless finite, ``> 0``, at least
+    ``min_hz`` and at most :data:`MAX_CONTROL_HZ`). The node passes ``min_hz = 1 /
+    CMD_TIMEOUT_S`` (a nominal is fresh that long only; ``1e-300`` Hz overflowed its timer)."""
     hz = float(_pick(control_hz, None if swarm is None else swarm.rates.control_hz, 20.0))
-    if not hz > 0:
-        raise CBFConfigError("control_hz", f"must be > 0, got {hz}", "e.g. 20")
+    if not (hz > 0.0 and min_hz <= hz <= MAX_CONTROL_HZ):
+        low = f"[{min_hz:g}" if min_hz > 0.0 else "(0"
+        raise CBFConfigError(
+            "control_hz", f"must be in {low}, {MAX_CONTROL_HZ:g}] Hz, got {hz}", "e.g. 20"
+        )
     return hz
 
 

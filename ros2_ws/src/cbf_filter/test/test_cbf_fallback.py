@@ -17,10 +17,12 @@ from cbf_filter import (
     UnicycleCBF,
 )
 from cbf_filter import centralized as centralized_module
+from cbf_filter.params import control_rate
 from cbf_filter.swarm_active_set import MAX_ITER
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sim_bridge.topics import CMD_TIMEOUT_S
 
 ARENA = ((-2.0, 2.0), (-2.0, 2.0))
 PARAMS = CBFParams(arena=ARENA, sensing_radius=1.0)
@@ -168,3 +170,19 @@ def test_shape_and_config_errors_name_the_field():
         UnicycleCBF(2, projection_distance=0.0)
     with pytest.raises(CBFConfigError, match="form"):
         UnicycleCBF(2, form="hybrid")
+    # Every configuration error carries a fix to act on (the arena's was empty: "(fix: )").
+    for kwargs, _ in cases:
+        with pytest.raises(CBFConfigError) as err:
+            CentralizedCBF(2, 2, CBFParams(**kwargs))
+        assert err.value.fix.strip(), err.value
+
+
+@pytest.mark.parametrize("hz", [0.0, -1.0, float("inf"), 1e300, 2e4, 1e-300, 3.0])
+def test_control_rate_out_of_range_names_the_field(hz):
+    """1e-300 Hz passed and overflowed the node's 1 / control_hz timer (a traceback); 1e300 Hz
+    and inf passed too (a 0 ns timer: a busy loop; inf ended as "sample_time ... got 0.0")."""
+    with pytest.raises(CBFConfigError) as err:
+        control_rate(None, hz, min_hz=1.0 / CMD_TIMEOUT_S)
+    assert err.value.field == "control_hz" and err.value.fix
+    assert control_rate(None, 20.0, min_hz=1.0 / CMD_TIMEOUT_S) == 20.0
+    assert control_rate(None, None) == 20.0

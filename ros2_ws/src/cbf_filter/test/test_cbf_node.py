@@ -411,3 +411,30 @@ def test_cli_exits_2_with_one_line_on_bad_input(capsys):
     assert err.startswith("cbf_node: gamma") and "Traceback" not in err
     assert main(["--ros-args", "-r", "__ns:=/nobody", "-p", "config:=/no/such/swarm.yaml"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        # rclpy's InvalidTopicNameException (a traceback) for a name it refuses in a topic
+        (["-p", "robot:=é"], "robot"),
+        (["-p", "robot:=1abc"], "robot"),
+        # a KeyError's quoted text, naming neither the parameter nor the fix
+        (["-p", "robot:=zz", "-p", "config:=launch/example.yaml"], "robot"),
+        # OverflowError in create_timer (a traceback), and 0 ns timers (busy loops)
+        (["-p", "robot:=r1", "-p", "control_hz:=1e-300"], "control_hz"),
+        (["-p", "robot:=r1", "-p", "control_hz:=1e300"], "control_hz"),
+        (["-p", "robot:=r1", "-p", "diagnostics_period:=1e300"], "diagnostics_period"),
+        (["-p", "robot:=r1", "-p", "diagnostics_period:=1e-300"], "diagnostics_period"),
+        # the filter would re-filter a nominal older than the swarm's freshness rule allows
+        (["-p", "robot:=r1", "-p", "cmd_timeout:=1e308"], "cmd_timeout"),
+        (["-p", "robot:=r1", "-p", "cmd_timeout:=0.31"], "cmd_timeout"),
+    ],
+)
+def test_cli_bad_name_or_rate_is_one_line_naming_the_parameter(capsys, params, field):
+    from cbf_filter.ros.node import main
+
+    assert main(["--ros-args", *params]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cbf_node: {field}: ") and "(fix: " in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -32,10 +32,16 @@ from sim_bridge.bringup import (
     split_robots,
 )
 from sim_bridge.config import ConfigError, Problem, SwarmConfig, check_files, load_config
+from sim_bridge.relay import MAX_LATENCY_S
 from sim_bridge.render import RenderError, render
 
 #: Entry point group of the config validators of installed packages.
 VALIDATORS_GROUP = "swarm.validators"
+#: Longest ``--duration`` and ``--status-every`` [s] (about 11.6 days: a timer of rclpy keeps
+#: its period in int64 nanoseconds; without ``--duration`` a run lasts until Ctrl-C).
+MAX_DURATION_S = 1e6
+#: Shortest non-zero ``--status-every`` [s] (a status line per 0 ns timer tick is a busy loop).
+MIN_STATUS_EVERY_S = 0.01
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -67,11 +73,23 @@ def bounded_int(low: int, high: int):
     return parse
 
 
-def bounded_float(low: float, high: float = math.inf, open_low: bool = False):
-    """argparse ``type``: a finite number in ``[low, high]`` (``(low, high]`` with
-    ``open_low``); NaN, infinities and out-of-range values are the option's one-line error."""
-    if math.isfinite(high):
-        want = f"a number in {'(' if open_low else '['}{low:g}, {high:g}]"
+def bounded_float(
+    low: float,
+    high: float = math.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+    zero_or_from: float | None = None,
+):
+    """argparse ``type``: a finite number in ``[low, high]`` (``(low, ...`` with ``open_low``,
+    ``..., high)`` with ``open_high``); NaN, infinities and out-of-range values are the
+    option's one-line error. ``zero_or_from``: 0, or a number in ``[zero_or_from, high]``
+    (a period where 0 means "none": a tiny one would be a busy loop)."""
+    right = ")" if open_high else "]"
+    if zero_or_from is not None:
+        low, open_low = zero_or_from, False
+        want = f"0 or a number in [{low:g}, {high:g}{right}"
+    elif math.isfinite(high):
+        want = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{right}"
     else:
         want = f"a finite number {'>' if open_low else '>='} {low:g}"
 
@@ -80,7 +98,11 @@ def bounded_float(low: float, high: float = math.inf, open_low: bool = False):
             value = float(text)
         except ValueError:
             value = math.nan
-        inside = (low < value if open_low else low <= value) and value <= high
+        inside = (low < value if open_low else low <= value) and (
+            value < high if open_high else value <= high
+        )
+        if zero_or_from is not None and value == 0.0:
+            inside = True
         if not (math.isfinite(value) and inside):
             raise argparse.ArgumentTypeError(f"must be {want}, got {text[:40]!r}")
         return value
@@ -317,7 +339,12 @@ def _add_up_parser(sub) -> None:
     """The ``swarm up`` subcommand and its options."""
     p = sub.add_parser("up", help="start the swarm's nodes here (sim world, relay, CBF, policy)")
     p.add_argument("config", help="swarm YAML file")
-    p.add_argument("--duration", type=float, default=None, help="stop after S wall seconds")
+    p.add_argument(
+        "--duration",
+        type=bounded_float(0.0, MAX_DURATION_S, open_low=True),
+        default=None,
+        help="stop after S wall seconds",
+    )
     p.add_argument("--record", metavar="FILE.mcap", help="record the run (ROS 2 bag, MCAP)")
     p.add_argument("--mode", choices=("composed", "processes"), default="composed")
     p.add_argument(
@@ -352,14 +379,7 @@ def _add_up_parser(sub) -> None:
         "than real time slows the whole swarm instead of making its commands stale "
         "(simulation only)",
     )
-    p.add_argument("--latency", type=float, default=0.0, help="comm relay latency [s]")
-    p.add_argument("--drop", type=float, default=0.0, help="comm relay drop probability")
-    p.add_argument(
-        "--status-every",
-        type=bounded_float(0.0),
-        default=5.0,
-        help="status line period [s] (0: none)",
-    )
+    _add_relay_and_status_options(p)
     p.add_argument(
         "--groups",
         type=int,
@@ -384,6 +404,36 @@ def _add_up_parser(sub) -> None:
         "a robot's node or group that exits is reported, its robots land, the others carry on)",
     )
     p.set_defaults(func=_cmd_up)
+
+
+def status_period():
+    """argparse ``type`` of a status-line period [s] (``--status-every`` of ``swarm up`` and of
+    the mission demos): 0 (no status lines) or a number in ``[MIN_STATUS_EVERY_S,
+    MAX_DURATION_S]`` (``1e-300`` was a busy timer, ``1e300`` an overflow in rclpy)."""
+    return bounded_float(0.0, MAX_DURATION_S, zero_or_from=MIN_STATUS_EVERY_S)
+
+
+def _add_relay_and_status_options(p) -> None:
+    """``swarm up``'s comm relay impairments and status period, each bounded (a latency of
+    ``1e300`` queued every message for good; a status period of ``1e-300`` was a busy loop)."""
+    p.add_argument(
+        "--latency",
+        type=bounded_float(0.0, MAX_LATENCY_S),
+        default=0.0,
+        help="comm relay latency [s]",
+    )
+    p.add_argument(
+        "--drop",
+        type=bounded_float(0.0, 1.0, open_high=True),
+        default=0.0,
+        help="comm relay drop probability",
+    )
+    p.add_argument(
+        "--status-every",
+        type=status_period(),
+        default=5.0,
+        help="status line period [s] (0: none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

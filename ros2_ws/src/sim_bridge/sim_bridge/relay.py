@@ -25,6 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: Longest delivery delay [s]. Every copy waits in the relay's queue for ``latency_s``, so the
+#: queue holds about ``latency_s`` times the swarm's message rate: a larger delay (``--latency
+#: 1e300``) only grows it without bound, and a message that old is useless to a 20 Hz policy.
+MAX_LATENCY_S = 10.0
+
 
 def pack_bundle(messages: Sequence[Sequence[float]]) -> list[tuple[int, array]]:
     """One recipient's due messages as few flat arrays: ``[(row_len, data), ...]``.
@@ -71,7 +76,8 @@ class CommRelay:
     Args:
         n: number of robots (indices ``0..n-1``).
         comm_radius: ``C`` [m], 3-D distance between robot centres.
-        latency_s: delivery delay [s] (0 = deliver on the next :meth:`due` call).
+        latency_s: delivery delay [s] (0 = deliver on the next :meth:`due` call), at most
+            :data:`MAX_LATENCY_S`.
         drop_prob: probability that one copy is lost, in ``[0, 1)``.
         seed: seed of the drop generator.
     """
@@ -88,8 +94,8 @@ class CommRelay:
             raise ValueError(f"n must be >= 0, got {n}")
         if not (np.isfinite(comm_radius) and comm_radius > 0):
             raise ValueError(f"comm_radius must be > 0 m, got {comm_radius!r}")
-        if not (np.isfinite(latency_s) and latency_s >= 0):
-            raise ValueError(f"latency_s must be >= 0 s, got {latency_s!r}")
+        if not 0.0 <= latency_s <= MAX_LATENCY_S:
+            raise ValueError(f"latency_s must be in [0, {MAX_LATENCY_S:g}] s, got {latency_s!r}")
         if not 0.0 <= drop_prob < 1.0:
             raise ValueError(f"drop_prob must be in [0, 1), got {drop_prob!r}")
         self.n = n

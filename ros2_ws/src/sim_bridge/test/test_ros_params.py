@@ -152,8 +152,31 @@ def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
         ("ground_node", "hold_after_s", math.nan, "hold_after_s: must be finite and > 0"),
         ("ground_node", "projection_distance", -1.0, "projection_distance: must be finite and > 0"),
         # positive rules took infinity (a timer of inf s overflowed, a wait never ended)
-        ("ground_node", "resources_hz", math.inf, "resources_hz: must be finite and > 0"),
-        ("services_node", "timeout_s", math.inf, "timeout_s: must be finite and > 0"),
+        ("ground_node", "resources_hz", math.inf, "resources_hz: must be in [1e-06, 10000] Hz"),
+        ("services_node", "timeout_s", math.inf, "timeout_s: must be in [0.0001, 1e+06] s"),
+        # finite rates and waits that became timers: 1e-300 Hz overflowed rclpy's int64
+        # nanoseconds (a traceback), 1e300 Hz was a 0 ns timer (a busy loop)
+        ("ground_node", "rate_hz", 1e-300, "rate_hz: must be in [1e-06, 10000] Hz"),
+        ("ground_node", "rate_hz", 1e300, "rate_hz: must be in [1e-06, 10000] Hz"),
+        ("ground_node", "resources_hz", 1e-300, "resources_hz: must be in [1e-06, 10000] Hz"),
+        ("crazyflie_node", "resources_hz", 1e-300, "resources_hz: must be in [1e-06, 10000]"),
+        ("crazyflie_node", "rate_hz", 1e300, "rate_hz: must be in [20, 10000] Hz"),
+        ("crazyflie_node", "max_rate_hz", 1e300, "max_rate_hz: must be in [1e-06, 10000] Hz"),
+        ("services_node", "timeout_s", 1e300, "timeout_s: must be in [0.0001, 1e+06] s"),
+        (
+            "relay_node",
+            "bundle_period_s",
+            1e-300,
+            "bundle_period_s: must be 0 or in [0.0001, 1e+06]",
+        ),
+        (
+            "relay_node",
+            "bundle_period_s",
+            1e300,
+            "bundle_period_s: must be 0 or in [0.0001, 1e+06]",
+        ),
+        # every copy waited in the relay's queue for good: memory without bound
+        ("relay_node", "latency_s", 1e300, "latency_s: must be in [0, 10]"),
         ("relay_node", "seed", -5, "seed: must be -1 or 0 .. 2**63 - 1"),
         # the Crazyflie bridge started with these (LinkParams checks only how they relate)
         ("crazyflie_node", "battery_full_v", math.nan, "battery_full_v: must be finite and > 0"),
@@ -163,11 +186,11 @@ def test_bad_ros_args_are_one_line_and_exit_2(capsys, ros_args, words):
         ("crazyflie_node", "estimate_wait_s", math.nan, "estimate_wait_s: must be finite and > 0"),
         ("crazyflie_node", "retry_backoff_max_s", math.inf, "retry_backoff_max_s: must be finite"),
         ("crazyflie_node", "land_after_s", math.inf, "land_after_s: must be finite and > 0 s"),
-        ("crazyflie_node", "max_rate_hz", math.inf, "max_rate_hz: must be finite and > 0 Hz"),
-        ("crazyflie_node", "rate_hz", math.inf, "rate_hz: must be >= 20 Hz"),
+        ("crazyflie_node", "max_rate_hz", math.inf, "max_rate_hz: must be in [1e-06, 10000] Hz"),
+        ("crazyflie_node", "rate_hz", math.inf, "rate_hz: must be in [20, 10000] Hz"),
         ("crazyflie_node", "geofence_margin", math.nan, "geofence_margin: must be >= 0 m"),
         ("crazyflie_node", "log_period_ms", 5, "log_period_ms: must be in [10, 2540]"),
-        ("crazyflie_node", "resources_hz", math.inf, "resources_hz: must be finite and > 0"),
+        ("crazyflie_node", "resources_hz", math.inf, "resources_hz: must be in [1e-06, 10000]"),
     ],
 )
 def test_node_tables_refuse_fuzzed_values(context, module, name, value, words):

@@ -87,9 +87,17 @@ def test_round_trip_through_mapping():
         ({"comm_radiuss": 1.0}, "comm_radiuss", "did you mean `comm_radius`"),
         ({"comm_radius": 0.0}, "comm_radius", "> 0.0"),
         ({"comm_radius": "far"}, "comm_radius", "expected a number"),
+        # YAML 1.1 reads `comm_radius: 2e0` (no dot) as the text '2e0': say how to write it
+        ({"comm_radius": "2e0"}, "comm_radius", "YAML reads '2e0' as text: write it with a dot"),
+        ({"rates": {"control_hz": "1e+1"}}, "rates.control_hz", "e.g. 1.0e-3 or 2.0e+1"),
         ({"fileversion": 2}, "fileversion", "use 1"),
         ({"rates": {"control_hz": -1}}, "rates.control_hz", "out of range"),
         ({"rates": {"control_hz": 50, "sim_hz": 10}}, "rates.sim_hz", "below control_hz"),
+        # passed validation; `swarm up` then failed in the world's 1 / sim_hz timer
+        # ("cannot convert float infinity to integer", no key named)
+        ({"rates": {"control_hz": 1e-300, "sim_hz": 1e-300}}, "rates.control_hz", "too slow"),
+        # every command stale before the next one came: the robots stopped and went
+        ({"rates": {"control_hz": 2.0}}, "rates.control_hz", "use a value >= 3.34 Hz"),
         ({"safety": {"class_k": "quadratic"}}, "safety.class_k", "not one of"),
         ({"arena": {"x": [2, -2], "y": [-2, 2]}}, "arena.x", "min < max"),
         ({"resource_types": ["energy", "payload", "energy"]}, "resource_types[2]", "duplicate"),

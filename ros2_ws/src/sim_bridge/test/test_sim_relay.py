@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sim_bridge.relay import CommRelay, pack_bundle
+from sim_bridge.relay import MAX_LATENCY_S, CommRelay, pack_bundle
 
 
 def test_delivers_only_within_radius():
@@ -58,7 +58,18 @@ def test_drop_rate_is_seeded_and_close_to_p():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"comm_radius": 0.0}, {"latency_s": -1.0}, {"drop_prob": 1.0}, {"n": -1}]
+    "kwargs",
+    [
+        {"comm_radius": 0.0},
+        {"latency_s": -1.0},
+        {"drop_prob": 1.0},
+        {"n": -1},
+        # a delay beyond MAX_LATENCY_S only grows the queue: 1e300 s held every copy for good
+        {"latency_s": 1e300},
+        {"latency_s": MAX_LATENCY_S + 1.0},
+        {"latency_s": float("nan")},
+        {"drop_prob": float("nan")},
+    ],
 )
 def test_rejects_bad_parameters(kwargs):
     args = {"n": 3, "comm_radius": 1.0, **kwargs}

@@ -199,8 +199,36 @@ def test_swarm_bad_option_is_one_line_with_exit_2(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "swarm up: error: argument --status-every: must be a finite number >= 0, got 'nan' "
-        "(see `swarm up --help`)"
+        "swarm up: error: argument --status-every: must be 0 or a number in [0.01, 1e+06], "
+        "got 'nan' (see `swarm up --help`)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "flag,value,want",
+    [
+        # a period of 0 ns (busy loop) and one that overflowed rclpy's timer (a traceback)
+        ("--status-every", "1e-300", "0 or a number in [0.01, 1e+06]"),
+        ("--status-every", "1e300", "0 or a number in [0.01, 1e+06]"),
+        # reached the relay node unchecked: a 1e300 s delay queued every message for good
+        ("--latency", "1e300", "a number in [0, 10]"),
+        ("--latency", "-1", "a number in [0, 10]"),
+        ("--latency", "nan", "a number in [0, 10]"),
+        # reported as the relay node's parameter, after the world had started
+        ("--drop", "1", "a number in [0, 1)"),
+        ("--drop", "nan", "a number in [0, 1)"),
+        # inf ran forever, nan was refused with exit status 1
+        ("--duration", "inf", "a number in (0, 1e+06]"),
+        ("--duration", "nan", "a number in (0, 1e+06]"),
+    ],
+)
+def test_swarm_up_out_of_range_numbers_are_one_line_with_exit_2(capsys, flag, value, want):
+    with pytest.raises(SystemExit) as exc:
+        swarm_main(["up", "launch/example.yaml", flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"swarm up: error: argument {flag}: must be {want}, got {value!r} (see `swarm up --help`)"
     ]
 
 

@@ -53,6 +53,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rclpy.node import Node
 from sim_bridge import topics
+from sim_bridge.config.limits import MAX_NAME_LEN, NAME_RE, RESERVED_NAMES
 from sim_bridge.ros import qos
 from sim_bridge.ros.params import (
     Param,
@@ -62,6 +63,7 @@ from sim_bridge.ros.params import (
     one_of,
     positive,
     read,
+    timer_period,
 )
 from sim_bridge.ros.sim_time import on_sim_time, wall_clock
 
@@ -85,6 +87,9 @@ _CONFIG_PARAMETERS = (
     "sample_time",
 )
 NAN = float("nan")
+#: Slowest filter rate [Hz]: a nominal is fresh for ``CMD_TIMEOUT_S`` only, so a slower rate
+#: never re-filters one (the swarm file's ``rates.control_hz`` has the same floor).
+MIN_CONTROL_HZ = math.ceil(100.0 / topics.CMD_TIMEOUT_S) / 100
 
 _DURATION = positive("a duration [s]")
 
@@ -144,8 +149,13 @@ PARAMETERS = (
     Param(
         "cmd_timeout",
         topics.CMD_TIMEOUT_S,
-        "nominal older than this [s] -> zero",
-        _DURATION,
+        "nominal older than this [s] -> zero (at most CMD_TIMEOUT_S: tighter, never looser)",
+        between(
+            0.0,
+            topics.CMD_TIMEOUT_S,
+            f"a duration [s] up to the swarm's command freshness {topics.CMD_TIMEOUT_S:g}",
+            open_low=True,
+        ),
         dynamic=True,
     ),
     Param(
@@ -155,7 +165,12 @@ PARAMETERS = (
         _DURATION,
         dynamic=True,
     ),
-    Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", _DURATION),
+    Param(
+        "diagnostics_period",
+        1.0,
+        "seconds between /diagnostics messages",
+        timer_period("a duration [s] such as 1.0"),
+    ),
     Param(
         "batch",
         True,
@@ -190,25 +205,48 @@ class Nominal(NamedTuple):
         return self.sec + 1e-9 * self.nanosec
 
 
+def _robot_name(robot: str) -> str:
+    """``robot`` when it is a robot name of the swarm config's rule, else the one-line error (a
+    name rclpy refuses in a topic, ``é`` or ``1abc``, was an InvalidTopicNameException)."""
+    if not NAME_RE.fullmatch(robot) or len(robot) > MAX_NAME_LEN or robot in RESERVED_NAMES:
+        raise CBFConfigError(
+            "robot",
+            f"invalid robot name {robot[:MAX_NAME_LEN]!r}",
+            "set robot:=<name>, a letter then letters, digits or _ (e.g. cf1), not one of "
+            f"{list(RESERVED_NAMES)}, or run in the namespace /<name>",
+        )
+    return robot
+
+
+def _swarm_with(config: str, robot: str):
+    """The swarm config at ``config``, which must name ``robot`` (one-line error otherwise)."""
+    from sim_bridge.config import load_config
+
+    swarm = load_config(config)
+    if robot not in swarm.robot_names:
+        names = list(swarm.robot_names)
+        shown = f"{names[:8]}{' ...' if len(names) > 8 else ''}"
+        raise CBFConfigError(
+            "robot",
+            f"no robot named {robot!r} in {config}",
+            f"use one of {shown} (robot:=<name> or the namespace /<name>)",
+        )
+    return swarm
+
+
 class CbfNode(Node):
     """One robot's safety filter (decentralized form, Wang-Ames-Egerstedt 2017)."""
 
     def __init__(self, node_name: str = "cbf_filter", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         values = declare_and_read(self, PARAMETERS, CBFConfigError)
-        robot = values["robot"] or self.get_namespace().strip("/")
-        if not robot or "/" in robot:
-            raise CBFConfigError("robot", f"invalid robot name {robot!r}", "set robot:=<name>")
+        robot = _robot_name(values["robot"] or self.get_namespace().strip("/"))
         self.robot = robot
         self.swarm = None
-        config = values["config"]
-        if config:
-            from sim_bridge.config import load_config
-
-            self.swarm = load_config(config)
+        self.robot_cfg = None
+        if values["config"]:
+            self.swarm = _swarm_with(values["config"], robot)
             self.robot_cfg = self.swarm.robot(robot)
-        else:
-            self.robot_cfg = None
         self._configure({})
         self.add_on_set_parameters_callback(
             on_set_callback(
@@ -298,7 +336,7 @@ class CbfNode(Node):
             if rc is None:
                 model = "si2"
         dim = 3 if model == "si3" else 2
-        control_hz = control_rate(sw, v["control_hz"])
+        control_hz = control_rate(sw, v["control_hz"], min_hz=MIN_CONTROL_HZ)
         params = from_config(
             sw,
             rc,

@@ -231,7 +231,12 @@ class Checker:
         """A finite number within the bounds, or ``None`` after reporting."""
         if not is_num(value):
             what = "an integer" if integer else "a number"
-            self.err(path, f"expected {what}, got {describe(value)}", f"write {what}")
+            fix = f"write {what}"
+            if isinstance(value, str) and _yaml_text_number(value):
+                # YAML 1.1 reads `1e-3` (no dot) as text; `1.0e-3` is a number
+                fix = f"YAML reads {value.strip()[:40]!r} as text: write it with a dot and a sign "
+                fix += "in the exponent, e.g. 1.0e-3 or 2.0e+1"
+            self.err(path, f"expected {what}, got {describe(value)}", fix)
             return None
         if integer and not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -376,3 +381,11 @@ def fill(c: Checker, value: Any, path: str, cls: type) -> Any:
         return None
     kwargs, ok = read(c, m, path, rules)
     return cls(**kwargs) if ok else None
+
+
+def _yaml_text_number(text: str) -> bool:
+    """``text`` is a number that YAML 1.1 (PyYAML) leaves as a string, such as ``1e-3``."""
+    try:
+        return math.isfinite(float(text)) and text.strip() == text and len(text) <= 40
+    except ValueError:
+        return False

@@ -4,6 +4,7 @@ every problem."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sim_bridge.config.schema import (
     Safety,
 )
 from sim_bridge.config.swarm import SwarmConfig
+from sim_bridge.topics import CMD_TIMEOUT_S
 
 TOP_KEYS = (
     "fileversion",
@@ -231,9 +233,19 @@ def _arena(c: Checker, value: Any) -> Arena | None:
 
 
 def _rates(c: Checker, value: Any) -> Rates | None:
-    """``rates``, each > 0, the simulator stepping at least as fast as the controllers."""
+    """``rates``, each > 0, the controllers fast enough that a command is still fresh when the
+    next one comes, the simulator stepping at least as fast as the controllers."""
     rates = fill(c, value, "rates", Rates)
     if rates is None:
+        return None
+    if rates.control_hz * CMD_TIMEOUT_S < 1.0:
+        # also keeps sim_hz >= control_hz away from a 1e-300 Hz step timer (an overflow)
+        c.err(
+            "rates.control_hz",
+            f"{rates.control_hz} Hz is too slow: a command is fresh for {CMD_TIMEOUT_S} s "
+            "only (CMD_TIMEOUT_S), so every robot would stop between two commands",
+            f"use a value >= {math.ceil(100.0 / CMD_TIMEOUT_S) / 100:g} Hz (e.g. 20)",
+        )
         return None
     if rates.sim_hz < rates.control_hz:
         c.err(
@@ -246,7 +258,11 @@ def _rates(c: Checker, value: Any) -> Rates | None:
         c.err("rates.sim_hz", f"{rates.sim_hz} Hz is unrealistic", "use <= 2000 Hz")
         return None
     if rates.clock_hz > rates.sim_hz:
-        c.warn("rates.clock_hz", "is above sim_hz; /clock is published at most once a step", "")
+        c.warn(
+            "rates.clock_hz",
+            "is above sim_hz; /clock is published at most once a step",
+            f"use a value <= sim_hz ({rates.sim_hz:g})",
+        )
     return rates
 
 

@@ -73,6 +73,7 @@ from sim_bridge.ros.params import (
     between,
     declare_and_read,
     finite_positive,
+    timer_rate,
 )
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import CMD_TIMEOUT_S, CMD_VEL, EMERGENCY_STOP, LAND, TAKEOFF, robot_topic
@@ -118,11 +119,11 @@ def _time(default: float) -> Rule:
 _LINK_FIELDS = {
     "rate_hz": (
         "fixed setpoint streaming rate [Hz] (>= 20)",
-        at_least(20.0, "e.g. 20.0 (the firmware expects a steady stream)", "Hz"),
+        timer_rate("e.g. 20.0 (the firmware expects a steady stream)", low=20.0),
     ),
     "max_rate_hz": (
         "new commands go out at once, but at most this often [Hz]",
-        finite_positive("a rate >= rate_hz such as 100.0", "Hz"),
+        timer_rate("a rate >= rate_hz such as 100.0"),
     ),
     "hold_after_s": ("command age after which zero velocity is streamed [s]", _time(0.3)),
     "land_after_s": ("command age after which the drone lands [s]", _time(2.0)),
@@ -166,7 +167,7 @@ PARAMETERS = (
     ),
     Param("battery_resource", "", "resource fed by the battery ('': battery, else energy)"),
     Param("toc_cache_dir", DEFAULT_TOC_CACHE, "cflib TOC cache directory ('': no cache)"),
-    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", finite_positive("e.g. 5.0")),
+    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", timer_rate("e.g. 5.0")),
 )
 
 

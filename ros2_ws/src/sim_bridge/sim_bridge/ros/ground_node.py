@@ -45,7 +45,7 @@ from sim_bridge.ros.bridge_node import (
     bridge_error,
     quaternion_to_yaw,
 )
-from sim_bridge.ros.params import Param, Rule, declare_and_read, positive
+from sim_bridge.ros.params import Param, Rule, declare_and_read, positive, timer_rate
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.topics import (
     CMD_TIMEOUT_S,
@@ -61,7 +61,7 @@ from sim_bridge.topics import (
 #: A finite age in seconds (NaN or inf would hold / land never).
 _AGE = Rule(lambda v: 0.0 < float(v) < math.inf, "finite and > 0", "a duration [s] such as 1.0")
 PARAMETERS = (
-    Param("rate_hz", 20.0, "Twist output rate [Hz]", positive("e.g. 20.0")),
+    Param("rate_hz", 20.0, "Twist output rate [Hz]", timer_rate("e.g. 20.0")),
     Param(
         "projection_distance",
         0.1,
@@ -71,7 +71,7 @@ PARAMETERS = (
     Param("hold_after_s", CMD_TIMEOUT_S, "command age after which a zero Twist is sent [s]", _AGE),
     Param("land_after_s", 2.0, "command age after which the robot is disabled [s]", _AGE),
     Param("pose_timeout_s", 1.0, "pose age after which the link is lost [s]", _AGE),
-    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", positive("e.g. 5.0")),
+    Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", timer_rate("e.g. 5.0")),
 )
 
 

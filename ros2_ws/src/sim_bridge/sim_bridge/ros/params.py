@@ -90,6 +90,28 @@ def at_least(low: float, fix: str, unit: str = "") -> Rule:
     return Rule(lambda v: math.isfinite(float(v)) and float(v) >= low, text, fix, low=low)
 
 
+#: Shortest timer period [s] a rate or period parameter may ask for: rclpy keeps a period in
+#: whole nanoseconds, so a much shorter one (``rate_hz:=1e300``) rounds to 0 ns, a timer that
+#: fires without pause (a busy loop on one core).
+MIN_TIMER_PERIOD_S = 1e-4
+#: Longest timer period or wait [s] (about 11.6 days): a longer one (``rate_hz:=1e-300``)
+#: overflows rclpy's int64 nanoseconds (``OverflowError``, a traceback) or never ends.
+MAX_TIMER_PERIOD_S = 1e6
+
+
+def timer_rate(fix: str, low: float = 1.0 / MAX_TIMER_PERIOD_S) -> Rule:
+    """A rate [Hz] that becomes a timer: finite, in ``[low, 1 / MIN_TIMER_PERIOD_S]``."""
+    high = 1.0 / MIN_TIMER_PERIOD_S
+    return Rule(lambda v: low <= float(v) <= high, f"in [{low:g}, {high:g}] Hz", fix, low, high)
+
+
+def timer_period(fix: str) -> Rule:
+    """A period or wait [s] that becomes a timer or a deadline: finite, in
+    ``[MIN_TIMER_PERIOD_S, MAX_TIMER_PERIOD_S]``."""
+    low, high = MIN_TIMER_PERIOD_S, MAX_TIMER_PERIOD_S
+    return Rule(lambda v: low <= float(v) <= high, f"in [{low:g}, {high:g}] s", fix, low, high)
+
+
 def between(low: float, high: float, fix: str, open_low: bool = False) -> Rule:
     """``low <= value <= high`` (``low < value`` with ``open_low``)."""
     if open_low:

@@ -60,13 +60,15 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 
 from sim_bridge import topics
 from sim_bridge.config import load_config
-from sim_bridge.relay import CommRelay, pack_bundle
+from sim_bridge.relay import MAX_LATENCY_S, CommRelay, pack_bundle
 from sim_bridge.ros import qos, wire
 from sim_bridge.ros.params import (
+    MAX_TIMER_PERIOD_S,
+    MIN_TIMER_PERIOD_S,
     SWARM_CONFIG,
     Param,
     Rule,
-    at_least,
+    between,
     config_error,
     declare_and_read,
     one_of,
@@ -82,7 +84,12 @@ FLUSH_MARGIN_S = 0.006
 
 PARAMETERS = (
     SWARM_CONFIG,
-    Param("latency_s", 0.0, "delivery delay [s]", at_least(0.0, "pass 0 or a delay such as 0.02")),
+    Param(
+        "latency_s",
+        0.0,
+        "delivery delay [s]",
+        between(0.0, MAX_LATENCY_S, "pass 0 or a delay such as 0.02"),
+    ),
     Param(
         "drop_prob",
         0.0,
@@ -103,7 +110,11 @@ PARAMETERS = (
         "bundle_period_s",
         0.01,
         "bundle check period [s] (0: deliver each copy at once)",
-        at_least(0.0, "pass 0 (deliver each message at once) or a period such as 0.01", "s"),
+        Rule(
+            lambda v: v == 0.0 or MIN_TIMER_PERIOD_S <= v <= MAX_TIMER_PERIOD_S,
+            f"0 or in [{MIN_TIMER_PERIOD_S:g}, {MAX_TIMER_PERIOD_S:g}] s",
+            "pass 0 (deliver each message at once) or a period such as 0.01",
+        ),
     ),
     Param("deliver", "before_tick", "when bundles go out", one_of(DELIVER_MODES)),
 )

@@ -27,7 +27,13 @@ from std_srvs.srv import Trigger
 
 from sim_bridge import topics
 from sim_bridge.config import load_config
-from sim_bridge.ros.params import SWARM_CONFIG, Param, config_error, declare_and_read, positive
+from sim_bridge.ros.params import (
+    SWARM_CONFIG,
+    Param,
+    config_error,
+    declare_and_read,
+    timer_period,
+)
 from sim_bridge.ros.spin import run_node
 
 FANOUT = {
@@ -42,7 +48,7 @@ PARAMETERS = (
         "timeout_s",
         2.0,
         "longest wait for the robots' answers [s]",
-        positive("a duration [s] such as 2.0"),
+        timer_period("a duration [s] such as 2.0"),
     ),
 )
 
