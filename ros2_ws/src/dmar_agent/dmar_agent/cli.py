@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
@@ -145,6 +146,33 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _os_error_text(args: argparse.Namespace, e: OSError) -> str:
+    """``<flag> <path>: <problem>; <fix>`` for an OSError on a path given on the command line
+    (the flag whose value is the path or lies under it), else the error itself."""
+    if e.filename is None:
+        return str(e)
+    bad = Path(str(e.filename))
+    for dest, val in vars(args).items():
+        if not isinstance(val, str) or not val or dest in ("cmd", "action"):
+            continue
+        given = Path(val)
+        if bad != given and bad not in given.parents:
+            continue
+        where = "" if bad == given else f" ({bad})"
+        if isinstance(e, IsADirectoryError):
+            fix = "name a file, not a folder"
+        elif isinstance(e, FileExistsError | NotADirectoryError):
+            fix = f"{bad} is a file where a folder is needed; choose another path"
+        elif isinstance(e, FileNotFoundError):
+            fix = "check the path"
+        elif e.errno == errno.ENAMETOOLONG:
+            fix = "use a shorter path"
+        else:
+            fix = "choose a path this user can read and write"
+        return f"--{dest.replace('_', '-')} {val}: {e.strerror or e}{where}; {fix}"
+    return str(e)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="dmar", description="Distributed multiagent rollout (DMAR) on unmapped grids."
@@ -175,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--algos", type=_names, default=list(DIST_ALGOS), help=",".join(DIST_ALGOS))
     s.add_argument("--central", type=_names, default=[], help=",".join(CENTRAL_ALGOS))
     s.add_argument("--map", default="", help="MovingAI .map file instead of random grids")
+    s.add_argument(
+        "--agents", type=int, default=None,
+        help="agents per instance (default: n on n x n grids, one per column on a map)",
+    )  # fmt: skip
     s.add_argument("--explore", default="walk", help="exploration: walk or waypoint")
     s.add_argument("--ortools-s", type=float, default=5.0, help="OR-Tools time limit [s]")
     _limit_flags(s)
@@ -199,42 +231,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cmd_run(args) -> None:
+    """``dmar run``: the algorithms on one instance, a table (or ``--json``) on stdout."""
+    _check_run_args(args)
+    job = Job(
+        args.n, args.instance, args.ratio, args.k, args.run, tuple(args.algos), args.map,
+        args.agents, args.explore, args.psi, args.ortools_s, args.max_iterations,
+        args.time_limit,
+    )  # fmt: skip
+    rows = run_job(job)
+    r0 = rows[0]
+    k_text = f"k={args.k}"
+    if r0["k_view"] < args.k:
+        k_text = f"k={r0['k_view']} (--k {args.k} clamped to the grid's diameter)"
+        print(
+            f"dmar: note: --k {args.k} is above the grid's diameter {r0['k_view']} "
+            "(width + height - 2), where a view already holds the whole grid; "
+            f"k = {r0['k_view']} is used, with the same result",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(
+            f"grid {r0['width']}x{r0['height']} ({r0['map']}), {r0['agents']} agents, "
+            f"{r0['tasks']} tasks, {k_text}, instance {args.instance}, run {args.run}"
+        )
+        print(_table(rows))
+        for r in rows:
+            if r["stop_reason"]:
+                why = STOP_TEXT[r["stop_reason"]].format(it=args.max_iterations, t=args.time_limit)
+                print(f"{r['algo']} stopped (done False): {why}, {r['tasks_left']} "
+                      "tasks left")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "run":
-            _check_run_args(args)
-            job = Job(
-                args.n, args.instance, args.ratio, args.k, args.run, tuple(args.algos), args.map,
-                args.agents, args.explore, args.psi, args.ortools_s, args.max_iterations,
-                args.time_limit,
-            )  # fmt: skip
-            rows = run_job(job)
-            r0 = rows[0]
-            k_text = f"k={args.k}"
-            if r0["k_view"] < args.k:
-                k_text = f"k={r0['k_view']} (--k {args.k} clamped to the grid's diameter)"
-                print(
-                    f"dmar: note: --k {args.k} is above the grid's diameter {r0['k_view']} "
-                    "(width + height - 2), where a view already holds the whole grid; "
-                    f"k = {r0['k_view']} is used, with the same result",
-                    file=sys.stderr,
-                )
-            if args.json:
-                print(json.dumps(rows, indent=1))
-            else:
-                print(
-                    f"grid {r0['width']}x{r0['height']} ({r0['map']}), {r0['agents']} agents, "
-                    f"{r0['tasks']} tasks, {k_text}, instance {args.instance}, run {args.run}"
-                )
-                print(_table(rows))
-                for r in rows:
-                    if r["stop_reason"]:
-                        why = STOP_TEXT[r["stop_reason"]].format(
-                            it=args.max_iterations, t=args.time_limit
-                        )
-                        print(f"{r['algo']} stopped (done False): {why}, {r['tasks_left']} "
-                              "tasks left")  # fmt: skip
+            _cmd_run(args)
         elif args.cmd == "demo":
             from .mission.demo import main as demo_main
 
@@ -250,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs=args.runs, algos=args.algos, central=args.central, map_path=args.map,
                 explore=args.explore, ortools_s=args.ortools_s,
                 max_iterations=args.max_iterations, time_limit_s=args.time_limit,
+                n_agents=args.agents,
             )  # fmt: skip
             n = run_sweep(
                 spec, args.out, use_ray=not args.no_ray, address=args.address,
@@ -266,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             for path in draw_all(rows, args.out):
                 print(f"wrote {path}")
             print(summary(rows))
-    except (DmarError, OSError) as e:  # OSError: a path named on the command line
+    except DmarError as e:
         print(f"dmar: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path named on the command line
+        print(f"dmar: error: {_os_error_text(args, e)}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as e:  # a binary file where a CSV / map / README was named
         named = getattr(args, "csv", None) or getattr(args, "map", None) or "a file named"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sim_bridge import routing
 
 from .errors import ConfigError, InstanceError, MapFormatError
 
@@ -123,65 +124,19 @@ def generate_grid(n: int, rng: np.random.Generator, obstacle_frac: float = 0.2) 
     return Grid(free=free)
 
 
-_PASSABLE = set(".GS")
-_BLOCKED = set("@OTW")
-
-
 def parse_movingai_map(text: str, source: str = "<string>") -> Grid:
     """Parse a MovingAI benchmark ``.map`` (header ``type``, ``height``, ``width``, ``map``).
 
     ``.``, ``G`` and ``S`` are passable; ``@``, ``O``, ``T`` and ``W`` (water, passable only from
-    water in the original benchmark) are obstacles.
+    water in the original benchmark) are obstacles. The format's one parser is the world
+    contract's :func:`sim_bridge.routing.parse_movingai_map` (LF, CRLF or CR line ends; trailing
+    whitespace ignored), so a map reads the same here and in a swarm config's ``routing.map``.
     """
-    lines = text.splitlines()
-    header: dict[str, str] = {}
-    i = 0
-    while i < len(lines):
-        line = lines[i].strip()
-        i += 1
-        if not line:
-            continue
-        if line.lower() == "map":
-            break
-        parts = line.split()
-        if len(parts) != 2:
-            raise MapFormatError(
-                f"{source}:{i}: header line {line!r} must be 'key value' (type/height/width) "
-                "followed by a line 'map'"
-            )
-        header[parts[0].lower()] = parts[1]
-    else:
-        raise MapFormatError(f"{source}: no 'map' line; a MovingAI map needs the header and 'map'")
-    for key in ("height", "width"):
-        if key not in header:
-            raise MapFormatError(f"{source}: header misses '{key} <int>'")
-        # ASCII digits only (str.isdigit() also accepts '²', which int() refuses), and few of
-        # them (int() refuses over 4300 digits; no map row is a billion characters long)
-        text = header[key]
-        if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:
-            raise MapFormatError(
-                f"{source}: header '{key} {text[:20]}' must be an integer from 1 to 999999999"
-            )
-    h, w = int(header["height"]), int(header["width"])
-    rows = [ln.rstrip("\r\n") for ln in lines[i:] if ln.strip()]
-    if len(rows) != h:
-        raise MapFormatError(f"{source}: header says height {h} but {len(rows)} map rows follow")
-    # every row is checked before the grid is allocated: memory follows the text's size, never
-    # a header's claim (``width 1000000000000`` over one short row)
-    for r, row in enumerate(rows):
-        if len(row) != w:
-            raise MapFormatError(
-                f"{source}: map row {r} has {len(row)} characters, header says width {w}"
-            )
-    free = np.zeros((h, w), dtype=bool)
-    for r, row in enumerate(rows):
-        for c, ch in enumerate(row):
-            if ch in _PASSABLE:
-                free[r, c] = True
-            elif ch not in _BLOCKED:
-                raise MapFormatError(
-                    f"{source}: map row {r} column {c}: unknown terrain {ch!r} (use . G S @ O T W)"
-                )
+    try:
+        blocked = routing.parse_movingai_map(text, source)
+    except routing.MapError as exc:
+        raise MapFormatError(str(exc)) from None
+    free = ~blocked
     if not free.any():
         raise MapFormatError(f"{source}: the map has no passable cell")
     return Grid(free=free)
@@ -259,7 +214,8 @@ def place(grid: Grid, n_agents: int, n_tasks: int, rng: np.random.Generator) -> 
     cells = np.flatnonzero(grid.free_flat())
     if n_agents + n_tasks > cells.size:
         raise InstanceError(
-            f"{n_agents} agents + {n_tasks} tasks need distinct cells; only {cells.size} are free"
+            f"{n_agents} agents + {n_tasks} tasks need distinct cells; only {cells.size} are free: "
+            "use fewer agents (--agents; the ratio sets the tasks) or a grid with more free cells"
         )
     pick = rng.choice(cells, size=n_agents + n_tasks, replace=False)
     return Instance(grid=grid, agents=np.sort(pick[:n_agents]), tasks=np.sort(pick[n_agents:]))

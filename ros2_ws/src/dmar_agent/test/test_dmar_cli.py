@@ -282,3 +282,71 @@ def test_binary_csv_and_folder_out_are_one_line(tmp_path, capsys):
     assert main([*argv, "--runs", "1", "--ratios", "1:1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Is a directory" in err[0], err
+
+
+def test_sweep_refuses_an_unplaceable_size_before_any_job_runs(tmp_path, capsys):
+    """`--sizes 5,2` ran every 5x5 job, then failed on the 2x2 grid (3 free cells for 2 agents
+    and 2 tasks) naming `--agents`, a flag sweep did not have."""
+    out = tmp_path / "s.csv"
+    argv = ["sweep", "--no-ray", "--no-progress", "--sizes", "5,2", "--ks", "2", "--instances",
+            "1", "--runs", "1", "--ratios", "1:1", "--out", str(out)]  # fmt: skip
+    err = _err(argv, capsys)
+    assert "--sizes entry 2: 2 agents + 2 tasks (ratio 1:1)" in err and "has 3" in err
+    assert not out.exists()  # refused before the CSV was opened
+    # --agents now exists on sweep as on run, and makes the small grid placeable
+    assert main([*argv, "--agents", "1"]) == 0
+    assert {r["agents"] for r in read_csv(out)} == {1}
+
+
+def test_sweep_on_a_large_map_is_refused_up_front_naming_agents(tmp_path, capsys):
+    """A 512-wide map (one agent per column: 512 x 262,144 cells) failed inside a Ray worker,
+    printed as the worker's traceback; now refused before Ray starts, with the count that fits."""
+    m = tmp_path / "big.map"
+    m.write_text("type octile\nheight 512\nwidth 512\nmap\n" + ("." * 512 + "\n") * 512)
+    argv = ["sweep", "--map", str(m), "--ks", "2", "--instances", "1", "--runs", "1",
+            "--ratios", "1:1", "--no-progress", "--out", str(tmp_path / "s.csv")]  # fmt: skip
+    err = _err(argv, capsys)  # no --no-ray: the Ray pool must not even start
+    assert "--map big.map: 512 agents x 262144 cells" in err and "--agents 244" in err
+
+
+def test_sweep_on_a_map_runs_each_job_once_not_once_per_size(tmp_path, capsys):
+    """A map ignores n, so the default 8 sizes repeated every map job 8 times."""
+    out = tmp_path / "s.csv"
+    argv = ["sweep", "--no-ray", "--no-progress", "--map", str(bundled_map_path()), "--agents",
+            "3", "--ks", "2", "--instances", "1", "--runs", "1", "--ratios", "1:1", "--out",
+            str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert len(read_csv(out)) == len(["dmar", "bp", "dmar_gci", "bp_gci"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--instances", "100000000"], "jobs is above the limit of 1,000,000"),
+        (["--sizes", "2..1001", "--ks", "1..1000"], "jobs is above the limit"),
+        (["--ratios", ","], "nothing to run"),
+    ],
+)
+def test_sweep_job_count_is_bounded_before_the_list_is_built(extra, words, capsys):
+    """`--instances 100000000` built Job objects until memory ran out (1.7 GB after 30 s)."""
+    assert words in _err(["sweep", "--no-ray", "--no-progress", *extra], capsys)
+
+
+def test_path_errors_name_the_flag_and_the_fix(tmp_path, capsys):
+    """OSErrors were printed bare (`[Errno 21] Is a directory: '/tmp/x'`): no flag, no fix; and
+    `sweep --out <folder>` drew a progress bar on stderr before its error line."""
+    afile = tmp_path / "a.map"
+    afile.write_text("x")
+    cases = [
+        (["fig2i", "table", "--csv", str(tmp_path)],
+         f"--csv {tmp_path}: Is a directory; name a file, not a folder"),
+        (["sweep", "--no-ray", "--sizes", "5", "--ks", "2", "--instances", "1", "--runs", "1",
+          "--ratios", "1:1", "--out", str(tmp_path)],
+         f"--out {tmp_path}: Is a directory; name a file, not a folder"),
+        (["demo", "--out", str(afile)],  # refused before ROS starts
+         f"--out {afile}: File exists; {afile} is a file where a folder is needed"),
+        (["run", "--map", "a" * 5000], "File name too long; use a shorter path"),
+    ]  # fmt: skip
+    for argv, words in cases:
+        err = _err(argv, capsys)
+        assert err.startswith("dmar: error: ") and words in err, err

@@ -80,11 +80,39 @@ def test_movingai_bundled_map():
         ("type octile\nheight 1\nwidth 1000000000000\nmap\n...\n", "from 1 to 999999999"),
         ("type octile\nheight 1\nwidth 900000000\nmap\n...\n", "header says width 900000000"),
         ("type octile\nheight \u00b2\nwidth 3\nmap\n...\n...\n", "from 1 to 999999999"),
+        # a form feed inside a row is a bad character there, not a line break (was "header says
+        # height 2 but 3 map rows follow")
+        (
+            "type octile\nheight 2\nwidth 3\nmap\n.\x0c.\n...\n",
+            r"row 0 column 1: unknown terrain '\\x0c'",
+        ),
+        ("type octile\nheight 1\nwidth 3\nmap\n.\u00e9.\n", "row 0 column 1: unknown terrain"),
     ],
 )
 def test_movingai_malformed(text, match):
     with pytest.raises(MapFormatError, match=match):
         parse_movingai_map(text)
+
+
+ROWS = ["@@@@@@", "@..@.@", "@....@", "@@@@@@"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "type octile\nheight 4\nwidth 6\nmap\n" + "\n".join(ROWS) + "\n",
+        # published maps: CRLF or CR line ends, trailing spaces/tabs on header and map rows,
+        # upper-case keys, no final newline (a trailing space row was "row 0 has 8 characters")
+        "type octile\r\nheight 4\r\nwidth 6\r\nmap\r\n" + "\r\n".join(ROWS) + "\r\n",
+        "type octile\rheight 4\rwidth 6\rmap\r" + "\r".join(ROWS),
+        "type octile  \nheight 4 \nwidth 6\t\nmap \n" + "\n".join(r + "  " for r in ROWS),
+        "TYPE octile\nHEIGHT 4\nWIDTH 6\nMAP\n" + "\n".join(r + "\t" for r in ROWS) + "\r\n",
+    ],
+)
+def test_movingai_line_ends_and_trailing_whitespace_are_accepted(text):
+    g = parse_movingai_map(text)
+    assert (g.height, g.width) == (4, 6)
+    assert g.free.tolist() == [[ch == "." for ch in row] for row in ROWS]
 
 
 def test_movingai_missing_file(tmp_path):

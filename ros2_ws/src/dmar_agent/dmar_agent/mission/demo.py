@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sim_bridge.cli import bounded_float
+from sim_bridge.cli import status_period
 
 from dmar_agent.errors import ConfigError
 
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gif", action="store_true", help="do not render swarm.gif")
     p.add_argument("--no-cbf", action="store_true", help="no CBF filters (unsafe)")
     p.add_argument("--drop", type=float, default=0.0, help="relay loss probability")
-    p.add_argument("--status-every", type=bounded_float(0.0), default=10.0, help="[s], 0: silent")
+    p.add_argument("--status-every", type=status_period(), default=10.0, help="[s], 0: silent")
 
 
 def _config_for_run(config: str, seed: int | None, outdir: Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmar_agent.baselines import central_greedy, central_rollout, ortools_reference
-from dmar_agent.errors import ConfigError
+from dmar_agent.errors import ConfigError, DmarError
 from dmar_agent.protocols import DmarConfig, run_dmar
 from dmar_agent.world import (
     RATIOS,
@@ -37,6 +37,10 @@ MAX_AGENT_CELLS = 64_000_000
 item 8 with simulator cell indices), so memory grows with their product; 400 agents on a
 400 x 400 grid are at the bound."""
 ALL_ALGOS = tuple(DIST_ALGOS) + CENTRAL_ALGOS
+MAX_JOBS = 1_000_000
+"""Bound on the jobs of one sweep, checked before the job list is built (the paper's full grid
+is 19,200 jobs; ``--instances 100000000`` would otherwise build Job objects until memory ran
+out)."""
 
 COLUMNS = [
     "n", "map", "instance", "ratio", "agents", "tasks", "k", "run", "algo", "cost",
@@ -67,10 +71,12 @@ class Job:
 def check_size(n_agents: int, n_cells: int, what: str) -> None:
     """Refuse instances whose per-agent maps would need more than ``MAX_AGENT_CELLS`` cells."""
     if n_agents * n_cells > MAX_AGENT_CELLS:
+        most = MAX_AGENT_CELLS // n_cells
+        fix = f"or at most {most} agents (--agents {most})" if most else "(no agent count fits)"
         raise ConfigError(
             f"{what}: {n_agents} agents x {n_cells} cells is above the limit of "
             f"{MAX_AGENT_CELLS:,} (every agent keeps a map of the whole grid); use a smaller grid "
-            "or fewer agents"
+            + fix
         )
 
 
@@ -140,7 +146,7 @@ class SweepSpec:
     """The experiment grid (defaults: the paper's, Section 4.1).
 
     Attributes:
-        sizes: grid sizes n (n x n grids, n agents).
+        sizes: grid sizes n (n x n grids, n agents); with ``map_path`` the map's own size.
         ks: view radii.
         ratios: agent-to-task ratios.
         instances: random topologies per size.
@@ -148,6 +154,7 @@ class SweepSpec:
         algos: distributed algorithms (dmar, bp, dmar_gci, bp_gci).
         central: centralized references run once per (size, instance, ratio).
         map_path: MovingAI map to use instead of random grids ('' = random grids).
+        n_agents: agents per instance (None: n on an n x n grid, one per column on a map).
         explore: exploration mode, "walk" or "waypoint".
         ortools_s: OR-Tools time limit per instance [s].
         max_iterations: DMAR iterations after which a run stops incomplete.
@@ -166,8 +173,11 @@ class SweepSpec:
     ortools_s: float = 5.0
     max_iterations: int = 20000
     time_limit_s: float | None = None
+    n_agents: int | None = None
 
     def validate(self) -> None:
+        """Refuse the whole grid up front, before any job runs: a bad size or map must not
+        surface as a worker's traceback hours into a sweep."""
         for r in self.ratios:
             if r not in RATIOS:
                 raise ConfigError(f"ratio {r!r} must be one of {sorted(RATIOS)}")
@@ -181,24 +191,58 @@ class SweepSpec:
                 )
         if any(int(n) < 2 for n in self.sizes):
             raise ConfigError("--sizes entries must be >= 2")
-        if not self.map_path:
-            for n in self.sizes:
-                check_size(int(n), int(n) * int(n), f"--sizes entry {n}")
+        if self.n_agents is not None and self.n_agents < 1:
+            raise ConfigError(f"--agents: {self.n_agents} is below 1; give >= 1 or leave it out")
         if any(int(k) < 1 for k in self.ks):
             raise ConfigError("--ks entries must be >= 1")
         if self.instances < 1 or self.runs < 1:
             raise ConfigError("--instances and --runs must be >= 1")
+        per_cell = (len(self.ks) * self.runs if self.algos else 0) + (1 if self.central else 0)
+        n_jobs = len(self.grid_sizes()) * self.instances * len(self.ratios) * per_cell
+        if n_jobs > MAX_JOBS:
+            raise ConfigError(
+                f"--sizes x --instances x --ratios x (--ks x --runs): {n_jobs:,} jobs is above "
+                f"the limit of {MAX_JOBS:,}; sweep fewer sizes, k values, instances or runs"
+            )
+        if n_jobs == 0:
+            raise ConfigError(
+                "--ratios, --algos, --central: nothing to run; name at least one ratio and one "
+                "algorithm (--algos or --central)"
+            )
+        if self.map_path:
+            grid = load_movingai_map(self.map_path)
+            # (n, cells, free cells, what): the map's placement, whatever the size
+            shapes = [(grid.width, grid.n_cells, int(grid.free.sum()),
+                       f"--map {Path(self.map_path).name}")]  # fmt: skip
+        else:
+            shapes = [(int(n), int(n) * int(n), int(n) * int(n) - round(0.2 * int(n) * int(n)),
+                       f"--sizes entry {n}") for n in self.sizes]  # fmt: skip
+        for n, cells, free, what in shapes:
+            for ratio in self.ratios:
+                m, t = agent_task_counts(n, ratio, self.n_agents)
+                check_size(m, cells, what)
+                if m + t > free:
+                    raise ConfigError(
+                        f"{what}: {m} agents + {t} tasks (ratio {ratio}) need distinct free "
+                        f"cells but the grid has {free}; use a larger grid or fewer agents "
+                        "(--agents)"
+                    )
+
+    def grid_sizes(self) -> list:
+        """The sizes swept: ``sizes`` on random grids; one on a map, whose own size is used (a
+        job on a map ignores n, so each further size would repeat the same jobs)."""
+        return list(self.sizes[:1]) if self.map_path else list(self.sizes)
 
     def jobs(self) -> list[Job]:
         self.validate()
         out = []
-        for n in self.sizes:
+        for n in self.grid_sizes():
             for i in range(self.instances):
                 for ratio in self.ratios:
                     if self.central:
                         out.append(
                             Job(n, i, ratio, 0, 0, tuple(self.central), self.map_path,
-                                explore=self.explore, ortools_s=self.ortools_s)
+                                self.n_agents, explore=self.explore, ortools_s=self.ortools_s)
                         )  # fmt: skip
                     if not self.algos:
                         continue
@@ -206,7 +250,8 @@ class SweepSpec:
                         for run in range(self.runs):
                             out.append(
                                 Job(n, i, ratio, k, run, tuple(self.algos), self.map_path,
-                                    explore=self.explore, max_iterations=self.max_iterations,
+                                    self.n_agents, explore=self.explore,
+                                    max_iterations=self.max_iterations,
                                     time_limit_s=self.time_limit_s)
                             )  # fmt: skip
         # big jobs first: better load balance on Ray
@@ -236,8 +281,9 @@ def run_sweep(
     n_rows = 0
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), disable=not progress, unit="job", desc="dmar sweep")
     with out.open("w", newline="") as fh:
+        # the bar starts once the CSV is open: a bad --out is one error line, no bar before it
+        bar = tqdm(total=len(jobs), disable=not progress, unit="job", desc="dmar sweep")
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         if not use_ray:
@@ -263,7 +309,14 @@ def run_sweep(
                 pending = [remote.remote(j) for j in jobs]
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
-                    rows = ray.get(done[0])
+                    try:
+                        rows = ray.get(done[0])
+                    except ray.exceptions.RayTaskError as exc:
+                        # a job's own error (one line naming the field), not the worker's
+                        # traceback that Ray's wrapper prints
+                        if isinstance(exc.cause, DmarError):
+                            raise exc.cause from None
+                        raise
                     _write(rows, fh, writer)
                     n_rows += len(rows)
                     if on_rows:
