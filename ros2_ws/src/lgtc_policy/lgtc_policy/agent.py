@@ -57,6 +57,16 @@ __all__ = [
 CONSUMER_FIXED = 4  # x, y, radius, active
 #: Comm message header length (``sim_bridge.topics.COMM_HEADER_LEN``): sender_index, stamp_s.
 COMM_HEADER = 2
+#: Largest magnitude of any value a robot's core takes in: positions [arena half-widths, i.e.
+#: normalised units], supplies and demands [resource units] and message payloads. A real
+#: swarm is many orders of magnitude inside it; beyond it the float32 forward can overflow
+#: (a finite 1e300 is ``inf`` in float32) and command NaN. Checked by :meth:`PolicyAgent.observe`
+#: (an error naming the input) and :class:`NeighbourTable` (the message is dropped).
+INPUT_LIMIT = 1e6
+#: float32 slack on a neighbour's cluster-state bound (``DecentralizedPolicy.state_bound``: 1
+#: when the cell meets Theorem 1, TRAINING.md); a message beyond bound + slack is dropped, so
+#: a broken neighbour cannot pull this robot's state out of its bound.
+STATE_SLACK = 1e-3
 
 
 class MissionError(LgtcError, ValueError):
@@ -236,14 +246,29 @@ class NeighbourTable:
         own_index: this robot's index (its own echo is rejected).
         payload_dim: LGTC message length (``DecentralizedPolicy.message_dim``).
         timeout_s: a neighbour not heard for longer than this [s] leaves ``S``.
+        state_dim: the payload's leading cluster-state part (``DecentralizedPolicy.F``).
+        state_bound: largest ``|x|`` an intact sender's state part can hold
+            (``DecentralizedPolicy.state_bound``: 1 under Theorem 1, else inf); a message
+            beyond it (plus :data:`STATE_SLACK`) is rejected, as is one with any payload value
+            beyond :data:`INPUT_LIMIT`.
     """
 
-    def __init__(self, n_robots: int, own_index: int, payload_dim: int, timeout_s: float):
+    def __init__(
+        self,
+        n_robots: int,
+        own_index: int,
+        payload_dim: int,
+        timeout_s: float,
+        state_dim: int = 0,
+        state_bound: float = math.inf,
+    ):
         if not (math.isfinite(timeout_s) and timeout_s > 0):
             raise MissionError(f"neighbour_timeout_s={timeout_s!r}: must be a time > 0 s")
         self.n = int(n_robots)
         self.own = int(own_index)
         self.dim = int(payload_dim)
+        self.state_dim = int(state_dim)
+        self.state_limit = float(state_bound) + STATE_SLACK
         self.timeout_s = float(timeout_s)
         self.payload = np.zeros((self.n, self.dim), np.float32)
         self.stamp = np.full(self.n, -math.inf)  # sender clock [s]
@@ -255,8 +280,11 @@ class NeighbourTable:
         one tick's deliveries per recipient). ``row_len`` is the length of one message when the
         array's layout says it (``comm/in`` ``dim[1]``); a bundle whose rows are not this
         policy's message length is rejected whole. Returns how many messages were stored; a
-        malformed array, or a message that is our own, from no robot, or older than the stored
-        one, is counted and skipped."""
+        malformed array, or a message that is our own, from no robot, with a value that is not
+        finite or out of bounds (:meth:`valid_rows`), or older than the stored one while that
+        one is current, is counted and skipped (a stored message older than the timeout no
+        longer blocks: a sender whose clock jumped, or a stamp from the far future, locks
+        nobody out for longer than ``timeout_s``)."""
         arr = np.asarray(data, dtype=np.float64)
         size = COMM_HEADER + self.dim
         if (
@@ -280,12 +308,12 @@ class NeighbourTable:
         rows go one by one: the later one's stamp is checked against the earlier one's)."""
         sender = rows[:, 0]
         with np.errstate(invalid="ignore"):
-            ok = np.isfinite(rows).all(axis=1) & (sender == np.trunc(sender))
+            ok = self.valid_rows(rows) & (sender == np.trunc(sender))
             ok &= (sender >= 0) & (sender < self.n) & (sender != self.own)
         j = sender[ok].astype(np.int64)
         if len(np.unique(j)) != len(j):
             return None
-        fresh = ~(rows[ok, 1] < self.stamp[j])
+        fresh = ~((rows[ok, 1] < self.stamp[j]) & (now_s - self.heard[j] <= self.timeout_s))
         j = j[fresh]
         keep = np.flatnonzero(ok)[fresh]
         self.payload[j] = rows[keep, COMM_HEADER:]
@@ -294,13 +322,31 @@ class NeighbourTable:
         self.rejected += len(rows) - len(j)
         return len(j)
 
+    def valid_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``(k,)`` bool: the messages ``rows (k, 2 + payload_dim)`` whose values are all
+        finite, whose payload stays within :data:`INPUT_LIMIT` (so its float32 copy is finite
+        and the forward cannot overflow) and whose cluster state is within
+        ``state_bound`` (+ :data:`STATE_SLACK`)."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            ok = np.isfinite(rows).all(axis=1)
+            payload = np.abs(rows[:, COMM_HEADER:])
+            ok &= ~(payload > INPUT_LIMIT).any(axis=1)
+            ok &= ~(payload[:, : self.state_dim] > self.state_limit).any(axis=1)
+        return ok
+
     def _store(self, arr: np.ndarray, now_s: float) -> bool:
-        if not np.isfinite(arr).all():
+        if not self.valid_rows(arr[None])[0]:
             self.rejected += 1
             return False
         sender = arr[0]
         j = int(sender)
-        if j != sender or not 0 <= j < self.n or j == self.own or arr[1] < self.stamp[j]:
+        current = now_s - self.heard[j] <= self.timeout_s if 0 <= j < self.n else False
+        if (
+            j != sender
+            or not 0 <= j < self.n
+            or j == self.own
+            or (arr[1] < self.stamp[j] and current)
+        ):
             self.rejected += 1
             return False
         self.payload[j] = arr[COMM_HEADER:]
@@ -338,6 +384,10 @@ class TickResult:
         cluster: attended consumer ``argmax Xi_i`` (-1 while inactive).
         neighbours: indices of the robots whose messages entered this step.
         action: ``(2,)`` the policy's normalised action (norm <= 1).
+        ok: False when the forward was not finite (a checkpoint whose finite weights still
+            overflow float32): velocity and action are then zero, ``message`` is None and the
+            robot's cluster state restarts from zero; the node publishes nothing for such a
+            tick (counted), so the chain holds, then lands, as for a silent policy.
     """
 
     velocity: np.ndarray
@@ -345,6 +395,7 @@ class TickResult:
     cluster: int
     neighbours: np.ndarray
     action: np.ndarray
+    ok: bool = True
 
 
 class PolicyAgent:
@@ -358,7 +409,12 @@ class PolicyAgent:
         self.policy = policy
         self.spec = spec
         self.neighbours = NeighbourTable(
-            spec.n_robots, spec.index, policy.message_dim, neighbour_timeout_s
+            spec.n_robots,
+            spec.index,
+            policy.message_dim,
+            neighbour_timeout_s,
+            policy.F,
+            getattr(policy, "state_bound", math.inf),
         )
         self.state = policy.initial_state()
         self.persistent = np.asarray(spec.persistent, np.float32)
@@ -398,7 +454,9 @@ class PolicyAgent:
                 (``/consumers``); an inactive consumer demands nothing.
 
         Raises:
-            MissionError: shapes do not match the config (r, M) or values are not finite.
+            MissionError: shapes do not match the config (r, M), or a value is not finite or
+                beyond :data:`INPUT_LIMIT` (positions in arena half-widths); the message names
+                the input.
         """
         r, M = len(self.spec.resource_types), self.spec.n_consumers
         sup = np.asarray(supply, dtype=np.float64).reshape(-1)
@@ -419,6 +477,18 @@ class PolicyAgent:
         ):
             raise MissionError("pose, resources or /consumers contain NaN/inf")
         frame = self.spec.frame
+        for name, values, fix in (
+            ("pose", frame.to_norm(pos), "the pose source (sim or mocap) must send metres"),
+            ("/consumers positions", frame.to_norm(table[:, :2]), "fix the consumer table"),
+            ("resources", sup, "publish the remaining supplies in the config's units"),
+            ("/consumers demands", table[:, CONSUMER_FIXED:], "fix the consumer table"),
+        ):
+            if (np.abs(values) > INPUT_LIMIT).any():
+                raise MissionError(
+                    f"{name} {np.asarray(values).reshape(-1)[:4].tolist()} beyond the policy's "
+                    f"input range (|value| <= {INPUT_LIMIT:g}, positions in arena half-widths "
+                    f"of {frame.scale:g} m): {fix}"
+                )
         p = frame.to_norm(pos).astype(np.float32)  # (2,)
         demand = np.maximum(table[:, CONSUMER_FIXED:] * (table[:, 3:4] > 0), 0.0).astype(
             np.float32
@@ -446,6 +516,8 @@ class PolicyAgent:
         """
         ids, msgs = self.neighbours.messages(now_s)
         action, payload, self.state = self.policy.step(obs, msgs, self.state)
+        if not self.policy.last_finite[0]:
+            return self._nonfinite(ids)
         self.cluster = int(np.argmax(self.policy.last_attention))
         v = np.zeros(3)
         v[:2] = action.astype(np.float64) * self.spec.max_speed
@@ -453,6 +525,12 @@ class PolicyAgent:
             [[float(self.spec.index), now_s if stamp_s is None else stamp_s], payload]
         )
         return TickResult(v, msg, self.cluster, ids, action)
+
+    def _nonfinite(self, ids: np.ndarray) -> TickResult:
+        """The tick whose forward was not finite: no command, no message, a fresh state."""
+        self.state = self.policy.initial_state()
+        self.cluster = -1
+        return TickResult(np.zeros(3), None, -1, ids, np.zeros(2, np.float32), ok=False)
 
     def idle(self) -> TickResult:
         """The tick of a robot on the ground: hold still, stay silent, leave every cluster."""
@@ -504,8 +582,12 @@ def step_batch(
     msgs = [np.asarray(m, np.float32).reshape(-1, policy.message_dim) for _, m in heard]
     states = np.stack([a.state for a in agents]) if policy.F else np.zeros((B, 0), np.float32)
     actions, payloads, new_states, xi = policy.step_many(obs, msgs, states)
+    finite = policy.last_finite
     out = []
     for b, a in enumerate(agents):
+        if not finite[b]:
+            out.append(a._nonfinite(heard[b][0]))
+            continue
         a.state = new_states[b].copy()
         a.policy.last_attention = xi[b].copy()
         a.cluster = int(np.argmax(xi[b]))

@@ -165,6 +165,84 @@ def test_neighbour_table_never_raises_on_garbage(data):
     assert np.isfinite(t.payload).all()
 
 
+def test_messages_that_overflow_float32_or_leave_theorem_1_are_dropped():
+    """A finite float64 of 1e300 was stored as inf in the float32 table (NaN command next
+    tick), and a neighbour state of 1e10 pulled this robot's state to ~2e3 (out of Theorem
+    1's [-1, 1], then sent on to every neighbour). Both are dropped now, one by one and in a
+    bundle."""
+    t = NeighbourTable(4, 0, payload_dim=4, timeout_s=1.0, state_dim=2, state_bound=1.0)
+    bad = [
+        [1.0, 0.0, 1e300, 0.0, 0.0, 0.0],  # finite, inf in float32
+        [1.0, 0.0, 1e10, 0.0, 0.0, 0.0],  # state out of [-1, 1]
+        [1.0, 0.0, 0.0, -1.01, 0.0, 0.0],
+        [1.0, 0.0, 0.5, 0.5, 1e7, 0.0],  # an item beyond the input range
+        [1.0, 0.0, 0.5, 0.5, 0.0, -3e38],
+    ]
+    for msg in bad:
+        assert t.receive(msg, 0.0) == 0
+    assert t.receive(np.concatenate(bad[:3]), 0.0) == 0  # a bundle: the array path
+    assert t.rejected == len(bad) + 3
+    good = [1.0, 0.0, 1.0, -1.0, 1e6, -2.5]
+    assert t.receive(good, 0.0) == 1
+    assert t.receive(np.r_[bad[0][:1], [0.0], bad[0][2:], [2.0], good[1:]], 0.0) == 1
+    assert np.isfinite(t.payload).all() and t.current(0.0).tolist() == [1, 2]
+    np.testing.assert_array_equal(t.payload[1], good[2:])
+    # a policy without Theorem 1's bound (state_bound inf): a state of 1.5 is an intact one
+    loose = NeighbourTable(4, 0, payload_dim=4, timeout_s=1.0, state_dim=2)
+    assert loose.receive([1.0, 0.0, 1.5, -1.5, 0.0, 0.0], 0.0) == 1
+    assert loose.receive(bad[0], 0.0) == 0
+
+
+def test_the_state_bound_is_theorem_1s_when_the_cell_meets_it() -> None:
+    """``DecentralizedPolicy.state_bound``: 1 for a cell with margin c >= 0 (the shipped
+    checkpoint's), unbounded when the coupling outgrows the leak (c < 0), whose intact robots
+    may send |x| > 1."""
+    import torch
+    from lgtc_policy.model.decentralized import DecentralizedPolicy
+    from lgtc_policy.model.lgtc import LGTCNet, NetConfig
+
+    net = LGTCNet(NetConfig(agent_item_dim=6, consumer_item_dim=6, out_dim=2))
+    assert net.cell.theorem1().ok and DecentralizedPolicy(net, 2).state_bound == 1.0
+    with torch.no_grad():
+        net.cell.tau.fill_(0.01)
+        net.cell.A.fill_(0.5)
+    assert not net.cell.theorem1().ok
+    assert DecentralizedPolicy(net, 2).state_bound == math.inf
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(), st.sampled_from([1e300, -1e300, 3.5e38, 1e6, 1.0, 2.0])),
+        min_size=5,
+        max_size=5,
+    ),
+    st.integers(1, 3),
+)
+def test_neighbour_table_payload_stays_finite_and_bounded(values, copies):
+    """Any message, alone or bundled: what is stored is finite float32 within the limits."""
+    from lgtc_policy.agent import INPUT_LIMIT, STATE_SLACK
+
+    t = NeighbourTable(3, 0, payload_dim=3, timeout_s=1.0, state_dim=1, state_bound=1.0)
+    t.receive(values * copies, now_s=0.0)
+    assert np.isfinite(t.payload).all()
+    assert (np.abs(t.payload) <= INPUT_LIMIT).all()
+    assert (np.abs(t.payload[:, 0]) <= 1.0 + STATE_SLACK).all()
+
+
+def test_a_stamp_from_the_future_locks_a_neighbour_out_for_one_timeout_at_most():
+    """A message stamped 1e300 (a broken sender clock) used to make every later message of
+    that neighbour "older" for ever: it was never heard again. It blocks only while it is
+    current now."""
+    for bundle in (False, True):
+        t = NeighbourTable(n_robots=3, own_index=0, payload_dim=1, timeout_s=0.5)
+        assert t.receive([1.0, 1e300, 0.3], now_s=10.0) == 1
+        later = [1.0, 10.2, 0.4] + ([2.0, 10.2, 0.1] if bundle else [])
+        assert t.receive(later, now_s=10.2) == (1 if bundle else 0)  # reordered delivery
+        assert t.receive(later, now_s=10.6) == (2 if bundle else 1)  # the 1e300 one expired
+        assert t.payload[1, 0] == pytest.approx(0.4) and t.current(10.6).tolist()[0] == 1
+
+
 # ----------------------------------------------------------------------------- checkpoint
 
 
@@ -272,7 +350,7 @@ class _FakePolicy:
     """The attributes PolicyAgent reads from a DecentralizedPolicy (no network)."""
 
     def __init__(self, r: int):
-        self.r, self.message_dim = r, 64 + r * (4 + r)
+        self.r, self.message_dim, self.F = r, 64 + r * (4 + r), 64
 
     def initial_state(self) -> np.ndarray:
         return np.zeros(64, np.float32)
@@ -288,6 +366,78 @@ def test_observe_rejects_mismatched_inputs(checkpoint):
         agent.observe([0, 0, 0.5], [0, 0, 0], [1.0, 1.0], np.zeros((4, 6)))
     with pytest.raises(MissionError, match="NaN"):
         agent.observe([math.nan, 0, 0.5], [0, 0, 0], [1.0, 1.0], table)
+
+
+@pytest.mark.parametrize(
+    "which, value, words",
+    [
+        ("pose", 1e300, "pose"),
+        ("pose", 3e38, "pose"),
+        ("supply", 1e39, "resources"),
+        ("supply", -1e300, "resources"),
+        ("consumer_x", 1e300, "/consumers positions"),
+        ("demand", 1e300, "/consumers demands"),
+    ],
+)
+def test_observe_refuses_finite_values_beyond_float32_naming_the_input(
+    checkpoint, which, value, words
+):
+    """Finite float64 values that overflow float32 (pose 1e300 m, a demand of 1e300) made
+    the robot command NaN and left its state NaN for good; now observe names the input."""
+    cfg = load_config(swarm_mapping())
+    agent = PolicyAgent(load_policy(checkpoint, 2), RobotSpec.from_config(cfg, "cf1"), 0.5)
+    pos, supply = [0.0, 0.0, 0.5], [1.0, 1.0]
+    good = np.array([[0.5, 0.5, 0.3, 1.0, 1.0, 1.0]] * 3)
+    table = good.copy()
+    if which == "pose":
+        pos[0] = value
+    elif which == "supply":
+        supply[0] = value
+    elif which == "consumer_x":
+        table[1, 0] = value
+    else:
+        table[2, 4] = value
+    with pytest.raises(MissionError, match=words) as err:
+        agent.observe(pos, [0, 0, 0], supply, table)
+    assert "\n" not in str(err.value) and "input range" in str(err.value)
+    res = agent.step(agent.observe([0.0, 0.0, 0.5], [0, 0, 0], [1.0, 1.0], good), 0.0)
+    assert res.ok and np.isfinite(res.velocity).all() and np.isfinite(agent.state).all()
+
+
+_SPECIAL = [math.nan, math.inf, -math.inf, 1e300, -1e300, 3.4e38, 1e10, 1e6, 1.0001]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(0, 12),
+    st.lists(st.tuples(st.integers(0, 75), st.sampled_from(_SPECIAL)), max_size=6),
+)
+def test_adversarial_neighbour_messages_never_give_a_bad_command(checkpoint, seed, k, edits):
+    """Any mix of good, damaged, oversized and malformed messages from any number of
+    senders: every command is finite and within max_speed, the state stays in [-1, 1] and
+    the outgoing message is finite (damaged messages are dropped, counted)."""
+    cfg = load_config(swarm_mapping())
+    policy = load_policy(checkpoint, 2)
+    agent = PolicyAgent(policy, RobotSpec.from_config(cfg, "cf1"), 0.5)
+    rng = np.random.default_rng(seed)
+    table = np.c_[
+        rng.uniform(-2, 2, (3, 2)), np.full(3, 0.3), np.ones(3), rng.uniform(0, 2, (3, 2))
+    ]
+    obs = agent.observe([0.1, -0.2, 0.5], [0, 0, 0], [1.0, 0.5], table)
+    for tick in range(3):
+        for _ in range(k):
+            msg = np.r_[rng.integers(-1, 8), tick * 0.05, policy.initial_message(obs)]
+            msg[2 : 2 + policy.F] = rng.uniform(-1, 1, policy.F)
+            for where, value in edits:
+                if rng.random() < 0.5:
+                    msg[2 + where] = value
+            cut = rng.integers(0, 3)  # sometimes a wrong length
+            agent.neighbours.receive(msg[: len(msg) - cut], now_s=tick * 0.05)
+        res = agent.step(obs, tick * 0.05)
+        assert res.ok and np.isfinite(res.velocity).all()
+        assert np.hypot(*res.velocity[:2]) <= 0.5 * (1 + 1e-6)
+        assert np.isfinite(res.message).all() and np.abs(agent.state).max() <= 1.0
 
 
 # ----------------------------------------------------------------------------- lock-step
@@ -336,6 +486,41 @@ def test_agents_in_lock_step_equal_the_batched_rollout(checkpoint):
                 assert res.velocity[2] == 0.0
                 assert set(res.neighbours.tolist()) <= set(np.nonzero(adj[i])[0].tolist())
             env.step(ref)
+
+
+def test_a_forward_that_overflows_gives_no_command_and_a_fresh_state(checkpoint):
+    """A checkpoint with huge but finite weights (1e30: it passes the finiteness check)
+    overflowed float32 and commanded NaN, and the NaN state stayed for good. The core now
+    returns a zero velocity flagged not ok, no message, and restarts from x = 0; the batched
+    step does the same for that robot only."""
+    from lgtc_policy.agent import step_batch
+    from lgtc_policy.model.decentralized import DecentralizedPolicy
+
+    cfg = load_config(swarm_mapping())
+    net = build_net(load_checkpoint(checkpoint))
+    with torch.no_grad():
+        for prm in net.parameters():
+            prm.mul_(1e30)
+    huge = DecentralizedPolicy(net, 2)
+    agent = PolicyAgent(huge, RobotSpec.from_config(cfg, "cf1"), 0.5)
+    table = np.array([[0.5, 0.5, 0.3, 1.0, 1.0, 1.0]] * 3)
+    obs = agent.observe([0.0, 0.0, 0.5], [0, 0, 0], [1.0, 1.0], table)
+    with np.errstate(all="ignore"):
+        res = agent.step(obs, 0.0)
+        assert not res.ok and res.message is None and res.cluster == -1
+        assert not res.velocity.any() and np.isfinite(res.action).all()
+        assert not agent.state.any()
+    # in a batch (sane weights), only the robot whose forward is not finite is flagged (an
+    # AgentObs built by hand, past observe's checks)
+    policy = load_policy(checkpoint, 2)
+    a, b = (PolicyAgent(policy, RobotSpec.from_config(cfg, n), 0.5) for n in ("cf1", "cf2"))
+    a.state[:] = 0.5
+    broken = dataclasses.replace(obs, pos=np.array([np.nan, 0.0], np.float32))
+    with np.errstate(all="ignore"):
+        out = step_batch([a, b], [broken, obs], 0.0)
+    assert not out[0].ok and not out[0].velocity.any() and out[0].message is None
+    assert not a.state.any() and a.cluster == -1
+    assert out[1].ok and out[1].message is not None and np.isfinite(out[1].velocity).all()
 
 
 def test_idle_robot_is_silent_and_still(checkpoint):

@@ -214,6 +214,13 @@ DAMAGED = {
         lambda ck: ck["env_config"].update(n_resources=3),
         "takes items of 6/6 features but its env_config's r=3",
     ),
+    # integer weights were loaded (cast to float) and evaluated as a policy of zeros and ones
+    "int_weights": (
+        lambda ck: ck["state_dicts"].update(
+            policy={k: v.long() for k, v in ck["state_dicts"]["policy"].items()}
+        ),
+        "holds torch.int64 values, not float weights",
+    ),
 }
 
 
@@ -239,6 +246,33 @@ def test_net_config_sizes_are_checked_without_allocating(tmp_path, shipped, fiel
     ck = load_checkpoint(path)
     with pytest.raises(CheckpointError, match="checkpoint network 'policy'"):
         build_net(ck, "policy")
+
+
+def test_a_folder_given_as_checkpoint_is_named_a_folder(tmp_path, capsys):
+    """It was reported as "does not exist"."""
+    (tmp_path / "run.pt").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder; pass the .pt file in it"):
+        load_checkpoint(tmp_path / "run.pt")
+    assert lgtc_main(["eval", "--checkpoint", str(tmp_path), "--no-expert"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder" in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("episode_length", 10**12), ("assign_restarts", 10**9), ("discharge_rate", "x")],
+)
+def test_a_checkpoint_with_an_absurd_env_config_is_one_line(
+    tmp_path, shipped, capsys, field, value
+):
+    """episode_length 1e12 or assign_restarts 1e9 in a checkpoint's env_config made
+    `lgtc eval` run for ever; a string rate was a TypeError traceback."""
+    ck = _edited(shipped, lambda c: c.update(env_config={**c["env_config"], field: value}))
+    path = save_checkpoint(tmp_path / "absurd.pt", ck)
+    argv = ["eval", "--checkpoint", str(path), "--no-expert", "--episodes", "1"]
+    assert lgtc_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"EnvConfig.{field}=" in err[0], err
 
 
 def test_lgtc_eval_with_a_path_too_long_is_one_line(capsys):

@@ -213,6 +213,66 @@ def test_invalid_config_names_the_field(kw, field):
         EnvConfig(**kw).validate()
 
 
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        # a value of the wrong type raised a TypeError traceback (`lgtc eval --env-overrides`)
+        ({"discharge_rate": "x"}, "discharge_rate"),
+        ({"discharge_level": "x"}, "discharge_level"),
+        ({"spawn_margin": None}, "spawn_margin"),
+        ({"agent_spawn_separation": "x"}, "agent_spawn_separation"),
+        ({"assign_demand_floor": [1]}, "assign_demand_floor"),
+        ({"consumer_radius": 0.1}, "consumer_radius"),
+        ({"supply_range": None}, "supply_range"),
+        ({"supply_range": [1, 2, 3]}, "supply_range"),
+        ({"dt": True}, "dt"),
+        ({"auto_reset": "no"}, "auto_reset"),
+        ({"seed": "x"}, "seed"),
+        ({"seed": -1}, "seed"),
+        # absurd sizes hung the evaluation or asked for unbounded memory
+        ({"episode_length": 10**9}, "episode_length"),
+        ({"assign_restarts": 10**9}, "assign_restarts"),
+        ({"n_agents": 10**6}, "n_agents"),
+        ({"n_resources": 10**4}, "n_resources"),
+        ({"epsilon": 1e-300, "agent_spawn_separation": 1e-300}, "agent_spawn_separation"),
+        ({"consumer_radius": [1e-300, 1e-300], "epsilon": 1e-301}, "consumer_spawn_separation"),
+        # finite in float64, inf in float32: NaN actions or NaN rewards
+        ({"dt": 1e300}, "dt"),
+        ({"v_max": 1e300}, "v_max"),
+        ({"supply_range": [1e300, 1e300]}, "supply_range"),
+        ({"w_global": 1e308}, "w_global"),
+    ],
+)
+def test_from_dict_names_the_field_of_a_mistyped_or_absurd_value(kw, field):
+    base = {"consumer_spawn_separation": 0.41}
+    if field == "consumer_spawn_separation":
+        base = {"consumer_spawn_separation": 1e-300, "agent_spawn_separation": 0.15}
+    with pytest.raises(EnvConfigError, match=f"EnvConfig.{field}=") as err:
+        EnvConfig.from_dict({**base, **kw})
+    assert "\n" not in str(err.value)
+
+
+def test_the_largest_values_allowed_stay_finite():
+    """At the bounds (every real field up to 1e6) a rollout stays finite."""
+    cfg = EnvConfig.from_dict(
+        {
+            "v_max": 1e6,
+            "supply_range": [1e6, 1e6],
+            "w_global": 1e6,
+            "w_progress": 1e6,
+            "gamma_collision": 1e6,
+            "comm_radius": 1e6,
+            "discharge_rate": 1e6,
+            "dt": 1e6,
+        }
+    )
+    env = ResourceEnv(cfg, batch_size=2, seed=0)
+    env.reset()
+    for _ in range(3):
+        obs, reward, _, _ = env.step(torch.rand(2, 10, 2) * 2 - 1)
+        assert torch.isfinite(reward).all() and torch.isfinite(obs.flat()).all()
+
+
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(EnvConfigError, match="unknown EnvConfig field"):
         EnvConfig.from_dict({"n_agent": 10})

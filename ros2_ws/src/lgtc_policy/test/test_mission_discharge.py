@@ -333,13 +333,63 @@ def test_core_backend_cli_writes_the_summary_and_rejects_bad_input(tmp_path, cap
     bad.write_bytes(b"not a checkpoint")
     assert main([*argv, "--checkpoint", str(bad), "--out", str(tmp_path / "q")]) == 2
     assert "bad.pt" in capsys.readouterr().err
-    assert main(["--backend", "core", "--config", str(tmp_path / "none.yaml")]) == 2
+    none = ["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]
+    assert main(["--backend", "core", *none]) == 2
     assert "none.yaml" in capsys.readouterr().err
     assert main(["--reanalyse", "--out", str(tmp_path / "empty")]) == 2
     assert "no seed*/run.mcap" in capsys.readouterr().err
     for opt, value in (("--runs", "0"), ("--window", "-1"), ("--jitter", "nan"), ("--after", "0")):
         assert main([*argv, opt, value]) == 2
         assert f"error: {opt} = " in capsys.readouterr().err
+
+
+def test_a_study_never_replaces_an_earlier_one_silently(tmp_path, capsys):
+    """A second study into the same --out overwrote the first's runs (and a shorter one left
+    old seed folders that --reanalyse mixed in): it is refused, one line, unless --overwrite,
+    which removes that study's files and nothing else."""
+    config = tmp_path / "discharge.yaml"
+    config.write_text(yaml.safe_dump(base_mapping(t_event=2.0), sort_keys=False))
+    out = tmp_path / "o"
+    argv = ["--backend", "core", "--config", str(config), "--after", "1", "--out", str(out)]
+    argv += ["--checkpoint", str(SHIPPED)]
+    assert main([*argv, "--runs", "2"]) == 0
+    first = (out / "discharge.json").read_text()
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main([*argv, "--runs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a study (2 seed folders, discharge.json)" in err[0]
+    assert (out / "discharge.json").read_text() == first and (out / "seed1").is_dir()
+    assert main([*argv, "--runs", "1", "--overwrite"]) == 0
+    assert sorted(d.name for d in out.iterdir()) == ["discharge.json", "notes.txt", "seed0"]
+    assert main(["--reanalyse", "--backend", "core", "--out", str(out)]) == 0
+    assert json.loads((out / "discharge.json").read_text())["runs"] == 1
+    (tmp_path / "file").write_text("")
+    assert main([*argv[:-4], "--out", str(tmp_path / "file"), "--runs", "1"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_flight_without_end_is_refused_before_any_run(tmp_path, capsys):
+    """--after 1e300 or an event at t = 1e300 s was an OverflowError traceback in the core
+    env (and a ROS run without end); --runs 100000000 was years of runs."""
+    config = tmp_path / "discharge.yaml"
+    config.write_text(yaml.safe_dump(base_mapping(t_event=2.0), sort_keys=False))
+    late = tmp_path / "late.yaml"
+    late.write_text(yaml.safe_dump(base_mapping(t_event=1e300), sort_keys=False))
+    for backend in ("core", "ros"):
+        argv = ["--backend", backend, "--config", str(config), "--out", str(tmp_path / "o")]
+        for opt, value, words in (
+            ("--after", "1e300", "error: --after = 1e+300: must be > 0 s and <= 3600 s"),
+            ("--runs", "100000000", "error: --runs = 100000000: must be from 1 to 1000"),
+        ):
+            assert main([*argv, opt, value]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [words], err
+        argv[3] = str(late)
+        assert main([*argv, "--runs", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "discharge event at t = 1e+300 s plus --after 45 s" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(

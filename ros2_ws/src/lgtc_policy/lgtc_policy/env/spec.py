@@ -30,6 +30,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
@@ -57,6 +58,20 @@ class ActionError(EnvError, ValueError):
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
+
+#: Bounds that keep one env batch in bounded time and memory and its float32 arithmetic
+#: finite (a finite 1e300 is ``inf`` in float32): at most this many agents / consumers,
+MAX_COUNT = 1000
+#: resource types (as a checkpoint's item layout allows),
+MAX_RESOURCES = 64
+#: steps per episode (5000 s at 20 Hz; an evaluation runs every episode to the end),
+MAX_EPISODE_LENGTH = 100_000
+#: local-search restarts per fresh assignment,
+MAX_ASSIGN_RESTARTS = 1000
+#: spawn grid cells per side (the reset draws a random key per cell, per env),
+MAX_SPAWN_SIDE = 1000
+#: and magnitude of every real-valued field (lengths, speeds, quantities, rates, gains).
+MAX_REAL = 1e6
 
 ResourceKinds = Literal["mixed", "random", "persistent", "instantaneous"]
 AssignmentMode = Literal["exact", "local", "none"]
@@ -205,6 +220,7 @@ class EnvConfig:
 
     def validate(self) -> EnvConfig:
         """Check every field; raise :class:`EnvConfigError` naming the field and the fix."""
+        self._validate_types()
         self._validate_sizes()
         self._validate_geometry()
         self._validate_spawn()
@@ -216,13 +232,47 @@ class EnvConfig:
         """The error for field ``name``: its value and ``why`` (what is wrong and the fix)."""
         return EnvConfigError(f"EnvConfig.{name}={getattr(self, name)!r}: {why}")
 
+    def _validate_types(self) -> None:
+        """Every real field a finite number within ``MAX_REAL``, the pairs pairs of them, the
+        flags booleans and the seed a NumPy seed (before any comparison of them)."""
+        bad = self._bad
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("float", "tuple[float, float]"):
+                pair = f.type != "float"
+                values = v if pair and isinstance(v, tuple | list) and len(v) == 2 else [v]
+                ok = (not pair or values is v) and all(
+                    isinstance(x, numbers.Real)
+                    and not isinstance(x, bool)
+                    and math.isfinite(x)
+                    and abs(x) <= MAX_REAL
+                    for x in values
+                )
+                if not ok:
+                    what = "a pair (low, high) of finite numbers" if pair else "a finite number"
+                    raise bad(f.name, f"must be {what} with magnitude <= {MAX_REAL:g}")
+            elif f.type == "bool" and not isinstance(v, bool):
+                raise bad(f.name, "must be true or false")
+        seed = self.seed
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, numbers.Integral)
+            or not 0 <= seed < 2**63
+        ):
+            raise bad("seed", "must be an integer in [0, 2**63 - 1]")
+
     def _validate_sizes(self) -> None:
         """Counts: agents, consumers, resources, episode length, resources per party."""
         bad = self._bad
-        for name in ("n_agents", "n_consumers", "n_resources", "episode_length"):
+        for name, hi in (
+            ("n_agents", MAX_COUNT),
+            ("n_consumers", MAX_COUNT),
+            ("n_resources", MAX_RESOURCES),
+            ("episode_length", MAX_EPISODE_LENGTH),
+        ):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise bad(name, "must be an integer >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise bad(name, f"must be an integer in [1, {hi}]")
         if self.n_agents < self.n_consumers:
             raise bad(
                 "n_agents",
@@ -275,7 +325,14 @@ class EnvConfig:
             ("agent_spawn_separation", self.agent_spawn_separation, self.n_agents),
             ("consumer_spawn_separation", self.consumer_spawn_separation, self.n_consumers),
         ):
-            cells = int((2 - 2 * self.spawn_margin) // sep) ** 2
+            span = 2 - 2 * self.spawn_margin
+            if span / sep > MAX_SPAWN_SIDE:
+                raise bad(
+                    name,
+                    f"spawns on a grid of {span / sep:.3g} cells per side (at most "
+                    f"{MAX_SPAWN_SIDE}): use a separation >= {span / MAX_SPAWN_SIDE:.3g}",
+                )
+            cells = int(span // sep) ** 2
             if cells < count:
                 raise bad(
                     name,
@@ -301,9 +358,9 @@ class EnvConfig:
         if (
             isinstance(self.assign_restarts, bool)
             or not isinstance(self.assign_restarts, int)
-            or self.assign_restarts < 1
+            or not 1 <= self.assign_restarts <= MAX_ASSIGN_RESTARTS
         ):
-            raise bad("assign_restarts", "must be an integer >= 1")
+            raise bad("assign_restarts", f"must be an integer in [1, {MAX_ASSIGN_RESTARTS}]")
         if not self.assign_demand_floor > 0:
             raise bad("assign_demand_floor", "must be > 0")
 
@@ -340,8 +397,8 @@ class EnvConfig:
             )
         kw = dict(d)
         for k in ("consumer_radius", "supply_range"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
+            if k in kw and isinstance(kw[k], list | tuple):
+                kw[k] = tuple(kw[k])  # anything else is refused by validate, naming k
         return cls(**kw).validate()
 
 

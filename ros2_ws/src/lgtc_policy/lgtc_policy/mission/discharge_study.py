@@ -71,18 +71,35 @@ __all__ = [
 
 #: A run's recording and config under ``<out>/seed<k>/``.
 RUN_MCAP, RUN_CONFIG = "run.mcap", "swarm.yaml"
+#: Longest flight of one run [sim s]: the (last) discharge event's time plus ``--after``
+#: (an hour; the core env's episode of an hour at 20 Hz is 72 000 steps).
+MAX_FLIGHT_S = 3600.0
+#: Most runs of one study (``--runs``).
+MAX_RUNS = 1000
 
 
 def _check_options(runs: int, jitter: float, window: float, after: float) -> None:
     """MissionError naming the option when a study option is out of range."""
     for name, value, ok, need in (
-        ("runs", runs, runs >= 1, ">= 1"),
+        ("runs", runs, 1 <= runs <= MAX_RUNS, f"from 1 to {MAX_RUNS}"),
         ("jitter", jitter, jitter >= 0, ">= 0 m"),
         ("window", window, window > 0, "> 0 s"),
-        ("after", after, after > 0, "> 0 s"),
+        ("after", after, 0 < after <= MAX_FLIGHT_S, f"> 0 s and <= {MAX_FLIGHT_S:g} s"),
     ):
         if not ok or not math.isfinite(value):
             raise MissionError(f"{name} = {value}: must be {need}")
+
+
+def _flight_s(cfg, after: float) -> float:
+    """Sim seconds one run flies: the last discharge event's time plus ``after``
+    (MissionError naming the event when that exceeds :data:`MAX_FLIGHT_S`)."""
+    t_event = max(e.t for e in cfg.events if e.type == "discharge")
+    if not t_event + after <= MAX_FLIGHT_S:
+        raise MissionError(
+            f"{cfg.source}: the discharge event at t = {t_event:g} s plus --after {after:g} s "
+            f"is a flight of more than {MAX_FLIGHT_S:g} s; move the event earlier"
+        )
+    return t_event + after
 
 
 def _check_figure(figure: str) -> None:
@@ -280,12 +297,12 @@ def discharge_study_core(
     base, base_cfg = _study_config(config, victim)
     if resource_types:
         base["resource_types"] = list(resource_types)
+    duration = _flight_s(base_cfg, after)
     checkpoint, net, env_config = _core_policy(checkpoint, base, base_cfg, controller)
-    t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
     flight = {
         "net": net,
         "env_config": env_config,
-        "duration": t_event + after,
+        "duration": duration,
         "controller": controller,
         "cbf": cbf,
     }
@@ -368,6 +385,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reanalyse",
         action="store_true",
         help="fly nothing: analyse the runs already under --out again (rewrites discharge.json)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the study already under --out (its discharge.json and seed*/ folders); "
+        "without it such an --out is refused",
     )
 
 
@@ -500,13 +523,13 @@ def _main_ros(ns: argparse.Namespace) -> int:
     try:
         base, base_cfg = _study_config(ns.config, ns.victim)
         ckpt = _ros_checkpoint(ns, base_cfg)
-        t_event = max(e.t for e in base_cfg.events if e.type == "discharge")
+        flight_s = _flight_s(base_cfg, ns.after)
         results = []
         for seed in range(ns.first_seed, ns.first_seed + ns.runs):
             mapping = variant(base, seed, ns.jitter, ckpt)
             if ns.resource_types:
                 mapping["resource_types"] = ns.resource_types.split(",")
-            results.append(_ros_run(ns, mapping, seed, (t_event + ns.after) * 1.15 + 10.0))
+            results.append(_ros_run(ns, mapping, seed, flight_s * 1.15 + 10.0))
             print(_dumps(results[-1]), flush=True)
             if ns.figure and seed == ns.first_seed:
                 _figure(ns, seed, f"{ns.config}, seed {seed}")
@@ -528,6 +551,12 @@ def run_cli(ns: argparse.Namespace) -> int:
     except MissionError as exc:
         print(f"error: --{exc}", file=sys.stderr)
         return 2
+    if not ns.reanalyse:
+        try:
+            _claim_out(Path(ns.out), ns.overwrite)
+        except MissionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if ns.reanalyse:
         try:
             summary = reanalyse(ns.out, ns.window, ns.backend)
@@ -541,6 +570,30 @@ def run_cli(ns: argparse.Namespace) -> int:
     if ns.backend == "core":
         return _main_core(ns)
     return _main_ros(ns)
+
+
+def _claim_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that already holds a study (nothing of an earlier study is lost
+    silently, and a shorter study cannot leave old seed folders that ``--reanalyse`` would mix
+    in); with ``overwrite``, remove that study's files (``discharge.json``, ``seed<k>/``) and
+    nothing else."""
+    if out.exists() and not out.is_dir():
+        raise MissionError(f"--out {out}: is a file; name a folder")
+    old = [d for d in out.glob("seed*") if d.is_dir() and d.name[4:].isdigit()]
+    summary = out / "discharge.json"
+    if not old and not summary.exists():
+        return
+    if not overwrite:
+        raise MissionError(
+            f"--out {out} already holds a study ({len(old)} seed folders"
+            f"{', discharge.json' if summary.exists() else ''}): pass another --out, "
+            "--reanalyse to analyse it again, or --overwrite to replace it"
+        )
+    import shutil
+
+    for d in old:
+        shutil.rmtree(d)
+    summary.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except OSError as e:  # a name too long for the file system, ...
         raise CheckpointError(f"checkpoint {str(path)[:200]!r}: {e.strerror or e}") from None
     if not found:
+        if path.is_dir():
+            raise CheckpointError(
+                f"checkpoint {path} is a folder; pass the .pt file in it (e.g. {path}/best.pt)"
+            )
         raise CheckpointError(f"checkpoint {path} does not exist; pass an existing .pt file")
     try:
         with warnings.catch_warnings():
@@ -123,7 +127,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def _check_layout(path: Path, ck: dict[str, Any]) -> None:
     """The types of the module docstring's layout: ``algo`` a string, ``nets`` a mapping of
     mappings, ``state_dicts`` a mapping of mappings of tensors, the configs and ``eval``
-    mappings, and the ``policy`` network's item sizes those of ``env_config``'s ``r``."""
+    mappings, every weight a floating-point tensor, and the ``policy`` network's item sizes
+    those of ``env_config``'s ``r``."""
     if not isinstance(ck["algo"], str) or not ck["algo"]:
         raise CheckpointError(
             f"checkpoint {path}: 'algo' is {ck['algo']!r}, not an algorithm name; it is damaged"
@@ -144,6 +149,13 @@ def _check_layout(path: Path, ck: dict[str, Any]) -> None:
                 raise CheckpointError(
                     f"checkpoint {path}: {key}[{name!r}] is not {what}; it is damaged"
                 )
+            if key == "state_dicts":
+                for k, t in value.items():
+                    if not t.is_floating_point():
+                        raise CheckpointError(
+                            f"checkpoint {path}: weight {name}.{k} holds {t.dtype} values, "
+                            "not float weights; it is damaged (re-download or retrain it)"
+                        )
     r = ck["env_config"].get("n_resources")
     net = ck["nets"].get("policy")
     if isinstance(r, int) and not isinstance(r, bool) and 0 < r <= 64 and net is not None:

@@ -26,6 +26,7 @@ for SAC actors), clipped like the env does (components to [-1, 1], then norm <= 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -153,8 +154,18 @@ class DecentralizedPolicy:
             self.dt = np.float32(c.dt)
         else:
             self.bx = _np(net.b_x)
+        self.state_bound = math.inf
+        """Largest ``|x|`` a robot running this policy can send: 1 when the cell meets
+        Theorem 1 (``tau >= 0``, ``|B_f| <= 1``, margin ``c >= 0``: the semi-implicit step
+        keeps ``x`` in ``[-1, 1]``, TRAINING.md), else unbounded. A neighbour message beyond it
+        is not from an intact robot (``agent.NeighbourTable`` drops it)."""
+        if cfg.kind == "lgtc" and net.cell.theorem1().ok:
+            self.state_bound = 1.0
         self.last_attention = np.zeros(0, np.float32)
         """``Xi_i`` of the last :meth:`step` (``(M,)``); its argmax is the robot's cluster."""
+        self.last_finite = np.ones(0, bool)
+        """``(B,)`` of the last :meth:`step_many` (:meth:`step`: ``B = 1``): False for a robot
+        whose forward overflowed; its action, message state and new state are then zero."""
 
     def initial_message(self, obs: AgentObs) -> np.ndarray:
         """The message a robot sends before its first tick: zero state and its items."""
@@ -256,6 +267,15 @@ class DecentralizedPolicy:
         action = np.tanh(mean) if self.cfg.squash else np.clip(mean, -1.0, 1.0)
         n = np.hypot(action[:, 0], action[:, 1])[:, None]
         action = np.where(n > 1.0, action / np.where(n > 1.0, n, 1.0), action)
+        # never a non-finite action, message or state (huge but finite weights or inputs can
+        # overflow float32): such a robot gets zeros, is flagged, and restarts from x = 0
+        finite = np.isfinite(action).all(1) & np.isfinite(x_new).all(1) & np.isfinite(xi).all(1)
+        finite &= np.isfinite(agent_res).reshape(B, -1).all(1)  # the message's item part
+        if not finite.all():
+            action[~finite] = 0.0
+            x_new[~finite] = 0.0
+            xi[~finite] = 0.0
+        self.last_finite = finite
         out = np.concatenate([x_new, agent_res.reshape(B, -1)], axis=1)
         return action.astype(np.float32), out, x_new, xi
 

@@ -273,12 +273,13 @@ class PolicyNode(Node):
         self.stats.record(start, end, at)
         if self.stats.missed > missed and (self.batcher is None or self.batcher.solo):
             self._report_missed(self.stats.missed - missed)  # a batch says it once for all
-        if not np.all(np.isfinite(result.velocity)):
-            # e.g. a checkpoint that went non-finite: never send it, say so loudly
+        if not result.ok or not np.all(np.isfinite(result.velocity)):
+            # e.g. a checkpoint whose forward overflows (the core flags it and returns zeros):
+            # never send it, say so loudly
             self.nonfinite_outputs += 1
             if self.nonfinite_outputs & (self.nonfinite_outputs - 1) == 0:
                 self.get_logger().error(
-                    f"non-finite policy output {result.velocity.tolist()}: sending no command "
+                    "non-finite policy output (the network overflowed): sending no command "
                     f"({self.nonfinite_outputs} so far)"
                 )
             return
