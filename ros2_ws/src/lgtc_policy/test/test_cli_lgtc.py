@@ -75,10 +75,14 @@ def test_cli_rejects_bad_options(tmp_path, capsys) -> None:
         (["eval", "--seed", "9" * 30], "argument --seed: must be an integer from 0"),
         (["expert", "--envs", "x"], "argument --envs: must be an integer from 1"),
         # the demo ran with these: a negative --duration ended in an mcap EndOfFile traceback
-        (["demo", "--duration", "-1"], "argument --duration: must be a finite number > 0"),
-        (["demo", "--duration", "nan"], "argument --duration: must be a finite number > 0"),
-        (["demo", "--linger", "-5"], "argument --linger: must be a finite number >= 0"),
-        (["demo", "--status-every", "-1"], "argument --status-every: must be a finite number >= 0"),
+        (["demo", "--duration", "-1"], "argument --duration: must be a number in (0, 1e+06]"),
+        (["demo", "--duration", "nan"], "argument --duration: must be a number in (0, 1e+06]"),
+        (["demo", "--linger", "-5"], "argument --linger: must be a number in [0, 1e+06]"),
+        (["demo", "--status-every", "-1"], "argument --status-every: must be 0 or a number in"),
+        # an overflow in rclpy's timer / a busy 0 ns timer / a run without end
+        (["demo", "--status-every", "1e300"], "argument --status-every: must be 0 or a number in"),
+        (["demo", "--status-every", "1e-300"], "argument --status-every: must be 0 or a number"),
+        (["demo", "--linger", "1e300"], "argument --linger: must be a number in [0, 1e+06]"),
     ],
 )
 def test_cli_bad_numbers_are_one_line(capsys, argv, words) -> None:

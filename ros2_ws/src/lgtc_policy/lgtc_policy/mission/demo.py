@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import yaml
 from sim_bridge.bringup import BringupError, check_plugins, plan
-from sim_bridge.cli import bounded_float
+from sim_bridge.cli import MAX_DURATION_S, bounded_float, status_period
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.recording import read_run
 from sim_bridge.render import RenderError, render
@@ -298,7 +298,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=d.out, help="output directory (default %(default)s)")
     p.add_argument(
         "--duration",
-        type=bounded_float(0.0, open_low=True),
+        type=bounded_float(0.0, MAX_DURATION_S, open_low=True),
         default=d.duration,
         help="wall limit [s]",
     )
@@ -308,14 +308,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cbf", action="store_true", help="no CBF filters (unsafe)")
     p.add_argument("--no-stop", action="store_true", help="run to the limit even when done")
     p.add_argument(
-        "--linger", type=bounded_float(0.0), default=d.linger, help="run on after completion [s]"
+        "--linger",
+        type=bounded_float(0.0, MAX_DURATION_S),
+        default=d.linger,
+        help="run on after completion [s]",
     )
     p.add_argument("--no-gif", action="store_true", help="do not render swarm.gif")
     p.add_argument("--no-compare", action="store_true", help="skip the core env comparison")
     p.add_argument("--no-expert", action="store_true", help="skip the centralized expert")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the core env comparison")
     p.add_argument(
-        "--status-every", type=bounded_float(0.0), default=d.status_every, help="[s], 0: silent"
+        "--status-every", type=status_period(), default=d.status_every, help="[s], 0: silent"
     )
     p.add_argument(
         "--sim-time", action="store_true", help="every node on the world's /clock (use_sim_time)"
