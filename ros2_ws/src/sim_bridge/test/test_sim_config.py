@@ -100,6 +100,9 @@ def test_round_trip_through_mapping():
         ({"rates": {"control_hz": 2.0}}, "rates.control_hz", "use a value >= 3.34 Hz"),
         ({"safety": {"class_k": "quadratic"}}, "safety.class_k", "not one of"),
         ({"arena": {"x": [2, -2], "y": [-2, 2]}}, "arena.x", "min < max"),
+        # normalised positions of 0 everywhere, then an EnvConfig field named for it
+        ({"arena": {"x": [-1e300, 1e300], "y": [-2, 2]}}, "arena.x", "beyond 10000 m"),
+        ({"arena": {"x": [-2, 2], "y": [-2, 2], "z": [0, 2e4]}}, "arena.z", "within +-10000"),
         ({"resource_types": ["energy", "payload", "energy"]}, "resource_types[2]", "duplicate"),
     ],
 )

@@ -65,6 +65,10 @@ MAX_MAP_BYTES = 4 * 2**20
 MAX_RANDOM_CELLS = 65_536
 #: Largest ``seed`` (NumPy's seeds are unsigned 64-bit; this keeps them in a signed int64).
 MAX_SEED = 2**63 - 1
+#: Largest ``|coordinate|`` of an arena wall [m] (10 km): far beyond a lab or a field site,
+#: and small enough that positions normalised to the arena stay exact in float32 (an arena of
+#: +-1e300 m made every robot's normalised position 0 and the policy's spawn grids absurd).
+MAX_ARENA_M = 10_000.0
 
 #: Per-kind defaults used when neither the robot nor its ``robot_types`` entry sets a field.
 KIND_DEFAULTS: dict[str, dict[str, float]] = {

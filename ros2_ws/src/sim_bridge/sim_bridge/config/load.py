@@ -16,6 +16,7 @@ from sim_bridge.config.consumers import check_supply, consumers, events
 from sim_bridge.config.geometry import check_consumer_geometry, check_robot_geometry
 from sim_bridge.config.limits import (
     FILEVERSION,
+    MAX_ARENA_M,
     MAX_CONSUMERS,
     MAX_EVENTS,
     MAX_RESOURCE_TYPES,
@@ -224,6 +225,14 @@ def _arena(c: Checker, value: Any) -> Arena | None:
             continue
         out[axis] = c.pair(m[axis], f"arena.{axis}")
     out["z"] = c.pair(m["z"], "arena.z") if "z" in m else (0.0, 2.0)
+    for axis, pair in out.items():
+        if pair is not None and max(abs(pair[0]), abs(pair[1])) > MAX_ARENA_M:
+            c.err(
+                f"arena.{axis}",
+                f"{list(pair)} reaches beyond {MAX_ARENA_M:g} m",
+                f"give the walls in metres, within +-{MAX_ARENA_M:g}",
+            )
+            return None
     if out["z"] is not None and out["z"][0] < 0.0:
         c.err("arena.z", f"floor {out['z'][0]} is below 0", "the floor is z = 0; use [0, ceiling]")
         return None
