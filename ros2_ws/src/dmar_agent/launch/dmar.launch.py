@@ -7,11 +7,12 @@
 What starts comes from ``sim_bridge.bringup.launch_plan`` (its ``plan`` is the one
 ``swarm up`` and ``dmar demo`` use), so every face starts the same nodes: world, comm relay,
 ``/all`` services, radio bridges for cflib robots, a CBF filter and a DMAR agent node per
-robot (``policy:=false`` leaves the agents out). ``record:=DIR`` runs ``ros2 bag record -s
-mcap`` on the swarm's topics; rviz2 and ``ros2 bag`` are optional: when one is asked for but
-not installed, the launch logs one warning and starts the swarm without it. A bad config or
-argument, or a config without ``routing``, stops the launch before any process starts
-(:func:`sim_bridge.ros.launch_actions.swarm_actions`).
+robot (``policy:=false`` leaves the agents out). ``rviz:=true`` opens rviz2 with this
+package's ``config/dmar.rviz`` (world, grid, obstacles, tasks and the agents' clusters);
+``record:=DIR`` runs ``ros2 bag record -s mcap`` on the swarm's topics; rviz2 and ``ros2
+bag`` are optional: when one is asked for but not installed, the launch logs one warning and
+starts the swarm without it. A bad config or argument, or a config without ``routing``,
+stops the launch before any process starts (:func:`sim_bridge.ros.launch_actions.swarm_actions`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def generate_launch_description() -> LaunchDescription:
             ),
             OpaqueFunction(
                 function=swarm_actions(
-                    "dmar.launch", markers=(MARKERS, POLICY_MARKERS), needs_routing=True
+                    "dmar.launch",
+                    rviz_config=("dmar_agent", "config/dmar.rviz"),
+                    markers=(MARKERS, POLICY_MARKERS),
+                    needs_routing=True,
                 )
             ),
         ]

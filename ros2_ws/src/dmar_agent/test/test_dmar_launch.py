@@ -3,8 +3,10 @@
 * ``bringup.plan`` starts one DMAR node per robot for a routing config (launch/dmar.yaml and
   the mixed team), by package, executable and plugin names, and the plugins import;
 * ``dmar_agent/launch/dmar.launch.py`` run against small stand-ins of ``launch`` /
-  ``launch_ros`` builds one ``Node`` per spec of ``launch_plan``; ``launch/dmar.launch.py``
-  hands the user's ``config`` and ``takeoff`` on to it; both reference only declared arguments.
+  ``launch_ros`` builds one ``Node`` per spec of ``launch_plan``, and with ``rviz:=true`` (rviz2
+  installed) rviz2 on this package's ``config/dmar.rviz``, which shows the world's and the
+  agents' marker layers; ``launch/dmar.launch.py`` hands the user's ``config`` and ``takeoff``
+  on to it; both reference only declared arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 from sim_bridge.bringup import LAUNCH_ARGUMENTS, check_plugins, launch_plan, plan
 from sim_bridge.config import load_config
 
@@ -23,6 +26,7 @@ REPO = Path(__file__).resolve().parents[4]
 PKG_LAUNCH = REPO / "ros2_ws/src/dmar_agent/launch/dmar.launch.py"
 STACK_LAUNCH = REPO / "launch/dmar.launch.py"
 CONFIGS = [REPO / "launch/dmar.yaml", REPO / "launch/dmar_mixed.yaml"]
+RVIZ = REPO / "ros2_ws/src/dmar_agent/config/dmar.rviz"
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -125,6 +129,45 @@ def test_package_launch_starts_the_planned_nodes(fake_launch, config):
     ]
     assert sum(n["package"] == "dmar_agent" for n in nodes) == len(load_config(config).robots)
     assert len(warnings) == 1 and "rviz2 is not installed" in warnings[0]
+
+
+def test_package_launch_rviz_opens_the_dmar_rviz_config(fake_launch):
+    """rviz:=true with rviz2 installed: rviz2 on share/dmar_agent/config/dmar.rviz (not a bare,
+    empty rviz2 on the default fixed frame ``map``, where none of the markers shows)."""
+    warnings, prefix = fake_launch
+    (prefix / "share/ament_index/resource_index/packages/rviz2").touch()
+    (prefix / "share/rviz2").mkdir()
+    entities = _load(PKG_LAUNCH).generate_launch_description().args[0]
+    (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    context = {**_declared(entities), "config": str(CONFIGS[0]), "rviz": "true"}
+    actions = opaque.kwargs["function"](context)
+    rviz = [a.kwargs for a in actions if a.kwargs.get("package") == "rviz2"]
+    assert len(rviz) == 1 and warnings == []
+    assert rviz[0]["executable"] == "rviz2"
+    assert rviz[0].get("arguments") == ["-d", str(prefix / "share/dmar_agent/config/dmar.rviz")]
+    # the file it names is the package's (setup.py installs config/*.rviz there)
+    assert RVIZ.is_file()
+
+
+def test_rviz_config_shows_world_routing_and_cluster_markers():
+    from sim_bridge import topics
+
+    rviz = yaml.safe_load(RVIZ.read_text())
+    manager = rviz["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == topics.WORLD_FRAME
+    displays = {
+        d["Topic"]["Value"]: d
+        for d in manager["Displays"]
+        if d["Class"] == "rviz_default_plugins/MarkerArray"
+    }
+    assert set(displays) == {topics.MARKERS, topics.POLICY_MARKERS}
+    assert all(d["Enabled"] for d in displays.values())
+    world = set(displays[topics.MARKERS]["Namespaces"])
+    assert {"robots", "consumers", "comm"} <= world
+    assert {"routing_grid", "routing_obstacles", "routing_tasks", "routing_visited"} <= world
+    assert set(displays[topics.POLICY_MARKERS]["Namespaces"]) == {"dmar_cluster"}
+    for ns in world | {"dmar_cluster"}:
+        assert ns in topics.__doc__, ns
 
 
 def test_package_launch_refuses_a_config_without_routing(fake_launch):

@@ -5,7 +5,8 @@
   warning each when missing;
 * every launch file is executed against small stand-ins of ``launch`` / ``launch_ros`` that
   record what the file builds: the actions ``swarm.launch.py`` returns for the demo with
-  ``rviz:=true`` and no rviz2, and the arguments ``launch/*.launch.py`` hand to it;
+  ``rviz:=true`` and no rviz2, the arguments ``launch/*.launch.py`` hand to it, and the
+  parameters ``cbf_filter.launch.py`` gives its node, typed as ``launch_ros`` types them;
 * every launch file references only arguments it (or the file it includes) declares, and
   passes the user's values on instead of overriding them (checked on the source, AST).
 """
@@ -20,6 +21,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 from sim_bridge.bringup import LAUNCH_ARGUMENTS, BringupError, launch_flag, launch_plan, plan
 from sim_bridge.config import load_config
 
@@ -160,6 +162,9 @@ def fake_launch(monkeypatch, tmp_path):
         "launch.logging": {"get_logger": lambda name=None: logger},
         "launch_ros": {},
         "launch_ros.actions": {"Node": type("Node", (Recorded,), {})},
+        "launch_ros.parameter_descriptions": {
+            "ParameterValue": type("ParameterValue", (Recorded,), {})
+        },
     }
     for name, attrs in classes.items():
         module = types.ModuleType(name)
@@ -246,6 +251,45 @@ def test_scenario_launch_hands_the_users_arguments_on(fake_launch, path):
         assert todo.config == args["config"]
         world = next(s for s in todo.specs if s.name == "world")
         assert world.parameters["autostart"] is (args["takeoff"] == "true")
+
+
+def launch_ros_parameter(value, context):
+    """A ``Node`` parameter value as launch_ros 0.26 (Jazzy) hands it to the node.
+
+    ``launch_ros.utilities.evaluate_parameters``: a bare substitution is performed and the
+    text read as YAML (``''`` for an empty one; ``None`` or a mapping is refused with a
+    TypeError), ``ParameterValue(..., value_type=str)`` stays the text, a plain value stays.
+    """
+    if type(value).__name__ == "ParameterValue":
+        assert value.kwargs.get("value_type") is str, "only string ParameterValues modelled"
+        return value.args[0].perform(context)
+    if isinstance(value, LaunchConfiguration):
+        loaded = yaml.safe_load(value.perform(context) or "''")
+        if not isinstance(loaded, (bool, int, float, str)):
+            raise TypeError(f"launch_ros refuses {loaded!r} ({type(loaded).__name__})")
+        return loaded
+    return value
+
+
+@pytest.mark.parametrize("robot", ["cf1", "on", "null", "yes", "off"])
+def test_cbf_launch_hands_robot_and_config_on_as_strings(fake_launch, robot):
+    entities = load_launch_file(CBF_LAUNCH).generate_launch_description().args[0]
+    declared = {
+        e.args[0]: e.kwargs.get("default_value")
+        for e in entities
+        if type(e).__name__ == "DeclareLaunchArgument"
+    }
+    assert declared == {"robot": None, "config": "", "use_sim_time": "false"}
+    (node,) = [e for e in entities if type(e).__name__ == "Node"]
+    assert (node.kwargs["package"], node.kwargs["executable"]) == ("cbf_filter", "cbf_node")
+    (params,) = node.kwargs["parameters"]
+    for config in ("", DEMO):
+        for sim_time in ("false", "true"):
+            context = {"robot": robot, "config": config, "use_sim_time": sim_time}
+            got = {k: launch_ros_parameter(v, context) for k, v in params.items()}
+            # a robot named `on` must not reach the node as True, nor `null` stop the launch
+            assert got == {"robot": robot, "config": config, "use_sim_time": sim_time == "true"}
+    assert node.kwargs["namespace"].perform({"robot": robot}) == robot
 
 
 # ----------------------------------------------------------------------------- source checks

@@ -409,8 +409,8 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "backend": ("", "'' = as configured; sim = simulate every robot; cflib = all radio"),
     "rviz": (
         "false",
-        "start rviz2 with lgtc_policy's swarm.rviz (skipped, with a warning, "
-        "when rviz2 is not installed)",
+        "start rviz2 with the launch file's rviz config (lgtc_policy: swarm.rviz, dmar_agent: "
+        "dmar.rviz; skipped, with a warning, when rviz2 is not installed)",
     ),  # fmt: skip
     "record": (
         "",
