@@ -25,10 +25,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim_bridge.topics import COMM_HEADER_LEN, COMM_MAX_LEN
+
 #: Longest delivery delay [s]. Every copy waits in the relay's queue for ``latency_s``, so the
 #: queue holds about ``latency_s`` times the swarm's message rate: a larger delay (``--latency
 #: 1e300``) only grows it without bound, and a message that old is useless to a 20 Hz policy.
 MAX_LATENCY_S = 10.0
+
+
+def comm_problem(sender: int, values: np.ndarray) -> str | None:
+    """Why robot ``sender``'s ``comm/out`` message ``values`` (a 1-D ``float64`` array) must
+    not be relayed, or ``None`` when it may (the wire contract, :mod:`sim_bridge.topics`):
+    shorter than the header ``[sender_index, stamp_s]``, longer than ``COMM_MAX_LEN`` values,
+    a ``sender_index`` that is not ``sender`` (no robot speaks for another), or a value that
+    is not finite (the relay never hands NaN/inf on to the neighbours)."""
+    size = len(values)
+    if size < COMM_HEADER_LEN:
+        return f"{size} value(s), shorter than the header [sender_index, stamp_s]"
+    if size > COMM_MAX_LEN:
+        return f"{size} values, more than COMM_MAX_LEN = {COMM_MAX_LEN}"
+    if values[0] != float(sender):
+        return f"sender_index {float(values[0])!r} is not the publisher's index {sender}"
+    if not np.isfinite(values).all():
+        return "a value that is not finite (NaN/inf)"
+    return None
 
 
 def pack_bundle(messages: Sequence[Sequence[float]]) -> list[tuple[int, array]]:

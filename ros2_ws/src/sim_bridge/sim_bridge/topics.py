@@ -61,7 +61,12 @@ Comm message layout (``comm/out`` and ``comm/in``)
 --------------------------------------------------
 ``data = [sender_index, stamp_s, payload...]`` where ``sender_index`` is the robot's index
 in ``SwarmConfig.robots`` (as a float), ``stamp_s`` the sender's clock [s] and ``payload``
-the application payload (e.g. the LGTC features and cluster state).
+the application payload (e.g. the LGTC features and cluster state). Every value is finite and
+a message holds at most ``COMM_MAX_LEN`` values (the header and a payload of up to 2**16
+values: a DMAR message's bound; an LGTC message has 78). The relay drops and counts a message
+that breaks this, is shorter than the header, or whose ``sender_index`` is not the publishing
+robot's (:func:`sim_bridge.relay.comm_problem`): no robot speaks for another, and nothing
+non-finite or oversized reaches the neighbours.
 
 ``comm/in`` carries a bundle: the relay delivers one ``Float64MultiArray`` per recipient per
 flush, laid out in 2 dimensions, ``layout.dim[0]`` labelled ``messages`` (k rows) and
@@ -195,6 +200,8 @@ ALL_EMERGENCY_STOP = "/all/emergency_stop"
 
 CONSUMER_FIXED_FIELDS = ("x", "y", "radius", "active")
 COMM_HEADER_LEN = 2  # sender_index, stamp_s
+#: Longest comm message [values]: the header and a payload of at most 2**16 values.
+COMM_MAX_LEN = COMM_HEADER_LEN + (1 << 16)
 
 # Routing missions (DMAR)
 VIEW = "view"

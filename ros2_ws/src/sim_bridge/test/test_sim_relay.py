@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sim_bridge.relay import MAX_LATENCY_S, CommRelay, pack_bundle
+from sim_bridge.relay import MAX_LATENCY_S, CommRelay, comm_problem, pack_bundle
+from sim_bridge.topics import COMM_MAX_LEN
 
 
 def test_delivers_only_within_radius():
@@ -228,3 +229,21 @@ def test_flushing_recipients_one_by_one_never_delivers_beyond_c(case, radius, la
     held = sum(relay.held(j) for j in range(n))
     in_queue = sum(p.recipients.size for p in relay._queue)
     assert relay.stats.delivered + relay.stats.out_of_range + held + in_queue == queued
+
+
+@given(
+    values=arrays(np.float64, st.integers(0, 12), elements=st.floats(allow_nan=True, width=64)),
+    sender=st.integers(0, 3),
+)
+def test_comm_problem_passes_exactly_the_contract_messages(values, sender):
+    """Relayed only: the header, the publisher's own index, every value finite, at most
+    COMM_MAX_LEN values (the wire contract's comm layout)."""
+    ok = len(values) >= 2 and values[0] == sender and np.isfinite(values).all()
+    assert (comm_problem(sender, values) is None) == ok
+
+
+def test_comm_problem_bounds_the_length():
+    row = np.zeros(COMM_MAX_LEN)
+    assert comm_problem(0, row) is None
+    assert "COMM_MAX_LEN" in comm_problem(0, np.zeros(COMM_MAX_LEN + 1))
+    assert "COMM_MAX_LEN" in comm_problem(0, np.zeros(1_000_000))

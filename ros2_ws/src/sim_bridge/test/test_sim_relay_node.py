@@ -129,3 +129,65 @@ def test_relay_rejects_a_bad_delivery_mode(tmp_path, context):
                 Parameter("bundle_period_s", value=-1.0),
             ],
         )
+
+
+def test_relay_drops_non_finite_and_oversized_messages(tmp_path, context):
+    """Over DDS, cf1 and cf2 talk as usual, and between their messages cf1's ``comm/out`` also
+    carries a NaN payload, an inf stamp, a NaN sender index, an array one value longer than
+    ``COMM_MAX_LEN`` and one of 1e6 values. The neighbours get the good messages only: the
+    relay used to copy NaN/inf and megabyte arrays to every robot within C (each recipient's
+    ``comm/in`` then held them); now each is dropped and counted in ``malformed``."""
+    from sim_bridge import topics
+
+    config = write_config(tmp_path / "swarm.yaml")
+    relay = RelayNode(
+        "comm_relay", context=context, parameter_overrides=[Parameter("config", value=str(config))]
+    )
+    talkers = Talkers(context)
+    bad = [
+        [0.0, 1.0, float("nan"), 2.0],
+        [0.0, float("inf"), 1.0, 2.0],
+        [float("nan"), 1.0, 1.0, 2.0],
+        [0.0, 1.0] + [0.5] * (topics.COMM_MAX_LEN - 1),
+        [0.0, 1.0] + [0.0] * 1_000_000,
+    ]
+    evil = Node("evil", context=context)
+    evil_pub = evil.create_publisher(Float64MultiArray, "/cf1/comm/out", 10)
+    sent = []
+
+    def send():
+        if len(sent) < 2 * len(bad):
+            data = bad[len(sent) % len(bad)]
+            evil_pub.publish(Float64MultiArray(data=data))
+            sent.append(len(data))
+
+    evil.create_timer(0.05, send)
+    got: dict[str, list] = {n: [] for n in ("cf2", "cf4")}
+    sink = Node("sink", context=context)
+    for name in got:
+        sink.create_subscription(
+            Float64MultiArray,
+            f"/{name}/comm/in",
+            lambda m, n=name: got[n].append(np.asarray(m.data).reshape(-1, m.layout.dim[1].size)),
+            50,
+        )
+    ex = SingleThreadedExecutor(context=context)
+    for n in (relay, talkers, evil, sink):
+        ex.add_node(n)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and (len(sent) < 2 * len(bad) or len(got["cf4"]) < 20):
+        ex.spin_once(timeout_sec=0.05)
+    end = time.monotonic() + 0.3  # the last bad ones pass through the relay
+    while time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.05)
+    malformed = relay.malformed
+    ex.shutdown()
+    for n in (relay, talkers, evil, sink):
+        n.destroy_node()
+    assert len(sent) == 2 * len(bad) and len(got["cf4"]) >= 20
+    for name, bundles in got.items():
+        for rows in bundles:
+            assert np.isfinite(rows).all(), name
+            assert rows.shape[1] == 5, (name, rows.shape)  # only the talkers' messages
+    assert {int(s) for rows in got["cf4"] for s in rows[:, 0]} == {0, 1}
+    assert malformed == len(sent)

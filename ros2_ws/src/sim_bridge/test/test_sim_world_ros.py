@@ -643,6 +643,50 @@ def test_swarm_monitor_demand_met_time_and_foreign_tables(swarm_file, context):
         mon.destroy_node()
 
 
+def test_a_garbage_consumers_table_does_not_stop_the_run(swarm_file):
+    """Over DDS, a composed run (world, relay, services) whose ``/consumers`` also carries
+    tables of the right shape full of NaN / inf / overflowing values from another node: the
+    run's monitor counts and ignores them (a NaN "active" flag raised ValueError in its
+    callback, which stopped the whole swarm with a traceback), and the run ends as asked with
+    a finite remaining demand."""
+    import io
+
+    from sim_bridge.ros.runner import run_composed
+
+    cfg = load_config(swarm_file)
+    cols = len(topics.CONSUMER_FIXED_FIELDS) + len(cfg.resource_types)
+    bad = [[math.nan] * cols, [math.inf] * cols, [1.0, 0.0, 0.3, 1e308, 1.0]]
+    state = {"sent": 0}
+
+    def ready(nodes, context, ex):
+        state["world"] = nodes["/world"]
+        state["mon"] = next(n for n in ex.get_nodes() if n.get_name() == "swarm_monitor")
+        probe = rclpy.create_node("garbage_consumers", context=context)
+        pub = probe.create_publisher(Float64MultiArray, topics.CONSUMERS, 10)
+
+        def send():
+            pub.publish(Float64MultiArray(data=bad[state["sent"] % len(bad)]))
+            state["sent"] += 1
+
+        probe.create_timer(0.02, send)
+        ex.add_node(probe)
+
+    res = run_composed(
+        plan(cfg, swarm_file, policy=False, cbf=False),
+        cfg,
+        duration=30.0,
+        status_every=0,
+        out=io.StringIO(),
+        on_ready=ready,
+        should_stop=lambda: state["sent"] >= 30 and state["world"].sim.t >= 1.0,
+    )
+    assert res.stop_reason == "should_stop", (res.stop_reason, res.errors)
+    assert res.exit_code == 0 and not res.errors
+    assert state["mon"].malformed >= 10
+    assert math.isfinite(res.remaining_demand) and res.remaining_demand == 1.0
+    assert state["mon"].active == 1
+
+
 SLOW_CALLBACK_RUN = """
 import io, sys, threading, time
 from sim_bridge.bringup import plan

@@ -4,9 +4,11 @@ A separate node (its own executable ``comm_relay``, composable with the world in
 process) that takes positions from every robot's ``/<robot>/pose``, so the same relay works
 for simulated robots (poses from the world) and real ones (poses from the bridges). A robot
 receives nothing until its pose is known. A message whose ``sender_index`` is not the
-publishing robot's index, or that is shorter than the header (``[sender_index, stamp_s,
-payload...]``, :mod:`sim_bridge.topics`), is dropped and counted (no robot can speak for
-another).
+publishing robot's index, that is shorter than the header (``[sender_index, stamp_s,
+payload...]``, :mod:`sim_bridge.topics`) or longer than ``COMM_MAX_LEN`` values, or that
+holds a value that is not finite is dropped and counted in ``malformed``
+(:func:`sim_bridge.relay.comm_problem`): no robot can speak for another, and no NaN/inf or
+oversized array is copied to the neighbours.
 
 Delivery. By default (``bundle_period_s`` > 0) the relay delivers bundles: one ``comm/in``
 publication per recipient carrying all its due messages back to back
@@ -60,7 +62,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, MultiArrayLayou
 
 from sim_bridge import topics
 from sim_bridge.config import load_config
-from sim_bridge.relay import MAX_LATENCY_S, CommRelay, pack_bundle
+from sim_bridge.relay import MAX_LATENCY_S, CommRelay, comm_problem, pack_bundle
 from sim_bridge.ros import qos, wire
 from sim_bridge.ros.params import (
     MAX_TIMER_PERIOD_S,
@@ -222,17 +224,19 @@ class RelayNode(Node):
     def _on_out(self, i: int, msg: bytes | Float64MultiArray) -> None:
         """Robot ``i``'s ``comm/out``: the subscription's raw bytes, or a message."""
         if isinstance(msg, bytes):
-            data = _f64_row(wire.decode_float64_multi_array(msg)[2])
+            values = wire.decode_float64_multi_array(msg)[2]
         else:
-            data = msg.data
-        if len(data) < topics.COMM_HEADER_LEN or data[0] != float(i):
+            values = np.asarray(msg.data, dtype=np.float64)
+        problem = comm_problem(i, values)
+        if problem is not None:
             self.malformed += 1
             if self.malformed & (self.malformed - 1) == 0:
                 self.get_logger().warning(
-                    f"{self.cfg.robot_names[i]}: dropped comm message without header "
-                    f"[sender_index={i}, stamp_s, ...] ({self.malformed} so far)"
+                    f"{self.cfg.robot_names[i]}: dropped comm message: {problem} (expected "
+                    f"[sender_index={i}, stamp_s, ...], all finite) ({self.malformed} so far)"
                 )
             return
+        data = _f64_row(values) if isinstance(msg, bytes) else msg.data
         now = self._now()
         beat = self._beat(now)
         # the sender's tick: its stamp when that reads our rhythm clock (same machine; the

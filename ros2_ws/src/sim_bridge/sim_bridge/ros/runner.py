@@ -263,7 +263,8 @@ class SwarmMonitor(Node):
     sim time ``demand_met_t`` at which the remaining demand first fell to ``DEMAND_MET_TOL`` of
     the initial demand (the run's one observer of the mission's progress: a mission stops its
     run on it through ``linger_after_demand_met``). A ``/consumers`` table of another shape
-    (another swarm on the domain) is counted in ``malformed`` and ignored."""
+    (another swarm on the domain) or with a value that is not finite is counted in
+    ``malformed`` and ignored."""
 
     #: remaining / initial demand at or below which every demand counts as met
     DEMAND_MET_TOL = 1e-3
@@ -294,12 +295,14 @@ class SwarmMonitor(Node):
     def _on_consumers(self, msg: Float64MultiArray) -> None:
         cols = len(topics.CONSUMER_FIXED_FIELDS) + len(self.cfg.resource_types)
         data = np.asarray(msg.data, dtype=float)
-        if data.size != len(self.cfg.consumers) * cols:
+        if data.size != len(self.cfg.consumers) * cols or not np.isfinite(data).all():
+            # another swarm's table, or garbage (NaN/inf): a NaN "active" flag raised in
+            # int() here and stopped the whole run
             self.malformed += 1
             return
         table = data.reshape(-1, cols)
         self.remaining = float(table[:, len(topics.CONSUMER_FIXED_FIELDS) :].sum())
-        self.active = int(table[:, 3].sum()) if len(table) else 0
+        self.active = int(np.count_nonzero(table[:, 3] > 0.0))
         if self.demand_met_t is None and self.remaining <= self.DEMAND_MET_TOL * self.demand0:
             self.demand_met_t = self.sim_t
 
@@ -378,7 +381,8 @@ def _fill_result(res: RunResult, monitor: SwarmMonitor, wall: float) -> None:
     world = monitor.world
     for key in ("rtf", "tick_p50_ms", "tick_p99_ms"):
         if key in world:
-            setattr(res, key, float(world[key]))
+            with contextlib.suppress(ValueError):  # a status that is not a number: keep NaN
+                setattr(res, key, float(world[key]))
 
 
 def _executor(kind: str, context):
