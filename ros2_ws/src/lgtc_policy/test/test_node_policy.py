@@ -7,6 +7,7 @@ PolicyAgent stepped alone on the same observation; inside C they differ (positiv
 """
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -316,6 +317,34 @@ def test_a_frozen_pose_stops_the_commands(tmp_path, context, checkpoint):
     assert after == []
     assert policy.stale_pose_ticks > 0
     assert any(s.message == "no fresh pose: not commanding" for s in diags)
+
+
+def test_a_lasting_bad_input_stops_the_commands(tmp_path, context, checkpoint):
+    """Resources the policy refuses (NaN): the node used to send fresh zero commands for as
+    long as the input stayed bad, a robot hovering for ever; it now sends nothing, so the
+    chain holds, then lands (counted, ERROR), and commands again once the input is good."""
+    config = write_config(tmp_path / "s.yaml", checkpoint)
+    good = {}
+
+    def corrupt(world, _policy):
+        good["res"] = world.res
+
+        class NaNResources:
+            def publish(self, _msg):
+                good["res"].publish(Float64MultiArray(data=[math.nan] * len(SUPPLY)))
+
+        world.res = NaNResources()
+
+    def repair(world, _policy):
+        world.res = good["res"]
+
+    steps = [(2.0, None), (1.5, corrupt), (1.5, repair)]
+    policy, got, diags, marks = _run_cf1(context, config, steps)
+    assert sum(1 for t, *_ in got if t < marks[1]) >= 10
+    assert [t for t, *_ in got if marks[1] + 0.2 < t < marks[2]] == []
+    assert sum(1 for t, *_ in got if t > marks[2] + 0.2) >= 10
+    assert policy.input_errors > 10
+    assert any(s.message == "bad input: not commanding" for s in diags)
 
 
 def test_non_finite_policy_output_is_never_sent(tmp_path, context, checkpoint):

@@ -25,9 +25,12 @@ corrupted or mismatched checkpoint fails at start-up with one message naming the
 fix.
 
 Safety (the failure ladder of :mod:`sim_bridge.topics`): the node commands only on a pose
-received within ``pose_timeout_s`` and only a finite velocity; otherwise it sends nothing
-(counted, diagnostics ERROR), so the CBF filter goes silent and the world or bridge holds,
-then lands the robot, instead of flying on a frozen pose or a broken network.
+received within ``pose_timeout_s``, on inputs the policy accepts (``PolicyAgent.observe``:
+finite, within range, the config's shapes) and only a finite velocity; otherwise it sends
+nothing (counted as ``stale_pose_ticks``, ``input_errors`` or ``nonfinite_outputs``,
+diagnostics ERROR), so the CBF filter goes silent and the world or bridge holds, then lands
+the robot, instead of flying on a frozen pose, bad inputs or a broken network. A bad input
+that passes within ``CMD_TIMEOUT_S`` costs nothing: the next good tick commands again.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ class PolicyNode(Node):
         self.nominal = np.zeros(3)
         self.filtered = np.zeros(3)
         self.input_errors = 0
+        self.bad_input_at = -math.inf  # node clock [s] of the last tick with a bad input
 
         qos, comm_qos = named_qos.STATE, named_qos.QUEUE
         # raw: decoded by sim_bridge.ros.wire, no message objects per pose or bundle
@@ -253,11 +257,17 @@ class PolicyNode(Node):
             return None
         if self.agent.is_active(self.pose):
             try:
-                return self.agent.observe(self.pose, self.vel, self.supply, self.consumers), now
+                obs = self.agent.observe(self.pose, self.vel, self.supply, self.consumers)
             except MissionError as exc:
+                # no ground to command on either: silence, so that a bad input that lasts
+                # ends in hold, then land (the world's ladder), not in hovering on zeros
                 self.input_errors += 1
+                self.bad_input_at = now
                 if self.input_errors & (self.input_errors - 1) == 0:
-                    self.get_logger().warning(f"bad input, holding still: {exc}")
+                    self.get_logger().warning(f"bad input, sending no command: {exc}")
+                return None
+            self.bad_input_at = -math.inf
+            return obs, now
         self.finish_tick(self.agent.idle(), start, time.perf_counter(), 0, at)
         return None
 
@@ -347,6 +357,8 @@ class PolicyNode(Node):
             level, message = DiagnosticStatus.ERROR, "non-finite policy output: not commanding"
         elif self.pose is not None and self._now() - self.pose_rx > self.pose_timeout:
             level, message = DiagnosticStatus.ERROR, "no fresh pose: not commanding"
+        elif self._now() - self.bad_input_at <= 2 * self.period:
+            level, message = DiagnosticStatus.ERROR, "bad input: not commanding"
         elif late:
             level = DiagnosticStatus.WARN
             message = f"late ticks ({s['ticks_missed']} missed)"
