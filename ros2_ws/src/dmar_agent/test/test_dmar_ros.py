@@ -10,6 +10,8 @@ composed in one process through sim_bridge's bringup (``ros.mission_run.run_miss
   outside its view;
 * real timing: a robot whose node is killed mid-run and a lossy relay still end with every
   task visited (the protocol reads silent peers as blank memories, rounds close on timeout);
+* a robot whose motors fail mid-run (a ``fail`` event) while it holds the only task leaves the
+  protocol: the other robot visits the task, the run ends on its own and names the fault;
 * bad parameters end the node with one line.
 """
 
@@ -21,6 +23,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from dmar_agent.distributed import run_distributed
 from dmar_agent.errors import ConfigError
 from dmar_agent.executor import Memory
@@ -104,6 +107,42 @@ def test_a_robot_dropped_mid_run_and_lost_messages_still_visit_every_task(tmp_pa
     missed = sum(int(d["peers_missed"]) for d in run.node_diagnostics.values())
     assert missed > 0  # rounds closed on timeout for the silent robot and the lost messages
     assert "cf2" not in run.node_diagnostics
+
+
+def _corridor_config(path, fail_at: float):
+    """3 x 7 cells, no obstacles, k = 6 (both robots see the whole grid), psi = 1 (2 moves per
+    iteration): cf1 at (0, 2) is nearest to the only task (0, 6), cf2 starts at (0, 0); cf1's
+    motors fail at ``fail_at`` [s sim], airborne and on its way (the task needs two of its
+    iterations)."""
+    doc = yaml.safe_load(routing_config(path, seed=0, rows=3, cols=7, robots=2).read_text())
+    ox, oy = doc["routing"]["origin"]
+    doc["robots"] = [
+        {"name": "cf1", "type": "cf", "pose": [ox + 0.4, oy, 0.0, 0.0]},
+        {"name": "cf2", "type": "cf", "pose": [ox, oy, 0.0, 0.0]},
+    ]
+    routing = doc["routing"]
+    del routing["random_obstacles"]
+    routing.update(obstacles=[], tasks=[[0, 6]], k=6, psi=1)
+    doc["events"] = [{"t": fail_at, "type": "fail", "robot": "cf1"}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_a_robot_failing_while_it_holds_the_task_leaves_it_to_the_others(tmp_path):
+    """Safety rules: a failure ends in the robot down and the others carry on; DMAR's
+    robustness: the others still visit every reachable task. The failed robot's node used to
+    keep planning and claiming the task for a robot on the ground, and cf2 waited for good."""
+    path = _corridor_config(tmp_path / "swarm.yaml", fail_at=2.5)
+    run = run_mission(path, duration=60.0)
+    assert [(e["type"], e["robot"]) for e in run.events] == [("fail", "cf1")]
+    assert run.modes == {"cf1": "failed", "cf2": "flying"}
+    assert run.robots_down == ["cf1"]
+    # cf1 failed with the task still open (else this test would test nothing), cf2 took it
+    assert run.visited_by == ["cf2"], (run.visited_by, run.stall_report)
+    assert run.result.stop_reason == "should_stop"
+    diag = run.node_diagnostics["cf1"]
+    assert diag["down"] == "true" and int(diag["downs"]) == 1
+    assert run.node_diagnostics["cf2"]["down"] == "false"
 
 
 # ----------------------------------------------------------------------------- locality

@@ -11,7 +11,10 @@ and runs until every task is visited or the wall-time limit. Writes to ``--out``
   (moves x cell size, and the floor distance flown), sim and wall time, PS steps, clusters
   formed, smallest pair separation vs Ds, CBF fallbacks, ticks on time and tick compute of the
   DMAR nodes, rounds closed on timeout, and the core simulator's cost on the same instance
-  (lockstep, no continuous-space interference) for reference;
+  (lockstep, no continuous-space interference) for reference. The faults of the run are
+  named: the world's events as they fired (``fail``, ``land``, ``discharge``, watchdog
+  landings), the robots down at the end with their mode, and the DMAR nodes that took their
+  robot out of the protocol;
 * ``run.mcap`` (ROS 2 bag, MCAP) and ``swarm.gif`` (rendered from it);
 * ``swarm.yaml`` when ``--seed`` redraws the obstacles and tasks.
 
@@ -107,7 +110,23 @@ def report_values(cfg, run, core_cost: int | None) -> dict[str, Any]:
         "backoffs": sum(int(d["backoffs"]) for d in diags),
         "stop_reason": run.result.stop_reason,
         "core_cost_moves": core_cost,
+        "events": [_event_text(e) for e in run.events],
+        "robots_down": {name: run.modes[name] for name in run.robots_down},
+        "watchdog_landings": run.watchdog_landings,
+        "nodes_out_of_protocol": sorted(
+            name for name, d in run.node_diagnostics.items() if int(d.get("downs", 0)) > 0
+        ),
     }
+
+
+def _event_text(e: dict) -> str:
+    """One world event as text: ``12.3 s fail cf3``, with its message or silence if any."""
+    text = f"{float(e.get('t', math.nan)):.1f} s {e.get('type')} {e.get('robot') or ''}".rstrip()
+    if "silence_s" in e:
+        text += f" (no command for {e['silence_s']} s)"
+    elif e.get("skipped"):
+        text += f" (skipped: {e['skipped']})"
+    return text
 
 
 def format_report(values: dict[str, Any]) -> str:
@@ -145,6 +164,15 @@ def format_report(values: dict[str, Any]) -> str:
         ),  # fmt: skip
         ("rounds closed on timeout", str(v["rounds_timed_out"])),
         ("yields / back-offs", f"{v['yields']} / {v['backoffs']}"),
+        ("events (faults)", "; ".join(v["events"]) or "none"),
+        (
+            "robots down at the end",
+            ", ".join(f"{k} ({m})" for k, m in v["robots_down"].items()) or "none",
+        ),  # fmt: skip
+        (
+            "DMAR nodes out of the protocol (robot down)",
+            ", ".join(v["nodes_out_of_protocol"]) or "none",
+        ),  # fmt: skip
         ("stopped by", v["stop_reason"]),
     ]
     lines = [f"# DMAR mission report: {Path(v['config']).name}", "", "| measure | value |",

@@ -70,6 +70,13 @@ class MissionRun:
             starved or gone: the failure ladder of the safety rules).
         stall_report: lines describing who held the world's PS step, the first time one step
             lasted more than ``STALL_S`` (also printed on stderr); empty when none did.
+        modes: robot name -> its mode in the world at the end (``flying``, ``grounded``,
+            ``failed``...).
+        events: the world's event log (the config's events as they fired: ``fail``, ``land``,
+            ``discharge``...; and ``watchdog_land``), dicts with ``t`` [s sim], ``type``,
+            ``robot``.
+        visited_by: per task of the config, the name of the robot that visited it (None: not
+            visited).
     """
 
     result: object
@@ -90,6 +97,14 @@ class MissionRun:
     watchdog_landings: int = 0
     stall_report: list = field(default_factory=list)
     tick_compute_ms: list = field(default_factory=list)
+    modes: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    visited_by: list = field(default_factory=list)
+
+    @property
+    def robots_down(self) -> list[str]:
+        """Robots not flying / driving at the end (failed, landed, grounded)."""
+        return [name for name, mode in self.modes.items() if mode != "flying"]
 
     def cost(self, upto: int | None = None) -> int:
         """Moves (non-WAIT reports) of the EM steps before ``upto`` (all when None)."""
@@ -273,6 +288,12 @@ def _collect(run: MissionRun, cfg, nodes: dict) -> None:
         run.tasks_visited = int(world.sim.task_visited.sum())
         run.sim_s = float(world.sim.t)
         run.watchdog_landings = int(world.sim.watchdog_landings.sum())
+        run.modes = dict(zip(cfg.robot_names, world.sim.mode_names(), strict=True))
+        run.events = [dict(e) for e in world.sim.event_log]
+        run.visited_by = [
+            cfg.robot_names[int(i)] if seen else None
+            for i, seen in zip(world.sim.task_visited_by, world.sim.task_visited, strict=True)
+        ]
     schedule = None
     run.clusters = []
     for name in cfg.robot_names:

@@ -36,6 +36,24 @@ just waits for the world's next step.
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
 (else nothing, so the filter goes silent and the world holds then lands the robot).
 
+A robot that is down leaves the protocol: a drone that has been airborne (at or above half its
+take-off height) and is now below that, or one that drops more than ``DROP_M`` below the
+highest point of its take-off (failed, landed by an event, a watchdog or a service) sends no
+message and no ``dmar/move``, takes no view, and commands zero velocity (``down`` on
+``/diagnostics``, status WARN "robot down"), as an agent dropped from the core's run
+(``run_distributed(drop=...)``): its peers stop waiting for it after ``silent_after`` rounds
+and plan without it, so a downed leader or task holder leaves no task behind. Airborne again
+(a new take-off), it rejoins as an agent that missed steps (explores until the next
+iteration). A ground robot's pose cannot show that it was disabled, so ground robots never
+count as down here.
+
+Silent peers. A robot of the view missed ``silent_after`` rounds in a row (its node is dead, or
+its robot is down) is out of the protocol and stands still: for the steps it stays silent, its
+cell is an obstacle of the view the agent plans on (the leader's rollout routes around it) and
+it contends for no cell in the yield rule. Otherwise a downed robot on the way to a task held
+the robots behind it off for good: the plan went through its cell and the yield rule turned
+every such move into WAIT (``silent_cells`` on ``/diagnostics``: cells so masked).
+
 Parameters: ``robot``, ``config``, ``rate_hz`` (20), ``round_timeout_s`` (0.5),
 ``silent_after`` (3), ``pose_timeout_s`` (0.5), ``kp`` (4.0), ``arrive_m`` (0.01),
 ``yield_occupied`` (true), ``stuck_timeout_s`` (8.0), ``background_plan`` (true),
@@ -49,6 +67,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -73,6 +92,9 @@ from dmar_agent.wire import KIND_DECIDE, KIND_STATE, WireError, decode_view
 from dmar_agent.world import DC, DR, WAIT
 
 _WINDOW = 2000  # samples kept for the p50 / p99 figures
+#: a drone that has not yet been airborne is down once it drops this far below the highest
+#: point of its take-off [m] (it failed while climbing)
+DROP_M = 0.05
 #: the node's counters in /diagnostics
 COUNTERS = (
     "rounds",
@@ -86,6 +108,8 @@ COUNTERS = (
     "settles",
     "moves",
     "stale_pose_ticks",
+    "downs",
+    "silent_cells",
 )
 
 
@@ -192,6 +216,8 @@ class DmarNode(Node):
         self.tolerance = float(cfg.routing.tolerance)
         self.max_speed = float(rob.max_speed)
         self.height = float(rob.takeoff_height) if rob.kind == "crazyflie" else None
+        #: a drone counts as airborne at or above half its take-off height (lgtc_policy's rule)
+        self.airborne_z = None if self.height is None else 0.5 * self.height
         self.n_robots = len(cfg.robots)
         _, dcfg = core_instance(cfg)
         self.agent = DmarAgent(self.index, dcfg, self.shape, background_plan)
@@ -219,6 +245,9 @@ class DmarNode(Node):
         self.backed_off = False
         self.pose: np.ndarray | None = None
         self.pose_rx = -math.inf
+        self.down = False  # the robot is down: out of the protocol (module docs)
+        self.flown = False  # has been airborne since the node started
+        self.z_peak = -math.inf  # highest z seen while not yet airborne
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.compute_ms: deque = deque(maxlen=_WINDOW)
         self.periods: deque = deque(maxlen=_WINDOW)
@@ -251,8 +280,31 @@ class DmarNode(Node):
         q = msg.pose.position
         self.pose = np.array([q.x, q.y, q.z])
         self.pose_rx = self._now()
+        self._update_down(float(q.z))
+
+    def _update_down(self, z: float) -> None:
+        """Whether the robot is down (module docs), from its altitude ``z`` [m]."""
+        if self.airborne_z is None or not math.isfinite(z):
+            return
+        if z >= self.airborne_z:
+            down, self.flown, self.z_peak = False, True, -math.inf
+        else:
+            down = self.flown or self.z_peak - z > DROP_M
+            if not self.flown:
+                self.z_peak = max(self.z_peak, z)
+        if down and not self.down:
+            self.counts["downs"] += 1
+            self.get_logger().warning(
+                f"{self.name_}: robot down (z {z:.2f} m below {self.airborne_z:.2f} m after "
+                f"flying): out of the DMAR protocol, no messages, no moves, zero velocity"
+            )
+        elif self.down and not down:
+            self.get_logger().info(f"{self.name_}: airborne again: rejoining the protocol")
+        self.down = down
 
     def _on_view(self, msg: Float64MultiArray) -> None:
+        if self.down:
+            return  # out of the protocol (module docs)
         step = int(msg.layout.data_offset)
         if step <= max(self.step, -1 if self.next_view is None else self.next_view.ps_step):
             return  # the step's first view is the one used (robots on their centres then)
@@ -268,6 +320,8 @@ class DmarNode(Node):
         self._timed(self._advance)
 
     def _on_comm(self, msg: Float64MultiArray) -> None:
+        if self.down:
+            return  # out of the protocol (module docs)
         data = np.asarray(msg.data, dtype=np.float64)
         dims = msg.layout.dim
         row_len = dims[1].size if len(dims) == 2 and dims[1].size > 0 else data.size
@@ -298,6 +352,9 @@ class DmarNode(Node):
 
     def _advance(self) -> None:
         """Start the next step when idle; close every round that can close now."""
+        if self.down:
+            self._sit_out()
+            return
         while True:
             if self.pending:
                 out = self.agent.poll()
@@ -309,7 +366,7 @@ class DmarNode(Node):
             if self.rnd is None:
                 if self.next_view is None:
                     return
-                self.view, self.next_view = self.next_view, None
+                self.view, self.next_view = self._mask_silent(self.next_view), None
                 self.step, self.rnd, self.round_t0 = self.view.ps_step, 0, self._now()
                 self.control, self.backed_off = WAIT, False
                 self.heard = {k: v for k, v in self.heard.items() if k[0] >= self.step}
@@ -331,6 +388,33 @@ class DmarNode(Node):
                 self.pending = True
                 continue
             self._after_round(out)
+
+    def _silent(self) -> set[int]:
+        """Peers missed ``silent_after`` rounds in a row (out of the protocol, standing still)."""
+        return {a for a, m in self.misses.items() if m >= self.silent_after}
+
+    def _mask_silent(self, view):
+        """``view`` with the cells of silent peers as obstacles (module docs), unless a robot
+        that is heard (or this one) stands there too."""
+        silent = self._silent()
+        held = {c for a, c in view.robots.items() if a in silent and a != self.index}
+        held -= {c for a, c in view.robots.items() if a not in silent or a == self.index}
+        if not held:
+            return view
+        self.counts["silent_cells"] += len(held)
+        mask = np.isin(view.cells, sorted(held))
+        return replace(view, obstacle=np.asarray(view.obstacle, dtype=bool) | mask)
+
+    def _sit_out(self) -> None:
+        """The robot is down: drop the open step, its views, messages and target; a round
+        planning in the background is let finish and its output thrown away."""
+        if self.pending and self.agent.poll() is not None:
+            self.pending = False
+        if not self.pending:
+            self.rnd = None
+        self.view = self.next_view = None
+        self.inbox = []
+        self.target = self.origin = None
 
     def _round_ready(self) -> bool:
         """Every robot in view heard for the open round, or its timeout passed."""
@@ -384,7 +468,7 @@ class DmarNode(Node):
                 self.counts["blocked_moves"] += 1
                 u, tr, tc = WAIT, r, c
             elif self.yield_occupied and must_yield(
-                self.index, (tr, tc), v.robots, self.shape[1], self.step, self.n_robots
+                self.index, (tr, tc), self._contenders(v), self.shape[1], self.step, self.n_robots
             ):
                 self.counts["yields"] += 1
                 u, tr, tc = WAIT, r, c
@@ -392,6 +476,12 @@ class DmarNode(Node):
                 self.counts["moves"] += 1
         self.origin, self.target, self.move_t0 = (r, c), (tr, tc), self._now()
         self._publish_move(u, tr, tc)
+
+    def _contenders(self, view) -> dict[int, int]:
+        """Robots of ``view`` for the yield rule: silent peers claim no cell (their cells are
+        obstacles of the view, :meth:`_mask_silent`)."""
+        silent = self._silent()
+        return {a: c for a, c in view.robots.items() if a not in silent}
 
     def _publish_move(self, u: int, row: int, col: int) -> None:
         self.move_pub.publish(
@@ -474,6 +564,9 @@ class DmarNode(Node):
             self.counts["stale_pose_ticks"] += 1
             return  # no ground to command on: silence, the world holds then lands
         v = np.zeros(3)
+        if self.down:
+            self._publish_cmd(v)  # hold still: the world lands it, or it is on the ground
+            return
         if self.target is not None:
             err = self.grid.centre(self.target) - self.pose[:2]
             dist = float(np.hypot(*err))
@@ -484,6 +577,9 @@ class DmarNode(Node):
         speed = float(np.linalg.norm(v))
         if speed > self.max_speed:
             v *= self.max_speed / speed
+        self._publish_cmd(v)
+
+    def _publish_cmd(self, v: np.ndarray) -> None:
         cmd = TwistStamped()
         cmd.header.stamp = self.get_clock().now().to_msg()
         cmd.header.frame_id = topics.WORLD_FRAME
@@ -504,6 +600,7 @@ class DmarNode(Node):
             "cluster": str(-1 if mem.cluster is None else mem.cluster),
             "leader": str(mem.cluster is not None and mem.parent is None).lower(),
             "explore": str(bool(mem.explore)).lower(),
+            "down": str(self.down).lower(),
             "compute_p50_ms": f"{np.percentile(comp, 50):.3f}",
             "compute_p99_ms": f"{np.percentile(comp, 99):.3f}",
             "ticks": str(self.ticks),
@@ -517,11 +614,17 @@ class DmarNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics()
         stale = self.pose is not None and self._now() - self.pose_rx > self.pose_timeout
-        level = DiagnosticStatus.ERROR if stale else DiagnosticStatus.OK
+        if stale:
+            level, text = DiagnosticStatus.ERROR, "no fresh pose: not commanding"
+        elif self.down:
+            level = DiagnosticStatus.WARN
+            text = "robot down (landed or failed): out of the DMAR protocol, zero velocity"
+        else:
+            level, text = DiagnosticStatus.OK, "running"
         status = DiagnosticStatus(
             level=level,
             name=f"dmar_agent: {self.name_}",
-            message="no fresh pose: not commanding" if stale else "running",
+            message=text,
             hardware_id=self.name_,
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
