@@ -278,7 +278,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     for spec in specs:
         print(f"  {spec.fqn:28s} {spec.package}/{spec.executable}")
     # rclpy only for the command that starts nodes (validate and render run without it)
-    from sim_bridge.ros.runner import run_composed, run_groups, run_processes
+    from sim_bridge.ros.runner import event_lines, run_composed, run_groups, run_processes
 
     common = dict(duration=args.duration, record=args.record, status_every=args.status_every)
     try:
@@ -315,6 +315,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"{res.initial_demand:.2f}"
         + (f", recorded {res.recorded} messages to {args.record}" if args.record else "")
     )
+    events = event_lines(res)
+    if events:
+        print("[swarm] events: " + "; ".join(events))
     if res.loop_ticks:
         print(
             f"[swarm] robot ticks: {res.loop_ticks}, "

@@ -88,3 +88,8 @@ def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
     else:
         assert res.node_exits == []
         assert any(e["type"] == "watchdog_land" and e["robot"] == "cf2" for e in w.events)
+        # the run's own summary names the landing (swarm up prints these lines)
+        from sim_bridge.ros.runner import event_lines
+
+        assert any(e["type"] == "watchdog_land" and e["robot"] == "cf2" for e in res.events)
+        assert any("watchdog_land cf2 (no command for" in line for line in event_lines(res))

@@ -263,3 +263,31 @@ def test_swarm_up_with_a_missing_checkpoint_is_one_line_before_any_node(tmp_path
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: policy.checkpoint:") and "nope.pt" in lines[0], lines
     assert "(fix: name an existing file" in lines[0]
+
+
+def test_event_lines_name_the_faults_of_a_run() -> None:
+    """swarm up's summary line of /swarm/events: routine take-offs left out, a watchdog landing
+    with its silence, a skipped event with its reason, a refused call with its message, at
+    most ``limit`` lines and a count of the rest (including those the monitor did not keep)."""
+    from sim_bridge.ros.runner import RunResult, event_lines
+
+    events = [
+        {"t": 0.0, "type": "takeoff", "robot": "cf1", "ok": True, "message": ""},
+        {"t": 0.0, "type": "takeoff", "robot": "cf2", "ok": False, "message": "failed"},
+        {"t": 12.34, "type": "fail", "robot": "cf3"},
+        {"t": 15.0, "type": "watchdog_land", "robot": "cf2", "silence_s": 2.02},
+        {"t": 50.0, "type": "discharge", "robot": None, "skipped": "no robot serves alone"},
+        {"t": float("nan"), "type": "land", "robot": "cf4"},
+    ]
+    lines = event_lines(RunResult(events=events))
+    assert lines == [
+        "0.0 s takeoff cf2 (refused: failed)",
+        "12.3 s fail cf3",
+        "15.0 s watchdog_land cf2 (no command for 2.02 s)",
+        "50.0 s discharge (skipped: no robot serves alone)",
+        "? s land cf4",
+    ]
+    assert event_lines(RunResult(events=events, events_dropped=3), limit=2)[2:] == [
+        "... and 6 more"
+    ]
+    assert event_lines(RunResult()) == []

@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import json
+import math
 import os
 import signal
 import subprocess
@@ -54,7 +56,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from sim_bridge import topics
@@ -149,6 +151,11 @@ class RunResult:
     node_exits: list[tuple[str, int, str]] = field(default_factory=list)
     #: sim time [s] at which every demand was met (``SwarmMonitor.demand_met_t``), or None
     demand_met_s: float | None = None
+    #: the world's ``/swarm/events`` of the run (scripted events as they fired, watchdog
+    #: landings, service calls), JSON records with ``t`` [s sim], ``type``, ``robot``; at most
+    #: ``SwarmMonitor.MAX_EVENTS`` kept, ``events_dropped`` counts the rest
+    events: list[dict] = field(default_factory=list)
+    events_dropped: int = 0
 
 
 class SignalFlag:
@@ -268,6 +275,8 @@ class SwarmMonitor(Node):
 
     #: remaining / initial demand at or below which every demand counts as met
     DEMAND_MET_TOL = 1e-3
+    #: ``/swarm/events`` records kept for the run's summary (memory stays bounded)
+    MAX_EVENTS = 1000
 
     def __init__(self, cfg: SwarmConfig, status_every: float, out, **kwargs) -> None:
         super().__init__("swarm_monitor", **kwargs)
@@ -282,10 +291,13 @@ class SwarmMonitor(Node):
         self.demand0 = float(cfg.demand_matrix().sum())
         self.remaining = self.demand0
         self.active = len(cfg.consumers)
+        self.events: list[dict] = []
+        self.events_dropped = 0
         self.t0 = time.perf_counter()
         self.create_subscription(Clock, topics.CLOCK, self._on_clock, qos.QUEUE)
         self.create_subscription(Float64MultiArray, topics.CONSUMERS, self._on_consumers, qos.STATE)
         self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diag, qos.MONITOR)
+        self.create_subscription(String, topics.EVENTS, self._on_event, qos.QUEUE)
         if status_every > 0:
             self.create_timer(status_every, self._print)
 
@@ -305,6 +317,20 @@ class SwarmMonitor(Node):
         self.active = int(np.count_nonzero(table[:, 3] > 0.0))
         if self.demand_met_t is None and self.remaining <= self.DEMAND_MET_TOL * self.demand0:
             self.demand_met_t = self.sim_t
+
+    def _on_event(self, msg: String) -> None:
+        """One world event (JSON object with ``t``, ``type``, ``robot``); anything else is
+        counted in ``malformed``."""
+        try:
+            record = json.loads(msg.data)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            self.malformed += 1
+        elif len(self.events) < self.MAX_EVENTS:
+            self.events.append(record)
+        else:
+            self.events_dropped += 1
 
     def demand_met_for(self, linger: float) -> bool:
         """Every demand has been met for ``linger`` sim seconds."""
@@ -378,6 +404,7 @@ def _fill_result(res: RunResult, monitor: SwarmMonitor, wall: float) -> None:
     res.loop_ticks = sum(t for t, _, _ in loops)
     res.loop_ticks_on_time = sum(o for _, o, _ in loops)
     res.loop_ticks_missed = sum(m for _, _, m in loops)
+    res.events, res.events_dropped = list(monitor.events), monitor.events_dropped
     world = monitor.world
     for key in ("rtf", "tick_p50_ms", "tick_p99_ms"):
         if key in world:
@@ -804,3 +831,30 @@ def run_children(
             c.log.close()
         _shutdown(res, ex, theirs, watchers, context)
     return res
+
+
+#: event types a run's summary leaves out (routine calls, not faults)
+ROUTINE_EVENTS = ("takeoff",)
+
+
+def event_lines(res: RunResult, limit: int = 20) -> list[str]:
+    """The run's events for people: one ``12.3 s fail cf3`` line per event that is not a
+    routine take-off (a watchdog landing says how long the robot was without a command, a
+    skipped event why, a refused service call its message), at most ``limit`` then a count."""
+    shown = [e for e in res.events if e.get("type") not in ROUTINE_EVENTS or not e.get("ok", 1)]
+    lines = []
+    for e in shown[:limit]:
+        t = e.get("t")
+        head = f"{t:.1f} s" if isinstance(t, int | float) and math.isfinite(t) else "? s"
+        text = f"{head} {e.get('type')} {e.get('robot') or ''}".rstrip()
+        if "silence_s" in e:
+            text += f" (no command for {e['silence_s']} s)"
+        elif e.get("skipped"):
+            text += f" (skipped: {e['skipped']})"
+        elif e.get("ok") is False:
+            text += f" (refused: {e.get('message', '')})"
+        lines.append(text[:200])
+    more = len(shown) - len(lines) + res.events_dropped
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return lines
