@@ -168,6 +168,7 @@ def test_demo_report_is_written_and_parses(tmp_path, north_checkpoint):
         assert report[key] == pytest.approx(values[key], rel=1e-3, abs=1e-9), key
     assert 0.0 <= report["ticks_on_time_pct"] <= 100.0
     assert report["min_pair_separation_m"] >= 0.2  # 1 m apart, flying in parallel
+    assert report["events"] == values["events"] == "none"  # a clean run: no fault to name
     assert json.loads((out / "report.json").read_text())["robots"] == 3
     assert (out / "run.mcap").stat().st_size > 10_000
     assert (out / "swarm.gif").stat().st_size > 1_000

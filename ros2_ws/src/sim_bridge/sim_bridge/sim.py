@@ -88,6 +88,36 @@ def robot_serving_alone(serving: np.ndarray) -> int | None:
     return int(alone[0]) if alone.size else None
 
 
+#: event types that :func:`describe_events` leaves out when they succeeded (routine calls)
+ROUTINE_EVENTS = ("takeoff",)
+
+
+def describe_events(events: list[dict], dropped: int = 0, limit: int = 20) -> list[str]:
+    """The world's event records (:attr:`Simulator.event_log`, ``/swarm/events``) for people:
+    one ``12.3 s fail cf3`` line per event that is not a routine, successful take-off (a
+    watchdog landing says how long the robot was without a command, a skipped event why, a
+    refused service call its message); at most ``limit`` lines, then a count of the rest
+    (with ``dropped`` records a reader did not keep). Used by ``swarm up``'s summary and the
+    mission reports."""
+    shown = [e for e in events if e.get("type") not in ROUTINE_EVENTS or e.get("ok") is False]
+    lines = []
+    for e in shown[:limit]:
+        t = e.get("t")
+        head = f"{t:.1f} s" if isinstance(t, int | float) and np.isfinite(t) else "? s"
+        text = f"{head} {e.get('type')} {e.get('robot') or ''}".rstrip()
+        if "silence_s" in e:
+            text += f" (no command for {e['silence_s']} s)"
+        elif e.get("skipped"):
+            text += f" (skipped: {e['skipped']})"
+        elif e.get("ok") is False:
+            text += f" (refused: {e.get('message', '')})"
+        lines.append(text[:200])
+    more = len(shown) - len(lines) + dropped
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return lines
+
+
 class Mode(IntEnum):
     """Flight / drive mode of a robot."""
 

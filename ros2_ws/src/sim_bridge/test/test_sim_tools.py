@@ -270,6 +270,7 @@ def test_event_lines_name_the_faults_of_a_run() -> None:
     with its silence, a skipped event with its reason, a refused call with its message, at
     most ``limit`` lines and a count of the rest (including those the monitor did not keep)."""
     from sim_bridge.ros.runner import RunResult, event_lines
+    from sim_bridge.sim import describe_events
 
     events = [
         {"t": 0.0, "type": "takeoff", "robot": "cf1", "ok": True, "message": ""},
@@ -290,4 +291,5 @@ def test_event_lines_name_the_faults_of_a_run() -> None:
     assert event_lines(RunResult(events=events, events_dropped=3), limit=2)[2:] == [
         "... and 6 more"
     ]
-    assert event_lines(RunResult()) == []
+    assert event_lines(RunResult()) == [] == describe_events([])
+    assert describe_events(events) == lines  # the mission reports' rule (dmar and lgtc demo)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 from sim_bridge.cli import status_period
+from sim_bridge.sim import describe_events
 
 from dmar_agent.errors import ConfigError
 
@@ -110,23 +111,13 @@ def report_values(cfg, run, core_cost: int | None) -> dict[str, Any]:
         "backoffs": sum(int(d["backoffs"]) for d in diags),
         "stop_reason": run.result.stop_reason,
         "core_cost_moves": core_cost,
-        "events": [_event_text(e) for e in run.events],
+        "events": describe_events(run.events),
         "robots_down": {name: run.modes[name] for name in run.robots_down},
         "watchdog_landings": run.watchdog_landings,
         "nodes_out_of_protocol": sorted(
             name for name, d in run.node_diagnostics.items() if int(d.get("downs", 0)) > 0
         ),
     }
-
-
-def _event_text(e: dict) -> str:
-    """One world event as text: ``12.3 s fail cf3``, with its message or silence if any."""
-    text = f"{float(e.get('t', math.nan)):.1f} s {e.get('type')} {e.get('robot') or ''}".rstrip()
-    if "silence_s" in e:
-        text += f" (no command for {e['silence_s']} s)"
-    elif e.get("skipped"):
-        text += f" (skipped: {e['skipped']})"
-    return text
 
 
 def format_report(values: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from sim_bridge.cli import MAX_DURATION_S, bounded_float, status_period
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.recording import read_run
 from sim_bridge.render import RenderError, render
+from sim_bridge.sim import describe_events
 
 from lgtc_policy.agent import MissionError, load_policy, replace_checkpoint
 from lgtc_policy.mission.report import format_report, node_metrics, ros_metrics
@@ -226,6 +227,7 @@ def run_demo(opts: DemoOptions, out=sys.stdout) -> dict[str, Any]:
             render(mcap, outdir / "swarm.gif", fps=8.0, frames=48)
         except (RenderError, ValueError, OSError) as exc:
             notes.append(f"swarm.gif not rendered ({exc})")
+    values["events"] = "; ".join(describe_events(run.events)) or "none"
     values["notes"] = "; ".join(notes) if notes else "none"
     _write_report(values, outdir, Path(opts.config).name, out)
     return values

@@ -63,6 +63,8 @@ KEYS: dict[str, str] = {
     "env_demand_satisfied_ros_pct": "demand met in the env's semantics, ROS replay [%]",
     "env_demand_satisfied_core_pct": "demand met in the env's semantics, core rollout [%]",
     "env_demand_satisfied_expert_pct": "demand met in the env's semantics, expert [%]",
+    "events": "the world's events as they fired: faults (scripted events, watchdog landings, "
+    "refused calls), none on a clean run",
     "notes": "what could not be measured and why",
 }
 

@@ -33,7 +33,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import math
 import os
 import signal
 import subprocess
@@ -833,28 +832,8 @@ def run_children(
     return res
 
 
-#: event types a run's summary leaves out (routine calls, not faults)
-ROUTINE_EVENTS = ("takeoff",)
-
-
 def event_lines(res: RunResult, limit: int = 20) -> list[str]:
-    """The run's events for people: one ``12.3 s fail cf3`` line per event that is not a
-    routine take-off (a watchdog landing says how long the robot was without a command, a
-    skipped event why, a refused service call its message), at most ``limit`` then a count."""
-    shown = [e for e in res.events if e.get("type") not in ROUTINE_EVENTS or not e.get("ok", 1)]
-    lines = []
-    for e in shown[:limit]:
-        t = e.get("t")
-        head = f"{t:.1f} s" if isinstance(t, int | float) and math.isfinite(t) else "? s"
-        text = f"{head} {e.get('type')} {e.get('robot') or ''}".rstrip()
-        if "silence_s" in e:
-            text += f" (no command for {e['silence_s']} s)"
-        elif e.get("skipped"):
-            text += f" (skipped: {e['skipped']})"
-        elif e.get("ok") is False:
-            text += f" (refused: {e.get('message', '')})"
-        lines.append(text[:200])
-    more = len(shown) - len(lines) + res.events_dropped
-    if more > 0:
-        lines.append(f"... and {more} more")
-    return lines
+    """The run's events for its summary (:func:`sim_bridge.sim.describe_events`)."""
+    from sim_bridge.sim import describe_events
+
+    return describe_events(res.events, res.events_dropped, limit)
