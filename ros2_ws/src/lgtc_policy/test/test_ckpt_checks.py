@@ -279,3 +279,34 @@ def test_lgtc_eval_with_a_path_too_long_is_one_line(capsys):
     assert lgtc_main(["eval", "--checkpoint", "a" * 5000, "--no-expert", "--episodes", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lgtc eval: error:"), err
+
+
+@pytest.mark.parametrize("where", ["folder", "folder/", "file/x.json", "/proc/x.json"])
+def test_lgtc_eval_json_and_export_out_that_cannot_be_written_are_refused_first(
+    tmp_path, capsys, where
+):
+    """--json / --out naming a folder, a path under a file or an unwritable place failed only
+    after the whole evaluation, naming a '.tmp' file and leaving it behind; and ``--out dir/``
+    wrote a file named ``dir``. Now one line before any evaluation."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    target = where if where.startswith("/") else f"{tmp_path}/{where}"
+    for argv, flag in (
+        (["eval", "--no-expert", "--episodes", "1", "--json", target], "--json"),
+        (["export", "--checkpoint", str(resolve_checkpoint(SHIPPED)), "--out", target],
+         "--out"),
+    ):  # fmt: skip
+        assert lgtc_main([*argv, "--no-expert"] if argv[0] == "export" else argv) == 2
+        out, err = capsys.readouterr()
+        err = err.strip().splitlines()
+        assert len(err) == 1 and f"{flag} {target}: " in err[0], err
+        assert ".tmp" not in err[0] and out == ""  # refused before the evaluation printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert not list((tmp_path / "folder").iterdir())
+
+
+def test_save_checkpoint_that_fails_leaves_no_partial_file(tmp_path, shipped):
+    (tmp_path / "taken.pt").mkdir()
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "taken.pt", _edited(shipped, lambda c: None))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.pt"]

@@ -400,3 +400,46 @@ def test_relpos_variant_trains_saves_evaluates_and_runs_decentralized(tmp_path, 
                            dec.initial_state())  # fmt: skip
         np.testing.assert_allclose(a, want[i].numpy() / max(1.0, float(want[i].norm())),
                                    atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("which", "progress", "says"),
+    [
+        # a progress.csv without env_steps was a KeyError traceback
+        ("fig3", "foo,bar\n1,2\n", "progress.csv: no column env_steps"),
+        # text or NaN in a numeric column: an error that named no file
+        ("fig3", "env_steps,episode_reward\nabc,1\n", "progress.csv line 2: env_steps 'abc'"),
+        ("fig3", "env_steps,episode_reward\nnan,1\n", "line 2: env_steps 'nan' is not a whole"),
+        ("cell", "env_steps,episode_reward,tau_min\nabc,1,0.1\n", "env_steps 'abc' is not a"),
+        ("curve", "env_steps,episode_reward\nabc,1\n", "progress.csv line 2: env_steps 'abc'"),
+        # nothing finite to draw: an empty figure with exit 0
+        ("curve", "env_steps,episode_reward,eval_reward\n", "(0 rows), nothing to draw"),
+        ("curve", "env_steps,episode_reward\nnan,nan\n5,\n", "(2 rows), nothing to draw"),
+        ("cell", "env_steps,episode_reward,tau_min\nnan,nan,nan\n", "nothing to draw"),
+        # a 0-row progress.csv was "no progress.csv under ..."
+        ("fig3", "env_steps,episode_reward\n", "1 progress.csv with no rows under"),
+    ],
+)
+def test_figures_from_damaged_progress_csv_are_one_line(tmp_path, capsys, which, progress, says):
+    run = tmp_path / "runs" / "lgtc_ippo_s0"
+    run.mkdir(parents=True)
+    (run / "progress.csv").write_text(progress)
+    out = tmp_path / "img"
+    src = ["--csv", str(run / "progress.csv")] if which == "curve" else ["--runs", str(run.parent)]
+    assert lgtc_main(["figures", which, *src, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not list(out.glob("*.png"))
+
+
+def test_fig3_csv_and_curve_without_csv_name_the_input(tmp_path, capsys) -> None:
+    bad = tmp_path / "fig3.csv"
+    bad.write_text("algo,seed,env_steps,episode_reward\nippo,x,1,2\n")
+    assert lgtc_main(["figures", "fig3", "--runs", str(bad), "--out", str(tmp_path)]) == 2
+    assert f"{bad} line 2: seed 'x' is not a number" in capsys.readouterr().err
+    assert lgtc_main(["figures", "curve", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # was "[Errno 21] Is a directory: '.'"
+    assert err == [
+        "lgtc figures: error: --csv is missing; give a run's progress.csv "
+        "(e.g. --csv runs/lgtc_ippo_s0/progress.csv)"
+    ]

@@ -461,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="draw a recorded run (trajectories, consumers, radii)")
     p.add_argument("file", help="recording (.mcap) from `swarm up --record`")
     p.add_argument("--out", required=True, help="output .png (final frame) or .gif (animation)")
-    p.add_argument("--fps", type=float, default=10.0, help="gif frames per second")
-    p.add_argument("--frames", type=int, default=60, help="gif frame count")
+    p.add_argument("--fps", type=float, default=10.0, help="gif frames per second (up to 100)")
+    p.add_argument("--frames", type=int, default=60, help="gif frame count (1 to 600)")
     p.set_defaults(func=_cmd_render)
     return parser
 

@@ -33,6 +33,7 @@ from mcap_ros2.writer import Writer as Ros2Writer
 
 from sim_bridge import topics
 from sim_bridge.config import SwarmConfig
+from sim_bridge.errors import SwarmError
 
 _PRIMITIVES = {
     "bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16",
@@ -132,18 +133,89 @@ def swarm_topics(
 # ----------------------------------------------------------------------------- reading
 
 
+class RecordingError(SwarmError, ValueError):
+    """A recording cannot be read: one line naming the file, what is wrong and the fix."""
+
+
+_RECORD_AGAIN = "record the run again with `swarm up --record FILE.mcap`"
+
+
+def _check_file(path: str | os.PathLike) -> None:
+    """:class:`RecordingError` unless ``path`` is a non-empty regular file."""
+    p = Path(path)
+    if p.is_dir():
+        raise RecordingError(f"{path}: is a folder, not a recording; pass the .mcap file")
+    if not p.is_file():
+        raise RecordingError(f"{path}: no such file; pass a recording from `swarm up --record`")
+    if p.stat().st_size == 0:
+        raise RecordingError(f"{path}: empty file, not a recording; {_RECORD_AGAIN}")
+
+
+def _why(exc: BaseException) -> str:
+    """One short line for a reader's exception (its text can be long, multi-line or empty)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def read_config(path: str | os.PathLike) -> dict | None:
-    """The ``swarm_config`` mapping stored in a recording, or ``None``."""
-    with open(path, "rb") as fh:
-        for record in make_reader(fh).iter_metadata():
-            if record.name == "swarm_config":
-                return yaml.safe_load(record.metadata["yaml"])
-    return None
+    """The ``swarm_config`` mapping stored in a recording, or ``None`` when it has none.
+
+    Raises:
+        RecordingError: ``path`` is missing, a folder, empty, not a complete MCAP file
+            (truncated, damaged, another format), or its ``swarm_config`` is not a YAML
+            mapping (a stored string is never taken for a file path).
+    """
+    _check_file(path)
+    try:
+        with open(path, "rb") as fh:
+            records = [r for r in make_reader(fh).iter_metadata() if r.name == "swarm_config"]
+    except Exception as exc:  # the mcap reader raises many kinds on a damaged file
+        raise RecordingError(
+            f"{path}: not a readable MCAP recording (truncated, damaged or another format: "
+            f"{_why(exc)}); {_RECORD_AGAIN}"
+        ) from None
+    if not records:
+        return None
+    text = records[0].metadata.get("yaml")
+    if text is None:
+        raise RecordingError(
+            f"{path}: its swarm_config metadata has no 'yaml' entry; {_RECORD_AGAIN}"
+        )
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecordingError(
+            f"{path}: its stored swarm_config is not valid YAML ({_why(exc)}); {_RECORD_AGAIN}"
+        ) from None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise RecordingError(
+            f"{path}: its stored swarm_config is a {type(data).__name__}, not a mapping; "
+            f"{_RECORD_AGAIN}"
+        )
+    return data
 
 
 def read_messages(path: str | os.PathLike, topic_filter=None) -> Iterator[tuple[str, int, object]]:
-    """``(topic, log_time_ns, decoded message)`` of a recording, in log-time order."""
-    for item in read_ros2_messages(str(path), topics=topic_filter):
+    """``(topic, log_time_ns, decoded message)`` of a recording, in log-time order.
+
+    Raises:
+        RecordingError: the file is not a readable MCAP recording or a message does not
+            decode with its channel's schema.
+    """
+    _check_file(path)
+    items = read_ros2_messages(str(path), topics=topic_filter)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:  # damaged file, foreign encoding, bytes that do not decode
+            raise RecordingError(
+                f"{path}: not a readable MCAP recording (truncated, damaged, or messages not "
+                f"as `swarm up --record` writes them: {_why(exc)}); {_RECORD_AGAIN}"
+            ) from None
         yield item.channel.topic, item.log_time_ns, item.ros_msg
 
 
@@ -186,7 +258,9 @@ def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
     diags: list[tuple[float, str, dict[str, str]]] = []
     events: list[dict] = []
     wanted = [topics.CLOCK, topics.CONSUMERS, topics.DIAGNOSTICS, topics.EVENTS, *pose_topic]
-    for topic, _, msg in read_messages(path, wanted):
+
+    def _sample(topic: str, msg) -> None:
+        nonlocal sim_t
         if topic == topics.CLOCK:
             sim_t = msg.clock.sec + msg.clock.nanosec * 1e-9
         elif topic in pose_topic:
@@ -195,7 +269,7 @@ def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
         elif topic == topics.CONSUMERS:
             data = np.asarray(msg.data, dtype=float)
             if data.size != m * (fixed + r):
-                continue
+                return
             times.append(sim_t)
             positions.append(pos.copy())
             demands.append(data.reshape(m, fixed + r)[:, fixed:])
@@ -203,12 +277,21 @@ def read_run(path: str | os.PathLike, cfg: SwarmConfig) -> RecordedRun:
             try:
                 record = json.loads(msg.data)
             except ValueError:
-                continue
+                return
             if isinstance(record, dict):
                 events.append(record)
         else:
             for st in msg.status:
                 diags.append((sim_t, st.name, {kv.key: kv.value for kv in st.values}))
+
+    for topic, _, msg in read_messages(path, wanted):
+        try:
+            _sample(topic, msg)
+        except (AttributeError, TypeError, ValueError) as exc:  # another type on a known topic
+            raise RecordingError(
+                f"{path}: a message on {topic} is not what `swarm up --record` writes there "
+                f"({_why(exc)}); {_RECORD_AGAIN}"
+            ) from None
     if not times:
         return RecordedRun(np.zeros(0), np.zeros((0, n, 3)), np.zeros((0, m, r)), diags, events)
     return RecordedRun(np.asarray(times), np.stack(positions), np.stack(demands), diags, events)

@@ -27,20 +27,23 @@ class RenderError(SwarmError, RuntimeError):
 def load_run(path: str | os.PathLike):
     """(config, poses: name -> (T, 4) [t, x, y, z], consumers: (t (K,), table (K, M, F)),
     tasks: (t (J,), visited (J, T) bool) from ``/tasks``, empty without a routing mission)."""
-    from sim_bridge.recording import read_config, read_messages
+    from sim_bridge.recording import RecordingError, read_config, read_messages
 
-    if not Path(path).is_file():
-        raise RenderError(f"{path}: no such file")
     try:
         data = read_config(path)
-    except Exception as exc:  # a damaged or foreign file: say so, never a traceback
-        raise RenderError(f"{path}: not a readable MCAP recording ({exc})") from None
+    except RecordingError as exc:  # a missing, damaged or foreign file: one line, no traceback
+        raise RenderError(str(exc)) from None
     if data is None:
         raise RenderError(f"{path}: no swarm_config metadata (record with `swarm up --record`)")
     try:
         cfg = load_config(data)
     except ConfigError as exc:
-        raise RenderError(f"{path}: stored config is invalid: {exc}") from None
+        n = len(exc.problems)
+        raise RenderError(
+            f"{path}: its stored swarm_config is invalid ({n} problem(s); first: "
+            f"{exc.problems[0] if n else exc}); record the run again from a file that "
+            "`swarm validate` accepts"
+        ) from None
     pose_topics = {topics.robot_topic(n, topics.POSE): n for n in cfg.robot_names}
     poses: dict[str, list] = {n: [] for n in cfg.robot_names}
     cons_t, cons = [], []
@@ -54,22 +57,40 @@ def load_run(path: str | os.PathLike):
         ):
             t0 = log_ns if t0 is None else t0
             t = (log_ns - t0) * 1e-9
-            if topic in pose_topics:
-                p = msg.pose.position
-                poses[pose_topics[topic]].append((t, p.x, p.y, p.z))
-            elif topic == topics.TASKS:
-                if len(msg.data) == n_tasks * len(topics.TASK_FIELDS):
-                    rows = np.asarray(msg.data).reshape(n_tasks, len(topics.TASK_FIELDS))
-                    task_t.append(t)
-                    task_seen.append(rows[:, topics.TASK_FIELDS.index("visited")] > 0.5)
-            elif len(msg.data) == len(cfg.consumers) * fields:
-                cons_t.append(t)
-                cons.append(np.asarray(msg.data, dtype=float).reshape(len(cfg.consumers), fields))
-    except Exception as exc:
-        raise RenderError(f"{path}: cannot decode messages ({exc})") from None
+            try:
+                if topic in pose_topics:
+                    p = msg.pose.position
+                    poses[pose_topics[topic]].append((t, p.x, p.y, p.z))
+                elif topic == topics.TASKS:
+                    if len(msg.data) == n_tasks * len(topics.TASK_FIELDS):
+                        rows = np.asarray(msg.data).reshape(n_tasks, len(topics.TASK_FIELDS))
+                        task_t.append(t)
+                        task_seen.append(rows[:, topics.TASK_FIELDS.index("visited")] > 0.5)
+                elif len(msg.data) == len(cfg.consumers) * fields:
+                    cons_t.append(t)
+                    cons.append(
+                        np.asarray(msg.data, dtype=float).reshape(len(cfg.consumers), fields)
+                    )
+            except (AttributeError, TypeError, ValueError) as exc:  # another type on the topic
+                raise RenderError(
+                    f"{path}: a message on {topic} is not what `swarm up --record` writes there "
+                    f"({' '.join(str(exc).split())[:160]}); record the run again"
+                ) from None
+    except RecordingError as exc:
+        raise RenderError(str(exc)) from None
     arrays = {n: np.asarray(v, dtype=float).reshape(-1, 4) for n, v in poses.items()}
-    if not any(len(v) for v in arrays.values()):
-        raise RenderError(f"{path}: no robot poses recorded")
+    # a pose the world never publishes (NaN, inf): not drawn, rather than an empty picture
+    finite = {n: v[np.isfinite(v).all(axis=1)] for n, v in arrays.items()}
+    if not any(len(v) for v in finite.values()):
+        what = (
+            "only non-finite (NaN/inf) robot poses"
+            if any(map(len, arrays.values()))
+            else ("no pose of this swarm's robots")
+        )
+        raise RenderError(
+            f"{path}: {what} recorded, nothing to draw; record a run with `swarm up --record`"
+        )
+    arrays = finite
     table = np.asarray(cons, dtype=float).reshape(len(cons), len(cfg.consumers), fields)
     tasks = (np.asarray(task_t), np.asarray(task_seen, dtype=bool).reshape(len(task_seen), n_tasks))
     return cfg, arrays, (np.asarray(cons_t), table), tasks
@@ -149,13 +170,39 @@ def _draw(ax, cfg, poses, consumers, t_end: float, tasks=None) -> None:
     )
 
 
-def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, frames: int = 60):
-    """Draw ``path`` to ``out`` (.png: final state; .gif: animation). Returns a summary."""
-    out = Path(out)
+#: Most GIF frames ``swarm render`` draws: each is a full redraw and all are held in memory
+#: until the GIF is written (about 0.7 MB each; 600 frames are a minute at 10 fps).
+MAX_FRAMES = 600
+#: GIF frame delays are whole hundredths of a second: 100 fps is the fastest a GIF can say.
+MAX_FPS = 100.0
+
+
+def _check_out(out: Path) -> None:
+    """:class:`RenderError` unless ``out`` can be written (checked before any drawing)."""
     if out.suffix.lower() not in (".png", ".gif"):
         raise RenderError(f"--out {out}: use a .png or .gif file name")
-    if not (fps > 0 and frames > 0):
-        raise RenderError("--fps and --frames must be > 0")
+    if out.is_dir():
+        raise RenderError(f"--out {out}: is a folder; give a file name such as {out / 'run.png'}")
+    for parent in (out.parent, *out.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise RenderError(f"--out {out}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise RenderError(f"--out {out}: folder {parent} is not writable")
+            break
+
+
+def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, frames: int = 60):
+    """Draw ``path`` to ``out`` (.png: final state; .gif: animation). Returns a summary.
+
+    The image is written to a temporary file next to ``out`` and renamed at the end, so a
+    failed render never leaves a partial ``out``."""
+    out = Path(out)
+    _check_out(out)
+    if not (0 < fps <= MAX_FPS):
+        raise RenderError(f"--fps {fps}: give a frame rate in (0, {MAX_FPS:g}] (a GIF's limit)")
+    if not (0 < frames <= MAX_FRAMES):
+        raise RenderError(f"--frames {frames}: give a frame count from 1 to {MAX_FRAMES}")
     cfg, poses, consumers, tasks = load_run(path)
     import matplotlib
 
@@ -163,23 +210,33 @@ def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, f
     import matplotlib.pyplot as plt
 
     t_end = max(float(v[-1, 0]) for v in poses.values() if len(v))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"--out {out}: cannot make its folder ({exc.strerror or exc})") from None
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part{out.suffix}")
     fig, ax = plt.subplots(figsize=(6, 6), dpi=80)
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if out.suffix.lower() == ".png":
             _draw(ax, cfg, poses, consumers, t_end, tasks)
             fig.tight_layout()
-            fig.savefig(out)
-            return f"final state at t = {t_end:.1f} s, {len(cfg.robots)} robots"
-        import imageio.v2 as imageio
+            fig.savefig(tmp, format="png")
+            info = f"final state at t = {t_end:.1f} s, {len(cfg.robots)} robots"
+        else:
+            import imageio.v2 as imageio
 
-        images = []
-        for t in np.linspace(0.0, t_end, frames):
-            _draw(ax, cfg, poses, consumers, float(t), tasks)
-            fig.tight_layout()
-            fig.canvas.draw()
-            images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-        imageio.mimsave(out, images, duration=1.0 / fps, loop=0)
-        return f"{frames} frames over {t_end:.1f} s"
+            images = []
+            for t in np.linspace(0.0, t_end, frames):
+                _draw(ax, cfg, poses, consumers, float(t), tasks)
+                fig.tight_layout()
+                fig.canvas.draw()
+                images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+            imageio.mimsave(tmp, images, format="GIF", duration=1.0 / fps, loop=0)
+            info = f"{frames} frames over {t_end:.1f} s"
+        os.replace(tmp, out)
+        return info
+    except OSError as exc:
+        raise RenderError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
     finally:
         plt.close(fig)
+        tmp.unlink(missing_ok=True)

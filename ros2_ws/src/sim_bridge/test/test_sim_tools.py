@@ -12,7 +12,14 @@ import pytest
 from sim_bridge.bringup import plan
 from sim_bridge.cli import main as swarm_main
 from sim_bridge.config import load_config
-from sim_bridge.recording import msgdef, swarm_topics
+from sim_bridge.recording import (
+    RecordingError,
+    msgdef,
+    read_config,
+    read_run,
+    swarm_topics,
+    write_run,
+)
 from sim_bridge.render import RenderError, render
 from sim_bridge.ros.markers import swarm_markers
 from visualization_msgs.msg import Marker
@@ -78,6 +85,109 @@ def test_render_errors_are_clean(tmp_path, capsys):
         render(junk, tmp_path / "x.jpg")
     assert swarm_main(["render", str(tmp_path / "missing.mcap"), "--out", "x.png"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def _recording(path, cfg, positions=None, k=5):
+    """A small recording of ``cfg`` (``write_run``): ``k`` samples, robots at their start."""
+    start = np.array([r.pose[:3] for r in cfg.robots], dtype=float)
+    pos = np.broadcast_to(start, (k, *start.shape)) if positions is None else positions
+    return write_run(path, cfg, np.arange(k) * 0.1, pos)
+
+
+def _with_config(path, stored: dict, topic_type="geometry_msgs/msg/PoseStamped", msg=None):
+    """A recording whose swarm_config metadata is ``stored`` and one message on /cf1/pose."""
+    from mcap_ros2.writer import Writer
+
+    with open(path, "wb") as fh:
+        w = Writer(fh)
+        w.add_metadata("swarm_config", stored)
+        schema = w.register_msgdef(topic_type, msgdef(topic_type))
+        w.write_message("/cf1/pose", schema, msg or {}, log_time=1)
+        w.finish()
+    return path
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def test_damaged_recordings_are_one_line_naming_the_file(tmp_path, capsys):
+    cfg = load_config(REPO / "launch" / "example.yaml")
+    good = _recording(tmp_path / "good.mcap", cfg).read_bytes()
+    (tmp_path / "empty.mcap").write_bytes(b"")
+    (tmp_path / "cut.mcap").write_bytes(good[: len(good) // 2])  # recorder killed mid-write
+    (tmp_path / "folder.mcap").mkdir()
+    for name, want in (
+        ("empty.mcap", "empty file"),
+        ("cut.mcap", "not a readable MCAP recording"),
+        ("folder.mcap", "is a folder"),
+    ):
+        path = tmp_path / name
+        with pytest.raises(RecordingError, match=want):
+            read_config(path)
+        with pytest.raises(RecordingError, match=want):
+            read_run(path, cfg)
+        assert swarm_main(["render", str(path), "--out", str(tmp_path / "x.png")]) == 1
+        line = _one_line(capsys.readouterr().err)
+        assert (
+            str(path) in line
+            and want in line
+            and "record the run again" in line
+            or (want == "is a folder" and "pass the .mcap file" in line)
+        )
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_stored_config_is_a_mapping_never_a_path(tmp_path):
+    # a stored string used to be taken for a file path and loaded from the user's disk
+    path = _with_config(tmp_path / "s.mcap", {"yaml": str(REPO / "launch" / "example.yaml")})
+    with pytest.raises(RecordingError, match="is a str, not a mapping"):
+        read_config(path)
+    with pytest.raises(RenderError, match="is a str, not a mapping"):
+        render(path, tmp_path / "x.png")
+    bad = _with_config(tmp_path / "y.mcap", {"yaml": "robots: [unclosed\n  - :"})
+    with pytest.raises(RecordingError, match="not valid YAML") as exc:
+        read_config(bad)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(RecordingError, match="no 'yaml' entry"):
+        read_config(_with_config(tmp_path / "k.mcap", {"other": "x"}))
+    invalid = _with_config(tmp_path / "i.mcap", {"yaml": "robots: 5\n"})
+    with pytest.raises(RenderError, match="stored swarm_config is invalid") as exc:
+        render(invalid, tmp_path / "x.png")
+    assert "\n" not in str(exc.value)
+
+
+def test_messages_of_another_type_are_one_line(tmp_path):
+    cfg = load_config(REPO / "launch" / "example.yaml")
+    stored = {"yaml": __import__("yaml").safe_dump(cfg.to_mapping())}
+    path = _with_config(tmp_path / "w.mcap", stored, "std_msgs/msg/String", {"data": "hi"})
+    with pytest.raises(RecordingError, match="a message on /cf1/pose is not what"):
+        read_run(path, cfg)
+    with pytest.raises(RenderError, match="a message on /cf1/pose is not what"):
+        render(path, tmp_path / "x.png")
+
+
+def test_render_refuses_nan_poses_and_unbounded_gifs_before_drawing(tmp_path):
+    cfg = load_config(REPO / "launch" / "example.yaml")
+    nan = _recording(tmp_path / "nan.mcap", cfg, np.full((5, len(cfg.robots), 3), np.nan))
+    with pytest.raises(RenderError, match="only non-finite"):
+        render(nan, tmp_path / "x.png")  # used to write an empty picture with exit 0
+    good = _recording(tmp_path / "good.mcap", cfg)
+    for fps in (float("inf"), 1e300, 101.0, float("nan"), 0.0):
+        with pytest.raises(RenderError, match="--fps"):
+            render(good, tmp_path / "x.gif", fps=fps, frames=2)
+    with pytest.raises(RenderError, match="--frames 100000000: give a frame count from 1 to"):
+        render(good, tmp_path / "x.gif", frames=100_000_000)  # used to run until out of memory
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(RenderError, match="--out .*d.png: is a folder"):
+        render(good, tmp_path / "d.png")
+    with pytest.raises(RenderError, match="good.mcap is a file, not a folder"):
+        render(good, good / "x.png")
+    assert not list(tmp_path.glob("*.gif")) and not list(tmp_path.glob(".*part*"))
+    assert "2 frames" in render(good, tmp_path / "sub" / "ok.gif", fps=100.0, frames=2)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["ok.gif"]
 
 
 def test_plan_goto_uses_passthrough_without_cbf():

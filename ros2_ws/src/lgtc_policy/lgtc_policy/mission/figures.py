@@ -116,31 +116,59 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def _num(v: str | None) -> float:
-    return float(v) if v not in (None, "") else float("nan")
+def _num(v: str | None, where: str = "", key: str = "") -> float:
+    """``v`` as a float (empty: NaN); ``ValueError`` naming ``where`` (file, line) and the
+    column ``key`` when it is not a number."""
+    if v in (None, ""):
+        return float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: {key} {str(v)[:40]!r} is not a number; fix or remove that row "
+            "(or pass a CSV that `lgtc train` / `lgtc figures` wrote)"
+        ) from None
+
+
+def _whole(v: str | None, where: str, key: str) -> int:
+    """``v`` as a whole number (``env_steps``, ``seed``); ``ValueError`` naming ``where``."""
+    x = _num(v, where, key)
+    if not (np.isfinite(x) and x == int(x)):
+        raise ValueError(
+            f"{where}: {key} {str(v)[:40]!r} is not a whole number; fix or remove that row "
+            "(or pass a CSV that `lgtc train` / `lgtc figures` wrote)"
+        )
+    return int(x)
 
 
 def collect_runs(runs: str | Path, out_csv: str | Path) -> Path:
     """Combine ``<runs>/<algo>_s<seed>/progress.csv`` into one small CSV."""
     runs = Path(runs)
     rows = []
+    found = 0
     for d in sorted(runs.glob("*_s*")):
         prog = d / "progress.csv"
         if not prog.is_file():
             continue
         algo, seed = d.name.rsplit("_s", 1)
-        for r in _read_rows(prog):
+        if not seed.isdigit():
+            raise ValueError(
+                f"{d}: not an <algo>_s<seed> run folder (seed {seed!r}); rename or move it"
+            )
+        found += 1
+        for line, r in enumerate(_read_rows(prog, ("env_steps",)), start=2):
             rows.append(
                 {
                     "algo": algo,
                     "seed": int(seed),
-                    "env_steps": int(float(r["env_steps"])),
+                    "env_steps": _whole(r["env_steps"], f"{prog} line {line}", "env_steps"),
                     "episode_reward": r.get("episode_reward", ""),
                     "eval_reward": r.get("eval_reward", ""),
                 }
             )
     if not rows:
-        raise FileNotFoundError(f"no <algo>_s<seed>/progress.csv under {runs}")
+        what = f"{found} progress.csv with no rows" if found else "no <algo>_s<seed>/progress.csv"
+        raise FileNotFoundError(f"{what} under {runs}; give the folder `lgtc sweep` wrote")
     out_csv = Path(out_csv)
     _write_rows(out_csv, rows)
     return out_csv
@@ -177,18 +205,10 @@ CELL_COLUMNS = ("run", "env_steps", "episode_reward", "tau_min", "contraction_c"
 _CELL_EXTRA = ("state_abs_max", "coupling")
 
 
-def cell_curves(runs: str | Path, out: str | Path) -> Path:
-    """The LGTC cell over training, one line per run: episode reward, smallest leak
-    ``tau_min``, Theorem 1 margin ``contraction_c`` (``min_q tau_q - sum_q' |(A^T A)_qq'|``;
-    < 0: the coupling outgrew the leak and ``|x| <= 1`` is no longer guaranteed), the largest
-    state ``|x|`` and, where logged, the coupling (largest row sum of ``|A^T A|``).
-
-    ``runs``: a folder of LGTC-IPPO run folders (each with ``progress.csv``; the folder name
-    labels the line) or the CSV this function writes next to ``out`` (columns
-    :data:`CELL_COLUMNS` and ``state_abs_max``, ``coupling``). ``ValueError`` (one line) when
-    neither holds a logged LGTC run.
-    """
-    src = Path(runs)
+def _cell_rows(src: Path) -> list[dict]:
+    """The rows :func:`cell_curves` draws: ``src`` is its own CSV or a folder of LGTC-IPPO
+    runs (each ``progress.csv`` row with ``tau_min``, labelled by the run's folder name);
+    ``ValueError`` (one line) when neither holds one."""
     if src.is_file():
         rows = _read_rows(src, CELL_COLUMNS)
     elif src.is_dir():
@@ -202,12 +222,42 @@ def cell_curves(runs: str | Path, out: str | Path) -> Path:
         rows = []
     if not rows:
         raise ValueError(
-            f"--runs {runs}: no LGTC-IPPO progress.csv (with tau_min) found; give a folder of "
+            f"--runs {src}: no LGTC-IPPO progress.csv (with tau_min) found; give a folder of "
             "lgtc_ippo runs or the .csv `lgtc figures cell` wrote"
         )
+    return rows
+
+
+def cell_curves(runs: str | Path, out: str | Path) -> Path:
+    """The LGTC cell over training, one line per run: episode reward, smallest leak
+    ``tau_min``, Theorem 1 margin ``contraction_c`` (``min_q tau_q - sum_q' |(A^T A)_qq'|``;
+    < 0: the coupling outgrew the leak and ``|x| <= 1`` is no longer guaranteed), the largest
+    state ``|x|`` and, where logged, the coupling (largest row sum of ``|A^T A|``).
+
+    ``runs``: a folder of LGTC-IPPO run folders (each with ``progress.csv``; the folder name
+    labels the line) or the CSV this function writes next to ``out`` (columns
+    :data:`CELL_COLUMNS` and ``state_abs_max``, ``coupling``). ``ValueError`` (one line) when
+    neither holds a logged LGTC run.
+    """
+    src = Path(runs)
+    rows = _cell_rows(src)
     by_run: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_run[r["run"]].append(r)
+    values = {
+        id(r): {
+            k: _num(r.get(k), f"{src} run {r['run']}", k) for k in (*CELL_COLUMNS[1:], *_CELL_EXTRA)
+        }
+        for r in rows
+    }
+    if not any(
+        np.isfinite(v["env_steps"]) and np.isfinite([v["episode_reward"], v["tau_min"]]).any()
+        for v in values.values()
+    ):
+        raise ValueError(
+            f"--runs {runs}: no row with a finite env_steps and episode_reward or tau_min, "
+            "nothing to draw; give a folder of lgtc_ippo runs that logged progress"
+        )
     plt = _plt()
     keys = ("episode_reward", "tau_min", "contraction_c", "state_abs_max", "coupling")
     titles = (
@@ -221,9 +271,9 @@ def cell_curves(runs: str | Path, out: str | Path) -> Path:
         keys, titles = keys[:4], titles[:4]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.3), dpi=90)
     for name, rr in by_run.items():
-        x = np.array([_num(r["env_steps"]) for r in rr]) / 1e3
+        x = np.array([values[id(r)]["env_steps"] for r in rr]) / 1e3
         for ax, key in zip(axes, keys):
-            y = np.array([_num(r.get(key)) for r in rr])
+            y = np.array([values[id(r)][key] for r in rr])
             if key == "episode_reward":
                 ok = ~np.isnan(y)
                 x_k, y = x[ok], y[ok]
@@ -366,10 +416,12 @@ def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward", title: 
     if src.is_dir():
         src = collect_runs(src, out.with_suffix(".csv"))
     curves: dict[str, dict[int, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
-    for r in _read_rows(src):
-        v = _num(r.get(key))
+    for line, r in enumerate(_read_rows(src, FIG3_COLUMNS), start=2):
+        where = f"{src} line {line}"
+        v = _num(r.get(key), where, key)
         if np.isfinite(v):
-            curves[r["algo"]][int(r["seed"])].append((int(r["env_steps"]), v))
+            seed = _whole(r["seed"], where, "seed")
+            curves[r["algo"]][seed].append((_whole(r["env_steps"], where, "env_steps"), v))
     if not curves:
         raise ValueError(f"{runs}: no run has a {key} value to draw; pick another --key")
     plt = _plt()
@@ -404,13 +456,30 @@ def fig3(runs: str | Path, out: str | Path, key: str = "episode_reward", title: 
 
 def train_curve(csv_path: str | Path, out: str | Path, expert: float | None = None) -> Path:
     """Training curve of one run: training-episode and evaluation reward vs env steps."""
-    rows = _read_rows(Path(csv_path), need=("env_steps",))
-    steps = np.array([_num(r["env_steps"]) for r in rows])
+    given = str(csv_path)
+    csv_path = Path(csv_path)
+    if not given or not csv_path.is_file():
+        raise ValueError(
+            (f"--csv {given}: not a file" if given else "--csv is missing")
+            + "; give a run's progress.csv (e.g. --csv runs/lgtc_ippo_s0/progress.csv)"
+        )
+    rows = _read_rows(csv_path, need=("env_steps",))
+    at = [f"{csv_path} line {i}" for i in range(2, len(rows) + 2)]
+    steps = np.array([_num(r["env_steps"], w, "env_steps") for r, w in zip(rows, at)])
+    series = {
+        key: np.array([_num(r.get(key), w, key) for r, w in zip(rows, at)])
+        for key in ("episode_reward", "eval_reward")
+    }
+    if not any((np.isfinite(steps) & np.isfinite(y)).any() for y in series.values()):
+        raise ValueError(
+            f"--csv {csv_path}: no row with a finite env_steps and episode_reward or "
+            f"eval_reward ({len(rows)} rows), nothing to draw; give a run that logged progress"
+        )
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     for key, style in (("episode_reward", "-"), ("eval_reward", "o-")):
-        y = np.array([_num(r.get(key)) for r in rows])
-        ok = np.isfinite(y)
+        y = series[key]
+        ok = np.isfinite(y) & np.isfinite(steps)
         if ok.any():
             ax.plot(steps[ok], y[ok], style, ms=3, label=key.replace("_", " "))
     if expert is not None:

@@ -54,8 +54,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    finally:  # a failed write (a folder at ``path``, disk full) leaves no partial file
+        tmp.unlink(missing_ok=True)
     return path
 
 
