@@ -310,3 +310,14 @@ def test_save_checkpoint_that_fails_leaves_no_partial_file(tmp_path, shipped):
     with pytest.raises(OSError):
         save_checkpoint(tmp_path / "taken.pt", _edited(shipped, lambda c: None))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.pt"]
+
+
+def test_write_json_that_fails_leaves_no_partial_file(tmp_path):
+    from lgtc_policy.train.common import write_json
+
+    (tmp_path / "taken.json").mkdir()
+    with pytest.raises(OSError):
+        write_json(tmp_path / "taken.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json"]
+    write_json(tmp_path / "ok.json", {"a": 1})
+    assert (tmp_path / "ok.json").read_text() == '{\n  "a": 1\n}'
