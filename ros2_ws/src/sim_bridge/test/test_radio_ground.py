@@ -135,3 +135,70 @@ def test_neighbors_within_radius():
     assert neighbors_within("a", pos, 1.0) == ["b", "d"]
     assert neighbors_within("c", pos, 1.0) == []
     assert neighbors_within("x", pos, 1.0) == []
+
+
+GROUND_EVENTS = st.lists(
+    st.tuples(
+        st.floats(0.01, 0.6),  # time step [s]
+        st.sampled_from(["none", "pose", "cmd", "stale_pose", "takeoff", "land", "estop"]),
+        st.floats(-0.5, 0.5),  # command ux
+        st.floats(0.0, 0.5),  # command age when stored [s]
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(GROUND_EVENTS)
+def test_ground_watchdog_invariants_for_any_sequence(events):
+    """Stale commands, pose loss, disable and emergency in any order and timing: a moving
+    Twist only while enabled, the pose fresh and the command at most ``hold_after_s`` old;
+    no Twist at all after the zero repeats of a stop; nothing drives after an emergency stop
+    until ``land`` then ``takeoff``; pose loss while enabled disables."""
+    link = make_link()
+    p = link.params
+    now, pose_t, cmd_t = 0.0, -math.inf, -math.inf
+    stopped_for = None  # consecutive outputs since the robot stopped
+    for dt, kind, ux, age in events:
+        now += dt
+        if kind == "pose":
+            link.set_pose(GroundPose(now, 0.0, 0.0, 0.0, 0.3))
+            pose_t = now
+        elif kind == "stale_pose":  # a pose received long ago, replayed: the age counts
+            link.set_pose(GroundPose(now - 5.0, 0.0, 0.0, 0.0, 0.3))
+            pose_t = now - 5.0
+        elif kind == "cmd":
+            assert link.set_command(ux, 0.0, now - age)
+            cmd_t = max(cmd_t, now - age)
+        elif kind == "takeoff":
+            was = (link.link, link.flight)
+            ok, _ = link.takeoff(now)
+            assert ok == (was == (LinkState.UP, FlightState.GROUNDED))
+        elif kind == "land":
+            assert link.land()[0]
+        elif kind == "estop":
+            assert link.emergency_stop()[0]
+        before = link.flight
+        out = link.step(now)
+        after = link.flight
+        if now - pose_t > p.pose_timeout_s and before in (
+            FlightState.HOVERING,
+            FlightState.FLYING,
+            FlightState.HOLDING,
+        ):
+            assert after == FlightState.GROUNDED
+        if out is not None and out != (0.0, 0.0):
+            assert after == FlightState.FLYING and link.link == LinkState.UP
+            assert now - pose_t <= p.pose_timeout_s
+            assert now - cmd_t <= p.hold_after_s + 1e-9
+        if after in (FlightState.GROUNDED, FlightState.EMERGENCY):
+            stopped_for = 0 if before != after or kind in ("land", "estop") else stopped_for
+            if stopped_for is not None:
+                if stopped_for >= p.stop_repeats:
+                    assert out is None
+                else:
+                    assert out in (None, (0.0, 0.0))
+                stopped_for += 1
+        else:
+            stopped_for = None

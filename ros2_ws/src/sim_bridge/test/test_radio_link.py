@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sim_bridge.bridges.crazyflie_link import (
     BatteryLevel,
     BatteryThresholds,
+    CflibTransport,
     CrazyflieLink,
     FlightState,
     LinkParams,
@@ -23,6 +24,7 @@ from sim_bridge.bridges.crazyflie_link import (
     stop_links,
 )
 from sim_bridge.fake_crazyflie import (
+    ON_GROUND_Z,
     PORT_COMMANDER_GENERIC,
     PORT_LOCALIZATION,
     PORT_SETPOINT_HL,
@@ -436,6 +438,65 @@ def test_radio_gone_while_flying_lands_after_reconnect(cache_dir):
         assert link.status().connects == 2
         assert wait_for(lambda: HL_LAND in fake.high_level_commands(), 2.0)
         assert wait_for(lambda: link.status().flight == FlightState.GROUNDED, 4.0)
+    finally:
+        link.close()
+        fake.close()
+
+
+class _RaisingTransport(CflibTransport):
+    """Real cflib transport whose ``failing`` sends raise as cflib's own code may (bare
+    ``Exception``; e.g. a packet too large or a driver error)."""
+
+    failing: set[str] = set()
+
+    def _raise_if(self, kind: str) -> None:
+        if kind in self.failing:
+            self.failing.discard(kind)  # once
+            raise Exception("Too many packets lost!\nTraceback ...")
+
+    def send_velocity(self, datagram: bytes) -> None:
+        self._raise_if("velocity")
+        super().send_velocity(datagram)
+
+    def land(self, duration: float) -> None:
+        self._raise_if("land")
+        super().land(duration)
+
+
+@pytest.mark.parametrize("failing", ["velocity", "land"])
+def test_send_raising_mid_flight_never_ends_the_link_thread(cache_dir, failing):
+    """A cflib exception from a setpoint or from the land while flying on setpoints: the
+    link thread survives, re-opens the connection, and the drone, still in the air, is
+    landed (no cut in mid-air, nothing armed on the floor). Before, the thread died with
+    the link reported ``up`` and ``flying``: no stream, no watchdog, no land."""
+    fake = FakeCrazyflie()
+    link = CrazyflieLink(
+        RobotLink("cf", fake.uri, takeoff_height=0.3, max_speed=0.5),
+        LinkParams(land_after_s=1.0, toc_cache_dir=cache_dir, retry_backoff_s=0.2),
+        transport_factory=lambda: _RaisingTransport(cache_dir, 50),
+    )
+    _RaisingTransport.failing = set()
+    link.start()
+    try:
+        fly(link)
+        stream(link, (0.1, 0.0, 0.0, 0.0), 0.3)
+        t_fail = time.monotonic()
+        _RaisingTransport.failing = {failing}
+        if failing == "land":
+            assert link.land()[0]
+        else:
+            link.set_command(0.0, 0.0, 0.0, 0.0)
+        assert wait_for(lambda: not _RaisingTransport.failing, 1.0)
+        assert wait_for(lambda: link.status().connects == 2, 3.0), link.status()
+        assert link._thread.is_alive()
+        assert wait_for(lambda: link.status().flight == FlightState.GROUNDED, 6.0), link.status()
+        assert wait_for(lambda: not fake.motors_on, 1.0)
+        events = fake.motor_events(since=t_fail)
+        assert [(e.kind, e.cause) for e in events] == [("off", "stop_setpoint")], events
+        assert events[0].z <= ON_GROUND_Z
+        assert fake.armed_on_ground(since=t_fail) == 0
+        lands = [r for r in fake.records_on(PORT_SETPOINT_HL) if r.data[0] == HL_LAND]
+        assert lands and lands[-1].t > t_fail
     finally:
         link.close()
         fake.close()

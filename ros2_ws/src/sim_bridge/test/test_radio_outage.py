@@ -17,16 +17,19 @@ import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist, TwistStamped
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
 from sim_bridge.bridges.crazyflie_link import (
+    BatteryLevel,
+    BatteryThresholds,
     CrazyflieLink,
     FlightState,
     LinkParams,
     LinkState,
     RobotLink,
+    stop_links,
 )
 from sim_bridge.fake_crazyflie import (
     ON_GROUND_Z,
@@ -218,6 +221,31 @@ def test_long_outage_reconnects_within_3s_and_never_rearms(cache_dir, no_log_ent
     finally:
         if commander is not None:
             commander.stop()
+        link.close()
+        fake.close()
+
+
+def test_shutdown_while_the_link_is_lost_lands_the_drone_when_it_answers(cache_dir):
+    """The bridge shuts down (stop_links) while a hovering drone's link is lost (its land
+    went into the silence, unheard); the radio answers 0.5 s later: stop_links waits for it
+    and the re-sent land brings the drone down. Before, stop_links closed the link at once
+    and the drone hovered on under its high-level commander, which has no timeout."""
+    fake = FakeCrazyflie()
+    link = start_link(fake, cache_dir, height=0.3)
+    try:
+        fake.set_responding(False)
+        assert wait_for(lambda: link.status().link == LinkState.LOST, 3.0)
+        threading.Timer(0.5, fake.set_responding, args=(True,)).start()
+        t0 = time.monotonic()
+        stop_links([link], land_timeout_s=5.0)
+        assert time.monotonic() - t0 < 5.0
+        assert any(is_land(r) for r in answered(fake, t0)), fake.high_level_commands()
+        assert wait_for(lambda: not fake.motors_on, 1.0), fake.position
+        assert fake.position[2] <= ON_GROUND_Z
+        events = fake.motor_events(since=t0)
+        assert [(e.kind, e.cause) for e in events] == [("off", "stop_setpoint")], events
+        assert events[0].z <= ON_GROUND_Z
+    finally:
         link.close()
         fake.close()
 
@@ -440,6 +468,336 @@ def test_recovery_never_arms_a_grounded_drone(
         if "land" in kinds:  # the landing timer restarted with the re-sent land
             i = kinds.index("land")
             assert kinds[i - 1 : i + 2] == ["notify_stop", "land", "stop_motors"]
+
+
+@pytest.mark.parametrize("trigger", ["shutdown", "battery"])
+def test_shutdown_right_after_the_link_is_back_sends_no_land_to_a_fallen_drone(trigger):
+    """cflib reports the link lost (or a send raised) while the drone flies on setpoints;
+    the firmware cuts its motors 2 s later (it falls) and the connection is re-opened
+    2.1 s after the loss. The bridge shuts down (stop_links polls begin_shutdown) before
+    the first state estimate of the new connection: the shutdown leaves the decision to
+    the recovery, whose estimate shows the drone on the floor, so only a stop goes out.
+    Before, the shutdown sent a land at once, starting the motors of the fallen drone.
+    The same for a battery found critical by the first estimate of the new connection (the
+    level is new for each connection): before, it sent a land at once, too."""
+    clock = [0.0]
+    transport = ScriptedTransport()
+    vbat = [4.0]
+    link = CrazyflieLink(
+        RobotLink(
+            "cf",
+            "udp://127.0.0.1:1",
+            takeoff_height=0.5,
+            battery=BatteryThresholds(warning_v=3.5, critical_v=3.2),
+        ),
+        LinkParams(land_after_s=2.0),
+        transport_factory=lambda: transport,
+        clock=lambda: clock[0],
+    )
+    drone = Drone()
+    connected = [True]
+
+    def step() -> None:
+        clock[0] += DT
+        t = clock[0]
+        drone.step(t)
+        if not connected[0]:
+            return  # the link thread is between connections: nothing runs
+        transport.on_rx()
+        transport.on_sample({**sample(drone.z), "pm.vbat": vbat[0]})
+        with link._cond:
+            link._check_link(t)
+            actions = link._tick(t, PERIOD, MIN_INTERVAL)
+        for action in actions:
+            link._perform(transport, action)
+            drone.hear(t, action)
+
+    assert link._connect()
+    clock[0] = 1.0
+    transport.on_rx()
+    assert link.takeoff()[0]
+    while link.status().flight != FlightState.HOVERING:
+        step()
+    for _ in range(10):
+        link.set_command(0.0, 0.0, 0.0, 0.0)
+        step()
+    assert link.status().flight == FlightState.FLYING
+    assert [why for _, why in drone.armed_on_ground] == ["takeoff"]
+    drone.armed_on_ground.clear()
+    t0 = clock[0]
+    link._cb_down(link._gen, "connection lost: Too many packets lost")
+    link._end_connection()  # what the link thread does before re-opening
+    connected[0] = False
+    while clock[0] < t0 + 2.1:
+        step()
+    assert drone.cuts_in_air and drone.z == 0.0  # the firmware cut the motors: it fell
+    assert link._connect()
+    connected[0] = True
+    n_back = len(transport.calls)
+    if trigger == "shutdown":
+        waiting = link.begin_shutdown()  # before the first estimate of the new connection
+        while waiting and clock[0] < t0 + 2.1 + 5.0:
+            step()
+            waiting = link.begin_shutdown()
+    else:
+        vbat[0] = 3.0
+    for _ in range(10):
+        step()
+    kinds = [c[0] for c in transport.calls[n_back:]]
+    assert drone.armed_on_ground == [], (drone.armed_on_ground, kinds)
+    assert kinds == ["stop_motors"], kinds
+    assert link.status().flight == FlightState.GROUNDED
+    if trigger == "battery":
+        assert not link.takeoff()[0]  # critical on the ground: refused
+
+
+class FlakyTransport(ScriptedTransport):
+    """ScriptedTransport whose next call of a kind in ``raise_on`` raises (as cflib does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raise_on: set[str] = set()
+
+    def _maybe_raise(self, kind: str) -> None:
+        if kind in self.raise_on:
+            self.raise_on.discard(kind)
+            raise Exception(f"Too many packets lost ({kind})")
+
+    def send_velocity(self, datagram: bytes) -> None:
+        self._maybe_raise("velocity")
+        super().send_velocity(datagram)
+
+    def takeoff(self, height: float, duration: float) -> None:
+        self._maybe_raise("takeoff")
+        super().takeoff(height, duration)
+
+    def land(self, duration: float) -> None:
+        self._maybe_raise("land")
+        super().land(duration)
+
+    def notify_setpoint_stop(self) -> None:
+        self._maybe_raise("notify_stop")
+        super().notify_setpoint_stop()
+
+    def stop_motors(self) -> None:
+        self._maybe_raise("stop_motors")
+        super().stop_motors()
+
+    def emergency_stop(self) -> None:
+        self._maybe_raise("emergency_stop")
+        self.calls.append(("emergency_stop",))
+
+
+class LatchingDrone(Drone):
+    """Drone with the firmware's latched emergency stop."""
+
+    stopped = False
+
+    def hear(self, t: float, action: tuple) -> None:
+        if self.stopped:
+            return
+        if action[0] == "emergency_stop":
+            self.step(t)
+            self.stopped = True
+            self.motors_on, self.low_level_t, self.ramp, self.z = False, None, None, 0.0
+            return
+        super().hear(t, action)
+
+
+SEND_KINDS = ["velocity", "takeoff", "land", "notify_stop", "stop_motors", "emergency_stop"]
+FAULT_EVENTS = st.one_of(
+    st.tuples(st.just("fly"), st.integers(1, 40), st.floats(-0.6, 0.6)),
+    st.tuples(st.just("idle"), st.integers(1, 60)),
+    st.tuples(st.just("fly_idle"), st.integers(1, 20), st.integers(1, 80)),
+    st.tuples(st.just("silence"), st.integers(1, 200), st.booleans()),
+    st.tuples(st.just("cflib_loss")),
+    st.tuples(st.just("raise"), st.sampled_from(SEND_KINDS)),
+    st.tuples(st.just("bad_cmd"), st.sampled_from(["nan", "inf", "future", "stale", "fast"])),
+    st.tuples(st.just("takeoff"), st.booleans()),
+    st.tuples(st.just("land")),
+    st.tuples(st.just("estop")),
+    st.tuples(st.just("shutdown"), st.integers(1, 40)),
+    st.tuples(st.just("battery"), st.sampled_from([4.0, 3.4, 3.0])),
+    st.tuples(st.just("geofence"), st.sampled_from([0.0, 1.5])),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(FAULT_EVENTS, min_size=1, max_size=25))
+# cflib reports the loss while flying on setpoints; the connection is back 1.2 s later but
+# no estimate comes, and the link is lost again after the firmware cut the motors (it
+# fell): the second loss sent a land that started the motors on the floor.
+@example(events=[("fly", 1, 0.0), ("cflib_loss",), ("silence", 23, False), ("silence", 21, True)])
+# the watchdog's land goes out into a silence not yet declared a loss (unheard): the drone
+# stays on setpoints and the firmware cuts it; the land re-sent without an estimate, as if
+# the high-level commander held the drone, started the motors on the floor.
+@example(events=[("fly_idle", 1, 20), ("silence", 71, False), ("silence", 11, True)])
+# a takeoff accepted just before cflib reports the loss, not sent yet: it went out on the
+# next connection (any time later), starting the motors, followed by a stop.
+@example(events=[("land",), ("idle", 60), ("takeoff", True), ("idle", 40)])
+def test_fault_sequences_keep_the_link_invariants(events):
+    """Any sequence of faults against the link's state machine on a scripted clock (radio
+    silences with or without a working uplink, cflib-reported losses, cflib exceptions from
+    any send, stale / future / NaN / too fast commands, takeoff / land / emergency-stop
+    storms, shutdown, battery, geofence), run as the link thread runs it (``_check_link``,
+    ``_tick``, ``_send``, re-open on a failed send). Invariants: no exception escapes; the
+    motors of a drone on the floor are only started by an accepted takeoff (or a land the
+    caller asked for while the altitude was unknown); a landing does not end while the link
+    is lost; airborne with no fresh command for ``land_after_s`` means landing; a takeoff
+    is never accepted with a critical battery; nothing follows an emergency stop on the
+    wire until the next connection."""
+    clock = [0.0]
+    transport = FlakyTransport()
+    params = LinkParams(land_after_s=2.0)
+    link = CrazyflieLink(
+        RobotLink(
+            "cf",
+            "udp://127.0.0.1:1",
+            takeoff_height=0.5,
+            battery=BatteryThresholds(warning_v=3.5, critical_v=3.2),
+            arena=((-1.0, 1.0), (-1.0, 1.0), (0.0, 2.0)),
+        ),
+        params,
+        transport_factory=lambda: transport,
+        clock=lambda: clock[0],
+    )
+    drone = LatchingDrone()
+    radio = {"down": True, "up": True, "vbat": 4.0, "x": 0.0}
+    conn = {"up": True, "reopen_at": math.inf}
+    allowed = {"land": 0}  # motor starts on the floor the caller asked for
+    takeoffs: list[float] = []  # when a takeoff was accepted: it may start the motors now
+    estop_mark: list[int | None] = [None]
+
+    def disconnect(t: float) -> None:
+        link._end_connection()
+        conn["up"], conn["reopen_at"] = False, t + params.retry_backoff_s
+        estop_mark[0] = None
+
+    def step(cmd: float | None = None) -> None:
+        clock[0] += DT
+        t = clock[0]
+        drone.step(t)
+        if cmd is not None:
+            link.set_command(cmd, 0.0, 0.0, 0.0, stamp=t)
+        if not conn["up"]:
+            if t >= conn["reopen_at"] and radio["down"]:
+                assert link._connect()
+                conn["up"] = True
+            return
+        if radio["down"]:
+            transport.on_rx()
+            transport.on_sample(
+                {**sample(drone.z), "stateEstimate.x": radio["x"], "pm.vbat": radio["vbat"]}
+            )
+        st_before = link.status()
+        with link._cond:
+            reopen = link._check_link(t)
+            link_at_tick = link._link
+            recovering = link._recovering
+            actions = link._tick(t, PERIOD, MIN_INTERVAL)
+            flight_after = link._flight
+            cmd_age = t - link._cmd_stamp
+        if st_before.flight == FlightState.LANDING and flight_after == FlightState.GROUNDED:
+            assert link_at_tick == LinkState.UP  # a landing does not end while lost
+        if (
+            st_before.flight in (FlightState.FLYING, FlightState.HOLDING)
+            and link_at_tick == LinkState.UP
+            and not recovering
+            and cmd_age > params.land_after_s
+        ):
+            assert flight_after in (FlightState.LANDING, FlightState.EMERGENCY)
+        for action in actions:
+            n = len(transport.calls)
+            if not link._send(transport, action):
+                disconnect(t)
+                return
+            if len(transport.calls) > n and radio["up"]:
+                drone.hear(t, action)
+            if len(transport.calls) > n and action[0] == "emergency_stop":  # re-sent
+                estop_mark[0] = len(transport.calls)
+        if reopen:
+            disconnect(t)
+        if estop_mark[0] is not None:
+            assert transport.calls[estop_mark[0] :] == [], transport.calls[estop_mark[0] :]
+        for when, why in drone.armed_on_ground:
+            context = (why, drone.armed_on_ground, transport.calls[-8:])
+            if why == "takeoff":  # only the takeoff just accepted, never a stale one
+                assert takeoffs and when - takeoffs[0] <= 2 * DT + 1e-9, context
+                takeoffs.pop(0)
+            else:
+                assert allowed.get(why, 0) > 0, context
+                allowed[why] -= 1
+        drone.armed_on_ground.clear()
+
+    assert link._connect()
+    clock[0] = 1.0
+    transport.on_rx()
+    assert link.takeoff()[0]
+    takeoffs.append(clock[0])
+    while link.status().flight != FlightState.HOVERING:
+        step()
+    for event in events:
+        kind = event[0]
+        if kind == "fly":
+            for _ in range(event[1]):
+                step(event[2])
+        elif kind == "idle":
+            for _ in range(event[1]):
+                step()
+        elif kind == "fly_idle":  # the policy stops: hold, then land
+            for _ in range(event[1]):
+                step(0.2)
+            for _ in range(event[2]):
+                step()
+        elif kind == "silence":
+            radio["down"], radio["up"] = False, event[2]
+            for _ in range(event[1]):
+                step()
+            radio["down"] = radio["up"] = True
+        elif kind == "cflib_loss":
+            if conn["up"]:
+                link._cb_down(link._gen, "connection lost: Too many packets lost")
+                disconnect(clock[0])
+        elif kind == "raise":
+            transport.raise_on.add(event[1])
+        elif kind == "bad_cmd":
+            t = clock[0]
+            vx, stamp = {
+                "nan": (math.nan, t),
+                "inf": (math.inf, t),
+                "future": (0.1, t + 1.0),
+                "stale": (0.1, t - 0.5),
+                "fast": (10.0, t),
+            }[event[1]]
+            assert not link.set_command(vx, 0.0, 0.0, 0.0, stamp=stamp)
+        elif kind == "takeoff":
+            critical = link.status().battery_level == BatteryLevel.CRITICAL
+            ok, _ = link.takeoff()
+            assert not (ok and critical)
+            if ok:
+                takeoffs[:] = [clock[0]]
+            if ok and event[1] and conn["up"]:  # the connection drops before it is sent
+                link._cb_down(link._gen, "connection lost: Too many packets lost")
+                disconnect(clock[0])
+        elif kind == "land":
+            recovering = link.status().recovering
+            ok, _ = link.land()
+            allowed["land"] += ok and recovering  # the caller decided, altitude unknown
+        elif kind == "estop":
+            n = len(transport.calls)
+            ok, _ = link.emergency_stop()
+            if ok and transport.calls[n:] == [("emergency_stop",)]:
+                estop_mark[0] = len(transport.calls)
+                drone.hear(clock[0], ("emergency_stop",))
+        elif kind == "shutdown":
+            for _ in range(event[1]):
+                link.begin_shutdown()
+                step()
+        elif kind == "battery":
+            radio["vbat"] = event[1]
+        elif kind == "geofence":
+            radio["x"] = event[1]
+        step()
 
 
 # ----------------------------------------------------------------------------- nodes (DDS)

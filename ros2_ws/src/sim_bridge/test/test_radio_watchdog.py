@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from sim_bridge.bridges.crazyflie_link import (
     LinkState,
     RobotLink,
 )
+from sim_bridge.ros.graph import wait_for
 
 PERIOD = 1.0 / 20.0
 MIN_INTERVAL = 1.0 / 100.0
@@ -269,3 +272,115 @@ def test_geofence_lands():
     s.advance(0.01)
     assert s.link.status().flight == FlightState.LANDING
     assert "arena" in s.link.status().last_event
+
+
+def test_nothing_queued_before_an_emergency_stop_goes_out_after_it():
+    """A takeoff or land asked for just before an emergency stop, not yet sent by the link
+    thread, is dropped: the stop is the last thing the drone hears (before, the arming
+    request and takeoff, or the land, followed the emergency stop on the wire)."""
+    s = Scripted()
+    assert s.link.takeoff()[0]
+    assert s.link.emergency_stop()[0]
+    s.advance(0.05)
+    assert [c[0] for c in s.transport.calls] == ["emergency_stop"]
+    s = Scripted()
+    s.fly()
+    s.link.set_command(0.1, 0.0, 0.0, 0.0)
+    s.advance(0.001)
+    n = len(s.transport.calls)
+    assert s.link.land()[0]
+    assert s.link.emergency_stop()[0]
+    s.advance(0.05)
+    assert [c[0] for c in s.transport.calls[n:]] == ["emergency_stop"]
+    assert s.link.status().flight == FlightState.EMERGENCY
+
+
+class GatedTransport(ScriptedTransport):
+    """Answers like a drone from its own thread; ``notify_setpoint_stop`` blocks until
+    ``gate`` is set (a slow radio while the link thread sends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.in_notify = threading.Event()
+        self.closed = threading.Event()
+
+    def open(self, uri, on_up, on_down, on_rx, on_sample) -> None:
+        super().open(uri, on_up, on_down, on_rx, on_sample)
+
+        def answer() -> None:
+            while not self.closed.wait(0.02):
+                on_rx()
+
+        threading.Thread(target=answer, daemon=True).start()
+
+    def notify_setpoint_stop(self) -> None:
+        self.in_notify.set()
+        self.gate.wait(2.0)
+        super().notify_setpoint_stop()
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+def test_emergency_stop_during_a_send_is_the_last_thing_sent():
+    """The link thread is inside a send of a batch (notify-setpoint-stop, then land) when
+    the emergency stop comes from another thread: the rest of the batch is not sent after
+    the stop (before, the land followed the emergency stop)."""
+    transport = GatedTransport()
+    link = CrazyflieLink(
+        RobotLink("cf", "udp://127.0.0.1:1", takeoff_height=0.3),
+        LinkParams(),
+        transport_factory=lambda: transport,
+    )
+    link.start()
+    try:
+        assert wait_for(lambda: link.status().link == LinkState.UP, 2.0)
+        assert link.takeoff()[0]
+        assert wait_for(lambda: link.status().flight == FlightState.HOVERING, 3.0)
+        assert link.land()[0]
+        assert transport.in_notify.wait(1.0)
+        result = []
+        stopper = threading.Thread(target=lambda: result.append(link.emergency_stop()))
+        stopper.start()
+        time.sleep(0.03)
+        transport.gate.set()
+        stopper.join(2.0)
+        assert result and result[0][0], result
+        time.sleep(0.2)
+        kinds = [c[0] for c in transport.calls]
+        assert "emergency_stop" in kinds
+        assert kinds[kinds.index("emergency_stop") + 1 :] == [], kinds
+    finally:
+        transport.gate.set()
+        link.close()
+
+
+def test_emergency_stop_that_raises_is_sent_again_by_the_link():
+    """cflib raises from the emergency stop (sent from the caller's thread): the caller is
+    told, the link stays latched in emergency and its thread sends the stop again, nothing
+    else. Before, the exception went into the caller (the bridge's service callback, which
+    ends the node's spin) and the stop was never sent."""
+    s = Scripted()
+    s.fly()
+    s.link.set_command(0.1, 0.0, 0.0, 0.0)
+    s.advance(0.01)
+    fails = [1]
+    send_estop = s.transport.emergency_stop
+
+    def emergency_stop() -> None:
+        if fails[0]:
+            fails[0] -= 1
+            raise Exception("Too many packets lost!\nTraceback ...")
+        send_estop()
+
+    s.transport.emergency_stop = emergency_stop
+    n = len(s.transport.calls)
+    ok, msg = s.link.emergency_stop()
+    assert not ok and "re-sends" in msg, msg
+    assert s.link.status().flight == FlightState.EMERGENCY
+    s.advance(0.05)
+    s.advance(0.05)
+    assert s.transport.calls[n:] == [("emergency_stop",)]
+    assert not s.link.takeoff()[0]

@@ -38,14 +38,22 @@ Behaviour, per link
   landing time restarts from that altitude. A drone that was flying on streamed setpoints
   gets the land only while the firmware's motor timeout (2 s after the last setpoint it
   heard) cannot strike first, else on an estimate taken 0.5 s after the latest possible
-  cut (see :meth:`CrazyflieLink._recover`).
+  cut (see :meth:`CrazyflieLink._recover`). Until that decision nothing else lands the
+  drone: not the watchdog, the geofence, a critical battery, a second loss (unless the
+  motors cannot have been cut) nor a shutdown (:func:`stop_links` waits for it). A land
+  begun after the last packet heard counts as undelivered: the drone may still be on
+  streamed setpoints.
+* **Send errors**: an exception from any cflib call of the link thread is a lost
+  connection (re-opened, then the recovery above); no exception ends the link thread.
 * **Battery**: ``pm.vbat`` is low-pass filtered (time constant ``battery_tau_s``) against
   the configured ``warning_v`` / ``critical_v``; the level latches for the connection
   (voltage recovers when the motors stop, the battery does not). Critical while airborne
   lands; critical on the ground refuses takeoff.
 * **Emergency stop**: supervisor emergency stop (localization-port fallback for firmware
   protocol < 12, handled by cflib) plus a stop setpoint, sent from the caller's thread;
-  latched until the link is re-established (the firmware needs a reboot).
+  latched until the link is re-established (the firmware needs a reboot). Nothing the
+  link decided before it (a queued takeoff, land or setpoint) goes out after it; if cflib
+  raises from it, the caller is told and the link thread sends it again.
 
 Units on the wire: velocity [m/s, world frame]; yaw rate [deg/s] (cflib and firmware
 convention; the ROS side is rad/s). Firmware with CRTP protocol <= 8 gets the legacy type 1
@@ -95,6 +103,8 @@ FIRMWARE_SHUTDOWN_TIMEOUT_S = 2.0
 #: A land re-sent later than this [s] before the earliest possible firmware cut could arrive
 #: after it (and start the motors of a drone that fell): it waits for the cut to be over.
 LAND_BEFORE_CUT_S = 0.25
+#: An emergency stop waits at most this long [s] for a send of the link thread in progress.
+EMERGENCY_SEND_WAIT_S = 0.1
 #: After the latest possible firmware cut, an estimate this much later [s] shows a drone
 #: that fell on the floor (free fall from 1 m takes 0.45 s).
 FALL_SETTLE_S = 0.5
@@ -388,6 +398,12 @@ class LinkStatus:
     recovering: bool = False
 
 
+def _close_quietly(transport: CflibTransport) -> None:
+    """Close a connection that is being abandoned; an error there changes nothing."""
+    with contextlib.suppress(Exception):  # cflib raises bare Exception
+        transport.close()
+
+
 def _first_line(text: str) -> str:
     """cflib error messages carry a traceback after the first line."""
     lines = [line for line in str(text).splitlines() if line.strip()]
@@ -613,6 +629,9 @@ class CrazyflieLink:
         self._clock = clock
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        #: Held around each send of the link thread and by :meth:`emergency_stop`, so that
+        #: nothing decided before an emergency stop goes out after it.
+        self._send_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._transport: CflibTransport | None = None
         # ---- state below is guarded by self._cond
@@ -635,6 +654,8 @@ class CrazyflieLink:
         self._lost_since = -math.inf  # when the link was declared lost [s]
         self._lost_rx = -math.inf  # last packet heard before that [s]
         self._low_level_at_loss = False  # streamed setpoints: the firmware timeout applies
+        self._handover_t = -math.inf  # last land begun while on streamed setpoints [s]
+        self._estop_unsent = False  # an emergency stop raised: the link thread re-sends it
         self._recovering = False  # back after a loss while airborne: deciding land / stop
         self._recover_since = -math.inf
         self._recover_told = False
@@ -659,8 +680,16 @@ class CrazyflieLink:
         stop_links([self], land_timeout_s)
 
     def begin_shutdown(self) -> bool:
-        """Start landing if airborne and up; True while a landing is in progress."""
+        """Start landing if airborne and up; True while a landing is in progress.
+
+        After a loss while airborne, no land is sent from here: while the link is still
+        lost, or back and waiting for a fresh estimate, :meth:`_recover` decides between
+        land and stop (a land now could start the motors of a drone the firmware cut), so
+        this stays True until it has decided (or the caller's timeout is over).
+        """
         with self._cond:
+            if self._airborne_at_loss or self._recovering:
+                return True
             if self._flight in AIRBORNE and self._link == LinkState.UP:
                 self._begin_land(self._clock(), "bridge shutting down")
                 self._cond.notify_all()
@@ -805,19 +834,34 @@ class CrazyflieLink:
     def emergency_stop(self) -> tuple[bool, str]:
         """Stop the motors now (sent from this thread); latched until the next connection."""
         transport = self._transport
-        with self._cond:
-            connected = self._conn_up and transport is not None
-            link_up = self._link == LinkState.UP
-            if connected:
-                self._flight = FlightState.EMERGENCY
-                self._recovering = self._airborne_at_loss = False
-                self._event("flight", "emergency stop")
-        if not connected:
-            return self._refuse(
-                "emergency stop not delivered: no link; the firmware cuts the motors 2 s "
-                "after its last setpoint"
-            )
-        transport.emergency_stop()
+        # Waits for a send in progress (bounded: a stuck radio must not hold the stop back).
+        locked = self._send_lock.acquire(timeout=EMERGENCY_SEND_WAIT_S)
+        try:
+            with self._cond:
+                connected = self._conn_up and transport is not None
+                link_up = self._link == LinkState.UP
+                if connected:
+                    self._flight = FlightState.EMERGENCY
+                    self._recovering = self._airborne_at_loss = False
+                    self._pending = []  # a queued takeoff / land / setpoint never follows
+                    self._event("flight", "emergency stop")
+            if not connected:
+                return self._refuse(
+                    "emergency stop not delivered: no link; the firmware cuts the motors 2 s "
+                    "after its last setpoint"
+                )
+            try:
+                transport.emergency_stop()
+            except Exception as exc:  # cflib raises bare Exception
+                with self._cond:
+                    self._estop_unsent = True
+                    self._cond.notify_all()
+                return self._refuse(
+                    f"emergency stop not sent: {_first_line(exc)}; the link re-sends it"
+                )
+        finally:
+            if locked:
+                self._send_lock.release()
         if not link_up:
             return True, "emergency stop sent while the link is lost (delivery unknown)"
         return True, "motors stopped"
@@ -826,7 +870,11 @@ class CrazyflieLink:
         """Forward a motion-capture pose (x, y, z, qx, qy, qz, qw) to the drone."""
         transport = self._transport
         if transport is not None and self._conn_up and all(math.isfinite(p) for p in pose):
-            transport.send_external_pose(tuple(float(p) for p in pose))
+            try:
+                transport.send_external_pose(tuple(float(p) for p in pose))
+            except Exception as exc:  # cflib raises bare Exception; never into the caller
+                with self._cond:
+                    self._event("link", f"external pose not sent: {_first_line(exc)}")
 
     # ------------------------------------------------------------------ helpers (locked)
     def _event(self, kind: str, message: str) -> None:
@@ -846,6 +894,8 @@ class CrazyflieLink:
     def _begin_land(self, now: float, reason: str) -> None:
         z = self._estimate.z if self._estimate is not None else self.robot.takeoff_height
         duration = max(z / self.params.land_speed, 1.0)
+        if self._flight in (FlightState.FLYING, FlightState.HOLDING):
+            self._handover_t = now  # from streamed setpoints to the high-level commander
         self._pending.append(("notify_stop",))
         self._pending.append(("land", duration))
         self._flight = FlightState.LANDING
@@ -853,10 +903,20 @@ class CrazyflieLink:
         self._event("flight", f"landing ({reason}) in {duration:.1f} s")
 
     def _mark_lost(self, now: float) -> None:
-        """The link just went lost: remember when, and whether a land may be undelivered."""
+        """The link just went lost: remember when, and whether a land may be undelivered.
+
+        Lost again before the recovery from an earlier loss decided: that loss's times stay
+        (nothing low-level was sent since, so the firmware's motor timeout runs from then).
+        """
+        if self._recovering:
+            return
         self._lost_since = now
         self._lost_rx = self._last_rx
-        self._low_level_at_loss = self._flight in (FlightState.FLYING, FlightState.HOLDING)
+        # A land begun after the last packet heard may not have arrived either: the drone
+        # may still be on streamed setpoints (the firmware's motor timeout applies).
+        self._low_level_at_loss = self._flight in (FlightState.FLYING, FlightState.HOLDING) or (
+            self._flight == FlightState.LANDING and self._handover_t >= self._last_rx
+        )
         if self._flight in AIRBORNE or self._flight == FlightState.LANDING:
             self._airborne_at_loss = True
 
@@ -932,7 +992,9 @@ class CrazyflieLink:
             self._battery_level = level  # latched: voltage recovers at rest, the charge not
             if level != BatteryLevel.OK:
                 self._event("battery", f"battery {level.value}: {v:.2f} V")
-            if level == BatteryLevel.CRITICAL and self._flight in AIRBORNE:
+            # While back after a loss the recovery decides land or stop from this estimate
+            # (a land now could start the motors of a drone that fell).
+            if level == BatteryLevel.CRITICAL and self._flight in AIRBORNE and not self._recovering:
                 self._begin_land(now, f"battery critical {v:.2f} V")
                 self._cond.notify_all()
 
@@ -946,10 +1008,13 @@ class CrazyflieLink:
             transport = self._end_connection()
             if transport is not None:
                 if self._stop.is_set():
-                    transport.close()
+                    _close_quietly(transport)
                 else:  # cflib's close joins its packet thread (up to 1 s): not on our time
                     threading.Thread(
-                        target=transport.close, name=f"cf_close_{self.robot.name}", daemon=True
+                        target=_close_quietly,
+                        args=(transport,),
+                        name=f"cf_close_{self.robot.name}",
+                        daemon=True,
                     ).start()
             if self._stop.wait(backoff):
                 break
@@ -961,6 +1026,13 @@ class CrazyflieLink:
         with self._cond:
             self._gen += 1
             self._conn_up = False
+            # What was decided for this connection and not sent is dropped, never sent on a
+            # later one (seconds or minutes later); the recovery decides anew. A takeoff that
+            # never went out leaves the drone on the floor.
+            if any(action[0] == "takeoff" for action in self._pending):
+                self._flight = FlightState.GROUNDED
+                self._event("refused", "takeoff not sent: the connection was lost first")
+            self._pending = []
             if transport is not None:
                 self._stale_log_before += getattr(transport, "stale_log_packets", 0)
             if self._link == LinkState.UP:
@@ -987,10 +1059,10 @@ class CrazyflieLink:
             self._conn_down = None
             if self._connects == 0:
                 self._set_link(LinkState.CONNECTING, f"opening {self.robot.uri}")
-        transport = self._factory()
-        self._transport = transport
         t_open = self._clock()
         try:
+            transport = self._factory()
+            self._transport = transport
             transport.open(
                 self.robot.uri,
                 lambda: self._cb_up(gen),
@@ -1026,11 +1098,12 @@ class CrazyflieLink:
             if transport.telemetry_error:
                 self._event("link", transport.telemetry_error)
             if self._flight == FlightState.EMERGENCY:
-                self._flight = FlightState.GROUNDED
                 self._airborne_at_loss = False
+                if not self._estop_unsent:  # else it goes out on this connection
+                    self._flight = FlightState.GROUNDED
             if self._airborne_at_loss:
                 self._link_back(now)
-            elif self._flight != FlightState.LANDING:
+            elif self._flight not in (FlightState.LANDING, FlightState.EMERGENCY):
                 self._flight = FlightState.GROUNDED
             self._cond.notify_all()
         return True
@@ -1053,7 +1126,28 @@ class CrazyflieLink:
                     return
                 actions = self._tick(now, period, min_interval)
             for action in actions:
+                if not self._send(transport, action):
+                    return
+
+    def _send(self, transport: CflibTransport, action: tuple) -> bool:
+        """Perform one action (never after an emergency stop); False if the transport
+        raised: the connection is then treated as broken (re-opened, and a drone that was
+        in the air is landed or stopped by :meth:`_recover` from a fresh estimate), so no
+        exception ends the link thread and no later action of the batch goes out of order.
+        """
+        with self._send_lock:
+            if self._flight == FlightState.EMERGENCY and action[0] != "emergency_stop":
+                return True  # what was decided before the emergency stop never goes out
+            try:
                 self._perform(transport, action)
+            except Exception as exc:  # cflib raises bare Exception; any error is a lost link
+                with self._cond:
+                    if action[0] == "emergency_stop":
+                        self._estop_unsent = True  # again, on the next connection
+                    self._conn_down = f"{action[0]} not sent: {_first_line(exc)}"
+                    self._event("link", f"send failed ({self._conn_down}), re-opening")
+                return False
+        return True
 
     def _next_wake(self, now: float, period: float, min_interval: float) -> float:
         wake = now + min(0.05, self.params.link_timeout_s / 4.0)
@@ -1072,8 +1166,11 @@ class CrazyflieLink:
         silence = now - self._last_rx
         if self._link == LinkState.UP and silence > self.params.link_timeout_s:
             self._set_link(LinkState.LOST, f"no packet for {silence:.2f} s")
+            recovering = self._recovering
             self._mark_lost(now)
-            if self._flight in AIRBORNE:
+            # Lost again while back from an earlier loss and undecided: a land now could
+            # arrive after a firmware cut; the recovery decides when the link is back.
+            if self._flight in AIRBORNE and (not recovering or self._motors_surely_on(now)):
                 # Best effort: the uplink may still work. Re-sent once the link is back.
                 self._begin_land(now, "link lost")
         elif self._link == LinkState.LOST and silence <= self.params.link_timeout_s:
@@ -1088,8 +1185,17 @@ class CrazyflieLink:
 
     def _tick(self, now: float, period: float, min_interval: float) -> list[tuple]:
         actions, self._pending = self._pending, []
-        if self._recovering and self._link == LinkState.UP:
-            self._recover(now)
+        if self._flight == FlightState.EMERGENCY:
+            if self._estop_unsent:  # the caller's send raised: again, until it goes out
+                self._estop_unsent = False
+                actions.append(("emergency_stop",))
+            return actions
+        if self._recovering:
+            # Back after a loss while airborne: the recovery alone decides land or stop,
+            # also while the link is lost again (the watchdog, geofence and landing timer
+            # wait: a land now could start the motors of a drone the firmware cut).
+            if self._link == LinkState.UP:
+                self._recover(now)
             return self._pending_and_clear(actions)
         if self._flight == FlightState.TAKING_OFF and now >= self._phase_end:
             self._flight = FlightState.HOVERING
@@ -1169,9 +1275,8 @@ class CrazyflieLink:
         otherwise nothing is sent until a caller lands or stops the drone.
         """
         p = self.params
-        cut_from = self._lost_rx + FIRMWARE_SHUTDOWN_TIMEOUT_S
         cut_until = self._lost_since + FIRMWARE_SHUTDOWN_TIMEOUT_S
-        motors_surely_on = not self._low_level_at_loss or now <= cut_from - LAND_BEFORE_CUT_S
+        motors_surely_on = self._motors_surely_on(now)
         est = self._estimate
         if est is not None and est.t > self._lost_since:
             if est.z <= p.ground_z_m:
@@ -1210,6 +1315,12 @@ class CrazyflieLink:
                 "nothing sent (call land or emergency_stop)",
             )
 
+    def _motors_surely_on(self, now: float) -> bool:
+        """After a loss: a land sent now arrives before the firmware can have cut the
+        motors (high-level commander at the loss, or before the earliest possible cut)."""
+        cut_from = self._lost_rx + FIRMWARE_SHUTDOWN_TIMEOUT_S
+        return not self._low_level_at_loss or now <= cut_from - LAND_BEFORE_CUT_S
+
     def _pending_and_clear(self, actions: list[tuple]) -> list[tuple]:
         actions.extend(self._pending)
         self._pending = []
@@ -1236,6 +1347,8 @@ class CrazyflieLink:
             transport.notify_setpoint_stop()
         elif kind == "stop_motors":
             transport.stop_motors()
+        elif kind == "emergency_stop":
+            transport.emergency_stop()
 
 
 def stop_links(links: list[CrazyflieLink], land_timeout_s: float = 5.0) -> None:
