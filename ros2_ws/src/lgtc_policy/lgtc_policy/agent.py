@@ -414,7 +414,7 @@ class PolicyAgent:
             policy.message_dim,
             neighbour_timeout_s,
             policy.F,
-            getattr(policy, "state_bound", math.inf),
+            policy.state_bound,
         )
         self.state = policy.initial_state()
         self.persistent = np.asarray(spec.persistent, np.float32)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -187,25 +186,11 @@ def _sweep(ns: argparse.Namespace) -> int:
 def _check_out_file(flag: str, path: str) -> None:
     """``ConfigError`` (one line naming ``flag``) unless ``path`` can be written as a file:
     checked before minutes of evaluation, so a bad output path never costs the run."""
-    out = Path(path)
-    if out.is_dir() or not out.name or path.endswith(("/", os.sep)):
-        raise ConfigError(f"{flag} {path}: is a folder; give a file name in it")
-    for parent in (out.parent, *out.parent.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder")
-            probe = parent / f".{out.name}.{os.getpid()}.probe"
-            try:  # what the write will do (access() says yes to root on a read-only place)
-                probe.open("x").close()
-                probe.unlink()
-            except OSError as e:
-                raise ConfigError(
-                    f"{flag} {path}: cannot write in {parent} ({e.strerror or e}); "
-                    "give a path in a writable folder"
-                ) from None
-            break
-    if out.exists() and not os.access(out, os.W_OK):
-        raise ConfigError(f"{flag} {path}: the file is not writable")
+    from sim_bridge.paths import output_file_problem
+
+    problem = output_file_problem(path)
+    if problem is not None:
+        raise ConfigError(f"{flag} {path}: {problem}")
 
 
 def _eval(ns: argparse.Namespace) -> int:

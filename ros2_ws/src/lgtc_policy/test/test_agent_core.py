@@ -351,6 +351,7 @@ class _FakePolicy:
 
     def __init__(self, r: int):
         self.r, self.message_dim, self.F = r, 64 + r * (4 + r), 64
+        self.state_bound = 1.0
 
     def initial_state(self) -> np.ndarray:
         return np.zeros(64, np.float32)

@@ -18,6 +18,7 @@ import numpy as np
 from sim_bridge import topics
 from sim_bridge.config import ConfigError, load_config
 from sim_bridge.errors import SwarmError
+from sim_bridge.paths import output_file_problem
 
 
 class RenderError(SwarmError, RuntimeError):
@@ -181,15 +182,9 @@ def _check_out(out: Path) -> None:
     """:class:`RenderError` unless ``out`` can be written (checked before any drawing)."""
     if out.suffix.lower() not in (".png", ".gif"):
         raise RenderError(f"--out {out}: use a .png or .gif file name")
-    if out.is_dir():
-        raise RenderError(f"--out {out}: is a folder; give a file name such as {out / 'run.png'}")
-    for parent in (out.parent, *out.parent.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise RenderError(f"--out {out}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise RenderError(f"--out {out}: folder {parent} is not writable")
-            break
+    problem = output_file_problem(out)
+    if problem is not None:
+        raise RenderError(f"--out {out}: {problem}")
 
 
 def render(path: str | os.PathLike, out: str | os.PathLike, fps: float = 10.0, frames: int = 60):
