@@ -312,6 +312,69 @@ def test_auto_land_at_critical_battery_and_refuse_takeoff(cache_dir):
         fake.close()
 
 
+@pytest.mark.parametrize(
+    ("volts_back", "takeoff_ok", "words"),
+    [
+        (3.7, False, "battery still critical after re-connection (3.70 V < 3.90 V"),
+        (4.15, True, "battery 4.15 V after re-connection: critical cleared"),
+    ],
+)
+def test_a_critical_battery_stays_latched_across_an_outage_unless_it_was_changed(
+    cache_dir, volts_back, takeoff_ok, words
+):
+    """The latch used to reset on every re-connection: after a radio outage a depleted
+    battery that had rested (voltage up, charge not) could take off again. Now only a first
+    reading at or above ``recharged_v`` (a swapped or charged battery) clears it."""
+    fake = FakeCrazyflie(battery_v=3.0)
+    events = []
+    link = CrazyflieLink(
+        RobotLink("cf", fake.uri, takeoff_height=0.3, battery=BatteryThresholds(3.5, 3.2)),
+        LinkParams(
+            land_after_s=1.0,
+            toc_cache_dir=cache_dir,
+            retry_backoff_s=0.2,
+            link_timeout_s=0.4,
+            reconnect_after_s=1.0,
+            battery_tau_s=0.2,
+        ),
+        on_event=lambda kind, msg: events.append((kind, msg)),
+    )
+    link.start()
+    try:
+        assert wait_for(lambda: link.status().battery_level == BatteryLevel.CRITICAL, 5.0)
+        ok, msg = link.takeoff()
+        assert not ok and "battery critical" in msg
+        connects = link.status().connects
+        fake.set_responding(False)
+        assert wait_for(lambda: link.status().link == LinkState.LOST, 3.0)
+        fake.battery_v = volts_back
+        time.sleep(1.2)  # past reconnect_after_s: the connection is re-opened
+        fake.set_responding(True)
+        assert wait_for(
+            lambda: link.status().connects > connects and link.status().battery_v is not None,
+            5.0,
+        ), link.status()
+        battery_events = [m for k, m in events if k == "battery"]
+        assert battery_events[-1].startswith(words), battery_events
+        ok, msg = link.takeoff()
+        assert ok == takeoff_ok, msg
+        if takeoff_ok:
+            assert link.status().battery_level == BatteryLevel.OK
+            assert wait_for(lambda: link.status().flight == FlightState.HOVERING, 4.0)
+        else:
+            assert link.status().battery_level == BatteryLevel.CRITICAL
+            assert "battery critical" in msg and not fake.motors_on
+    finally:
+        link.close()
+        fake.close()
+
+
+@pytest.mark.parametrize("recharged_v", [3.5, 3.4, 4.3, math.nan])
+def test_battery_recharged_v_must_lie_between_warning_and_full(recharged_v):
+    with pytest.raises(ValueError, match=r"battery_recharged_v .* must be above warning_v"):
+        BatteryThresholds(3.5, 3.2, 4.2, recharged_v)
+
+
 def test_services_refuse_before_link_up(cache_dir):
     fake = FakeCrazyflie()
     fake.set_responding(False)

@@ -46,9 +46,12 @@ Behaviour, per link
 * **Send errors**: an exception from any cflib call of the link thread is a lost
   connection (re-opened, then the recovery above); no exception ends the link thread.
 * **Battery**: ``pm.vbat`` is low-pass filtered (time constant ``battery_tau_s``) against
-  the configured ``warning_v`` / ``critical_v``; the level latches for the connection
-  (voltage recovers when the motors stop, the battery does not). Critical while airborne
-  lands; critical on the ground refuses takeoff.
+  the configured ``warning_v`` / ``critical_v``; the level latches (voltage recovers when
+  the motors stop, the battery does not), also across a re-connection: after one, the first
+  reading clears a latched warning or critical level only if it is at least
+  ``recharged_v`` (the battery was changed or charged while the link was down); a battery
+  that only rested stays latched. Critical while airborne lands; critical on the ground
+  refuses takeoff.
 * **Emergency stop**: supervisor emergency stop (localization-port fallback for firmware
   protocol < 12, handled by cflib) plus a stop setpoint, sent from the caller's thread;
   latched until the link is re-established (the firmware needs a reboot). Nothing the
@@ -197,6 +200,9 @@ class BatteryThresholds:
     warning_v: float
     critical_v: float
     full_v: float = 4.2
+    #: A first reading at or above this after a re-connection means a charged battery: a
+    #: warning or critical level latched on an earlier connection clears (else it stays).
+    recharged_v: float = 3.9
 
     def __post_init__(self) -> None:
         if not 0.0 < self.critical_v < self.warning_v < self.full_v:
@@ -204,6 +210,12 @@ class BatteryThresholds:
                 f"battery thresholds must satisfy 0 < critical_v ({self.critical_v}) < "
                 f"warning_v ({self.warning_v}) < full_v ({self.full_v}); fix the robot's "
                 "battery block in the swarm config"
+            )
+        if not self.warning_v < self.recharged_v <= self.full_v:
+            raise ValueError(
+                f"battery_recharged_v ({self.recharged_v}) must be above warning_v "
+                f"({self.warning_v}) and at most battery_full_v ({self.full_v}); fix the "
+                "bridge's battery_recharged_v or the robot's battery block"
             )
 
     def state_of_charge(self, voltage: float) -> float:
@@ -664,6 +676,7 @@ class CrazyflieLink:
         self._estimate: Estimate | None = None
         self._vbat_filtered: float | None = None
         self._battery_level = BatteryLevel.UNKNOWN
+        self._battery_carried = False  # a latched level from an earlier connection
         self._setpoints_sent = 0
         self._connects = 0
         self._last_event = ""
@@ -794,9 +807,9 @@ class CrazyflieLink:
             if self._flight != FlightState.GROUNDED:
                 return self._refuse(f"takeoff refused: drone is {self._flight.value}")
             if self._battery_level == BatteryLevel.CRITICAL:
-                return self._refuse(
-                    f"takeoff refused: battery critical ({self._vbat_filtered:.2f} V)"
-                )
+                volts = self._vbat_filtered
+                reading = "no reading yet" if volts is None else f"{volts:.2f} V"
+                return self._refuse(f"takeoff refused: battery critical ({reading})")
             now = self._clock()
             height = self.robot.takeoff_height
             duration = max(height / self.params.takeoff_speed, 1.0)
@@ -982,6 +995,20 @@ class CrazyflieLink:
         if battery is None:
             return
         v = self._vbat_filtered
+        if self._battery_carried:  # the first reading after a re-connection decides
+            self._battery_carried = False
+            latched = self._battery_level
+            if v >= battery.recharged_v:
+                self._battery_level = BatteryLevel.UNKNOWN  # rated afresh just below
+                self._event(
+                    "battery", f"battery {v:.2f} V after re-connection: {latched.value} cleared"
+                )
+            else:
+                self._event(
+                    "battery",
+                    f"battery still {latched.value} after re-connection ({v:.2f} V < "
+                    f"{battery.recharged_v:.2f} V: not a charged battery)",
+                )
         level = BatteryLevel.OK
         if v < battery.critical_v:
             level = BatteryLevel.CRITICAL
@@ -1091,7 +1118,14 @@ class CrazyflieLink:
             now = self._clock()
             self._protocol = transport.protocol_version
             self._connects += 1
-            self._battery_level = BatteryLevel.UNKNOWN
+            # a latched low level survives the re-connection until a reading says the
+            # battery was changed (_update_battery); the filter restarts from that reading
+            self._battery_carried = self._battery_level in (
+                BatteryLevel.WARNING,
+                BatteryLevel.CRITICAL,
+            )
+            if not self._battery_carried:
+                self._battery_level = BatteryLevel.UNKNOWN
             self._vbat_filtered = None
             legacy = " (legacy setpoints)" if (self._protocol or 0) <= LEGACY_PROTOCOL_MAX else ""
             self._set_link(LinkState.UP, f"protocol {self._protocol}{legacy}")

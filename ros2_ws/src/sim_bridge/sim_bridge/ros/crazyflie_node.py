@@ -30,9 +30,10 @@ comma-separated), ``rate_hz``, ``max_rate_hz``, ``hold_after_s``, ``land_after_s
 ``link_timeout_s``, ``reconnect_after_s``, ``connect_timeout_s``, ``answer_timeout_s``,
 ``retry_backoff_s``, ``retry_backoff_max_s``, ``ground_z_m``, ``estimate_wait_s`` (see
 :class:`~sim_bridge.bridges.crazyflie_link.LinkParams`), ``log_period_ms``,
-``battery_full_v``, ``battery_resource`` (resource type fed by the battery; default
-``battery`` if the config has it, else ``energy``), ``geofence_margin``, ``toc_cache_dir``,
-``resources_hz``. Units: ROS side rad/s, wire deg/s (converted in the link).
+``battery_full_v``, ``battery_recharged_v`` (a first reading at least this after a
+re-connection clears a latched low battery), ``battery_resource`` (resource type fed by the
+battery; default ``battery`` if the config has it, else ``energy``), ``geofence_margin``,
+``toc_cache_dir``, ``resources_hz``. Units: ROS side rad/s, wire deg/s (converted in the link).
 """
 
 from __future__ import annotations
@@ -165,6 +166,12 @@ PARAMETERS = (
         "battery voltage of a full charge [V]",
         finite_positive("e.g. 4.2 (a 1S LiPo)", "V"),
     ),
+    Param(
+        "battery_recharged_v",
+        3.9,
+        "a first reading at least this after a re-connection clears a latched low battery [V]",
+        finite_positive("e.g. 3.9 (a rested, depleted 1S LiPo reads 3.6-3.8 V)", "V"),
+    ),
     Param("battery_resource", "", "resource fed by the battery ('': battery, else energy)"),
     Param("toc_cache_dir", DEFAULT_TOC_CACHE, "cflib TOC cache directory ('': no cache)"),
     Param("resources_hz", 5.0, "rate of /<robot>/resources [Hz]", timer_rate("e.g. 5.0")),
@@ -197,7 +204,9 @@ class CrazyflieBridgeNode(BridgeNodeBase):
         #: Commands rejected on receipt by their stamp, per robot (reason -> count).
         self.stamp_rejects: dict[str, Counter] = {r.name: Counter() for r in self.robots}
         for robot in self.robots:
-            self.links[robot.name] = self._make_link(robot, values["battery_full_v"])
+            self.links[robot.name] = self._make_link(
+                robot, values["battery_full_v"], values["battery_recharged_v"]
+            )
             self.publish_link_state(robot.name, LinkState.CONNECTING.value)
         for link in self.links.values():
             link.start()
@@ -209,13 +218,13 @@ class CrazyflieBridgeNode(BridgeNodeBase):
             + ", ".join(f"{r.name}={r.uri}" for r in self.robots)
         )
 
-    def _make_link(self, robot: RobotConfig, full_v: float) -> CrazyflieLink:
+    def _make_link(self, robot: RobotConfig, full_v: float, recharged_v: float) -> CrazyflieLink:
         """The radio link of one robot (not started), with its battery thresholds."""
         battery = None
         if robot.battery is not None:
             try:
                 battery = BatteryThresholds(
-                    robot.battery.warning_v, robot.battery.critical_v, full_v
+                    robot.battery.warning_v, robot.battery.critical_v, full_v, recharged_v
                 )
             except ValueError as exc:
                 raise BridgeSetupError(f"robot {robot.name}: {exc}") from exc
