@@ -189,6 +189,12 @@ def _arena_box(p: CBFParams, dim: int, ds: float) -> tuple[np.ndarray | None, np
     """``(lo, hi)``, each ``(dim,)`` [m]: the arena shrunk by the boundary margins, or
     ``(None, None)`` without an arena."""
     if p.arena is None:
+        if p.boundary_margin is not None:
+            raise CBFConfigError(
+                "boundary_margin",
+                "set, but there is no arena to keep it from",
+                "set arena too, or leave boundary_margin unset",
+            )
         return None, None
     try:
         arena = np.asarray(p.arena, dtype=float)
@@ -354,7 +360,7 @@ def from_config(
         dim: 2 (planar point or unicycle projection point) or 3 (Crazyflie).
         arena: ``[xmin, xmax, ymin, ymax(, zmin, zmax)]`` [m] (flat, as the node parameter).
         boundary_margin: wall margin [m]; unset: ``Ds / 2``. With ``dim = 3`` there is none
-            below (a drone may rest on the floor).
+            below (a drone may rest on the floor). Set without an arena: an error.
         sample_time: command hold time [s]; unset: ``1 / control_rate(swarm, control_hz)``.
 
     Returns:
@@ -376,6 +382,13 @@ def from_config(
                 "arena", f"need 4 or 6 numbers, got {len(flat)}", "[xmin, xmax, ymin, ymax]"
             )
         walls = tuple(flat[k : k + 2] for k in range(0, len(flat), 2))
+    if walls is None and not _unset(boundary_margin):
+        # a margin with no walls to keep it from guarded nothing, silently
+        raise CBFConfigError(
+            "boundary_margin",
+            "set, but there is no arena to keep it from",
+            "set arena (or the swarm config's arena), or leave boundary_margin unset",
+        )
     ds = float(_pick(safety_distance, None if safety is None else safety.distance, 0.15))
     margin = float(ds / 2 if _unset(boundary_margin) else boundary_margin)
     boundary = ((margin, margin),) * 2 + (((0.0, margin),) if dim == 3 else ())

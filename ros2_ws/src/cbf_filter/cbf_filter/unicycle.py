@@ -60,11 +60,13 @@ def projection_point_params(params: CBFParams, l: float) -> CBFParams:
 
     ``safety_distance + 2 l`` between points and wall margin ``+ l`` (module docstring).
     """
+    spaced = dataclasses.replace(params, safety_distance=params.safety_distance + 2 * l)
+    if params.arena is None:  # no walls, no margin
+        return spaced
     margin = params.boundary_margin
     margin = params.safety_distance / 2 if margin is None else margin
     return dataclasses.replace(
-        params,
-        safety_distance=params.safety_distance + 2 * l,
+        spaced,
         boundary_margin=tuple(np.atleast_1d(np.asarray(margin, dtype=float) + l).tolist())
         if np.ndim(margin)
         else float(margin) + l,

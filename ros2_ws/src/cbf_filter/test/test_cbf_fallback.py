@@ -152,6 +152,7 @@ def test_shape_and_config_errors_name_the_field():
         (dict(arena=((1, -1), (0, 1))), "arena"),
         (dict(arena=((0, 1),)), "arena"),
         (dict(arena=ARENA, boundary_margin=5.0), "boundary_margin"),
+        (dict(boundary_margin=0.1), "boundary_margin"),  # no walls: it guarded nothing
         (dict(sensing_radius=0.1), "sensing_radius"),
         (dict(sample_time=0.0), "sample_time"),
         (dict(speed_facets=3), "speed_facets"),

@@ -349,6 +349,11 @@ def test_invalid_parameters_are_rejected(context):
         assert not res[0].successful and "safety_distance" in res[0].reason
         res = node.set_parameters([Parameter("gamma", value=50.0)])
         assert res[0].successful and node.params.gamma == 50.0
+        res = node.set_parameters([Parameter("state_timeout", value=30.0)])
+        assert not res[0].successful and "state_timeout" in res[0].reason
+        assert node.state_timeout == 0.5
+        res = node.set_parameters([Parameter("state_timeout", value=2.0)])
+        assert res[0].successful and node.state_timeout == 2.0
     finally:
         node.destroy_node()
 
@@ -429,6 +434,11 @@ def test_cli_exits_2_with_one_line_on_bad_input(capsys):
         # the filter would re-filter a nominal older than the swarm's freshness rule allows
         (["-p", "robot:=r1", "-p", "cmd_timeout:=1e308"], "cmd_timeout"),
         (["-p", "robot:=r1", "-p", "cmd_timeout:=0.31"], "cmd_timeout"),
+        # a pose or neighbour list of any age was trusted as fresh
+        (["-p", "robot:=r1", "-p", "state_timeout:=1e6"], "state_timeout"),
+        (["-p", "robot:=r1", "-p", "state_timeout:=2.01"], "state_timeout"),
+        # a wall margin with no arena was dropped silently: the user's geofence guarded nothing
+        (["-p", "robot:=r1", "-p", "boundary_margin:=0.1"], "boundary_margin"),
     ],
 )
 def test_cli_bad_name_or_rate_is_one_line_naming_the_parameter(capsys, params, field):

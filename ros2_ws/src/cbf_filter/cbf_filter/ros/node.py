@@ -61,7 +61,6 @@ from sim_bridge.ros.params import (
     declare_and_read,
     on_set_callback,
     one_of,
-    positive,
     read,
     timer_period,
 )
@@ -91,7 +90,9 @@ NAN = float("nan")
 #: never re-filters one (the swarm file's ``rates.control_hz`` has the same floor).
 MIN_CONTROL_HZ = math.ceil(100.0 / topics.CMD_TIMEOUT_S) / 100
 
-_DURATION = positive("a duration [s]")
+#: Longest ``state_timeout`` [s]: at 0.5 m/s a 2 s old position is 1 m off, five times the
+#: default safety distance; a filter that still trusted it would certify nothing.
+MAX_STATE_TIMEOUT_S = 2.0
 
 #: The node's parameters. NaN / "" / [] mean "from the swarm config, else built-in"; only
 #: ``robot``, ``config``, ``control_hz`` and ``diagnostics_period`` are fixed once started.
@@ -161,8 +162,14 @@ PARAMETERS = (
     Param(
         "state_timeout",
         0.5,
-        "pose / neighbours older than this [s] -> zero",
-        _DURATION,
+        f"pose / neighbours older than this [s] -> zero (at most {MAX_STATE_TIMEOUT_S:g} s)",
+        between(
+            0.0,
+            MAX_STATE_TIMEOUT_S,
+            f"a duration [s] up to {MAX_STATE_TIMEOUT_S:g} (the filter never guards against "
+            "positions older than that)",
+            open_low=True,
+        ),
         dynamic=True,
     ),
     Param(
