@@ -169,6 +169,7 @@ def test_ament_index_python_finds_the_installed_packages(install):
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(scripts), str(REPO / "launch" / "demo.yaml")],
         env=_installed_env(install),
+        cwd=install,  # `python -c` puts the cwd first on sys.path: never the checkout
         capture_output=True,
         text=True,
         timeout=300,
@@ -199,6 +200,7 @@ def test_installed_executable_runs(install):
     proc = subprocess.run(
         [str(exe), "--help"],
         env=_installed_env(install),
+        cwd=install,  # as a user runs it: outside the checkout
         capture_output=True,
         text=True,
         timeout=120,
