@@ -145,6 +145,40 @@ def test_a_robot_failing_while_it_holds_the_task_leaves_it_to_the_others(tmp_pat
     assert run.node_diagnostics["cf2"]["down"] == "false"
 
 
+@pytest.mark.parametrize("event", ["land", "fail"])
+def test_a_ground_robot_disabled_while_it_holds_the_task_leaves_it_to_the_others(tmp_path, event):
+    """A ground robot's pose cannot show that it was disabled (``land``: driving off) or
+    failed: it sits on the grid as before. Its node now reads the world's ``/<robot>/mode``
+    and leaves the protocol; it used to keep claiming the task for a robot that never
+    moves again, and the drone waited for good."""
+    doc = yaml.safe_load(
+        routing_config(
+            tmp_path / "base.yaml", seed=0, rows=3, cols=7, robots=2, ground=1
+        ).read_text()
+    )
+    ox, oy = doc["routing"]["origin"]
+    cf, gr = doc["robots"]
+    assert (cf["type"], gr["type"]) == ("cf", "rover")
+    gr["pose"] = [ox + 0.4, oy, 0.0, 0.0]  # (0, 2): nearest to the task
+    cf["pose"] = [ox, oy, 0.0, 0.0]
+    routing = doc["routing"]
+    del routing["random_obstacles"]
+    routing.update(obstacles=[], tasks=[[0, 6]], k=6, psi=1)
+    doc["events"] = [{"t": 2.5, "type": event, "robot": gr["name"]}]
+    path = tmp_path / "swarm.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run = run_mission(path, duration=90.0)
+    assert [(e["type"], e["robot"]) for e in run.events] == [(event, gr["name"])]
+    assert run.modes[gr["name"]] == {"land": "grounded", "fail": "failed"}[event]
+    assert run.robots_down == [gr["name"]]
+    assert run.visited_by == [cf["name"]], (run.visited_by, run.stall_report)
+    assert run.result.stop_reason == "should_stop"
+    diag = run.node_diagnostics[gr["name"]]
+    assert diag["down"] == "true" and int(diag["downs"]) == 1
+    assert diag["mode"] == run.modes[gr["name"]]
+    assert run.node_diagnostics[cf["name"]]["down"] == "false"
+
+
 # ----------------------------------------------------------------------------- locality
 
 
@@ -184,7 +218,8 @@ def test_dmar_nodes_subscribe_only_to_their_own_robot_and_swarm_topics(tmp_path,
         for r, got in subs.items():
             own = [t for t in got if t.startswith(f"/{r}/")]
             assert sorted(own) == sorted(
-                topics.robot_topic(r, t) for t in (topics.POSE, topics.VIEW, topics.COMM_IN)
+                topics.robot_topic(r, t)
+                for t in (topics.POSE, topics.MODE, topics.VIEW, topics.COMM_IN)
             )
             others = [t for t in got if t not in own and not t.startswith("/parameter_events")]
             assert others == [], f"{r} subscribes to {others}"

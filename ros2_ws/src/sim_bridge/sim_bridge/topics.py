@@ -31,6 +31,13 @@ Per-robot topics (namespace ``/<robot>``)
 ``comm/in``            std_msgs/Float64MultiArray: messages delivered by the comm relay
                        from robots within communication radius C at that instant.
 ``link_state``         std_msgs/String: ``connecting`` | ``up`` | ``lost`` | ``sim``.
+``mode``               std_msgs/String, latched (transient local), on every change: what
+                       the robot's owner (world for ``sim``, bridge otherwise) is doing
+                       with it: ``grounded`` | ``taking_off`` | ``hovering`` | ``flying`` |
+                       ``holding`` | ``landing`` | ``failed`` | ``emergency``
+                       (:data:`MODES_ACTIVE`, :data:`MODES_STOPPED`). A ground robot is
+                       ``grounded`` while its driving is disabled. The one signal that shows
+                       a disabled ground robot: its pose looks the same.
 ``takeoff``, ``land``, ``emergency_stop``  std_srvs/Trigger services, offered by whoever
                        owns the robot (the world for ``sim``, the bridge for ``cflib`` /
                        ``external``). ``/all/…`` services fan out to these.
@@ -184,6 +191,11 @@ CMD_VEL = "cmd_vel"
 COMM_OUT = "comm/out"
 COMM_IN = "comm/in"
 LINK_STATE = "link_state"
+MODE = "mode"
+#: ``mode`` values of a robot in service (a drone in the air, a ground robot enabled).
+MODES_ACTIVE = ("taking_off", "hovering", "flying", "holding")
+#: ``mode`` values of a robot out of service: landed or disabled, landing, failed, stopped.
+MODES_STOPPED = ("grounded", "landing", "failed", "emergency")
 TAKEOFF = "takeoff"
 LAND = "land"
 EMERGENCY_STOP = "emergency_stop"

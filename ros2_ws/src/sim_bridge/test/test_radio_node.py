@@ -141,6 +141,7 @@ def test_crazyflie_bridge_over_dds(harness, tmp_path):
     path.write_text(yaml.safe_dump(config))
     states_a = harness.listen(String, "/cfa/link_state", LATCHED)
     states_b = harness.listen(String, "/cfb/link_state", LATCHED)
+    modes_a = harness.listen(String, "/cfa/mode", LATCHED)
     poses = harness.listen(PoseStamped, "/cfa/pose")
     resources = harness.listen(Float64MultiArray, "/cfa/resources")
     neighbors = harness.listen(PoseArray, "/cfa/neighbors")
@@ -216,6 +217,11 @@ def test_crazyflie_bridge_over_dds(harness, tmp_path):
         assert wait_for(lambda: fake_b.emergency_stopped, 2.0)
         assert harness.call("/cfa/land").success
         assert wait_for(lambda: not fake_a.flying, 5.0)
+        # /cfa/mode: the link's flight state, latched, on every change
+        assert wait_for(lambda: modes_a and modes_a[-1].data == "grounded", 5.0)
+        seen = [m.data for m in modes_a]
+        assert seen[0] == "grounded" and "taking_off" in seen and "landing" in seen, seen
+        assert all(a != b for a, b in zip(seen, seen[1:])), seen  # changes only
     finally:
         fake_a.close()
         fake_b.close()
@@ -244,6 +250,7 @@ def test_ground_bridge_over_dds(harness, tmp_path):
     path = tmp_path / "swarm.yaml"
     path.write_text(yaml.safe_dump(config))
     twists = harness.listen(Twist, "/g1_driver/cmd_vel")
+    modes = harness.listen(String, "/g1/mode", LATCHED)
     poses = harness.listen(PoseStamped, "/g1/pose")
     neighbors = harness.listen(PoseArray, "/g1/neighbors")
     odom_pubs = {
@@ -291,6 +298,10 @@ def test_ground_bridge_over_dds(harness, tmp_path):
         assert wait_for(lambda: neighbors and len(neighbors[-1].poses) == 1, 3.0)
         assert neighbors[-1].poses[0].position.x == pytest.approx(0.5)
         assert harness.call("/g1/land").success
+        # /g1/mode: enabled, then disabled again (what a DMAR node reads as "down")
+        assert wait_for(lambda: modes and modes[-1].data == "grounded", 3.0)
+        seen = [m.data for m in modes]
+        assert seen[0] == "grounded" and {"hovering", "flying", "holding"} & set(seen), seen
     finally:
         stop.set()
         odom_thread.join(timeout=2.0)

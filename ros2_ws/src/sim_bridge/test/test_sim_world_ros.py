@@ -253,6 +253,32 @@ def test_takeoff_move_hold_land_services(world):
     assert wait_for(lambda: int(probe.diag.get("watchdog_landings", 0)) >= 1, 10)
 
 
+def test_mode_topics_follow_the_sim_modes_latched(world):
+    """``/<robot>/mode`` (the contract's one signal of a disabled ground robot) follows the
+    simulator's mode machine, and a late subscriber gets the current mode at once."""
+    from sim_bridge.ros import qos
+
+    probe = world.probe
+    seen = {"cf1": [], "g1": []}
+    for n in seen:
+        probe.node.create_subscription(
+            String, f"/{n}/mode", lambda m, n=n: seen[n].append(m.data), qos.LATCHED
+        )
+    assert wait_for(lambda: seen["cf1"] == ["grounded"] and seen["g1"] == ["grounded"], 10), seen
+    assert probe.call("/cf1/takeoff").success
+    assert probe.call("/g1/takeoff").success
+    assert wait_for(lambda: seen["cf1"][-1:] == ["flying"] and seen["g1"][-1:] == ["flying"], 10)
+    assert seen["cf1"] == ["grounded", "taking_off", "flying"]
+    assert probe.call("/g1/land").success  # a ground robot: driving disabled
+    assert wait_for(lambda: seen["g1"][-1:] == ["grounded"], 10), seen
+    assert probe.call("/cf1/emergency_stop").success
+    assert wait_for(lambda: seen["cf1"][-1:] == ["failed"], 10), seen
+    assert all(m in topics.MODES_ACTIVE + topics.MODES_STOPPED for v in seen.values() for m in v)
+    late = []
+    probe.node.create_subscription(String, "/cf1/mode", lambda m: late.append(m.data), qos.LATCHED)
+    assert wait_for(lambda: late == ["failed"], 10), late
+
+
 def _send_stamped(probe, n, v, offset_s):
     msg = TwistStamped()
     t = probe.node.get_clock().now().nanoseconds + int(offset_s * 1e9)

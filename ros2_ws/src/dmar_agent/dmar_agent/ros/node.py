@@ -36,16 +36,20 @@ just waits for the world's next step.
 Safety: commands are stamped now and sent only on a pose received within ``pose_timeout_s``
 (else nothing, so the filter goes silent and the world holds then lands the robot).
 
-A robot that is down leaves the protocol: a drone that has been airborne (at or above half its
-take-off height) and is now below that, or one that drops more than ``DROP_M`` below the
-highest point of its take-off (failed, landed by an event, a watchdog or a service) sends no
-message and no ``dmar/move``, takes no view, and commands zero velocity (``down`` on
-``/diagnostics``, status WARN "robot down"), as an agent dropped from the core's run
+A robot that is down leaves the protocol. It is down when its owner's ``/<robot>/mode``
+(world or bridge, :mod:`sim_bridge.topics`) says it left service after having been in it
+(``grounded``, ``landing``, ``failed`` or ``emergency`` after one of ``taking_off``,
+``hovering``, ``flying``, ``holding``): the one signal that shows a disabled ground robot,
+whose pose looks the same. A drone is also down by its altitude, for owners that publish no
+mode: one that has been airborne (at or above half its take-off height) and is now below
+that, or one that drops more than ``DROP_M`` below the highest point of its take-off (failed,
+landed by an event, a watchdog or a service). A robot down sends no message and no
+``dmar/move``, takes no view, and commands zero velocity (``down`` on ``/diagnostics``,
+status WARN "robot down"), as an agent dropped from the core's run
 (``run_distributed(drop=...)``): its peers stop waiting for it after ``silent_after`` rounds
-and plan without it, so a downed leader or task holder leaves no task behind. Airborne again
-(a new take-off), it rejoins as an agent that missed steps (explores until the next
-iteration). A ground robot's pose cannot show that it was disabled, so ground robots never
-count as down here.
+and plan without it, so a downed leader or task holder leaves no task behind. Back in
+service (a new take-off, a ground robot enabled again) it rejoins as an agent that missed
+steps (explores until the next iteration).
 
 Silent peers. A robot of the view missed ``silent_after`` rounds in a row (its node is dead, or
 its robot is down) is out of the protocol and stands still: for the steps it stays silent, its
@@ -81,7 +85,7 @@ from sim_bridge.ros.markers import cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.sim_time import loop_time, wall_clock
 from sim_bridge.ros.spin import spin_node
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from visualization_msgs.msg import MarkerArray
 
 from dmar_agent.agent import DmarAgent, RoundOutput
@@ -248,6 +252,10 @@ class DmarNode(Node):
         self.down = False  # the robot is down: out of the protocol (module docs)
         self.flown = False  # has been airborne since the node started
         self.z_peak = -math.inf  # highest z seen while not yet airborne
+        self.down_z = False  # down by its altitude (drones)
+        self.down_mode = False  # down by its owner's /<robot>/mode
+        self.mode = ""  # the latest mode heard ("" none yet)
+        self.mode_active_seen = False  # the mode has been one of MODES_ACTIVE
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.compute_ms: deque = deque(maxlen=_WINDOW)
         self.periods: deque = deque(maxlen=_WINDOW)
@@ -257,6 +265,7 @@ class DmarNode(Node):
     def _make_io(self, diagnostics_period: float, markers_hz: float) -> None:
         """Subscriptions, publishers and timers (QoS by name, :mod:`sim_bridge.ros.qos`)."""
         self.create_subscription(PoseStamped, topics.POSE, self._on_pose, qos.STATE)
+        self.create_subscription(String, topics.MODE, self._on_mode, qos.LATCHED)
         self.create_subscription(Float64MultiArray, topics.VIEW, self._on_view, qos.BACKLOG)
         self.create_subscription(Float64MultiArray, topics.COMM_IN, self._on_comm, qos.BACKLOG)
         self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos.STATE)
@@ -283,23 +292,40 @@ class DmarNode(Node):
         self._update_down(float(q.z))
 
     def _update_down(self, z: float) -> None:
-        """Whether the robot is down (module docs), from its altitude ``z`` [m]."""
+        """Whether the robot is down by its altitude ``z`` [m] (drones; module docs)."""
         if self.airborne_z is None or not math.isfinite(z):
             return
         if z >= self.airborne_z:
-            down, self.flown, self.z_peak = False, True, -math.inf
+            self.down_z, self.flown, self.z_peak = False, True, -math.inf
         else:
-            down = self.flown or self.z_peak - z > DROP_M
+            self.down_z = self.flown or self.z_peak - z > DROP_M
             if not self.flown:
                 self.z_peak = max(self.z_peak, z)
+        self._set_down(f"z {z:.2f} m below {self.airborne_z:.2f} m after flying")
+
+    def _on_mode(self, msg: String) -> None:
+        """Whether the robot is down by its owner's mode (every robot kind; module docs)."""
+        mode = msg.data
+        if mode in topics.MODES_ACTIVE:
+            self.mode_active_seen, self.down_mode = True, False
+        elif mode in topics.MODES_STOPPED:
+            self.down_mode = self.mode_active_seen  # not before it first went into service
+        else:
+            self.counts["bad_payloads"] += 1  # not a mode of the contract: ignored
+            return
+        self.mode = mode
+        self._set_down(f"mode {mode}")
+
+    def _set_down(self, why: str) -> None:
+        down = self.down_z or self.down_mode
         if down and not self.down:
             self.counts["downs"] += 1
             self.get_logger().warning(
-                f"{self.name_}: robot down (z {z:.2f} m below {self.airborne_z:.2f} m after "
-                f"flying): out of the DMAR protocol, no messages, no moves, zero velocity"
+                f"{self.name_}: robot down ({why}): out of the DMAR protocol, no messages, "
+                "no moves, zero velocity"
             )
         elif self.down and not down:
-            self.get_logger().info(f"{self.name_}: airborne again: rejoining the protocol")
+            self.get_logger().info(f"{self.name_}: back in service ({why}): rejoining the protocol")
         self.down = down
 
     def _on_view(self, msg: Float64MultiArray) -> None:
@@ -601,6 +627,7 @@ class DmarNode(Node):
             "leader": str(mem.cluster is not None and mem.parent is None).lower(),
             "explore": str(bool(mem.explore)).lower(),
             "down": str(self.down).lower(),
+            "mode": self.mode or "none",
             "compute_p50_ms": f"{np.percentile(comp, 50):.3f}",
             "compute_p99_ms": f"{np.percentile(comp, 99):.3f}",
             "ticks": str(self.ticks),
@@ -618,7 +645,9 @@ class DmarNode(Node):
             level, text = DiagnosticStatus.ERROR, "no fresh pose: not commanding"
         elif self.down:
             level = DiagnosticStatus.WARN
-            text = "robot down (landed or failed): out of the DMAR protocol, zero velocity"
+            text = (
+                "robot down (landed, disabled or failed): out of the DMAR protocol, zero velocity"
+            )
         else:
             level, text = DiagnosticStatus.OK, "running"
         status = DiagnosticStatus(

@@ -725,6 +725,11 @@ class CrazyflieLink:
         """The radio link state alone (no lock, no snapshot: cheap enough to poll often)."""
         return self._link
 
+    @property
+    def flight_state(self) -> FlightState:
+        """The flight state alone (no lock, no snapshot: cheap enough to poll often)."""
+        return self._flight
+
     def status(self) -> LinkStatus:
         with self._cond:
             battery = self.robot.battery

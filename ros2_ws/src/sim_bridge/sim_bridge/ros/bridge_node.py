@@ -39,6 +39,7 @@ from sim_bridge.topics import (
     CMD_TIMEOUT_S,
     DIAGNOSTICS,
     LINK_STATE,
+    MODE,
     NEIGHBORS,
     POSE,
     PS_STEP,
@@ -100,6 +101,11 @@ class BridgeNodeBase(Node):
             for r in self.robots
         }
         self._last_link_state: dict[str, str] = {}
+        self._mode_pubs = {
+            r.name: self.create_publisher(String, robot_topic(r.name, MODE), qos.LATCHED)
+            for r in self.robots
+        }
+        self._last_mode: dict[str, str] = {}
         self._pose_pubs: dict[str, object] = {}
         self._resources_pubs: dict[str, object] = {}
         self._neighbor_pubs = {
@@ -200,6 +206,12 @@ class BridgeNodeBase(Node):
         if self._last_link_state.get(name) != state:
             self._last_link_state[name] = state
             self._link_state_pubs[name].publish(String(data=state))
+
+    def publish_mode(self, name: str, mode: str) -> None:
+        """``/<robot>/mode`` (latched), when it changed."""
+        if self._last_mode.get(name) != mode:
+            self._last_mode[name] = mode
+            self._mode_pubs[name].publish(String(data=mode))
 
     def publish_pose(self, name: str, x: float, y: float, z: float, yaw: float) -> None:
         """Publish ``/<robot>/pose`` (frame ``world``) and remember it for neighbours."""

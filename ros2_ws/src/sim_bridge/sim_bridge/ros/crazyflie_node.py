@@ -4,7 +4,8 @@ One :class:`~sim_bridge.bridges.crazyflie_link.CrazyflieLink` (own thread) per r
 robot whose link fails never holds up the others. Per robot ``/<robot>/``:
 
 * ``link_state`` (std_msgs/String, transient local): ``connecting`` | ``up`` | ``lost``,
-  published from the start;
+  published from the start; ``mode`` (transient local): the link's flight state
+  (:class:`~sim_bridge.bridges.crazyflie_link.FlightState`), on every change;
 * once the link is **up for the first time** (and never before, so nothing can call a
   drone that is not there): ``cmd_vel`` (geometry_msgs/TwistStamped, world frame,
   subscribed), ``pose`` (PoseStamped from the onboard state estimate, or from the robot's
@@ -308,8 +309,10 @@ class CrazyflieBridgeNode(BridgeNodeBase):
     # ------------------------------------------------------------------ timers
     def _poll_links(self) -> None:
         for robot in self.robots:
-            state = self.links[robot.name].link_state  # no full status snapshot at 20 Hz x N
+            link = self.links[robot.name]
+            state = link.link_state  # no full status snapshot at 20 Hz x N
             self.publish_link_state(robot.name, state.value)
+            self.publish_mode(robot.name, link.flight_state.value)
             if state == LinkState.UP and robot.name not in self._advertised:
                 self._advertise(robot)
 

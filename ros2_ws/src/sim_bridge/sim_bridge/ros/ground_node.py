@@ -6,7 +6,9 @@ see :mod:`sim_bridge.bridges.ground`) at ``rate_hz``; pose from ``odom_topic``
 (nav_msgs/Odometry, pose taken as world frame: start the driver's odometry at the robot's
 configured pose, or set ``mocap_topic``) or ``mocap_topic`` (PoseStamped, preferred when
 set) republished on ``pose``; ``resources`` (configured amounts); ``link_state``
-(``connecting`` until the first pose, ``up``, ``lost`` when poses stop); ``neighbors``;
+(``connecting`` until the first pose, ``up``, ``lost`` when poses stop); ``mode``
+(latched, on change: ``grounded`` while driving is disabled, ``hovering`` / ``flying`` /
+``holding`` while enabled, ``emergency``); ``neighbors``;
 ``/diagnostics`` (1 Hz, one status per robot, with the command counts
 ``rejected_commands`` = ``rejected_non_finite`` + ``rejected_too_fast`` + ``rejected_stale``
 + ``rejected_future`` + ``rejected_unstamped``, and ``clipped_commands``: faster than
@@ -185,6 +187,7 @@ class GroundBridgeNode(BridgeNodeBase):
             if link.flight != before and link.last_event:
                 self.get_logger().info(f"{robot.name}: {link.flight.value} ({link.last_event})")
             self.publish_link_state(robot.name, link.link.value)
+            self.publish_mode(robot.name, link.flight.value)
             if link.link == LinkState.UP and robot.name not in self._advertised:
                 self._advertise(robot.name)
             if out is not None:

@@ -23,7 +23,9 @@ Thin adapter (topics in :mod:`sim_bridge.topics`):
   ages are fed every tick on this node's clock, so when the world runs slower than real time
   the landing comes after ``LAND_AFTER_S`` on that clock, as on a bridge, whether sim time
   lags it or catches up with it (``Simulator.set_commands(clock_ages=True)``);
-* ``/<robot>/{takeoff,land,emergency_stop}`` (Trigger) for sim robots;
+* ``/<robot>/{takeoff,land,emergency_stop}`` (Trigger) for sim robots; ``/<robot>/mode``
+  (latched) of the sim robots, at the state publication after each change (the simulator's
+  ``grounded`` | ``taking_off`` | ``flying`` | ``landing`` | ``failed``);
 * robots with another backend (cflib / external) are not moved here: their poses come from
   their own ``/<robot>/pose`` (published by the bridge) and feed the sim robots' neighbours,
   the comm links and the consumers' demand bookkeeping (a real robot inside ``R_m`` covers or
@@ -93,7 +95,7 @@ from sim_bridge.ros.routing_msgs import ps_step_msg, tasks_msg, view_msg
 from sim_bridge.ros.sim_time import USE_SIM_TIME, wall_clock
 from sim_bridge.ros.spin import spin_node
 from sim_bridge.routing import Lockstep
-from sim_bridge.sim import Mode, Simulator
+from sim_bridge.sim import MODE_NAMES, Mode, Simulator
 
 _AIRBORNE_Z = 0.1  # [m] a drone with an external pose above this is flying
 MAX_CATCHUP = 5  # most simulator steps one late tick may take
@@ -147,7 +149,8 @@ class WorldNode(Node):
         # multi-threaded executor they run beside the tick instead of delaying it.
         self.sim_group = MutuallyExclusiveCallbackGroup()
         self.cmd_group = ReentrantCallbackGroup()
-        self.pose_pub, self.res_pub, self.nbr_pub = {}, {}, {}
+        self.pose_pub, self.res_pub, self.nbr_pub, self.mode_pub = {}, {}, {}, {}
+        self.mode_sent = np.full(sim.n, -1, dtype=np.int64)  # last /<robot>/mode published
         self.pose_msg, self.res_msg = {}, {}
         for i, name in enumerate(self.names):
             if sim.external[i]:
@@ -209,6 +212,9 @@ class WorldNode(Node):
         self.res_msg[i] = res
         self.nbr_pub[i] = self.create_publisher(
             PoseArray, topics.robot_topic(name, topics.NEIGHBORS), qos.STATE
+        )
+        self.mode_pub[i] = self.create_publisher(
+            String, topics.robot_topic(name, topics.MODE), qos.LATCHED
         )
 
     def _start(self) -> None:
@@ -397,8 +403,17 @@ class WorldNode(Node):
             self._publish_state_raw(stamp)
         else:
             self._publish_state_msgs(stamp)
+        self._publish_modes()
         if self.lockstep is not None:
             self._publish_routing()
+
+    def _publish_modes(self) -> None:
+        """``/<robot>/mode`` (latched) of the sim robots whose mode changed since the last."""
+        mode = self.sim.mode
+        for i in np.nonzero(mode != self.mode_sent)[0].tolist():
+            if i in self.mode_pub:
+                self.mode_pub[i].publish(String(data=MODE_NAMES[int(mode[i])]))
+        self.mode_sent = mode.astype(np.int64, copy=True)
 
     def _pose_rows(self) -> np.ndarray:
         """``(N, 7)`` every robot's ``(x, y, z, qx, qy, qz, qw)`` as the messages carry it."""
