@@ -347,6 +347,46 @@ def test_a_lasting_bad_input_stops_the_commands(tmp_path, context, checkpoint):
     assert any(s.message == "bad input: not commanding" for s in diags)
 
 
+def test_a_robot_out_of_service_by_its_mode_is_inactive(tmp_path, context, checkpoint):
+    """The owner's ``/<robot>/mode`` says the robot left service (a ground robot disabled
+    keeps a pose that looks the same): the node acts as the env's inactive agent, zero
+    command and no LGTC message, and acts again once the robot is back in service."""
+    from sim_bridge.ros.qos import LATCHED
+    from std_msgs.msg import String
+
+    config = write_config(tmp_path / "s.yaml", checkpoint)
+    out, pubs = [], {}
+
+    def listen(world, policy):
+        pubs["mode"] = world.create_publisher(String, "/cf1/mode", LATCHED)
+        t0 = time.monotonic()
+        world.create_subscription(
+            Float64MultiArray, "/cf1/comm/out", lambda m: out.append(time.monotonic() - t0), 10
+        )
+        pubs["t0"] = t0
+
+    def mode(value):
+        return lambda world, policy: pubs["mode"].publish(String(data=value))
+
+    steps = [
+        (0.1, listen),
+        (1.5, mode("flying")),
+        (1.5, mode("grounded")),
+        (1.5, mode("flying")),
+    ]
+    policy, got, diags, marks = _run_cf1(context, config, steps)
+    # marks are on _run_cf1's clock; out on listen's, which started at marks[0]
+    down_at, up_at = marks[2] - marks[0], marks[3] - marks[0]
+    assert sum(1 for t in out if t < down_at) >= 10  # messages while in service
+    assert [t for t in out if down_at + 0.3 < t < up_at] == []  # none while out of service
+    assert sum(1 for t in out if t > up_at + 0.3) >= 10  # back in service
+    idle = [(vx, vy) for t, vx, vy in got if marks[2] + 0.3 < t < marks[3]]
+    assert idle and all(v == (0.0, 0.0) for v in idle)  # the inactive agent's zero command
+    assert policy.mode.mode == "flying" and not policy.mode.down
+    values = [{kv.key: kv.value for kv in d.values} for d in diags]
+    assert any(v.get("mode") == "grounded" and v.get("active") == "false" for v in values)
+
+
 def test_non_finite_policy_output_is_never_sent(tmp_path, context, checkpoint):
     """Issue #15 finding 6: a policy that outputs NaN used to publish it while its
     diagnostics said "running". Now nothing is sent, it is counted, and the status is ERROR."""

@@ -225,6 +225,31 @@ TASK_FIELDS = ("row", "col", "visited", "robot", "t_visited")
 DMAR_MSG_VERSION = 1
 
 
+class ModeWatch:
+    """Whether a robot is out of service, from its owner's ``/<robot>/mode`` messages.
+
+    Out of service: a mode of :data:`MODES_STOPPED` after one of :data:`MODES_ACTIVE` (a robot
+    not yet taken off or enabled is waiting, not down); back in service on the next active
+    mode. The rule the DMAR and LGTC policy nodes share.
+    """
+
+    def __init__(self) -> None:
+        self.mode = ""  # the latest valid mode ("" none yet)
+        self.seen_active = False
+        self.down = False
+
+    def update(self, mode: str) -> bool:
+        """Take one message; False (and nothing changed) if ``mode`` is not of the contract."""
+        if mode in MODES_ACTIVE:
+            self.seen_active, self.down = True, False
+        elif mode in MODES_STOPPED:
+            self.down = self.seen_active
+        else:
+            return False
+        self.mode = mode
+        return True
+
+
 def stamp_ok(
     stamp_s: float,
     now_s: float,

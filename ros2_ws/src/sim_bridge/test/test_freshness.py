@@ -165,3 +165,25 @@ def test_clock_ages_keep_the_watchdog_on_the_callers_clock():
         sim.step()
     assert sim.mode[0] == Mode.LANDING
     assert 1.0 <= age <= 1.0 + 2 * 0.05
+
+
+def test_mode_watch_is_down_only_after_being_in_service():
+    watch = topics.ModeWatch()
+    assert (watch.update("grounded"), watch.down) == (True, False)  # waiting, not down
+    assert (watch.update("taking_off"), watch.down) == (True, False)
+    for stopped in topics.MODES_STOPPED:
+        assert (watch.update(stopped), watch.down, watch.mode) == (True, True, stopped)
+    assert (watch.update("sim"), watch.down, watch.mode) == (False, True, "emergency")
+    assert (watch.update("holding"), watch.down) == (True, False)  # back in service
+
+
+@given(st.lists(st.sampled_from([*topics.MODES_ACTIVE, *topics.MODES_STOPPED, "", "up"])))
+def test_mode_watch_down_iff_the_last_valid_mode_stopped_after_an_active_one(modes):
+    watch = topics.ModeWatch()
+    for m in modes:
+        watch.update(m)
+    valid = [m for m in modes if m in topics.MODES_ACTIVE + topics.MODES_STOPPED]
+    active = [k for k, m in enumerate(valid) if m in topics.MODES_ACTIVE]
+    expect = bool(valid) and valid[-1] in topics.MODES_STOPPED and bool(active)
+    assert watch.down == expect
+    assert watch.mode == (valid[-1] if valid else "")

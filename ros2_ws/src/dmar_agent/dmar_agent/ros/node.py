@@ -253,9 +253,7 @@ class DmarNode(Node):
         self.flown = False  # has been airborne since the node started
         self.z_peak = -math.inf  # highest z seen while not yet airborne
         self.down_z = False  # down by its altitude (drones)
-        self.down_mode = False  # down by its owner's /<robot>/mode
-        self.mode = ""  # the latest mode heard ("" none yet)
-        self.mode_active_seen = False  # the mode has been one of MODES_ACTIVE
+        self.mode = topics.ModeWatch()  # down by its owner's /<robot>/mode
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.compute_ms: deque = deque(maxlen=_WINDOW)
         self.periods: deque = deque(maxlen=_WINDOW)
@@ -305,19 +303,13 @@ class DmarNode(Node):
 
     def _on_mode(self, msg: String) -> None:
         """Whether the robot is down by its owner's mode (every robot kind; module docs)."""
-        mode = msg.data
-        if mode in topics.MODES_ACTIVE:
-            self.mode_active_seen, self.down_mode = True, False
-        elif mode in topics.MODES_STOPPED:
-            self.down_mode = self.mode_active_seen  # not before it first went into service
-        else:
+        if not self.mode.update(msg.data):
             self.counts["bad_payloads"] += 1  # not a mode of the contract: ignored
             return
-        self.mode = mode
-        self._set_down(f"mode {mode}")
+        self._set_down(f"mode {msg.data}")
 
     def _set_down(self, why: str) -> None:
-        down = self.down_z or self.down_mode
+        down = self.down_z or self.mode.down
         if down and not self.down:
             self.counts["downs"] += 1
             self.get_logger().warning(
@@ -627,7 +619,7 @@ class DmarNode(Node):
             "leader": str(mem.cluster is not None and mem.parent is None).lower(),
             "explore": str(bool(mem.explore)).lower(),
             "down": str(self.down).lower(),
-            "mode": self.mode or "none",
+            "mode": self.mode.mode or "none",
             "compute_p50_ms": f"{np.percentile(comp, 50):.3f}",
             "compute_p99_ms": f"{np.percentile(comp, 99):.3f}",
             "ticks": str(self.ticks),

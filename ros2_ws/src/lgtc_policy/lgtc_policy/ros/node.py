@@ -16,6 +16,11 @@ read on the clock that drives the tick timer: sim time with ``use_sim_time``);
 markers on ``/swarm/policy_markers`` (cluster colour = attended consumer, nominal vs filtered
 velocity arrows).
 
+Inactive robots (the env's inactive agents: zero command, no message, cluster state reset): a
+drone below half its take-off height, and any robot whose owner's ``/<robot>/mode`` says it
+left service after having been in it (:class:`sim_bridge.topics.ModeWatch`): the one signal
+of a disabled or failed ground robot, whose pose looks the same.
+
 Parameters: ``robot`` (name in the config), ``config`` (swarm YAML), ``checkpoint`` (``""`` =
 the config's ``policy.checkpoint``), ``rate_hz`` (20), ``neighbour_timeout_s`` (0.5),
 ``markers_hz`` (5), ``diagnostics_period_s`` (1), ``pose_timeout_s`` (0.5), ``batch`` (true:
@@ -51,7 +56,7 @@ from sim_bridge.ros.markers import arrow_markers, cluster_markers
 from sim_bridge.ros.params import Param, at_least, declare_and_read, not_empty, positive
 from sim_bridge.ros.sim_time import loop_time, wall_clock
 from sim_bridge.ros.spin import spin_node
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from visualization_msgs.msg import MarkerArray
 
 from lgtc_policy.agent import MissionError, PolicyAgent, RobotSpec, load_policy, replace_checkpoint
@@ -138,6 +143,7 @@ class PolicyNode(Node):
         self.pose_t: float | None = None
         self.pose_rx = -math.inf
         self.stale_pose_ticks = 0
+        self.mode = topics.ModeWatch()  # out of service by its owner's /<robot>/mode
         self.nonfinite_outputs = 0
         self.vel = np.zeros(3)
         self.supply: np.ndarray | None = None
@@ -156,6 +162,7 @@ class PolicyNode(Node):
             (Float64MultiArray, topics.COMM_IN, self._on_comm, comm_qos),
         ):
             self.create_subscription(kind, topic, callback, profile, raw=True)
+        self.create_subscription(String, topics.MODE, self._on_mode, named_qos.LATCHED)
         self._qos = qos
         self._filtered_sub = None  # cmd_vel, only while someone draws the markers
         self.cmd_pub = self.create_publisher(TwistStamped, topics.CMD_VEL_NOMINAL, qos)
@@ -255,7 +262,7 @@ class PolicyNode(Node):
                     f"({self.stale_pose_ticks} ticks so far)"
                 )
             return None
-        if self.agent.is_active(self.pose):
+        if self._active():
             try:
                 obs = self.agent.observe(self.pose, self.vel, self.supply, self.consumers)
             except MissionError as exc:
@@ -270,6 +277,18 @@ class PolicyNode(Node):
             return obs, now
         self.finish_tick(self.agent.idle(), start, time.perf_counter(), 0, at)
         return None
+
+    def _active(self) -> bool:
+        """In service: airborne (a drone) and not out of service by its mode (module docs)."""
+        return self.agent.is_active(self.pose) and not self.mode.down
+
+    def _on_mode(self, msg: String) -> None:
+        was = self.mode.down
+        if not self.mode.update(msg.data):
+            self.input_errors += 1  # not a mode of the contract: ignored
+        elif self.mode.down != was:
+            state = "out of service: inactive" if self.mode.down else "back in service"
+            self.get_logger().info(f"mode {msg.data}: {state}")
 
     def finish_tick(
         self, result, start: float, end: float, batch: int, at: float | None = None
@@ -347,7 +366,8 @@ class PolicyNode(Node):
             "neighbours": str(len(self.agent.neighbours.current(self._now()))),
             "rejected_messages": str(self.agent.neighbours.rejected),
             "input_errors": str(self.input_errors),
-            "active": str(self.pose is not None and self.agent.is_active(self.pose)).lower(),
+            "active": str(self.pose is not None and self._active()).lower(),
+            "mode": self.mode.mode or "none",
             "stale_pose_ticks": str(self.stale_pose_ticks),
             "nonfinite_outputs": str(self.nonfinite_outputs),
             "batch_size": str(self.batch_size),
