@@ -93,3 +93,55 @@ def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
 
         assert any(e["type"] == "watchdog_land" and e["robot"] == "cf2" for e in res.events)
         assert any("watchdog_land cf2 (no command for" in line for line in event_lines(res))
+
+
+def test_a_swarm_wide_node_dying_lands_every_robot_before_the_run_ends(tmp_path, three_drones):
+    """The comm relay (swarm-wide) is killed while the drones fly: the run ends, as it must
+    without the relay, but only after the world landed every drone (asked through each
+    ``/<robot>/land``, waited for on ``/<robot>/mode``). It used to stop the world at once,
+    the drones frozen in the air in the recording and in rviz."""
+    import io
+
+    from sim_bridge.ros.runner import LAND_BEFORE_STOP_S
+
+    path = three_drones
+    cfg = load_config(path)
+    specs = plan(cfg, path, policy=False, cbf=True, autostart=True, goto=True)
+    state: dict = {}
+    out = io.StringIO()
+
+    def on_ready(context, ex):
+        state["w"] = SwarmWatch(context, cfg.robot_names)
+        ex.add_node(state["w"].node)
+
+    def should_stop():
+        w = state.get("w")
+        p = None if w is None else w.last("cf2")
+        if "fault_t" not in state and p is not None and p[1] > -0.9:  # flying north
+            pid = child_pid("__node:=comm_relay")
+            assert pid is not None, "the relay process not found"
+            os.kill(pid, signal.SIGKILL)
+            state.update(fault_t=time.monotonic())
+        return False
+
+    res = run_processes(
+        specs,
+        cfg,
+        duration=60.0,
+        status_every=0,
+        log_dir=str(tmp_path / "logs"),
+        on_ready=on_ready,
+        should_stop=should_stop,
+        out=out,
+    )
+    w = state["w"]
+    assert "fault_t" in state, "cf2 never flew north"
+    assert res.stop_reason == "node_exit" and res.exit_code == 1, (res.stop_reason, res.errors)
+    text = out.getvalue()
+    assert "[swarm] landing 3 robot(s) before the run ends" in text, text
+    assert "[swarm] landed in" in text, text
+    for n in cfg.robot_names:
+        assert w.last(n)[2] < 0.02, (n, w.last(n))  # on the floor when the world stopped
+    landed_t = max(next(t for t, p in w.track[n] if t > state["fault_t"] and p[2] < 0.02)
+                   for n in cfg.robot_names)  # fmt: skip
+    assert landed_t - state["fault_t"] < LAND_BEFORE_STOP_S

@@ -14,7 +14,8 @@ the run each one's ``close()`` (if it has one) is called and it is destroyed.
 
 A run ends at ``duration``, on SIGINT/SIGTERM, when the caller's ``should_stop()`` returns
 True (checked every spin, e.g. "mission complete"), when a composed node's callback raises,
-or when a swarm-wide node process (world, relay, services, bridge) exits;
+or when a swarm-wide node process (world, relay, services, bridge) exits (the robots whose
+owner, world or bridge, still runs land first: :func:`land_before_stop`);
 ``RunResult.stop_reason`` says which. In processes mode a *robot's* node (namespace
 ``/<robot>``: its policy, CBF filter, agent) that exits is reported, its robot is told to land
 (``/<robot>/land``; the world's or bridge's watchdog would land it anyway once its commands
@@ -683,11 +684,65 @@ def _reap(
     return fatal
 
 
+#: Modes a robot can end a run in after ``land`` (``topics.MODE``).
+_LANDED = ("grounded", "failed", "emergency")
+#: Longest wait for the robots to land before a run that a swarm-wide node's exit ends [s].
+LAND_BEFORE_STOP_S = 15.0
+#: How long the latched ``/<robot>/mode`` of the robots whose owner still runs may take [s].
+_MODE_DISCOVERY_S = 1.0
+
+
+def land_before_stop(
+    ex, node: Node, robots: Sequence[str], out, wait_s: float = LAND_BEFORE_STOP_S
+) -> list[str]:
+    """A swarm-wide node exited (relay, services): land every robot whose owner (world,
+    bridge) still runs and wait, spinning ``ex``, until each one's ``/<robot>/mode`` says
+    landed, at most ``wait_s``, before the run ends: a failure of the chain ends in a
+    landing, in simulation as on hardware, not in drones frozen in the air when the world
+    stops. A robot whose owner is gone publishes no (latched) mode: nothing to land there.
+    Returns the robots not landed in time (their owners' watchdogs land them)."""
+    modes: dict[str, str] = {}
+    subs = [
+        node.create_subscription(
+            String,
+            topics.robot_topic(r, topics.MODE),
+            lambda m, r=r: modes.__setitem__(r, m.data),
+            qos.LATCHED,
+        )
+        for r in robots
+    ]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < _MODE_DISCOVERY_S and len(modes) < len(robots):
+        ex.spin_once(timeout_sec=0.05)
+    flying = [r for r in robots if r in modes and modes[r] not in _LANDED]
+    left = []
+    if flying:
+        print(f"[swarm] landing {len(flying)} robot(s) before the run ends", file=out, flush=True)
+        for r in flying:
+            _request_land(node, r)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < wait_s and any(modes[r] not in _LANDED for r in flying):
+            ex.spin_once(timeout_sec=0.05)
+        left = [r for r in flying if modes[r] not in _LANDED]
+        took = time.monotonic() - t0
+        print(
+            f"[swarm] not landed after {took:.1f} s: {', '.join(left)} (their watchdogs land them)"
+            if left
+            else f"[swarm] landed in {took:.1f} s",
+            file=out,
+            flush=True,
+        )
+    for sub in subs:
+        node.destroy_subscription(sub)
+    return left
+
+
 def _spin_processes(
-    ex, children, res, stop, t0, duration, should_stop, workdir, lander, out
+    ex, children, res, stop, t0, duration, should_stop, workdir, lander, out, robots
 ) -> dict[int, float]:
     """Spin the observers until a stop reason (``res.stop_reason``; a fatal exit:
-    ``node_exit``, see :func:`_reap`); returns each child process's CPU time [s]."""
+    ``node_exit``, see :func:`_reap`, after :func:`land_before_stop` of ``robots``); returns
+    each child process's CPU time [s]."""
     cpu = {c.proc.pid: 0.0 for c in children}
     gone: set[str] = set()
     while True:
@@ -700,6 +755,7 @@ def _spin_processes(
                 cpu[c.proc.pid] = proc_cpu_s(c.proc.pid)
         if _reap(children, gone, res, workdir, lander, out):
             res.stop_reason = "node_exit"
+            land_before_stop(ex, lander, robots, out)
             return cpu
 
 
@@ -813,7 +869,9 @@ def run_children(
         t0 = time.perf_counter()
         c0 = time.process_time()
         rules = _stop_rules(should_stop, monitor, linger_after_demand_met)
-        cpu = _spin_processes(ex, started, res, stop, t0, duration, rules, workdir, monitor, out)
+        cpu = _spin_processes(
+            ex, started, res, stop, t0, duration, rules, workdir, monitor, out, cfg.robot_names
+        )
         _name_demand_stop(res, monitor, linger_after_demand_met)
         wall = time.perf_counter() - t0
         _fill_result(res, monitor, wall)
