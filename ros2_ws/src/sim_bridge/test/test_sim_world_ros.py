@@ -608,6 +608,82 @@ def test_run_composed_reports_a_failing_callback(swarm_file, executor):
     assert "RuntimeError: boom" in res.errors[0]
 
 
+def test_a_failing_callback_lands_every_robot_before_the_composed_run_ends(swarm_file):
+    """A node's callback raises while the robots fly: the run ends (as before), but only
+    after the world has landed every drone and disabled the ground robot; they were left in
+    the air when the world stopped."""
+    import io
+
+    from sim_bridge.ros.runner import run_composed
+
+    cfg = load_config(swarm_file)
+    out = io.StringIO()
+    state = {}
+
+    def ready(nodes, context, ex):
+        state["world"] = world = nodes["/world"]
+
+        def boom():
+            if all(m == "flying" for m in world.sim.mode_names()):
+                raise RuntimeError("boom")
+
+        nodes["/swarm_services"].create_timer(0.1, boom)
+
+    res = run_composed(
+        plan(cfg, swarm_file, policy=False, cbf=False, autostart=True),
+        cfg,
+        duration=30.0,
+        status_every=0,
+        out=out,
+        on_ready=ready,
+    )
+    assert res.stop_reason == "error" and "RuntimeError: boom" in res.errors[0]
+    text = out.getvalue()
+    assert "[swarm] landing 4 robot(s) before the run ends" in text, text
+    assert "[swarm] landed in" in text, text
+    world = state["world"]
+    assert world.sim.mode_names() == ["grounded"] * 4
+    assert np.all(world.sim.pos[:3, 2] <= 1e-9)  # the drones on the floor
+
+
+def test_a_broken_world_is_not_waited_for_at_the_end(swarm_file):
+    """The world itself fails (its step raises once everyone flies): nobody can land the
+    robots, and the run does not wait the whole landing time for modes that never change."""
+    import io
+
+    from sim_bridge.ros import runner
+
+    cfg = load_config(swarm_file)
+    out = io.StringIO()
+
+    def ready(nodes, context, ex):
+        sim = nodes["/world"].sim
+        step = sim.step
+        broke = []
+
+        def broken_step():
+            if broke or all(m == "flying" for m in sim.mode_names()):
+                broke.append(True)  # for good
+                raise RuntimeError("world broke")
+            return step()
+
+        sim.step = broken_step
+
+    t0 = time.monotonic()
+    res = runner.run_composed(
+        plan(cfg, swarm_file, policy=False, cbf=False, autostart=True),
+        cfg,
+        duration=30.0,
+        status_every=0,
+        out=out,
+        on_ready=ready,
+    )
+    took = time.monotonic() - t0
+    assert res.stop_reason == "error" and "world broke" in res.errors[0]
+    assert "[swarm] not landed after" in out.getvalue(), out.getvalue()
+    assert took < runner.LAND_BEFORE_STOP_S  # cut at _NO_PROGRESS_S, not the full wait
+
+
 def test_run_composed_should_stop_ends_the_run(swarm_file):
     import io
 

@@ -14,8 +14,9 @@ the run each one's ``close()`` (if it has one) is called and it is destroyed.
 
 A run ends at ``duration``, on SIGINT/SIGTERM, when the caller's ``should_stop()`` returns
 True (checked every spin, e.g. "mission complete"), when a composed node's callback raises,
-or when a swarm-wide node process (world, relay, services, bridge) exits (the robots whose
-owner, world or bridge, still runs land first: :func:`land_before_stop`);
+or when a swarm-wide node process (world, relay, services, bridge) exits (on these
+failures the robots whose owner, world or bridge, still runs land first:
+:func:`land_before_stop`);
 ``RunResult.stop_reason`` says which. In processes mode a *robot's* node (namespace
 ``/<robot>``: its policy, CBF filter, agent) that exits is reported, its robot is told to land
 (``/<robot>/land``; the world's or bridge's watchdog would land it anyway once its commands
@@ -584,6 +585,8 @@ def run_composed(
         print(f"[swarm] composed: {len(nodes)} nodes in one {executor} executor", file=out)
         rules = _stop_rules(should_stop, monitor, linger_after_demand_met)
         _spin_composed(ex, context, res, stop, t0, duration, rules)
+        if res.stop_reason == "error":
+            land_before_stop(ex, monitor, cfg.robot_names, out)
         _name_demand_stop(res, monitor, linger_after_demand_met)
         wall = time.perf_counter() - t0
         res.cpu_percent = 100.0 * (time.process_time() - c0) / max(wall, 1e-9)
@@ -690,17 +693,22 @@ _LANDED = ("grounded", "failed", "emergency")
 LAND_BEFORE_STOP_S = 15.0
 #: How long the latched ``/<robot>/mode`` of the robots whose owner still runs may take [s].
 _MODE_DISCOVERY_S = 1.0
+#: No robot's mode changed this long after the land requests: the owners do not act [s].
+_NO_PROGRESS_S = 3.0
 
 
 def land_before_stop(
     ex, node: Node, robots: Sequence[str], out, wait_s: float = LAND_BEFORE_STOP_S
 ) -> list[str]:
-    """A swarm-wide node exited (relay, services): land every robot whose owner (world,
-    bridge) still runs and wait, spinning ``ex``, until each one's ``/<robot>/mode`` says
-    landed, at most ``wait_s``, before the run ends: a failure of the chain ends in a
-    landing, in simulation as on hardware, not in drones frozen in the air when the world
-    stops. A robot whose owner is gone publishes no (latched) mode: nothing to land there.
-    Returns the robots not landed in time (their owners' watchdogs land them)."""
+    """A run ends on a failure (a swarm-wide node exited, a composed node's callback raised):
+    land every robot whose owner (world, bridge) still runs and wait, spinning ``ex``, until
+    each one's ``/<robot>/mode`` says landed, at most ``wait_s``, before the run ends: a
+    failure of the chain ends in a landing, in simulation as on hardware, not in drones
+    frozen in the air when the world stops. A robot whose owner is gone publishes no
+    (latched) mode: nothing to land there; owners that change no mode within
+    ``_NO_PROGRESS_S`` of the request (a broken world) are not waited for. Callbacks that
+    raise while it spins are skipped (the run already ends on them). Returns the robots not
+    landed in time (their owners' watchdogs land them)."""
     modes: dict[str, str] = {}
     subs = [
         node.create_subscription(
@@ -713,8 +721,8 @@ def land_before_stop(
     ]
     t0 = time.monotonic()
     while time.monotonic() - t0 < _MODE_DISCOVERY_S and len(modes) < len(robots):
-        ex.spin_once(timeout_sec=0.05)
-    flying = [r for r in robots if r in modes and modes[r] not in _LANDED]
+        _spin_past_errors(ex)
+    flying = {r: modes[r] for r in robots if r in modes and modes[r] not in _LANDED}
     left = []
     if flying:
         print(f"[swarm] landing {len(flying)} robot(s) before the run ends", file=out, flush=True)
@@ -722,7 +730,10 @@ def land_before_stop(
             _request_land(node, r)
         t0 = time.monotonic()
         while time.monotonic() - t0 < wait_s and any(modes[r] not in _LANDED for r in flying):
-            ex.spin_once(timeout_sec=0.05)
+            stuck = all(modes[r] == m for r, m in flying.items())
+            if stuck and time.monotonic() - t0 > _NO_PROGRESS_S:
+                break
+            _spin_past_errors(ex)
         left = [r for r in flying if modes[r] not in _LANDED]
         took = time.monotonic() - t0
         print(
@@ -735,6 +746,12 @@ def land_before_stop(
     for sub in subs:
         node.destroy_subscription(sub)
     return left
+
+
+def _spin_past_errors(ex) -> None:
+    """One spin; a callback that raises is skipped (reported once by the run already)."""
+    with contextlib.suppress(Exception):
+        ex.spin_once(timeout_sec=0.05)
 
 
 def _spin_processes(
