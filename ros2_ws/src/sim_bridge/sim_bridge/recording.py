@@ -49,6 +49,15 @@ QOS_YAML = (
     "  liveliness_lease_duration:\n    sec: 2147483647\n    nsec: 4294967295\n"
     "  avoid_ros_namespace_conventions: false"
 )
+#: The same for the latched topics (``/<robot>/mode``): transient local, so that a replay's
+#: publisher matches the transient-local subscribers of the live graph (a volatile one never
+#: would).
+QOS_YAML_LATCHED = QOS_YAML.replace("durability: 2", "durability: 1")
+
+
+def latched_topic(topic: str) -> bool:
+    """Whether ``topic`` is one of the latched (transient local) topics a run records."""
+    return topic.rsplit("/", 1)[-1] == topics.MODE
 
 
 def _share_dirs() -> list[Path]:
@@ -121,6 +130,7 @@ def swarm_topics(
         out[topics.robot_topic(name, topics.RESOURCES)] = "std_msgs/msg/Float64MultiArray"
         out[topics.robot_topic(name, topics.CMD_VEL)] = "geometry_msgs/msg/TwistStamped"
         out[topics.robot_topic(name, topics.CMD_VEL_NOMINAL)] = "geometry_msgs/msg/TwistStamped"
+        out[topics.robot_topic(name, topics.MODE)] = "std_msgs/msg/String"
     if cfg.routing is not None:  # task state, so a routing run renders visited tasks
         out[topics.TASKS] = "std_msgs/msg/Float64MultiArray"
     if markers:

@@ -73,7 +73,7 @@ def test_msgdef_includes_dependencies():
     for dep in ("std_msgs/Header", "geometry_msgs/Pose", "builtin_interfaces/Time"):
         assert f"MSG: {dep}" in text
     cfg = load_config(REPO / "launch" / "demo.yaml")
-    assert len(swarm_topics(cfg)) == 3 + 4 * len(cfg.robots)
+    assert len(swarm_topics(cfg)) == 3 + 5 * len(cfg.robots)  # pose, resources, 2 cmds, mode
 
 
 def test_render_errors_are_clean(tmp_path, capsys):

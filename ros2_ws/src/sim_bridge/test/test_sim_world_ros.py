@@ -515,9 +515,43 @@ def test_swarm_up_processes_with_commander_and_clean_shutdown(swarm_file, tmp_pa
     assert read_config(rec)["robots"][0]["name"] == "cf1"
     xs = [m.pose.position.x for t, _, m in read_messages(rec, ["/cf1/pose"])]
     assert xs and min(xs) < xs[0] - 0.15
+    # the modes too (the latched one at the recorder's join, then every change)
+    modes = [m.data for t, _, m in read_messages(rec, ["/cf1/mode"])]
+    assert modes[0] in ("grounded", "taking_off") and "flying" in modes, modes
     png = tmp_path / "run.png"
     assert "final state" in render(rec, png)
     assert png.stat().st_size > 5000
+
+
+def test_the_recorder_gets_a_mode_published_before_it_joined(swarm_file, tmp_path, context):
+    """``/<robot>/mode`` is latched: a recorder started after the last change still writes
+    the current mode, with a transient-local offered QoS so a replay matches live nodes."""
+    from mcap.reader import make_reader
+    from sim_bridge.recording import read_messages
+    from sim_bridge.ros import qos
+    from sim_bridge.ros.recorder import make_recorder
+
+    cfg = load_config(swarm_file)
+    owner = rclpy.create_node("mode_owner", context=context)
+    pub = owner.create_publisher(String, "/cf2/mode", qos.LATCHED)
+    pub.publish(String(data="failed"))
+    rec = make_recorder(tmp_path / "late.mcap", cfg, context=context)
+    ex = MultiThreadedExecutor(context=context)
+    ex.add_node(owner)
+    ex.add_node(rec)
+    try:
+        assert wait_for(lambda: (ex.spin_once(timeout_sec=0.05), rec.count)[1] >= 1, 10)
+    finally:
+        rec.close()
+        ex.shutdown()
+        rec.destroy_node()
+        owner.destroy_node()
+    got = [(t, m.data) for t, _, m in read_messages(tmp_path / "late.mcap")]
+    assert got == [("/cf2/mode", "failed")]
+    with open(tmp_path / "late.mcap", "rb") as fh:
+        channels = make_reader(fh).get_summary().channels.values()
+        offered = {c.topic: c.metadata["offered_qos_profiles"] for c in channels}
+    assert "durability: 1" in offered["/cf2/mode"] and "durability: 2" in offered["/cf2/pose"]
 
 
 def test_goto_commander_through_passthrough(swarm_file):

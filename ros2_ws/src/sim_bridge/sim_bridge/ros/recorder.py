@@ -18,7 +18,7 @@ from mcap.writer import CompressionType, Writer
 from rclpy.node import Node
 
 from sim_bridge.config import SwarmConfig
-from sim_bridge.recording import QOS_YAML, msgdef, swarm_topics
+from sim_bridge.recording import QOS_YAML, QOS_YAML_LATCHED, latched_topic, msgdef, swarm_topics
 from sim_bridge.ros import qos
 
 __all__ = ["McapRecorder", "make_recorder"]
@@ -57,14 +57,18 @@ class McapRecorder(Node):
                 schemas[tname] = self._writer.register_schema(
                     tname, "ros2msg", msgdef(tname).encode()
                 )
+            latched = latched_topic(topic)  # joined late, it still gets the current mode
             channel = self._writer.register_channel(
-                topic, "cdr", schemas[tname], {"offered_qos_profiles": QOS_YAML}
+                topic,
+                "cdr",
+                schemas[tname],
+                {"offered_qos_profiles": QOS_YAML_LATCHED if latched else QOS_YAML},
             )
             self.create_subscription(
                 _msg_class(tname),
                 topic,
                 lambda data, c=channel: self._write(c, data),
-                qos.MONITOR,
+                qos.LATCHED if latched else qos.MONITOR,
                 raw=True,
             )
 
