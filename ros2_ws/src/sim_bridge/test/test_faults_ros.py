@@ -25,18 +25,33 @@ from sim_bridge.ros.runner import run_processes
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["sigkill", "sigstop"])
-def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
-    tmp_path, three_drones, sig
-):
-    path = three_drones
+def _watched_run(path, tmp_path, state: dict, should_stop, **kwargs):
+    """``swarm up --mode processes`` of ``path`` (world, relay, services, a CBF filter per
+    robot, the goto commander, take-off at start) with a :class:`SwarmWatch` in
+    ``state["w"]``; ``should_stop`` injects the fault. Returns the RunResult."""
     cfg = load_config(path)
-    specs = plan(cfg, path, policy=False, cbf=True, autostart=True, goto=True)
-    state: dict = {}
 
     def on_ready(context, ex):
         state["w"] = SwarmWatch(context, cfg.robot_names)
         ex.add_node(state["w"].node)
+
+    return run_processes(
+        plan(cfg, path, policy=False, cbf=True, autostart=True, goto=True),
+        cfg,
+        duration=60.0,
+        status_every=0,
+        log_dir=str(tmp_path / "logs"),
+        on_ready=on_ready,
+        should_stop=should_stop,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["sigkill", "sigstop"])
+def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
+    tmp_path, three_drones, sig
+):
+    state: dict = {}
 
     def should_stop():
         w = state.get("w")
@@ -58,15 +73,7 @@ def test_a_dead_or_frozen_robot_node_lands_its_robot_and_the_others_finish(
             return landed and arrived
         return False
 
-    res = run_processes(
-        specs,
-        cfg,
-        duration=60.0,
-        status_every=0,
-        log_dir=str(tmp_path / "logs"),
-        on_ready=on_ready,
-        should_stop=should_stop,
-    )
+    res = _watched_run(three_drones, tmp_path, state, should_stop)
     w = state["w"]
     assert "fault_t" in state, "cf2 never flew north"
     assert res.stop_reason == "should_stop", (res.stop_reason, res.errors)
@@ -104,15 +111,9 @@ def test_a_swarm_wide_node_dying_lands_every_robot_before_the_run_ends(tmp_path,
 
     from sim_bridge.ros.runner import LAND_BEFORE_STOP_S
 
-    path = three_drones
-    cfg = load_config(path)
-    specs = plan(cfg, path, policy=False, cbf=True, autostart=True, goto=True)
+    cfg = load_config(three_drones)
     state: dict = {}
     out = io.StringIO()
-
-    def on_ready(context, ex):
-        state["w"] = SwarmWatch(context, cfg.robot_names)
-        ex.add_node(state["w"].node)
 
     def should_stop():
         w = state.get("w")
@@ -124,16 +125,7 @@ def test_a_swarm_wide_node_dying_lands_every_robot_before_the_run_ends(tmp_path,
             state.update(fault_t=time.monotonic())
         return False
 
-    res = run_processes(
-        specs,
-        cfg,
-        duration=60.0,
-        status_every=0,
-        log_dir=str(tmp_path / "logs"),
-        on_ready=on_ready,
-        should_stop=should_stop,
-        out=out,
-    )
+    res = _watched_run(three_drones, tmp_path, state, should_stop, out=out)
     w = state["w"]
     assert "fault_t" in state, "cf2 never flew north"
     assert res.stop_reason == "node_exit" and res.exit_code == 1, (res.stop_reason, res.errors)

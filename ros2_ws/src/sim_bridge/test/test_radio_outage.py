@@ -478,8 +478,9 @@ def test_shutdown_right_after_the_link_is_back_sends_no_land_to_a_fallen_drone(t
     the first state estimate of the new connection: the shutdown leaves the decision to
     the recovery, whose estimate shows the drone on the floor, so only a stop goes out.
     Before, the shutdown sent a land at once, starting the motors of the fallen drone.
-    The same for a battery found critical by the first estimate of the new connection (the
-    level is new for each connection): before, it sent a land at once, too."""
+    The same for a battery found critical by the first estimate of the new connection (it
+    was fine before the loss, so that estimate rates it afresh): before, it sent a land at
+    once, too."""
     clock = [0.0]
     transport = ScriptedTransport()
     vbat = [4.0]

@@ -642,16 +642,31 @@ def test_run_composed_reports_a_failing_callback(swarm_file, executor):
     assert "RuntimeError: boom" in res.errors[0]
 
 
-def test_a_failing_callback_lands_every_robot_before_the_composed_run_ends(swarm_file):
-    """A node's callback raises while the robots fly: the run ends (as before), but only
-    after the world has landed every drone and disabled the ground robot; they were left in
-    the air when the world stopped."""
+def _flying_run_that_fails(swarm_file, ready):
+    """A composed run of the world and services, robots taking off at start, with
+    ``ready(nodes, context, ex)`` planting its failure; returns (result, output, wall [s])."""
     import io
 
     from sim_bridge.ros.runner import run_composed
 
     cfg = load_config(swarm_file)
     out = io.StringIO()
+    t0 = time.monotonic()
+    res = run_composed(
+        plan(cfg, swarm_file, policy=False, cbf=False, autostart=True),
+        cfg,
+        duration=30.0,
+        status_every=0,
+        out=out,
+        on_ready=ready,
+    )
+    return res, out.getvalue(), time.monotonic() - t0
+
+
+def test_a_failing_callback_lands_every_robot_before_the_composed_run_ends(swarm_file):
+    """A node's callback raises while the robots fly: the run ends (as before), but only
+    after the world has landed every drone and disabled the ground robot; they were left in
+    the air when the world stopped."""
     state = {}
 
     def ready(nodes, context, ex):
@@ -663,16 +678,8 @@ def test_a_failing_callback_lands_every_robot_before_the_composed_run_ends(swarm
 
         nodes["/swarm_services"].create_timer(0.1, boom)
 
-    res = run_composed(
-        plan(cfg, swarm_file, policy=False, cbf=False, autostart=True),
-        cfg,
-        duration=30.0,
-        status_every=0,
-        out=out,
-        on_ready=ready,
-    )
+    res, text, _ = _flying_run_that_fails(swarm_file, ready)
     assert res.stop_reason == "error" and "RuntimeError: boom" in res.errors[0]
-    text = out.getvalue()
     assert "[swarm] landing 4 robot(s) before the run ends" in text, text
     assert "[swarm] landed in" in text, text
     world = state["world"]
@@ -683,12 +690,7 @@ def test_a_failing_callback_lands_every_robot_before_the_composed_run_ends(swarm
 def test_a_broken_world_is_not_waited_for_at_the_end(swarm_file):
     """The world itself fails (its step raises once everyone flies): nobody can land the
     robots, and the run does not wait the whole landing time for modes that never change."""
-    import io
-
-    from sim_bridge.ros import runner
-
-    cfg = load_config(swarm_file)
-    out = io.StringIO()
+    from sim_bridge.ros.runner import LAND_BEFORE_STOP_S
 
     def ready(nodes, context, ex):
         sim = nodes["/world"].sim
@@ -703,19 +705,10 @@ def test_a_broken_world_is_not_waited_for_at_the_end(swarm_file):
 
         sim.step = broken_step
 
-    t0 = time.monotonic()
-    res = runner.run_composed(
-        plan(cfg, swarm_file, policy=False, cbf=False, autostart=True),
-        cfg,
-        duration=30.0,
-        status_every=0,
-        out=out,
-        on_ready=ready,
-    )
-    took = time.monotonic() - t0
+    res, text, took = _flying_run_that_fails(swarm_file, ready)
     assert res.stop_reason == "error" and "world broke" in res.errors[0]
-    assert "[swarm] not landed after" in out.getvalue(), out.getvalue()
-    assert took < runner.LAND_BEFORE_STOP_S  # cut at _NO_PROGRESS_S, not the full wait
+    assert "[swarm] not landed after" in text, text
+    assert took < LAND_BEFORE_STOP_S  # cut at _NO_PROGRESS_S, not the full wait
 
 
 def test_run_composed_should_stop_ends_the_run(swarm_file):
